@@ -1,0 +1,412 @@
+/*
+ * body.c - builds the JSON bodies of SPACE_PROTOCOL.md with cJSON, from
+ * values that have been cleaned and redacted first.
+ */
+#include "body.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "redact.h"
+
+/* Survey answers and heartbeat features are caller-supplied JSON: bound
+ * their shape as well as their strings. */
+#define JSON_MAX_DEPTH 8
+#define JSON_MAX_MEMBERS 256
+#define JSON_STRING_MAX 4096
+
+/* Largest duration stored; beyond it the number is not a duration. */
+#define DURATION_MAX 1000000000000LL
+
+static const char *const oom = "out of memory";
+
+static char *clean_name(const char *s)
+{
+	return telespool__clean_name(s, s ? strlen(s) : 0, TELESPOOL_NAME_MAX);
+}
+
+/* Adds a string we own; the object takes it over. */
+static int add_owned(cJSON *obj, const char *key, const char *val)
+{
+	cJSON *item = cJSON_CreateString(val ? val : "");
+	if (item == NULL)
+		return -1;
+	if (!cJSON_AddItemToObject(obj, key, item)) {
+		cJSON_Delete(item);
+		return -1;
+	}
+	return 0;
+}
+
+static int add_number(cJSON *obj, const char *key, double v)
+{
+	return cJSON_AddNumberToObject(obj, key, v) ? 0 : -1;
+}
+
+/* Serialises obj into ev->body; returns TELESPOOL_OK or ENOMEM. */
+static int print_body(struct telespool__event *ev, cJSON *obj)
+{
+	free(ev->body);
+	ev->body = cJSON_PrintUnformatted(obj);
+	if (ev->body == NULL)
+		return TELESPOOL_ENOMEM;
+	ev->body_len = strlen(ev->body);
+	return TELESPOOL_OK;
+}
+
+void telespool__event_free(struct telespool__event *ev)
+{
+	free(ev->body);
+	free(ev->query_id);
+	free(ev->adapter);
+	free(ev->runner);
+	free(ev->model_name);
+	free(ev->error);
+	free(ev->pipeline_plugins);
+	free(ev->survey_id);
+	free(ev->milestone);
+	memset(ev, 0, sizeof(*ev));
+	ev->duration_ms = -1;
+}
+
+static void event_init(struct telespool__event *ev, const char *type)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->event_type = type;
+	ev->duration_ms = -1;
+}
+
+static int fail(struct telespool__event *ev, cJSON *obj, int rc,
+                const char **why, const char *text)
+{
+	cJSON_Delete(obj);
+	telespool__event_free(ev);
+	*why = text;
+	return rc;
+}
+
+int telespool__body_query(struct telespool__event *ev,
+                          const struct telespool__ident *id,
+                          const telespool_query *q, int strict,
+                          const char *timestamp_iso, const char **why)
+{
+	event_init(ev, "query");
+	if (q->n_pipeline_plugins > 0 && q->pipeline_plugins == NULL) {
+		*why = "pipeline_plugins is NULL but n_pipeline_plugins > 0";
+		return TELESPOOL_EINVAL;
+	}
+
+	ev->query_id = clean_name(q->query_id);
+	ev->adapter = clean_name(q->adapter);
+	ev->runner = clean_name(q->runner);
+	ev->model_name = clean_name(q->model_name);
+	const char *error_in = q->error ? q->error : "";
+	size_t error_len = strlen(error_in);
+	ev->error = telespool__clean_text(error_in, error_len,
+	                                  TELESPOOL_ERROR_MAX, strict, NULL);
+	ev->duration_ms = q->duration_ms < 0 ? 0
+	                  : q->duration_ms > DURATION_MAX ? DURATION_MAX
+	                                                  : q->duration_ms;
+	snprintf(ev->timestamp, sizeof(ev->timestamp), "%s", timestamp_iso);
+
+	cJSON *obj = cJSON_CreateObject();
+	cJSON *plugins = cJSON_CreateArray();
+	char *category = q->runner_category ? clean_name(q->runner_category) : NULL;
+	int bad = !ev->query_id || !ev->adapter || !ev->runner ||
+	          !ev->model_name || !ev->error || !obj || !plugins ||
+	          (q->runner_category && !category);
+	bad = bad || add_owned(obj, "event_type", "query") ||
+	      add_owned(obj, "query_id", ev->query_id) ||
+	      add_owned(obj, "adapter", ev->adapter) ||
+	      add_owned(obj, "runner", ev->runner) ||
+	      (category && add_owned(obj, "runner_category", category)) ||
+	      add_owned(obj, "model_name", ev->model_name) ||
+	      add_number(obj, "duration_ms", (double)ev->duration_ms) ||
+	      add_owned(obj, "version", id->version) ||
+	      add_owned(obj, "instance_id", id->instance_id) ||
+	      (id->edition && add_owned(obj, "edition", id->edition));
+	free(category);
+	if (bad || !cJSON_AddItemToObject(obj, "pipeline_plugins", plugins)) {
+		cJSON_Delete(plugins);
+		return fail(ev, obj, TELESPOOL_ENOMEM, why, oom);
+	}
+	size_t n = q->n_pipeline_plugins;
+	if (n > TELESPOOL_PLUGINS_MAX)
+		n = TELESPOOL_PLUGINS_MAX;
+	for (size_t i = 0; i < n; i++) {
+		if (q->pipeline_plugins[i] == NULL)
+			continue;
+		char *name = clean_name(q->pipeline_plugins[i]);
+		cJSON *item = name ? cJSON_CreateString(name) : NULL;
+		free(name);
+		if (item == NULL || !cJSON_AddItemToArray(plugins, item)) {
+			cJSON_Delete(item);
+			return fail(ev, obj, TELESPOOL_ENOMEM, why, oom);
+		}
+	}
+	ev->pipeline_plugins = cJSON_PrintUnformatted(plugins);
+	if (ev->pipeline_plugins == NULL || add_owned(obj, "error", ev->error) ||
+	    add_owned(obj, "timestamp", ev->timestamp) ||
+	    print_body(ev, obj) != TELESPOOL_OK)
+		return fail(ev, obj, TELESPOOL_ENOMEM, why, oom);
+
+	/* JSON escapes can make the traceback longer than its cap: cut it
+	 * further until the whole body fits. */
+	while (ev->body_len > TELESPOOL_BODY_MAX) {
+		size_t have = strlen(ev->error);
+		size_t over = ev->body_len - TELESPOOL_BODY_MAX;
+		size_t cap = have > over + 256 ? have - over - 256 : 0;
+		if (cap > have - have / 8)
+			cap = have - have / 8; /* always shrink by a good step */
+		free(ev->error);
+		ev->error = telespool__clean_text(error_in, error_len, cap, strict,
+		                                  NULL);
+		cJSON *item = ev->error ? cJSON_CreateString(ev->error) : NULL;
+		if (item == NULL ||
+		    !cJSON_ReplaceItemInObjectCaseSensitive(obj, "error", item)) {
+			cJSON_Delete(item);
+			return fail(ev, obj, TELESPOOL_ENOMEM, why, oom);
+		}
+		if (print_body(ev, obj) != TELESPOOL_OK)
+			return fail(ev, obj, TELESPOOL_ENOMEM, why, oom);
+	}
+	cJSON_Delete(obj);
+	return TELESPOOL_OK;
+}
+
+/*
+ * Cleans caller-supplied JSON in place: strings redacted and capped at
+ * string_cap, keys cleaned, containers bounded in depth and members.
+ * Returns 0, or -1 when out of memory.
+ */
+static int clean_json(cJSON *node, int depth, size_t string_cap)
+{
+	cJSON *child = node->child;
+	int members = 0;
+
+	while (child != NULL) {
+		cJSON *next = child->next;
+		if (++members > JSON_MAX_MEMBERS ||
+		    (depth >= JSON_MAX_DEPTH &&
+		     (cJSON_IsObject(child) || cJSON_IsArray(child)))) {
+			cJSON_Delete(cJSON_DetachItemViaPointer(node, child));
+			child = next;
+			continue;
+		}
+		if (child->string != NULL) {
+			char *key = clean_name(child->string);
+			if (key == NULL)
+				return -1;
+			if (!(child->type & cJSON_StringIsConst))
+				cJSON_free(child->string);
+			child->string = key;
+			child->type &= ~cJSON_StringIsConst;
+		}
+		if (cJSON_IsString(child) && child->valuestring != NULL) {
+			const char *v = child->valuestring;
+			char *c = telespool__clean_text(v, strlen(v), string_cap, 0,
+			                                NULL);
+			if (c == NULL)
+				return -1;
+			cJSON_free(child->valuestring);
+			child->valuestring = c;
+		} else if (cJSON_IsObject(child) || cJSON_IsArray(child)) {
+			if (clean_json(child, depth + 1, string_cap) != 0)
+				return -1;
+		}
+		child = next;
+	}
+	return 0;
+}
+
+/* cJSON and the redactor may use different allocators only if someone
+ * installed cJSON hooks; we never do, so free() and cJSON_free() agree. */
+
+/*
+ * Parses json_text (NULL means {}), requires an object, and cleans it so
+ * that build(obj) fits TELESPOOL_BODY_MAX, shrinking string_cap as needed.
+ */
+typedef int (*build_fn)(struct telespool__event *ev, cJSON *values,
+                        const void *ctx);
+
+static int build_with_json(struct telespool__event *ev, const char *json_text,
+                           build_fn build, const void *ctx,
+                           const char *what_not_object, const char **why)
+{
+	cJSON *orig = cJSON_Parse(json_text ? json_text : "{}");
+	if (orig == NULL || !cJSON_IsObject(orig)) {
+		cJSON_Delete(orig);
+		telespool__event_free(ev);
+		*why = what_not_object;
+		return TELESPOOL_EINVAL;
+	}
+	static const size_t caps[] = {JSON_STRING_MAX, 1024, 256, 64, 16, 0};
+	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		cJSON *values = cJSON_Duplicate(orig, 1);
+		if (values == NULL || clean_json(values, 1, caps[i]) != 0) {
+			cJSON_Delete(values);
+			return fail(ev, orig, TELESPOOL_ENOMEM, why, oom);
+		}
+		int rc = build(ev, values, ctx); /* takes values */
+		if (rc != TELESPOOL_OK)
+			return fail(ev, orig, rc, why, oom);
+		if (ev->body_len <= TELESPOOL_BODY_MAX)
+			break;
+	}
+	if (ev->body_len > TELESPOOL_BODY_MAX) {
+		/* Only reachable with a huge number of members at the top level
+		 * of keys: keep the shape, drop the values. */
+		cJSON *empty = cJSON_CreateObject();
+		int rc = empty ? build(ev, empty, ctx) : TELESPOOL_ENOMEM;
+		if (rc != TELESPOOL_OK)
+			return fail(ev, orig, rc, why, oom);
+	}
+	cJSON_Delete(orig);
+	return TELESPOOL_OK;
+}
+
+struct heartbeat_ctx {
+	const struct telespool__ident *id;
+};
+
+static int build_heartbeat(struct telespool__event *ev, cJSON *features,
+                           const void *ctx)
+{
+	const struct heartbeat_ctx *c = ctx;
+	cJSON *obj = cJSON_CreateObject();
+	int bad = obj == NULL || add_owned(obj, "event_type", "instance_heartbeat") ||
+	          add_owned(obj, "instance_id", c->id->instance_id) ||
+	          add_owned(obj, "version", c->id->version) ||
+	          add_owned(obj, "edition", c->id->edition) ||
+	          add_number(obj, "instance_create_ts",
+	                     (double)c->id->instance_create_ts);
+	if (bad || !cJSON_AddItemToObject(obj, "features", features)) {
+		cJSON_Delete(features);
+		cJSON_Delete(obj);
+		return TELESPOOL_ENOMEM;
+	}
+	if (add_owned(obj, "timestamp", ev->timestamp) ||
+	    print_body(ev, obj) != TELESPOOL_OK) {
+		cJSON_Delete(obj);
+		return TELESPOOL_ENOMEM;
+	}
+	cJSON_Delete(obj);
+	return TELESPOOL_OK;
+}
+
+int telespool__body_heartbeat(struct telespool__event *ev,
+                              const struct telespool__ident *id,
+                              const char *features_json,
+                              const char *timestamp_iso, const char **why)
+{
+	struct heartbeat_ctx c = {id};
+
+	event_init(ev, "instance_heartbeat");
+	snprintf(ev->timestamp, sizeof(ev->timestamp), "%s", timestamp_iso);
+	return build_with_json(ev, features_json, build_heartbeat, &c,
+	                       "features_json is not a JSON object", why);
+}
+
+int telespool__body_survey_trigger(struct telespool__event *ev,
+                                   const struct telespool__ident *id,
+                                   const char *event, const char **why)
+{
+	event_init(ev, "survey_trigger");
+	ev->milestone = clean_name(event);
+	if (ev->milestone == NULL)
+		return fail(ev, NULL, TELESPOOL_ENOMEM, why, oom);
+	if (ev->milestone[0] == '\0')
+		return fail(ev, NULL, TELESPOOL_EINVAL, why,
+		            "event (the milestone) is empty");
+	cJSON *obj = cJSON_CreateObject();
+	if (obj == NULL || add_owned(obj, "instance_id", id->instance_id) ||
+	    add_owned(obj, "event", ev->milestone) ||
+	    print_body(ev, obj) != TELESPOOL_OK)
+		return fail(ev, obj, TELESPOOL_ENOMEM, why, oom);
+	cJSON_Delete(obj);
+	return TELESPOOL_OK;
+}
+
+struct response_ctx {
+	const struct telespool__ident *id;
+	int completed;
+};
+
+static int build_response(struct telespool__event *ev, cJSON *answers,
+                          const void *ctx)
+{
+	const struct response_ctx *c = ctx;
+	cJSON *obj = cJSON_CreateObject();
+	cJSON *meta = cJSON_CreateObject();
+	int bad = obj == NULL || meta == NULL ||
+	          add_owned(obj, "survey_id", ev->survey_id) ||
+	          add_owned(obj, "instance_id", c->id->instance_id);
+	if (bad || !cJSON_AddItemToObject(obj, "answers", answers)) {
+		cJSON_Delete(answers);
+		cJSON_Delete(meta);
+		cJSON_Delete(obj);
+		return TELESPOOL_ENOMEM;
+	}
+	bad = add_owned(meta, "version", c->id->version) ||
+	      add_owned(meta, "instance_id", c->id->instance_id);
+	if (bad || !cJSON_AddItemToObject(obj, "metadata", meta)) {
+		cJSON_Delete(meta);
+		cJSON_Delete(obj);
+		return TELESPOOL_ENOMEM;
+	}
+	if (!cJSON_AddBoolToObject(obj, "completed", c->completed != 0) ||
+	    print_body(ev, obj) != TELESPOOL_OK) {
+		cJSON_Delete(obj);
+		return TELESPOOL_ENOMEM;
+	}
+	cJSON_Delete(obj);
+	return TELESPOOL_OK;
+}
+
+static int survey_id_of(struct telespool__event *ev, const char *survey_id,
+                        const char **why)
+{
+	ev->survey_id = clean_name(survey_id);
+	if (ev->survey_id == NULL)
+		return fail(ev, NULL, TELESPOOL_ENOMEM, why, oom);
+	if (ev->survey_id[0] == '\0')
+		return fail(ev, NULL, TELESPOOL_EINVAL, why, "survey_id is empty");
+	return TELESPOOL_OK;
+}
+
+int telespool__body_survey_response(struct telespool__event *ev,
+                                    const struct telespool__ident *id,
+                                    const char *survey_id,
+                                    const char *answers_json, int completed,
+                                    const char **why)
+{
+	struct response_ctx c = {id, completed};
+
+	event_init(ev, "survey_response");
+	int rc = survey_id_of(ev, survey_id, why);
+	if (rc != TELESPOOL_OK)
+		return rc;
+	if (answers_json == NULL)
+		return fail(ev, NULL, TELESPOOL_EINVAL, why, "answers_json is NULL");
+	return build_with_json(ev, answers_json, build_response, &c,
+	                       "answers_json is not a JSON object", why);
+}
+
+int telespool__body_survey_dismiss(struct telespool__event *ev,
+                                   const struct telespool__ident *id,
+                                   const char *survey_id, const char **why)
+{
+	event_init(ev, "survey_dismiss");
+	int rc = survey_id_of(ev, survey_id, why);
+	if (rc != TELESPOOL_OK)
+		return rc;
+	cJSON *obj = cJSON_CreateObject();
+	if (obj == NULL || add_owned(obj, "survey_id", ev->survey_id) ||
+	    add_owned(obj, "instance_id", id->instance_id) ||
+	    print_body(ev, obj) != TELESPOOL_OK)
+		return fail(ev, obj, TELESPOOL_ENOMEM, why, oom);
+	cJSON_Delete(obj);
+	return TELESPOOL_OK;
+}

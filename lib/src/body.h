@@ -1,0 +1,63 @@
+/*
+ * body.h - the exact JSON bodies that LangBot Space receives.
+ *
+ * Field names, order and types follow SPACE_PROTOCOL.md.  Every string is
+ * cleaned and redacted (redact.h) before it goes in, and every body is
+ * at most TELESPOOL_BODY_MAX bytes: the traceback, then survey and feature
+ * values, are cut further until it fits.
+ */
+#ifndef TELESPOOL_BODY_H
+#define TELESPOOL_BODY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "telespool.h"
+
+/* Per-instance constants copied into each body (already cleaned). */
+struct telespool__ident {
+	const char *instance_id;
+	const char *version;
+	const char *edition; /* NULL: omitted ("" in the heartbeat) */
+	int64_t instance_create_ts; /* heartbeat only; 0 if unknown */
+};
+
+/* A built event: the body and the cleaned values for the columns. */
+struct telespool__event {
+	const char *event_type; /* static text */
+	char *body;
+	size_t body_len;
+	char *query_id, *adapter, *runner, *model_name, *error; /* NULL if n/a */
+	char *pipeline_plugins; /* JSON array text, NULL if n/a */
+	int64_t duration_ms;    /* -1 if n/a */
+	char *survey_id;        /* survey events */
+	char *milestone;        /* survey_trigger */
+	char timestamp[32];
+};
+
+/* Each returns a telespool_rc (TELESPOOL_OK, TELESPOOL_EINVAL with *why set
+ * to a static explanation, TELESPOOL_ENOMEM).  timestamp_iso is the event
+ * time.  On failure ev holds nothing to free. */
+int telespool__body_query(struct telespool__event *ev,
+                          const struct telespool__ident *id,
+                          const telespool_query *q, int strict,
+                          const char *timestamp_iso, const char **why);
+int telespool__body_heartbeat(struct telespool__event *ev,
+                              const struct telespool__ident *id,
+                              const char *features_json,
+                              const char *timestamp_iso, const char **why);
+int telespool__body_survey_trigger(struct telespool__event *ev,
+                                   const struct telespool__ident *id,
+                                   const char *event, const char **why);
+int telespool__body_survey_response(struct telespool__event *ev,
+                                    const struct telespool__ident *id,
+                                    const char *survey_id,
+                                    const char *answers_json, int completed,
+                                    const char **why);
+int telespool__body_survey_dismiss(struct telespool__event *ev,
+                                   const struct telespool__ident *id,
+                                   const char *survey_id, const char **why);
+
+void telespool__event_free(struct telespool__event *ev);
+
+#endif

@@ -1,0 +1,545 @@
+/*
+ * queue.c - the uploader's side of the spool: leases, outcomes, expiry,
+ * the opt-out purge and the numbers --status shows.  Each function is one
+ * short transaction; the uploader never holds one across the network.
+ */
+#include "queue.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "spool.h"
+#include "timefmt.h"
+
+/* A statement prepared for one call; the queue path runs once per batch,
+ * so keeping these on the handle would buy nothing. */
+static sqlite3_stmt *prep(telespool *sp, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	int src = sqlite3_prepare_v2(sp->db, sql, -1, &st, NULL);
+	if (src != SQLITE_OK) {
+		telespool__sqlite_fail(sp, src, "preparing a statement");
+		return NULL;
+	}
+	return st;
+}
+
+/* Steps a statement that returns no rows and finalizes it. */
+static int run(telespool *sp, sqlite3_stmt *st, const char *what)
+{
+	if (st == NULL)
+		return TELESPOOL_ERROR;
+	int src = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (src != SQLITE_DONE && src != SQLITE_ROW)
+		return telespool__sqlite_fail(sp, src, what);
+	return TELESPOOL_OK;
+}
+
+static char *dup_col(sqlite3_stmt *st, int i)
+{
+	const char *s = (const char *)sqlite3_column_text(st, i);
+	return strdup(s ? s : "");
+}
+
+static void copy_col(sqlite3_stmt *st, int i, char *out, size_t len)
+{
+	const char *s = (const char *)sqlite3_column_text(st, i);
+	snprintf(out, len, "%s", s ? s : "");
+}
+
+static int cmp_item(const void *a, const void *b)
+{
+	const telespool__item *x = a, *y = b;
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+void telespool__batch_free(telespool__batch *b)
+{
+	if (b == NULL)
+		return;
+	for (size_t i = 0; i < b->n; i++)
+		free(b->items[i].body);
+	free(b->items);
+	b->items = NULL;
+	b->n = 0;
+}
+
+int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
+                     int64_t horizon_ms, int ignore_backoff, int max,
+                     telespool__batch *out)
+{
+	char now[TELESPOOL_ISO_LEN], until[TELESPOOL_ISO_LEN];
+	char horizon[TELESPOOL_ISO_LEN], lease_horizon[TELESPOOL_ISO_LEN];
+
+	out->items = NULL;
+	out->n = 0;
+	if (max <= 0 || lease_ms <= 0)
+		return telespool__fail(sp, TELESPOOL_EINVAL, "bad claim arguments");
+	telespool__iso(now_ms, now);
+	telespool__iso(now_ms + lease_ms, until);
+	telespool__iso(now_ms + horizon_ms, horizon);
+	/* A lease further out than one lease from now was taken before the
+	 * clock went back: it is stale. */
+	telespool__iso(now_ms + lease_ms, lease_horizon);
+
+	telespool__lock(sp);
+	sqlite3_stmt *st = prep(
+		sp, "UPDATE events SET lease_until = ?1 WHERE id IN ("
+		    " SELECT id FROM events WHERE state = 'pending'"
+		    " AND (?4 OR next_attempt_at <= ?2 OR next_attempt_at > ?3)"
+		    " AND (lease_until IS NULL OR lease_until <= ?2"
+		    "      OR lease_until > ?5)"
+		    " ORDER BY id LIMIT ?6)"
+		    " RETURNING id, event_id, event_type, body, attempts, created_at");
+	if (st == NULL) {
+		telespool__unlock(sp);
+		return TELESPOOL_ERROR;
+	}
+	sqlite3_bind_text(st, 1, until, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, horizon, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, ignore_backoff != 0);
+	sqlite3_bind_text(st, 5, lease_horizon, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 6, max);
+
+	telespool__item *items = calloc((size_t)max, sizeof(*items));
+	size_t n = 0;
+	int src, rc = TELESPOOL_OK;
+	if (items == NULL)
+		rc = telespool__fail(sp, TELESPOOL_ENOMEM, "out of memory");
+	while (rc == TELESPOOL_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
+		telespool__item *it = &items[n];
+		it->id = sqlite3_column_int64(st, 0);
+		copy_col(st, 1, it->event_id, sizeof(it->event_id));
+		copy_col(st, 2, it->event_type, sizeof(it->event_type));
+		it->body = dup_col(st, 3);
+		it->body_len = it->body ? strlen(it->body) : 0;
+		it->attempts = sqlite3_column_int(st, 4);
+		it->created_ms = telespool__iso_parse(
+			(const char *)sqlite3_column_text(st, 5));
+		if (it->body == NULL)
+			rc = telespool__fail(sp, TELESPOOL_ENOMEM, "out of memory");
+		if (++n == (size_t)max)
+			break;
+	}
+	if (rc == TELESPOOL_OK && n < (size_t)max && src != SQLITE_DONE)
+		rc = telespool__sqlite_fail(sp, src, "claiming events");
+	/* Completing the statement commits the lease (RETURNING rows are
+	 * produced before the statement ends). */
+	if (rc == TELESPOOL_OK && n == (size_t)max) {
+		src = sqlite3_step(st);
+		if (src != SQLITE_DONE)
+			rc = telespool__sqlite_fail(sp, src, "claiming events");
+	}
+	sqlite3_finalize(st);
+	telespool__unlock(sp);
+
+	out->items = items;
+	out->n = n;
+	if (rc != TELESPOOL_OK) {
+		telespool__batch_free(out);
+		return rc;
+	}
+	if (n == 0)
+		telespool__batch_free(out);
+	else
+		qsort(items, n, sizeof(*items), cmp_item);
+	return TELESPOOL_OK;
+}
+
+/* Stores data.survey from a /survey/pending answer, unless that survey was
+ * answered or dismissed already. */
+static int store_survey(telespool *sp, const char *json, const char *now)
+{
+	sqlite3_stmt *st = prep(
+		sp, "INSERT INTO surveys (survey_id, body, state, received_at)"
+		    " SELECT coalesce(json_extract(?1, '$.survey_id'),"
+		    "                 json_extract(?1, '$.id'), 'survey'),"
+		    "        json(?1), 'pending', ?2 WHERE json_valid(?1)"
+		    " ON CONFLICT (survey_id) DO UPDATE SET body = excluded.body"
+		    " WHERE surveys.state = 'pending'");
+	if (st == NULL)
+		return TELESPOOL_ERROR;
+	sqlite3_bind_text(st, 1, json, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+	return run(sp, st, "storing a survey");
+}
+
+int telespool__finish(telespool *sp, const telespool__outcome *o, size_t n,
+                      int64_t now_ms)
+{
+	char now[TELESPOOL_ISO_LEN], next[TELESPOOL_ISO_LEN];
+	static const char *const sql[] = {
+		[TELESPOOL__SENT] =
+			"UPDATE events SET state = 'sent', sent_at = ?2,"
+			" attempts = attempts + 1, last_error = NULL, lease_until = NULL"
+			" WHERE id = ?1",
+		[TELESPOOL__RETRY] =
+			"UPDATE events SET attempts = attempts + 1, next_attempt_at = ?3,"
+			" last_error = ?4, lease_until = NULL WHERE id = ?1",
+		[TELESPOOL__DEAD] =
+			"UPDATE events SET state = 'dead', attempts = attempts + 1,"
+			" last_error = ?4, lease_until = NULL WHERE id = ?1",
+		[TELESPOOL__RELEASE] =
+			"UPDATE events SET lease_until = NULL WHERE id = ?1",
+	};
+	sqlite3_stmt *st[4] = {NULL, NULL, NULL, NULL};
+
+	telespool__iso(now_ms, now);
+	telespool__lock(sp);
+	int rc = telespool__begin(sp);
+	for (int i = 0; rc == TELESPOOL_OK && i < 4; i++)
+		if ((st[i] = prep(sp, sql[i])) == NULL)
+			rc = TELESPOOL_ERROR;
+	for (size_t i = 0; rc == TELESPOOL_OK && i < n; i++) {
+		unsigned v = (unsigned)o[i].verdict;
+		if (v > TELESPOOL__RELEASE) {
+			rc = telespool__fail(sp, TELESPOOL_EINVAL, "bad verdict %u", v);
+			break;
+		}
+		sqlite3_stmt *s = st[v];
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+		sqlite3_bind_int64(s, 1, o[i].id);
+		if (v == TELESPOOL__SENT)
+			sqlite3_bind_text(s, 2, now, -1, SQLITE_STATIC);
+		if (v == TELESPOOL__RETRY) {
+			telespool__iso(o[i].next_attempt_ms, next);
+			sqlite3_bind_text(s, 3, next, -1, SQLITE_TRANSIENT);
+		}
+		if (v == TELESPOOL__RETRY || v == TELESPOOL__DEAD)
+			sqlite3_bind_text(s, 4, o[i].last_error ? o[i].last_error : "",
+			                  -1, SQLITE_STATIC);
+		int src = sqlite3_step(s);
+		if (src != SQLITE_DONE)
+			rc = telespool__sqlite_fail(sp, src, "recording an outcome");
+		if (rc == TELESPOOL_OK && v == TELESPOOL__DEAD && o[i].drop_reason)
+			rc = telespool__count_drop(sp, o[i].drop_reason, 1, now);
+		if (rc == TELESPOOL_OK && v == TELESPOOL__SENT && o[i].survey_json)
+			rc = store_survey(sp, o[i].survey_json, now);
+	}
+	for (int i = 0; i < 4; i++)
+		sqlite3_finalize(st[i]);
+	if (rc == TELESPOOL_OK)
+		rc = telespool__commit(sp);
+	else
+		telespool__rollback(sp);
+	telespool__unlock(sp);
+	return rc;
+}
+
+int telespool__reclaim_leases(telespool *sp, int64_t *n_reclaimed)
+{
+	telespool__lock(sp);
+	int rc = run(sp,
+	             prep(sp, "UPDATE events SET lease_until = NULL"
+	                      " WHERE lease_until IS NOT NULL"),
+	             "taking back leases");
+	if (n_reclaimed)
+		*n_reclaimed = rc == TELESPOOL_OK ? sqlite3_changes64(sp->db) : 0;
+	telespool__unlock(sp);
+	return rc;
+}
+
+/* Runs sql with ?1 = a time text and ?2 = a number; returns changes. */
+static int run_count(telespool *sp, const char *sql, const char *t,
+                     int64_t num, int64_t *changes)
+{
+	sqlite3_stmt *st = prep(sp, sql);
+	if (st == NULL)
+		return TELESPOOL_ERROR;
+	sqlite3_bind_text(st, 1, t, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, num);
+	int rc = run(sp, st, "housekeeping");
+	*changes = rc == TELESPOOL_OK ? sqlite3_changes64(sp->db) : 0;
+	return rc;
+}
+
+int telespool__expire(telespool *sp, int64_t now_ms, int64_t max_age_ms,
+                      int max_attempts, int64_t retention_ms,
+                      telespool__expiry *out)
+{
+	char now[TELESPOOL_ISO_LEN], cutoff[TELESPOOL_ISO_LEN];
+	char keep[TELESPOOL_ISO_LEN];
+	telespool__expiry e = {0, 0, 0};
+
+	telespool__iso(now_ms, now);
+	telespool__iso(now_ms - max_age_ms, cutoff);
+	telespool__iso(now_ms - retention_ms, keep);
+	telespool__lock(sp);
+	int rc = telespool__begin(sp);
+	if (rc == TELESPOOL_OK)
+		rc = run_count(
+			sp,
+			"UPDATE events SET state = 'dead', lease_until = NULL,"
+			" last_error = 'expired: not delivered before ' || ?1"
+			" WHERE state = 'pending' AND created_at < ?1 AND ?2 > 0",
+			cutoff, 1, &e.expired);
+	if (rc == TELESPOOL_OK)
+		rc = telespool__count_drop(sp, "expired", e.expired, now);
+	if (rc == TELESPOOL_OK && max_attempts > 0)
+		rc = run_count(
+			sp,
+			"UPDATE events SET state = 'dead', lease_until = NULL,"
+			" last_error = 'gave up after ' || attempts || ' attempts: '"
+			" || coalesce(last_error, '')"
+			" WHERE state = 'pending' AND attempts >= ?2 AND ?1 IS NOT NULL",
+			now, max_attempts, &e.exhausted);
+	if (rc == TELESPOOL_OK)
+		rc = telespool__count_drop(sp, "max_attempts", e.exhausted, now);
+	if (rc == TELESPOOL_OK)
+		rc = run_count(sp,
+		               "DELETE FROM events WHERE state <> 'pending'"
+		               " AND coalesce(sent_at, created_at) < ?1 AND ?2 > 0",
+		               keep, 1, &e.pruned);
+	if (rc == TELESPOOL_OK)
+		rc = telespool__commit(sp);
+	else
+		telespool__rollback(sp);
+	/* Give the freed pages back to the file system. */
+	if (rc == TELESPOOL_OK)
+		rc = telespool__exec(sp, "PRAGMA incremental_vacuum");
+	telespool__unlock(sp);
+	if (out)
+		*out = e;
+	return rc;
+}
+
+static int count_rows(telespool *sp, const char *sql, int64_t *n)
+{
+	sqlite3_stmt *st = prep(sp, sql);
+	if (st == NULL)
+		return TELESPOOL_ERROR;
+	int src = sqlite3_step(st);
+	*n = src == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_finalize(st);
+	if (src != SQLITE_ROW)
+		return telespool__sqlite_fail(sp, src, sql);
+	return TELESPOOL_OK;
+}
+
+int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys)
+{
+	int64_t ne = 0, ns = 0;
+
+	telespool__lock(sp);
+	/* Deleted content is overwritten with zeros, not just unlinked. */
+	int rc = telespool__exec(sp, "PRAGMA secure_delete = ON");
+	if (rc == TELESPOOL_OK)
+		rc = telespool__begin(sp);
+	if (rc == TELESPOOL_OK)
+		rc = count_rows(sp, "SELECT count(*) FROM events", &ne);
+	if (rc == TELESPOOL_OK)
+		rc = count_rows(sp, "SELECT count(*) FROM surveys", &ns);
+	if (rc == TELESPOOL_OK)
+		rc = telespool__exec(sp, "DELETE FROM events; DELETE FROM surveys;"
+		                         " DELETE FROM survey_milestones;");
+	if (rc == TELESPOOL_OK)
+		rc = telespool__commit(sp);
+	else
+		telespool__rollback(sp);
+	/* Move everything into the main file, give the free pages back, and
+	 * empty the WAL so that no old page image of a purged row remains. */
+	if (rc == TELESPOOL_OK)
+		rc = telespool__exec(sp, "PRAGMA wal_checkpoint(TRUNCATE)");
+	if (rc == TELESPOOL_OK)
+		rc = telespool__exec(sp, "PRAGMA incremental_vacuum");
+	if (rc == TELESPOOL_OK) {
+		int busy = 0, logged = 0, done = 0;
+		sqlite3_stmt *st = prep(sp, "PRAGMA wal_checkpoint(TRUNCATE)");
+		if (st == NULL) {
+			rc = TELESPOOL_ERROR;
+		} else {
+			if (sqlite3_step(st) == SQLITE_ROW) {
+				busy = sqlite3_column_int(st, 0);
+				logged = sqlite3_column_int(st, 1);
+				done = sqlite3_column_int(st, 2);
+			}
+			sqlite3_finalize(st);
+			if (busy || logged != done)
+				rc = telespool__fail(
+					sp, TELESPOOL_EBUSY,
+					"the purge deleted every event, but a reader kept the "
+					"write-ahead log from being emptied; the next run "
+					"retries");
+		}
+	}
+	telespool__exec(sp, "PRAGMA secure_delete = OFF");
+	telespool__unlock(sp);
+	if (events)
+		*events = ne;
+	if (surveys)
+		*surveys = ns;
+	return rc;
+}
+
+int telespool__state_get(telespool *sp, const char *key, char **value)
+{
+	*value = NULL;
+	telespool__lock(sp);
+	sqlite3_stmt *st = prep(sp, "SELECT value FROM uploader_state WHERE key = ?1");
+	int rc = st ? TELESPOOL_OK : TELESPOOL_ERROR;
+	if (st != NULL) {
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+		int src = sqlite3_step(st);
+		if (src == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+			*value = dup_col(st, 0);
+			if (*value == NULL)
+				rc = telespool__fail(sp, TELESPOOL_ENOMEM, "out of memory");
+		} else if (src != SQLITE_ROW && src != SQLITE_DONE) {
+			rc = telespool__sqlite_fail(sp, src, "reading uploader state");
+		}
+		sqlite3_finalize(st);
+	}
+	telespool__unlock(sp);
+	return rc;
+}
+
+int telespool__state_set(telespool *sp, const char *key, const char *value)
+{
+	telespool__lock(sp);
+	sqlite3_stmt *st;
+	if (value != NULL) {
+		st = prep(sp, "INSERT INTO uploader_state (key, value) VALUES (?1, ?2)"
+		              " ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+		if (st)
+			sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+	} else {
+		st = prep(sp, "DELETE FROM uploader_state WHERE key = ?1");
+	}
+	if (st)
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	int rc = run(sp, st, "saving uploader state");
+	telespool__unlock(sp);
+	return rc;
+}
+
+int telespool__run_start(telespool *sp, int64_t now_ms, int64_t *run_id)
+{
+	char now[TELESPOOL_ISO_LEN];
+
+	telespool__iso(now_ms, now);
+	telespool__lock(sp);
+	sqlite3_stmt *st = prep(sp, "INSERT INTO upload_runs (started_at) VALUES (?1)");
+	if (st)
+		sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
+	int rc = run(sp, st, "recording the run");
+	*run_id = rc == TELESPOOL_OK ? sqlite3_last_insert_rowid(sp->db) : 0;
+	telespool__unlock(sp);
+	return rc;
+}
+
+int telespool__run_end(telespool *sp, int64_t run_id, int64_t now_ms,
+                       const telespool__run *r)
+{
+	char now[TELESPOOL_ISO_LEN];
+
+	telespool__iso(now_ms, now);
+	telespool__lock(sp);
+	sqlite3_stmt *st = prep(
+		sp, "UPDATE upload_runs SET ended_at = ?2, sent = ?3, retried = ?4,"
+		    " dead = ?5, purged = ?6, outcome = ?7, detail = ?8 WHERE id = ?1");
+	if (st) {
+		sqlite3_bind_int64(st, 1, run_id);
+		sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, r->sent);
+		sqlite3_bind_int64(st, 4, r->retried);
+		sqlite3_bind_int64(st, 5, r->dead);
+		sqlite3_bind_int64(st, 6, r->purged);
+		sqlite3_bind_text(st, 7, r->outcome ? r->outcome : "", -1,
+		                  SQLITE_STATIC);
+		sqlite3_bind_text(st, 8, r->detail ? r->detail : "", -1,
+		                  SQLITE_STATIC);
+	}
+	int rc = run(sp, st, "recording the run");
+	telespool__unlock(sp);
+	return rc;
+}
+
+int telespool__get_status(telespool *sp, int64_t now_ms,
+                          telespool__status *s)
+{
+	char now[TELESPOOL_ISO_LEN];
+	int rc = TELESPOOL_OK, src;
+
+	memset(s, 0, sizeof(*s));
+	telespool__iso(now_ms, now);
+	telespool__lock(sp);
+	/* One read transaction, so the numbers agree with each other. */
+	rc = telespool__exec(sp, "BEGIN");
+	sqlite3_stmt *st = rc ? NULL : prep(sp,
+		"SELECT state, count(*), sum(size) FROM events GROUP BY state");
+	while (st && (src = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *state = (const char *)sqlite3_column_text(st, 0);
+		int64_t n = sqlite3_column_int64(st, 1), b = sqlite3_column_int64(st, 2);
+		s->total_bytes += b;
+		if (state && strcmp(state, "pending") == 0) {
+			s->pending = n;
+			s->pending_bytes = b;
+		} else if (state && strcmp(state, "sent") == 0) {
+			s->sent = n;
+		} else {
+			s->dead += n;
+		}
+	}
+	sqlite3_finalize(st);
+
+	st = rc ? NULL : prep(sp,
+		"SELECT (SELECT created_at FROM events WHERE state = 'pending'"
+		"        ORDER BY id LIMIT 1),"
+		"       (SELECT min(next_attempt_at) FROM events"
+		"        WHERE state = 'pending'),"
+		"       (SELECT count(*) FROM events WHERE state = 'pending'"
+		"        AND lease_until > ?1),"
+		"       (SELECT count(*) FROM surveys WHERE state = 'pending'),"
+		"       (SELECT user_version FROM pragma_user_version)");
+	if (st) {
+		sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			copy_col(st, 0, s->oldest_pending, sizeof(s->oldest_pending));
+			copy_col(st, 1, s->next_attempt, sizeof(s->next_attempt));
+			s->leased = sqlite3_column_int64(st, 2);
+			s->surveys_pending = sqlite3_column_int64(st, 3);
+			s->schema_version = sqlite3_column_int(st, 4);
+		}
+		sqlite3_finalize(st);
+	}
+
+	st = rc ? NULL : prep(sp,
+		"SELECT reason, count, coalesce(last_at, '') FROM drops"
+		" WHERE count > 0 ORDER BY count DESC, reason LIMIT 16");
+	while (st && sqlite3_step(st) == SQLITE_ROW) {
+		size_t i = s->n_drops++;
+		copy_col(st, 0, s->drops[i].reason, sizeof(s->drops[i].reason));
+		s->drops[i].count = sqlite3_column_int64(st, 1);
+		copy_col(st, 2, s->drops[i].last_at, sizeof(s->drops[i].last_at));
+	}
+	sqlite3_finalize(st);
+
+	st = rc ? NULL : prep(sp,
+		"SELECT id, started_at, coalesce(ended_at, ''), sent, retried, dead,"
+		" purged, coalesce(outcome, ''), coalesce(detail, '')"
+		" FROM upload_runs ORDER BY id DESC LIMIT 5");
+	while (st && sqlite3_step(st) == SQLITE_ROW) {
+		size_t i = s->n_runs++;
+		s->runs[i].id = sqlite3_column_int64(st, 0);
+		copy_col(st, 1, s->runs[i].started_at, sizeof(s->runs[i].started_at));
+		copy_col(st, 2, s->runs[i].ended_at, sizeof(s->runs[i].ended_at));
+		s->runs[i].sent = sqlite3_column_int64(st, 3);
+		s->runs[i].retried = sqlite3_column_int64(st, 4);
+		s->runs[i].dead = sqlite3_column_int64(st, 5);
+		s->runs[i].purged = sqlite3_column_int64(st, 6);
+		copy_col(st, 7, s->runs[i].outcome, sizeof(s->runs[i].outcome));
+		copy_col(st, 8, s->runs[i].detail, sizeof(s->runs[i].detail));
+	}
+	sqlite3_finalize(st);
+	if (rc == TELESPOOL_OK)
+		telespool__exec(sp, "COMMIT");
+	if (rc == TELESPOOL_OK && sp->errmsg[0] != '\0')
+		rc = TELESPOOL_ERROR;
+	telespool__unlock(sp);
+	return rc;
+}

@@ -1,0 +1,142 @@
+/*
+ * queue.h - the spool seen from the uploader: claim, finish, purge, report.
+ *
+ * The library owns every SQL statement on the spool; telespool-upload (which
+ * links the static library) decides policy and speaks HTTP, and reaches the
+ * tables only through these calls.  Times are unix ms passed in by the
+ * caller, so the uploader's clock is the only clock that decides delivery.
+ * Each call is one short transaction; none is held across network I/O.
+ */
+#ifndef TELESPOOL_QUEUE_H
+#define TELESPOOL_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "telespool.h"
+
+/* One claimed event. */
+typedef struct telespool__item {
+	int64_t id;
+	char event_id[40];
+	char event_type[24];
+	char *body; /* exact JSON to POST */
+	size_t body_len;
+	int attempts; /* before this one */
+	int64_t created_ms;
+} telespool__item;
+
+typedef struct telespool__batch {
+	telespool__item *items; /* oldest first */
+	size_t n;
+} telespool__batch;
+
+/*
+ * Claims up to max due pending events, oldest first, with a lease until
+ * now_ms + lease_ms, in one UPDATE ... RETURNING: two uploaders never hold
+ * the same row.  Due means next_attempt_at <= now, or further than
+ * horizon_ms in the future (the clock went back: do not wait forever), or
+ * any next_attempt_at when ignore_backoff.  Rows whose lease has not expired
+ * are skipped.  On success *out owns the items (telespool__batch_free);
+ * out->n is 0 when nothing is due.
+ */
+int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
+                     int64_t horizon_ms, int ignore_backoff, int max,
+                     telespool__batch *out);
+
+void telespool__batch_free(telespool__batch *b);
+
+/* The verdict on one claimed event. */
+typedef enum telespool__verdict {
+	TELESPOOL__SENT = 0,    /* state sent, sent_at now */
+	TELESPOOL__RETRY = 1,   /* attempts+1, next_attempt_at, last_error */
+	TELESPOOL__DEAD = 2,    /* state dead, attempts+1, last_error */
+	TELESPOOL__RELEASE = 3  /* not tried: lease dropped, nothing else */
+} telespool__verdict;
+
+typedef struct telespool__outcome {
+	int64_t id;
+	telespool__verdict verdict;
+	int64_t next_attempt_ms; /* RETRY */
+	const char *last_error;  /* RETRY, DEAD; NULL otherwise */
+	const char *drop_reason; /* DEAD: counted in drops (e.g. "rejected") */
+	const char *survey_json; /* SENT survey_trigger: data.survey, or NULL */
+} telespool__outcome;
+
+/* Records the outcomes of a batch in one transaction; a SENT survey_trigger
+ * with survey_json stores that survey as pending (unless it was already
+ * answered or dismissed). */
+int telespool__finish(telespool *sp, const telespool__outcome *o, size_t n,
+                      int64_t now_ms);
+
+/* Drops every lease at once.  Only for an uploader that holds the uploader
+ * lock: no other uploader can be alive, so leases are leftovers of a crash. */
+int telespool__reclaim_leases(telespool *sp, int64_t *n_reclaimed);
+
+/* Housekeeping in one transaction: pending events older than max_age_ms or
+ * with max_attempts or more attempts become dead (counted in drops as
+ * 'expired' / 'max_attempts'); sent and dead rows older than retention_ms are
+ * deleted.  Then reclaims free pages (incremental vacuum). */
+typedef struct telespool__expiry {
+	int64_t expired, exhausted, pruned;
+} telespool__expiry;
+int telespool__expire(telespool *sp, int64_t now_ms, int64_t max_age_ms,
+                      int max_attempts, int64_t retention_ms,
+                      telespool__expiry *out);
+
+/*
+ * Opt-out: deletes every event and every survey row in one transaction with
+ * secure_delete on, so deleted content is overwritten, then checkpoints and
+ * truncates the WAL and reclaims free pages, so the file shrinks and neither
+ * it nor the WAL holds a purged value.  Counts go to *events and *surveys.
+ * TELESPOOL_EBUSY if readers keep the WAL from being truncated within the
+ * busy timeout (the rows are deleted all the same).
+ */
+int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys);
+
+/* uploader_state: *value is malloc'd (telespool_free), or NULL if unset. */
+int telespool__state_get(telespool *sp, const char *key, char **value);
+/* value NULL deletes the key. */
+int telespool__state_set(telespool *sp, const char *key, const char *value);
+
+/* upload_runs: a row at start, completed at the end. */
+int telespool__run_start(telespool *sp, int64_t now_ms, int64_t *run_id);
+typedef struct telespool__run {
+	int64_t sent, retried, dead, purged;
+	const char *outcome;
+	const char *detail;
+} telespool__run;
+int telespool__run_end(telespool *sp, int64_t run_id, int64_t now_ms,
+                       const telespool__run *r);
+
+/* What --status shows. */
+typedef struct telespool__status {
+	int64_t pending, sent, dead;
+	int64_t pending_bytes, total_bytes;
+	int64_t leased;              /* pending rows under a live lease */
+	char oldest_pending[32];     /* created_at, "" if none */
+	char next_attempt[32];       /* earliest next_attempt_at, "" if none */
+	int64_t surveys_pending;
+	struct {
+		char reason[48];
+		int64_t count;
+		char last_at[32];
+	} drops[16];
+	size_t n_drops;
+	struct {
+		int64_t id;
+		char started_at[32], ended_at[32];
+		int64_t sent, retried, dead, purged;
+		char outcome[32];
+		char detail[160];
+	} runs[5]; /* newest first */
+	size_t n_runs;
+	int schema_version;
+} telespool__status;
+int telespool__get_status(telespool *sp, int64_t now_ms,
+                          telespool__status *st);
+
+/* The database file's path as opened. */
+const char *telespool__path(const telespool *sp);
+
+#endif

@@ -1,0 +1,416 @@
+/*
+ * record.c - the record path that runs inside LangBot: build the body
+ * outside any transaction, then one short BEGIN IMMEDIATE ... COMMIT that
+ * makes room within the spool's bounds and inserts the event.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "body.h"
+#include "spool.h"
+#include "timefmt.h"
+#include "uuid.h"
+
+/* How often (in records per handle) the age bound is checked. */
+#define AGE_CHECK_EVERY 64
+
+static int read_totals(telespool *sp, int64_t *events, int64_t *bytes)
+{
+	sqlite3_stmt *st = telespool__stmt(sp, STMT_TOTALS);
+	if (st == NULL)
+		return TELESPOOL_ERROR;
+	int src = sqlite3_step(st);
+	if (src != SQLITE_ROW) {
+		sqlite3_reset(st);
+		return telespool__sqlite_fail(sp, src, "reading spool totals");
+	}
+	*events = sqlite3_column_int64(st, 0);
+	*bytes = sqlite3_column_int64(st, 1);
+	sqlite3_reset(st);
+	return TELESPOOL_OK;
+}
+
+static int evict(telespool *sp, enum telespool__stmt_id id, int64_t n,
+                 int64_t *deleted)
+{
+	sqlite3_stmt *st = telespool__stmt(sp, id);
+	if (st == NULL)
+		return TELESPOOL_ERROR;
+	sqlite3_bind_int64(st, 1, n);
+	int src = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (src != SQLITE_DONE)
+		return telespool__sqlite_fail(sp, src, "evicting old events");
+	*deleted = sqlite3_changes64(sp->db);
+	return TELESPOOL_OK;
+}
+
+/* Pending events older than max_age are evicted, oldest first. */
+static int evict_aged(telespool *sp, int64_t now_ms, const char *now_iso)
+{
+	char cutoff[TELESPOOL_ISO_LEN];
+	sqlite3_stmt *st = telespool__stmt(sp, STMT_OLDEST_PENDING);
+	if (st == NULL)
+		return TELESPOOL_ERROR;
+	telespool__iso(now_ms - sp->max_age_ms, cutoff);
+	int src = sqlite3_step(st);
+	int old = src == SQLITE_ROW &&
+	          strcmp((const char *)sqlite3_column_text(st, 0), cutoff) < 0;
+	sqlite3_reset(st);
+	if (src != SQLITE_ROW && src != SQLITE_DONE)
+		return telespool__sqlite_fail(sp, src, "checking event ages");
+	while (old) {
+		st = telespool__stmt(sp, STMT_EVICT_AGED);
+		if (st == NULL)
+			return TELESPOOL_ERROR;
+		sqlite3_bind_text(st, 1, cutoff, -1, SQLITE_STATIC);
+		src = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (src != SQLITE_DONE)
+			return telespool__sqlite_fail(sp, src, "evicting old events");
+		int64_t n = sqlite3_changes64(sp->db);
+		int rc = telespool__count_drop(sp, "evicted_max_age", n, now_iso);
+		if (rc != TELESPOOL_OK)
+			return rc;
+		old = n >= 1000;
+	}
+	return TELESPOOL_OK;
+}
+
+/*
+ * Makes room for one more event of size bytes: sent and dead audit copies
+ * go first (they were delivered or given up on already), then the oldest
+ * pending events, each counted in drops by the bound that pushed it out.
+ */
+static int make_room(telespool *sp, int64_t size, const char *now_iso)
+{
+	for (;;) {
+		int64_t events = 0, bytes = 0, n, deleted = 0;
+		int rc = read_totals(sp, &events, &bytes);
+		if (rc != TELESPOOL_OK)
+			return rc;
+		int over_events = events + 1 > sp->max_events;
+		int over_bytes = bytes + size > sp->max_bytes;
+		if (!over_events && !over_bytes)
+			return TELESPOOL_OK;
+		if (over_events) {
+			n = events + 1 - sp->max_events;
+		} else {
+			int64_t avg = events > 0 ? bytes / events : 1;
+			n = (bytes + size - sp->max_bytes) / (avg > 0 ? avg : 1) + 1;
+		}
+		rc = evict(sp, STMT_EVICT_DONE, n, &deleted);
+		if (rc != TELESPOOL_OK)
+			return rc;
+		if (deleted > 0)
+			continue;
+		rc = evict(sp, STMT_EVICT_PENDING, n, &deleted);
+		if (rc != TELESPOOL_OK)
+			return rc;
+		if (deleted == 0)
+			return TELESPOOL_OK; /* empty spool: the event alone fits */
+		rc = telespool__count_drop(sp,
+		                           over_events ? "evicted_max_events"
+		                                       : "evicted_max_bytes",
+		                           deleted, now_iso);
+		if (rc != TELESPOOL_OK)
+			return rc;
+	}
+}
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
+{
+	if (s != NULL)
+		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static size_t len_or_0(const char *s)
+{
+	return s ? strlen(s) : 0;
+}
+
+static int insert_event(telespool *sp, const struct telespool__event *ev,
+                        const char *event_id, const char *now_iso,
+                        int64_t size)
+{
+	sqlite3_stmt *st = telespool__stmt(sp, STMT_INSERT_EVENT);
+	if (st == NULL)
+		return TELESPOOL_ERROR;
+	sqlite3_bind_text(st, 1, event_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, ev->event_type, -1, SQLITE_STATIC);
+	bind_text_or_null(st, 3, ev->query_id);
+	bind_text_or_null(st, 4, ev->adapter);
+	bind_text_or_null(st, 5, ev->runner);
+	bind_text_or_null(st, 6, ev->model_name);
+	if (ev->duration_ms >= 0)
+		sqlite3_bind_int64(st, 7, ev->duration_ms);
+	sqlite3_bind_text(st, 8, sp->version, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 9, sp->instance_id, -1, SQLITE_STATIC);
+	bind_text_or_null(st, 10, ev->pipeline_plugins);
+	bind_text_or_null(st, 11, ev->error);
+	bind_text_or_null(st, 12, ev->timestamp[0] ? ev->timestamp : NULL);
+	sqlite3_bind_text(st, 13, ev->body, (int)ev->body_len, SQLITE_STATIC);
+	sqlite3_bind_text(st, 14, now_iso, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 15, size);
+	int src = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (src != SQLITE_DONE)
+		return telespool__sqlite_fail(sp, src, "storing the event");
+	return TELESPOOL_OK;
+}
+
+/* Survey bookkeeping done in the same transaction as the event. */
+enum side_effect { SIDE_NONE, SIDE_MILESTONE, SIDE_ANSWERED, SIDE_DISMISSED };
+
+static int survey_side(telespool *sp, enum side_effect side,
+                       const struct telespool__event *ev, const char *now_iso,
+                       int *skip)
+{
+	*skip = 0;
+	if (side == SIDE_NONE)
+		return TELESPOOL_OK;
+	sqlite3_stmt *st;
+	if (side == SIDE_MILESTONE) {
+		st = telespool__stmt(sp, STMT_MILESTONE);
+		if (st == NULL)
+			return TELESPOOL_ERROR;
+		sqlite3_bind_text(st, 1, ev->milestone, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, now_iso, -1, SQLITE_STATIC);
+	} else {
+		st = telespool__stmt(sp, STMT_SURVEY_CLOSE);
+		if (st == NULL)
+			return TELESPOOL_ERROR;
+		sqlite3_bind_text(st, 1, ev->survey_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2,
+		                  side == SIDE_ANSWERED ? "answered" : "dismissed", -1,
+		                  SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, now_iso, -1, SQLITE_STATIC);
+	}
+	int src = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (src != SQLITE_DONE)
+		return telespool__sqlite_fail(sp, src, "recording the survey");
+	/* A milestone already checked once is not checked again. */
+	if (side == SIDE_MILESTONE && sqlite3_changes(sp->db) == 0)
+		*skip = 1;
+	return TELESPOOL_OK;
+}
+
+/*
+ * Stores a built event in one transaction.  Called with the handle locked;
+ * consumes ev.
+ */
+static int store(telespool *sp, struct telespool__event *ev, int64_t now_ms,
+                 const char *now_iso, enum side_effect side)
+{
+	char event_id[37];
+	int skip = 0;
+
+	if (telespool__uuid4(event_id) != 0) {
+		telespool__event_free(ev);
+		return telespool__fail(sp, TELESPOOL_ERROR,
+		                       "the system's random source failed");
+	}
+	int64_t size = (int64_t)(ev->body_len + len_or_0(ev->query_id) +
+	                         len_or_0(ev->adapter) + len_or_0(ev->runner) +
+	                         len_or_0(ev->model_name) + len_or_0(ev->error) +
+	                         len_or_0(ev->pipeline_plugins) +
+	                         strlen(sp->version) + strlen(sp->instance_id)) +
+	               160; /* ids, times and row overhead */
+
+	int rc = telespool__begin(sp);
+	if (rc == TELESPOOL_OK)
+		rc = telespool__flush_drops(sp, now_iso);
+	if (rc == TELESPOOL_OK && sp->records_since_age_check++ % AGE_CHECK_EVERY == 0)
+		rc = evict_aged(sp, now_ms, now_iso);
+	if (rc == TELESPOOL_OK)
+		rc = survey_side(sp, side, ev, now_iso, &skip);
+	if (rc == TELESPOOL_OK && !skip)
+		rc = make_room(sp, size, now_iso);
+	if (rc == TELESPOOL_OK && !skip)
+		rc = insert_event(sp, ev, event_id, now_iso, size);
+	if (rc == TELESPOOL_OK)
+		rc = telespool__commit(sp);
+	else
+		telespool__rollback(sp);
+	telespool__event_free(ev);
+
+	if (rc == TELESPOOL_OK) {
+		memset(sp->unsaved_drops, 0, sizeof(sp->unsaved_drops));
+	} else if (rc == TELESPOOL_EFULL) {
+		/* Counted in the next transaction that gets through. */
+		sp->unsaved_drops[DROP_DISK_FULL]++;
+	}
+	return rc;
+}
+
+static int begin_record(telespool *sp)
+{
+	if (sp == NULL)
+		return TELESPOOL_EINVAL;
+	telespool__lock(sp);
+	if (sp->disabled) {
+		telespool__fail(sp, TELESPOOL_EDISABLED,
+		                "telemetry is disabled: the event was not stored");
+		telespool__unlock(sp);
+		return TELESPOOL_EDISABLED;
+	}
+	return TELESPOOL_OK;
+}
+
+static int finish_record(telespool *sp, int rc, struct telespool__event *ev,
+                         const char *why, int64_t now_ms, const char *now_iso,
+                         enum side_effect side)
+{
+	if (rc == TELESPOOL_OK)
+		rc = store(sp, ev, now_ms, now_iso, side);
+	else
+		telespool__fail(sp, rc, "%s", why ? why : "invalid event");
+	telespool__unlock(sp);
+	return rc;
+}
+
+static struct telespool__ident ident_of(const telespool *sp)
+{
+	struct telespool__ident id = {sp->instance_id, sp->version, sp->edition,
+	                              sp->instance_create_ts};
+	return id;
+}
+
+int telespool_record_query(telespool *sp, const telespool_query *q)
+{
+	struct telespool__event ev;
+	const char *why = NULL;
+	char now_iso[TELESPOOL_ISO_LEN];
+
+	if (sp != NULL && q == NULL) {
+		telespool__lock(sp);
+		telespool__fail(sp, TELESPOOL_EINVAL, "query is NULL");
+		telespool__unlock(sp);
+		return TELESPOOL_EINVAL;
+	}
+	int rc = begin_record(sp);
+	if (rc != TELESPOOL_OK)
+		return rc;
+	if (q->struct_version < 1 || q->struct_version > TELESPOOL_QUERY_VERSION) {
+		telespool__fail(sp, TELESPOOL_EINVAL,
+		                "query.struct_version %u is not supported: "
+		                "initialise with TELESPOOL_QUERY_INIT",
+		                q->struct_version);
+		telespool__unlock(sp);
+		return TELESPOOL_EINVAL;
+	}
+	int64_t now = telespool__now_ms();
+	telespool__iso(now, now_iso);
+	struct telespool__ident id = ident_of(sp);
+	rc = telespool__body_query(&ev, &id, q, sp->strict_errors, now_iso, &why);
+	return finish_record(sp, rc, &ev, why, now, now_iso, SIDE_NONE);
+}
+
+int telespool_record_heartbeat(telespool *sp, const char *features_json)
+{
+	struct telespool__event ev;
+	const char *why = NULL;
+	char now_iso[TELESPOOL_ISO_LEN];
+
+	int rc = begin_record(sp);
+	if (rc != TELESPOOL_OK)
+		return rc;
+	int64_t now = telespool__now_ms();
+	telespool__iso(now, now_iso);
+	struct telespool__ident id = ident_of(sp);
+	rc = telespool__body_heartbeat(&ev, &id, features_json, now_iso, &why);
+	return finish_record(sp, rc, &ev, why, now, now_iso, SIDE_NONE);
+}
+
+int telespool_record_survey_trigger(telespool *sp, const char *event)
+{
+	struct telespool__event ev;
+	const char *why = "event (the milestone) is NULL";
+	char now_iso[TELESPOOL_ISO_LEN];
+
+	int rc = begin_record(sp);
+	if (rc != TELESPOOL_OK)
+		return rc;
+	int64_t now = telespool__now_ms();
+	telespool__iso(now, now_iso);
+	struct telespool__ident id = ident_of(sp);
+	rc = event ? telespool__body_survey_trigger(&ev, &id, event, &why)
+	           : TELESPOOL_EINVAL;
+	return finish_record(sp, rc, &ev, why, now, now_iso, SIDE_MILESTONE);
+}
+
+int telespool_record_survey_response(telespool *sp, const char *survey_id,
+                                     const char *answers_json, int completed)
+{
+	struct telespool__event ev;
+	const char *why = "survey_id is NULL";
+	char now_iso[TELESPOOL_ISO_LEN];
+
+	int rc = begin_record(sp);
+	if (rc != TELESPOOL_OK)
+		return rc;
+	int64_t now = telespool__now_ms();
+	telespool__iso(now, now_iso);
+	struct telespool__ident id = ident_of(sp);
+	rc = survey_id ? telespool__body_survey_response(&ev, &id, survey_id,
+	                                                 answers_json, completed,
+	                                                 &why)
+	               : TELESPOOL_EINVAL;
+	return finish_record(sp, rc, &ev, why, now, now_iso, SIDE_ANSWERED);
+}
+
+int telespool_record_survey_dismiss(telespool *sp, const char *survey_id)
+{
+	struct telespool__event ev;
+	const char *why = "survey_id is NULL";
+	char now_iso[TELESPOOL_ISO_LEN];
+
+	int rc = begin_record(sp);
+	if (rc != TELESPOOL_OK)
+		return rc;
+	int64_t now = telespool__now_ms();
+	telespool__iso(now, now_iso);
+	struct telespool__ident id = ident_of(sp);
+	rc = survey_id ? telespool__body_survey_dismiss(&ev, &id, survey_id, &why)
+	               : TELESPOOL_EINVAL;
+	return finish_record(sp, rc, &ev, why, now, now_iso, SIDE_DISMISSED);
+}
+
+int telespool_pending_survey(telespool *sp, char **out_json)
+{
+	if (out_json != NULL)
+		*out_json = NULL;
+	if (sp == NULL)
+		return TELESPOOL_EINVAL;
+	telespool__lock(sp);
+	if (out_json == NULL) {
+		telespool__fail(sp, TELESPOOL_EINVAL, "out_json is NULL");
+		telespool__unlock(sp);
+		return TELESPOOL_EINVAL;
+	}
+	if (sp->disabled) {
+		telespool__unlock(sp);
+		return TELESPOOL_OK;
+	}
+	int rc = TELESPOOL_OK;
+	sqlite3_stmt *st = telespool__stmt(sp, STMT_SURVEY_PENDING);
+	if (st == NULL) {
+		rc = TELESPOOL_ERROR;
+	} else {
+		int src = sqlite3_step(st);
+		if (src == SQLITE_ROW) {
+			const char *body = (const char *)sqlite3_column_text(st, 0);
+			*out_json = strdup(body ? body : "{}");
+			if (*out_json == NULL)
+				rc = telespool__fail(sp, TELESPOOL_ENOMEM, "out of memory");
+		} else if (src != SQLITE_DONE) {
+			rc = telespool__sqlite_fail(sp, src, "reading surveys");
+		}
+		sqlite3_reset(st);
+	}
+	telespool__unlock(sp);
+	return rc;
+}

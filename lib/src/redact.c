@@ -1,0 +1,1715 @@
+/*
+ * redact.c - cleaning and redaction of the strings an event carries.
+ *
+ * A string goes through three linear passes: clean (valid UTF-8, no NULs or
+ * control characters), redact (each finding becomes "<redacted:KIND>"), then
+ * cap (names) or head+tail truncation (free text).  Redaction runs before
+ * the cap so that a secret cut in half by the cap can never be half-kept.
+ *
+ * There is no regex library: clean_name is on LangBot's hot path, and a
+ * backtracking engine would make adversarial input quadratic.  The redactor
+ * walks the text once and tries a scanner only where a finding can start (a
+ * word start, a digit run start, or one of + - @ : = / \).  Every scanner
+ * either matches, and the walk jumps past the match, or gives up after a
+ * bounded look; the two that may give up after an unbounded look (JWT, URL
+ * authority) remember how far they got.  So megabytes of digits, '@', "sk-"
+ * or "-----BEGIN" cost the same per byte as a traceback.  Copying is lazy:
+ * plain text is copied out only when the next finding or the end is reached,
+ * which lets the e-mail scanner reach back to the start of a local part it
+ * has already walked over without un-writing anything.
+ *
+ * Decisions worth knowing:
+ *  - Loopback and unspecified addresses (127.0.0.0/8, 0.0.0.0, ::1, ::) and
+ *    255.x.x.x netmasks are kept: they identify no one, and they tell the
+ *    reader that LangBot failed to reach a service on its own machine.
+ *    Private ranges (10/8, 192.168/16, ...) are redacted like any address.
+ *  - /root/ is kept (not a person's name).  /home/NAME, /Users/NAME and
+ *    C:\Users\NAME lose only NAME, so the path still says which file failed.
+ *  - Digits survive in UUIDs, hex strings, versions, decimals, identifiers
+ *    and "line N"; only a free-standing run of 6+ digits is an account id
+ *    (QQ, WeChat, Telegram; a leading '-' of a Telegram chat id goes too).
+ *    LangBot's own session names "person_<id>" and "group_<id>" lose the id.
+ *  - Under a credential, identity or content key (password=, "token": ,
+ *    'nickname': , text=...) a quoted value is redacted whole and an unquoted
+ *    one up to white space.  Values that are plainly code (None, a call, a
+ *    variable of the same name, a type annotation) are kept, so the source
+ *    line under a frame stays readable.
+ *  - A lone \r is dropped like any other control character; \r\n becomes \n.
+ *
+ * Known gaps: user text in an exception message that carries no key is kept
+ * unless strict mode is on; national phone formats other than Chinese (e.g.
+ * "(415) 555-0100" without +1) are kept; a password containing white space
+ * is redacted only up to the first space.
+ */
+#include "redact.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The truncation marker; its %zu is the number of bytes left out. */
+#define MARKER_FMT "\n... [telespool: %zu bytes truncated] ...\n"
+
+/* ---- growable output buffer ------------------------------------------ */
+
+struct sbuf {
+	char *p;
+	size_t len;
+	size_t cap; /* always leaves room for a NUL after len */
+	int oom;
+};
+
+static int sb_reserve(struct sbuf *b, size_t extra)
+{
+	size_t need, ncap;
+	char *np;
+
+	if (b->oom)
+		return -1;
+	if (extra > SIZE_MAX - 1 - b->len) {
+		b->oom = 1;
+		return -1;
+	}
+	need = b->len + extra + 1;
+	if (need <= b->cap)
+		return 0;
+	ncap = b->cap ? b->cap : 64;
+	while (ncap < need)
+		ncap = ncap > SIZE_MAX / 2 ? need : ncap * 2;
+	np = realloc(b->p, ncap);
+	if (!np) {
+		b->oom = 1;
+		return -1;
+	}
+	b->p = np;
+	b->cap = ncap;
+	return 0;
+}
+
+static void sb_put(struct sbuf *b, const char *s, size_t n)
+{
+	if (n == 0 || sb_reserve(b, n) != 0)
+		return;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+/* ---- byte classes (ASCII only: no locale, no <ctype.h>) --------------- */
+
+static int is_digit(unsigned char c)
+{
+	return (unsigned)(c - '0') < 10u;
+}
+
+static int is_alpha(unsigned char c)
+{
+	return (unsigned)((c | 0x20) - 'a') < 26u;
+}
+
+static int is_upper(unsigned char c)
+{
+	return (unsigned)(c - 'A') < 26u;
+}
+
+static int is_alnum(unsigned char c)
+{
+	return is_alpha(c) || is_digit(c);
+}
+
+static int is_word(unsigned char c)
+{
+	return is_alnum(c) || c == '_';
+}
+
+static int is_hex(unsigned char c)
+{
+	return is_digit(c) || (unsigned)((c | 0x20) - 'a') < 6u;
+}
+
+/* base64url, the alphabet of most tokens */
+static int is_keych(unsigned char c)
+{
+	return is_word(c) || c == '-';
+}
+
+/* OpenAI echoes keys masked with '*': the mask is part of the key */
+static int is_keystar(unsigned char c)
+{
+	return is_keych(c) || c == '*';
+}
+
+static int is_bearer_ch(unsigned char c)
+{
+	return is_keystar(c) || c == '.' || c == '~' || c == '+' || c == '/' ||
+	       c == '=';
+}
+
+static unsigned char lower(unsigned char c)
+{
+	return is_upper(c) ? (unsigned char)(c | 0x20) : c;
+}
+
+/* Case-insensitive compare of n bytes with a lower-case literal. */
+static int ci_eq(const unsigned char *s, const char *lit, size_t n)
+{
+	size_t k;
+
+	for (k = 0; k < n; k++)
+		if (lower(s[k]) != (unsigned char)lit[k])
+			return 0;
+	return 1;
+}
+
+/* Case-insensitive compare of two byte strings of length n. */
+static int ci_same(const unsigned char *a, const unsigned char *b, size_t n)
+{
+	size_t k;
+
+	for (k = 0; k < n; k++)
+		if (lower(a[k]) != lower(b[k]))
+			return 0;
+	return 1;
+}
+
+static int has_prefix(const unsigned char *s, size_t n, size_t p,
+                      const char *lit, size_t l)
+{
+	return n - p >= l && memcmp(s + p, lit, l) == 0;
+}
+
+/* End of the run of bytes that pred accepts, starting at p. */
+static size_t run_end(const unsigned char *s, size_t n, size_t p,
+                      int (*pred)(unsigned char))
+{
+	while (p < n && pred(s[p]))
+		p++;
+	return p;
+}
+
+/* Same, but never looks at more than max bytes. */
+static size_t run_end_max(const unsigned char *s, size_t n, size_t p,
+                          int (*pred)(unsigned char), size_t max)
+{
+	size_t lim = n - p > max ? p + max : n;
+
+	while (p < lim && pred(s[p]))
+		p++;
+	return p;
+}
+
+static int has_digit(const unsigned char *s, size_t b, size_t e)
+{
+	for (; b < e; b++)
+		if (is_digit(s[b]) || s[b] == '*')
+			return 1;
+	return 0;
+}
+
+/* ---- pass 1: clean ----------------------------------------------------- */
+
+/*
+ * Copies s to dst (room for 3*n bytes: one bad byte becomes a 3-byte U+FFFD)
+ * as valid UTF-8 without NULs and control characters; text keeps \n and \t.
+ * A malformed sequence becomes one U+FFFD per maximal subpart, as Python's
+ * decode(errors="replace") does, so LangBot and the spool agree.
+ */
+static size_t clean_bytes(char *dst, const unsigned char *s, size_t n,
+                          int text)
+{
+	size_t i = 0, o = 0, k, need;
+	unsigned char c, lo, hi;
+
+	while (i < n) {
+		c = s[i];
+		if (c < 0x80) {
+			if ((c >= 0x20 && c != 0x7f) ||
+			    (text && (c == '\n' || c == '\t')))
+				dst[o++] = (char)c;
+			/* \r and the rest go; CRLF keeps its \n */
+			i++;
+			continue;
+		}
+		lo = 0x80;
+		hi = 0xbf;
+		if (c >= 0xc2 && c <= 0xdf) {
+			need = 1;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			need = 2;
+			if (c == 0xe0)
+				lo = 0xa0; /* overlong */
+			else if (c == 0xed)
+				hi = 0x9f; /* UTF-16 surrogates */
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			need = 3;
+			if (c == 0xf0)
+				lo = 0x90; /* overlong */
+			else if (c == 0xf4)
+				hi = 0x8f; /* above U+10FFFF */
+		} else {
+			need = 0; /* stray continuation, C0/C1 overlong, F5..FF */
+		}
+		for (k = 1; need && k <= need && i + k < n; k++) {
+			if (s[i + k] < lo || s[i + k] > hi)
+				break;
+			lo = 0x80;
+			hi = 0xbf;
+		}
+		if (!need || k <= need) {
+			memcpy(dst + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i += k > 1 ? k : 1;
+			continue;
+		}
+		/* C1 controls U+0080..U+009F are controls too */
+		if (!(c == 0xc2 && s[i + 1] <= 0x9f)) {
+			memcpy(dst + o, s + i, k);
+			o += k;
+		}
+		i += k;
+	}
+	return o;
+}
+
+/* Byte length of the white-space character at p (n bytes left), or 0. */
+static size_t ws_at(const unsigned char *p, size_t n)
+{
+	if (n >= 1 && (p[0] == ' ' || p[0] == '\t' || p[0] == '\n'))
+		return 1;
+	if (n >= 2 && p[0] == 0xc2 && p[1] == 0xa0) /* NBSP */
+		return 2;
+	if (n < 3)
+		return 0;
+	if (p[0] == 0xe2 && p[1] == 0x80 &&
+	    (p[2] <= 0x8b || p[2] == 0xa8 || p[2] == 0xa9 || p[2] == 0xaf))
+		return 3; /* U+2000..U+200B, U+2028, U+2029, U+202F */
+	if ((p[0] == 0xe2 && p[1] == 0x81 && p[2] == 0x9f) ||  /* U+205F */
+	    (p[0] == 0xe3 && p[1] == 0x80 && p[2] == 0x80) ||  /* U+3000 */
+	    (p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf) ||  /* U+FEFF */
+	    (p[0] == 0xe1 && p[1] == 0x9a && p[2] == 0x80))    /* U+1680 */
+		return 3;
+	return 0;
+}
+
+/* Byte length of the white-space character that ends p[0..n), or 0. */
+static size_t ws_before(const unsigned char *p, size_t n)
+{
+	if (n >= 1 && ws_at(p + n - 1, 1) == 1)
+		return 1;
+	if (n >= 2 && ws_at(p + n - 2, 2) == 2)
+		return 2;
+	if (n >= 3 && ws_at(p + n - 3, 3) == 3)
+		return 3;
+	return 0;
+}
+
+/* ---- pass 2: redact ---------------------------------------------------- */
+
+struct red {
+	const unsigned char *s;
+	size_t n;
+	size_t from; /* first input byte not yet copied out */
+	struct sbuf *out;
+	size_t jwt_fail;  /* no JWT starts before this offset */
+	size_t auth_end;  /* end of the last URL authority scanned */
+	size_t auth_at;   /* its last '@', or SIZE_MAX */
+};
+
+/* Replaces s[b..e) with a placeholder; returns e, where the walk goes on. */
+static size_t emit(struct red *r, size_t b, size_t e, const char *kind)
+{
+	struct sbuf *o = r->out;
+
+	if (b < r->from)
+		b = r->from;
+	sb_put(o, (const char *)r->s + r->from, b - r->from);
+	sb_put(o, "<redacted:", 10);
+	sb_put(o, kind, strlen(kind));
+	sb_put(o, ">", 1);
+	r->from = e;
+	return e;
+}
+
+/* -- private key blocks -- */
+
+static int pem_body_ch(unsigned char c)
+{
+	/* base64, the RFC 1421 headers, and the \n of a key quoted in a repr */
+	return is_alnum(c) || c == '+' || c == '/' || c == '=' || c == ' ' ||
+	       c == '\t' || c == '\n' || c == '\\' || c == ':' || c == ',' ||
+	       c == '-' || c == '.';
+}
+
+/* "<LABEL>-----" at p: the offset after it, or 0; *priv if a private key. */
+static size_t pem_label(const unsigned char *s, size_t n, size_t p, int *priv)
+{
+	size_t q = p, k;
+
+	while (q < n && q - p <= 48 && (is_upper(s[q]) || is_digit(s[q]) ||
+	                                s[q] == ' '))
+		q++;
+	if (!has_prefix(s, n, q, "-----", 5))
+		return 0;
+	*priv = 0;
+	for (k = p; k + 11 <= q; k++)
+		if (memcmp(s + k, "PRIVATE KEY", 11) == 0)
+			*priv = 1;
+	return q + 5;
+}
+
+/* Whether a stretch of text after a key body still looks like key data. */
+static int looks_like_key(const unsigned char *s, size_t b, size_t e)
+{
+	size_t run = 0;
+
+	for (; b < e; b++) {
+		if (s[b] == '=')
+			return 1;
+		run = s[b] == ' ' || s[b] == '\t' ? 0 : run + 1;
+		if (run >= 16)
+			return 1;
+	}
+	return 0;
+}
+
+static size_t try_private_key(struct red *r, size_t i)
+{
+	const unsigned char *s = r->s;
+	size_t n = r->n, j, k, e, nl = SIZE_MAX;
+	int priv = 0, p2;
+
+	if (!has_prefix(s, n, i, "-----BEGIN ", 11))
+		return 0;
+	j = pem_label(s, n, i + 11, &priv);
+	if (!j || !priv)
+		return 0; /* certificates and public keys are not secrets */
+	for (k = j; k < n; k++) {
+		if (s[k] == '-' && has_prefix(s, n, k, "-----END ", 9) &&
+		    (e = pem_label(s, n, k + 9, &p2)) != 0)
+			return emit(r, i, e, "private_key");
+		if (!pem_body_ch(s[k]))
+			break;
+		if (s[k] == '\n')
+			nl = k;
+	}
+	/* No END (the block was cut): stop at the line where key data ends. */
+	if (k < n && nl != SIZE_MAX && !looks_like_key(s, nl + 1, k))
+		k = nl;
+	return emit(r, i, k, "private_key");
+}
+
+/* -- scheme://user:pass@host -- */
+
+static int auth_term(unsigned char c)
+{
+	switch (c) {
+	case ' ': case '\t': case '\n': case '/': case '?': case '#': case '"':
+	case '\'': case '`': case '<': case '>': case '\\': case '[': case ']':
+	case '{': case '}': case '|': case '^':
+		return 1;
+	}
+	return 0;
+}
+
+static size_t try_url_auth(struct red *r, size_t i)
+{
+	const unsigned char *s = r->s;
+	size_t p = i + 3, k, at = SIZE_MAX;
+
+	if (i == 0 || !is_alnum(s[i - 1]))
+		return 0;
+	/* One scan serves every "://" up to the authority's end. */
+	if (p >= r->auth_end) {
+		for (k = p; k < r->n && !auth_term(s[k]); k++)
+			if (s[k] == '@')
+				at = k; /* the last '@': passwords may hold one */
+		r->auth_end = k;
+		r->auth_at = at;
+	}
+	if (r->auth_at == SIZE_MAX || r->auth_at <= p)
+		return 0;
+	return emit(r, p, r->auth_at, "url_password");
+}
+
+/* -- e-mail -- */
+
+static int is_local(unsigned char c)
+{
+	return is_alnum(c) || c == '.' || c == '_' || c == '%' || c == '+' ||
+	       c == '-';
+}
+
+static int is_label(unsigned char c)
+{
+	return is_alnum(c) || c == '-';
+}
+
+static size_t try_email(struct red *r, size_t i)
+{
+	const unsigned char *s = r->s;
+	size_t n = r->n, b = i, e = i + 1, dot = 0, l;
+
+	while (b > r->from && i - b < 64 && is_local(s[b - 1]))
+		b--;
+	while (b < i && !is_word(s[b]))
+		b++;
+	if (b == i)
+		return 0;
+	for (;;) {
+		l = run_end_max(s, n, e, is_label, 64);
+		if (l == e)
+			break;
+		e = l;
+		if (e - i > 255 || e + 1 >= n || s[e] != '.' || !is_alnum(s[e + 1]))
+			break;
+		dot = e++;
+	}
+	if (!dot || e - dot < 3)
+		return 0;
+	for (l = dot + 1; l < e; l++)
+		if (!is_alpha(s[l]))
+			return 0; /* "user@1.2.3.4", "pkg@1.0.2": not a mail domain */
+	return emit(r, b, e, "email");
+}
+
+/* Python names that follow '@' in a source line: decorators, not people. */
+static const char *const decorators[] = {
+	"property", "staticmethod", "classmethod", "dataclass", "abstractmethod",
+	"override", "overload", "wraps", "cache", "lru_cache", "cached_property",
+	"contextmanager", "asynccontextmanager", "pytest", "app", "router",
+};
+
+static int word_in(const unsigned char *s, size_t len,
+                   const char *const *set, size_t count);
+
+/* "@alice_tg": a Telegram (or other platform) handle in a message. */
+static size_t try_mention(struct red *r, size_t i)
+{
+	const unsigned char *s = r->s;
+	size_t n = r->n, e;
+
+	if ((i > 0 && is_local(s[i - 1])) || i + 1 >= n ||
+	    !(is_alpha(s[i + 1]) || s[i + 1] == '_'))
+		return 0;
+	e = run_end_max(s, n, i + 1, is_word, 33);
+	if (e - (i + 1) < 3 || e - (i + 1) > 32)
+		return 0;
+	/* "@types/node", "@app.route(...)", "@pytest.fixture" are code */
+	if (e < n && (s[e] == '/' || s[e] == '(' || s[e] == '.' || s[e] == '@'))
+		return 0;
+	if (word_in(s + i + 1, e - (i + 1), decorators,
+	            sizeof decorators / sizeof decorators[0]))
+		return 0;
+	return emit(r, i + 1, e, "user");
+}
+
+/*
+ * A database account: for user "langbot" (PostgreSQL), user 'root'@'host'
+ * (MySQL).  Only a quoted name right after the word "user" is taken.
+ */
+static size_t try_user_quoted(struct red *r, size_t i)
+{
+	const unsigned char *s = r->s;
+	size_t n = r->n, b, e;
+	unsigned char q;
+
+	if (n - i < 7 || !ci_eq(s + i, "user", 4) || s[i + 4] != ' ')
+		return 0;
+	q = s[i + 5];
+	if (q != '"' && q != '\'' && q != '`')
+		return 0;
+	b = i + 6;
+	for (e = b; e < n && e - b <= 64 && s[e] != q && s[e] != '\n'; e++)
+		;
+	if (e >= n || s[e] != q || e == b || e - b > 64)
+		return 0;
+	return emit(r, b, e, "user");
+}
+
+/* -- key = value -- */
+
+#define KW_SUFFIX 0 /* the key ends with the word: OPENAI_API_KEY= */
+#define KW_EXACT 1  /* the key is the word */
+#define KW_QUERY 2  /* the key is the word, in a URL query (?key=, &sig=) */
+
+struct keyword {
+	const char *word; /* lower case */
+	unsigned char len;
+	unsigned char how;
+	const char *kind;
+};
+
+#define KW(w, how, kind) { w, sizeof(w) - 1, how, kind }
+
+static const struct keyword keywords[] = {
+	KW("password", KW_SUFFIX, "password"),
+	KW("passwd", KW_SUFFIX, "password"),
+	KW("passphrase", KW_SUFFIX, "password"),
+	KW("pwd", KW_SUFFIX, "password"),
+	KW("secret", KW_SUFFIX, "secret"),
+	KW("secret_key", KW_SUFFIX, "secret"),
+	KW("secretkey", KW_SUFFIX, "secret"),
+	KW("cookie", KW_SUFFIX, "secret"),
+	KW("signature", KW_SUFFIX, "secret"),
+	KW("sig", KW_QUERY, "secret"),
+	KW("sign", KW_QUERY, "secret"),
+	KW("token", KW_SUFFIX, "token"),
+	KW("api_key", KW_SUFFIX, "api_key"),
+	KW("apikey", KW_SUFFIX, "api_key"),
+	KW("api-key", KW_SUFFIX, "api_key"),
+	KW("access_key", KW_SUFFIX, "api_key"),
+	KW("accesskey", KW_SUFFIX, "api_key"),
+	KW("accountkey", KW_SUFFIX, "api_key"),
+	KW("private_key", KW_SUFFIX, "private_key"),
+	KW("key", KW_QUERY, "api_key"),
+	KW("authorization", KW_SUFFIX, "authorization"),
+	/* who: platform account names and ids in event reprs */
+	KW("username", KW_SUFFIX, "user"),
+	KW("user_name", KW_SUFFIX, "user"),
+	KW("nickname", KW_SUFFIX, "user"),
+	KW("first_name", KW_SUFFIX, "user"),
+	KW("last_name", KW_SUFFIX, "user"),
+	KW("full_name", KW_SUFFIX, "user"),
+	KW("display_name", KW_SUFFIX, "user"),
+	KW("card", KW_EXACT, "user"),
+	KW("user", KW_EXACT, "user"),
+	KW("user_id", KW_SUFFIX, "id"),
+	KW("userid", KW_SUFFIX, "id"),
+	KW("chat_id", KW_SUFFIX, "id"),
+	KW("chatid", KW_SUFFIX, "id"),
+	KW("group_id", KW_SUFFIX, "id"),
+	KW("groupid", KW_SUFFIX, "id"),
+	KW("sender_id", KW_SUFFIX, "id"),
+	KW("senderid", KW_SUFFIX, "id"),
+	KW("open_id", KW_SUFFIX, "id"),
+	KW("openid", KW_SUFFIX, "id"),
+	KW("union_id", KW_SUFFIX, "id"),
+	KW("unionid", KW_SUFFIX, "id"),
+	KW("staff_id", KW_SUFFIX, "id"),
+	KW("staffid", KW_SUFFIX, "id"),
+	KW("fromusername", KW_SUFFIX, "id"),
+	KW("tousername", KW_SUFFIX, "id"),
+	KW("corpid", KW_SUFFIX, "id"),
+	KW("phone", KW_SUFFIX, "phone"),
+	KW("mobile", KW_SUFFIX, "phone"),
+	/* what: message content in event and request reprs */
+	KW("text", KW_EXACT, "text"),
+	KW("content", KW_EXACT, "text"),
+	KW("raw_message", KW_EXACT, "text"),
+	KW("caption", KW_EXACT, "text"),
+	KW("prompt", KW_EXACT, "text"),
+};
+
+/* Words that, as a whole unquoted value, are code and not a secret. */
+static const char *const code_words[] = {
+	"None", "True", "False", "null", "true", "false", "nil", "undefined",
+	"NULL", "none", "await", "self", "cls", "lambda", "not", "yield",
+	"YES", "NO", /* MySQL: "(using password: YES)" */
+};
+
+/* Type names after "key:" in a signature or a dataclass. */
+static const char *const type_words[] = {
+	"str", "bytes", "int", "float", "bool", "dict", "list", "Any",
+	"Optional", "Union", "SecretStr", "Dict", "List", "typing",
+};
+
+static int word_in(const unsigned char *s, size_t len,
+                   const char *const *set, size_t count)
+{
+	size_t k;
+
+	for (k = 0; k < count; k++)
+		if (strlen(set[k]) == len && memcmp(s, set[k], len) == 0)
+			return 1;
+	return 0;
+}
+
+static int is_keyname(unsigned char c)
+{
+	return is_keych(c);
+}
+
+static int is_dotted(unsigned char c)
+{
+	return is_word(c) || c == '.';
+}
+
+static int value_term(unsigned char c)
+{
+	switch (c) {
+	case ' ': case '\t': case '\n': case ',': case ';': case '&': case ')':
+	case '}': case ']': case '"': case '\'': case '`': case '<': case '>':
+	case '#':
+		return 1;
+	}
+	return 0;
+}
+
+/* An Authorization value runs to the end of the header, spaces and all. */
+static int auth_value_term(unsigned char c)
+{
+	switch (c) {
+	case '\n': case '"': case '\'': case '`': case ',': case ';': case '}':
+	case ')': case ']': case '<': case '>':
+		return 1;
+	}
+	return 0;
+}
+
+/* The keyword that the key s[kb..ke) names, or NULL. */
+static const struct keyword *match_key(const unsigned char *s, size_t kb,
+                                       size_t ke, int whole)
+{
+	size_t k, len = ke - kb;
+	unsigned char last = lower(s[ke - 1]);
+	const struct keyword *kw;
+
+	for (k = 0; k < sizeof keywords / sizeof keywords[0]; k++) {
+		kw = &keywords[k];
+		if ((unsigned char)kw->word[kw->len - 1] != last || kw->len > len)
+			continue;
+		if (kw->how != KW_SUFFIX && (kw->len != len || !whole))
+			continue;
+		if (kw->how == KW_QUERY &&
+		    (kb == 0 || (s[kb - 1] != '?' && s[kb - 1] != '&')))
+			continue;
+		if (ci_eq(s + ke - kw->len, kw->word, kw->len))
+			return kw;
+	}
+	return NULL;
+}
+
+/* f"Bearer {token}" in a source line: a template, not a value. */
+static int is_template(const unsigned char *s, size_t b, size_t e)
+{
+	return e - b >= 2 && s[b] == '{' && s[e - 1] == '}' &&
+	       run_end(s, e - 1, b + 1, is_dotted) == e - 1;
+}
+
+static size_t try_assign(struct red *r, size_t i)
+{
+	const unsigned char *s = r->s;
+	size_t n = r->n, k = i, ke, kb, v, vb, ve, w;
+	const struct keyword *kw;
+	const char *kind;
+	unsigned char quote = 0;
+	int esc = 0, whole;
+
+	/* the key: skip "  ", a closing quote (maybe escaped), then a name */
+	while (k > 0 && i - k < 8 && (s[k - 1] == ' ' || s[k - 1] == '\t'))
+		k--;
+	if (k > 0 && (s[k - 1] == '"' || s[k - 1] == '\'')) {
+		k--;
+		if (k > 0 && s[k - 1] == '\\')
+			k--;
+	}
+	ke = k;
+	while (k > 0 && ke - k < 40 && is_keyname(s[k - 1]))
+		k--;
+	kb = k;
+	if (kb == ke)
+		return 0;
+	whole = kb == 0 || !is_keyname(s[kb - 1]);
+	kw = match_key(s, kb, ke, whole);
+	if (!kw)
+		return 0;
+	kind = kw->kind;
+
+	/* the value */
+	v = i + 1;
+	if (v < n && s[v] == '=')
+		v++; /* "==", ":=" */
+	while (v < n && (s[v] == ' ' || s[v] == '\t'))
+		v++;
+	if (v >= n || s[v] == '\n')
+		return 0;
+	if (v + 1 < n && (s[v + 1] == '"' || s[v + 1] == '\'') &&
+	    strchr("bBrRuUfF", s[v]) != NULL)
+		v++; /* b'...', f"..." */
+	if (s[v] == '"' || s[v] == '\'' || s[v] == '`') {
+		quote = s[v];
+		vb = v + 1;
+	} else if (s[v] == '\\' && v + 1 < n &&
+	           (s[v + 1] == '"' || s[v + 1] == '\'')) {
+		quote = s[v + 1]; /* JSON inside a quoted string: \"...\" */
+		esc = 1;
+		vb = v + 2;
+	} else {
+		vb = v;
+	}
+
+	if (quote) {
+		for (ve = vb; ve < n && s[ve] != '\n'; ve++) {
+			if (s[ve] == '\\' && ve + 1 < n) {
+				if (esc && s[ve + 1] == quote)
+					break;
+				if (s[ve + 1] != '\n')
+					ve++;
+				continue;
+			}
+			if (!esc && s[ve] == quote)
+				break;
+		}
+	} else {
+		if (s[vb] == '[' || s[vb] == '{' || s[vb] == '(')
+			return 0; /* a structure: its own keys are looked at */
+		w = run_end(s, n, vb, is_dotted);
+		if (w > vb && !is_digit(s[vb])) {
+			size_t c = w; /* last dotted component */
+
+			if (w < n && (s[w] == '(' || s[w] == '['))
+				return 0; /* a call or a subscript */
+			if ((w == n || value_term(s[w])) &&
+			    (word_in(s + vb, w - vb, code_words,
+			             sizeof code_words / sizeof code_words[0]) ||
+			     (s[i] == ':' &&
+			      word_in(s + vb, w - vb, type_words,
+			              sizeof type_words / sizeof type_words[0]))))
+				return 0;
+			while (c > vb && s[c - 1] != '.')
+				c--;
+			if ((w == n || value_term(s[w])) && w - c == ke - kb &&
+			    ci_same(s + c, s + kb, w - c))
+				return 0; /* password=password, key=self.key */
+		}
+		ve = vb;
+		if (strcmp(kind, "authorization") == 0) {
+			while (ve < n && !auth_value_term(s[ve]))
+				ve++;
+			while (ve > vb && (s[ve - 1] == ' ' || s[ve - 1] == '\t'))
+				ve--;
+		} else {
+			while (ve < n && !value_term(s[ve]))
+				ve++;
+		}
+	}
+	if (strcmp(kind, "authorization") == 0) {
+		/* keep the scheme: "Bearer <redacted:bearer>" */
+		size_t a = run_end_max(s, ve, vb, is_alpha, 17);
+
+		if (a > vb && a - vb <= 16 && a < ve && s[a] == ' ') {
+			if (a - vb == 6 && ci_eq(s + vb, "bearer", 6))
+				kind = "bearer";
+			while (a < ve && s[a] == ' ')
+				a++;
+			vb = a;
+		}
+	}
+	if (ve <= vb || is_template(s, vb, ve))
+		return 0;
+	return emit(r, vb, ve, kind);
+}
+
+/* -- Bearer tokens -- */
+
+static size_t try_bearer(struct red *r, size_t i)
+{
+	const unsigned char *s = r->s;
+	size_t n = r->n, p, e;
+
+	if (n - i < 8 || !ci_eq(s + i, "bearer", 6) ||
+	    (s[i + 6] != ' ' && s[i + 6] != '\t'))
+		return 0;
+	for (p = i + 6; p < n && p - i < 12 && (s[p] == ' ' || s[p] == '\t'); p++)
+		;
+	e = run_end(s, n, p, is_bearer_ch);
+	/* "Bearer token was rejected" is prose; a token has digits or length */
+	if (e - p < 8 || (e - p < 20 && !has_digit(s, p, e)))
+		return 0;
+	return emit(r, p, e, "bearer");
+}
+
+/* -- tokens recognised by their prefix -- */
+
+#define SET_KEY 0   /* [A-Za-z0-9_-] */
+#define SET_STAR 1  /* [A-Za-z0-9_*-]: may be masked */
+#define SET_ALNUM 2 /* [A-Za-z0-9] */
+#define SET_WORD 3  /* [A-Za-z0-9_] */
+
+struct prefix {
+	const char *pre;
+	unsigned char len;
+	unsigned char min;   /* bytes after the prefix */
+	unsigned char set;
+	unsigned char digit; /* shorter than 32 needs a digit (or '*') */
+	const char *kind;
+};
+
+#define PFX(p, min, set, digit, kind) { p, sizeof(p) - 1, min, set, digit, kind }
+
+static const struct prefix prefixes[] = {
+	/* OpenAI (incl. sk-proj-), Anthropic sk-ant-, DeepSeek, Moonshot, ... */
+	PFX("sk-", 16, SET_STAR, 1, "api_key"),
+	PFX("sk_", 16, SET_STAR, 1, "api_key"),
+	PFX("AIza", 30, SET_KEY, 0, "api_key"),
+	PFX("hf_", 30, SET_ALNUM, 0, "api_key"),
+	PFX("gsk_", 40, SET_ALNUM, 0, "api_key"),
+	PFX("xai-", 40, SET_ALNUM, 0, "api_key"),
+	PFX("app-", 20, SET_ALNUM, 1, "api_key"), /* Dify */
+	PFX("ghp_", 30, SET_ALNUM, 0, "github_token"),
+	PFX("gho_", 30, SET_ALNUM, 0, "github_token"),
+	PFX("ghu_", 30, SET_ALNUM, 0, "github_token"),
+	PFX("ghs_", 30, SET_ALNUM, 0, "github_token"),
+	PFX("ghr_", 30, SET_ALNUM, 0, "github_token"),
+	PFX("github_pat_", 20, SET_WORD, 0, "github_token"),
+	PFX("glpat-", 20, SET_KEY, 0, "gitlab_token"),
+	PFX("gldt-", 20, SET_KEY, 0, "gitlab_token"),
+	PFX("glrt-", 20, SET_KEY, 0, "gitlab_token"),
+	PFX("glptt-", 20, SET_KEY, 0, "gitlab_token"),
+	PFX("xoxa-", 10, SET_KEY, 0, "slack_token"),
+	PFX("xoxb-", 10, SET_KEY, 0, "slack_token"),
+	PFX("xoxe-", 10, SET_KEY, 0, "slack_token"),
+	PFX("xoxp-", 10, SET_KEY, 0, "slack_token"),
+	PFX("xoxr-", 10, SET_KEY, 0, "slack_token"),
+	PFX("xoxs-", 10, SET_KEY, 0, "slack_token"),
+	PFX("xapp-", 10, SET_KEY, 0, "slack_token"),
+};
+
+static int (*const set_pred[])(unsigned char) = {
+	is_keych, is_keystar, is_alnum, is_word,
+};
+
+static size_t try_prefixes(struct red *r, size_t i)
+{
+	const unsigned char *s = r->s;
+	size_t n = r->n, k, b, e, len;
+	const struct prefix *p;
+
+	for (k = 0; k < sizeof prefixes / sizeof prefixes[0]; k++) {
+		p = &prefixes[k];
+		if ((unsigned char)p->pre[0] != s[i] ||
+		    !has_prefix(s, n, i, p->pre, p->len))
+			continue;
+		b = i + p->len;
+		e = run_end(s, n, b, set_pred[p->set]);
+		len = e - b;
+		if (len < p->min || (p->digit && len < 32 && !has_digit(s, b, e)))
+			continue;
+		return emit(r, i, e, p->kind);
+	}
+	return 0;
+}
+
+static size_t try_aws(struct red *r, size_t i)
+{
+	static const char ids[][4] = {
+		"AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA",
+		"ANVA", "AROA", "APKA", "ASCA",
+	};
+	const unsigned char *s = r->s;
+	size_t n = r->n, k, e;
+
+	if (n - i < 20)
+		return 0;
+	for (k = 0; k < sizeof ids / sizeof ids[0]; k++)
+		if (memcmp(s + i, ids[k], 4) == 0)
+			break;
+	if (k == sizeof ids / sizeof ids[0])
+		return 0;
+	for (e = i + 4; e < n && e - i <= 20 && (is_upper(s[e]) || is_digit(s[e]));
+	     e++)
+		;
+	if (e - i != 20 || (e < n && is_word(s[e])))
+		return 0;
+	return emit(r, i, e, "aws_key");
+}
+
+/* header.payload[.signature], base64url, the header being "{"... */
+static size_t try_jwt(struct red *r, size_t i)
+{
+	const unsigned char *s = r->s;
+	size_t n = r->n, a, b, e;
+
+	if (i < r->jwt_fail || !has_prefix(s, n, i, "eyJ", 3))
+		return 0;
+	a = run_end(s, n, i, is_keych);
+	if (a - i >= 10 && a + 1 < n && s[a] == '.') {
+		b = run_end(s, n, a + 1, is_keych);
+		if (b - (a + 1) >= 2) {
+			e = b;
+			if (b < n && s[b] == '.')
+				e = run_end(s, n, b + 1, is_keych);
+			return emit(r, i, e, "jwt");
+		}
+	}
+	/* every "eyJ" up to a fails the same way: do not look again */
+	r->jwt_fail = a;
+	return 0;
+}
+
+/* Discord bot token: base64(user id).timestamp.hmac */
+static size_t try_discord(struct red *r, size_t i)
+{
+	const unsigned char *s = r->s;
+	size_t n = r->n, a, b, e;
+
+	a = run_end_max(s, n, i, is_keych, 29);
+	if (a - i < 23 || a - i > 28 || a >= n || s[a] != '.' ||
+	    !has_digit(s, i, a))
+		return 0;
+	b = run_end_max(s, n, a + 1, is_keych, 8);
+	if (b - (a + 1) < 6 || b - (a + 1) > 7 || b >= n || s[b] != '.')
+		return 0;
+	e = run_end(s, n, b + 1, is_keych);
+	if (e - (b + 1) < 27)
+		return 0;
+	return emit(r, i, e, "discord_token");
+}
+
+/* -- addresses -- */
+
+/* Parses d.d.d.d exactly spanning s[p..e); the octets go to oct. */
+static int parse_quad(const unsigned char *s, size_t p, size_t e,
+                      unsigned oct[4])
+{
+	size_t part, start;
+
+	for (part = 0; part < 4; part++) {
+		oct[part] = 0;
+		for (start = p; p < e && is_digit(s[p]) && p - start < 4; p++)
+			oct[part] = oct[part] * 10 + (unsigned)(s[p] - '0');
+		if (p == start || p - start > 3 || oct[part] > 255)
+			return 0;
+		if (part < 3) {
+			if (p >= e || s[p] != '.')
+				return 0;
+			p++;
+		}
+	}
+	return p == e;
+}
+
+/* ":port" after an address: the offset after it, or p if there is none. */
+static size_t port_end(const unsigned char *s, size_t n, size_t p)
+{
+	size_t q;
+
+	if (p + 1 >= n || s[p] != ':' || !is_digit(s[p + 1]))
+		return p;
+	q = run_end_max(s, n, p + 1, is_digit, 6);
+	if (q - (p + 1) > 5 || (q < n && is_word(s[q])))
+		return p;
+	return q;
+}
+
+static int is_v4ch(unsigned char c)
+{
+	return is_digit(c) || c == '.';
+}
+
+static size_t try_ipv4(struct red *r, size_t i)
+{
+	const unsigned char *s = r->s;
+	size_t n = r->n, e, end;
+	unsigned oct[4];
+
+	e = run_end_max(s, n, i, is_v4ch, 16);
+	while (e > i && s[e - 1] == '.')
+		e--; /* end of a sentence */
+	if (e - i < 7 || (e < n && is_word(s[e])) || !parse_quad(s, i, e, oct))
+		return 0; /* also 1.2.3.4.5: a version, not an address */
+	end = port_end(s, n, e);
+	if (oct[0] == 127 || oct[0] == 255 ||
+	    (oct[0] == 0 && oct[1] == 0 && oct[2] == 0 && oct[3] == 0))
+		return end; /* loopback, unspecified, netmask: kept */
+	return emit(r, i, end, "ip");
+}
+
+static int is_v6ch(unsigned char c)
+{
+	return is_hex(c) || c == ':' || c == '.';
+}
+
+static size_t try_ipv6(struct red *r, size_t s0)
+{
+	const unsigned char *s = r->s;
+	size_t n = r->n, e, p, q, b, groups = 0, hexd = 0;
+	int dbl = 0, v4 = 0;
+	unsigned oct[4];
+
+	/* cheap rejection: an address has a ':' within its first 5 bytes */
+	p = run_end_max(s, n, s0, is_hex, 5);
+	if (p >= n || s[p] != ':')
+		return 0;
+	e = run_end_max(s, n, s0, is_v6ch, 65);
+	if (e - s0 > 64 || (e < n && is_word(s[e])))
+		return 0;
+	while (e > s0 && s[e - 1] == '.')
+		e--;
+	if (e - s0 >= 2 && s[e - 1] == ':' && s[e - 2] != ':')
+		e--; /* "fe80::1: connection refused" */
+
+	p = s0;
+	if (e - p >= 2 && s[p] == ':' && s[p + 1] == ':') {
+		dbl = 1;
+		p += 2;
+	} else if (s[p] == ':') {
+		return 0;
+	}
+	while (p < e) {
+		q = run_end(s, e, p, is_hex);
+		if (q < e && s[q] == '.') {
+			if (!parse_quad(s, p, e, oct))
+				return 0;
+			groups += 2;
+			v4 = 1;
+			break;
+		}
+		if (q == p || q - p > 4)
+			return 0;
+		groups++;
+		hexd += q - p;
+		p = q;
+		if (p == e)
+			break;
+		p++; /* the ':' */
+		if (p < e && s[p] == ':') {
+			if (dbl)
+				return 0;
+			dbl = 1;
+			p++;
+		} else if (p == e) {
+			return 0;
+		}
+	}
+	if (dbl ? groups > 7 : groups != 8)
+		return 0;
+	/* "::", "::1" are kept; "a[1::2]" is a slice, not an address */
+	if (hexd < 4 && !v4)
+		return 0;
+	b = s0;
+	if (e < n && s[e] == '%') { /* zone: fe80::1%eth0 */
+		q = run_end_max(s, n, e + 1, is_keych, 32);
+		if (q > e + 1)
+			e = q;
+	}
+	if (s0 > r->from && s[s0 - 1] == '[' && e < n && s[e] == ']') {
+		b = s0 - 1;
+		e = port_end(s, n, e + 1);
+	}
+	return emit(r, b, e, "ip");
+}
+
+/* -- phone numbers and account ids -- */
+
+/* After a number ending at e: is the number over?  (not 12.5, 12-ab, 12a) */
+static int num_ends(const unsigned char *s, size_t n, size_t e)
+{
+	if (e >= n)
+		return 1;
+	if (is_word(s[e]) || s[e] == '@')
+		return 0;
+	if ((s[e] == '.' || s[e] == '-') && e + 1 < n && is_alnum(s[e + 1]))
+		return 0;
+	return 1;
+}
+
+static int is_phone_sep(unsigned char c)
+{
+	return c == ' ' || c == '-' || c == '.' || c == '(' || c == ')';
+}
+
+/* +1 415 555 0100, +86 138 0013 8000, +44 20 7946 0958, +1 (415) 555-0100 */
+static size_t try_plus_phone(struct red *r, size_t i)
+{
+	const unsigned char *s = r->s;
+	size_t n = r->n, k = i + 1, g, sep, digits = 0, end = 0;
+
+	if ((i > 0 && is_alnum(s[i - 1])) || k >= n || !is_digit(s[k]))
+		return 0; /* "UTC+8", "+08:00" after a time */
+	for (;;) {
+		g = run_end_max(s, n, k, is_digit, 16);
+		if (digits + (g - k) > 15)
+			break;
+		digits += g - k;
+		end = g;
+		sep = run_end_max(s, n, g, is_phone_sep, 2);
+		if (sep == g || sep >= n || !is_digit(s[sep]))
+			break;
+		k = sep;
+	}
+	if (digits < 8 || (end < n && is_alpha(s[end])))
+		return 0;
+	return emit(r, i, end, "phone");
+}
+
+/* Chinese mobile 1[3-9]xxxxxxxxx (also 3-4-4 grouped) and 0xx-xxxxxxxx */
+static size_t try_cn_phone(struct red *r, size_t i, size_t e)
+{
+	const unsigned char *s = r->s;
+	size_t n = r->n, len = e - i, end = 0, g;
+	unsigned char sep;
+
+	if (len == 11 && s[i] == '1' && s[i + 1] >= '3') {
+		end = e;
+	} else if (len == 3 && s[i] == '1' && s[i + 1] >= '3' && e + 10 <= n &&
+	           (s[e] == ' ' || s[e] == '-')) {
+		sep = s[e];
+		if (run_end(s, e + 5, e + 1, is_digit) == e + 5 && s[e + 5] == sep &&
+		    run_end(s, e + 10, e + 6, is_digit) == e + 10)
+			end = e + 10;
+	} else if ((len == 3 || len == 4) && s[i] == '0' && e + 1 < n &&
+	           s[e] == '-' && s[e + 1] != '0') {
+		g = run_end_max(s, n, e + 1, is_digit, 9);
+		if (g - (e + 1) == 7 || g - (e + 1) == 8)
+			end = g;
+	}
+	if (!end || (end < n && is_digit(s[end])) || !num_ends(s, n, end))
+		return 0;
+	return emit(r, i, end, "phone");
+}
+
+/* LangBot's session names: person_<QQ id>, group_<group id> */
+static int after_session_prefix(const unsigned char *s, size_t i)
+{
+	return (i >= 7 && ci_eq(s + i - 7, "person_", 7) &&
+	        (i == 7 || !is_word(s[i - 8]))) ||
+	       (i >= 6 && ci_eq(s + i - 6, "group_", 6) &&
+	        (i == 6 || !is_word(s[i - 7])));
+}
+
+static size_t scan_digits(struct red *r, size_t i)
+{
+	const unsigned char *s = r->s;
+	size_t n = r->n, e, len, t, b;
+	unsigned char prev = i ? s[i - 1] : ' ';
+
+	e = run_end(s, n, i, is_digit);
+	len = e - i;
+	/* Telegram bot token 123456789:AA..., also inside ".../bot123:AA.../" */
+	if (len >= 5 && len <= 12 && e < n && s[e] == ':') {
+		t = run_end(s, n, e + 1, is_keych);
+		if (t - (e + 1) >= 30)
+			return emit(r, i, t, "bot_token");
+	}
+	if (is_word(prev)) {
+		if (len >= 5 && after_session_prefix(s, i) && num_ends(s, n, e))
+			return emit(r, i, e, "id");
+		return e; /* part of an identifier or a hex string */
+	}
+	if (prev != '.' && prev != ':' && (t = try_ipv6(r, i)) != 0)
+		return t;
+	if (prev != '.' && (t = try_ipv4(r, i)) != 0)
+		return t;
+	if (i >= 2 && (prev == '.' || prev == '-') && is_alnum(s[i - 2])) {
+		/* 3.1415926, v1.123456, uuid-446655440000, 2024-123456 ... */
+		if (prev == '-' && (t = try_cn_phone(r, i, e)) != 0)
+			return t; /* 86-13800138000 */
+		return e;
+	}
+	if ((t = try_cn_phone(r, i, e)) != 0)
+		return t;
+	if (len < 6 || !num_ends(s, n, e))
+		return e;
+	if (i >= 5 && (memcmp(s + i - 5, "line ", 5) == 0 ||
+	               memcmp(s + i - 5, "Line ", 5) == 0))
+		return e; /* a traceback's line number */
+	b = i;
+	if (prev == '-' && i - 1 >= r->from)
+		b = i - 1; /* Telegram chat id -1001234567890 */
+	return emit(r, b, e, "id");
+}
+
+/* -- home directories -- */
+
+static int name_term(unsigned char c)
+{
+	switch (c) {
+	case '/': case '\\': case ' ': case '\t': case '\n': case '"': case '\'':
+	case '`': case ':': case '*': case '?': case '<': case '>': case '|':
+	case ',': case ';': case ')': case ']': case '}':
+		return 1;
+	}
+	return 0;
+}
+
+static size_t try_home(struct red *r, size_t i)
+{
+	const unsigned char *s = r->s;
+	size_t n = r->n, p = 0, e;
+
+	if (s[i] == '/') {
+		if (has_prefix(s, n, i, "/home/", 6))
+			p = i + 6;
+		else if (has_prefix(s, n, i, "/Users/", 7))
+			p = i + 7;
+	} else if (n - i >= 7 && ci_eq(s + i + 1, "users", 5) && s[i + 6] == '\\') {
+		p = i + 7; /* C:\Users\NAME */
+	} else if (n - i >= 9 && s[i + 1] == '\\' && ci_eq(s + i + 2, "users", 5) &&
+	           s[i + 7] == '\\' && s[i + 8] == '\\') {
+		p = i + 9; /* "C:\\Users\\NAME" as a repr shows it */
+	}
+	if (!p)
+		return 0;
+	e = p;
+	while (e < n && !name_term(s[e]))
+		e++;
+	if (e == p)
+		return 0;
+	if ((e - p == 6 && (memcmp(s + p, "Shared", 6) == 0 ||
+	                    memcmp(s + p, "Public", 6) == 0)) ||
+	    (e - p == 7 && memcmp(s + p, "Default", 7) == 0))
+		return e; /* not a person */
+	return emit(r, p, e, "user");
+}
+
+/* -- the walk -- */
+
+static size_t scan_word(struct red *r, size_t i)
+{
+	const unsigned char *s = r->s;
+	size_t t = 0;
+	unsigned char c = s[i];
+
+	switch (c) {
+	case 's': case 'h': case 'x': case 'a': case 'g':
+		t = try_prefixes(r, i);
+		break;
+	case 'A':
+		t = try_prefixes(r, i);
+		if (!t)
+			t = try_aws(r, i);
+		break;
+	case 'e':
+		t = try_jwt(r, i);
+		break;
+	case 'b': case 'B':
+		t = try_bearer(r, i);
+		break;
+	case 'u': case 'U':
+		t = try_user_quoted(r, i);
+		break;
+	case 'M': case 'N': case 'O':
+		t = try_discord(r, i);
+		break;
+	}
+	if (!t && is_hex(c) && (i == 0 || (s[i - 1] != '.' && s[i - 1] != ':')))
+		t = try_ipv6(r, i);
+	return t;
+}
+
+static size_t try_colon(struct red *r, size_t i)
+{
+	const unsigned char *s = r->s;
+	size_t n = r->n, t;
+
+	if (n - i >= 3 && s[i + 1] == '/' && s[i + 2] == '/')
+		return try_url_auth(r, i);
+	if (i + 1 < n && s[i + 1] == ':' &&
+	    (i == 0 || (!is_word(s[i - 1]) && s[i - 1] != ':' && s[i - 1] != '.')) &&
+	    (t = try_ipv6(r, i)) != 0)
+		return t;
+	return try_assign(r, i);
+}
+
+/* Appends s[0..n) to out with every finding replaced. */
+static void redact(const unsigned char *s, size_t n, struct sbuf *out)
+{
+	struct red r;
+	size_t i = 0, t;
+	unsigned char c;
+
+	memset(&r, 0, sizeof r);
+	r.s = s;
+	r.n = n;
+	r.out = out;
+	r.auth_at = SIZE_MAX;
+	while (i < n) {
+		c = s[i];
+		t = 0;
+		if (is_digit(c)) {
+			if (i == 0 || !is_digit(s[i - 1])) {
+				i = scan_digits(&r, i);
+				continue;
+			}
+		} else if (is_alpha(c)) {
+			if (i == 0 || !is_word(s[i - 1]))
+				t = scan_word(&r, i);
+		} else {
+			switch (c) {
+			case '-':
+				t = try_private_key(&r, i);
+				break;
+			case '+':
+				t = try_plus_phone(&r, i);
+				break;
+			case '@':
+				t = try_email(&r, i);
+				if (!t)
+					t = try_mention(&r, i);
+				break;
+			case '=':
+				t = try_assign(&r, i);
+				break;
+			case ':':
+				t = try_colon(&r, i);
+				break;
+			case '/': case '\\':
+				t = try_home(&r, i);
+				break;
+			}
+		}
+		i = t > i ? t : i + 1;
+	}
+	if (n > r.from)
+		sb_put(out, (const char *)s + r.from, n - r.from);
+	if (!out->oom)
+		out->p[out->len] = '\0';
+}
+
+/* ---- strict mode: traceback structure only ----------------------------- */
+
+enum line_kind {
+	LK_NONE,
+	LK_BLANK,
+	LK_HEADER,
+	LK_SEP,
+	LK_FRAME,
+	LK_SOURCE,
+	LK_CARET,
+	LK_REPEAT,
+	LK_EXC
+};
+
+static int line_is(const char *p, size_t n, const char *lit)
+{
+	return n == strlen(lit) && memcmp(p, lit, n) == 0;
+}
+
+/* File "<path>", line <N>[, in <function>] */
+static int is_frame(const char *p, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)p;
+	size_t k, q;
+
+	if (n < 6 || memcmp(p, "File \"", 6) != 0)
+		return 0;
+	for (k = 6; k + 8 <= n; k++)
+		if (memcmp(p + k, "\", line ", 8) == 0)
+			break;
+	if (k + 8 > n)
+		return 0;
+	q = k + 8;
+	k = run_end(u, n, q, is_digit);
+	if (k == q)
+		return 0;
+	if (k == n)
+		return 1; /* SyntaxError frames have no function */
+	if (n - k < 6 || memcmp(p + k, ", in ", 5) != 0)
+		return 0;
+	for (k += 5, q = k; k < n; k++)
+		if (!is_word(u[k]) && u[k] != '.' && u[k] != '<' && u[k] != '>')
+			return 0;
+	return k > q;
+}
+
+/* "pkg.mod.ErrorType" or "ErrorType: message": the name's length, or 0. */
+static size_t exc_name(const char *p, size_t n, int *strong)
+{
+	static const char *const tails[] = {
+		"Error", "Exception", "Warning", "Exit", "Interrupt", "Timeout",
+		"TimedOut", "Iteration",
+	};
+	const unsigned char *u = (const unsigned char *)p;
+	size_t k = 0, last = 0, t, l;
+	int dotted = 0;
+
+	for (;;) {
+		if (k >= n || !(is_alpha(u[k]) || u[k] == '_'))
+			return 0;
+		last = k;
+		k = run_end(u, n, k, is_word);
+		if (k < n && u[k] == '.') {
+			dotted = 1;
+			k++;
+			continue;
+		}
+		break;
+	}
+	if ((k < n && u[k] != ':') || !is_upper(u[last]))
+		return 0;
+	*strong = dotted;
+	for (t = 0; t < sizeof tails / sizeof tails[0]; t++) {
+		l = strlen(tails[t]);
+		if (k - last >= l && memcmp(p + k - l, tails[t], l) == 0)
+			*strong = 1;
+	}
+	return k;
+}
+
+/* "[Previous line repeated N more times]" says nothing but N. */
+static int is_repeat(const char *p, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)p;
+	size_t k;
+
+	if (n < 25 || memcmp(p, "[Previous line repeated ", 24) != 0)
+		return 0;
+	k = run_end(u, n, 24, is_digit);
+	return k > 24 && (line_is(p + k, n - k, " more times]") ||
+	                  line_is(p + k, n - k, " more time]"));
+}
+
+static int only_carets(const char *p, size_t n)
+{
+	size_t k;
+
+	for (k = 0; k < n; k++)
+		if (p[k] != '^' && p[k] != '~' && p[k] != ' ')
+			return 0;
+	return n > 0;
+}
+
+/*
+ * Keeps, in place, the lines that carry no message: headers, frames, the
+ * source line under a frame, caret lines, chain separators, and of each
+ * exception line its type name.  Returns the new length.
+ */
+static size_t strict_filter(char *t, size_t n)
+{
+	size_t rd = 0, wr = 0, end, m, ce, keep, k;
+	int prev = LK_NONE, last_out = LK_BLANK, kind, strong;
+	const char *nl, *c;
+
+	while (rd < n) {
+		nl = memchr(t + rd, '\n', n - rd);
+		end = nl ? (size_t)(nl - t) : n;
+		/* margins: indentation and ExceptionGroup's "  | " */
+		for (m = rd; m < end && (t[m] == ' ' || t[m] == '\t' ||
+		                         t[m] == '|' || t[m] == '+');
+		     m++)
+			;
+		for (ce = end; ce > m && (t[ce - 1] == ' ' || t[ce - 1] == '\t');
+		     ce--)
+			;
+		c = t + m;
+		keep = ce;
+		strong = 0;
+		if (ce == m)
+			kind = LK_BLANK;
+		else if (line_is(c, ce - m, "Traceback (most recent call last):") ||
+		         line_is(c, ce - m,
+		                 "Exception Group Traceback (most recent call last):") ||
+		         line_is(c, ce - m, "Stack (most recent call last):"))
+			kind = LK_HEADER;
+		else if (line_is(c, ce - m, "During handling of the above exception, "
+		                            "another exception occurred:") ||
+		         line_is(c, ce - m, "The above exception was the direct cause "
+		                            "of the following exception:"))
+			kind = LK_SEP;
+		else if (is_frame(c, ce - m))
+			kind = LK_FRAME;
+		else if (prev == LK_FRAME && m > rd)
+			kind = LK_SOURCE;
+		else if ((prev == LK_SOURCE || prev == LK_CARET) &&
+		         only_carets(c, ce - m))
+			kind = LK_CARET;
+		else if (is_repeat(c, ce - m))
+			kind = LK_REPEAT;
+		else if ((k = exc_name(c, ce - m, &strong)) != 0 &&
+		         (strong || prev == LK_FRAME || prev == LK_SOURCE ||
+		          prev == LK_CARET || prev == LK_REPEAT))
+			kind = LK_EXC, keep = m + k;
+		else
+			kind = LK_NONE;
+
+		if (kind == LK_BLANK) {
+			if (wr > 0 && last_out != LK_BLANK && nl)
+				t[wr++] = '\n';
+			last_out = LK_BLANK;
+		} else if (kind != LK_NONE) {
+			memmove(t + wr, t + rd, keep - rd);
+			wr += keep - rd;
+			if (nl)
+				t[wr++] = '\n';
+			last_out = kind;
+		}
+		prev = kind;
+		rd = nl ? end + 1 : n;
+	}
+	while (wr > 0 && t[wr - 1] == '\n')
+		wr--;
+	return wr;
+}
+
+/* ---- pass 3: cap and truncate ------------------------------------------ */
+
+/* If cutting at pos splits a placeholder, its start and end. */
+static int in_placeholder(const char *t, size_t len, size_t pos, size_t *ps,
+                          size_t *pe)
+{
+	size_t k, lim = pos > 32 ? pos - 32 : 0, b, e;
+
+	for (k = pos; k > lim; k--) {
+		if (t[k - 1] == '>' || t[k - 1] == '\n')
+			return 0;
+		if (t[k - 1] != '<')
+			continue;
+		b = k - 1;
+		if (len - b < 10 || memcmp(t + b, "<redacted:", 10) != 0)
+			return 0;
+		for (e = b + 10; e < len && e - b < 40 && t[e] != '>'; e++)
+			;
+		if (e >= len || t[e] != '>' || pos <= b || pos > e)
+			return 0;
+		*ps = b;
+		*pe = e + 1;
+		return 1;
+	}
+	return 0;
+}
+
+static int is_cont(char c)
+{
+	return ((unsigned char)c & 0xc0) == 0x80;
+}
+
+/* The largest cut <= pos that splits neither a character nor a placeholder. */
+static size_t cut_back(const char *t, size_t len, size_t pos)
+{
+	size_t ps, pe;
+
+	if (pos >= len)
+		return len;
+	while (pos > 0 && is_cont(t[pos]))
+		pos--;
+	if (in_placeholder(t, len, pos, &ps, &pe))
+		pos = ps;
+	return pos;
+}
+
+/* The smallest start >= pos that splits neither. */
+static size_t cut_fwd(const char *t, size_t len, size_t pos)
+{
+	size_t ps, pe;
+
+	while (pos < len && is_cont(t[pos]))
+		pos++;
+	if (pos < len && in_placeholder(t, len, pos, &ps, &pe))
+		pos = pe;
+	return pos;
+}
+
+/*
+ * Shrinks t (len bytes, room for len + 1) to at most max bytes: the head
+ * (about a quarter: the first frames say where it started) and the tail
+ * (the rest: the exception is at the end) around a marker line, both cut at
+ * a line boundary where one is near.  Returns the new length.
+ */
+static size_t fit(char *t, size_t len, size_t max)
+{
+	char marker[80];
+	size_t mmax, budget, hb, tb, h, ts, k, ml;
+	int w;
+
+	if (len <= max)
+		return len;
+	w = snprintf(marker, sizeof marker, MARKER_FMT, len);
+	mmax = w > 0 ? (size_t)w : sizeof marker;
+	if (max < mmax + 32) {
+		/* too small for a marker: as much of the tail as fits */
+		ts = cut_fwd(t, len, len - max);
+		memmove(t, t + ts, len - ts);
+		return len - ts;
+	}
+	budget = max - mmax;
+	hb = budget / 4;
+	tb = budget - hb;
+	h = cut_back(t, len, hb);
+	for (k = hb; k > hb / 2; k--)
+		if (t[k - 1] == '\n') {
+			h = k - 1;
+			break;
+		}
+	ts = cut_fwd(t, len, len - tb);
+	for (k = len - tb; k < len && k < len - tb + tb / 2; k++)
+		if (t[k] == '\n') {
+			ts = k + 1;
+			break;
+		}
+	w = snprintf(marker, sizeof marker, MARKER_FMT, ts - h);
+	ml = w > 0 ? (size_t)w : 0;
+	if (ml > mmax)
+		ml = 0; /* cannot happen: ts - h < len */
+	memmove(t + h + ml, t + ts, len - ts);
+	memcpy(t + h, marker, ml);
+	return h + ml + (len - ts);
+}
+
+/* ---- the two entry points ---------------------------------------------- */
+
+char *telespool__clean_name(const char *s, size_t len, size_t max_bytes)
+{
+	char stackbuf[512], *a = stackbuf, *heap = NULL;
+	const unsigned char *u;
+	struct sbuf out = { NULL, 0, 0, 0 };
+	size_t an, b = 0, e, w;
+
+	if (!s)
+		len = 0;
+	if (len > sizeof stackbuf / 3) {
+		if (len > SIZE_MAX / 3)
+			return NULL;
+		heap = a = malloc(len * 3);
+		if (!a)
+			return NULL;
+	}
+	an = clean_bytes(a, (const unsigned char *)s, len, 0);
+	u = (const unsigned char *)a;
+	e = an;
+	while (b < e && (w = ws_at(u + b, e - b)) != 0)
+		b += w;
+	while (e > b && (w = ws_before(u + b, e - b)) != 0)
+		e -= w;
+	if (sb_reserve(&out, e - b) == 0)
+		redact(u + b, e - b, &out);
+	free(heap);
+	if (out.oom) {
+		free(out.p);
+		return NULL;
+	}
+	if (out.len > max_bytes) {
+		out.len = cut_back(out.p, out.len, max_bytes);
+		while (out.len &&
+		       (w = ws_before((const unsigned char *)out.p, out.len)) != 0)
+			out.len -= w;
+	}
+	out.p[out.len] = '\0';
+	return out.p;
+}
+
+char *telespool__clean_text(const char *s, size_t len, size_t max_bytes,
+                            int strict, size_t *out_len)
+{
+	struct sbuf out = { NULL, 0, 0, 0 };
+	char *a, *p;
+	size_t an;
+
+	if (out_len)
+		*out_len = 0;
+	if (!s)
+		len = 0;
+	if (len > (SIZE_MAX - 1) / 3)
+		return NULL;
+	a = malloc(len * 3 + 1);
+	if (!a)
+		return NULL;
+	an = clean_bytes(a, (const unsigned char *)s, len, 1);
+	if (strict)
+		an = strict_filter(a, an);
+	if (sb_reserve(&out, an + an / 16 + 32) == 0)
+		redact((const unsigned char *)a, an, &out);
+	free(a);
+	if (out.oom) {
+		free(out.p);
+		return NULL;
+	}
+	out.len = fit(out.p, out.len, max_bytes);
+	out.p[out.len] = '\0';
+	/* a 1 MB traceback shrinks to 48 KB: give the rest back */
+	if (out.cap > 2 * (out.len + 1) && (p = realloc(out.p, out.len + 1)))
+		out.p = p;
+	if (out_len)
+		*out_len = out.len;
+	return out.p;
+}

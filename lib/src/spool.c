@@ -1,0 +1,649 @@
+/*
+ * spool.c - opening and closing a spool, its connection settings, error
+ * reporting and the statements kept on the handle.
+ */
+#include "spool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "migrate.h"
+#include "queue.h"
+#include "redact.h"
+#include "timefmt.h"
+
+/* Bound on the WAL file once a checkpoint has reset it. */
+#define WAL_SIZE_LIMIT (4 * 1024 * 1024)
+
+static _Thread_local char open_err[512];
+
+static const char *const stmt_sql[STMT__COUNT] = {
+	[STMT_BEGIN] = "BEGIN IMMEDIATE",
+	[STMT_COMMIT] = "COMMIT",
+	[STMT_ROLLBACK] = "ROLLBACK",
+	[STMT_INSERT_EVENT] =
+		"INSERT INTO events (event_id, event_type, query_id, adapter, runner,"
+		" model_name, duration_ms, version, instance_id, pipeline_plugins,"
+		" error, timestamp, body, next_attempt_at, created_at, size)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
+		" ?14, ?14, ?15)",
+	[STMT_TOTALS] = "SELECT events, bytes FROM spool_totals WHERE id = 1",
+	[STMT_EVICT_DONE] =
+		"DELETE FROM events WHERE id IN (SELECT id FROM events"
+		" WHERE state <> 'pending' ORDER BY id LIMIT ?1)",
+	[STMT_EVICT_PENDING] =
+		"DELETE FROM events WHERE id IN (SELECT id FROM events"
+		" WHERE state = 'pending' ORDER BY id LIMIT ?1)",
+	[STMT_OLDEST_PENDING] =
+		"SELECT created_at FROM events WHERE state = 'pending'"
+		" ORDER BY id LIMIT 1",
+	[STMT_EVICT_AGED] =
+		"DELETE FROM events WHERE id IN (SELECT id FROM events"
+		" WHERE state = 'pending' AND created_at < ?1 ORDER BY id LIMIT 1000)",
+	[STMT_COUNT_DROP] =
+		"INSERT INTO drops (reason, count, last_at) VALUES (?1, ?2, ?3)"
+		" ON CONFLICT (reason) DO UPDATE SET count = count + excluded.count,"
+		" last_at = excluded.last_at",
+	[STMT_MILESTONE] =
+		"INSERT OR IGNORE INTO survey_milestones (event, recorded_at)"
+		" VALUES (?1, ?2)",
+	[STMT_SURVEY_CLOSE] =
+		"INSERT INTO surveys (survey_id, body, state, received_at, closed_at)"
+		" VALUES (?1, '{}', ?2, ?3, ?3) ON CONFLICT (survey_id) DO UPDATE"
+		" SET state = excluded.state, closed_at = excluded.closed_at",
+	[STMT_SURVEY_PENDING] =
+		"SELECT body FROM surveys WHERE state = 'pending'"
+		" ORDER BY received_at DESC, rowid DESC LIMIT 1",
+};
+
+static void vformat(char *buf, size_t len, const char *fmt, va_list ap)
+{
+	int n = vsnprintf(buf, len, fmt, ap);
+	if (n < 0)
+		buf[0] = '\0';
+}
+
+int telespool__fail(telespool *sp, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vformat(sp->errmsg, sizeof(sp->errmsg), fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+static int open_fail(int rc, const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(printf, 2, 3)))
+#endif
+	;
+
+static int open_fail(int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vformat(open_err, sizeof(open_err), fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+int telespool__rc_from_sqlite(int src)
+{
+	switch (src & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_ROW:
+	case SQLITE_DONE:
+		return TELESPOOL_OK;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return TELESPOOL_EBUSY;
+	case SQLITE_FULL:
+		return TELESPOOL_EFULL;
+	case SQLITE_NOTADB:
+	case SQLITE_CORRUPT:
+		return TELESPOOL_ECORRUPT;
+	case SQLITE_CANTOPEN:
+	case SQLITE_IOERR:
+	case SQLITE_READONLY:
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return TELESPOOL_EIO;
+	case SQLITE_NOMEM:
+		return TELESPOOL_ENOMEM;
+	default:
+		return TELESPOOL_ERROR;
+	}
+}
+
+/* SQLite reports a write past RLIMIT_FSIZE or a quota as an I/O error;
+ * for the caller it is the same as a full disk.  The OS error is not always
+ * kept until we look (a failed COMMIT rolls back first), so a failed write
+ * with no recorded cause counts as full too. */
+static int rc_from_db(sqlite3 *db, int src)
+{
+	int rc = telespool__rc_from_sqlite(src);
+	if (rc == TELESPOOL_EIO) {
+		int e = sqlite3_system_errno(db);
+		if (e == ENOSPC || e == EFBIG || e == EDQUOT ||
+		    (e == 0 && src == SQLITE_IOERR_WRITE))
+			rc = TELESPOOL_EFULL;
+	}
+	return rc;
+}
+
+static const char *hint(int rc, int busy_ms)
+{
+	static _Thread_local char buf[96];
+
+	switch (rc) {
+	case TELESPOOL_EBUSY:
+		snprintf(buf, sizeof(buf),
+		         " (locked by another connection for more than %d ms)",
+		         busy_ms);
+		return buf;
+	case TELESPOOL_EFULL:
+		return " (the disk or the file size limit is full)";
+	case TELESPOOL_ECORRUPT:
+		return " (the file is not a telespool database or is damaged)";
+	default:
+		return "";
+	}
+}
+
+int telespool__sqlite_fail(telespool *sp, int src, const char *what)
+{
+	int rc = rc_from_db(sp->db, src);
+	if (rc == TELESPOOL_OK)
+		return rc;
+	return telespool__fail(sp, rc, "%s: %s%s", what, sqlite3_errmsg(sp->db),
+	                       hint(rc, sp->busy_timeout_ms));
+}
+
+sqlite3_stmt *telespool__stmt(telespool *sp, enum telespool__stmt_id id)
+{
+	sqlite3_stmt *st = sp->stmt[id];
+
+	if (st != NULL) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+		return st;
+	}
+	int src = sqlite3_prepare_v3(sp->db, stmt_sql[id], -1,
+	                             SQLITE_PREPARE_PERSISTENT, &st, NULL);
+	if (src != SQLITE_OK) {
+		telespool__sqlite_fail(sp, src, "preparing a statement");
+		return NULL;
+	}
+	sp->stmt[id] = st;
+	return st;
+}
+
+static int step_done(telespool *sp, enum telespool__stmt_id id,
+                     const char *what)
+{
+	sqlite3_stmt *st = telespool__stmt(sp, id);
+	if (st == NULL)
+		return TELESPOOL_ERROR;
+	int src = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (src != SQLITE_DONE)
+		return telespool__sqlite_fail(sp, src, what);
+	return TELESPOOL_OK;
+}
+
+int telespool__begin(telespool *sp)
+{
+	return step_done(sp, STMT_BEGIN, "starting a write transaction");
+}
+
+int telespool__commit(telespool *sp)
+{
+	int rc = step_done(sp, STMT_COMMIT, "committing");
+	if (rc != TELESPOOL_OK)
+		telespool__rollback(sp);
+	return rc;
+}
+
+void telespool__rollback(telespool *sp)
+{
+	if (!sqlite3_get_autocommit(sp->db)) {
+		char keep[sizeof(sp->errmsg)];
+		memcpy(keep, sp->errmsg, sizeof(keep));
+		step_done(sp, STMT_ROLLBACK, "rolling back");
+		memcpy(sp->errmsg, keep, sizeof(keep));
+	}
+}
+
+int telespool__exec(telespool *sp, const char *sql)
+{
+	int src = sqlite3_exec(sp->db, sql, NULL, NULL, NULL);
+	if (src != SQLITE_OK)
+		return telespool__sqlite_fail(sp, src, sql);
+	return TELESPOOL_OK;
+}
+
+int telespool__count_drop(telespool *sp, const char *reason, int64_t n,
+                          const char *now_iso)
+{
+	if (n <= 0)
+		return TELESPOOL_OK;
+	sqlite3_stmt *st = telespool__stmt(sp, STMT_COUNT_DROP);
+	if (st == NULL)
+		return TELESPOOL_ERROR;
+	sqlite3_bind_text(st, 1, reason, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, n);
+	sqlite3_bind_text(st, 3, now_iso, -1, SQLITE_STATIC);
+	int src = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (src != SQLITE_DONE)
+		return telespool__sqlite_fail(sp, src, "counting a drop");
+	return TELESPOOL_OK;
+}
+
+static const char *const drop_reason[DROP__COUNT] = {
+	[DROP_MAX_EVENTS] = "evicted_max_events",
+	[DROP_MAX_BYTES] = "evicted_max_bytes",
+	[DROP_MAX_AGE] = "evicted_max_age",
+	[DROP_DISK_FULL] = "disk_full",
+};
+
+int telespool__flush_drops(telespool *sp, const char *now_iso)
+{
+	for (int i = 0; i < DROP__COUNT; i++) {
+		if (sp->unsaved_drops[i] == 0)
+			continue;
+		int rc = telespool__count_drop(sp, drop_reason[i],
+		                               sp->unsaved_drops[i], now_iso);
+		if (rc != TELESPOOL_OK)
+			return rc;
+	}
+	/* Cleared by the caller once the transaction commits. */
+	return TELESPOOL_OK;
+}
+
+void telespool__lock(telespool *sp)
+{
+	pthread_mutex_lock(&sp->mu);
+	sp->errmsg[0] = '\0';
+}
+
+void telespool__unlock(telespool *sp)
+{
+	pthread_mutex_unlock(&sp->mu);
+}
+
+/* ---- open / close ---- */
+
+static char *dup_clean(const char *s)
+{
+	return telespool__clean_name(s, s ? strlen(s) : 0, TELESPOOL_NAME_MAX);
+}
+
+static int check_options(const telespool_options *o)
+{
+	if (o->struct_version < 1 || o->struct_version > TELESPOOL_OPTIONS_VERSION)
+		return open_fail(TELESPOOL_EINVAL,
+		                 "options.struct_version %u is not supported (this "
+		                 "library knows 1..%d): initialise with "
+		                 "TELESPOOL_OPTIONS_INIT",
+		                 o->struct_version, TELESPOOL_OPTIONS_VERSION);
+	if (o->busy_timeout_ms < 0 ||
+	    o->busy_timeout_ms > TELESPOOL_MAX_BUSY_TIMEOUT_MS)
+		return open_fail(TELESPOOL_EINVAL,
+		                 "options.busy_timeout_ms %d is out of range 0..%d",
+		                 o->busy_timeout_ms, TELESPOOL_MAX_BUSY_TIMEOUT_MS);
+	if (o->max_events < 0 || o->max_bytes < 0 || o->max_age_days < 0)
+		return open_fail(TELESPOOL_EINVAL,
+		                 "options.max_events, max_bytes and max_age_days "
+		                 "must not be negative");
+	if (o->max_bytes > 0 && o->max_bytes < 2 * TELESPOOL_BODY_MAX)
+		return open_fail(TELESPOOL_EINVAL,
+		                 "options.max_bytes %lld is below the minimum %d",
+		                 (long long)o->max_bytes, 2 * TELESPOOL_BODY_MAX);
+	if (o->max_age_days > 3650)
+		return open_fail(TELESPOOL_EINVAL,
+		                 "options.max_age_days %d is more than 3650",
+		                 o->max_age_days);
+	if (o->on_corrupt != TELESPOOL_CORRUPT_REFUSE &&
+	    o->on_corrupt != TELESPOOL_CORRUPT_MOVE_ASIDE)
+		return open_fail(TELESPOOL_EINVAL, "options.on_corrupt %d is unknown",
+		                 o->on_corrupt);
+	return TELESPOOL_OK;
+}
+
+/* Creates the file with mode 0600 if it does not exist yet, so that the
+ * spool (and the -wal/-shm files SQLite gives the same mode) is private. */
+static int create_private(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+	if (fd >= 0) {
+		close(fd);
+		return TELESPOOL_OK;
+	}
+	int e = errno;
+	if (e == EACCES || e == EPERM || e == EROFS || e == ENOENT ||
+	    e == ENOTDIR || e == EISDIR || e == ELOOP)
+		return open_fail(TELESPOOL_EIO, "cannot open %s: %s", path,
+		                 strerror(e));
+	if (e == ENOSPC || e == EDQUOT)
+		return open_fail(TELESPOOL_EFULL, "cannot create %s: %s", path,
+		                 strerror(e));
+	return open_fail(TELESPOOL_EIO, "cannot open %s: %s", path, strerror(e));
+}
+
+static int db_fail(sqlite3 *db, int src, const char *path, const char *what,
+                   int busy_ms)
+{
+	int rc = rc_from_db(db, src);
+	if (rc == TELESPOOL_OK)
+		rc = TELESPOOL_ERROR;
+	return open_fail(rc, "%s: %s: %s%s", path, what,
+	                 db ? sqlite3_errmsg(db) : sqlite3_errstr(src),
+	                 hint(rc, busy_ms));
+}
+
+static int pragma_int(sqlite3 *db, const char *sql, int *out)
+{
+	sqlite3_stmt *st;
+	int src = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	if (src != SQLITE_OK)
+		return src;
+	src = sqlite3_step(st);
+	if (src == SQLITE_ROW) {
+		*out = sqlite3_column_int(st, 0);
+		src = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	return src;
+}
+
+/* Connection settings and schema; on failure db is left for the caller. */
+static int setup(sqlite3 *db, const char *path, int busy_ms)
+{
+	int src, v = 0, tables = 0;
+
+	sqlite3_extended_result_codes(db, 1);
+	sqlite3_busy_timeout(db, busy_ms);
+	sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+	sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+
+	/* Read before writing anything: a newer schema or a file that is not
+	 * a database must be left exactly as it is. */
+	src = pragma_int(db, "PRAGMA user_version", &v);
+	if (src != SQLITE_OK)
+		return db_fail(db, src, path, "reading the schema version", busy_ms);
+	if (v > telespool__migrations[telespool__n_migrations - 1].version)
+		return open_fail(TELESPOOL_ESCHEMA,
+		                 "%s: schema version %d was written by a newer "
+		                 "telespool (this one knows up to %d); the file is "
+		                 "left untouched",
+		                 path, v,
+		                 telespool__migrations[telespool__n_migrations - 1]
+		                         .version);
+	src = pragma_int(db, "SELECT count(*) FROM sqlite_schema", &tables);
+	if (src != SQLITE_OK)
+		return db_fail(db, src, path, "reading the schema", busy_ms);
+	if (v == 0 && tables > 0)
+		return open_fail(TELESPOOL_ECORRUPT,
+		                 "%s: is an SQLite database but not a telespool "
+		                 "spool (it has %d tables and no telespool schema "
+		                 "version); the file is left untouched",
+		                 path, tables);
+	if (tables == 0) {
+		/* Only takes effect before the first table exists. */
+		src = sqlite3_exec(db, "PRAGMA auto_vacuum = INCREMENTAL", NULL,
+		                   NULL, NULL);
+		if (src != SQLITE_OK)
+			return db_fail(db, src, path, "setting auto_vacuum", busy_ms);
+	}
+
+	sqlite3_stmt *st;
+	src = sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+	if (src == SQLITE_OK) {
+		src = sqlite3_step(st);
+		if (src == SQLITE_ROW) {
+			const char *m = (const char *)sqlite3_column_text(st, 0);
+			src = (m && strcmp(m, "wal") == 0) ? SQLITE_OK : SQLITE_CANTOPEN;
+		}
+		sqlite3_finalize(st);
+	}
+	if (src != SQLITE_OK)
+		return db_fail(db, src, path, "switching to WAL mode", busy_ms);
+
+	char sql[128];
+	snprintf(sql, sizeof(sql),
+	         "PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = %d;"
+	         " PRAGMA foreign_keys = OFF",
+	         WAL_SIZE_LIMIT);
+	src = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	if (src != SQLITE_OK)
+		return db_fail(db, src, path, "configuring the connection", busy_ms);
+
+	char err[384];
+	int rc = telespool__migrate(db, err, sizeof(err));
+	if (rc != TELESPOOL_OK)
+		return open_fail(rc, "%s: %s%s", path, err, hint(rc, busy_ms));
+	return TELESPOOL_OK;
+}
+
+static void close_db(sqlite3 *db)
+{
+	if (db != NULL)
+		sqlite3_close_v2(db);
+}
+
+/* Moves a corrupt spool and its -wal/-shm aside, keeping them for a human. */
+static int move_aside(const char *path, char *moved, size_t movedlen)
+{
+	char iso[TELESPOOL_ISO_LEN], stamp[32];
+	size_t j = 0;
+
+	telespool__iso(telespool__now_ms(), iso);
+	for (size_t i = 0; iso[i] && j + 1 < sizeof(stamp); i++)
+		if (iso[i] != '-' && iso[i] != ':' && iso[i] != '.')
+			stamp[j++] = iso[i];
+	stamp[j] = '\0';
+	snprintf(moved, movedlen, "%s.corrupt-%s", path, stamp);
+	if (rename(path, moved) != 0)
+		return -1;
+
+	static const char *const side[] = {"-wal", "-shm"};
+	for (size_t i = 0; i < 2; i++) {
+		char from[4096], to[4200];
+		snprintf(from, sizeof(from), "%s%s", path, side[i]);
+		snprintf(to, sizeof(to), "%s%s", moved, side[i]);
+		if (rename(from, to) != 0 && errno != ENOENT)
+			unlink(from);
+	}
+	return 0;
+}
+
+static int open_db(const char *path, int busy_ms, sqlite3 **out)
+{
+	sqlite3 *db = NULL;
+	int rc = create_private(path);
+
+	*out = NULL;
+	if (rc != TELESPOOL_OK)
+		return rc;
+	int src = sqlite3_open_v2(path, &db,
+	                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+	                                  SQLITE_OPEN_EXRESCODE,
+	                          NULL);
+	if (src != SQLITE_OK) {
+		rc = db_fail(db, src, path, "opening", busy_ms);
+		close_db(db);
+		return rc;
+	}
+	rc = setup(db, path, busy_ms);
+	if (rc != TELESPOOL_OK) {
+		close_db(db);
+		return rc;
+	}
+	*out = db;
+	return TELESPOOL_OK;
+}
+
+int telespool_open(telespool **out, const char *path,
+                   const telespool_options *opts)
+{
+	telespool_options defaults = TELESPOOL_OPTIONS_INIT;
+	int corrupt_moved = 0;
+	char moved[4300] = "";
+
+	open_err[0] = '\0';
+	if (out == NULL)
+		return open_fail(TELESPOOL_EINVAL, "out is NULL");
+	*out = NULL;
+	if (path == NULL || path[0] == '\0')
+		return open_fail(TELESPOOL_EINVAL, "path is NULL or empty");
+	if (strlen(path) >= 4000)
+		return open_fail(TELESPOOL_EINVAL, "path is too long");
+	if (opts == NULL)
+		opts = &defaults;
+	int rc = check_options(opts);
+	if (rc != TELESPOOL_OK)
+		return rc;
+
+	int busy_ms = opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms
+	                                        : TELESPOOL_DEFAULT_BUSY_TIMEOUT_MS;
+	sqlite3 *db;
+	rc = open_db(path, busy_ms, &db);
+	if (rc == TELESPOOL_ECORRUPT &&
+	    opts->on_corrupt == TELESPOOL_CORRUPT_MOVE_ASIDE) {
+		char why[sizeof(open_err)];
+		memcpy(why, open_err, sizeof(why));
+		if (move_aside(path, moved, sizeof(moved)) != 0)
+			return open_fail(TELESPOOL_ECORRUPT,
+			                 "%s; moving it aside failed: %s", why,
+			                 strerror(errno));
+		corrupt_moved = 1;
+		rc = open_db(path, busy_ms, &db);
+	}
+	if (rc != TELESPOOL_OK)
+		return rc;
+
+	telespool *sp = calloc(1, sizeof(*sp));
+	if (sp == NULL) {
+		close_db(db);
+		return open_fail(TELESPOOL_ENOMEM, "out of memory");
+	}
+	sp->db = db;
+	pthread_mutex_init(&sp->mu, NULL);
+	sp->path = strdup(path);
+	sp->instance_id = dup_clean(opts->instance_id);
+	sp->version = dup_clean(opts->version);
+	sp->edition = opts->edition ? dup_clean(opts->edition) : NULL;
+	sp->instance_create_ts = opts->instance_create_ts;
+	sp->busy_timeout_ms = busy_ms;
+	sp->max_events = opts->max_events > 0 ? opts->max_events
+	                                      : TELESPOOL_DEFAULT_MAX_EVENTS;
+	sp->max_bytes = opts->max_bytes > 0 ? opts->max_bytes
+	                                    : TELESPOOL_DEFAULT_MAX_BYTES;
+	sp->max_age_ms = (int64_t)(opts->max_age_days > 0
+	                                   ? opts->max_age_days
+	                                   : TELESPOOL_DEFAULT_MAX_AGE_DAYS) *
+	                 86400000;
+	sp->disabled = opts->disabled != 0;
+	sp->strict_errors = opts->strict_errors != 0;
+	if (sp->path == NULL || sp->instance_id == NULL || sp->version == NULL ||
+	    (opts->edition && sp->edition == NULL)) {
+		telespool_close(sp);
+		return open_fail(TELESPOOL_ENOMEM, "out of memory");
+	}
+
+	if (corrupt_moved) {
+		char iso[TELESPOOL_ISO_LEN];
+		telespool__iso(telespool__now_ms(), iso);
+		rc = telespool__begin(sp);
+		if (rc == TELESPOOL_OK)
+			rc = telespool__count_drop(sp, "corrupt_spool", 1, iso);
+		if (rc == TELESPOOL_OK)
+			rc = telespool__commit(sp);
+		else
+			telespool__rollback(sp);
+		snprintf(open_err, sizeof(open_err),
+		         "%.200s was damaged and was moved aside to %.250s", path,
+		         moved);
+	}
+	*out = sp;
+	return TELESPOOL_OK;
+}
+
+const char *telespool_open_errmsg(void)
+{
+	return open_err;
+}
+
+void telespool_close(telespool *sp)
+{
+	if (sp == NULL)
+		return;
+	for (int i = 0; i < STMT__COUNT; i++)
+		sqlite3_finalize(sp->stmt[i]);
+	close_db(sp->db);
+	pthread_mutex_destroy(&sp->mu);
+	free(sp->path);
+	free(sp->instance_id);
+	free(sp->version);
+	free(sp->edition);
+	free(sp);
+}
+
+void telespool_free(void *p)
+{
+	free(p);
+}
+
+const char *telespool_errmsg(const telespool *sp)
+{
+	if (sp == NULL)
+		return "no spool handle (NULL)";
+	return sp->errmsg;
+}
+
+const char *telespool_strerror(int rc)
+{
+	switch (rc) {
+	case TELESPOOL_OK:
+		return "ok";
+	case TELESPOOL_ERROR:
+		return "unexpected error";
+	case TELESPOOL_EINVAL:
+		return "invalid argument";
+	case TELESPOOL_EBUSY:
+		return "spool is locked by another connection (busy timeout)";
+	case TELESPOOL_EFULL:
+		return "disk full: event not stored";
+	case TELESPOOL_ESCHEMA:
+		return "spool was written by a newer telespool";
+	case TELESPOOL_EDISABLED:
+		return "telemetry is disabled (opted out): nothing stored";
+	case TELESPOOL_ECORRUPT:
+		return "spool file is not a telespool database or is damaged";
+	case TELESPOOL_EIO:
+		return "cannot open, read or write the spool file";
+	case TELESPOOL_ENOMEM:
+		return "out of memory";
+	default:
+		return "unknown telespool return code";
+	}
+}
+
+const char *telespool_version(void)
+{
+	return TELESPOOL_VERSION_STRING;
+}
+
+const char *telespool__path(const telespool *sp)
+{
+	return sp->path;
+}

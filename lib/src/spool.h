@@ -1,0 +1,107 @@
+/*
+ * spool.h - the handle behind telespool *, and helpers every module uses.
+ */
+#ifndef TELESPOOL_SPOOL_H
+#define TELESPOOL_SPOOL_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "telespool.h"
+
+/* Prepared statements kept on the handle, prepared on first use. */
+enum telespool__stmt_id {
+	STMT_BEGIN,
+	STMT_COMMIT,
+	STMT_ROLLBACK,
+	STMT_INSERT_EVENT,
+	STMT_TOTALS,
+	STMT_EVICT_DONE,
+	STMT_EVICT_PENDING,
+	STMT_OLDEST_PENDING,
+	STMT_EVICT_AGED,
+	STMT_COUNT_DROP,
+	STMT_MILESTONE,
+	STMT_SURVEY_CLOSE,
+	STMT_SURVEY_PENDING,
+	STMT__COUNT
+};
+
+/* Reasons a drop is counted for. */
+enum telespool__drop {
+	DROP_MAX_EVENTS,
+	DROP_MAX_BYTES,
+	DROP_MAX_AGE,
+	DROP_DISK_FULL,
+	DROP__COUNT
+};
+
+struct telespool {
+	sqlite3 *db;
+	pthread_mutex_t mu; /* serialises every call on the handle */
+	char *path;
+
+	char *instance_id;
+	char *version;
+	char *edition; /* NULL when not set */
+	int64_t instance_create_ts;
+
+	int busy_timeout_ms;
+	int64_t max_events;
+	int64_t max_bytes;
+	int64_t max_age_ms;
+	int disabled;
+	int strict_errors;
+
+	sqlite3_stmt *stmt[STMT__COUNT];
+
+	/* Drops that could not be written yet (disk full): counted in the
+	 * next transaction that succeeds. */
+	int64_t unsaved_drops[DROP__COUNT];
+	unsigned records_since_age_check;
+
+	char errmsg[512];
+};
+
+/* Sets sp->errmsg (printf-style) and returns rc. */
+int telespool__fail(telespool *sp, int rc, const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(printf, 3, 4)))
+#endif
+	;
+
+/*
+ * Maps an SQLite result to a telespool_rc and sets sp->errmsg with what and
+ * sqlite3_errmsg().  Returns TELESPOOL_OK for SQLITE_OK/ROW/DONE.
+ */
+int telespool__sqlite_fail(telespool *sp, int src, const char *what);
+
+/* Maps an SQLite result code (primary or extended) to a telespool_rc. */
+int telespool__rc_from_sqlite(int src);
+
+/* Returns the prepared statement id (reset, bindings cleared), or NULL
+ * with sp->errmsg set. */
+sqlite3_stmt *telespool__stmt(telespool *sp, enum telespool__stmt_id id);
+
+/* Begins a write transaction (BEGIN IMMEDIATE, bounded by the busy
+ * timeout), commits or rolls back.  Return a telespool_rc. */
+int telespool__begin(telespool *sp);
+int telespool__commit(telespool *sp);
+void telespool__rollback(telespool *sp);
+
+/* Writes the drops counted in memory while the disk was full; inside a
+ * transaction. */
+int telespool__flush_drops(telespool *sp, const char *now_iso);
+
+/* Adds n to drops[reason] inside the current transaction. */
+int telespool__count_drop(telespool *sp, const char *reason, int64_t n,
+                          const char *now_iso);
+
+/* Runs one statement that returns no rows; for pragmas and DDL. */
+int telespool__exec(telespool *sp, const char *sql);
+
+void telespool__lock(telespool *sp);
+void telespool__unlock(telespool *sp);
+
+#endif
