@@ -1,0 +1,611 @@
+/*
+ * drain.c - the uploader's run: where opt-out, backoff, throttling and
+ * "the server is down" are decided.
+ *
+ * Order of a run: config (a bad one stops everything before the spool is
+ * touched), the uploader lock, opt-out (purge and stop), housekeeping, the
+ * run-wide gates (Retry-After, server down), then batches until nothing is
+ * due, the time is up, or Space asks us to stop.  The config is read again
+ * before every batch, so an opt-out mid-run stops sending at once.
+ */
+#include "drain.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "http.h"
+#include "lock.h"
+#include "policy.h"
+#include "queue.h"
+#include "timefmt.h"
+#include "uuid.h"
+
+#ifndef TELESPOOL_UPLOAD_VERSION
+#define TELESPOOL_UPLOAD_VERSION "0"
+#endif
+
+#define DEFAULT_MAX_SECONDS 300
+/* A lease outlives the batch that holds it by this margin at least. */
+#define LEASE_MARGIN_MS (10LL * 1000)
+/* Run-wide waits further away than this are from a clock that went back. */
+#define HORIZON_MS (TSU_RETRY_AFTER_MAX_MS + 3600LL * 1000)
+
+/* Keys in uploader_state. */
+#define KEY_RETRY_AFTER "retry_after_until" /* Space said wait until (ms) */
+#define KEY_DOWN_UNTIL "down_until"         /* Space looked down until (ms) */
+#define KEY_DOWN_COUNT "down_count"         /* consecutive down runs */
+
+struct run {
+	const tsu_options *o;
+	volatile int *stop;
+	telespool *sp;
+	tsu_http *http;
+	tsu_config cfg;
+	int64_t deadline;  /* monotonic ms */
+	int64_t run_id;
+	telespool__run rec; /* counts and outcome for upload_runs */
+	char detail[256];
+	int64_t attempted;  /* requests that got an outcome this run */
+	int64_t start_mono;
+	int any_retry;      /* a retryable failure left rows behind */
+	int64_t total_due;  /* for the progress line */
+};
+
+static void say(const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(printf, 1, 2)))
+#endif
+	;
+
+static void say(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("telespool-upload: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+static uint64_t random64(void)
+{
+	uint64_t r = 0;
+	if (telespool__random(&r, sizeof(r)) != 0)
+		r = (uint64_t)telespool__now_ms() * 6364136223846793005ULL;
+	return r;
+}
+
+static int64_t state_ms(struct run *r, const char *key)
+{
+	char *v = NULL;
+	int64_t ms = 0;
+	if (telespool__state_get(r->sp, key, &v) == TELESPOOL_OK && v)
+		ms = strtoll(v, NULL, 10);
+	telespool_free(v);
+	return ms;
+}
+
+static void set_state_ms(struct run *r, const char *key, int64_t ms)
+{
+	char buf[32];
+	if (ms == 0) {
+		telespool__state_set(r->sp, key, NULL);
+		return;
+	}
+	snprintf(buf, sizeof(buf), "%" PRId64, ms);
+	telespool__state_set(r->sp, key, buf);
+}
+
+/* A stored run-wide wait, ignored when it lies beyond any wait we would
+ * ever store (the wall clock went back since it was written). */
+static int64_t gate(struct run *r, const char *key, int64_t now)
+{
+	int64_t until = state_ms(r, key);
+	if (until <= now || until > now + HORIZON_MS)
+		return 0;
+	return until;
+}
+
+static const char *endpoint_of(const char *event_type)
+{
+	if (strcmp(event_type, "query") == 0 ||
+	    strcmp(event_type, "instance_heartbeat") == 0)
+		return "/api/v1/telemetry";
+	if (strcmp(event_type, "survey_trigger") == 0)
+		return "/api/v1/survey/pending";
+	if (strcmp(event_type, "survey_response") == 0)
+		return "/api/v1/survey/respond";
+	if (strcmp(event_type, "survey_dismiss") == 0)
+		return "/api/v1/survey/dismiss";
+	return NULL;
+}
+
+static void iso(int64_t ms, char *out)
+{
+	telespool__iso(ms, out);
+}
+
+/* Opt-out found (at start or between batches): purge and say so. */
+static int purge(struct run *r, const char *why)
+{
+	int64_t events = 0, surveys = 0;
+	int rc = telespool__purge(r->sp, &events, &surveys);
+	r->rec.purged = events + surveys;
+	r->rec.outcome = "purged";
+	snprintf(r->detail, sizeof(r->detail),
+	         "telemetry disabled (%s): purged %" PRId64 " events and %" PRId64
+	         " surveys",
+	         why, events, surveys);
+	if (rc != TELESPOOL_OK) {
+		snprintf(r->detail, sizeof(r->detail),
+		         "telemetry disabled (%s): purge incomplete: %s", why,
+		         telespool_errmsg(r->sp));
+		r->rec.outcome = "purge_incomplete";
+		return TSU_EXIT_ERROR;
+	}
+	return TSU_EXIT_OK;
+}
+
+/* Re-reads the config between batches; non-zero when we must stop sending
+ * because telemetry was disabled (or the config broke). */
+static int opted_out_now(struct run *r, int *config_error)
+{
+	tsu_config c;
+	char err[512];
+	*config_error = 0;
+	if (tsu_config_load(&c, r->o->config_path, r->o->data_dir, err,
+	                    sizeof(err)) != 0) {
+		say("%s; stopping", err);
+		*config_error = 1;
+		return 1;
+	}
+	int off = c.disable_telemetry;
+	tsu_config_free(&c);
+	return off;
+}
+
+struct verdicts {
+	telespool__outcome *out;
+	char (*why)[200];
+	char **survey;
+};
+
+/*
+ * Turns one batch's HTTP results into outcomes.  Returns the longest
+ * Retry-After (ms) any answer carried, or 0; sets *all_failed when no
+ * request succeeded and at least one failed retryably.
+ */
+static int64_t judge(struct run *r, const telespool__batch *b,
+                     tsu_request *req, struct verdicts *v, int64_t now,
+                     int *throttled, int *sent, int *retryable)
+{
+	int64_t retry_after = 0;
+
+	*throttled = 0;
+	*sent = 0;
+	*retryable = 0;
+	for (size_t i = 0; i < b->n; i++) {
+		const telespool__item *it = &b->items[i];
+		telespool__outcome *oc = &v->out[i];
+		memset(oc, 0, sizeof(*oc));
+		oc->id = it->id;
+		v->survey[i] = NULL;
+
+		if (req[i].url == NULL) { /* an event type we cannot send */
+			oc->verdict = TELESPOOL__DEAD;
+			snprintf(v->why[i], sizeof(v->why[i]), "unknown event type '%s'",
+			         it->event_type);
+			oc->last_error = v->why[i];
+			oc->drop_reason = "rejected";
+			r->rec.dead++;
+			continue;
+		}
+		if (req[i].transport == TSU_NET_ABORTED) {
+			oc->verdict = TELESPOOL__RELEASE;
+			continue;
+		}
+		r->attempted++;
+		tsu_verdict vd = tsu_classify(req[i].transport, req[i].status,
+		                              req[i].response, req[i].response_len,
+		                              req[i].detail, v->why[i],
+		                              sizeof(v->why[i]));
+		if (req[i].status == 429 || req[i].status == 503)
+			*throttled = 1;
+		int64_t ra = tsu_retry_after_ms(req[i].retry_after, telespool__now_ms(),
+		                                TSU_RETRY_AFTER_MAX_MS);
+		if (ra > 0 && vd != TSU_SENT) {
+			*throttled = 1;
+			if (ra > retry_after)
+				retry_after = ra;
+		}
+		if (vd == TSU_SENT) {
+			oc->verdict = TELESPOOL__SENT;
+			if (strcmp(it->event_type, "survey_trigger") == 0)
+				v->survey[i] = tsu_survey_from_response(req[i].response,
+				                                        req[i].response_len);
+			oc->survey_json = v->survey[i];
+			r->rec.sent++;
+			(*sent)++;
+			continue;
+		}
+		oc->last_error = v->why[i];
+		if (vd == TSU_DEAD) {
+			oc->verdict = TELESPOOL__DEAD;
+			oc->drop_reason = "rejected";
+			r->rec.dead++;
+			continue;
+		}
+		(*retryable)++;
+		if (it->attempts + 1 >= r->o->max_attempts) {
+			oc->verdict = TELESPOOL__DEAD;
+			oc->drop_reason = "max_attempts";
+			r->rec.dead++;
+		} else if (it->created_ms > 0 &&
+		           now - it->created_ms > r->o->max_age_ms) {
+			oc->verdict = TELESPOOL__DEAD;
+			oc->drop_reason = "expired";
+			r->rec.dead++;
+		} else {
+			oc->verdict = TELESPOOL__RETRY;
+			oc->next_attempt_ms =
+				now + tsu_backoff_ms(it->attempts, TSU_BACKOFF_BASE_MS,
+				                     TSU_BACKOFF_CAP_MS, random64());
+			r->rec.retried++;
+			r->any_retry = 1;
+		}
+	}
+	/* Retry-After is a floor for every row of the batch. */
+	for (size_t i = 0; retry_after > 0 && i < b->n; i++)
+		if (v->out[i].verdict == TELESPOOL__RETRY &&
+		    v->out[i].next_attempt_ms < now + retry_after)
+			v->out[i].next_attempt_ms = now + retry_after;
+	return retry_after;
+}
+
+static void progress(struct run *r)
+{
+	if (!r->o->progress)
+		return;
+	double secs = (double)(tsu_monotonic_ms() - r->start_mono) / 1000.0;
+	fprintf(stderr, "\rtelespool-upload: sent %" PRId64 ", %.0f/s, retried %" PRId64
+	                ", dead %" PRId64 "   ",
+	        r->rec.sent, secs > 0 ? (double)r->rec.sent / secs : 0.0,
+	        r->rec.retried, r->rec.dead);
+	fflush(stderr);
+}
+
+/* Sends one claimed batch and records the outcomes.  Returns 1 to go on, 0
+ * to stop the run (throttled, down, deadline), -1 on a spool failure. */
+static int send_batch(struct run *r, telespool__batch *b)
+{
+	tsu_request *req = calloc(b->n, sizeof(*req));
+	char (*urls)[1200] = calloc(b->n, sizeof(*urls));
+	struct verdicts v = {calloc(b->n, sizeof(*v.out)),
+	                     calloc(b->n, sizeof(*v.why)),
+	                     calloc(b->n, sizeof(*v.survey))};
+	int ret = 1;
+
+	if (!req || !urls || !v.out || !v.why || !v.survey) {
+		say("out of memory");
+		ret = -1;
+		goto out;
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		const char *ep = endpoint_of(b->items[i].event_type);
+		if (ep == NULL)
+			continue;
+		snprintf(urls[i], sizeof(urls[i]), "%s%s", r->cfg.space_url, ep);
+		req[i].url = urls[i];
+		req[i].body = b->items[i].body;
+		req[i].body_len = b->items[i].body_len;
+		req[i].idempotency_key = b->items[i].event_id;
+	}
+
+	/* The lease must outlive every request of the batch. */
+	int64_t claimed = tsu_monotonic_ms();
+	int64_t deadline = claimed + TSU_LEASE_MS - LEASE_MARGIN_MS;
+	if (deadline > r->deadline)
+		deadline = r->deadline;
+	if (tsu_http_perform(r->http, req, b->n, deadline, r->stop) != 0)
+		say("the HTTP transport failed; the batch is released");
+
+	int64_t now = telespool__now_ms();
+	int throttled, sent, retryable;
+	int64_t retry_after = judge(r, b, req, &v, now, &throttled, &sent,
+	                            &retryable);
+	int rc = telespool__finish(r->sp, v.out, b->n, now);
+	if (rc != TELESPOOL_OK) {
+		/* The leases run out and the rows come back: nothing is lost,
+		 * some may be sent twice with the same Idempotency-Key. */
+		say("recording outcomes failed: %s", telespool_errmsg(r->sp));
+		ret = -1;
+		goto out;
+	}
+	if (r->o->verbose)
+		for (size_t i = 0; i < b->n; i++)
+			if (v.out[i].verdict != TELESPOOL__SENT &&
+			    v.out[i].verdict != TELESPOOL__RELEASE)
+				say("%s %s: %s", b->items[i].event_id,
+				    v.out[i].verdict == TELESPOOL__DEAD ? "dead" : "retry",
+				    v.why[i]);
+
+	if (throttled) {
+		int64_t wait = retry_after > 0 ? retry_after : TSU_BACKOFF_BASE_MS;
+		set_state_ms(r, KEY_RETRY_AFTER, now + wait);
+		r->rec.outcome = "throttled";
+		snprintf(r->detail, sizeof(r->detail),
+		         "Space asked to slow down; next try after %" PRId64 " s",
+		         wait / 1000);
+		ret = 0;
+	} else if (sent == 0 && retryable > 0) {
+		/* Every request of the batch failed (the first batch of a run is
+		 * a handful): Space is down or unreachable.  Stop, and let the next runs send one probe each
+		 * until the wait below has passed. */
+		int64_t count = state_ms(r, KEY_DOWN_COUNT) + 1;
+		int64_t wait = tsu_backoff_ms((int)(count < 30 ? count : 30),
+		                              TSU_BACKOFF_BASE_MS, TSU_BACKOFF_CAP_MS,
+		                              random64());
+		set_state_ms(r, KEY_DOWN_COUNT, count);
+		set_state_ms(r, KEY_DOWN_UNTIL, now + wait);
+		r->rec.outcome = "server_down";
+		snprintf(r->detail, sizeof(r->detail),
+		         "Space unreachable or failing (%s); next probe after %" PRId64
+		         " s",
+		         v.why[0][0] ? v.why[0] : "no answer", wait / 1000);
+		ret = 0;
+	} else if (sent > 0) {
+		set_state_ms(r, KEY_DOWN_COUNT, 0);
+		set_state_ms(r, KEY_DOWN_UNTIL, 0);
+	}
+	if (ret == 1 && (tsu_monotonic_ms() >= r->deadline || (r->stop && *r->stop)))
+		ret = 0;
+	progress(r);
+out:
+	if (req)
+		tsu_requests_reset(req, b->n);
+	if (v.survey)
+		for (size_t i = 0; i < b->n; i++)
+			free(v.survey[i]);
+	free(v.survey);
+	free(v.why);
+	free(v.out);
+	free(urls);
+	free(req);
+	return ret;
+}
+
+static void dry_run_print(const telespool__batch *b, const tsu_config *cfg,
+                          int verbose)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		const char *ep = endpoint_of(b->items[i].event_type);
+		printf("would POST %s%s  Idempotency-Key: %s  (%s, attempt %d)\n",
+		       cfg->space_url, ep ? ep : "(unknown event type)",
+		       b->items[i].event_id, b->items[i].event_type,
+		       b->items[i].attempts + 1);
+		if (verbose)
+			printf("  %s\n", b->items[i].body);
+	}
+}
+
+/* The batches.  Returns an exit code. */
+static int drain(struct run *r)
+{
+	int64_t now = telespool__now_ms();
+	int probe = 0;
+
+	if (!r->o->ignore_backoff) {
+		int64_t until = gate(r, KEY_RETRY_AFTER, now);
+		if (until) {
+			char t[32];
+			iso(until, t);
+			r->rec.outcome = "throttled";
+			snprintf(r->detail, sizeof(r->detail),
+			         "Space asked to wait until %s; nothing sent", t);
+			return TSU_EXIT_OK;
+		}
+		probe = gate(r, KEY_DOWN_UNTIL, now) != 0;
+	}
+
+	tsu_http_options ho = {0};
+	char ua[64];
+	snprintf(ua, sizeof(ua), "telespool/%s", TELESPOOL_UPLOAD_VERSION);
+	ho.user_agent = ua;
+	const char *token = getenv("LANGBOT_TELEMETRY_INGEST_TOKEN");
+	ho.token = token && token[0] ? token : NULL;
+	ho.cacert = r->o->cacert;
+	ho.max_in_flight = r->o->max_in_flight;
+	ho.verbose = r->o->verbose;
+	if (!r->o->dry_run && tsu_http_new(&r->http, &ho) != 0) {
+		snprintf(r->detail, sizeof(r->detail), "cannot set up libcurl");
+		r->rec.outcome = "error";
+		return TSU_EXIT_ERROR;
+	}
+
+	/* The first batch of a run is small: if Space is down we learn it
+	 * from a handful of requests, not from a hundred timeouts. */
+	int first = 1;
+	for (;;) {
+		int config_error = 0;
+		if (opted_out_now(r, &config_error)) {
+			if (config_error) {
+				r->rec.outcome = "config_error";
+				snprintf(r->detail, sizeof(r->detail),
+				         "the config became unreadable during the run");
+				return TSU_EXIT_CONFIG;
+			}
+			return purge(r, "flag changed during the run");
+		}
+		if (r->stop && *r->stop) {
+			r->rec.outcome = "interrupted";
+			break;
+		}
+		if (tsu_monotonic_ms() >= r->deadline) {
+			r->rec.outcome = "time_limit";
+			snprintf(r->detail, sizeof(r->detail),
+			         "--max-seconds reached; the rest waits for the next run");
+			break;
+		}
+		int max = probe ? 1
+		          : first ? (r->o->max_in_flight < r->o->batch
+		                             ? r->o->max_in_flight
+		                             : r->o->batch)
+		                  : r->o->batch;
+		telespool__batch b;
+		now = telespool__now_ms();
+		int rc = telespool__claim(r->sp, now, TSU_LEASE_MS, HORIZON_MS,
+		                          r->o->ignore_backoff, max, &b);
+		if (rc != TELESPOOL_OK) {
+			snprintf(r->detail, sizeof(r->detail), "claiming events: %s",
+			         telespool_errmsg(r->sp));
+			r->rec.outcome = "error";
+			return rc == TELESPOOL_EBUSY ? TSU_EXIT_TEMPFAIL : TSU_EXIT_ERROR;
+		}
+		if (b.n == 0)
+			break;
+		if (r->o->dry_run) {
+			dry_run_print(&b, &r->cfg, r->o->verbose);
+			r->attempted += (int64_t)b.n;
+			telespool__batch_free(&b);
+			continue; /* leases keep them out of the next claim */
+		}
+		int go = send_batch(r, &b);
+		telespool__batch_free(&b);
+		if (go < 0) {
+			r->rec.outcome = "error";
+			return TSU_EXIT_ERROR;
+		}
+		if (go == 0)
+			break;
+		if (probe)
+			probe = 0; /* the probe went through: Space is back */
+		first = 0;
+	}
+	if (r->o->dry_run) {
+		int64_t n;
+		telespool__reclaim_leases(r->sp, &n);
+		r->rec.outcome = "dry_run";
+		snprintf(r->detail, sizeof(r->detail),
+		         "dry run: %" PRId64 " events would be sent, nothing sent",
+		         r->attempted);
+		return TSU_EXIT_OK;
+	}
+	if (r->rec.outcome == NULL)
+		r->rec.outcome = r->attempted ? "ok" : "nothing_due";
+	return r->any_retry ? TSU_EXIT_TEMPFAIL : TSU_EXIT_OK;
+}
+
+static int file_exists(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0;
+}
+
+int tsu_drain(const tsu_options *o, volatile int *stop)
+{
+	struct run r;
+	char err[768];
+	int code = TSU_EXIT_OK;
+
+	memset(&r, 0, sizeof(r));
+	r.o = o;
+	r.stop = stop;
+	r.start_mono = tsu_monotonic_ms();
+	r.deadline = r.start_mono +
+	             1000LL * (o->max_seconds > 0 ? o->max_seconds
+	                                          : DEFAULT_MAX_SECONDS);
+
+	/* 1. The config: a broken one stops the run before anything is touched. */
+	if (tsu_config_load(&r.cfg, o->config_path, o->data_dir, err,
+	                    sizeof(err)) != 0) {
+		say("%s", err);
+		say("nothing sent, nothing deleted (exit %d)", TSU_EXIT_CONFIG);
+		return TSU_EXIT_CONFIG;
+	}
+	if (!file_exists(o->db_path)) {
+		say("no spool at %s: nothing to send", o->db_path);
+		tsu_config_free(&r.cfg);
+		return TSU_EXIT_OK;
+	}
+
+	/* 2. One uploader per spool. */
+	int lock = tsu_lock_acquire(o->db_path, err, sizeof(err));
+	if (lock == -1) {
+		say("%s; exiting", err);
+		tsu_config_free(&r.cfg);
+		return TSU_EXIT_OK;
+	}
+	if (lock < 0) {
+		say("%s", err);
+		tsu_config_free(&r.cfg);
+		return TSU_EXIT_ERROR;
+	}
+
+	telespool_options so = TELESPOOL_OPTIONS_INIT;
+	so.busy_timeout_ms = 5000; /* we are not on anyone's hot path */
+	int rc = telespool_open(&r.sp, o->db_path, &so);
+	if (rc != TELESPOOL_OK) {
+		say("cannot use the spool: %s", telespool_open_errmsg());
+		tsu_lock_release(lock);
+		tsu_config_free(&r.cfg);
+		return TSU_EXIT_ERROR;
+	}
+	if (telespool__run_start(r.sp, telespool__now_ms(), &r.run_id) !=
+	    TELESPOOL_OK) {
+		say("cannot record the run: %s", telespool_errmsg(r.sp));
+		code = TSU_EXIT_ERROR;
+		goto done;
+	}
+
+	/* 3. Opt-out wins over everything. */
+	if (r.cfg.disable_telemetry) {
+		code = purge(&r, r.cfg.disabled_from);
+		goto end;
+	}
+
+	/* 4. Rows a crashed run left leased are ours again: we hold the lock,
+	 * so no other uploader is alive. */
+	int64_t reclaimed = 0;
+	telespool__reclaim_leases(r.sp, &reclaimed);
+	telespool__expiry ex;
+	if (telespool__expire(r.sp, telespool__now_ms(), o->max_age_ms,
+	                      o->max_attempts, o->retention_ms,
+	                      &ex) != TELESPOOL_OK)
+		say("housekeeping failed: %s", telespool_errmsg(r.sp));
+	else
+		r.rec.dead += ex.expired + ex.exhausted;
+
+	if (r.cfg.space_url[0] == '\0') {
+		r.rec.outcome = "no_url";
+		snprintf(r.detail, sizeof(r.detail),
+		         "space.url is empty: nothing sent, events kept");
+		goto end;
+	}
+	code = drain(&r);
+
+end:
+	if (r.rec.outcome == NULL)
+		r.rec.outcome = "ok";
+	r.rec.detail = r.detail;
+	telespool__run_end(r.sp, r.run_id, telespool__now_ms(), &r.rec);
+	if (o->progress)
+		fputc('\n', stderr);
+	say("%s: sent %" PRId64 ", retried %" PRId64 ", dead %" PRId64
+	    ", purged %" PRId64 " in %.1f s%s%s",
+	    r.rec.outcome, r.rec.sent, r.rec.retried, r.rec.dead, r.rec.purged,
+	    (double)(tsu_monotonic_ms() - r.start_mono) / 1000.0,
+	    r.detail[0] ? " - " : "", r.detail);
+done:
+	tsu_http_free(r.http);
+	telespool_close(r.sp);
+	tsu_lock_release(lock);
+	tsu_config_free(&r.cfg);
+	return code;
+}

@@ -1,0 +1,644 @@
+/*
+ * http.c - the uploader's HTTP transport on libcurl's multi interface.
+ *
+ * One CURLM and a fixed pool of max_in_flight easy handles live as long as
+ * the tsu_http, so the connections in the multi's cache survive from one
+ * tsu_http_perform() to the next (HTTP/1.1 keep-alive, or one HTTP/2
+ * connection multiplexing the requests when Space offers h2 over TLS).
+ * Every exchange is bounded: connect and total time, a low-speed floor, and
+ * the number of response bytes kept.  Requests are added to the multi one
+ * per free easy handle, so at most max_in_flight are ever in flight.
+ *
+ * Signals: CURLOPT_NOSIGNAL is set (no alarm() around name resolution,
+ * which would be unsafe with the uploader's own handlers; the threaded
+ * resolver makes it unnecessary).  libcurl sends with MSG_NOSIGNAL, but the
+ * uploader should still ignore SIGPIPE.  A signal that sets *stop also
+ * interrupts curl_multi_poll(), so the run reacts at once.
+ *
+ * Answers: a body longer than TSU_HTTP_MAX_RESPONSE is cut off by the
+ * write callback, which also ends the transfer (and the connection); since
+ * the status line and headers came first, that is still TSU_NET_OK, with
+ * truncated set.  Redirects are answers, never followed.  Proxies come from
+ * the environment (http_proxy, https_proxy, no_proxy) as libcurl does.
+ *
+ * Threads: a tsu_http is used by one thread at a time.
+ */
+#include "http.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#define DEF_CONNECT_TIMEOUT_MS 5000L
+#define DEF_REQUEST_TIMEOUT_MS 10000L
+#define DEF_LOW_SPEED_BYTES 1L
+#define DEF_LOW_SPEED_SECONDS 10L
+#define DEF_MAX_IN_FLIGHT 4
+#define MAX_MAX_IN_FLIGHT 64
+#define POLL_SLICE_MS 100 /* *stop and the deadline are looked at this often */
+
+/* One easy handle of the pool and the request it is carrying, if any. */
+struct slot {
+	CURL *easy;
+	tsu_request *req;           /* NULL while the handle is idle */
+	struct curl_slist *headers; /* this request's header list */
+	size_t cap;                 /* bytes allocated at req->response */
+	int oom;                    /* the write callback ran out of memory */
+	int64_t started_ms;
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+struct tsu_http {
+	CURLM *multi;
+	struct slot *slots;
+	int nslots;
+	int verbose;
+	char *token_header; /* "X-LangBot-Telemetry-Token: ...", or NULL */
+};
+
+int64_t tsu_monotonic_ms(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+		return 0;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Header values must not smuggle extra header lines into the request. */
+static int header_value_ok(const char *s)
+{
+	return strpbrk(s, "\r\n") == NULL;
+}
+
+static char *join(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *s = malloc(la + lb + 1);
+
+	if (s) {
+		memcpy(s, a, la);
+		memcpy(s + la, b, lb + 1);
+	}
+	return s;
+}
+
+static void copy_text(char *dst, size_t dstlen, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (n >= dstlen)
+		n = dstlen - 1;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+/*
+ * Keeps the first TSU_HTTP_MAX_RESPONSE bytes of the body.  Past that,
+ * returning short makes libcurl abort the transfer (CURLE_WRITE_ERROR):
+ * the status line and the headers have arrived by then, so the answer is
+ * complete as far as the policy is concerned and is reported as
+ * TSU_NET_OK with truncated = 1.  The buffer grows by doubling so that
+ * small answers cost small allocations.
+ */
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	struct slot *s = userdata;
+	tsu_request *r = s->req;
+	size_t n = size * nmemb;
+	size_t room = TSU_HTTP_MAX_RESPONSE - r->response_len;
+	size_t take = n < room ? n : room;
+
+	if (take > 0) {
+		size_t need = r->response_len + take + 1;
+		if (need > s->cap) {
+			size_t cap = s->cap ? s->cap : 1024;
+			char *p;
+			while (cap < need)
+				cap *= 2;
+			if (cap > TSU_HTTP_MAX_RESPONSE + 1)
+				cap = TSU_HTTP_MAX_RESPONSE + 1;
+			p = realloc(r->response, cap);
+			if (!p) {
+				s->oom = 1;
+				return 0;
+			}
+			r->response = p;
+			s->cap = cap;
+		}
+		memcpy(r->response + r->response_len, data, take);
+		r->response_len += take;
+		r->response[r->response_len] = '\0';
+	}
+	if (take < n) {
+		r->truncated = 1;
+		return 0;
+	}
+	return n;
+}
+
+static int is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/*
+ * Captures Retry-After (name in any case, value trimmed and cut to the
+ * buffer).  A status line starts a new response (a 1xx, or a proxy's
+ * CONNECT answer, comes before the final one), so it forgets what an
+ * earlier response said.  Header sizes are bounded by libcurl itself
+ * (CURL_MAX_HTTP_HEADER, 100 KiB per header).
+ */
+static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
+{
+	static const char name[] = "retry-after:";
+	struct slot *s = userdata;
+	tsu_request *r = s->req;
+	size_t n = size * nmemb;
+
+	if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+		r->retry_after[0] = '\0';
+	} else if (n >= sizeof name - 1 &&
+	           strncasecmp(line, name, sizeof name - 1) == 0) {
+		const char *v = line + sizeof name - 1, *end = line + n;
+		size_t len;
+		while (v < end && is_space(*v))
+			v++;
+		while (end > v && is_space(end[-1]))
+			end--;
+		len = (size_t)(end - v);
+		if (len >= sizeof r->retry_after)
+			len = sizeof r->retry_after - 1;
+		memcpy(r->retry_after, v, len);
+		r->retry_after[len] = '\0';
+	}
+	return n;
+}
+
+/* Sets the options every request shares, once per handle. */
+static int setup_easy(CURL *e, struct slot *s, const tsu_http_options *o)
+{
+	long connect_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms
+	                                            : DEF_CONNECT_TIMEOUT_MS;
+	long request_ms = o->request_timeout_ms > 0 ? o->request_timeout_ms
+	                                            : DEF_REQUEST_TIMEOUT_MS;
+	long low_bytes = o->low_speed_bytes > 0 ? o->low_speed_bytes
+	                                        : DEF_LOW_SPEED_BYTES;
+	long low_secs = o->low_speed_seconds > 0 ? o->low_speed_seconds
+	                                         : DEF_LOW_SPEED_SECONDS;
+	CURLcode c = CURLE_OK;
+
+#define SET(opt, val)                                     \
+	do {                                              \
+		if (c == CURLE_OK)                        \
+			c = curl_easy_setopt(e, opt, val); \
+	} while (0)
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_PROTOCOLS_STR, "http,https");
+	SET(CURLOPT_FOLLOWLOCATION, 0L);
+	/* h2 only where ALPN negotiates it; plain http:// stays HTTP/1.1. */
+	SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	SET(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+	SET(CURLOPT_TIMEOUT_MS, request_ms);
+	SET(CURLOPT_LOW_SPEED_LIMIT, low_bytes);
+	SET(CURLOPT_LOW_SPEED_TIME, low_secs);
+	SET(CURLOPT_SSL_VERIFYPEER, 1L);
+	SET(CURLOPT_SSL_VERIFYHOST, 2L);
+	if (o->cacert && *o->cacert) {
+		/* Replace the store: Debian's libcurl also trusts a built-in
+		 * CApath (/etc/ssl/certs) next to CAINFO unless it is cleared. */
+		SET(CURLOPT_CAINFO, o->cacert);
+		SET(CURLOPT_CAPATH, (char *)NULL);
+	}
+	if (o->user_agent && *o->user_agent)
+		SET(CURLOPT_USERAGENT, o->user_agent);
+	SET(CURLOPT_WRITEFUNCTION, on_body);
+	SET(CURLOPT_WRITEDATA, (void *)s);
+	SET(CURLOPT_HEADERFUNCTION, on_header);
+	SET(CURLOPT_HEADERDATA, (void *)s);
+	SET(CURLOPT_ERRORBUFFER, s->errbuf);
+	SET(CURLOPT_PRIVATE, (void *)s);
+#undef SET
+	return c == CURLE_OK ? 0 : -1;
+}
+
+int tsu_http_new(tsu_http **out, const tsu_http_options *opts)
+{
+	tsu_http *h;
+	int n, i;
+	CURLMcode mc = CURLM_OK;
+
+	if (!out)
+		return -1;
+	*out = NULL;
+	if (!opts)
+		return -1;
+	if ((opts->token && !header_value_ok(opts->token)) ||
+	    (opts->user_agent && !header_value_ok(opts->user_agent)))
+		return -1;
+	n = opts->max_in_flight > 0 ? opts->max_in_flight : DEF_MAX_IN_FLIGHT;
+	if (n > MAX_MAX_IN_FLIGHT)
+		n = MAX_MAX_IN_FLIGHT;
+
+	/*
+	 * Reference-counted by libcurl, undone in tsu_http_free().  Before
+	 * 7.84 it was not thread-safe; the uploader is single-threaded.
+	 */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return -1;
+	h = calloc(1, sizeof *h);
+	if (!h) {
+		curl_global_cleanup();
+		return -1;
+	}
+	h->verbose = opts->verbose;
+	h->slots = calloc((size_t)n, sizeof *h->slots);
+	h->multi = curl_multi_init();
+	if (!h->slots || !h->multi)
+		goto fail;
+	h->nslots = n;
+	if (opts->token && *opts->token) {
+		h->token_header = join("X-LangBot-Telemetry-Token: ", opts->token);
+		if (!h->token_header)
+			goto fail;
+	}
+	mc = curl_multi_setopt(h->multi, CURLMOPT_PIPELINING,
+	                       (long)CURLPIPE_MULTIPLEX);
+	if (mc == CURLM_OK)
+		mc = curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+		                       (long)n);
+	if (mc == CURLM_OK)
+		mc = curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+		                       (long)n);
+	/* The cache would otherwise be sized from the handles added (4 each). */
+	if (mc == CURLM_OK)
+		mc = curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)n);
+	if (mc != CURLM_OK)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		h->slots[i].easy = curl_easy_init();
+		if (!h->slots[i].easy ||
+		    setup_easy(h->slots[i].easy, &h->slots[i], opts) != 0)
+			goto fail;
+	}
+	*out = h;
+	return 0;
+fail:
+	tsu_http_free(h);
+	return -1;
+}
+
+void tsu_http_free(tsu_http *h)
+{
+	int i;
+
+	if (!h)
+		return;
+	for (i = 0; i < h->nslots; i++) {
+		struct slot *s = &h->slots[i];
+		/* Handles are only in the multi during tsu_http_perform(). */
+		curl_slist_free_all(s->headers);
+		curl_easy_cleanup(s->easy);
+	}
+	curl_multi_cleanup(h->multi); /* closes the cached connections */
+	free(h->slots);
+	free(h->token_header);
+	free(h);
+	curl_global_cleanup();
+}
+
+void tsu_requests_reset(tsu_request *reqs, size_t n)
+{
+	size_t i;
+
+	if (!reqs)
+		return;
+	for (i = 0; i < n; i++) {
+		free(reqs[i].response);
+		reqs[i].response = NULL;
+		reqs[i].response_len = 0;
+		reqs[i].truncated = 0;
+	}
+}
+
+/* Every out field of a request that has not run (yet). */
+static void init_out(tsu_request *r)
+{
+	r->transport = TSU_NET_ABORTED;
+	r->status = 0;
+	r->detail[0] = '\0';
+	r->retry_after[0] = '\0';
+	r->response = NULL;
+	r->response_len = 0;
+	r->truncated = 0;
+}
+
+static void drop_response(tsu_request *r)
+{
+	free(r->response);
+	r->response = NULL;
+	r->response_len = 0;
+	r->truncated = 0;
+}
+
+static tsu_transport map_code(CURLcode c)
+{
+	switch (c) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return TSU_NET_DNS;
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+		return TSU_NET_CONNECT;
+	case CURLE_OPERATION_TIMEDOUT:
+		/* Also a name lookup that outlasts the connect timeout: the
+		 * detail then says "Resolving timed out". */
+		return TSU_NET_TIMEOUT;
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_SSL_ENGINE_NOTFOUND:
+	case CURLE_SSL_ENGINE_SETFAILED:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_USE_SSL_FAILED:
+	case CURLE_SSL_ENGINE_INITFAILED:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_SHUTDOWN_FAILED:
+	case CURLE_SSL_CRL_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_INVALIDCERTSTATUS:
+	case CURLE_SSL_CLIENTCERT:
+		return TSU_NET_TLS;
+	default:
+		return TSU_NET_PROTOCOL;
+	}
+}
+
+/* Turns what libcurl reported for a finished transfer into the outcome. */
+static void finish(struct slot *s, CURLcode c)
+{
+	tsu_request *r = s->req;
+	long status = 0;
+
+	curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
+	r->status = status;
+	if (c == CURLE_OK || (c == CURLE_WRITE_ERROR && r->truncated && !s->oom)) {
+		r->transport = TSU_NET_OK;
+		r->detail[0] = '\0';
+		if (!r->response) {
+			/* An empty body is still an answer: "" rather than NULL. */
+			r->response = calloc(1, 1);
+			if (!r->response) {
+				r->transport = TSU_NET_PROTOCOL;
+				copy_text(r->detail, sizeof r->detail, "out of memory");
+			}
+		}
+	} else {
+		r->transport = map_code(c);
+		if (s->oom)
+			copy_text(r->detail, sizeof r->detail,
+			          "out of memory storing the response");
+		else
+			copy_text(r->detail, sizeof r->detail,
+			          s->errbuf[0] ? s->errbuf : curl_easy_strerror(c));
+	}
+	/* A half-received answer is no answer: callers may look at status alone. */
+	if (r->transport != TSU_NET_OK) {
+		r->status = 0;
+		drop_response(r);
+	}
+}
+
+static void log_outcome(const tsu_http *h, const tsu_request *r,
+                        int64_t started_ms)
+{
+	long long ms = (long long)(tsu_monotonic_ms() - started_ms);
+
+	if (!h->verbose)
+		return;
+	if (r->transport == TSU_NET_OK)
+		fprintf(stderr, "http: POST %s -> %ld%s (%lld ms)\n", r->url,
+		        r->status, r->truncated ? ", body truncated" : "", ms);
+	else
+		fprintf(stderr, "http: POST %s -> failed: %s (%lld ms)\n", r->url,
+		        r->detail, ms);
+}
+
+static void release_slot(struct slot *s)
+{
+	curl_slist_free_all(s->headers);
+	s->headers = NULL;
+	s->req = NULL;
+	s->cap = 0;
+	s->oom = 0;
+}
+
+/* A request that cannot even be started: it fails on its own. */
+static void fail_request(tsu_request *r, const char *why)
+{
+	r->transport = TSU_NET_PROTOCOL;
+	copy_text(r->detail, sizeof r->detail, why);
+}
+
+/*
+ * Points slot s at request r.  Returns 0 when the handle is ready to be
+ * added, -1 when r failed already (its outcome is set).
+ */
+static int start(tsu_http *h, struct slot *s, tsu_request *r)
+{
+	struct curl_slist *l = NULL, *t;
+	char *key = NULL;
+	/* NULL POSTFIELDS would make libcurl read the body from stdin. */
+	const char *body = r->body ? r->body : "";
+	CURLcode c;
+
+	if (!r->url || !*r->url) {
+		fail_request(r, "no URL");
+		return -1;
+	}
+	if (r->idempotency_key && !header_value_ok(r->idempotency_key)) {
+		fail_request(r, "Idempotency-Key contains a line break");
+		return -1;
+	}
+	if (r->idempotency_key && *r->idempotency_key) {
+		key = join("Idempotency-Key: ", r->idempotency_key);
+		if (!key)
+			goto oom;
+	}
+	/* "Expect:" with no value stops libcurl's 100-continue wait. */
+	if (!(t = curl_slist_append(l, "Content-Type: application/json")))
+		goto oom;
+	l = t;
+	if (!(t = curl_slist_append(l, "Expect:")))
+		goto oom;
+	l = t;
+	if (h->token_header) {
+		if (!(t = curl_slist_append(l, h->token_header)))
+			goto oom;
+		l = t;
+	}
+	if (key) {
+		if (!(t = curl_slist_append(l, key)))
+			goto oom;
+		l = t;
+		free(key);
+		key = NULL;
+	}
+
+	c = curl_easy_setopt(s->easy, CURLOPT_URL, r->url);
+	if (c == CURLE_OK)
+		c = curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+		                     (curl_off_t)r->body_len);
+	if (c == CURLE_OK)
+		c = curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, body);
+	if (c == CURLE_OK)
+		c = curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, l);
+	if (c != CURLE_OK) {
+		curl_slist_free_all(l);
+		fail_request(r, curl_easy_strerror(c));
+		return -1;
+	}
+	s->headers = l;
+	s->req = r;
+	s->cap = 0;
+	s->oom = 0;
+	s->errbuf[0] = '\0';
+	s->started_ms = tsu_monotonic_ms();
+	return 0;
+oom:
+	free(key);
+	curl_slist_free_all(l);
+	fail_request(r, "out of memory");
+	return -1;
+}
+
+/* Why the run must stop now, or NULL. */
+static const char *halted(int64_t deadline_ms, volatile int *stop)
+{
+	if (stop && *stop)
+		return "aborted: stop requested";
+	if (deadline_ms > 0 && tsu_monotonic_ms() >= deadline_ms)
+		return "aborted: deadline passed";
+	return NULL;
+}
+
+/* Takes every request still in a handle out of the multi, as aborted. */
+static void abort_active(tsu_http *h, const char *why)
+{
+	int i;
+
+	for (i = 0; i < h->nslots; i++) {
+		struct slot *s = &h->slots[i];
+		if (!s->req)
+			continue;
+		/* Mid-transfer, libcurl closes the connection rather than caching it. */
+		curl_multi_remove_handle(h->multi, s->easy);
+		drop_response(s->req);
+		s->req->transport = TSU_NET_ABORTED;
+		copy_text(s->req->detail, sizeof s->req->detail, why);
+		log_outcome(h, s->req, s->started_ms);
+		release_slot(s);
+	}
+}
+
+int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
+                     int64_t deadline_ms, volatile int *stop)
+{
+	size_t next = 0, done = 0, i;
+	int active = 0;
+	const char *why = NULL;
+	CURLMcode mc = CURLM_OK;
+
+	if (!h || (!reqs && n > 0))
+		return -1;
+	for (i = 0; i < n; i++)
+		init_out(&reqs[i]);
+
+	why = halted(deadline_ms, stop);
+	while (!why && done < n) {
+		int running, left;
+		CURLMsg *m;
+
+		/* Fill the free handles; the others wait their turn. */
+		for (i = 0; i < (size_t)h->nslots && next < n;) {
+			struct slot *s = &h->slots[i];
+			tsu_request *r;
+			if (s->req) {
+				i++;
+				continue;
+			}
+			r = &reqs[next++];
+			if (start(h, s, r) != 0) {
+				log_outcome(h, r, tsu_monotonic_ms());
+				done++;
+				continue; /* this handle is still free */
+			}
+			mc = curl_multi_add_handle(h->multi, s->easy);
+			if (mc != CURLM_OK) {
+				release_slot(s);
+				goto fail;
+			}
+			active++;
+			i++;
+		}
+
+		mc = curl_multi_perform(h->multi, &running);
+		if (mc != CURLM_OK)
+			goto fail;
+		while ((m = curl_multi_info_read(h->multi, &left))) {
+			struct slot *s;
+			char *priv = NULL;
+			if (m->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
+			s = (struct slot *)(void *)priv;
+			finish(s, m->data.result);
+			log_outcome(h, s->req, s->started_ms);
+			curl_multi_remove_handle(h->multi, s->easy);
+			release_slot(s);
+			active--;
+			done++;
+		}
+		if (done == n)
+			break;
+		why = halted(deadline_ms, stop);
+		if (why)
+			break;
+		if (active < h->nslots && next < n)
+			continue; /* a handle came free: start the next at once */
+		{
+			int wait_ms = POLL_SLICE_MS;
+			if (deadline_ms > 0) {
+				int64_t left_ms = deadline_ms - tsu_monotonic_ms();
+				if (left_ms < wait_ms)
+					wait_ms = left_ms > 0 ? (int)left_ms : 0;
+			}
+			mc = curl_multi_poll(h->multi, NULL, 0, wait_ms, NULL);
+			if (mc != CURLM_OK)
+				goto fail;
+		}
+	}
+	if (why) {
+		abort_active(h, why);
+		for (; next < n; next++)
+			copy_text(reqs[next].detail, sizeof reqs[next].detail, why);
+	}
+	return 0;
+
+fail:
+	abort_active(h, curl_multi_strerror(mc));
+	for (i = 0; i < n; i++) {
+		drop_response(&reqs[i]);
+		reqs[i].transport = TSU_NET_ABORTED;
+		copy_text(reqs[i].detail, sizeof reqs[i].detail,
+		          curl_multi_strerror(mc));
+	}
+	return -1;
+}

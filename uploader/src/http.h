@@ -1,0 +1,82 @@
+/*
+ * http.h - the uploader's HTTP transport: POSTs over libcurl's multi
+ * interface with keep-alive, a bounded number of requests in flight, and
+ * hard bounds on time and response size.
+ */
+#ifndef TSU_HTTP_H
+#define TSU_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "policy.h"
+
+#define TSU_HTTP_MAX_RESPONSE (64 * 1024) /* bytes of response body kept */
+
+/* A field left 0 takes its default; max_in_flight is capped at 64. */
+typedef struct tsu_http_options {
+	const char *user_agent;      /* "telespool/<version>" */
+	const char *token;           /* X-LangBot-Telemetry-Token, or NULL */
+	const char *cacert;          /* CA bundle to verify Space with (replaces
+	                                the system store), or NULL */
+	long connect_timeout_ms;     /* default 5000 */
+	long request_timeout_ms;     /* whole request; default 10000 (LangBot's) */
+	long low_speed_bytes;        /* abort if slower than this ... */
+	long low_speed_seconds;      /* ... for this long; defaults 1 B/s, 10 s */
+	int max_in_flight;           /* default 4 */
+	int verbose;                 /* log requests to stderr */
+} tsu_http_options;
+
+/* One POST and its outcome. */
+typedef struct tsu_request {
+	/* in: borrowed, must outlive tsu_http_perform() */
+	const char *url;
+	const char *body;
+	size_t body_len;
+	const char *idempotency_key; /* Idempotency-Key header, or NULL */
+
+	/* out */
+	tsu_transport transport;  /* TSU_NET_OK when an HTTP answer came */
+	long status;              /* HTTP status; 0 unless TSU_NET_OK */
+	char detail[256];         /* curl's error text for transport failures */
+	char retry_after[128];    /* Retry-After header value, "" if none */
+	char *response;           /* body (malloc'd, NUL-terminated, capped); non-NULL
+	                             (maybe "") exactly when TSU_NET_OK */
+	size_t response_len;
+	int truncated;            /* body was longer than TSU_HTTP_MAX_RESPONSE: the
+	                             transfer was cut there, still TSU_NET_OK */
+} tsu_request;
+
+typedef struct tsu_http tsu_http;
+
+/*
+ * Returns 0 and a new transport in *out, or -1 (bad options, e.g. a line
+ * break in token or user_agent, or curl could not be set up).  Calls
+ * curl_global_init(), which is not thread-safe before libcurl 7.84.
+ */
+int tsu_http_new(tsu_http **out, const tsu_http_options *opts);
+
+/*
+ * Performs the n requests, at most max_in_flight at once, reusing
+ * connections.  Returns when every request has an outcome, or when
+ * deadline_ms (CLOCK_MONOTONIC, ms; 0 = none) passes or *stop becomes
+ * non-zero (may be NULL): the unfinished ones get TSU_NET_ABORTED.
+ * Redirects are not followed (a 3xx is an answer).  A request that cannot
+ * be sent (no URL, line break in the key) fails alone as TSU_NET_PROTOCOL.
+ * The out fields are written, never read: release earlier responses with
+ * tsu_requests_reset() before reusing reqs.  Returns 0, or -1 on a failure
+ * of the transport itself (then every request is TSU_NET_ABORTED).
+ */
+int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
+                     int64_t deadline_ms, volatile int *stop);
+
+/* Releases the responses held by reqs[0..n) (safe to call twice). */
+void tsu_requests_reset(tsu_request *reqs, size_t n);
+
+/* NULL is a no-op. */
+void tsu_http_free(tsu_http *h);
+
+/* CLOCK_MONOTONIC in ms. */
+int64_t tsu_monotonic_ms(void);
+
+#endif

@@ -1,0 +1,212 @@
+/*
+ * status.c - the operator's view of a spool.  Reads only through the
+ * library's queue API, in one read transaction.
+ */
+#include "status.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "queue.h"
+#include "timefmt.h"
+
+static int64_t file_size(const char *path, const char *suffix)
+{
+	char p[4200];
+	struct stat st;
+	snprintf(p, sizeof(p), "%s%s", path, suffix);
+	return stat(p, &st) == 0 ? (int64_t)st.st_size : 0;
+}
+
+static void human(int64_t bytes, char *out, size_t len)
+{
+	if (bytes >= 10 * 1024 * 1024)
+		snprintf(out, len, "%.1f MiB", (double)bytes / (1024.0 * 1024.0));
+	else if (bytes >= 10 * 1024)
+		snprintf(out, len, "%.1f KiB", (double)bytes / 1024.0);
+	else
+		snprintf(out, len, "%" PRId64 " B", bytes);
+}
+
+/* A run-wide wait from uploader_state, as ISO text, or "" when none. */
+static void wait_of(telespool *sp, const char *key, int64_t now, char *out)
+{
+	char *v = NULL;
+	out[0] = '\0';
+	if (telespool__state_get(sp, key, &v) == TELESPOOL_OK && v) {
+		int64_t ms = strtoll(v, NULL, 10);
+		if (ms > now)
+			telespool__iso(ms, out);
+	}
+	telespool_free(v);
+}
+
+static void print_text(const telespool__status *s, const tsu_options *o,
+                       const tsu_config *cfg, const char *cfg_err,
+                       const char *throttled, const char *down)
+{
+	char a[32], b[32];
+
+	printf("spool        %s (schema %d)\n", o->db_path, s->schema_version);
+	human(file_size(o->db_path, ""), a, sizeof(a));
+	human(file_size(o->db_path, "-wal"), b, sizeof(b));
+	printf("on disk      %s, write-ahead log %s\n", a, b);
+	if (cfg_err)
+		printf("config       %s: %s\n", o->config_path, cfg_err);
+	else
+		printf("config       %s: telemetry %s, space.url %s\n", o->config_path,
+		       cfg->disable_telemetry ? "DISABLED (opted out)" : "enabled",
+		       cfg->space_url[0] ? cfg->space_url : "(empty: nothing is sent)");
+	human(s->pending_bytes, a, sizeof(a));
+	printf("pending      %" PRId64 " events (%s)", s->pending, a);
+	if (s->leased)
+		printf(", %" PRId64 " being sent", s->leased);
+	putchar('\n');
+	printf("sent         %" PRId64 " events kept for audit\n", s->sent);
+	printf("dead         %" PRId64 " events given up on\n", s->dead);
+	printf("surveys      %" PRId64 " pending\n", s->surveys_pending);
+	if (s->oldest_pending[0])
+		printf("oldest       %s\n", s->oldest_pending);
+	if (s->next_attempt[0])
+		printf("next attempt %s\n", s->next_attempt);
+	if (throttled[0])
+		printf("throttled    Space asked to wait until %s\n", throttled);
+	if (down[0])
+		printf("server down  one probe per run until %s\n", down);
+	if (s->n_drops == 0) {
+		printf("drops        none\n");
+	} else {
+		printf("drops\n");
+		for (size_t i = 0; i < s->n_drops; i++)
+			printf("  %-22s %10" PRId64 "  last %s\n", s->drops[i].reason,
+			       s->drops[i].count, s->drops[i].last_at);
+	}
+	if (s->n_runs == 0) {
+		printf("last runs    none\n");
+	} else {
+		printf("last runs\n");
+		for (size_t i = 0; i < s->n_runs; i++)
+			printf("  %s  %-16s sent %" PRId64 ", retried %" PRId64
+			       ", dead %" PRId64 ", purged %" PRId64 "%s%s\n",
+			       s->runs[i].started_at,
+			       s->runs[i].ended_at[0] ? s->runs[i].outcome : "(running or crashed)",
+			       s->runs[i].sent, s->runs[i].retried, s->runs[i].dead,
+			       s->runs[i].purged, s->runs[i].detail[0] ? "  " : "",
+			       s->runs[i].detail);
+	}
+}
+
+static void print_json(const telespool__status *s, const tsu_options *o,
+                       const tsu_config *cfg, const char *cfg_err,
+                       const char *throttled, const char *down)
+{
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddStringToObject(j, "spool", o->db_path);
+	cJSON_AddNumberToObject(j, "schema_version", s->schema_version);
+	cJSON_AddNumberToObject(j, "file_bytes", (double)file_size(o->db_path, ""));
+	cJSON_AddNumberToObject(j, "wal_bytes", (double)file_size(o->db_path, "-wal"));
+	cJSON *c = cJSON_AddObjectToObject(j, "config");
+	cJSON_AddStringToObject(c, "path", o->config_path);
+	if (cfg_err) {
+		cJSON_AddStringToObject(c, "error", cfg_err);
+	} else {
+		cJSON_AddBoolToObject(c, "telemetry_disabled", cfg->disable_telemetry);
+		cJSON_AddStringToObject(c, "space_url", cfg->space_url);
+	}
+	cJSON_AddNumberToObject(j, "pending", (double)s->pending);
+	cJSON_AddNumberToObject(j, "pending_bytes", (double)s->pending_bytes);
+	cJSON_AddNumberToObject(j, "leased", (double)s->leased);
+	cJSON_AddNumberToObject(j, "sent", (double)s->sent);
+	cJSON_AddNumberToObject(j, "dead", (double)s->dead);
+	cJSON_AddNumberToObject(j, "surveys_pending", (double)s->surveys_pending);
+	if (s->oldest_pending[0])
+		cJSON_AddStringToObject(j, "oldest_pending", s->oldest_pending);
+	else
+		cJSON_AddNullToObject(j, "oldest_pending");
+	if (s->next_attempt[0])
+		cJSON_AddStringToObject(j, "next_attempt", s->next_attempt);
+	else
+		cJSON_AddNullToObject(j, "next_attempt");
+	if (throttled[0])
+		cJSON_AddStringToObject(j, "throttled_until", throttled);
+	else
+		cJSON_AddNullToObject(j, "throttled_until");
+	if (down[0])
+		cJSON_AddStringToObject(j, "down_until", down);
+	else
+		cJSON_AddNullToObject(j, "down_until");
+	cJSON *d = cJSON_AddObjectToObject(j, "drops");
+	for (size_t i = 0; i < s->n_drops; i++)
+		cJSON_AddNumberToObject(d, s->drops[i].reason, (double)s->drops[i].count);
+	cJSON *runs = cJSON_AddArrayToObject(j, "runs");
+	for (size_t i = 0; i < s->n_runs; i++) {
+		cJSON *r = cJSON_CreateObject();
+		cJSON_AddStringToObject(r, "started_at", s->runs[i].started_at);
+		if (s->runs[i].ended_at[0])
+			cJSON_AddStringToObject(r, "ended_at", s->runs[i].ended_at);
+		else
+			cJSON_AddNullToObject(r, "ended_at");
+		cJSON_AddStringToObject(r, "outcome", s->runs[i].outcome);
+		cJSON_AddNumberToObject(r, "sent", (double)s->runs[i].sent);
+		cJSON_AddNumberToObject(r, "retried", (double)s->runs[i].retried);
+		cJSON_AddNumberToObject(r, "dead", (double)s->runs[i].dead);
+		cJSON_AddNumberToObject(r, "purged", (double)s->runs[i].purged);
+		cJSON_AddStringToObject(r, "detail", s->runs[i].detail);
+		cJSON_AddItemToArray(runs, r);
+	}
+	char *text = cJSON_Print(j);
+	if (text)
+		puts(text);
+	free(text);
+	cJSON_Delete(j);
+}
+
+int tsu_status(const tsu_options *o, int json)
+{
+	struct stat st;
+	if (stat(o->db_path, &st) != 0) {
+		fprintf(stderr, "telespool-upload: no spool at %s\n", o->db_path);
+		return TSU_EXIT_OK;
+	}
+	tsu_config cfg;
+	char err[512];
+	int have_cfg = tsu_config_load(&cfg, o->config_path, o->data_dir, err,
+	                               sizeof(err)) == 0;
+
+	telespool *sp;
+	telespool_options so = TELESPOOL_OPTIONS_INIT;
+	so.busy_timeout_ms = 5000;
+	int rc = telespool_open(&sp, o->db_path, &so);
+	if (rc != TELESPOOL_OK) {
+		fprintf(stderr, "telespool-upload: cannot use the spool: %s\n",
+		        telespool_open_errmsg());
+		if (have_cfg)
+			tsu_config_free(&cfg);
+		return TSU_EXIT_ERROR;
+	}
+	telespool__status s;
+	int64_t now = telespool__now_ms();
+	rc = telespool__get_status(sp, now, &s);
+	char throttled[32], down[32];
+	wait_of(sp, "retry_after_until", now, throttled);
+	wait_of(sp, "down_until", now, down);
+	if (rc != TELESPOOL_OK) {
+		fprintf(stderr, "telespool-upload: cannot read the spool: %s\n",
+		        telespool_errmsg(sp));
+	} else if (json) {
+		print_json(&s, o, have_cfg ? &cfg : NULL, have_cfg ? NULL : err,
+		           throttled, down);
+	} else {
+		print_text(&s, o, have_cfg ? &cfg : NULL, have_cfg ? NULL : err,
+		           throttled, down);
+	}
+	telespool_close(sp);
+	if (have_cfg)
+		tsu_config_free(&cfg);
+	return rc == TELESPOOL_OK ? TSU_EXIT_OK : TSU_EXIT_ERROR;
+}
