@@ -67,7 +67,10 @@ show "SELECT error FROM events WHERE query_id = 'q-err'"
 say "2. Upload while Space is unreachable: nothing is lost, backoff is scheduled"
 set +e; run "$upload"; code=$?; set -e
 echo "exit code $code (75 = events left for a later run)"
-show "SELECT state, count(*) AS events, min(next_attempt_at) AS next_attempt FROM events GROUP BY state"
+show "SELECT state, attempts, count(*) AS events, min(next_attempt_at) AS next_attempt, last_error FROM events GROUP BY state, attempts"
+echo "The first 4 events were tried and got a backoff; the run then stopped instead of"
+echo "trying every event against a dead server, and the next runs send one probe first:"
+run "$upload" --status
 
 say "3. Space comes back (a fake LangBot Space on loopback)"
 python3 "$here/tests/fake_space.py" --port 0 --port-file "$work/port" --log "$work/space.log" \
