@@ -81,10 +81,14 @@ static void test_classify_status(void)
 	check_status(__LINE__, 204, NULL, TSU_SENT, "HTTP 204");
 	check_status(__LINE__, 299, NULL, TSU_SENT, "HTTP 299");
 
-	/* 1xx/3xx left after redirects and other 4xx are permanent. */
-	check_status(__LINE__, 100, NULL, TSU_DEAD, "HTTP 100");
-	check_status(__LINE__, 301, NULL, TSU_DEAD, "HTTP 301");
-	check_status(__LINE__, 304, NULL, TSU_DEAD, "HTTP 304");
+	/* 1xx/3xx (redirects are not followed) say the URL is wrong: retry;
+	 * other 4xx are permanent. */
+	check_status(__LINE__, 100, NULL, TSU_RETRY,
+	             "HTTP 100 (unexpected informational answer)");
+	check_status(__LINE__, 301, NULL, TSU_RETRY,
+	             "HTTP 301 (redirects are not followed: check space.url)");
+	check_status(__LINE__, 304, NULL, TSU_RETRY,
+	             "HTTP 304 (redirects are not followed: check space.url)");
 	check_status(__LINE__, 400, "{\"code\":0}", TSU_DEAD, "HTTP 400");
 	check_status(__LINE__, 401, NULL, TSU_DEAD, "HTTP 401");
 	check_status(__LINE__, 403, NULL, TSU_DEAD, "HTTP 403");

@@ -67,51 +67,22 @@ void telespool__batch_free(telespool__batch *b)
 	b->n = 0;
 }
 
-int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
-                     int64_t horizon_ms, int ignore_backoff, int max,
-                     telespool__batch *out)
+/* The rows of st (id, event_id, event_type, body, attempts, created_at),
+ * at most max, into out, oldest first; st is finalized.  Stepping to the
+ * end matters for an UPDATE ... RETURNING: that is when it completes. */
+static int read_items(telespool *sp, sqlite3_stmt *st, int max,
+                      telespool__batch *out, const char *what)
 {
-	char now[TELESPOOL_ISO_LEN], until[TELESPOOL_ISO_LEN];
-	char horizon[TELESPOOL_ISO_LEN], lease_horizon[TELESPOOL_ISO_LEN];
-
-	out->items = NULL;
-	out->n = 0;
-	if (max <= 0 || lease_ms <= 0)
-		return telespool__fail(sp, TELESPOOL_EINVAL, "bad claim arguments");
-	telespool__iso(now_ms, now);
-	telespool__iso(now_ms + lease_ms, until);
-	telespool__iso(now_ms + horizon_ms, horizon);
-	/* A lease further out than one lease from now was taken before the
-	 * clock went back: it is stale. */
-	telespool__iso(now_ms + lease_ms, lease_horizon);
-
-	telespool__lock(sp);
-	sqlite3_stmt *st = prep(
-		sp, "UPDATE events SET lease_until = ?1 WHERE id IN ("
-		    " SELECT id FROM events WHERE state = 'pending'"
-		    " AND (?4 OR next_attempt_at <= ?2 OR next_attempt_at > ?3)"
-		    " AND (lease_until IS NULL OR lease_until <= ?2"
-		    "      OR lease_until > ?5)"
-		    " ORDER BY id LIMIT ?6)"
-		    " RETURNING id, event_id, event_type, body, attempts, created_at");
-	if (st == NULL) {
-		telespool__unlock(sp);
-		return TELESPOOL_ERROR;
-	}
-	sqlite3_bind_text(st, 1, until, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, horizon, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 4, ignore_backoff != 0);
-	sqlite3_bind_text(st, 5, lease_horizon, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 6, max);
-
 	telespool__item *items = calloc((size_t)max, sizeof(*items));
 	size_t n = 0;
 	int src, rc = TELESPOOL_OK;
+
 	if (items == NULL)
 		rc = telespool__fail(sp, TELESPOOL_ENOMEM, "out of memory");
 	while (rc == TELESPOOL_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
-		telespool__item *it = &items[n];
+		if (n == (size_t)max)
+			continue; /* cannot happen with LIMIT max; finish the statement */
+		telespool__item *it = &items[n++];
 		it->id = sqlite3_column_int64(st, 0);
 		copy_col(st, 1, it->event_id, sizeof(it->event_id));
 		copy_col(st, 2, it->event_type, sizeof(it->event_type));
@@ -122,32 +93,93 @@ int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
 			(const char *)sqlite3_column_text(st, 5));
 		if (it->body == NULL)
 			rc = telespool__fail(sp, TELESPOOL_ENOMEM, "out of memory");
-		if (++n == (size_t)max)
-			break;
 	}
-	if (rc == TELESPOOL_OK && n < (size_t)max && src != SQLITE_DONE)
-		rc = telespool__sqlite_fail(sp, src, "claiming events");
-	/* Completing the statement commits the lease (RETURNING rows are
-	 * produced before the statement ends). */
-	if (rc == TELESPOOL_OK && n == (size_t)max) {
-		src = sqlite3_step(st);
-		if (src != SQLITE_DONE)
-			rc = telespool__sqlite_fail(sp, src, "claiming events");
-	}
+	if (rc == TELESPOOL_OK && src != SQLITE_DONE)
+		rc = telespool__sqlite_fail(sp, src, what);
 	sqlite3_finalize(st);
-	telespool__unlock(sp);
 
 	out->items = items;
 	out->n = n;
-	if (rc != TELESPOOL_OK) {
+	if (rc != TELESPOOL_OK || n == 0) {
 		telespool__batch_free(out);
 		return rc;
 	}
-	if (n == 0)
-		telespool__batch_free(out);
-	else
-		qsort(items, n, sizeof(*items), cmp_item);
+	qsort(items, n, sizeof(*items), cmp_item);
 	return TELESPOOL_OK;
+}
+
+/* Which pending rows are due; ?2 now, ?3 horizon, ?4 ignore_backoff, ?5 the
+ * lease horizon. */
+#define DUE_ROWS                                                               \
+	" state = 'pending'"                                                   \
+	" AND (?4 OR next_attempt_at <= ?2 OR next_attempt_at > ?3)"           \
+	" AND (lease_until IS NULL OR lease_until <= ?2 OR lease_until > ?5)"
+
+static void bind_due(sqlite3_stmt *st, int64_t now_ms, int64_t lease_ms,
+                     int64_t horizon_ms, int ignore_backoff, char bufs[3][32])
+{
+	telespool__iso(now_ms, bufs[0]);
+	telespool__iso(now_ms + horizon_ms, bufs[1]);
+	/* A lease further out than one lease from now was taken before the
+	 * clock went back: it is stale. */
+	telespool__iso(now_ms + lease_ms, bufs[2]);
+	sqlite3_bind_text(st, 2, bufs[0], -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, bufs[1], -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, ignore_backoff != 0);
+	sqlite3_bind_text(st, 5, bufs[2], -1, SQLITE_STATIC);
+}
+
+int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
+                     int64_t horizon_ms, int ignore_backoff, int max,
+                     telespool__batch *out)
+{
+	char bufs[3][32], until[TELESPOOL_ISO_LEN];
+
+	out->items = NULL;
+	out->n = 0;
+	if (max <= 0 || lease_ms <= 0)
+		return telespool__fail(sp, TELESPOOL_EINVAL, "bad claim arguments");
+	telespool__iso(now_ms + lease_ms, until);
+
+	telespool__lock(sp);
+	sqlite3_stmt *st = prep(
+		sp, "UPDATE events SET lease_until = ?1 WHERE id IN ("
+		    " SELECT id FROM events WHERE" DUE_ROWS " ORDER BY id LIMIT ?6)"
+		    " RETURNING id, event_id, event_type, body, attempts, created_at");
+	int rc = TELESPOOL_ERROR;
+	if (st != NULL) {
+		sqlite3_bind_text(st, 1, until, -1, SQLITE_STATIC);
+		bind_due(st, now_ms, lease_ms, horizon_ms, ignore_backoff, bufs);
+		sqlite3_bind_int(st, 6, max);
+		rc = read_items(sp, st, max, out, "claiming events");
+	}
+	telespool__unlock(sp);
+	return rc;
+}
+
+int telespool__peek(telespool *sp, int64_t now_ms, int64_t lease_ms,
+                    int64_t horizon_ms, int ignore_backoff, int64_t after_id,
+                    int max, telespool__batch *out)
+{
+	char bufs[3][32];
+
+	out->items = NULL;
+	out->n = 0;
+	if (max <= 0)
+		return telespool__fail(sp, TELESPOOL_EINVAL, "bad peek arguments");
+	telespool__lock(sp);
+	sqlite3_stmt *st = prep(
+		sp, "SELECT id, event_id, event_type, body, attempts, created_at"
+		    " FROM events WHERE" DUE_ROWS " AND id > ?1 ORDER BY id LIMIT ?6");
+	int rc = TELESPOOL_ERROR;
+	if (st != NULL) {
+		sqlite3_bind_int64(st, 1, after_id);
+		bind_due(st, now_ms, lease_ms, horizon_ms, ignore_backoff, bufs);
+		sqlite3_bind_int(st, 6, max);
+		rc = read_items(sp, st, max, out, "reading due events");
+	}
+	telespool__unlock(sp);
+	return rc;
 }
 
 /* Stores data.survey from a /survey/pending answer, unless that survey was

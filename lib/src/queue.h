@@ -46,6 +46,12 @@ int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
 
 void telespool__batch_free(telespool__batch *b);
 
+/* The same rows telespool__claim() would take, without taking them: due
+ * rows with id > after_id, oldest first (for --dry-run).  Writes nothing. */
+int telespool__peek(telespool *sp, int64_t now_ms, int64_t lease_ms,
+                    int64_t horizon_ms, int ignore_backoff, int64_t after_id,
+                    int max, telespool__batch *out);
+
 /* The verdict on one claimed event. */
 typedef enum telespool__verdict {
 	TELESPOOL__SENT = 0,    /* state sent, sent_at now */

@@ -55,7 +55,10 @@ struct run {
 	int64_t attempted;  /* requests that got an outcome this run */
 	int64_t start_mono;
 	int any_retry;      /* a retryable failure left rows behind */
-	int64_t total_due;  /* for the progress line */
+	int64_t released;   /* claimed rows given back unsent (time, signal) */
+	struct stat cfg_seen; /* the config file as last read */
+	int optout_seen;    /* the config now says telemetry is disabled */
+	int config_broken;  /* the config became unreadable during the run */
 };
 
 static void say(const char *fmt, ...)
@@ -153,22 +156,45 @@ static int purge(struct run *r, const char *why)
 	return TSU_EXIT_OK;
 }
 
-/* Re-reads the config between batches; non-zero when we must stop sending
- * because telemetry was disabled (or the config broke). */
-static int opted_out_now(struct run *r, int *config_error)
+static int same_file(const struct stat *a, const struct stat *b)
 {
+	return a->st_ino == b->st_ino && a->st_dev == b->st_dev &&
+	       a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/*
+ * Whether sending must stop now: the config file changed and now disables
+ * telemetry, or became unreadable.  Cheap enough (one stat) to be asked
+ * between batches and every 100 ms while a batch is in flight, so that an
+ * opt-out stops sending at once, not after the batch.
+ */
+static int must_stop(void *ctx)
+{
+	struct run *r = ctx;
+	struct stat st;
 	tsu_config c;
 	char err[512];
-	*config_error = 0;
+
+	if (r->optout_seen || r->config_broken)
+		return 1;
+	if (stat(r->o->config_path, &st) != 0)
+		memset(&st, 0, sizeof(st));
+	if (same_file(&st, &r->cfg_seen))
+		return 0;
+	r->cfg_seen = st;
 	if (tsu_config_load(&c, r->o->config_path, r->o->data_dir, err,
 	                    sizeof(err)) != 0) {
 		say("%s; stopping", err);
-		*config_error = 1;
+		r->config_broken = 1;
 		return 1;
 	}
-	int off = c.disable_telemetry;
+	r->optout_seen = c.disable_telemetry != 0;
 	tsu_config_free(&c);
-	return off;
+	return r->optout_seen;
 }
 
 struct verdicts {
@@ -209,6 +235,7 @@ static int64_t judge(struct run *r, const telespool__batch *b,
 		}
 		if (req[i].transport == TSU_NET_ABORTED) {
 			oc->verdict = TELESPOOL__RELEASE;
+			r->released++;
 			continue;
 		}
 		r->attempted++;
@@ -216,7 +243,7 @@ static int64_t judge(struct run *r, const telespool__batch *b,
 		                              req[i].response, req[i].response_len,
 		                              req[i].detail, v->why[i],
 		                              sizeof(v->why[i]));
-		if (req[i].status == 429 || req[i].status == 503)
+		if (req[i].status == 429)
 			*throttled = 1;
 		int64_t ra = tsu_retry_after_ms(req[i].retry_after, telespool__now_ms(),
 		                                TSU_RETRY_AFTER_MAX_MS);
@@ -364,7 +391,11 @@ static int send_batch(struct run *r, telespool__batch *b)
 		set_state_ms(r, KEY_DOWN_COUNT, 0);
 		set_state_ms(r, KEY_DOWN_UNTIL, 0);
 	}
-	if (ret == 1 && (tsu_monotonic_ms() >= r->deadline || (r->stop && *r->stop)))
+	if (ret == 1 && (r->optout_seen || r->config_broken))
+		ret = 0; /* the caller purges, or stops with the config error */
+	else if (ret == 1 && r->stop && *r->stop)
+		ret = 0;
+	else if (ret == 1 && tsu_monotonic_ms() >= r->deadline)
 		ret = 0;
 	progress(r);
 out:
@@ -395,6 +426,44 @@ static void dry_run_print(const telespool__batch *b, const tsu_config *cfg,
 	}
 }
 
+/* --dry-run: what a run would do, reading only.  Nothing is claimed,
+ * expired, purged or recorded. */
+static int dry_run(struct run *r)
+{
+	int64_t now = telespool__now_ms(), after = 0, n = 0;
+
+	if (r->cfg.disable_telemetry) {
+		telespool__status st;
+		if (telespool__get_status(r->sp, now, &st) == TELESPOOL_OK)
+			printf("telemetry is disabled (%s): a real run would send nothing "
+			       "and purge %" PRId64 " events\n",
+			       r->cfg.disabled_from, st.pending + st.sent + st.dead);
+		say("dry run: nothing sent, nothing deleted");
+		return TSU_EXIT_OK;
+	}
+	if (r->cfg.space_url[0] == '\0') {
+		say("dry run: space.url is empty, a real run would send nothing");
+		return TSU_EXIT_OK;
+	}
+	for (;;) {
+		telespool__batch b;
+		int rc = telespool__peek(r->sp, now, TSU_LEASE_MS, HORIZON_MS,
+		                         r->o->ignore_backoff, after, r->o->batch, &b);
+		if (rc != TELESPOOL_OK) {
+			say("reading the spool: %s", telespool_errmsg(r->sp));
+			return TSU_EXIT_ERROR;
+		}
+		if (b.n == 0)
+			break;
+		dry_run_print(&b, &r->cfg, r->o->verbose);
+		n += (int64_t)b.n;
+		after = b.items[b.n - 1].id;
+		telespool__batch_free(&b);
+	}
+	say("dry run: %" PRId64 " events would be sent now; nothing sent", n);
+	return TSU_EXIT_OK;
+}
+
 /* The batches.  Returns an exit code. */
 static int drain(struct run *r)
 {
@@ -423,36 +492,23 @@ static int drain(struct run *r)
 	ho.cacert = r->o->cacert;
 	ho.max_in_flight = r->o->max_in_flight;
 	ho.verbose = r->o->verbose;
-	if (!r->o->dry_run && tsu_http_new(&r->http, &ho) != 0) {
+	if (tsu_http_new(&r->http, &ho) != 0) {
 		snprintf(r->detail, sizeof(r->detail), "cannot set up libcurl");
 		r->rec.outcome = "error";
 		return TSU_EXIT_ERROR;
 	}
+	tsu_http_set_check(r->http, must_stop, r);
 
 	/* The first batch of a run is small: if Space is down we learn it
 	 * from a handful of requests, not from a hundred timeouts. */
 	int first = 1;
 	for (;;) {
-		int config_error = 0;
-		if (opted_out_now(r, &config_error)) {
-			if (config_error) {
-				r->rec.outcome = "config_error";
-				snprintf(r->detail, sizeof(r->detail),
-				         "the config became unreadable during the run");
-				return TSU_EXIT_CONFIG;
-			}
-			return purge(r, "flag changed during the run");
-		}
-		if (r->stop && *r->stop) {
-			r->rec.outcome = "interrupted";
+		if (must_stop(r))
 			break;
-		}
-		if (tsu_monotonic_ms() >= r->deadline) {
-			r->rec.outcome = "time_limit";
-			snprintf(r->detail, sizeof(r->detail),
-			         "--max-seconds reached; the rest waits for the next run");
+		if (r->stop && *r->stop)
 			break;
-		}
+		if (tsu_monotonic_ms() >= r->deadline)
+			break;
 		int max = probe ? 1
 		          : first ? (r->o->max_in_flight < r->o->batch
 		                             ? r->o->max_in_flight
@@ -470,12 +526,6 @@ static int drain(struct run *r)
 		}
 		if (b.n == 0)
 			break;
-		if (r->o->dry_run) {
-			dry_run_print(&b, &r->cfg, r->o->verbose);
-			r->attempted += (int64_t)b.n;
-			telespool__batch_free(&b);
-			continue; /* leases keep them out of the next claim */
-		}
 		int go = send_batch(r, &b);
 		telespool__batch_free(&b);
 		if (go < 0) {
@@ -484,22 +534,32 @@ static int drain(struct run *r)
 		}
 		if (go == 0)
 			break;
-		if (probe)
-			probe = 0; /* the probe went through: Space is back */
+		probe = 0; /* a probe went through: Space is back */
 		first = 0;
 	}
-	if (r->o->dry_run) {
-		int64_t n;
-		telespool__reclaim_leases(r->sp, &n);
-		r->rec.outcome = "dry_run";
+
+	if (r->config_broken) {
+		r->rec.outcome = "config_error";
 		snprintf(r->detail, sizeof(r->detail),
-		         "dry run: %" PRId64 " events would be sent, nothing sent",
-		         r->attempted);
-		return TSU_EXIT_OK;
+		         "the config became unreadable during the run; nothing "
+		         "deleted");
+		return TSU_EXIT_CONFIG;
+	}
+	if (r->optout_seen)
+		return purge(r, "the flag changed during the run");
+	if (r->rec.outcome == NULL && r->stop && *r->stop) {
+		r->rec.outcome = "interrupted";
+		snprintf(r->detail, sizeof(r->detail),
+		         "stopped by a signal; the rest waits for the next run");
+	} else if (r->rec.outcome == NULL && tsu_monotonic_ms() >= r->deadline) {
+		r->rec.outcome = "time_limit";
+		snprintf(r->detail, sizeof(r->detail),
+		         "--max-seconds reached; the rest waits for the next run");
 	}
 	if (r->rec.outcome == NULL)
 		r->rec.outcome = r->attempted ? "ok" : "nothing_due";
-	return r->any_retry ? TSU_EXIT_TEMPFAIL : TSU_EXIT_OK;
+	/* Events given back unsent wait for a later run, like retried ones. */
+	return r->any_retry || r->released ? TSU_EXIT_TEMPFAIL : TSU_EXIT_OK;
 }
 
 static int file_exists(const char *path)
@@ -522,7 +582,10 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 	             1000LL * (o->max_seconds > 0 ? o->max_seconds
 	                                          : DEFAULT_MAX_SECONDS);
 
-	/* 1. The config: a broken one stops the run before anything is touched. */
+	/* 1. The config: a broken one stops the run before anything is touched.
+	 * Its identity is noted first, so a change after reading is seen. */
+	if (stat(o->config_path, &r.cfg_seen) != 0)
+		memset(&r.cfg_seen, 0, sizeof(r.cfg_seen));
 	if (tsu_config_load(&r.cfg, o->config_path, o->data_dir, err,
 	                    sizeof(err)) != 0) {
 		say("%s", err);
@@ -556,6 +619,10 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 		tsu_lock_release(lock);
 		tsu_config_free(&r.cfg);
 		return TSU_EXIT_ERROR;
+	}
+	if (o->dry_run) {
+		code = dry_run(&r);
+		goto done;
 	}
 	if (telespool__run_start(r.sp, telespool__now_ms(), &r.run_id) !=
 	    TELESPOOL_OK) {

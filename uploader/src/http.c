@@ -58,6 +58,8 @@ struct tsu_http {
 	int nslots;
 	int verbose;
 	char *token_header; /* "X-LangBot-Telemetry-Token: ...", or NULL */
+	int (*check)(void *ctx); /* non-zero: abort (tsu_http_set_check) */
+	void *check_ctx;
 };
 
 int64_t tsu_monotonic_ms(void)
@@ -520,13 +522,21 @@ oom:
 }
 
 /* Why the run must stop now, or NULL. */
-static const char *halted(int64_t deadline_ms, volatile int *stop)
+static const char *halted(tsu_http *h, int64_t deadline_ms, volatile int *stop)
 {
 	if (stop && *stop)
 		return "aborted: stop requested";
 	if (deadline_ms > 0 && tsu_monotonic_ms() >= deadline_ms)
 		return "aborted: deadline passed";
+	if (h->check && h->check(h->check_ctx))
+		return "aborted: the run must stop";
 	return NULL;
+}
+
+void tsu_http_set_check(tsu_http *h, int (*check)(void *ctx), void *ctx)
+{
+	h->check = check;
+	h->check_ctx = ctx;
 }
 
 /* Takes every request still in a handle out of the multi, as aborted. */
@@ -561,7 +571,7 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 	for (i = 0; i < n; i++)
 		init_out(&reqs[i]);
 
-	why = halted(deadline_ms, stop);
+	why = halted(h, deadline_ms, stop);
 	while (!why && done < n) {
 		int running, left;
 		CURLMsg *m;
@@ -608,7 +618,7 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 		}
 		if (done == n)
 			break;
-		why = halted(deadline_ms, stop);
+		why = halted(h, deadline_ms, stop);
 		if (why)
 			break;
 		if (active < h->nslots && next < n)

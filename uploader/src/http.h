@@ -70,6 +70,14 @@ int tsu_http_new(tsu_http **out, const tsu_http_options *opts);
 int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
                      int64_t deadline_ms, volatile int *stop);
 
+/*
+ * check, if set, is called before perform starts and then at least every
+ * 100 ms while it runs; when it returns non-zero, unfinished requests are
+ * abandoned as TSU_NET_ABORTED (as for *stop).  The uploader uses it to
+ * notice an opt-out while a batch is in flight.
+ */
+void tsu_http_set_check(tsu_http *h, int (*check)(void *ctx), void *ctx);
+
 /* Releases the responses held by reqs[0..n) (safe to call twice). */
 void tsu_requests_reset(tsu_request *reqs, size_t n);
 

@@ -166,7 +166,19 @@ tsu_verdict tsu_classify(tsu_transport transport, long http_status,
 		line_str(&l, " (invalid status)");
 		return TSU_RETRY;
 	}
-	return TSU_DEAD; /* 1xx, 3xx, other 4xx */
+	if (http_status < 200 || (http_status >= 300 && http_status <= 399)) {
+		/*
+		 * A redirect (not followed, so that a body is never re-POSTed
+		 * somewhere the operator did not configure) or a stray 1xx says
+		 * space.url or a proxy is wrong, not that the event is: keep it
+		 * until the operator fixes the URL (or it expires).
+		 */
+		line_str(&l, http_status >= 300
+		                     ? " (redirects are not followed: check space.url)"
+		                     : " (unexpected informational answer)");
+		return TSU_RETRY;
+	}
+	return TSU_DEAD; /* other 4xx */
 }
 
 int64_t tsu_backoff_ms(int attempts, int64_t base_ms, int64_t cap_ms,

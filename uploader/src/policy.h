@@ -30,9 +30,10 @@ typedef enum tsu_transport {
 /*
  * Classifies one exchange: 2xx whose body has no JSON "code" >= 400 is
  * TSU_SENT; 408, 429, 5xx, a 2xx whose "code" >= 500, and any transport
- * failure are TSU_RETRY; every other status (other 4xx, 1xx/3xx left after
- * redirects) or a 2xx whose "code" is 400..499 is TSU_DEAD.  A status
- * outside 100..599 is a broken transport, not an answer: TSU_RETRY.  A body
+ * failure are TSU_RETRY; any other 4xx or a 2xx whose "code" is 400..499
+ * is TSU_DEAD.  A 1xx or 3xx final answer (redirects are not followed) and
+ * a status outside 100..599 say that space.url, a proxy or the transport is
+ * wrong, not the event: TSU_RETRY.  A body
  * that is not JSON, or has no integer "code", does not change the verdict
  * of the status.  reason receives one line for last_error (e.g. "HTTP 503",
  * "HTTP 200 code 422: bad field", "connection refused"); it never contains
