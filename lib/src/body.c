@@ -235,7 +235,8 @@ static int build_with_json(struct telespool__event *ev, const char *json_text,
                            build_fn build, const void *ctx,
                            const char *what_not_object, const char **why)
 {
-	cJSON *orig = cJSON_Parse(json_text ? json_text : "{}");
+	/* The whole text must be one JSON value: "{} trailing" is refused. */
+	cJSON *orig = cJSON_ParseWithOpts(json_text ? json_text : "{}", NULL, 1);
 	if (orig == NULL || !cJSON_IsObject(orig)) {
 		cJSON_Delete(orig);
 		telespool__event_free(ev);

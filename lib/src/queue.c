@@ -109,7 +109,8 @@ static int read_items(telespool *sp, sqlite3_stmt *st, int max,
 }
 
 /* Which pending rows are due; ?2 now, ?3 horizon, ?4 ignore_backoff, ?5 the
- * lease horizon. */
+ * lease horizon: a lease ending after it was taken before the wall clock
+ * went back, and is stale. */
 #define DUE_ROWS                                                               \
 	" state = 'pending'"                                                   \
 	" AND (?4 OR next_attempt_at <= ?2 OR next_attempt_at > ?3)"           \
@@ -120,9 +121,8 @@ static void bind_due(sqlite3_stmt *st, int64_t now_ms, int64_t lease_ms,
 {
 	telespool__iso(now_ms, bufs[0]);
 	telespool__iso(now_ms + horizon_ms, bufs[1]);
-	/* A lease further out than one lease from now was taken before the
-	 * clock went back: it is stale. */
-	telespool__iso(now_ms + lease_ms, bufs[2]);
+	(void)lease_ms;
+	telespool__iso(now_ms + TELESPOOL__MAX_LEASE_MS, bufs[2]);
 	sqlite3_bind_text(st, 2, bufs[0], -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, bufs[1], -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 4, ignore_backoff != 0);
@@ -137,11 +137,13 @@ int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
 
 	out->items = NULL;
 	out->n = 0;
-	if (max <= 0 || lease_ms <= 0)
+	telespool__lock(sp);
+	if (max <= 0 || lease_ms <= 0 || lease_ms > TELESPOOL__MAX_LEASE_MS) {
+		telespool__unlock(sp);
 		return telespool__fail(sp, TELESPOOL_EINVAL, "bad claim arguments");
+	}
 	telespool__iso(now_ms + lease_ms, until);
 
-	telespool__lock(sp);
 	sqlite3_stmt *st = prep(
 		sp, "UPDATE events SET lease_until = ?1 WHERE id IN ("
 		    " SELECT id FROM events WHERE" DUE_ROWS " ORDER BY id LIMIT ?6)"
@@ -152,6 +154,8 @@ int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
 		bind_due(st, now_ms, lease_ms, horizon_ms, ignore_backoff, bufs);
 		sqlite3_bind_int(st, 6, max);
 		rc = read_items(sp, st, max, out, "claiming events");
+		for (size_t i = 0; i < out->n; i++)
+			memcpy(out->items[i].lease_until, until, sizeof(until));
 	}
 	telespool__unlock(sp);
 	return rc;
@@ -165,9 +169,11 @@ int telespool__peek(telespool *sp, int64_t now_ms, int64_t lease_ms,
 
 	out->items = NULL;
 	out->n = 0;
-	if (max <= 0)
-		return telespool__fail(sp, TELESPOOL_EINVAL, "bad peek arguments");
 	telespool__lock(sp);
+	if (max <= 0) {
+		telespool__unlock(sp);
+		return telespool__fail(sp, TELESPOOL_EINVAL, "bad peek arguments");
+	}
 	sqlite3_stmt *st = prep(
 		sp, "SELECT id, event_id, event_type, body, attempts, created_at"
 		    " FROM events WHERE" DUE_ROWS " AND id > ?1 ORDER BY id LIMIT ?6");
@@ -204,19 +210,26 @@ int telespool__finish(telespool *sp, const telespool__outcome *o, size_t n,
                       int64_t now_ms)
 {
 	char now[TELESPOOL_ISO_LEN], next[TELESPOOL_ISO_LEN];
+	/* Only a row still pending is changed, and, when the caller says which
+	 * lease it held, only while that lease is still the row's: a verdict
+	 * that arrives after the lease ran out and another uploader took the
+	 * row over must not undo that uploader's work. */
 	static const char *const sql[] = {
 		[TELESPOOL__SENT] =
 			"UPDATE events SET state = 'sent', sent_at = ?2,"
 			" attempts = attempts + 1, last_error = NULL, lease_until = NULL"
-			" WHERE id = ?1",
+			" WHERE id = ?1 AND state = 'pending'",
 		[TELESPOOL__RETRY] =
 			"UPDATE events SET attempts = attempts + 1, next_attempt_at = ?3,"
-			" last_error = ?4, lease_until = NULL WHERE id = ?1",
+			" last_error = ?4, lease_until = NULL WHERE id = ?1"
+			" AND state = 'pending' AND (?5 IS NULL OR lease_until = ?5)",
 		[TELESPOOL__DEAD] =
 			"UPDATE events SET state = 'dead', attempts = attempts + 1,"
-			" last_error = ?4, lease_until = NULL WHERE id = ?1",
+			" last_error = ?4, lease_until = NULL WHERE id = ?1"
+			" AND state = 'pending' AND (?5 IS NULL OR lease_until = ?5)",
 		[TELESPOOL__RELEASE] =
-			"UPDATE events SET lease_until = NULL WHERE id = ?1",
+			"UPDATE events SET lease_until = NULL WHERE id = ?1"
+			" AND state = 'pending' AND (?5 IS NULL OR lease_until = ?5)",
 	};
 	sqlite3_stmt *st[4] = {NULL, NULL, NULL, NULL};
 
@@ -245,9 +258,13 @@ int telespool__finish(telespool *sp, const telespool__outcome *o, size_t n,
 		if (v == TELESPOOL__RETRY || v == TELESPOOL__DEAD)
 			sqlite3_bind_text(s, 4, o[i].last_error ? o[i].last_error : "",
 			                  -1, SQLITE_STATIC);
+		if (v != TELESPOOL__SENT && o[i].lease_until)
+			sqlite3_bind_text(s, 5, o[i].lease_until, -1, SQLITE_STATIC);
 		int src = sqlite3_step(s);
 		if (src != SQLITE_DONE)
 			rc = telespool__sqlite_fail(sp, src, "recording an outcome");
+		if (rc == TELESPOOL_OK && sqlite3_changes(sp->db) == 0)
+			continue; /* someone else's now; not ours to record */
 		if (rc == TELESPOOL_OK && v == TELESPOOL__DEAD && o[i].drop_reason)
 			rc = telespool__count_drop(sp, o[i].drop_reason, 1, now);
 		if (rc == TELESPOOL_OK && v == TELESPOOL__SENT && o[i].survey_json)

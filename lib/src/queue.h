@@ -24,7 +24,12 @@ typedef struct telespool__item {
 	size_t body_len;
 	int attempts; /* before this one */
 	int64_t created_ms;
+	char lease_until[32]; /* the lease taken by telespool__claim() */
 } telespool__item;
+
+/* Longest lease a claim may take; a lease ending later than this from now
+ * is stale (the wall clock went back since it was taken). */
+#define TELESPOOL__MAX_LEASE_MS (60LL * 60 * 1000)
 
 typedef struct telespool__batch {
 	telespool__item *items; /* oldest first */
@@ -33,8 +38,8 @@ typedef struct telespool__batch {
 
 /*
  * Claims up to max due pending events, oldest first, with a lease until
- * now_ms + lease_ms, in one UPDATE ... RETURNING: two uploaders never hold
- * the same row.  Due means next_attempt_at <= now, or further than
+ * now_ms + lease_ms (at most TELESPOOL__MAX_LEASE_MS), in one UPDATE ...
+ * RETURNING: two uploaders never hold the same row.  Due means next_attempt_at <= now, or further than
  * horizon_ms in the future (the clock went back: do not wait forever), or
  * any next_attempt_at when ignore_backoff.  Rows whose lease has not expired
  * are skipped.  On success *out owns the items (telespool__batch_free);
@@ -67,9 +72,14 @@ typedef struct telespool__outcome {
 	const char *last_error;  /* RETRY, DEAD; NULL otherwise */
 	const char *drop_reason; /* DEAD: counted in drops (e.g. "rejected") */
 	const char *survey_json; /* SENT survey_trigger: data.survey, or NULL */
+	const char *lease_until; /* the item's lease: RETRY, DEAD and RELEASE
+	                          * apply only while it is still the row's
+	                          * (NULL: no such check) */
 } telespool__outcome;
 
-/* Records the outcomes of a batch in one transaction; a SENT survey_trigger
+/* Records the outcomes of a batch in one transaction.  Only rows still
+ * pending change (and, with lease_until, only under that lease), so a late
+ * verdict never undoes another uploader's delivery.  A SENT survey_trigger
  * with survey_json stores that survey as pending (unless it was already
  * answered or dismissed). */
 int telespool__finish(telespool *sp, const telespool__outcome *o, size_t n,

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "migrate.h"
@@ -350,34 +351,106 @@ static int db_fail(sqlite3 *db, int src, const char *path, const char *what,
 	                 hint(rc, busy_ms));
 }
 
-static int pragma_int(sqlite3 *db, const char *sql, int *out)
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_us(long us)
+{
+	struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* The schema version and the number of schema objects, from one snapshot:
+ * read apart, another process's migration could commit in between. */
+static int schema_state(sqlite3 *db, int *version, int *objects)
 {
 	sqlite3_stmt *st;
-	int src = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	int src = sqlite3_prepare_v2(
+		db,
+		"SELECT (SELECT user_version FROM pragma_user_version),"
+		" (SELECT count(*) FROM sqlite_schema)",
+		-1, &st, NULL);
 	if (src != SQLITE_OK)
 		return src;
 	src = sqlite3_step(st);
 	if (src == SQLITE_ROW) {
-		*out = sqlite3_column_int(st, 0);
+		*version = sqlite3_column_int(st, 0);
+		*objects = sqlite3_column_int(st, 1);
 		src = SQLITE_OK;
 	}
 	sqlite3_finalize(st);
 	return src;
 }
 
-/* Connection settings and schema; on failure db is left for the caller. */
-static int setup(sqlite3 *db, const char *path, int busy_ms)
+/* PRAGMA journal_mode = WAL answers SQLITE_BUSY at once, without the busy
+ * handler, while another connection holds a lock: retry it until the busy
+ * timeout. */
+static int set_wal(telespool *sp, sqlite3 *db)
 {
-	int src, v = 0, tables = 0;
+	int64_t start = monotonic_ms();
+	for (;;) {
+		sqlite3_stmt *st;
+		int src = sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1,
+		                             &st, NULL);
+		if (src == SQLITE_OK) {
+			src = sqlite3_step(st);
+			if (src == SQLITE_ROW) {
+				const char *m = (const char *)sqlite3_column_text(st, 0);
+				src = (m && strcmp(m, "wal") == 0) ? SQLITE_OK
+				                                   : SQLITE_CANTOPEN;
+			}
+			sqlite3_finalize(st);
+		}
+		if ((src & 0xff) != SQLITE_BUSY && (src & 0xff) != SQLITE_LOCKED)
+			return src;
+		if (monotonic_ms() - start >= sp->busy_timeout_ms)
+			return src;
+		sleep_us(500 + (long)(monotonic_ms() % 1500));
+	}
+}
+
+/*
+ * SQLite's own busy handler sleeps in growing steps up to 100 ms, so a
+ * waiting writer can sleep through the moment the lock is free and lose it
+ * again and again to busier writers.  This one waits in short jittered
+ * steps until busy_timeout_ms has passed since the first refusal.
+ */
+static int busy_wait(void *ctx, int count)
+{
+	telespool *sp = ctx;
+	int64_t now = monotonic_ms();
+
+	if (count == 0)
+		sp->busy_since_ms = now;
+	int64_t left = sp->busy_timeout_ms - (now - sp->busy_since_ms);
+	if (left <= 0)
+		return 0;
+	sp->busy_rng = sp->busy_rng * 1103515245u + 12345u;
+	long us = 100 + (long)((sp->busy_rng >> 8) % (count < 20 ? 400u : 2000u));
+	if (us > left * 1000)
+		us = (long)left * 1000;
+	sleep_us(us);
+	return 1;
+}
+
+/* Connection settings and schema; on failure db is left for the caller. */
+static int setup(telespool *sp, sqlite3 *db, const char *path)
+{
+	int src, v = 0, tables = 0, busy_ms = sp->busy_timeout_ms;
 
 	sqlite3_extended_result_codes(db, 1);
-	sqlite3_busy_timeout(db, busy_ms);
+	sqlite3_busy_handler(db, busy_wait, sp);
 	sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
 	sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
 
 	/* Read before writing anything: a newer schema or a file that is not
 	 * a database must be left exactly as it is. */
-	src = pragma_int(db, "PRAGMA user_version", &v);
+	src = schema_state(db, &v, &tables);
 	if (src != SQLITE_OK)
 		return db_fail(db, src, path, "reading the schema version", busy_ms);
 	if (v > telespool__migrations[telespool__n_migrations - 1].version)
@@ -388,9 +461,6 @@ static int setup(sqlite3 *db, const char *path, int busy_ms)
 		                 path, v,
 		                 telespool__migrations[telespool__n_migrations - 1]
 		                         .version);
-	src = pragma_int(db, "SELECT count(*) FROM sqlite_schema", &tables);
-	if (src != SQLITE_OK)
-		return db_fail(db, src, path, "reading the schema", busy_ms);
 	if (v == 0 && tables > 0)
 		return open_fail(TELESPOOL_ECORRUPT,
 		                 "%s: is an SQLite database but not a telespool "
@@ -405,16 +475,7 @@ static int setup(sqlite3 *db, const char *path, int busy_ms)
 			return db_fail(db, src, path, "setting auto_vacuum", busy_ms);
 	}
 
-	sqlite3_stmt *st;
-	src = sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
-	if (src == SQLITE_OK) {
-		src = sqlite3_step(st);
-		if (src == SQLITE_ROW) {
-			const char *m = (const char *)sqlite3_column_text(st, 0);
-			src = (m && strcmp(m, "wal") == 0) ? SQLITE_OK : SQLITE_CANTOPEN;
-		}
-		sqlite3_finalize(st);
-	}
+	src = set_wal(sp, db);
 	if (src != SQLITE_OK)
 		return db_fail(db, src, path, "switching to WAL mode", busy_ms);
 
@@ -440,24 +501,30 @@ static void close_db(sqlite3 *db)
 		sqlite3_close_v2(db);
 }
 
-/* Moves a corrupt spool and its -wal/-shm aside, keeping them for a human. */
+/* Moves a corrupt spool and its -wal/-shm aside to
+ * PATH.corrupt-YYYYMMDDTHHMMSSZ (then .1, .2, ... rather than overwrite an
+ * earlier one), keeping them for a human. */
 static int move_aside(const char *path, char *moved, size_t movedlen)
 {
-	char iso[TELESPOOL_ISO_LEN], stamp[32];
+	char iso[TELESPOOL_ISO_LEN], stamp[24];
 	size_t j = 0;
+	struct stat st;
 
 	telespool__iso(telespool__now_ms(), iso);
-	for (size_t i = 0; iso[i] && j + 1 < sizeof(stamp); i++)
-		if (iso[i] != '-' && iso[i] != ':' && iso[i] != '.')
+	for (size_t i = 0; i < 19 && j + 1 < sizeof(stamp); i++)
+		if (iso[i] != '-' && iso[i] != ':')
 			stamp[j++] = iso[i];
+	stamp[j++] = 'Z';
 	stamp[j] = '\0';
 	snprintf(moved, movedlen, "%s.corrupt-%s", path, stamp);
+	for (int n = 1; lstat(moved, &st) == 0 && n < 1000; n++)
+		snprintf(moved, movedlen, "%s.corrupt-%s.%d", path, stamp, n);
 	if (rename(path, moved) != 0)
 		return -1;
 
 	static const char *const side[] = {"-wal", "-shm"};
 	for (size_t i = 0; i < 2; i++) {
-		char from[4096], to[4200];
+		char from[4096], to[4400];
 		snprintf(from, sizeof(from), "%s%s", path, side[i]);
 		snprintf(to, sizeof(to), "%s%s", moved, side[i]);
 		if (rename(from, to) != 0 && errno != ENOENT)
@@ -466,29 +533,29 @@ static int move_aside(const char *path, char *moved, size_t movedlen)
 	return 0;
 }
 
-static int open_db(const char *path, int busy_ms, sqlite3 **out)
+/* Opens sp->path into sp->db with the settings and schema of a spool. */
+static int open_db(telespool *sp)
 {
 	sqlite3 *db = NULL;
-	int rc = create_private(path);
+	int rc = create_private(sp->path);
 
-	*out = NULL;
 	if (rc != TELESPOOL_OK)
 		return rc;
-	int src = sqlite3_open_v2(path, &db,
+	int src = sqlite3_open_v2(sp->path, &db,
 	                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
 	                                  SQLITE_OPEN_EXRESCODE,
 	                          NULL);
 	if (src != SQLITE_OK) {
-		rc = db_fail(db, src, path, "opening", busy_ms);
+		rc = db_fail(db, src, sp->path, "opening", sp->busy_timeout_ms);
 		close_db(db);
 		return rc;
 	}
-	rc = setup(db, path, busy_ms);
+	rc = setup(sp, db, sp->path);
 	if (rc != TELESPOOL_OK) {
 		close_db(db);
 		return rc;
 	}
-	*out = db;
+	sp->db = db;
 	return TELESPOOL_OK;
 }
 
@@ -496,7 +563,6 @@ int telespool_open(telespool **out, const char *path,
                    const telespool_options *opts)
 {
 	telespool_options defaults = TELESPOOL_OPTIONS_INIT;
-	int corrupt_moved = 0;
 	char moved[4300] = "";
 
 	open_err[0] = '\0';
@@ -513,37 +579,19 @@ int telespool_open(telespool **out, const char *path,
 	if (rc != TELESPOOL_OK)
 		return rc;
 
-	int busy_ms = opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms
-	                                        : TELESPOOL_DEFAULT_BUSY_TIMEOUT_MS;
-	sqlite3 *db;
-	rc = open_db(path, busy_ms, &db);
-	if (rc == TELESPOOL_ECORRUPT &&
-	    opts->on_corrupt == TELESPOOL_CORRUPT_MOVE_ASIDE) {
-		char why[sizeof(open_err)];
-		memcpy(why, open_err, sizeof(why));
-		if (move_aside(path, moved, sizeof(moved)) != 0)
-			return open_fail(TELESPOOL_ECORRUPT,
-			                 "%s; moving it aside failed: %s", why,
-			                 strerror(errno));
-		corrupt_moved = 1;
-		rc = open_db(path, busy_ms, &db);
-	}
-	if (rc != TELESPOOL_OK)
-		return rc;
-
 	telespool *sp = calloc(1, sizeof(*sp));
-	if (sp == NULL) {
-		close_db(db);
+	if (sp == NULL)
 		return open_fail(TELESPOOL_ENOMEM, "out of memory");
-	}
-	sp->db = db;
 	pthread_mutex_init(&sp->mu, NULL);
 	sp->path = strdup(path);
 	sp->instance_id = dup_clean(opts->instance_id);
 	sp->version = dup_clean(opts->version);
 	sp->edition = opts->edition ? dup_clean(opts->edition) : NULL;
 	sp->instance_create_ts = opts->instance_create_ts;
-	sp->busy_timeout_ms = busy_ms;
+	sp->busy_timeout_ms = opts->busy_timeout_ms > 0
+	                              ? opts->busy_timeout_ms
+	                              : TELESPOOL_DEFAULT_BUSY_TIMEOUT_MS;
+	sp->busy_rng = (unsigned)getpid() ^ (unsigned)(uintptr_t)sp;
 	sp->max_events = opts->max_events > 0 ? opts->max_events
 	                                      : TELESPOOL_DEFAULT_MAX_EVENTS;
 	sp->max_bytes = opts->max_bytes > 0 ? opts->max_bytes
@@ -560,20 +608,41 @@ int telespool_open(telespool **out, const char *path,
 		return open_fail(TELESPOOL_ENOMEM, "out of memory");
 	}
 
-	if (corrupt_moved) {
-		char iso[TELESPOOL_ISO_LEN];
-		telespool__iso(telespool__now_ms(), iso);
-		rc = telespool__begin(sp);
-		if (rc == TELESPOOL_OK)
-			rc = telespool__count_drop(sp, "corrupt_spool", 1, iso);
-		if (rc == TELESPOOL_OK)
-			rc = telespool__commit(sp);
-		else
-			telespool__rollback(sp);
+	rc = open_db(sp);
+	if (rc == TELESPOOL_ECORRUPT &&
+	    opts->on_corrupt == TELESPOOL_CORRUPT_MOVE_ASIDE) {
+		char why[sizeof(open_err)];
+		memcpy(why, open_err, sizeof(why));
+		if (move_aside(path, moved, sizeof(moved)) != 0) {
+			int e = errno;
+			telespool_close(sp);
+			return open_fail(TELESPOOL_ECORRUPT,
+			                 "%s; moving it aside failed: %s", why,
+			                 strerror(e));
+		}
+		rc = open_db(sp);
+		if (rc == TELESPOOL_OK) {
+			char iso[TELESPOOL_ISO_LEN];
+			telespool__iso(telespool__now_ms(), iso);
+			rc = telespool__begin(sp);
+			if (rc == TELESPOOL_OK)
+				rc = telespool__count_drop(sp, "corrupt_spool", 1, iso);
+			if (rc == TELESPOOL_OK)
+				rc = telespool__commit(sp);
+			else
+				telespool__rollback(sp);
+			if (rc != TELESPOOL_OK)
+				snprintf(open_err, sizeof(open_err), "%s", sp->errmsg);
+		}
+	}
+	if (rc != TELESPOOL_OK) {
+		telespool_close(sp);
+		return rc;
+	}
+	if (moved[0])
 		snprintf(open_err, sizeof(open_err),
 		         "%.200s was damaged and was moved aside to %.250s", path,
 		         moved);
-	}
 	*out = sp;
 	return TELESPOOL_OK;
 }

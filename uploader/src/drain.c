@@ -222,6 +222,7 @@ static int64_t judge(struct run *r, const telespool__batch *b,
 		telespool__outcome *oc = &v->out[i];
 		memset(oc, 0, sizeof(*oc));
 		oc->id = it->id;
+		oc->lease_until = it->lease_until;
 		v->survey[i] = NULL;
 
 		if (req[i].url == NULL) { /* an event type we cannot send */
