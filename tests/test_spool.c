@@ -1,0 +1,2170 @@
+/*
+ * test_spool.c - the public API of libtelespool against real files: every
+ * path and return code of open, the record calls, pending_survey, errmsg and
+ * strerror; the exact JSON bodies and the row behind each; migrations and
+ * files that are not spools; lock, spool and disk bounds.
+ *
+ * "test_spool NAME..." runs only the named tests.  "test_spool --make-sample
+ * PATH" writes a small spool with every kind of row for sqlite_queries.sh.
+ */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "migrate.h"
+#include "queue.h"
+#include "spool.h"
+#include "telespool.h"
+#include "testutil.h"
+#include "timefmt.h"
+
+/* ---- scaffolding: a private directory, raw SQLite, raw files ---- */
+
+static char g_dir[512];
+
+static void make_dir(void)
+{
+	const char *t = getenv("TMPDIR");
+	snprintf(g_dir, sizeof(g_dir), "%s/test_spool-XXXXXX",
+		 t && *t ? t : "/tmp");
+	if (mkdtemp(g_dir) == NULL) {
+		perror("mkdtemp");
+		exit(2);
+	}
+}
+
+static void rm_rf(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) != 0)
+		return;
+	if (S_ISDIR(st.st_mode)) {
+		DIR *d = opendir(path);
+		struct dirent *e;
+		while (d && (e = readdir(d)) != NULL) {
+			if (strcmp(e->d_name, ".") == 0 ||
+			    strcmp(e->d_name, "..") == 0)
+				continue;
+			char sub[1024];
+			snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
+			rm_rf(sub);
+		}
+		if (d)
+			closedir(d);
+		rmdir(path);
+	} else {
+		unlink(path);
+	}
+}
+
+/* out = g_dir/name */
+static void path_in(char *out, size_t len, const char *name)
+{
+	snprintf(out, len, "%s/%s", g_dir, name);
+}
+
+static void path_suffix(char *out, size_t len, const char *path,
+			const char *suffix)
+{
+	snprintf(out, len, "%s%s", path, suffix);
+}
+
+static int exists(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0;
+}
+
+static unsigned char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	*len = 0;
+	if (f == NULL)
+		return NULL;
+	size_t cap = 65536, n = 0;
+	unsigned char *buf = malloc(cap);
+	size_t r;
+	while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
+		n += r;
+		if (n == cap) {
+			unsigned char *nb = realloc(buf, cap * 2);
+			if (nb == NULL) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	fclose(f);
+	*len = n;
+	return buf;
+}
+
+static int write_file(const char *path, const void *data, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	if (f == NULL)
+		return -1;
+	size_t w = fwrite(data, 1, len, f);
+	return fclose(f) == 0 && w == len ? 0 : -1;
+}
+
+/* 1 when both files exist with the same bytes. */
+static int same_bytes(const unsigned char *a, size_t alen, const char *path)
+{
+	size_t blen;
+	unsigned char *b = slurp(path, &blen);
+	int same = b != NULL && alen == blen && memcmp(a, b, alen) == 0;
+	free(b);
+	return same;
+}
+
+static sqlite3 *raw_open(const char *path)
+{
+	sqlite3 *db = NULL;
+	if (sqlite3_open_v2(path, &db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+			    NULL) != SQLITE_OK) {
+		fprintf(stderr, "raw_open %s: %s\n", path,
+			db ? sqlite3_errmsg(db) : "?");
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, 10000);
+	return db;
+}
+
+static int raw_exec(sqlite3 *db, const char *sql)
+{
+	char *err = NULL;
+	int src = sqlite3_exec(db, sql, NULL, NULL, &err);
+	if (src != SQLITE_OK) {
+		fprintf(stderr, "raw_exec %s: %s\n", sql, err ? err : "?");
+		sqlite3_free(err);
+	}
+	return src;
+}
+
+/* First column of the first row as an integer; -999 on error, -998 if no
+ * row. */
+static int64_t raw_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t v = -999;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		fprintf(stderr, "raw_int %s: %s\n", sql, sqlite3_errmsg(db));
+		return v;
+	}
+	int src = sqlite3_step(st);
+	if (src == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	else if (src == SQLITE_DONE)
+		v = -998;
+	else
+		fprintf(stderr, "raw_int %s: %s\n", sql, sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* First column of the first row as malloc'd text; NULL for no row, NULL
+ * value or an error. */
+static char *raw_text(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	char *v = NULL;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		fprintf(stderr, "raw_text %s: %s\n", sql, sqlite3_errmsg(db));
+		return NULL;
+	}
+	if (sqlite3_step(st) == SQLITE_ROW &&
+	    sqlite3_column_type(st, 0) != SQLITE_NULL)
+		v = strdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return v;
+}
+
+static int64_t path_int(const char *path, const char *sql)
+{
+	sqlite3 *db = raw_open(path);
+	int64_t v = db ? raw_int(db, sql) : -997;
+	sqlite3_close(db);
+	return v;
+}
+
+static char *path_text(const char *path, const char *sql)
+{
+	sqlite3 *db = raw_open(path);
+	char *v = db ? raw_text(db, sql) : NULL;
+	sqlite3_close(db);
+	return v;
+}
+
+static int path_exec(const char *path, const char *sql)
+{
+	sqlite3 *db = raw_open(path);
+	int src = db ? raw_exec(db, sql) : SQLITE_CANTOPEN;
+	sqlite3_close(db);
+	return src;
+}
+
+static int64_t drops_of(const char *path, const char *reason)
+{
+	char sql[256];
+	snprintf(
+	    sql, sizeof(sql),
+	    "SELECT coalesce((SELECT count FROM drops WHERE reason = '%s'),"
+	    " 0)",
+	    reason);
+	return path_int(path, sql);
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Parses 'YYYY-MM-DDTHH:MM:SS.sssZ' strictly; -1 if it is not that. */
+static int64_t parse_iso(const char *s)
+{
+	static const char shape[] = "dddd-dd-ddTdd:dd:dd.dddZ";
+	if (s == NULL || strlen(s) != sizeof(shape) - 1)
+		return -1;
+	for (size_t i = 0; shape[i]; i++) {
+		if (shape[i] == 'd' ? (s[i] < '0' || s[i] > '9')
+				    : s[i] != shape[i])
+			return -1;
+	}
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	int ms;
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3d", &tm.tm_year, &tm.tm_mon,
+		   &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7)
+		return -1;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	time_t t = timegm(&tm);
+	return (int64_t)t * 1000 + ms;
+}
+
+static void assert_recent_iso(const char *s, int64_t before, int64_t after)
+{
+	int64_t t = parse_iso(s);
+	if (t < 0) {
+		TU_FAIL("not an ISO UTC time with ms: \"%s\"",
+			s ? s : "(null)");
+		return;
+	}
+	ASSERT_TRUE(t >= before - 2 && t <= after + 2);
+}
+
+static int is_uuid4(const char *s)
+{
+	if (s == NULL || strlen(s) != 36)
+		return 0;
+	for (int i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return 0;
+		} else if (!((s[i] >= '0' && s[i] <= '9') ||
+			     (s[i] >= 'a' && s[i] <= 'f'))) {
+			return 0;
+		}
+	}
+	return s[14] == '4' && strchr("89ab", s[19]) != NULL;
+}
+
+/* Asserts that obj's members have exactly these names, in this order. */
+static void assert_keys(const cJSON *obj, const char *const *keys)
+{
+	const cJSON *c = obj ? obj->child : NULL;
+	size_t i = 0;
+	for (; keys[i] != NULL; i++, c = c->next) {
+		if (c == NULL) {
+			TU_FAIL("body ends before key \"%s\"", keys[i]);
+			return;
+		}
+		ASSERT_STREQ(c->string, keys[i]);
+	}
+	if (c != NULL)
+		TU_FAIL("body has an extra key \"%s\"", c->string);
+	else
+		tu_passed++;
+}
+
+static void assert_str_member(const cJSON *obj, const char *key,
+			      const char *want)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+	if (!cJSON_IsString(v)) {
+		TU_FAIL("member \"%s\" is not a string", key);
+		return;
+	}
+	ASSERT_STREQ(v->valuestring, want);
+}
+
+static void assert_int_member(const cJSON *obj, const char *key, double want)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+	if (!cJSON_IsNumber(v)) {
+		TU_FAIL("member \"%s\" is not a number", key);
+		return;
+	}
+	ASSERT_TRUE(v->valuedouble == want);
+}
+
+/* The body of the newest event, parsed. */
+static cJSON *last_body(const char *path)
+{
+	char *b = path_text(path, "SELECT body FROM events ORDER BY id DESC "
+				  "LIMIT 1");
+	cJSON *j = b ? cJSON_Parse(b) : NULL;
+	if (j == NULL)
+		TU_FAIL("newest body does not parse: %s", b ? b : "(none)");
+	free(b);
+	return j;
+}
+
+static int64_t count_events(const char *path)
+{
+	return path_int(path, "SELECT count(*) FROM events");
+}
+
+static telespool *open_ok(const char *path, const telespool_options *o)
+{
+	telespool *sp = NULL;
+	int rc = telespool_open(&sp, path, o);
+	if (rc != TELESPOOL_OK)
+		TU_FAIL("open %s: %s: %s", path, telespool_strerror(rc),
+			telespool_open_errmsg());
+	return sp;
+}
+
+static int record_simple(telespool *sp, const char *query_id)
+{
+	telespool_query q = TELESPOOL_QUERY_INIT;
+	q.query_id = query_id;
+	q.adapter = "TelegramAdapter";
+	q.runner = "local-agent";
+	q.model_name = "gpt-4o";
+	q.duration_ms = 12;
+	return telespool_record_query(sp, &q);
+}
+
+static int record_with_error(telespool *sp, const char *query_id,
+			     const char *error)
+{
+	telespool_query q = TELESPOOL_QUERY_INIT;
+	q.query_id = query_id;
+	q.adapter = "TelegramAdapter";
+	q.runner = "local-agent";
+	q.model_name = "gpt-4o";
+	q.error = error;
+	return telespool_record_query(sp, &q);
+}
+
+/* A traceback-shaped text of about n bytes with nothing a redactor would
+ * remove. */
+static char *traceback_text(size_t n)
+{
+	static const char frame[] = "  File \"pipeline/stage.py\", line 42, in "
+				    "process\n    result = await step(ctx)\n";
+	char *s = malloc(n + 64);
+	size_t len = 0;
+	len += (size_t)sprintf(s, "Traceback (most recent call last):\n");
+	while (len + sizeof(frame) < n) {
+		memcpy(s + len, frame, sizeof(frame) - 1);
+		len += sizeof(frame) - 1;
+	}
+	len += (size_t)sprintf(s + len, "RuntimeError: stage failed\n");
+	s[len] = '\0';
+	return s;
+}
+
+/* Runs fn in a child process and adds its assertion counts to ours: for
+ * tests that change process-wide state (rlimits, signals). */
+static void in_child(void (*fn)(const char *), const char *arg)
+{
+	int fds[2];
+	if (pipe(fds) != 0) {
+		TU_FAIL("pipe: %s", strerror(errno));
+		return;
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(fds[0]);
+		tu_passed = tu_failed = 0;
+		fn(arg);
+		int counts[2] = {tu_passed, tu_failed};
+		ssize_t w = write(fds[1], counts, sizeof(counts));
+		(void)w;
+		fflush(NULL);
+		_exit(0);
+	}
+	close(fds[1]);
+	int counts[2] = {0, 0}, status = 0;
+	ssize_t r = read(fds[0], counts, sizeof(counts));
+	close(fds[0]);
+	waitpid(pid, &status, 0);
+	if (r != (ssize_t)sizeof(counts) || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0) {
+		TU_FAIL("child died (status 0x%x)", status);
+		return;
+	}
+	tu_passed += counts[0];
+	tu_failed += counts[1];
+}
+
+/* ---- version, strerror, errmsg ---- */
+
+static void test_version_and_texts(void)
+{
+	ASSERT_STREQ(telespool_version(), TELESPOOL_VERSION_STRING);
+	ASSERT_STREQ(telespool_version(), "0.1.0");
+
+	static const struct {
+		int rc;
+		const char *text;
+	} codes[] = {
+	    {TELESPOOL_OK, "ok"},
+	    {TELESPOOL_ERROR, "unexpected error"},
+	    {TELESPOOL_EINVAL, "invalid argument"},
+	    {TELESPOOL_EBUSY,
+	     "spool is locked by another connection (busy timeout)"},
+	    {TELESPOOL_EFULL, "disk full: event not stored"},
+	    {TELESPOOL_ESCHEMA, "spool was written by a newer telespool"},
+	    {TELESPOOL_EDISABLED,
+	     "telemetry is disabled (opted out): nothing stored"},
+	    {TELESPOOL_ECORRUPT,
+	     "spool file is not a telespool database or is damaged"},
+	    {TELESPOOL_EIO, "cannot open, read or write the spool file"},
+	    {TELESPOOL_ENOMEM, "out of memory"},
+	};
+	size_t n = sizeof(codes) / sizeof(codes[0]);
+	for (size_t i = 0; i < n; i++) {
+		ASSERT_STREQ(telespool_strerror(codes[i].rc), codes[i].text);
+		for (size_t j = 0; j < i; j++)
+			ASSERT_TRUE(strcmp(telespool_strerror(codes[i].rc),
+					   telespool_strerror(codes[j].rc)) !=
+				    0);
+	}
+	/* The ABI values are fixed. */
+	ASSERT_EQ(TELESPOOL_OK, 0);
+	ASSERT_EQ(TELESPOOL_ERROR, -1);
+	ASSERT_EQ(TELESPOOL_EINVAL, -2);
+	ASSERT_EQ(TELESPOOL_EBUSY, -3);
+	ASSERT_EQ(TELESPOOL_EFULL, -4);
+	ASSERT_EQ(TELESPOOL_ESCHEMA, -5);
+	ASSERT_EQ(TELESPOOL_EDISABLED, -6);
+	ASSERT_EQ(TELESPOOL_ECORRUPT, -7);
+	ASSERT_EQ(TELESPOOL_EIO, -8);
+	ASSERT_EQ(TELESPOOL_ENOMEM, -9);
+
+	ASSERT_STREQ(telespool_strerror(-10), "unknown telespool return code");
+	ASSERT_STREQ(telespool_strerror(1), "unknown telespool return code");
+	ASSERT_STREQ(telespool_strerror(-2147483647 - 1),
+		     "unknown telespool return code");
+
+	ASSERT_STREQ(telespool_errmsg(NULL), "no spool handle (NULL)");
+	telespool_close(NULL);
+	telespool_free(NULL);
+	tu_passed++;
+}
+
+/* ---- open: arguments and options ---- */
+
+static void expect_open_einval(const char *path, const telespool_options *o,
+			       const char *errmsg_has)
+{
+	telespool *sp = (telespool *)&sp; /* not NULL: must be cleared */
+	int rc = telespool_open(&sp, path, o);
+	ASSERT_EQ(rc, TELESPOOL_EINVAL);
+	ASSERT_TRUE(sp == NULL);
+	ASSERT_CONTAINS(telespool_open_errmsg(), errmsg_has);
+	if (sp != NULL && rc == TELESPOOL_OK)
+		telespool_close(sp);
+	/* Arguments are checked before the file is touched. */
+	if (path && path[0])
+		ASSERT_TRUE(!exists(path));
+}
+
+static void test_open_arguments(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "args.db");
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+
+	ASSERT_EQ(telespool_open(NULL, path, NULL), TELESPOOL_EINVAL);
+	ASSERT_CONTAINS(telespool_open_errmsg(), "out");
+	ASSERT_TRUE(!exists(path));
+	expect_open_einval(NULL, NULL, "path");
+	expect_open_einval("", NULL, "path");
+
+	o.struct_version = 0;
+	expect_open_einval(path, &o, "struct_version");
+	o.struct_version = TELESPOOL_OPTIONS_VERSION + 1;
+	expect_open_einval(path, &o, "struct_version");
+	o.struct_version = TELESPOOL_OPTIONS_VERSION;
+
+	o.busy_timeout_ms = -1;
+	expect_open_einval(path, &o, "busy_timeout_ms");
+	o.busy_timeout_ms = TELESPOOL_MAX_BUSY_TIMEOUT_MS + 1;
+	expect_open_einval(path, &o, "busy_timeout_ms");
+	o.busy_timeout_ms = 0;
+
+	o.max_events = -1;
+	expect_open_einval(path, &o, "max_events");
+	o.max_events = 0;
+	o.max_bytes = -1;
+	expect_open_einval(path, &o, "max_bytes");
+	o.max_bytes = 2 * 65536 - 1;
+	expect_open_einval(path, &o, "max_bytes");
+	o.max_bytes = 0;
+	o.max_age_days = -1;
+	expect_open_einval(path, &o, "max_age_days");
+	o.max_age_days = 3651;
+	expect_open_einval(path, &o, "max_age_days");
+	o.max_age_days = 0;
+	o.on_corrupt = 2;
+	expect_open_einval(path, &o, "on_corrupt");
+	o.on_corrupt = -1;
+	expect_open_einval(path, &o, "on_corrupt");
+	o.on_corrupt = 0;
+
+	/* The edges of each range are accepted. */
+	o.busy_timeout_ms = TELESPOOL_MAX_BUSY_TIMEOUT_MS;
+	o.max_bytes = 2 * 65536;
+	o.max_events = 1;
+	o.max_age_days = 3650;
+	o.on_corrupt = TELESPOOL_CORRUPT_MOVE_ASIDE;
+	telespool *sp = open_ok(path, &o);
+	ASSERT_TRUE(sp != NULL);
+	ASSERT_STREQ(telespool_open_errmsg(), "");
+	ASSERT_STREQ(telespool_errmsg(sp), "");
+	telespool_close(sp);
+
+	/* A failed open after a good one has its own message; a good open
+	 * clears it again. */
+	expect_open_einval(NULL, NULL, "path");
+	sp = open_ok(path, NULL);
+	ASSERT_STREQ(telespool_open_errmsg(), "");
+	telespool_close(sp);
+}
+
+static void test_open_defaults(void)
+{
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	ASSERT_EQ(o.struct_version, TELESPOOL_OPTIONS_VERSION);
+	ASSERT_EQ(o.struct_version, 1);
+	ASSERT_TRUE(o.instance_id == NULL && o.version == NULL &&
+		    o.edition == NULL);
+	ASSERT_EQ(o.instance_create_ts, 0);
+	ASSERT_EQ(o.busy_timeout_ms, 0);
+	ASSERT_EQ(o.max_events, 0);
+	ASSERT_EQ(o.max_bytes, 0);
+	ASSERT_EQ(o.max_age_days, 0);
+	ASSERT_EQ(o.disabled, 0);
+	ASSERT_EQ(o.strict_errors, 0);
+	ASSERT_EQ(o.on_corrupt, TELESPOOL_CORRUPT_REFUSE);
+
+	telespool_query q = TELESPOOL_QUERY_INIT;
+	ASSERT_EQ(q.struct_version, TELESPOOL_QUERY_VERSION);
+	ASSERT_TRUE(q.query_id == NULL && q.pipeline_plugins == NULL &&
+		    q.error == NULL);
+	ASSERT_EQ(q.n_pipeline_plugins, 0);
+
+	/* NULL options and an all-zero TELESPOOL_OPTIONS_INIT both give the
+	 * documented defaults. */
+	char path[600];
+	path_in(path, sizeof(path), "defaults.db");
+	for (int i = 0; i < 2; i++) {
+		telespool *sp = open_ok(path, i == 0 ? NULL : &o);
+		if (sp == NULL)
+			return;
+		ASSERT_EQ(sp->busy_timeout_ms,
+			  TELESPOOL_DEFAULT_BUSY_TIMEOUT_MS);
+		ASSERT_EQ(sp->busy_timeout_ms, 250);
+		ASSERT_EQ(sp->max_events, TELESPOOL_DEFAULT_MAX_EVENTS);
+		ASSERT_EQ(sp->max_bytes, TELESPOOL_DEFAULT_MAX_BYTES);
+		ASSERT_EQ(sp->max_age_ms,
+			  (int64_t)TELESPOOL_DEFAULT_MAX_AGE_DAYS * 86400000);
+		ASSERT_EQ(sp->disabled, 0);
+		ASSERT_EQ(record_simple(sp, "d"), TELESPOOL_OK);
+		telespool_close(sp);
+	}
+	ASSERT_EQ(count_events(path), 2);
+}
+
+/* ---- open: files ---- */
+
+static void test_open_modes_and_reopen(void)
+{
+	char path[600], side[700];
+	struct stat st;
+	path_in(path, sizeof(path), "modes.db");
+
+	/* With no umask a default mode would show as 0644 or 0666. */
+	mode_t old = umask(0);
+	telespool *sp = open_ok(path, NULL);
+	umask(old);
+	if (sp == NULL)
+		return;
+	ASSERT_EQ(record_simple(sp, "m1"), TELESPOOL_OK);
+	ASSERT_EQ(stat(path, &st), 0);
+	ASSERT_EQ(st.st_mode & 07777, 0600);
+	path_suffix(side, sizeof(side), path, "-wal");
+	ASSERT_EQ(stat(side, &st), 0);
+	ASSERT_EQ(st.st_mode & 07777, 0600);
+	path_suffix(side, sizeof(side), path, "-shm");
+	ASSERT_EQ(stat(side, &st), 0);
+	ASSERT_EQ(st.st_mode & 07777, 0600);
+	telespool_close(sp);
+
+	/* Reopen: the data is there and the file is still private. */
+	sp = open_ok(path, NULL);
+	if (sp == NULL)
+		return;
+	ASSERT_EQ(count_events(path), 1);
+	ASSERT_EQ(record_simple(sp, "m2"), TELESPOOL_OK);
+	telespool *sp2 = open_ok(path, NULL); /* two handles, one file */
+	ASSERT_EQ(record_simple(sp2, "m3"), TELESPOOL_OK);
+	telespool_close(sp2);
+	telespool_close(sp);
+	ASSERT_EQ(count_events(path), 3);
+	ASSERT_EQ(stat(path, &st), 0);
+	ASSERT_EQ(st.st_mode & 07777, 0600);
+
+	/* An existing empty file is a new spool. */
+	path_in(path, sizeof(path), "empty.db");
+	ASSERT_EQ(write_file(path, "", 0), 0);
+	sp = open_ok(path, NULL);
+	ASSERT_EQ(record_simple(sp, "e"), TELESPOOL_OK);
+	telespool_close(sp);
+	ASSERT_EQ(count_events(path), 1);
+}
+
+static void test_migrations_fresh(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "fresh.db");
+	telespool *sp = open_ok(path, NULL);
+	if (sp == NULL)
+		return;
+	int newest = telespool__migrations[telespool__n_migrations - 1].version;
+	ASSERT_TRUE(newest >= 1);
+	ASSERT_EQ(path_int(path, "PRAGMA user_version"), newest);
+	ASSERT_EQ(path_int(path, "PRAGMA auto_vacuum"), 2);
+	char *mode = path_text(path, "PRAGMA journal_mode");
+	ASSERT_STREQ(mode, "wal");
+	free(mode);
+	static const char *const names[] = {"events",
+					    "spool_totals",
+					    "drops",
+					    "survey_milestones",
+					    "surveys",
+					    "upload_runs",
+					    "uploader_state",
+					    "pending",
+					    "sent",
+					    "dead",
+					    "summary",
+					    "events_pending",
+					    "events_done",
+					    "events_count_insert",
+					    "events_count_delete",
+					    NULL};
+	for (size_t i = 0; names[i]; i++) {
+		char sql[200];
+		snprintf(sql, sizeof(sql),
+			 "SELECT count(*) FROM sqlite_schema WHERE name = '%s'",
+			 names[i]);
+		if (path_int(path, sql) != 1)
+			TU_FAIL("schema object %s missing", names[i]);
+		else
+			tu_passed++;
+	}
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM spool_totals"), 1);
+	ASSERT_EQ(path_int(path, "SELECT events + bytes FROM spool_totals"), 0);
+	telespool_close(sp);
+
+	/* Reopening does not migrate again. */
+	int64_t objects = path_int(path, "SELECT count(*) FROM sqlite_schema");
+	sp = open_ok(path, NULL);
+	telespool_close(sp);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM sqlite_schema"),
+		  objects);
+	ASSERT_EQ(path_int(path, "PRAGMA user_version"), newest);
+}
+
+/* Leaves a file at path made by plain SQLite with the given statements. */
+static void make_sqlite_file(const char *path, const char *sql)
+{
+	sqlite3 *db = raw_open(path);
+	if (db == NULL || raw_exec(db, sql) != SQLITE_OK)
+		TU_FAIL("could not make %s", path);
+	sqlite3_close(db);
+}
+
+static int count_corrupt_copies(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[600], prefix[300];
+	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	snprintf(prefix, sizeof(prefix), "%s.corrupt-", slash + 1);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+	while (d && (e = readdir(d)) != NULL)
+		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 &&
+		    strstr(e->d_name, "-wal") == NULL &&
+		    strstr(e->d_name, "-shm") == NULL)
+			n++;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* Opens path expecting want, and checks the main file's bytes (and that no
+ * side files or moved copies appeared). */
+static void expect_untouched(const char *path, const telespool_options *o,
+			     int want, const char *errmsg_has)
+{
+	size_t len;
+	unsigned char *before = slurp(path, &len);
+	char wal[700], journal[700];
+	path_suffix(wal, sizeof(wal), path, "-wal");
+	path_suffix(journal, sizeof(journal), path, "-journal");
+	int had_wal = exists(wal);
+
+	telespool *sp = (telespool *)&len;
+	int rc = telespool_open(&sp, path, o);
+	ASSERT_EQ(rc, want);
+	ASSERT_TRUE(sp == NULL);
+	if (errmsg_has)
+		ASSERT_CONTAINS(telespool_open_errmsg(), errmsg_has);
+	ASSERT_TRUE(strlen(telespool_open_errmsg()) > 0);
+	if (rc == TELESPOOL_OK)
+		telespool_close(sp);
+	ASSERT_TRUE(before != NULL && same_bytes(before, len, path));
+	if (!had_wal)
+		ASSERT_TRUE(!exists(wal));
+	ASSERT_TRUE(!exists(journal));
+	ASSERT_EQ(count_corrupt_copies(path), 0);
+	free(before);
+}
+
+static void test_schema_newer(void)
+{
+	char path[600];
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+
+	path_in(path, sizeof(path), "newer.db");
+	make_sqlite_file(path, "CREATE TABLE events (x); PRAGMA user_version = "
+			       "999;");
+	expect_untouched(path, NULL, TELESPOOL_ESCHEMA, "newer");
+	/* Moving aside is for corrupt files only, never for a newer one. */
+	o.on_corrupt = TELESPOOL_CORRUPT_MOVE_ASIDE;
+	expect_untouched(path, &o, TELESPOOL_ESCHEMA, "999");
+
+	/* The same in WAL mode. */
+	path_in(path, sizeof(path), "newer-wal.db");
+	make_sqlite_file(path, "PRAGMA journal_mode = WAL; CREATE TABLE t (x);"
+			       " PRAGMA user_version = 999;");
+	expect_untouched(path, NULL, TELESPOOL_ESCHEMA, "newer");
+
+	/* A real spool whose user_version was bumped by a "future" build. */
+	path_in(path, sizeof(path), "newer-spool.db");
+	telespool *sp = open_ok(path, NULL);
+	ASSERT_EQ(record_simple(sp, "x"), TELESPOOL_OK);
+	telespool_close(sp);
+	ASSERT_EQ(path_exec(path, "PRAGMA user_version = 999"), SQLITE_OK);
+	expect_untouched(path, NULL, TELESPOOL_ESCHEMA, "newer");
+}
+
+static void test_corrupt_refused(void)
+{
+	char path[600];
+	unsigned char junk[8192];
+
+	path_in(path, sizeof(path), "random.db");
+	srand(12345);
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (unsigned char)(rand() & 0xff);
+	ASSERT_EQ(write_file(path, junk, sizeof(junk)), 0);
+	expect_untouched(path, NULL, TELESPOOL_ECORRUPT, NULL);
+
+	path_in(path, sizeof(path), "text.db");
+	static const char text[] =
+	    "This is not a database.\nJust some notes.\n";
+	ASSERT_EQ(write_file(path, text, sizeof(text) - 1), 0);
+	expect_untouched(path, NULL, TELESPOOL_ECORRUPT, NULL);
+
+	/* Shorter than an SQLite header.  (A 1-byte file is not tested: SQLite
+	 * itself reads it as an empty database, see unixFileSize().) */
+	path_in(path, sizeof(path), "short.db");
+	ASSERT_EQ(write_file(path, "SQLite format 3", 15), 0);
+	expect_untouched(path, NULL, TELESPOOL_ECORRUPT, NULL);
+
+	/* Somebody else's database. */
+	path_in(path, sizeof(path), "other.db");
+	make_sqlite_file(path, "CREATE TABLE notes (id INTEGER PRIMARY KEY, "
+			       "text TEXT); INSERT INTO notes (text) "
+			       "VALUES ('keep me');");
+	expect_untouched(path, NULL, TELESPOOL_ECORRUPT, "not a telespool");
+	char *t = path_text(path, "SELECT text FROM notes");
+	ASSERT_STREQ(t, "keep me");
+	free(t);
+
+	/* A spool whose schema page was overwritten. */
+	path_in(path, sizeof(path), "damaged.db");
+	telespool *sp = open_ok(path, NULL);
+	ASSERT_EQ(record_simple(sp, "x"), TELESPOOL_OK);
+	telespool_close(sp);
+	size_t len;
+	unsigned char *bytes = slurp(path, &len);
+	if (bytes && len > 4096) {
+		memset(bytes + 100, 0xA5, 4096 - 100);
+		ASSERT_EQ(write_file(path, bytes, len), 0);
+		expect_untouched(path, NULL, TELESPOOL_ECORRUPT, NULL);
+	} else {
+		TU_FAIL("spool %s is too small (%zu)", path, len);
+	}
+	free(bytes);
+}
+
+static void test_corrupt_moved_aside(void)
+{
+	char path[600];
+	static const char text[] = "definitely not SQLite\n";
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.on_corrupt = TELESPOOL_CORRUPT_MOVE_ASIDE;
+
+	path_in(path, sizeof(path), "aside.db");
+	ASSERT_EQ(write_file(path, text, sizeof(text) - 1), 0);
+	telespool *sp = NULL;
+	int rc = telespool_open(&sp, path, &o);
+	ASSERT_EQ(rc, TELESPOOL_OK);
+	ASSERT_CONTAINS(telespool_open_errmsg(), "moved aside");
+	if (sp == NULL)
+		return;
+	ASSERT_EQ(record_simple(sp, "after"), TELESPOOL_OK);
+	telespool_close(sp);
+	ASSERT_EQ(count_events(path), 1);
+	ASSERT_EQ(drops_of(path, "corrupt_spool"), 1);
+
+	/* Exactly one copy, named PATH.corrupt-YYYYMMDDTHHMMSSZ, with the old
+	 * bytes. */
+	ASSERT_EQ(count_corrupt_copies(path), 1);
+	DIR *d = opendir(g_dir);
+	struct dirent *e;
+	while (d && (e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, "aside.db.corrupt-", 17) != 0)
+			continue;
+		const char *stamp = e->d_name + 17;
+		static const char shape[] = "ddddddddTddddddZ";
+		int ok = strlen(stamp) == sizeof(shape) - 1;
+		for (size_t i = 0; ok && shape[i]; i++)
+			ok = shape[i] == 'd'
+				 ? (stamp[i] >= '0' && stamp[i] <= '9')
+				 : stamp[i] == shape[i];
+		if (!ok)
+			TU_FAIL("moved-aside name \"%s\" is not "
+				"PATH.corrupt-YYYYMMDDTHHMMSSZ",
+				e->d_name);
+		else
+			tu_passed++;
+		char moved[1200];
+		snprintf(moved, sizeof(moved), "%s/%s", g_dir, e->d_name);
+		ASSERT_TRUE(same_bytes((const unsigned char *)text,
+				       sizeof(text) - 1, moved));
+	}
+	if (d)
+		closedir(d);
+
+	/* Somebody else's database is "not a spool" too. */
+	path_in(path, sizeof(path), "aside-other.db");
+	make_sqlite_file(path, "CREATE TABLE notes (x)");
+	sp = open_ok(path, &o);
+	telespool_close(sp);
+	ASSERT_EQ(count_corrupt_copies(path), 1);
+	ASSERT_EQ(drops_of(path, "corrupt_spool"), 1);
+}
+
+static void test_open_bad_paths(void)
+{
+	char path[600];
+	telespool *sp = (telespool *)&sp;
+
+	path_in(path, sizeof(path), "a-directory");
+	ASSERT_EQ(mkdir(path, 0700), 0);
+	ASSERT_EQ(telespool_open(&sp, path, NULL), TELESPOOL_EIO);
+	ASSERT_TRUE(sp == NULL);
+	ASSERT_TRUE(strlen(telespool_open_errmsg()) > 0);
+
+	path_in(path, sizeof(path), "no-such-dir/spool.db");
+	sp = (telespool *)&sp;
+	ASSERT_EQ(telespool_open(&sp, path, NULL), TELESPOOL_EIO);
+	ASSERT_TRUE(sp == NULL);
+	ASSERT_CONTAINS(telespool_open_errmsg(), "no-such-dir");
+
+	char file[600];
+	path_in(file, sizeof(file), "plain-file");
+	ASSERT_EQ(write_file(file, "x", 1), 0);
+	path_in(path, sizeof(path), "plain-file/spool.db");
+	ASSERT_EQ(telespool_open(&sp, path, NULL), TELESPOOL_EIO);
+	ASSERT_TRUE(sp == NULL);
+
+	/* Read-only: permissions do not bind root. */
+	if (geteuid() == 0) {
+		printf("note: running as root, read-only file test skipped\n");
+		return;
+	}
+	path_in(path, sizeof(path), "readonly.db");
+	sp = open_ok(path, NULL);
+	ASSERT_EQ(record_simple(sp, "ro"), TELESPOOL_OK);
+	telespool_close(sp);
+	ASSERT_EQ(chmod(path, 0400), 0);
+	ASSERT_EQ(telespool_open(&sp, path, NULL), TELESPOOL_EIO);
+	ASSERT_TRUE(sp == NULL);
+	chmod(path, 0600);
+}
+
+/*
+ * Eight processes open one fresh file at the same moment; returns how many
+ * failed.  Each child records one event.
+ */
+static int race_open(const char *path, int on_corrupt)
+{
+	enum { N = 8 };
+	int go[2], failed = 0;
+	if (pipe(go) != 0) {
+		TU_FAIL("pipe: %s", strerror(errno));
+		return N;
+	}
+	fflush(NULL);
+	pid_t pids[N];
+	for (int i = 0; i < N; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0) {
+			char c;
+			close(go[1]);
+			ssize_t r =
+			    read(go[0], &c, 1); /* EOF: everyone starts */
+			(void)r;
+			telespool_options o = TELESPOOL_OPTIONS_INIT;
+			o.busy_timeout_ms = 5000;
+			o.on_corrupt = on_corrupt;
+			telespool *sp = NULL;
+			int64_t t0 = mono_ms();
+			int rc = telespool_open(&sp, path, &o);
+			if (rc != TELESPOOL_OK)
+				fprintf(stderr,
+					"child %d: open failed after %lld ms\n",
+					i, (long long)(mono_ms() - t0));
+			if (rc == TELESPOOL_OK &&
+			    telespool_open_errmsg()[0] != '\0') {
+				fprintf(stderr, "child %d: %s\n", i,
+					telespool_open_errmsg());
+				rc = TELESPOOL_ERROR;
+			}
+			if (rc == TELESPOOL_OK)
+				rc = record_simple(sp, "race");
+			if (rc != TELESPOOL_OK)
+				fprintf(stderr, "child %d: %s: %s %s\n", i,
+					telespool_strerror(rc),
+					telespool_open_errmsg(),
+					telespool_errmsg(sp));
+			telespool_close(sp);
+			_exit(rc == TELESPOOL_OK ? 0 : 100 - rc);
+		}
+	}
+	close(go[0]);
+	close(go[1]);
+	for (int i = 0; i < N; i++) {
+		int status = 0;
+		waitpid(pids[i], &status, 0);
+		failed += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+	}
+	return failed;
+}
+
+static void test_concurrent_first_open(void)
+{
+	char path[600], ref[600];
+	int newest = telespool__migrations[telespool__n_migrations - 1].version;
+	path_in(ref, sizeof(ref), "race-ref.db");
+	telespool *sp = open_ok(ref, NULL);
+	telespool_close(sp);
+	int64_t objects = path_int(ref, "SELECT count(*) FROM sqlite_schema");
+
+	/* The race is short: try it a few times, half of them with
+	 * MOVE_ASIDE, where losing it would move a good spool aside. */
+	int rounds = getenv("TELESPOOL_UNDER_VALGRIND") ? 2 : 10;
+	for (int round = 0; round < rounds; round++) {
+		char name[64];
+		int on_corrupt = round % 2 ? TELESPOOL_CORRUPT_MOVE_ASIDE
+					   : TELESPOOL_CORRUPT_REFUSE;
+		snprintf(name, sizeof(name), "race-%d.db", round);
+		path_in(path, sizeof(path), name);
+		int failed = race_open(path, on_corrupt);
+		if (failed) {
+			TU_FAIL(
+			    "round %d (on_corrupt %d): %d of 8 opens failed",
+			    round, on_corrupt, failed);
+			continue;
+		}
+		ASSERT_EQ(path_int(path, "PRAGMA user_version"), newest);
+		ASSERT_EQ(path_int(path, "PRAGMA auto_vacuum"), 2);
+		ASSERT_EQ(count_events(path), 8);
+		ASSERT_EQ(path_int(path, "SELECT count(*) FROM spool_totals"),
+			  1);
+		ASSERT_EQ(path_int(path, "SELECT events FROM spool_totals"), 8);
+		ASSERT_EQ(path_int(path, "SELECT count(*) FROM sqlite_schema"),
+			  objects);
+		ASSERT_EQ(count_corrupt_copies(path), 0);
+		ASSERT_EQ(drops_of(path, "corrupt_spool"), 0);
+	}
+}
+
+/* ---- the record calls ---- */
+
+static void test_record_einval(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "einval.db");
+	telespool *sp = open_ok(path, NULL);
+	if (sp == NULL)
+		return;
+	telespool_query q = TELESPOOL_QUERY_INIT;
+	char *out = (char *)&q;
+	int ok = 0;
+
+#define EXPECT_EINVAL(call, has)                                               \
+	do {                                                                   \
+		ASSERT_EQ((call), TELESPOOL_EINVAL);                           \
+		ASSERT_CONTAINS(telespool_errmsg(sp), has);                    \
+		ASSERT_EQ(record_simple(sp, "good"), TELESPOOL_OK);            \
+		ok++;                                                          \
+		ASSERT_STREQ(telespool_errmsg(sp), "");                        \
+	} while (0)
+
+	ASSERT_EQ(telespool_record_query(NULL, &q), TELESPOOL_EINVAL);
+	ASSERT_EQ(telespool_record_heartbeat(NULL, NULL), TELESPOOL_EINVAL);
+	ASSERT_EQ(telespool_record_survey_trigger(NULL, "e"), TELESPOOL_EINVAL);
+	ASSERT_EQ(telespool_record_survey_response(NULL, "s", "{}", 1),
+		  TELESPOOL_EINVAL);
+	ASSERT_EQ(telespool_record_survey_dismiss(NULL, "s"), TELESPOOL_EINVAL);
+	ASSERT_EQ(telespool_pending_survey(NULL, &out), TELESPOOL_EINVAL);
+	ASSERT_TRUE(out == NULL);
+
+	EXPECT_EINVAL(telespool_record_query(sp, NULL), "query");
+	q.struct_version = 0;
+	EXPECT_EINVAL(telespool_record_query(sp, &q), "struct_version");
+	q.struct_version = TELESPOOL_QUERY_VERSION + 1;
+	EXPECT_EINVAL(telespool_record_query(sp, &q), "struct_version");
+	q.struct_version = TELESPOOL_QUERY_VERSION;
+	q.n_pipeline_plugins = 2;
+	EXPECT_EINVAL(telespool_record_query(sp, &q), "pipeline_plugins");
+	q.n_pipeline_plugins = 0;
+	ASSERT_EQ(telespool_record_query(sp, &q), TELESPOOL_OK); /* NULL, 0 */
+	ok++;
+
+	static const char *const not_objects[] = {
+	    "[]", "[1, 2]", "42",        "\"text\"", "null", "true",
+	    "",   "{",      "{\"a\": }", "not json", NULL};
+	for (size_t i = 0; not_objects[i]; i++) {
+		EXPECT_EINVAL(telespool_record_heartbeat(sp, not_objects[i]),
+			      "features");
+		EXPECT_EINVAL(telespool_record_survey_response(
+				  sp, "s-1", not_objects[i], 1),
+			      "answers");
+	}
+	EXPECT_EINVAL(telespool_record_survey_response(sp, "s-1", NULL, 1),
+		      "answers");
+	EXPECT_EINVAL(telespool_record_survey_response(sp, NULL, "{}", 1),
+		      "survey_id");
+	EXPECT_EINVAL(telespool_record_survey_response(sp, "", "{}", 1),
+		      "survey_id");
+	EXPECT_EINVAL(telespool_record_survey_dismiss(sp, NULL), "survey_id");
+	EXPECT_EINVAL(telespool_record_survey_dismiss(sp, ""), "survey_id");
+	EXPECT_EINVAL(telespool_record_survey_trigger(sp, NULL), "event");
+	EXPECT_EINVAL(telespool_record_survey_trigger(sp, ""), "event");
+	out = (char *)&q;
+	EXPECT_EINVAL(telespool_pending_survey(sp, NULL), "out_json");
+
+	/* features NULL is {}. */
+	ASSERT_EQ(telespool_record_heartbeat(sp, NULL), TELESPOOL_OK);
+	ok++;
+	ASSERT_STREQ(telespool_errmsg(sp), "");
+#undef EXPECT_EINVAL
+
+	telespool_close(sp);
+	/* Nothing of the failed calls was stored. */
+	ASSERT_EQ(count_events(path), ok);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM events WHERE event_type"
+				 " <> 'query' AND event_type <> "
+				 "'instance_heartbeat'"),
+		  0);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM surveys"), 0);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM survey_milestones"), 0);
+}
+
+/* JSON text with something after the object is not a JSON object. */
+static void test_json_trailing_garbage(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "trailing.db");
+	telespool *sp = open_ok(path, NULL);
+	if (sp == NULL)
+		return;
+	static const char *const texts[] = {"{} {}", "{\"bots\": 1} trailing",
+					    "{}]", NULL};
+	for (size_t i = 0; texts[i]; i++) {
+		ASSERT_EQ(telespool_record_heartbeat(sp, texts[i]),
+			  TELESPOOL_EINVAL);
+		ASSERT_EQ(
+		    telespool_record_survey_response(sp, "s-1", texts[i], 1),
+		    TELESPOOL_EINVAL);
+	}
+	telespool_close(sp);
+	ASSERT_EQ(count_events(path), 0);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM surveys"), 0);
+}
+
+static void test_disabled(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "disabled.db");
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.disabled = 1;
+	telespool *sp = open_ok(path, &o);
+	if (sp == NULL)
+		return;
+	const char *plugins[] = {"p"};
+	telespool_query q = TELESPOOL_QUERY_INIT;
+	q.pipeline_plugins = plugins;
+	q.n_pipeline_plugins = 1;
+
+	ASSERT_EQ(telespool_record_query(sp, &q), TELESPOOL_EDISABLED);
+	ASSERT_CONTAINS(telespool_errmsg(sp), "disabled");
+	ASSERT_EQ(telespool_record_heartbeat(sp, "{\"bots\": 1}"),
+		  TELESPOOL_EDISABLED);
+	ASSERT_EQ(
+	    telespool_record_survey_trigger(sp, "first_bot_response_success"),
+	    TELESPOOL_EDISABLED);
+	ASSERT_EQ(telespool_record_survey_response(sp, "s", "{}", 1),
+		  TELESPOOL_EDISABLED);
+	ASSERT_EQ(telespool_record_survey_dismiss(sp, "s"),
+		  TELESPOOL_EDISABLED);
+	ASSERT_CONTAINS(telespool_errmsg(sp), "disabled");
+
+	/* A survey that was offered before the opt-out is not shown. */
+	ASSERT_EQ(path_exec(path, "INSERT INTO surveys (survey_id, body, state,"
+				  " received_at) VALUES ('s-old', "
+				  "'{\"survey_id\":\"s-old\"}', 'pending', "
+				  "'2024-01-01T00:00:00.000Z')"),
+		  SQLITE_OK);
+	char *out = (char *)&q;
+	ASSERT_EQ(telespool_pending_survey(sp, &out), TELESPOOL_OK);
+	ASSERT_TRUE(out == NULL);
+	ASSERT_STREQ(telespool_errmsg(sp), "");
+	telespool_close(sp);
+
+	ASSERT_EQ(count_events(path), 0);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM survey_milestones"), 0);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM surveys WHERE state <> "
+				 "'pending'"),
+		  0);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM drops"), 0);
+}
+
+/* Checks the row of the newest event against its body. */
+static void assert_row_matches_body(const char *path, int64_t before,
+				    int64_t after)
+{
+	sqlite3 *db = raw_open(path);
+	sqlite3_stmt *st = NULL;
+	if (db == NULL ||
+	    sqlite3_prepare_v2(
+		db,
+		"SELECT event_id, event_type, query_id, adapter,"
+		" runner, model_name, duration_ms, version,"
+		" instance_id, pipeline_plugins, error, timestamp,"
+		" body, state, attempts, next_attempt_at,"
+		" last_error, created_at, sent_at, lease_until,"
+		" size FROM events ORDER BY id DESC LIMIT 1",
+		-1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		TU_FAIL("no newest row in %s", path);
+		sqlite3_finalize(st);
+		sqlite3_close(db);
+		return;
+	}
+#define COL(i) ((const char *)sqlite3_column_text(st, i))
+	cJSON *body = cJSON_Parse(COL(12));
+	ASSERT_TRUE(body != NULL);
+	ASSERT_TRUE(is_uuid4(COL(0)));
+	const char *type = COL(1);
+	const cJSON *et = cJSON_GetObjectItemCaseSensitive(body, "event_type");
+	if (strcmp(type, "query") == 0 ||
+	    strcmp(type, "instance_heartbeat") == 0)
+		ASSERT_STREQ(cJSON_IsString(et) ? et->valuestring : NULL, type);
+	static const struct {
+		int col;
+		const char *key;
+	} strs[] = {{2, "query_id"},   {3, "adapter"},   {4, "runner"},
+		    {5, "model_name"}, {7, "version"},   {8, "instance_id"},
+		    {10, "error"},     {11, "timestamp"}};
+	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+		const cJSON *v =
+		    cJSON_GetObjectItemCaseSensitive(body, strs[i].key);
+		if (v == NULL)
+			continue; /* not a field of this kind */
+		ASSERT_STREQ(COL(strs[i].col), v->valuestring);
+	}
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(body, "duration_ms");
+	if (d)
+		ASSERT_EQ(sqlite3_column_int64(st, 6), (int64_t)d->valuedouble);
+	const cJSON *p =
+	    cJSON_GetObjectItemCaseSensitive(body, "pipeline_plugins");
+	if (p) {
+		char *arr = cJSON_PrintUnformatted(p);
+		ASSERT_STREQ(COL(9), arr);
+		free(arr);
+	}
+	ASSERT_STREQ(COL(13), "pending");
+	ASSERT_EQ(sqlite3_column_int(st, 14), 0);
+	ASSERT_STREQ(COL(15), COL(17)); /* next_attempt_at = created_at */
+	ASSERT_TRUE(sqlite3_column_type(st, 16) == SQLITE_NULL);
+	assert_recent_iso(COL(17), before, after);
+	ASSERT_TRUE(sqlite3_column_type(st, 18) == SQLITE_NULL);
+	ASSERT_TRUE(sqlite3_column_type(st, 19) == SQLITE_NULL);
+	ASSERT_TRUE(sqlite3_column_int64(st, 20) >= (int64_t)strlen(COL(12)));
+#undef COL
+	cJSON_Delete(body);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+static void test_body_query(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "body-query.db");
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.instance_id = "instance_2f1c7e8a-4b6d-4f5e-9a3b-1c2d3e4f5a6b";
+	o.version = "v4.3.1";
+	telespool *sp = open_ok(path, &o);
+	if (sp == NULL)
+		return;
+
+	const char *plugins[] = {"WebSearch", "Memory"};
+	telespool_query q = TELESPOOL_QUERY_INIT;
+	q.query_id = "q-0001";
+	q.adapter = "TelegramAdapter";
+	q.runner = "local-agent";
+	q.model_name = "gpt-4o";
+	q.duration_ms = 1234;
+	q.pipeline_plugins = plugins;
+	q.n_pipeline_plugins = 2;
+	q.error = "Traceback (most recent call last):\n  File \"a.py\", line 1,"
+		  " in f\nValueError: bad value\n";
+	int64_t before = wall_ms();
+	ASSERT_EQ(telespool_record_query(sp, &q), TELESPOOL_OK);
+	int64_t after = wall_ms();
+	ASSERT_STREQ(telespool_errmsg(sp), "");
+
+	cJSON *b = last_body(path);
+	static const char *const keys[] = {
+	    "event_type",       "query_id",    "adapter",   "runner",
+	    "model_name",       "duration_ms", "version",   "instance_id",
+	    "pipeline_plugins", "error",       "timestamp", NULL};
+	assert_keys(b, keys);
+	assert_str_member(b, "event_type", "query");
+	assert_str_member(b, "query_id", "q-0001");
+	assert_str_member(b, "adapter", "TelegramAdapter");
+	assert_str_member(b, "runner", "local-agent");
+	assert_str_member(b, "model_name", "gpt-4o");
+	assert_int_member(b, "duration_ms", 1234);
+	assert_str_member(b, "version", "v4.3.1");
+	assert_str_member(b, "instance_id", o.instance_id);
+	const cJSON *arr =
+	    cJSON_GetObjectItemCaseSensitive(b, "pipeline_plugins");
+	ASSERT_TRUE(cJSON_IsArray(arr));
+	ASSERT_EQ(cJSON_GetArraySize(arr), 2);
+	ASSERT_STREQ(cJSON_GetArrayItem(arr, 0)->valuestring, "WebSearch");
+	ASSERT_STREQ(cJSON_GetArrayItem(arr, 1)->valuestring, "Memory");
+	assert_str_member(b, "error", q.error);
+	const cJSON *ts = cJSON_GetObjectItemCaseSensitive(b, "timestamp");
+	ASSERT_TRUE(cJSON_IsString(ts));
+	assert_recent_iso(cJSON_IsString(ts) ? ts->valuestring : NULL, before,
+			  after);
+	cJSON_Delete(b);
+	assert_row_matches_body(path, before, after);
+
+	/* Every string NULL: "" everywhere, duration 0, no plugins. */
+	telespool_query empty = TELESPOOL_QUERY_INIT;
+	empty.duration_ms = -5;
+	ASSERT_EQ(telespool_record_query(sp, &empty), TELESPOOL_OK);
+	b = last_body(path);
+	assert_keys(b, keys);
+	assert_str_member(b, "query_id", "");
+	assert_str_member(b, "adapter", "");
+	assert_str_member(b, "runner", "");
+	assert_str_member(b, "model_name", "");
+	assert_int_member(b, "duration_ms", 0);
+	assert_str_member(b, "error", "");
+	arr = cJSON_GetObjectItemCaseSensitive(b, "pipeline_plugins");
+	ASSERT_TRUE(cJSON_IsArray(arr) && cJSON_GetArraySize(arr) == 0);
+	cJSON_Delete(b);
+	assert_row_matches_body(path, before, wall_ms());
+	ASSERT_EQ(path_int(path, "SELECT duration_ms FROM events ORDER BY id "
+				 "DESC LIMIT 1"),
+		  0);
+
+	/* A NULL entry among the plugins is skipped. */
+	const char *holes[] = {"a", NULL, "b"};
+	q.pipeline_plugins = holes;
+	q.n_pipeline_plugins = 3;
+	ASSERT_EQ(telespool_record_query(sp, &q), TELESPOOL_OK);
+	char *pp =
+	    path_text(path, "SELECT pipeline_plugins FROM events ORDER BY"
+			    " id DESC LIMIT 1");
+	ASSERT_STREQ(pp, "[\"a\",\"b\"]");
+	free(pp);
+	telespool_close(sp);
+
+	/* runner_category and edition appear only when set. */
+	path_in(path, sizeof(path), "body-query-ed.db");
+	o.edition = "community";
+	o.instance_id = NULL;
+	o.version = NULL;
+	sp = open_ok(path, &o);
+	if (sp == NULL)
+		return;
+	q.runner_category = "agent";
+	q.pipeline_plugins = NULL;
+	q.n_pipeline_plugins = 0;
+	ASSERT_EQ(telespool_record_query(sp, &q), TELESPOOL_OK);
+	b = last_body(path);
+	static const char *const keys_ed[] = {
+	    "event_type",      "query_id",   "adapter",          "runner",
+	    "runner_category", "model_name", "duration_ms",      "version",
+	    "instance_id",     "edition",    "pipeline_plugins", "error",
+	    "timestamp",       NULL};
+	assert_keys(b, keys_ed);
+	assert_str_member(b, "runner_category", "agent");
+	assert_str_member(b, "edition", "community");
+	assert_str_member(b, "instance_id", ""); /* NULL option: "" */
+	assert_str_member(b, "version", "");
+	cJSON_Delete(b);
+	assert_row_matches_body(path, before, wall_ms());
+	telespool_close(sp);
+}
+
+/* Raw text of the newest body. */
+static char *last_body_text(const char *path)
+{
+	return path_text(path,
+			 "SELECT body FROM events ORDER BY id DESC LIMIT 1");
+}
+
+/* What is stored has been cleaned and redacted: in the body and in the
+ * columns alike. */
+static void test_redacted_end_to_end(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "redact.db");
+	telespool *sp = open_ok(path, NULL);
+	if (sp == NULL)
+		return;
+	telespool_query q = TELESPOOL_QUERY_INIT;
+	q.query_id = "q-r";
+	q.adapter = "TelegramAdapter";
+	q.runner = "local-agent";
+	q.model_name = "gpt\xff-4o"; /* invalid UTF-8 */
+	q.error = "Traceback (most recent call last):\n  File \"a.py\", line 3,"
+		  " in f\nValueError: login failed for alice@example.com "
+		  "password=hunter2secret\n";
+	ASSERT_EQ(telespool_record_query(sp, &q), TELESPOOL_OK);
+	char *body = last_body_text(path);
+	char *err = path_text(path, "SELECT error FROM events ORDER BY id DESC "
+				    "LIMIT 1");
+	char *model =
+	    path_text(path, "SELECT model_name FROM events ORDER BY id"
+			    " DESC LIMIT 1");
+	ASSERT_NOT_CONTAINS(body, "alice@example.com");
+	ASSERT_NOT_CONTAINS(body, "hunter2secret");
+	ASSERT_NOT_CONTAINS(err, "alice@example.com");
+	ASSERT_NOT_CONTAINS(err, "hunter2secret");
+	ASSERT_CONTAINS(err, "<redacted:");
+	ASSERT_CONTAINS(err, "ValueError");
+	ASSERT_CONTAINS(body, "gpt\xef\xbf\xbd-4o"); /* U+FFFD */
+	ASSERT_STREQ(model, "gpt\xef\xbf\xbd-4o");
+	cJSON *j = body ? cJSON_Parse(body) : NULL;
+	ASSERT_TRUE(j != NULL);
+	cJSON_Delete(j);
+	free(body);
+	free(err);
+	free(model);
+
+	ASSERT_EQ(
+	    telespool_record_survey_response(
+		sp, "s-r", "{\"comment\": \"write to bob@example.org\"}", 1),
+	    TELESPOOL_OK);
+	body = last_body_text(path);
+	ASSERT_NOT_CONTAINS(body, "bob@example.org");
+	ASSERT_CONTAINS(body, "\"comment\"");
+	free(body);
+	telespool_close(sp);
+
+	/* strict_errors keeps frames and exception types, no messages. */
+	path_in(path, sizeof(path), "redact-strict.db");
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.strict_errors = 1;
+	sp = open_ok(path, &o);
+	if (sp == NULL)
+		return;
+	q.model_name = "gpt-4o";
+	q.error =
+	    "Traceback (most recent call last):\n  File \"a.py\", line 3,"
+	    " in f\n    run()\nValueError: the user asked about holidays\n";
+	ASSERT_EQ(telespool_record_query(sp, &q), TELESPOOL_OK);
+	err = path_text(path,
+			"SELECT error FROM events ORDER BY id DESC LIMIT 1");
+	ASSERT_NOT_CONTAINS(err, "holidays");
+	ASSERT_CONTAINS(err, "ValueError");
+	ASSERT_CONTAINS(err, "a.py");
+	free(err);
+	telespool_close(sp);
+}
+
+/* Whatever the caller passes, a body stays within 64 KiB and keeps its
+ * shape. */
+static void test_body_caps(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "caps.db");
+	telespool *sp = open_ok(path, NULL);
+	if (sp == NULL)
+		return;
+
+	/* 100 plugins: 64 kept; 1000-byte names: 128 bytes kept. */
+	char longname[1001];
+	memset(longname, 'm', 1000);
+	longname[1000] = '\0';
+	const char *plugins[100];
+	for (int i = 0; i < 100; i++)
+		plugins[i] = "Plugin";
+	telespool_query q = TELESPOOL_QUERY_INIT;
+	q.model_name = longname;
+	q.adapter = longname;
+	q.pipeline_plugins = plugins;
+	q.n_pipeline_plugins = 100;
+	q.duration_ms = INT64_MAX;
+	ASSERT_EQ(telespool_record_query(sp, &q), TELESPOOL_OK);
+	cJSON *b = last_body(path);
+	const cJSON *arr =
+	    cJSON_GetObjectItemCaseSensitive(b, "pipeline_plugins");
+	ASSERT_EQ(cJSON_GetArraySize(arr), 64);
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(b, "model_name");
+	ASSERT_EQ(cJSON_IsString(m) ? strlen(m->valuestring) : 0, 128);
+	cJSON_Delete(b);
+	/* duration_ms is a JSON integer: digits only, no exponent. */
+	char *text = last_body_text(path);
+	const char *d = text ? strstr(text, "\"duration_ms\":") : NULL;
+	int digits_only = d != NULL;
+	if (d) {
+		d += strlen("\"duration_ms\":");
+		size_t n = strspn(d, "0123456789");
+		digits_only = n > 0 && n < 20 && d[n] == ',';
+	}
+	ASSERT_TRUE(digits_only);
+	free(text);
+
+	/* A heartbeat with far too much in it. */
+	size_t cap = 2 * 1024 * 1024, len = 0;
+	char *big = malloc(cap);
+	len += (size_t)snprintf(big, cap, "{\"nested\": ");
+	for (int i = 0; i < 20; i++)
+		len += (size_t)snprintf(big + len, cap - len, "{\"d%d\": ", i);
+	len += (size_t)snprintf(big + len, cap - len, "1");
+	for (int i = 0; i < 20; i++)
+		big[len++] = '}';
+	for (int i = 0; i < 400 && len + 6000 < cap; i++) {
+		len += (size_t)snprintf(big + len, cap - len, ", \"k%03d\": \"",
+					i);
+		memset(big + len, 'v', 5000);
+		len += 5000;
+		big[len++] = '"';
+	}
+	big[len++] = '}';
+	big[len] = '\0';
+	ASSERT_EQ(telespool_record_heartbeat(sp, big), TELESPOOL_OK);
+	ASSERT_EQ(telespool_record_survey_response(sp, "s-big", big, 1),
+		  TELESPOOL_OK);
+	free(big);
+	ASSERT_TRUE(path_int(path,
+			     "SELECT max(length(CAST(body AS BLOB))) FROM "
+			     "events") <= 65536);
+	b = last_body(path);
+	ASSERT_TRUE(
+	    cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(b, "answers")));
+	cJSON_Delete(b);
+	telespool_close(sp);
+}
+
+static void test_event_ids(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "ids.db");
+	telespool *sp = open_ok(path, NULL);
+	if (sp == NULL)
+		return;
+	for (int i = 0; i < 300; i++)
+		if (record_simple(sp, "id") != TELESPOOL_OK)
+			TU_FAIL("record %d: %s", i, telespool_errmsg(sp));
+	telespool_close(sp);
+	ASSERT_EQ(path_int(path, "SELECT count(DISTINCT event_id) FROM events"),
+		  300);
+	sqlite3 *db = raw_open(path);
+	sqlite3_stmt *st = NULL;
+	int bad = 0;
+	if (db && sqlite3_prepare_v2(db, "SELECT event_id FROM events", -1, &st,
+				     NULL) == SQLITE_OK) {
+		while (sqlite3_step(st) == SQLITE_ROW)
+			bad +=
+			    !is_uuid4((const char *)sqlite3_column_text(st, 0));
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	ASSERT_EQ(bad, 0);
+}
+
+static void test_body_heartbeat(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "body-heartbeat.db");
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.instance_id = "instance_abc";
+	o.version = "v4.3.1";
+	o.edition = "community";
+	o.instance_create_ts = 1700000000;
+	telespool *sp = open_ok(path, &o);
+	if (sp == NULL)
+		return;
+	int64_t before = wall_ms();
+	ASSERT_EQ(
+	    telespool_record_heartbeat(
+		sp,
+		"{\"bots\": 2, \"pipelines\": 3, \"models\": {\"llm\": 1}}"),
+	    TELESPOOL_OK);
+	int64_t after = wall_ms();
+	cJSON *b = last_body(path);
+	static const char *const keys[] = {
+	    "event_type",         "instance_id", "version",   "edition",
+	    "instance_create_ts", "features",    "timestamp", NULL};
+	assert_keys(b, keys);
+	assert_str_member(b, "event_type", "instance_heartbeat");
+	assert_str_member(b, "instance_id", "instance_abc");
+	assert_str_member(b, "version", "v4.3.1");
+	assert_str_member(b, "edition", "community");
+	assert_int_member(b, "instance_create_ts", 1700000000);
+	const cJSON *f = cJSON_GetObjectItemCaseSensitive(b, "features");
+	ASSERT_TRUE(cJSON_IsObject(f));
+	assert_int_member(f, "bots", 2);
+	assert_int_member(f, "pipelines", 3);
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(f, "models");
+	assert_int_member(m, "llm", 1);
+	const cJSON *ts = cJSON_GetObjectItemCaseSensitive(b, "timestamp");
+	assert_recent_iso(cJSON_IsString(ts) ? ts->valuestring : NULL, before,
+			  after);
+	cJSON_Delete(b);
+	assert_row_matches_body(path, before, after);
+	char *t = path_text(path, "SELECT event_type FROM events");
+	ASSERT_STREQ(t, "instance_heartbeat");
+	free(t);
+
+	ASSERT_EQ(telespool_record_heartbeat(sp, NULL), TELESPOOL_OK);
+	b = last_body(path);
+	f = cJSON_GetObjectItemCaseSensitive(b, "features");
+	ASSERT_TRUE(cJSON_IsObject(f) && f->child == NULL);
+	cJSON_Delete(b);
+	telespool_close(sp);
+}
+
+static void test_body_surveys(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "body-survey.db");
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.instance_id = "instance_abc";
+	o.version = "v4.3.1";
+	telespool *sp = open_ok(path, &o);
+	if (sp == NULL)
+		return;
+
+	int64_t before = wall_ms();
+	ASSERT_EQ(
+	    telespool_record_survey_trigger(sp, "first_bot_response_success"),
+	    TELESPOOL_OK);
+	cJSON *b = last_body(path);
+	static const char *const kt[] = {"instance_id", "event", NULL};
+	assert_keys(b, kt);
+	assert_str_member(b, "instance_id", "instance_abc");
+	assert_str_member(b, "event", "first_bot_response_success");
+	cJSON_Delete(b);
+	assert_row_matches_body(path, before, wall_ms());
+	/* Checked at most once: the second trigger is a no-op. */
+	ASSERT_EQ(
+	    telespool_record_survey_trigger(sp, "first_bot_response_success"),
+	    TELESPOOL_OK);
+	ASSERT_STREQ(telespool_errmsg(sp), "");
+	ASSERT_EQ(path_int(path,
+			   "SELECT count(*) FROM events WHERE event_type ="
+			   " 'survey_trigger'"),
+		  1);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM survey_milestones WHERE "
+				 "event = 'first_bot_response_success'"),
+		  1);
+	ASSERT_EQ(
+	    telespool_record_survey_trigger(sp, "bot_response_success_100"),
+	    TELESPOOL_OK);
+	ASSERT_EQ(path_int(path,
+			   "SELECT count(*) FROM events WHERE event_type ="
+			   " 'survey_trigger'"),
+		  2);
+
+	ASSERT_EQ(telespool_record_survey_response(
+		      sp, "s-1",
+		      "{\"q1\": \"yes\", \"score\": 4, \"tags\": [\"a\"]}", 1),
+		  TELESPOOL_OK);
+	b = last_body(path);
+	static const char *const kr[] = {"survey_id", "instance_id", "answers",
+					 "metadata",  "completed",   NULL};
+	assert_keys(b, kr);
+	assert_str_member(b, "survey_id", "s-1");
+	assert_str_member(b, "instance_id", "instance_abc");
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(b, "answers");
+	ASSERT_TRUE(cJSON_IsObject(a));
+	assert_str_member(a, "q1", "yes");
+	assert_int_member(a, "score", 4);
+	const cJSON *md = cJSON_GetObjectItemCaseSensitive(b, "metadata");
+	static const char *const km[] = {"version", "instance_id", NULL};
+	assert_keys(md, km);
+	assert_str_member(md, "version", "v4.3.1");
+	assert_str_member(md, "instance_id", "instance_abc");
+	ASSERT_TRUE(
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b, "completed")));
+	cJSON_Delete(b);
+	assert_row_matches_body(path, before, wall_ms());
+	char *t =
+	    path_text(path, "SELECT event_type FROM events ORDER BY id DESC"
+			    " LIMIT 1");
+	ASSERT_STREQ(t, "survey_response");
+	free(t);
+
+	ASSERT_EQ(telespool_record_survey_response(sp, "s-2", "{}", 0),
+		  TELESPOOL_OK);
+	b = last_body(path);
+	ASSERT_TRUE(
+	    cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(b, "completed")));
+	cJSON_Delete(b);
+
+	ASSERT_EQ(telespool_record_survey_dismiss(sp, "s-3"), TELESPOOL_OK);
+	b = last_body(path);
+	static const char *const kd[] = {"survey_id", "instance_id", NULL};
+	assert_keys(b, kd);
+	assert_str_member(b, "survey_id", "s-3");
+	cJSON_Delete(b);
+	t = path_text(path, "SELECT event_type FROM events ORDER BY id DESC"
+			    " LIMIT 1");
+	ASSERT_STREQ(t, "survey_dismiss");
+	free(t);
+	telespool_close(sp);
+
+	ASSERT_EQ(path_int(path,
+			   "SELECT count(*) FROM surveys WHERE survey_id ="
+			   " 's-1' AND state = 'answered' AND closed_at IS"
+			   " NOT NULL"),
+		  1);
+	ASSERT_EQ(path_int(path,
+			   "SELECT count(*) FROM surveys WHERE survey_id ="
+			   " 's-3' AND state = 'dismissed'"),
+		  1);
+}
+
+static void test_pending_survey(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "pending-survey.db");
+	telespool *sp = open_ok(path, NULL);
+	if (sp == NULL)
+		return;
+	char *out = (char *)&path;
+	ASSERT_EQ(telespool_pending_survey(sp, &out), TELESPOOL_OK);
+	ASSERT_TRUE(out == NULL);
+
+	static const char s9[] = "{\"survey_id\":\"s-9\",\"title\":\"How is it "
+				 "going?\"}";
+	char sql[400];
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO surveys (survey_id, body, state, received_at) "
+		 "VALUES ('s-9', '%s', 'pending', '2025-01-01T00:00:00.000Z')",
+		 s9);
+	ASSERT_EQ(path_exec(path, sql), SQLITE_OK);
+	ASSERT_EQ(telespool_pending_survey(sp, &out), TELESPOOL_OK);
+	ASSERT_STREQ(out, s9);
+	telespool_free(out);
+
+	/* The newest of two is offered. */
+	ASSERT_EQ(path_exec(path, "INSERT INTO surveys (survey_id, body, state,"
+				  " received_at) VALUES ('s-10', "
+				  "'{\"survey_id\":\"s-10\"}', 'pending', "
+				  "'2025-02-01T00:00:00.000Z')"),
+		  SQLITE_OK);
+	ASSERT_EQ(telespool_pending_survey(sp, &out), TELESPOOL_OK);
+	ASSERT_STREQ(out, "{\"survey_id\":\"s-10\"}");
+	telespool_free(out);
+
+	ASSERT_EQ(telespool_record_survey_dismiss(sp, "s-10"), TELESPOOL_OK);
+	ASSERT_EQ(telespool_pending_survey(sp, &out), TELESPOOL_OK);
+	ASSERT_STREQ(out, s9);
+	telespool_free(out);
+
+	ASSERT_EQ(telespool_record_survey_response(sp, "s-9", "{\"q\": 1}", 1),
+		  TELESPOOL_OK);
+	out = (char *)&path;
+	ASSERT_EQ(telespool_pending_survey(sp, &out), TELESPOOL_OK);
+	ASSERT_TRUE(out == NULL);
+	ASSERT_STREQ(telespool_errmsg(sp), "");
+	telespool_close(sp);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM surveys WHERE state = "
+				 "'answered'"),
+		  1);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM surveys WHERE state = "
+				 "'dismissed'"),
+		  1);
+}
+
+/* ---- bounds: locks, events, bytes, age, disk ---- */
+
+static void check_busy(const char *path, int busy_ms)
+{
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.busy_timeout_ms = busy_ms;
+	int bound = busy_ms ? busy_ms : TELESPOOL_DEFAULT_BUSY_TIMEOUT_MS;
+	telespool *sp = open_ok(path, &o);
+	if (sp == NULL)
+		return;
+	ASSERT_EQ(record_simple(sp, "before"), TELESPOOL_OK);
+	int64_t n = count_events(path);
+
+	sqlite3 *other = raw_open(path);
+	ASSERT_EQ(raw_exec(other, "BEGIN EXCLUSIVE"), SQLITE_OK);
+
+	int64_t t0 = mono_ms();
+	ASSERT_EQ(record_simple(sp, "blocked"), TELESPOOL_EBUSY);
+	int64_t took = mono_ms() - t0;
+	ASSERT_CONTAINS(telespool_errmsg(sp), "locked");
+	if (took > bound + 200 || took < bound - 20)
+		TU_FAIL("EBUSY after %lld ms with busy_timeout_ms %d",
+			(long long)took, bound);
+	else
+		tu_passed++;
+
+	t0 = mono_ms();
+	ASSERT_EQ(telespool_record_heartbeat(sp, NULL), TELESPOOL_EBUSY);
+	took = mono_ms() - t0;
+	ASSERT_TRUE(took <= bound + 200);
+
+	/* Opening an existing spool needs no write lock. */
+	t0 = mono_ms();
+	telespool *sp2 = NULL;
+	ASSERT_EQ(telespool_open(&sp2, path, &o), TELESPOOL_OK);
+	ASSERT_TRUE(mono_ms() - t0 <= 2 * bound + 200);
+	telespool_close(sp2);
+
+	/* Readers are not blocked, and nothing was half-stored. */
+	ASSERT_EQ(count_events(path), n);
+	ASSERT_EQ(raw_exec(other, "COMMIT"), SQLITE_OK);
+	sqlite3_close(other);
+
+	ASSERT_EQ(record_simple(sp, "after"), TELESPOOL_OK);
+	ASSERT_STREQ(telespool_errmsg(sp), "");
+	ASSERT_EQ(count_events(path), n + 1);
+	telespool_close(sp);
+}
+
+static void test_busy(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "busy.db");
+	check_busy(path, 0);
+	check_busy(path, 50);
+	check_busy(path, 400);
+}
+
+static void test_max_events(void)
+{
+	char path[600], qid[32];
+	path_in(path, sizeof(path), "max-events.db");
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.max_events = 100;
+	telespool *sp = open_ok(path, &o);
+	if (sp == NULL)
+		return;
+	for (int i = 0; i < 150; i++) {
+		snprintf(qid, sizeof(qid), "q%d", i);
+		if (record_simple(sp, qid) != TELESPOOL_OK)
+			TU_FAIL("record %d: %s", i, telespool_errmsg(sp));
+	}
+	ASSERT_EQ(count_events(path), 100);
+	ASSERT_EQ(drops_of(path, "evicted_max_events"), 50);
+	char *first = path_text(path, "SELECT query_id FROM events ORDER BY id "
+				      "LIMIT 1");
+	char *last = path_text(path, "SELECT query_id FROM events ORDER BY id "
+				     "DESC LIMIT 1");
+	ASSERT_STREQ(first, "q50");
+	ASSERT_STREQ(last, "q149");
+	free(first);
+	free(last);
+	ASSERT_EQ(path_int(path, "SELECT events FROM spool_totals"), 100);
+	ASSERT_EQ(path_int(path, "SELECT bytes = (SELECT sum(size) FROM events)"
+				 " FROM spool_totals"),
+		  1);
+
+	/* Delivered copies go before anything pending: claim q50..q79, keep
+	 * q50..q69 pending, mark q70..q79 sent, then record 10 more. */
+	telespool__batch b;
+	int64_t now = wall_ms() + 1000;
+	ASSERT_EQ(telespool__claim(sp, now, 60000, 86400000, 0, 30, &b),
+		  TELESPOOL_OK);
+	ASSERT_EQ(b.n, 30);
+	telespool__outcome oc[30];
+	memset(oc, 0, sizeof(oc));
+	for (size_t i = 0; i < b.n && i < 30; i++) {
+		oc[i].id = b.items[i].id;
+		oc[i].verdict = i < 20 ? TELESPOOL__RELEASE : TELESPOOL__SENT;
+	}
+	ASSERT_EQ(telespool__finish(sp, oc, b.n, now), TELESPOOL_OK);
+	telespool__batch_free(&b);
+	for (int i = 150; i < 160; i++) {
+		snprintf(qid, sizeof(qid), "q%d", i);
+		ASSERT_EQ(record_simple(sp, qid), TELESPOOL_OK);
+	}
+	telespool_close(sp);
+	ASSERT_EQ(count_events(path), 100);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM events WHERE state = "
+				 "'sent'"),
+		  0);
+	first =
+	    path_text(path, "SELECT query_id FROM events ORDER BY id LIMIT 1");
+	ASSERT_STREQ(first, "q50");
+	free(first);
+	ASSERT_EQ(path_int(path,
+			   "SELECT count(*) FROM events WHERE query_id IN "
+			   "('q69', 'q80', 'q159')"),
+		  3);
+	/* Sent copies were delivered: evicting them is not a drop. */
+	ASSERT_EQ(drops_of(path, "evicted_max_events"), 50);
+}
+
+static void test_max_bytes(void)
+{
+	char path[600], qid[32];
+	path_in(path, sizeof(path), "max-bytes.db");
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.max_bytes = 2 * 65536;
+	telespool *sp = open_ok(path, &o);
+	if (sp == NULL)
+		return;
+	char *tb = traceback_text(20000);
+	int over = 0;
+	for (int i = 0; i < 30; i++) {
+		snprintf(qid, sizeof(qid), "b%d", i);
+		if (record_with_error(sp, qid, tb) != TELESPOOL_OK)
+			TU_FAIL("record %d: %s", i, telespool_errmsg(sp));
+		if (path_int(path, "SELECT sum(size) FROM events") >
+		    o.max_bytes)
+			over++;
+	}
+	ASSERT_EQ(over, 0);
+	int64_t kept = count_events(path);
+	ASSERT_TRUE(kept >= 1 && kept < 30);
+	ASSERT_EQ(drops_of(path, "evicted_max_bytes") + kept, 30);
+	char *last = path_text(path, "SELECT query_id FROM events ORDER BY id "
+				     "DESC LIMIT 1");
+	ASSERT_STREQ(last, "b29");
+	free(last);
+	ASSERT_EQ(path_int(path, "SELECT bytes = (SELECT sum(size) FROM events)"
+				 " FROM spool_totals"),
+		  1);
+
+	/* The largest possible event still fits alone. */
+	char *huge = traceback_text(300000);
+	ASSERT_EQ(record_with_error(sp, "huge", huge), TELESPOOL_OK);
+	ASSERT_TRUE(path_int(path, "SELECT sum(size) FROM events") <=
+		    o.max_bytes);
+	ASSERT_TRUE(path_int(path, "SELECT max(length(body)) FROM events") <=
+		    65536);
+	free(huge);
+	free(tb);
+	telespool_close(sp);
+}
+
+static void test_max_age(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "max-age.db");
+	telespool *sp = open_ok(path, NULL);
+	telespool_close(sp);
+
+	/* Ten events recorded three days ago, before this handle opened. */
+	char old[32];
+	telespool__iso(wall_ms() - 3LL * 86400000, old);
+	for (int i = 0; i < 10; i++) {
+		char sql[600];
+		snprintf(
+		    sql, sizeof(sql),
+		    "INSERT INTO events (event_id, event_type, body, "
+		    "next_attempt_at, created_at, size) VALUES "
+		    "('00000000-0000-4000-8000-%012d', 'query', '{}', '%s', "
+		    "'%s', 100)",
+		    i, old, old);
+		ASSERT_EQ(path_exec(path, sql), SQLITE_OK);
+	}
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.max_age_days = 1;
+	sp = open_ok(path, &o);
+	if (sp == NULL)
+		return;
+	for (int i = 0; i < 70; i++)
+		ASSERT_EQ(record_simple(sp, "new"), TELESPOOL_OK);
+	ASSERT_EQ(drops_of(path, "evicted_max_age"), 10);
+	ASSERT_EQ(count_events(path), 70);
+	ASSERT_EQ(path_int(path,
+			   "SELECT count(*) FROM events WHERE created_at <"
+			   " strftime('%Y-%m-%dT%H:%M:%fZ', 'now', "
+			   "'-1 day')"),
+		  0);
+	ASSERT_EQ(path_int(path, "SELECT events FROM spool_totals"), 70);
+
+	/* Sent copies are not "evicted by age" (retention is the uploader's
+	 * business), even when old. */
+	ASSERT_EQ(path_exec(path,
+			    "UPDATE events SET state = 'sent', created_at ="
+			    " '2000-01-01T00:00:00.000Z' WHERE id IN "
+			    "(SELECT id FROM events ORDER BY id LIMIT 5)"),
+		  SQLITE_OK);
+	for (int i = 0; i < 70; i++)
+		ASSERT_EQ(record_simple(sp, "newer"), TELESPOOL_OK);
+	ASSERT_EQ(drops_of(path, "evicted_max_age"), 10);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM events WHERE state = "
+				 "'sent'"),
+		  5);
+	telespool_close(sp);
+}
+
+/* In a child: a file size limit stands in for a full disk. */
+static void full_disk_child(const char *path)
+{
+	signal(SIGXFSZ, SIG_IGN);
+	telespool *sp = open_ok(path, NULL);
+	if (sp == NULL)
+		return;
+	ASSERT_EQ(record_simple(sp, "first"), TELESPOOL_OK);
+
+	struct rlimit saved, lim;
+	getrlimit(RLIMIT_FSIZE, &saved);
+	lim = saved;
+	lim.rlim_cur = 512 * 1024;
+	if (setrlimit(RLIMIT_FSIZE, &lim) != 0) {
+		TU_FAIL("setrlimit: %s", strerror(errno));
+		telespool_close(sp);
+		return;
+	}
+	char *tb = traceback_text(16000);
+	int rc = TELESPOOL_OK, i;
+	for (i = 0; i < 500 && rc == TELESPOOL_OK; i++)
+		rc = record_with_error(sp, "fill", tb);
+	ASSERT_EQ(rc, TELESPOOL_EFULL);
+	ASSERT_CONTAINS(telespool_errmsg(sp), "full");
+	int64_t stored = count_events(path);
+	ASSERT_EQ(record_with_error(sp, "again", tb), TELESPOOL_EFULL);
+	ASSERT_EQ(count_events(path), stored); /* nothing half-stored */
+
+	setrlimit(RLIMIT_FSIZE, &saved);
+	ASSERT_EQ(record_simple(sp, "room again"), TELESPOOL_OK);
+	ASSERT_STREQ(telespool_errmsg(sp), "");
+	ASSERT_EQ(record_simple(sp, "and again"), TELESPOOL_OK);
+	telespool_close(sp);
+	ASSERT_EQ(drops_of(path, "disk_full"), 2);
+	ASSERT_EQ(count_events(path), stored + 2);
+	free(tb);
+}
+
+static void test_full_disk(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "full.db");
+	in_child(full_disk_child, path);
+}
+
+/* ---- --make-sample ---- */
+
+static int make_sample(const char *path)
+{
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.instance_id = "instance_7d9e3c2a-1b4f-4e8d-a6c5-0f1e2d3c4b5a";
+	o.version = "v4.3.1";
+	o.max_events = 40;
+	telespool *sp = NULL;
+	int rc = telespool_open(&sp, path, &o);
+	if (rc != TELESPOOL_OK) {
+		fprintf(stderr, "open %s: %s\n", path, telespool_open_errmsg());
+		return 1;
+	}
+	static const char *const adapters[] = {
+	    "TelegramAdapter", "AiocqhttpAdapter", "DiscordAdapter"};
+	static const char *const models[] = {"gpt-4o", "deepseek-chat"};
+	const char *plugins[] = {"WebSearch", "Memory"};
+	char qid[32];
+	for (int i = 0; i < 45 && rc == TELESPOOL_OK; i++) {
+		telespool_query q = TELESPOOL_QUERY_INIT;
+		snprintf(qid, sizeof(qid), "sample-q%02d", i);
+		q.query_id = qid;
+		q.adapter = adapters[i % 3];
+		q.runner = i % 4 ? "local-agent" : "dify-service-api";
+		q.model_name = models[i % 2];
+		q.duration_ms = 100 + 37 * i;
+		q.pipeline_plugins = plugins;
+		q.n_pipeline_plugins = (size_t)(i % 3);
+		if (i % 7 == 3)
+			q.error = "Traceback (most recent call last):\n  File "
+				  "\"pkg/runner.py\", line 88, in run\n"
+				  "TimeoutError: upstream timed out\n";
+		rc = telespool_record_query(sp, &q);
+	}
+	if (rc == TELESPOOL_OK)
+		rc = telespool_record_heartbeat(
+		    sp, "{\"bots\": 2, \"pipelines\": 1}");
+	if (rc == TELESPOOL_OK)
+		rc = telespool_record_survey_trigger(
+		    sp, "first_bot_response_success");
+
+	/* One upload run: 10 sent, 3 retried, 2 dead. */
+	int64_t now = wall_ms(), run_id = 0;
+	telespool__batch b = {NULL, 0};
+	if (rc == TELESPOOL_OK)
+		rc = telespool__run_start(sp, now, &run_id);
+	if (rc == TELESPOOL_OK)
+		rc = telespool__claim(sp, now, 60000, 86400000, 0, 15, &b);
+	telespool__outcome oc[15];
+	memset(oc, 0, sizeof(oc));
+	for (size_t i = 0; i < b.n && i < 15; i++) {
+		oc[i].id = b.items[i].id;
+		if (i < 10) {
+			oc[i].verdict = TELESPOOL__SENT;
+		} else if (i < 13) {
+			oc[i].verdict = TELESPOOL__RETRY;
+			oc[i].next_attempt_ms = now + 60000;
+			oc[i].last_error = "HTTP 503 from /api/v1/telemetry";
+		} else {
+			oc[i].verdict = TELESPOOL__DEAD;
+			oc[i].last_error =
+			    "HTTP 400 from /api/v1/telemetry: bad event";
+			oc[i].drop_reason = "rejected";
+		}
+	}
+	if (rc == TELESPOOL_OK)
+		rc = telespool__finish(sp, oc, b.n, now);
+	telespool__batch_free(&b);
+	telespool__run r = {
+	    10, 3, 2, 0, "retry_later", "sent 10, 3 to retry, 2 rejected"};
+	if (rc == TELESPOOL_OK)
+		rc = telespool__run_end(sp, run_id, now + 500, &r);
+	if (rc != TELESPOOL_OK)
+		fprintf(stderr, "sample: %s: %s\n", telespool_strerror(rc),
+			telespool_errmsg(sp));
+	telespool_close(sp);
+	return rc == TELESPOOL_OK ? 0 : 1;
+}
+
+/* ---- main ---- */
+
+static const struct {
+	const char *name;
+	void (*fn)(void);
+} tests[] = {
+    {"version_and_texts", test_version_and_texts},
+    {"open_arguments", test_open_arguments},
+    {"open_defaults", test_open_defaults},
+    {"open_modes_and_reopen", test_open_modes_and_reopen},
+    {"migrations_fresh", test_migrations_fresh},
+    {"schema_newer", test_schema_newer},
+    {"corrupt_refused", test_corrupt_refused},
+    {"corrupt_moved_aside", test_corrupt_moved_aside},
+    {"open_bad_paths", test_open_bad_paths},
+    {"concurrent_first_open", test_concurrent_first_open},
+    {"record_einval", test_record_einval},
+    {"json_trailing_garbage", test_json_trailing_garbage},
+    {"disabled", test_disabled},
+    {"body_query", test_body_query},
+    {"event_ids", test_event_ids},
+    {"redacted_end_to_end", test_redacted_end_to_end},
+    {"body_caps", test_body_caps},
+    {"body_heartbeat", test_body_heartbeat},
+    {"body_surveys", test_body_surveys},
+    {"pending_survey", test_pending_survey},
+    {"busy", test_busy},
+    {"max_events", test_max_events},
+    {"max_bytes", test_max_bytes},
+    {"max_age", test_max_age},
+    {"full_disk", test_full_disk},
+};
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "--make-sample") == 0)
+		return make_sample(argv[2]);
+	make_dir();
+	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		int wanted = argc < 2;
+		for (int a = 1; a < argc; a++)
+			wanted |= strcmp(argv[a], tests[i].name) == 0;
+		if (!wanted)
+			continue;
+		int failed = tu_failed;
+		printf("-- %s\n", tests[i].name);
+		fflush(stdout);
+		tests[i].fn();
+		if (tu_failed != failed)
+			printf("   FAILED: %s\n", tests[i].name);
+	}
+	if (tu_failed == 0)
+		rm_rf(g_dir);
+	else
+		printf("files kept in %s\n", g_dir);
+	return TEST_REPORT();
+}
