@@ -465,6 +465,24 @@ static int dry_run(struct run *r)
 	return TSU_EXIT_OK;
 }
 
+static int start_http(struct run *r)
+{
+	tsu_http_options ho = {0};
+	char ua[64];
+
+	snprintf(ua, sizeof(ua), "telespool/%s", TELESPOOL_UPLOAD_VERSION);
+	ho.user_agent = ua;
+	const char *token = getenv("LANGBOT_TELEMETRY_INGEST_TOKEN");
+	ho.token = token && token[0] ? token : NULL;
+	ho.cacert = r->o->cacert;
+	ho.max_in_flight = r->o->max_in_flight;
+	ho.verbose = r->o->verbose;
+	if (tsu_http_new(&r->http, &ho) != 0)
+		return -1;
+	tsu_http_set_check(r->http, must_stop, r);
+	return 0;
+}
+
 /* The batches.  Returns an exit code. */
 static int drain(struct run *r)
 {
@@ -484,22 +502,8 @@ static int drain(struct run *r)
 		probe = gate(r, KEY_DOWN_UNTIL, now) != 0;
 	}
 
-	tsu_http_options ho = {0};
-	char ua[64];
-	snprintf(ua, sizeof(ua), "telespool/%s", TELESPOOL_UPLOAD_VERSION);
-	ho.user_agent = ua;
-	const char *token = getenv("LANGBOT_TELEMETRY_INGEST_TOKEN");
-	ho.token = token && token[0] ? token : NULL;
-	ho.cacert = r->o->cacert;
-	ho.max_in_flight = r->o->max_in_flight;
-	ho.verbose = r->o->verbose;
-	if (tsu_http_new(&r->http, &ho) != 0) {
-		snprintf(r->detail, sizeof(r->detail), "cannot set up libcurl");
-		r->rec.outcome = "error";
-		return TSU_EXIT_ERROR;
-	}
-	tsu_http_set_check(r->http, must_stop, r);
-
+	/* libcurl is set up only once there is something to send, so that an
+	 * idle run (the common case under cron) costs a few milliseconds. */
 	/* The first batch of a run is small: if Space is down we learn it
 	 * from a handful of requests, not from a hundred timeouts. */
 	int first = 1;
@@ -527,6 +531,21 @@ static int drain(struct run *r)
 		}
 		if (b.n == 0)
 			break;
+		if (r->http == NULL && start_http(r) != 0) {
+			telespool__outcome *rel = calloc(b.n, sizeof(*rel));
+			for (size_t i = 0; rel && i < b.n; i++) {
+				rel[i].id = b.items[i].id;
+				rel[i].verdict = TELESPOOL__RELEASE;
+				rel[i].lease_until = b.items[i].lease_until;
+			}
+			if (rel)
+				telespool__finish(r->sp, rel, b.n, telespool__now_ms());
+			free(rel);
+			telespool__batch_free(&b);
+			snprintf(r->detail, sizeof(r->detail), "cannot set up libcurl");
+			r->rec.outcome = "error";
+			return TSU_EXIT_ERROR;
+		}
 		int go = send_batch(r, &b);
 		telespool__batch_free(&b);
 		if (go < 0) {
