@@ -142,12 +142,18 @@ static int is_keystar(unsigned char c)
 static int is_bearer_ch(unsigned char c)
 {
 	return is_keystar(c) || c == '.' || c == '~' || c == '+' || c == '/' ||
-	       c == '=';
+	       c == '=' || c == ':';
 }
 
 static unsigned char lower(unsigned char c)
 {
 	return is_upper(c) ? (unsigned char)(c | 0x20) : c;
+}
+
+/* Whether c is one of the bytes of the literal set (never NUL). */
+static int in_set(unsigned char c, const char *set)
+{
+	return c != 0 && strchr(set, c) != NULL;
 }
 
 /* Case-insensitive compare of n bytes with a lower-case literal. */
@@ -173,14 +179,14 @@ static int ci_same(const unsigned char *a, const unsigned char *b, size_t n)
 }
 
 static int has_prefix(const unsigned char *s, size_t n, size_t p,
-                      const char *lit, size_t l)
+		      const char *lit, size_t l)
 {
 	return n - p >= l && memcmp(s + p, lit, l) == 0;
 }
 
 /* End of the run of bytes that pred accepts, starting at p. */
 static size_t run_end(const unsigned char *s, size_t n, size_t p,
-                      int (*pred)(unsigned char))
+		      int (*pred)(unsigned char))
 {
 	while (p < n && pred(s[p]))
 		p++;
@@ -189,7 +195,7 @@ static size_t run_end(const unsigned char *s, size_t n, size_t p,
 
 /* Same, but never looks at more than max bytes. */
 static size_t run_end_max(const unsigned char *s, size_t n, size_t p,
-                          int (*pred)(unsigned char), size_t max)
+			  int (*pred)(unsigned char), size_t max)
 {
 	size_t lim = n - p > max ? p + max : n;
 
@@ -214,8 +220,7 @@ static int has_digit(const unsigned char *s, size_t b, size_t e)
  * A malformed sequence becomes one U+FFFD per maximal subpart, as Python's
  * decode(errors="replace") does, so LangBot and the spool agree.
  */
-static size_t clean_bytes(char *dst, const unsigned char *s, size_t n,
-                          int text)
+static size_t clean_bytes(char *dst, const unsigned char *s, size_t n, int text)
 {
 	size_t i = 0, o = 0, k, need;
 	unsigned char c, lo, hi;
@@ -247,7 +252,8 @@ static size_t clean_bytes(char *dst, const unsigned char *s, size_t n,
 			else if (c == 0xf4)
 				hi = 0x8f; /* above U+10FFFF */
 		} else {
-			need = 0; /* stray continuation, C0/C1 overlong, F5..FF */
+			need =
+			    0; /* stray continuation, C0/C1 overlong, F5..FF */
 		}
 		for (k = 1; need && k <= need && i + k < n; k++) {
 			if (s[i + k] < lo || s[i + k] > hi)
@@ -283,10 +289,10 @@ static size_t ws_at(const unsigned char *p, size_t n)
 	if (p[0] == 0xe2 && p[1] == 0x80 &&
 	    (p[2] <= 0x8b || p[2] == 0xa8 || p[2] == 0xa9 || p[2] == 0xaf))
 		return 3; /* U+2000..U+200B, U+2028, U+2029, U+202F */
-	if ((p[0] == 0xe2 && p[1] == 0x81 && p[2] == 0x9f) ||  /* U+205F */
-	    (p[0] == 0xe3 && p[1] == 0x80 && p[2] == 0x80) ||  /* U+3000 */
-	    (p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf) ||  /* U+FEFF */
-	    (p[0] == 0xe1 && p[1] == 0x9a && p[2] == 0x80))    /* U+1680 */
+	if ((p[0] == 0xe2 && p[1] == 0x81 && p[2] == 0x9f) || /* U+205F */
+	    (p[0] == 0xe3 && p[1] == 0x80 && p[2] == 0x80) || /* U+3000 */
+	    (p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf) || /* U+FEFF */
+	    (p[0] == 0xe1 && p[1] == 0x9a && p[2] == 0x80))   /* U+1680 */
 		return 3;
 	return 0;
 }
@@ -310,9 +316,9 @@ struct red {
 	size_t n;
 	size_t from; /* first input byte not yet copied out */
 	struct sbuf *out;
-	size_t jwt_fail;  /* no JWT starts before this offset */
-	size_t auth_end;  /* end of the last URL authority scanned */
-	size_t auth_at;   /* its last '@', or SIZE_MAX */
+	size_t jwt_fail; /* no JWT starts before this offset */
+	size_t auth_end; /* end of the last URL authority scanned */
+	size_t auth_at;  /* its last '@', or SIZE_MAX */
 };
 
 /* Replaces s[b..e) with a placeholder; returns e, where the walk goes on. */
@@ -345,8 +351,8 @@ static size_t pem_label(const unsigned char *s, size_t n, size_t p, int *priv)
 {
 	size_t q = p, k;
 
-	while (q < n && q - p <= 48 && (is_upper(s[q]) || is_digit(s[q]) ||
-	                                s[q] == ' '))
+	while (q < n && q - p <= 48 &&
+	       (is_upper(s[q]) || is_digit(s[q]) || s[q] == ' '))
 		q++;
 	if (!has_prefix(s, n, q, "-----", 5))
 		return 0;
@@ -402,13 +408,7 @@ static size_t try_private_key(struct red *r, size_t i)
 
 static int auth_term(unsigned char c)
 {
-	switch (c) {
-	case ' ': case '\t': case '\n': case '/': case '?': case '#': case '"':
-	case '\'': case '`': case '<': case '>': case '\\': case '[': case ']':
-	case '{': case '}': case '|': case '^':
-		return 1;
-	}
-	return 0;
+	return in_set(c, " \t\n/?#\"'`<>\\[]{}|^");
 }
 
 static size_t try_url_auth(struct red *r, size_t i)
@@ -422,7 +422,8 @@ static size_t try_url_auth(struct red *r, size_t i)
 	if (p >= r->auth_end) {
 		for (k = p; k < r->n && !auth_term(s[k]); k++)
 			if (s[k] == '@')
-				at = k; /* the last '@': passwords may hold one */
+				at =
+				    k; /* the last '@': passwords may hold one */
 		r->auth_end = k;
 		r->auth_at = at;
 	}
@@ -460,7 +461,8 @@ static size_t try_email(struct red *r, size_t i)
 		if (l == e)
 			break;
 		e = l;
-		if (e - i > 255 || e + 1 >= n || s[e] != '.' || !is_alnum(s[e + 1]))
+		if (e - i > 255 || e + 1 >= n || s[e] != '.' ||
+		    !is_alnum(s[e + 1]))
 			break;
 		dot = e++;
 	}
@@ -474,13 +476,26 @@ static size_t try_email(struct red *r, size_t i)
 
 /* Python names that follow '@' in a source line: decorators, not people. */
 static const char *const decorators[] = {
-	"property", "staticmethod", "classmethod", "dataclass", "abstractmethod",
-	"override", "overload", "wraps", "cache", "lru_cache", "cached_property",
-	"contextmanager", "asynccontextmanager", "pytest", "app", "router",
+    "property",
+    "staticmethod",
+    "classmethod",
+    "dataclass",
+    "abstractmethod",
+    "override",
+    "overload",
+    "wraps",
+    "cache",
+    "lru_cache",
+    "cached_property",
+    "contextmanager",
+    "asynccontextmanager",
+    "pytest",
+    "app",
+    "router",
 };
 
-static int word_in(const unsigned char *s, size_t len,
-                   const char *const *set, size_t count);
+static int word_in(const unsigned char *s, size_t len, const char *const *set,
+		   size_t count);
 
 /* "@alice_tg": a Telegram (or other platform) handle in a message. */
 static size_t try_mention(struct red *r, size_t i)
@@ -498,7 +513,7 @@ static size_t try_mention(struct red *r, size_t i)
 	if (e < n && (s[e] == '/' || s[e] == '(' || s[e] == '.' || s[e] == '@'))
 		return 0;
 	if (word_in(s + i + 1, e - (i + 1), decorators,
-	            sizeof decorators / sizeof decorators[0]))
+		    sizeof decorators / sizeof decorators[0]))
 		return 0;
 	return emit(r, i + 1, e, "user");
 }
@@ -529,8 +544,8 @@ static size_t try_user_quoted(struct red *r, size_t i)
 /* -- key = value -- */
 
 #define KW_SUFFIX 0 /* the key ends with the word: OPENAI_API_KEY= */
-#define KW_EXACT 1  /* the key is the word */
-#define KW_QUERY 2  /* the key is the word, in a URL query (?key=, &sig=) */
+#define KW_EXACT  1 /* the key is the word */
+#define KW_QUERY  2 /* the key is the word, in a URL query (?key=, &sig=) */
 
 struct keyword {
 	const char *word; /* lower case */
@@ -539,82 +554,85 @@ struct keyword {
 	const char *kind;
 };
 
-#define KW(w, how, kind) { w, sizeof(w) - 1, how, kind }
+#define KW(w, how, kind)                                                       \
+	{                                                                      \
+		w, sizeof(w) - 1, how, kind                                    \
+	}
 
 static const struct keyword keywords[] = {
-	KW("password", KW_SUFFIX, "password"),
-	KW("passwd", KW_SUFFIX, "password"),
-	KW("passphrase", KW_SUFFIX, "password"),
-	KW("pwd", KW_SUFFIX, "password"),
-	KW("secret", KW_SUFFIX, "secret"),
-	KW("secret_key", KW_SUFFIX, "secret"),
-	KW("secretkey", KW_SUFFIX, "secret"),
-	KW("cookie", KW_SUFFIX, "secret"),
-	KW("signature", KW_SUFFIX, "secret"),
-	KW("sig", KW_QUERY, "secret"),
-	KW("sign", KW_QUERY, "secret"),
-	KW("token", KW_SUFFIX, "token"),
-	KW("api_key", KW_SUFFIX, "api_key"),
-	KW("apikey", KW_SUFFIX, "api_key"),
-	KW("api-key", KW_SUFFIX, "api_key"),
-	KW("access_key", KW_SUFFIX, "api_key"),
-	KW("accesskey", KW_SUFFIX, "api_key"),
-	KW("accountkey", KW_SUFFIX, "api_key"),
-	KW("private_key", KW_SUFFIX, "private_key"),
-	KW("key", KW_QUERY, "api_key"),
-	KW("authorization", KW_SUFFIX, "authorization"),
-	/* who: platform account names and ids in event reprs */
-	KW("username", KW_SUFFIX, "user"),
-	KW("user_name", KW_SUFFIX, "user"),
-	KW("nickname", KW_SUFFIX, "user"),
-	KW("first_name", KW_SUFFIX, "user"),
-	KW("last_name", KW_SUFFIX, "user"),
-	KW("full_name", KW_SUFFIX, "user"),
-	KW("display_name", KW_SUFFIX, "user"),
-	KW("card", KW_EXACT, "user"),
-	KW("user", KW_EXACT, "user"),
-	KW("user_id", KW_SUFFIX, "id"),
-	KW("userid", KW_SUFFIX, "id"),
-	KW("chat_id", KW_SUFFIX, "id"),
-	KW("chatid", KW_SUFFIX, "id"),
-	KW("group_id", KW_SUFFIX, "id"),
-	KW("groupid", KW_SUFFIX, "id"),
-	KW("sender_id", KW_SUFFIX, "id"),
-	KW("senderid", KW_SUFFIX, "id"),
-	KW("open_id", KW_SUFFIX, "id"),
-	KW("openid", KW_SUFFIX, "id"),
-	KW("union_id", KW_SUFFIX, "id"),
-	KW("unionid", KW_SUFFIX, "id"),
-	KW("staff_id", KW_SUFFIX, "id"),
-	KW("staffid", KW_SUFFIX, "id"),
-	KW("fromusername", KW_SUFFIX, "id"),
-	KW("tousername", KW_SUFFIX, "id"),
-	KW("corpid", KW_SUFFIX, "id"),
-	KW("phone", KW_SUFFIX, "phone"),
-	KW("mobile", KW_SUFFIX, "phone"),
-	/* what: message content in event and request reprs */
-	KW("text", KW_EXACT, "text"),
-	KW("content", KW_EXACT, "text"),
-	KW("raw_message", KW_EXACT, "text"),
-	KW("caption", KW_EXACT, "text"),
-	KW("prompt", KW_EXACT, "text"),
+    KW("password", KW_SUFFIX, "password"),
+    KW("passwd", KW_SUFFIX, "password"),
+    KW("passphrase", KW_SUFFIX, "password"),
+    KW("pwd", KW_SUFFIX, "password"),
+    KW("secret", KW_SUFFIX, "secret"),
+    KW("secret_key", KW_SUFFIX, "secret"),
+    KW("secretkey", KW_SUFFIX, "secret"),
+    KW("cookie", KW_SUFFIX, "secret"),
+    KW("signature", KW_SUFFIX, "secret"),
+    KW("sig", KW_QUERY, "secret"),
+    KW("sign", KW_QUERY, "secret"),
+    KW("token", KW_SUFFIX, "token"),
+    KW("api_key", KW_SUFFIX, "api_key"),
+    KW("apikey", KW_SUFFIX, "api_key"),
+    KW("api-key", KW_SUFFIX, "api_key"),
+    KW("access_key", KW_SUFFIX, "api_key"),
+    KW("accesskey", KW_SUFFIX, "api_key"),
+    KW("accountkey", KW_SUFFIX, "api_key"),
+    KW("private_key", KW_SUFFIX, "private_key"),
+    KW("key", KW_QUERY, "api_key"),
+    KW("authorization", KW_SUFFIX, "authorization"),
+    /* who: platform account names and ids in event reprs */
+    KW("username", KW_SUFFIX, "user"),
+    KW("user_name", KW_SUFFIX, "user"),
+    KW("nickname", KW_SUFFIX, "user"),
+    KW("first_name", KW_SUFFIX, "user"),
+    KW("last_name", KW_SUFFIX, "user"),
+    KW("full_name", KW_SUFFIX, "user"),
+    KW("display_name", KW_SUFFIX, "user"),
+    KW("card", KW_EXACT, "user"),
+    KW("user", KW_EXACT, "user"),
+    KW("user_id", KW_SUFFIX, "id"),
+    KW("userid", KW_SUFFIX, "id"),
+    KW("chat_id", KW_SUFFIX, "id"),
+    KW("chatid", KW_SUFFIX, "id"),
+    KW("group_id", KW_SUFFIX, "id"),
+    KW("groupid", KW_SUFFIX, "id"),
+    KW("sender_id", KW_SUFFIX, "id"),
+    KW("senderid", KW_SUFFIX, "id"),
+    KW("open_id", KW_SUFFIX, "id"),
+    KW("openid", KW_SUFFIX, "id"),
+    KW("union_id", KW_SUFFIX, "id"),
+    KW("unionid", KW_SUFFIX, "id"),
+    KW("staff_id", KW_SUFFIX, "id"),
+    KW("staffid", KW_SUFFIX, "id"),
+    KW("fromusername", KW_SUFFIX, "id"),
+    KW("tousername", KW_SUFFIX, "id"),
+    KW("corpid", KW_SUFFIX, "id"),
+    KW("phone", KW_SUFFIX, "phone"),
+    KW("mobile", KW_SUFFIX, "phone"),
+    /* what: message content in event and request reprs */
+    KW("text", KW_EXACT, "text"),
+    KW("content", KW_EXACT, "text"),
+    KW("raw_message", KW_EXACT, "text"),
+    KW("caption", KW_EXACT, "text"),
+    KW("prompt", KW_EXACT, "text"),
 };
 
 /* Words that, as a whole unquoted value, are code and not a secret. */
 static const char *const code_words[] = {
-	"None", "True", "False", "null", "true", "false", "nil", "undefined",
-	"NULL", "none", "await", "self", "cls", "lambda", "not", "yield",
-	"YES", "NO", /* MySQL: "(using password: YES)" */
+    "None",      "True",  "False", "null",  "true", "false", "nil",
+    "undefined", "NULL",  "none",  "await", "self", "cls",   "lambda",
+    "not",       "yield", "YES",   "NO", /* MySQL: "(using password: YES)" */
 };
 
 /* Type names after "key:" in a signature or a dataclass. */
 static const char *const type_words[] = {
-	"str", "bytes", "int", "float", "bool", "dict", "list", "Any",
-	"Optional", "Union", "SecretStr", "Dict", "List", "typing",
+    "str", "bytes",    "int",   "float",     "bool", "dict", "list",
+    "Any", "Optional", "Union", "SecretStr", "Dict", "List", "typing",
 };
 
-static int word_in(const unsigned char *s, size_t len,
-                   const char *const *set, size_t count)
+static int word_in(const unsigned char *s, size_t len, const char *const *set,
+		   size_t count)
 {
 	size_t k;
 
@@ -636,29 +654,18 @@ static int is_dotted(unsigned char c)
 
 static int value_term(unsigned char c)
 {
-	switch (c) {
-	case ' ': case '\t': case '\n': case ',': case ';': case '&': case ')':
-	case '}': case ']': case '"': case '\'': case '`': case '<': case '>':
-	case '#':
-		return 1;
-	}
-	return 0;
+	return in_set(c, " \t\n,;&)}]\"'`<>#");
 }
 
 /* An Authorization value runs to the end of the header, spaces and all. */
 static int auth_value_term(unsigned char c)
 {
-	switch (c) {
-	case '\n': case '"': case '\'': case '`': case ',': case ';': case '}':
-	case ')': case ']': case '<': case '>':
-		return 1;
-	}
-	return 0;
+	return in_set(c, "\n\"'`,;})]<>");
 }
 
 /* The keyword that the key s[kb..ke) names, or NULL. */
 static const struct keyword *match_key(const unsigned char *s, size_t kb,
-                                       size_t ke, int whole)
+				       size_t ke, int whole)
 {
 	size_t k, len = ke - kb;
 	unsigned char last = lower(s[ke - 1]);
@@ -666,7 +673,8 @@ static const struct keyword *match_key(const unsigned char *s, size_t kb,
 
 	for (k = 0; k < sizeof keywords / sizeof keywords[0]; k++) {
 		kw = &keywords[k];
-		if ((unsigned char)kw->word[kw->len - 1] != last || kw->len > len)
+		if ((unsigned char)kw->word[kw->len - 1] != last ||
+		    kw->len > len)
 			continue;
 		if (kw->how != KW_SUFFIX && (kw->len != len || !whole))
 			continue;
@@ -723,14 +731,14 @@ static size_t try_assign(struct red *r, size_t i)
 		v++;
 	if (v >= n || s[v] == '\n')
 		return 0;
-	if (v + 1 < n && (s[v + 1] == '"' || s[v + 1] == '\'') &&
+	if (v + 1 < n && (s[v + 1] == '"' || s[v + 1] == '\'') && s[v] &&
 	    strchr("bBrRuUfF", s[v]) != NULL)
 		v++; /* b'...', f"..." */
 	if (s[v] == '"' || s[v] == '\'' || s[v] == '`') {
 		quote = s[v];
 		vb = v + 1;
 	} else if (s[v] == '\\' && v + 1 < n &&
-	           (s[v + 1] == '"' || s[v + 1] == '\'')) {
+		   (s[v + 1] == '"' || s[v + 1] == '\'')) {
 		quote = s[v + 1]; /* JSON inside a quoted string: \"...\" */
 		esc = 1;
 		vb = v + 2;
@@ -761,10 +769,12 @@ static size_t try_assign(struct red *r, size_t i)
 				return 0; /* a call or a subscript */
 			if ((w == n || value_term(s[w])) &&
 			    (word_in(s + vb, w - vb, code_words,
-			             sizeof code_words / sizeof code_words[0]) ||
+				     sizeof code_words /
+					 sizeof code_words[0]) ||
 			     (s[i] == ':' &&
 			      word_in(s + vb, w - vb, type_words,
-			              sizeof type_words / sizeof type_words[0]))))
+				      sizeof type_words /
+					  sizeof type_words[0]))))
 				return 0;
 			while (c > vb && s[c - 1] != '.')
 				c--;
@@ -776,7 +786,8 @@ static size_t try_assign(struct red *r, size_t i)
 		if (strcmp(kind, "authorization") == 0) {
 			while (ve < n && !auth_value_term(s[ve]))
 				ve++;
-			while (ve > vb && (s[ve - 1] == ' ' || s[ve - 1] == '\t'))
+			while (ve > vb &&
+			       (s[ve - 1] == ' ' || s[ve - 1] == '\t'))
 				ve--;
 		} else {
 			while (ve < n && !value_term(s[ve]))
@@ -810,7 +821,8 @@ static size_t try_bearer(struct red *r, size_t i)
 	if (n - i < 8 || !ci_eq(s + i, "bearer", 6) ||
 	    (s[i + 6] != ' ' && s[i + 6] != '\t'))
 		return 0;
-	for (p = i + 6; p < n && p - i < 12 && (s[p] == ' ' || s[p] == '\t'); p++)
+	for (p = i + 6; p < n && p - i < 12 && (s[p] == ' ' || s[p] == '\t');
+	     p++)
 		;
 	e = run_end(s, n, p, is_bearer_ch);
 	/* "Bearer token was rejected" is prose; a token has digits or length */
@@ -821,52 +833,58 @@ static size_t try_bearer(struct red *r, size_t i)
 
 /* -- tokens recognised by their prefix -- */
 
-#define SET_KEY 0   /* [A-Za-z0-9_-] */
-#define SET_STAR 1  /* [A-Za-z0-9_*-]: may be masked */
+#define SET_KEY   0 /* [A-Za-z0-9_-] */
+#define SET_STAR  1 /* [A-Za-z0-9_*-]: may be masked */
 #define SET_ALNUM 2 /* [A-Za-z0-9] */
-#define SET_WORD 3  /* [A-Za-z0-9_] */
+#define SET_WORD  3 /* [A-Za-z0-9_] */
 
 struct prefix {
 	const char *pre;
 	unsigned char len;
-	unsigned char min;   /* bytes after the prefix */
+	unsigned char min; /* bytes after the prefix */
 	unsigned char set;
 	unsigned char digit; /* shorter than 32 needs a digit (or '*') */
 	const char *kind;
 };
 
-#define PFX(p, min, set, digit, kind) { p, sizeof(p) - 1, min, set, digit, kind }
+#define PFX(p, min, set, digit, kind)                                          \
+	{                                                                      \
+		p, sizeof(p) - 1, min, set, digit, kind                        \
+	}
 
 static const struct prefix prefixes[] = {
-	/* OpenAI (incl. sk-proj-), Anthropic sk-ant-, DeepSeek, Moonshot, ... */
-	PFX("sk-", 16, SET_STAR, 1, "api_key"),
-	PFX("sk_", 16, SET_STAR, 1, "api_key"),
-	PFX("AIza", 30, SET_KEY, 0, "api_key"),
-	PFX("hf_", 30, SET_ALNUM, 0, "api_key"),
-	PFX("gsk_", 40, SET_ALNUM, 0, "api_key"),
-	PFX("xai-", 40, SET_ALNUM, 0, "api_key"),
-	PFX("app-", 20, SET_ALNUM, 1, "api_key"), /* Dify */
-	PFX("ghp_", 30, SET_ALNUM, 0, "github_token"),
-	PFX("gho_", 30, SET_ALNUM, 0, "github_token"),
-	PFX("ghu_", 30, SET_ALNUM, 0, "github_token"),
-	PFX("ghs_", 30, SET_ALNUM, 0, "github_token"),
-	PFX("ghr_", 30, SET_ALNUM, 0, "github_token"),
-	PFX("github_pat_", 20, SET_WORD, 0, "github_token"),
-	PFX("glpat-", 20, SET_KEY, 0, "gitlab_token"),
-	PFX("gldt-", 20, SET_KEY, 0, "gitlab_token"),
-	PFX("glrt-", 20, SET_KEY, 0, "gitlab_token"),
-	PFX("glptt-", 20, SET_KEY, 0, "gitlab_token"),
-	PFX("xoxa-", 10, SET_KEY, 0, "slack_token"),
-	PFX("xoxb-", 10, SET_KEY, 0, "slack_token"),
-	PFX("xoxe-", 10, SET_KEY, 0, "slack_token"),
-	PFX("xoxp-", 10, SET_KEY, 0, "slack_token"),
-	PFX("xoxr-", 10, SET_KEY, 0, "slack_token"),
-	PFX("xoxs-", 10, SET_KEY, 0, "slack_token"),
-	PFX("xapp-", 10, SET_KEY, 0, "slack_token"),
+    /* OpenAI (incl. sk-proj-), Anthropic sk-ant-, DeepSeek, Moonshot, ... */
+    PFX("sk-", 16, SET_STAR, 1, "api_key"),
+    PFX("sk_", 16, SET_STAR, 1, "api_key"),
+    PFX("AIza", 30, SET_KEY, 0, "api_key"),
+    PFX("hf_", 30, SET_ALNUM, 0, "api_key"),
+    PFX("gsk_", 40, SET_ALNUM, 0, "api_key"),
+    PFX("xai-", 40, SET_ALNUM, 0, "api_key"),
+    PFX("app-", 20, SET_ALNUM, 1, "api_key"), /* Dify */
+    PFX("ghp_", 30, SET_ALNUM, 0, "github_token"),
+    PFX("gho_", 30, SET_ALNUM, 0, "github_token"),
+    PFX("ghu_", 30, SET_ALNUM, 0, "github_token"),
+    PFX("ghs_", 30, SET_ALNUM, 0, "github_token"),
+    PFX("ghr_", 30, SET_ALNUM, 0, "github_token"),
+    PFX("github_pat_", 20, SET_WORD, 0, "github_token"),
+    PFX("glpat-", 20, SET_KEY, 0, "gitlab_token"),
+    PFX("gldt-", 20, SET_KEY, 0, "gitlab_token"),
+    PFX("glrt-", 20, SET_KEY, 0, "gitlab_token"),
+    PFX("glptt-", 20, SET_KEY, 0, "gitlab_token"),
+    PFX("xoxa-", 10, SET_KEY, 0, "slack_token"),
+    PFX("xoxb-", 10, SET_KEY, 0, "slack_token"),
+    PFX("xoxe-", 10, SET_KEY, 0, "slack_token"),
+    PFX("xoxp-", 10, SET_KEY, 0, "slack_token"),
+    PFX("xoxr-", 10, SET_KEY, 0, "slack_token"),
+    PFX("xoxs-", 10, SET_KEY, 0, "slack_token"),
+    PFX("xapp-", 10, SET_KEY, 0, "slack_token"),
 };
 
 static int (*const set_pred[])(unsigned char) = {
-	is_keych, is_keystar, is_alnum, is_word,
+    is_keych,
+    is_keystar,
+    is_alnum,
+    is_word,
 };
 
 static size_t try_prefixes(struct red *r, size_t i)
@@ -883,7 +901,8 @@ static size_t try_prefixes(struct red *r, size_t i)
 		b = i + p->len;
 		e = run_end(s, n, b, set_pred[p->set]);
 		len = e - b;
-		if (len < p->min || (p->digit && len < 32 && !has_digit(s, b, e)))
+		if (len < p->min ||
+		    (p->digit && len < 32 && !has_digit(s, b, e)))
 			continue;
 		return emit(r, i, e, p->kind);
 	}
@@ -893,8 +912,8 @@ static size_t try_prefixes(struct red *r, size_t i)
 static size_t try_aws(struct red *r, size_t i)
 {
 	static const char ids[][4] = {
-		"AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA",
-		"ANVA", "AROA", "APKA", "ASCA",
+	    "AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA",
+	    "AIPA", "ANPA", "ANVA", "AROA", "APKA", "ASCA",
 	};
 	const unsigned char *s = r->s;
 	size_t n = r->n, k, e;
@@ -906,8 +925,8 @@ static size_t try_aws(struct red *r, size_t i)
 			break;
 	if (k == sizeof ids / sizeof ids[0])
 		return 0;
-	for (e = i + 4; e < n && e - i <= 20 && (is_upper(s[e]) || is_digit(s[e]));
-	     e++)
+	for (e = i + 4;
+	     e < n && e - i <= 20 && (is_upper(s[e]) || is_digit(s[e])); e++)
 		;
 	if (e - i != 20 || (e < n && is_word(s[e])))
 		return 0;
@@ -960,7 +979,7 @@ static size_t try_discord(struct red *r, size_t i)
 
 /* Parses d.d.d.d exactly spanning s[p..e); the octets go to oct. */
 static int parse_quad(const unsigned char *s, size_t p, size_t e,
-                      unsigned oct[4])
+		      unsigned oct[4])
 {
 	size_t part, start;
 
@@ -1003,10 +1022,11 @@ static size_t try_ipv4(struct red *r, size_t i)
 	size_t n = r->n, e, end;
 	unsigned oct[4];
 
-	e = run_end_max(s, n, i, is_v4ch, 16);
+	e = run_end_max(s, n, i, is_v4ch, 24);
 	while (e > i && s[e - 1] == '.')
-		e--; /* end of a sentence */
-	if (e - i < 7 || (e < n && is_word(s[e])) || !parse_quad(s, i, e, oct))
+		e--; /* "connecting to 10.0.0.1..." */
+	if (e - i < 7 || e - i > 15 || (e < n && is_word(s[e])) ||
+	    !parse_quad(s, i, e, oct))
 		return 0; /* also 1.2.3.4.5: a version, not an address */
 	end = port_end(s, n, e);
 	if (oct[0] == 127 || oct[0] == 255 ||
@@ -1109,26 +1129,63 @@ static int is_phone_sep(unsigned char c)
 	return c == ' ' || c == '-' || c == '.' || c == '(' || c == ')';
 }
 
+/* A Chinese mobile number 1[3-9]xxxxxxxxx (or 3-4-4 grouped) at p: its end, or 0. */
+static size_t cn_mobile_at(const unsigned char *s, size_t n, size_t p)
+{
+	size_t e = run_end_max(s, n, p, is_digit, 12), end = 0;
+	unsigned char sep;
+
+	if (e - p < 3 || s[p] != '1' || s[p + 1] < '3')
+		return 0;
+	if (e - p == 11) {
+		end = e;
+	} else if (e - p == 3 && e + 10 <= n && (s[e] == ' ' || s[e] == '-')) {
+		sep = s[e];
+		if (run_end(s, e + 5, e + 1, is_digit) == e + 5 &&
+		    s[e + 5] == sep &&
+		    run_end(s, e + 10, e + 6, is_digit) == e + 10)
+			end = e + 10;
+	}
+	if (!end || (end < n && is_digit(s[end])) || !num_ends(s, n, end))
+		return 0;
+	return end;
+}
+
 /* +1 415 555 0100, +86 138 0013 8000, +44 20 7946 0958, +1 (415) 555-0100 */
 static size_t try_plus_phone(struct red *r, size_t i)
 {
 	const unsigned char *s = r->s;
 	size_t n = r->n, k = i + 1, g, sep, digits = 0, end = 0;
+	int style = 0; /* 1: dotted 1.415.555.0100, 2: spaces, dashes, () */
+	int dot;
 
 	if ((i > 0 && is_alnum(s[i - 1])) || k >= n || !is_digit(s[k]))
 		return 0; /* "UTC+8", "+08:00" after a time */
 	for (;;) {
 		g = run_end_max(s, n, k, is_digit, 16);
-		if (digits + (g - k) > 15)
+		/* a group glued to something else is not part of the number:
+		 * 2001:db8::1, 550e8400-..., 10.0.0.1 after a spaced number */
+		if (g < n && (is_word(s[g]) || s[g] == '@' || s[g] == ':'))
 			break;
+		if (style == 2 && g + 1 < n && s[g] == '.' &&
+		    is_digit(s[g + 1]))
+			break;
+		if (digits + (g - k) > 15 ||
+		    (digits >= 8 && cn_mobile_at(s, n, k)))
+			break; /* the next number starts here */
 		digits += g - k;
 		end = g;
 		sep = run_end_max(s, n, g, is_phone_sep, 2);
 		if (sep == g || sep >= n || !is_digit(s[sep]))
 			break;
+		dot = memchr(s + g, '.', sep - g) != NULL;
+		if (style == 0)
+			style = dot ? 1 : 2;
+		else if ((style == 1) != dot)
+			break;
 		k = sep;
 	}
-	if (digits < 8 || (end < n && is_alpha(s[end])))
+	if (digits < 8)
 		return 0;
 	return emit(r, i, end, "phone");
 }
@@ -1137,24 +1194,16 @@ static size_t try_plus_phone(struct red *r, size_t i)
 static size_t try_cn_phone(struct red *r, size_t i, size_t e)
 {
 	const unsigned char *s = r->s;
-	size_t n = r->n, len = e - i, end = 0, g;
-	unsigned char sep;
+	size_t n = r->n, len = e - i, end, g;
 
-	if (len == 11 && s[i] == '1' && s[i + 1] >= '3') {
-		end = e;
-	} else if (len == 3 && s[i] == '1' && s[i + 1] >= '3' && e + 10 <= n &&
-	           (s[e] == ' ' || s[e] == '-')) {
-		sep = s[e];
-		if (run_end(s, e + 5, e + 1, is_digit) == e + 5 && s[e + 5] == sep &&
-		    run_end(s, e + 10, e + 6, is_digit) == e + 10)
-			end = e + 10;
-	} else if ((len == 3 || len == 4) && s[i] == '0' && e + 1 < n &&
-	           s[e] == '-' && s[e + 1] != '0') {
+	end = cn_mobile_at(s, n, i);
+	if (!end && (len == 3 || len == 4) && s[i] == '0' && e + 1 < n &&
+	    s[e] == '-' && s[e + 1] != '0') {
 		g = run_end_max(s, n, e + 1, is_digit, 9);
-		if (g - (e + 1) == 7 || g - (e + 1) == 8)
+		if ((g - (e + 1) == 7 || g - (e + 1) == 8) && num_ends(s, n, g))
 			end = g;
 	}
-	if (!end || (end < n && is_digit(s[end])) || !num_ends(s, n, end))
+	if (!end)
 		return 0;
 	return emit(r, i, end, "phone");
 }
@@ -1163,9 +1212,9 @@ static size_t try_cn_phone(struct red *r, size_t i, size_t e)
 static int after_session_prefix(const unsigned char *s, size_t i)
 {
 	return (i >= 7 && ci_eq(s + i - 7, "person_", 7) &&
-	        (i == 7 || !is_word(s[i - 8]))) ||
+		(i == 7 || !is_word(s[i - 8]))) ||
 	       (i >= 6 && ci_eq(s + i - 6, "group_", 6) &&
-	        (i == 6 || !is_word(s[i - 7])));
+		(i == 6 || !is_word(s[i - 7])));
 }
 
 static size_t scan_digits(struct red *r, size_t i)
@@ -1202,7 +1251,7 @@ static size_t scan_digits(struct red *r, size_t i)
 	if (len < 6 || !num_ends(s, n, e))
 		return e;
 	if (i >= 5 && (memcmp(s + i - 5, "line ", 5) == 0 ||
-	               memcmp(s + i - 5, "Line ", 5) == 0))
+		       memcmp(s + i - 5, "Line ", 5) == 0))
 		return e; /* a traceback's line number */
 	b = i;
 	if (prev == '-' && i - 1 >= r->from)
@@ -1214,13 +1263,7 @@ static size_t scan_digits(struct red *r, size_t i)
 
 static int name_term(unsigned char c)
 {
-	switch (c) {
-	case '/': case '\\': case ' ': case '\t': case '\n': case '"': case '\'':
-	case '`': case ':': case '*': case '?': case '<': case '>': case '|':
-	case ',': case ';': case ')': case ']': case '}':
-		return 1;
-	}
-	return 0;
+	return in_set(c, "/\\ \t\n\"'`:*?<>|,;)]}");
 }
 
 static size_t try_home(struct red *r, size_t i)
@@ -1233,10 +1276,12 @@ static size_t try_home(struct red *r, size_t i)
 			p = i + 6;
 		else if (has_prefix(s, n, i, "/Users/", 7))
 			p = i + 7;
-	} else if (n - i >= 7 && ci_eq(s + i + 1, "users", 5) && s[i + 6] == '\\') {
+	} else if (n - i >= 7 && ci_eq(s + i + 1, "users", 5) &&
+		   s[i + 6] == '\\') {
 		p = i + 7; /* C:\Users\NAME */
-	} else if (n - i >= 9 && s[i + 1] == '\\' && ci_eq(s + i + 2, "users", 5) &&
-	           s[i + 7] == '\\' && s[i + 8] == '\\') {
+	} else if (n - i >= 9 && s[i + 1] == '\\' &&
+		   ci_eq(s + i + 2, "users", 5) && s[i + 7] == '\\' &&
+		   s[i + 8] == '\\') {
 		p = i + 9; /* "C:\\Users\\NAME" as a repr shows it */
 	}
 	if (!p)
@@ -1247,7 +1292,7 @@ static size_t try_home(struct red *r, size_t i)
 	if (e == p)
 		return 0;
 	if ((e - p == 6 && (memcmp(s + p, "Shared", 6) == 0 ||
-	                    memcmp(s + p, "Public", 6) == 0)) ||
+			    memcmp(s + p, "Public", 6) == 0)) ||
 	    (e - p == 7 && memcmp(s + p, "Default", 7) == 0))
 		return e; /* not a person */
 	return emit(r, p, e, "user");
@@ -1262,7 +1307,11 @@ static size_t scan_word(struct red *r, size_t i)
 	unsigned char c = s[i];
 
 	switch (c) {
-	case 's': case 'h': case 'x': case 'a': case 'g':
+	case 's':
+	case 'h':
+	case 'x':
+	case 'a':
+	case 'g':
 		t = try_prefixes(r, i);
 		break;
 	case 'A':
@@ -1273,13 +1322,17 @@ static size_t scan_word(struct red *r, size_t i)
 	case 'e':
 		t = try_jwt(r, i);
 		break;
-	case 'b': case 'B':
+	case 'b':
+	case 'B':
 		t = try_bearer(r, i);
 		break;
-	case 'u': case 'U':
+	case 'u':
+	case 'U':
 		t = try_user_quoted(r, i);
 		break;
-	case 'M': case 'N': case 'O':
+	case 'M':
+	case 'N':
+	case 'O':
 		t = try_discord(r, i);
 		break;
 	}
@@ -1296,7 +1349,8 @@ static size_t try_colon(struct red *r, size_t i)
 	if (n - i >= 3 && s[i + 1] == '/' && s[i + 2] == '/')
 		return try_url_auth(r, i);
 	if (i + 1 < n && s[i + 1] == ':' &&
-	    (i == 0 || (!is_word(s[i - 1]) && s[i - 1] != ':' && s[i - 1] != '.')) &&
+	    (i == 0 ||
+	     (!is_word(s[i - 1]) && s[i - 1] != ':' && s[i - 1] != '.')) &&
 	    (t = try_ipv6(r, i)) != 0)
 		return t;
 	return try_assign(r, i);
@@ -1344,7 +1398,8 @@ static void redact(const unsigned char *s, size_t n, struct sbuf *out)
 			case ':':
 				t = try_colon(&r, i);
 				break;
-			case '/': case '\\':
+			case '/':
+			case '\\':
 				t = try_home(&r, i);
 				break;
 			}
@@ -1407,8 +1462,8 @@ static int is_frame(const char *p, size_t n)
 static size_t exc_name(const char *p, size_t n, int *strong)
 {
 	static const char *const tails[] = {
-		"Error", "Exception", "Warning", "Exit", "Interrupt", "Timeout",
-		"TimedOut", "Iteration",
+	    "Error",     "Exception", "Warning",  "Exit",
+	    "Interrupt", "Timeout",   "TimedOut", "Iteration",
 	};
 	const unsigned char *u = (const unsigned char *)p;
 	size_t k = 0, last = 0, t, l;
@@ -1447,7 +1502,7 @@ static int is_repeat(const char *p, size_t n)
 		return 0;
 	k = run_end(u, n, 24, is_digit);
 	return k > 24 && (line_is(p + k, n - k, " more times]") ||
-	                  line_is(p + k, n - k, " more time]"));
+			  line_is(p + k, n - k, " more time]"));
 }
 
 static int only_carets(const char *p, size_t n)
@@ -1476,39 +1531,43 @@ static size_t strict_filter(char *t, size_t n)
 		end = nl ? (size_t)(nl - t) : n;
 		/* margins: indentation and ExceptionGroup's "  | " */
 		for (m = rd; m < end && (t[m] == ' ' || t[m] == '\t' ||
-		                         t[m] == '|' || t[m] == '+');
+					 t[m] == '|' || t[m] == '+');
 		     m++)
 			;
-		for (ce = end; ce > m && (t[ce - 1] == ' ' || t[ce - 1] == '\t');
-		     ce--)
+		for (ce = end;
+		     ce > m && (t[ce - 1] == ' ' || t[ce - 1] == '\t'); ce--)
 			;
 		c = t + m;
 		keep = ce;
 		strong = 0;
 		if (ce == m)
 			kind = LK_BLANK;
-		else if (line_is(c, ce - m, "Traceback (most recent call last):") ||
-		         line_is(c, ce - m,
-		                 "Exception Group Traceback (most recent call last):") ||
-		         line_is(c, ce - m, "Stack (most recent call last):"))
+		else if (line_is(c, ce - m,
+				 "Traceback (most recent call last):") ||
+			 line_is(c, ce - m,
+				 "Exception Group Traceback (most recent call "
+				 "last):") ||
+			 line_is(c, ce - m, "Stack (most recent call last):"))
 			kind = LK_HEADER;
-		else if (line_is(c, ce - m, "During handling of the above exception, "
-		                            "another exception occurred:") ||
-		         line_is(c, ce - m, "The above exception was the direct cause "
-		                            "of the following exception:"))
+		else if (line_is(c, ce - m,
+				 "During handling of the above exception, "
+				 "another exception occurred:") ||
+			 line_is(c, ce - m,
+				 "The above exception was the direct cause "
+				 "of the following exception:"))
 			kind = LK_SEP;
 		else if (is_frame(c, ce - m))
 			kind = LK_FRAME;
 		else if (prev == LK_FRAME && m > rd)
 			kind = LK_SOURCE;
 		else if ((prev == LK_SOURCE || prev == LK_CARET) &&
-		         only_carets(c, ce - m))
+			 only_carets(c, ce - m))
 			kind = LK_CARET;
 		else if (is_repeat(c, ce - m))
 			kind = LK_REPEAT;
 		else if ((k = exc_name(c, ce - m, &strong)) != 0 &&
-		         (strong || prev == LK_FRAME || prev == LK_SOURCE ||
-		          prev == LK_CARET || prev == LK_REPEAT))
+			 (strong || prev == LK_FRAME || prev == LK_SOURCE ||
+			  prev == LK_CARET || prev == LK_REPEAT))
 			kind = LK_EXC, keep = m + k;
 		else
 			kind = LK_NONE;
@@ -1536,7 +1595,7 @@ static size_t strict_filter(char *t, size_t n)
 
 /* If cutting at pos splits a placeholder, its start and end. */
 static int in_placeholder(const char *t, size_t len, size_t pos, size_t *ps,
-                          size_t *pe)
+			  size_t *pe)
 {
 	size_t k, lim = pos > 32 ? pos - 32 : 0, b, e;
 
@@ -1642,7 +1701,7 @@ char *telespool__clean_name(const char *s, size_t len, size_t max_bytes)
 {
 	char stackbuf[512], *a = stackbuf, *heap = NULL;
 	const unsigned char *u;
-	struct sbuf out = { NULL, 0, 0, 0 };
+	struct sbuf out = {NULL, 0, 0, 0};
 	size_t an, b = 0, e, w;
 
 	if (!s)
@@ -1670,8 +1729,8 @@ char *telespool__clean_name(const char *s, size_t len, size_t max_bytes)
 	}
 	if (out.len > max_bytes) {
 		out.len = cut_back(out.p, out.len, max_bytes);
-		while (out.len &&
-		       (w = ws_before((const unsigned char *)out.p, out.len)) != 0)
+		while (out.len && (w = ws_before((const unsigned char *)out.p,
+						 out.len)) != 0)
 			out.len -= w;
 	}
 	out.p[out.len] = '\0';
@@ -1679,9 +1738,9 @@ char *telespool__clean_name(const char *s, size_t len, size_t max_bytes)
 }
 
 char *telespool__clean_text(const char *s, size_t len, size_t max_bytes,
-                            int strict, size_t *out_len)
+			    int strict, size_t *out_len)
 {
-	struct sbuf out = { NULL, 0, 0, 0 };
+	struct sbuf out = {NULL, 0, 0, 0};
 	char *a, *p;
 	size_t an;
 

@@ -1,0 +1,1345 @@
+/*
+ * test_redact.c - the privacy promise, checked: every kind of secret and
+ * identity is replaced, what makes a traceback useful survives, output is
+ * always valid UTF-8 within its cap, and adversarial input stays linear.
+ *
+ * Usage: test_redact [CORPUS_DIR]   (tests/corpus/tracebacks)
+ * Each NAME.txt there comes with NAME.secrets (strings that must be gone),
+ * NAME.keep (strings that must survive, strict mode too) and optionally
+ * NAME.strict-secrets (message text that only strict mode removes).
+ *
+ * Built with -DTEST_REDACT_OOM (and without lib/src/redact.c on the command
+ * line) it includes redact.c with failing allocators and also checks that
+ * every allocation failure gives NULL without a leak.
+ */
+#include <dirent.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "testutil.h"
+
+#ifdef TEST_REDACT_OOM
+static long oom_countdown = -1; /* fail the allocation that brings it to 0 */
+
+static void *oom_malloc(size_t n)
+{
+	if (oom_countdown >= 0 && oom_countdown-- == 0)
+		return NULL;
+	return malloc(n);
+}
+
+static void *oom_realloc(void *p, size_t n)
+{
+	if (oom_countdown >= 0 && oom_countdown-- == 0)
+		return NULL;
+	return realloc(p, n);
+}
+
+#define malloc  oom_malloc
+#define realloc oom_realloc
+#include "redact.c"
+#undef malloc
+#undef realloc
+#else
+#include "redact.h"
+#endif
+
+#define CAP TELESPOOL_ERROR_MAX
+
+/* ---- helpers ---------------------------------------------------------- */
+
+/* Strict UTF-8 validation, written independently of redact.c. */
+static int valid_utf8(const char *p, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)p;
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned char c = s[i];
+		uint32_t cp;
+		size_t k, len;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if ((c & 0xe0) == 0xc0) {
+			len = 2;
+			cp = c & 0x1f;
+		} else if ((c & 0xf0) == 0xe0) {
+			len = 3;
+			cp = c & 0x0f;
+		} else if ((c & 0xf8) == 0xf0) {
+			len = 4;
+			cp = c & 0x07;
+		} else {
+			return 0;
+		}
+		if (i + len > n)
+			return 0;
+		for (k = 1; k < len; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+		    (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		i += len;
+	}
+	return 1;
+}
+
+/* No control characters except (if text) \n and \t; no C1, no DEL. */
+static int no_controls(const char *p, size_t n, int text)
+{
+	const unsigned char *s = (const unsigned char *)p;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] == 0x7f ||
+		    (s[i] < 0x20 && !(text && (s[i] == '\n' || s[i] == '\t'))))
+			return 0;
+		if (s[i] == 0xc2 && i + 1 < n && s[i + 1] >= 0x80 &&
+		    s[i + 1] <= 0x9f)
+			return 0;
+	}
+	return 1;
+}
+
+/* Every "<redacted:" is whole: "<redacted:" [a-z_]+ ">", and no stray tail. */
+static int placeholders_whole(const char *s)
+{
+	const char *p = s, *q;
+
+	while ((p = strstr(p, "redacted:")) != NULL) {
+		if (p == s || p[-1] != '<')
+			return 0;
+		for (q = p + 9; (*q >= 'a' && *q <= 'z') || *q == '_'; q++)
+			;
+		if (q == p + 9 || *q != '>')
+			return 0;
+		p = q;
+	}
+	return 1;
+}
+
+static char *text(const char *in, size_t max, int strict)
+{
+	size_t n = (size_t)-1;
+	char *out =
+	    telespool__clean_text(in, in ? strlen(in) : 0, max, strict, &n);
+
+	if (out && n != strlen(out))
+		TU_FAIL("out_len %zu != strlen %zu", n, strlen(out));
+	return out;
+}
+
+static void check_eq(int line, const char *what, const char *in,
+		     const char *got, const char *want)
+{
+	if (got && strcmp(got, want) == 0) {
+		tu_passed++;
+		return;
+	}
+	tu_failed++;
+	fprintf(stderr,
+		"test_redact.c:%d: %s\n  input:    \"%s\"\n  expected: \"%s\"\n"
+		"  actual:   \"%s\"\n",
+		line, what, in, want, got ? got : "(null)");
+}
+
+/* clean_text(in) == want */
+#define T_TEXT(in, want)                                                       \
+	do {                                                                   \
+		char *o_ = text(in, CAP, 0);                                   \
+		check_eq(__LINE__, "clean_text", in, o_, want);                \
+		free(o_);                                                      \
+	} while (0)
+
+/* clean_text leaves in unchanged */
+#define T_KEEP(in) T_TEXT(in, in)
+
+/* clean_text(in, strict) == want */
+#define T_STRICT(in, want)                                                     \
+	do {                                                                   \
+		char *o_ = text(in, CAP, 1);                                   \
+		check_eq(__LINE__, "clean_text strict", in, o_, want);         \
+		free(o_);                                                      \
+	} while (0)
+
+/* clean_name(in, max) == want */
+#define T_NAME(in, max, want)                                                  \
+	do {                                                                   \
+		char *o_ = telespool__clean_name(in, strlen(in), max);         \
+		check_eq(__LINE__, "clean_name", in, o_, want);                \
+		free(o_);                                                      \
+	} while (0)
+
+/* same with explicit length (NULs, invalid bytes) */
+#define T_NAME_N(in, len, max, want)                                           \
+	do {                                                                   \
+		char *o_ = telespool__clean_name(in, len, max);                \
+		check_eq(__LINE__, "clean_name", #in, o_, want);               \
+		free(o_);                                                      \
+	} while (0)
+
+#define T_TEXT_N(in, len, want)                                                \
+	do {                                                                   \
+		char *o_ = telespool__clean_text(in, len, CAP, 0, NULL);       \
+		check_eq(__LINE__, "clean_text", #in, o_, want);               \
+		free(o_);                                                      \
+	} while (0)
+
+/* ---- credentials ------------------------------------------------------ */
+
+static void test_credentials(void)
+{
+	/* provider keys */
+	T_TEXT("key sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAB7cD0eF",
+	       "key <redacted:api_key>");
+	T_TEXT("OPENAI sk-Tx9a8b7c6d5e4f3g2h1i0jK9L8M7N6O5P4Q3R2S1T0U9V8W7.",
+	       "OPENAI <redacted:api_key>.");
+	T_TEXT("x-api-key sk-ant-api03-R2D2c3po_Vb8xQ1fKz7LmNp-AbCdEfGhAA end",
+	       "x-api-key <redacted:api_key> end");
+	T_TEXT("deepseek sk-9f8e7d6c5b4a39281706f5e4d3c2b1a0",
+	       "deepseek <redacted:api_key>");
+	T_TEXT("moonshot=sk-QwErTyUiOpAsDfGhJkLzXcVbNmQwErTyUiOpAsDfGhJkLzXcVb",
+	       "moonshot=<redacted:api_key>");
+	T_TEXT("provided: sk-proj-Xa7f****************************Qz9W. You",
+	       "provided: <redacted:api_key>. You");
+	T_TEXT("google AIzaSyA1bC2dE3fG4hI5jK6lM7nO8pQ9rS0tU1v ok",
+	       "google <redacted:api_key> ok");
+	T_TEXT("hf hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
+	       "hf <redacted:api_key>");
+	T_TEXT("dify app-Kx9mQ2vL7pZ3nR8tY5wB1cD4", "dify <redacted:api_key>");
+	/* not keys */
+	T_KEEP("scikit-learn sk-learn task-1234567890abcdef disk-free");
+	T_KEEP("app-config-loader app-v2");
+
+	/* Bearer and Authorization */
+	T_TEXT("Authorization: Bearer abc123def456ghi789",
+	       "Authorization: Bearer <redacted:bearer>");
+	T_TEXT("authorization=\"Bearer abc.def-123_ghi\"",
+	       "authorization=\"Bearer <redacted:bearer>\"");
+	T_TEXT("{'Authorization': 'Basic dXNlcjpwYXNzd29yZA=='}",
+	       "{'Authorization': 'Basic <redacted:authorization>'}");
+	T_TEXT("Proxy-Authorization: Basic dXNlcjpwYXNz",
+	       "Proxy-Authorization: Basic <redacted:authorization>");
+	T_TEXT("curl -H 'Authorization: token ghx_notatoken' x",
+	       "curl -H 'Authorization: token <redacted:authorization>' x");
+	T_TEXT("sent Bearer 9f86d081884c7d659a2feaa0c55ad015 to the API",
+	       "sent Bearer <redacted:bearer> to the API");
+	T_KEEP("the Bearer token was rejected");
+	T_KEEP("    headers = {'Authorization': f'Bearer {self.api_key}'}");
+
+	/* JWT */
+	T_TEXT("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+	       "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U end",
+	       "jwt <redacted:jwt> end");
+	T_TEXT("t=eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0.", "t=<redacted:jwt>");
+	T_TEXT("(eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0)", "(<redacted:jwt>)");
+	T_KEEP("eyJhbGciOiJub25lIn0 alone is a header, not a token");
+
+	/* AWS */
+	T_TEXT("aws AKIAIOSFODNN7EXAMPLE here", "aws <redacted:aws_key> here");
+	T_TEXT("sts ASIAY34FZKBOKMUTVV7A,", "sts <redacted:aws_key>,");
+	T_KEEP("AKIAIOSFODNN7EXAMPLEX AKIASHORT");
+
+	/* GitHub, GitLab, Slack */
+	T_TEXT("ghp_1234567890abcdefghijABCDEFGHIJ123456",
+	       "<redacted:github_token>");
+	T_TEXT("gho_1234567890abcdefghijABCDEFGHIJ123456 "
+	       "ghu_1234567890abcdefghijABCDEFGHIJ123456 "
+	       "ghs_1234567890abcdefghijABCDEFGHIJ123456 "
+	       "ghr_1234567890abcdefghijABCDEFGHIJ123456",
+	       "<redacted:github_token> <redacted:github_token> "
+	       "<redacted:github_token> <redacted:github_token>");
+	T_TEXT("pat github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz",
+	       "pat <redacted:github_token>");
+	T_TEXT("https://oauth2:glpat-AbCdEf1234567890xYzW@gitlab.com/a/b.git",
+	       "https://<redacted:url_password>@gitlab.com/a/b.git");
+	T_TEXT("gl glpat-AbCdEf1234567890xYzW", "gl <redacted:gitlab_token>");
+	T_TEXT("slack xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+	       "slack <redacted:slack_token>");
+	T_TEXT("xoxp-1234-5678-90ab-cdef", "<redacted:slack_token>");
+	T_TEXT(
+	    "bot https://api.telegram.org/bot7123456789:AAHdqTcvCH1vGWJxfSeof"
+	    "SAs0K5PALDsaw1/getMe",
+	    "bot https://api.telegram.org/bot<redacted:bot_token>/getMe");
+	T_TEXT(
+	    "discord "
+	    "MTA4NzY1NDMyMTA5ODc2NTQzMg.GaBcDe.abcdefghijklmnopqrstuvwxyz0123",
+	    "discord <redacted:discord_token>");
+
+	/* private keys: the whole block */
+	T_TEXT(
+	    "before\n-----BEGIN RSA PRIVATE KEY-----\n"
+	    "MIIEowIBAAKCAQEAx1y2z3ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn\n"
+	    "opqrstuvwxyz0123456789+/==\n"
+	    "-----END RSA PRIVATE KEY-----\nafter",
+	    "before\n<redacted:private_key>\nafter");
+	T_TEXT("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n"
+	       "-----END OPENSSH PRIVATE KEY-----",
+	       "<redacted:private_key>");
+	T_TEXT("-----BEGIN ENCRYPTED PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n"
+	       "DEK-Info: AES-128-CBC,0123ABCD\n\nMIIC\n"
+	       "-----END ENCRYPTED PRIVATE KEY-----",
+	       "<redacted:private_key>");
+	T_TEXT(
+	    "ValueError: bad key '-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBg"
+	    "kqhkiG9w0BAQEFAASC\\n-----END PRIVATE KEY-----\\n'",
+	    "ValueError: bad key '<redacted:private_key>\\n'");
+	/* a block cut short: the key lines go, the next line stays */
+	T_TEXT(
+	    "-----BEGIN EC PRIVATE KEY-----\n"
+	    "MHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oWnYoC7bVqFaoAoGCCqGSM49\n"
+	    "  File \"/app/x.py\", line 3, in f",
+	    "<redacted:private_key>\n  File \"/app/x.py\", line 3, in f");
+	T_KEEP("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----");
+
+	/* key = value, every common spelling */
+	T_TEXT("password=hunter2 next", "password=<redacted:password> next");
+	T_TEXT("PASSWORD: hunter2", "PASSWORD: <redacted:password>");
+	T_TEXT("passwd=hunter2", "passwd=<redacted:password>");
+	T_TEXT("pwd: hunter2", "pwd: <redacted:password>");
+	T_TEXT("\"password\": \"hunter 2\"",
+	       "\"password\": \"<redacted:password>\"");
+	T_TEXT("{'password': 'it''s'}",
+	       "{'password': '<redacted:password>''s'}");
+	T_TEXT("password=\"p@ss w0rd\"", "password=\"<redacted:password>\"");
+	T_TEXT("secret=abc123", "secret=<redacted:secret>");
+	T_TEXT("client_secret='abc123'", "client_secret='<redacted:secret>'");
+	T_TEXT("token=abc123&page=2", "token=<redacted:token>&page=2");
+	T_TEXT("?access_token=abc123", "?access_token=<redacted:token>");
+	T_TEXT("api_key=abc123", "api_key=<redacted:api_key>");
+	T_TEXT("apikey: abc123", "apikey: <redacted:api_key>");
+	T_TEXT("Api-Key: abc123", "Api-Key: <redacted:api_key>");
+	T_TEXT("OPENAI_API_KEY=abc123", "OPENAI_API_KEY=<redacted:api_key>");
+	T_TEXT("export DB_PASSWORD='abc123'",
+	       "export DB_PASSWORD='<redacted:password>'");
+	T_TEXT("{\\\"token\\\": \\\"abc123\\\"}",
+	       "{\\\"token\\\": \\\"<redacted:token>\\\"}");
+	T_TEXT("x = Settings(api_key=SecretStr('abc'), token=b'xyz')",
+	       "x = Settings(api_key=SecretStr('abc'), "
+	       "token=b'<redacted:token>')");
+	T_TEXT("https://x.example/v1?key=abc123&alt=json",
+	       "https://x.example/v1?key=<redacted:api_key>&alt=json");
+	/* code, not values */
+	T_KEEP("password=None, token=None");
+	T_KEEP("    client = OpenAI(api_key=api_key, base_url=base_url)");
+	T_KEEP("    self.password = password");
+	T_KEEP("    token = self._tokens[chat]");
+	T_KEEP("    api_key = os.getenv(\"OPENAI_API_KEY\")");
+	T_KEEP(
+	    "    def login(self, password: str, token: Optional[str] = None):");
+	T_KEEP("    token = await self.refresh()");
+	T_KEEP("max_tokens=4096, tokenizer=cl100k_base, secrets.token_hex(16)");
+	T_KEEP("KeyError: 'api_key'");
+
+	/* URL and DSN credentials */
+	T_TEXT("postgresql://user:pw@db:5432/x",
+	       "postgresql://<redacted:url_password>@db:5432/x");
+	T_TEXT(
+	    "mysql+pymysql://root:p@ss:w0rd@127.0.0.1:3306/langbot",
+	    "mysql+pymysql://<redacted:url_password>@127.0.0.1:3306/langbot");
+	T_TEXT("redis://:s3cret@cache/0",
+	       "redis://<redacted:url_password>@cache/0");
+	T_TEXT(
+	    "proxy http://u:p@proxy.example:7890 failed",
+	    "proxy http://<redacted:url_password>@proxy.example:7890 failed");
+	T_KEEP("https://api.openai.com/v1/chat/completions?x=1");
+	T_KEEP("see https://sqlalche.me/e/20/e3q8 for details");
+}
+
+/* ---- identities and addresses ------------------------------------------ */
+
+static void test_identities(void)
+{
+	T_TEXT("mail alice.smith+tag@example.co.uk now",
+	       "mail <redacted:email> now");
+	T_TEXT("<bob@example.org>", "<<redacted:email>>");
+	T_TEXT("qq mail 123456789@qq.com", "qq mail <redacted:email>");
+	T_TEXT("Contact 张三zhang@example.cn", "Contact 张三<redacted:email>");
+	T_KEEP("    @property");
+	T_KEEP("pip install openai@1.2.3 and @types/node");
+
+	T_TEXT("call +1 415 555 0100.", "call <redacted:phone>.");
+	T_TEXT("call +86 138 0013 8000", "call <redacted:phone>");
+	T_TEXT("call +44 20 7946 0958", "call <redacted:phone>");
+	T_TEXT("call +1 (415) 555-0100 now", "call <redacted:phone> now");
+	T_TEXT("call +8613800138000", "call <redacted:phone>");
+	T_TEXT("手机13800138000。", "手机<redacted:phone>。");
+	T_TEXT("手机 138 0013 8000", "手机 <redacted:phone>");
+	T_TEXT("tel 138-0013-8000.", "tel <redacted:phone>.");
+	T_TEXT("tel 86-13800138000", "tel 86-<redacted:phone>");
+	T_TEXT("座机 010-12345678 ok", "座机 <redacted:phone> ok");
+	T_KEEP("2025-03-14T09:12:44+08:00 UTC+8 1+2");
+
+	T_TEXT("QQ 123456789 said", "QQ <redacted:id> said");
+	T_TEXT("QQ号：1234567890。", "QQ号：<redacted:id>。");
+	T_TEXT("chat -1001234567890 failed", "chat <redacted:id> failed");
+	T_TEXT("chat_id=-1001234567890", "chat_id=<redacted:id>");
+	T_TEXT("'user_id': 12345, 'group_id': 67890",
+	       "'user_id': <redacted:id>, 'group_id': <redacted:id>");
+	T_TEXT("GET /bot/chats/987654321/messages",
+	       "GET /bot/chats/<redacted:id>/messages");
+	T_TEXT("session person_1234567 and group_738291046",
+	       "session person_<redacted:id> and group_<redacted:id>");
+	T_TEXT("'nickname': '小明', 'card': 'Ming', 'first_name': 'Al'",
+	       "'nickname': '<redacted:user>', 'card': '<redacted:user>', "
+	       "'first_name': '<redacted:user>'");
+	T_TEXT("blocked by @alice_tg today",
+	       "blocked by @<redacted:user> today");
+	T_TEXT("failed for user \"langbot\"",
+	       "failed for user \"<redacted:user>\"");
+	T_TEXT("denied for user 'root'@'10.0.0.5'",
+	       "denied for user '<redacted:user>'@'<redacted:ip>'");
+	T_TEXT("'raw_message': '帮我查快递', 'text': 'hi'",
+	       "'raw_message': '<redacted:text>', 'text': '<redacted:text>'");
+
+	/* digits that are not ids */
+	T_KEEP("  File \"/app/x.py\", line 1234567, in f");
+	T_KEEP("pi 3.14159265 e 2.7182818 t 1741957517.123 v1.1234567 v4.3.1");
+	T_KEEP("uuid 550e8400-e29b-41d4-a716-446655440000 "
+	       "123e4567-e89b-12d3-a456-426614174000");
+	T_KEEP("hex deadbeef123456 0x7f3a2b1c4d50 sha 1234567abcdef "
+	       "12345678-1234-1234-1234-123456789012");
+	T_KEEP(
+	    "abc123456 a_1234567 build-20240607123456-x port 65535 code 40001");
+	T_KEEP("2024-01-15 10:23:45.123456 2024-01-15T10:23:45,123");
+
+	/* home directories */
+	T_TEXT("/home/alice/LangBot/main.py",
+	       "/home/<redacted:user>/LangBot/main.py");
+	T_TEXT("\"/Users/bob/proj\"", "\"/Users/<redacted:user>/proj\"");
+	T_TEXT("C:\\Users\\carol\\LangBot\\main.py",
+	       "C:\\Users\\<redacted:user>\\LangBot\\main.py");
+	T_TEXT("'C:\\\\Users\\\\dave\\\\LangBot'",
+	       "'C:\\\\Users\\\\<redacted:user>\\\\LangBot'");
+	T_TEXT("c:\\users\\erin\\x", "c:\\users\\<redacted:user>\\x");
+	T_TEXT("/home/张伟/x", "/home/<redacted:user>/x");
+	T_KEEP("/root/LangBot/main.py "
+	       "/usr/lib/python3.11/site-packages/httpx/_client.py");
+	T_KEEP("/Users/Shared/x /app/pkg/core/app.py");
+
+	/* addresses */
+	T_TEXT("connect 192.168.1.20:8080 refused",
+	       "connect <redacted:ip> refused");
+	T_TEXT("('8.8.8.8', 53)", "('<redacted:ip>', 53)");
+	T_TEXT("host=10.0.0.5,", "host=<redacted:ip>,");
+	T_TEXT("at 203.0.113.7.", "at <redacted:ip>.");
+	T_TEXT("connecting to 10.0.0.1...", "connecting to <redacted:ip>...");
+	T_KEEP("version 192.168.100.200.5 and 1.2.3.4.5.6.7.8.9.10.11.12");
+	T_TEXT("('2606:4700::6810:7b8c', 443)", "('<redacted:ip>', 443)");
+	T_TEXT("[2001:db8::1]:8443/x", "<redacted:ip>/x");
+	T_TEXT("fe80::1%eth0 up", "<redacted:ip> up");
+	T_TEXT("2001:0db8:85a3:0000:0000:8a2e:0370:7334", "<redacted:ip>");
+	T_TEXT("::ffff:192.0.2.128 mapped", "<redacted:ip> mapped");
+	T_TEXT("FE80::ABCD:1", "<redacted:ip>");
+	T_KEEP("127.0.0.1:5300 localhost 0.0.0.0:8080 ::1 :: 255.255.255.0");
+	T_KEEP("3.11.7 1.2.3.4.5 10:23:45 00:1a:2b:3c:4d:5e a[1::2] x[::-1]");
+}
+
+/* ---- what must survive ------------------------------------------------- */
+
+static void test_survival(void)
+{
+	T_KEEP("Traceback (most recent call last):\n"
+	       "  File \"/usr/lib/python3.11/site-packages/httpx/_client.py\", "
+	       "line 1015, in send\n"
+	       "    response = await self._send_handling_auth(\n"
+	       "               ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"
+	       "  File \"<string>\", line 1, in <module>\n"
+	       "httpx.ConnectError: [Errno 111] Connection refused");
+	T_KEEP("openai.AuthenticationError: Error code: 401");
+	T_KEEP("LangBot v4.3.1 on Python 3.11.7, object at 0x7f3a2b");
+	T_KEEP("query 3f2b9c1e-8d4a-4e6f-9b2c-1a2b3c4d5e6f failed");
+	T_KEEP("Task exception was never retrieved\nfuture: <Task finished "
+	       "name='Task-12' coro=<Controller.run() done>>");
+	T_KEEP("\t中文 traceback 🙂 ok\n");
+}
+
+/* ---- strict mode -------------------------------------------------------- */
+
+static void test_strict(void)
+{
+	static const char tb[] =
+	    "2025-03-14 09:12:44 ERROR user alice said: my card is 1234\n"
+	    "Traceback (most recent call last):\n"
+	    "  File \"/home/alice/LangBot/pkg/core/app.py\", line 88, in run\n"
+	    "    await self.handle(query)\n"
+	    "  File \"/usr/lib/python3.11/site-packages/httpx/_client.py\", "
+	    "line 1015, in send\n"
+	    "    raise exc\n"
+	    "           ^^^\n"
+	    "httpx.ConnectError: All connection attempts failed: my secret "
+	    "words\n"
+	    "\n"
+	    "During handling of the above exception, another exception "
+	    "occurred:\n"
+	    "\n"
+	    "Traceback (most recent call last):\n"
+	    "  File \"/app/pkg/pipeline/process/handlers/chat.py\", line 112, "
+	    "in handle\n"
+	    "    raise RuntimeError(str(e))\n"
+	    "RuntimeError: All connection attempts failed: my secret words\n"
+	    "and a second line of the message\n";
+	static const char want[] =
+	    "Traceback (most recent call last):\n"
+	    "  File \"/home/<redacted:user>/LangBot/pkg/core/app.py\", line "
+	    "88, in run\n"
+	    "    await self.handle(query)\n"
+	    "  File \"/usr/lib/python3.11/site-packages/httpx/_client.py\", "
+	    "line 1015, in send\n"
+	    "    raise exc\n"
+	    "           ^^^\n"
+	    "httpx.ConnectError\n"
+	    "\n"
+	    "During handling of the above exception, another exception "
+	    "occurred:\n"
+	    "\n"
+	    "Traceback (most recent call last):\n"
+	    "  File \"/app/pkg/pipeline/process/handlers/chat.py\", line 112, "
+	    "in handle\n"
+	    "    raise RuntimeError(str(e))\n"
+	    "RuntimeError";
+
+	T_STRICT(tb, want);
+	T_STRICT("Traceback (most recent call last):\n"
+		 "  File \"a.py\", line 1, in <module>\n"
+		 "    f()\n"
+		 "KeyboardInterrupt\n"
+		 "\n"
+		 "The above exception was the direct cause of the following "
+		 "exception:\n"
+		 "\n"
+		 "openai.APIConnectionError: Connection error.\n",
+		 "Traceback (most recent call last):\n"
+		 "  File \"a.py\", line 1, in <module>\n"
+		 "    f()\n"
+		 "KeyboardInterrupt\n"
+		 "\n"
+		 "The above exception was the direct cause of the following "
+		 "exception:\n"
+		 "\n"
+		 "openai.APIConnectionError");
+	T_STRICT(
+	    "  File \"x.py\", line 3\n    x = = 1\n        ^\nSyntaxError: "
+	    "invalid syntax",
+	    "  File \"x.py\", line 3\n    x = = 1\n        ^\nSyntaxError");
+	T_STRICT("  File \"a.py\", line 5, in f\n"
+		 "    f()\n"
+		 "  [Previous line repeated 996 more times]\n"
+		 "RecursionError: maximum recursion depth exceeded",
+		 "  File \"a.py\", line 5, in f\n"
+		 "    f()\n"
+		 "  [Previous line repeated 996 more times]\n"
+		 "RecursionError");
+	/* a message line that looks like an exception keeps only the name */
+	T_STRICT("ValueError: user text\nHello: world\nhello world\nJust text",
+		 "ValueError");
+	/* frames are still redacted */
+	T_STRICT("  File \"C:\\Users\\carol\\x.py\", line 2, in f\n"
+		 "    token = \"abc123\"\n",
+		 "  File \"C:\\Users\\<redacted:user>\\x.py\", line 2, in f\n"
+		 "    token = \"<redacted:token>\"");
+	/* "File" lines that are not frames go */
+	T_STRICT("File \"a\", line 1, in my secret words\nFile not found", "");
+	T_STRICT("just a message from the user", "");
+	T_STRICT("", "");
+	/* CRLF tracebacks (Windows) */
+	T_STRICT("Traceback (most recent call last):\r\n  File \"a.py\", line "
+		 "1, in f\r\n"
+		 "    g()\r\nValueError: x\r\n",
+		 "Traceback (most recent call last):\n  File \"a.py\", line 1, "
+		 "in f\n"
+		 "    g()\nValueError");
+}
+
+/* ---- cleaning ----------------------------------------------------------- */
+
+static void test_cleaning(void)
+{
+	static const char nul[] = "a\0b";
+	static const char fffd[] = "\xef\xbf\xbd";
+
+	T_TEXT_N(nul, 3, "ab");
+	T_TEXT_N("\xff", 1, "\xef\xbf\xbd");
+	T_TEXT_N("a\xc0\xafz", 4,
+		 "a\xef\xbf\xbd\xef\xbf\xbdz"); /* overlong '/' */
+	T_TEXT_N("\xe0\x80\xaf", 3,
+		 "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"); /* overlong */
+	T_TEXT_N("\xed\xa0\x80x", 4,
+		 "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdx"); /* surrogate */
+	T_TEXT_N(
+	    "\xf4\x90\x80\x80", 4,
+	    "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"); /* > U+10FFFF */
+	T_TEXT_N(
+	    "\xf8\x88\x80\x80\x80", 5,
+	    "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+	T_TEXT_N("\xe4\xbd", 2, "\xef\xbf\xbd");   /* cut short at the end */
+	T_TEXT_N("\xe4\xbdx", 3, "\xef\xbf\xbdx"); /* cut short, then ASCII */
+	T_TEXT_N("\xf0\x9f\x98", 3, "\xef\xbf\xbd");
+	T_TEXT_N("\x80\xbf", 2, "\xef\xbf\xbd\xef\xbf\xbd");
+	T_TEXT_N("\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf", 8,
+		 "\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf");
+	T_TEXT_N("\xef\xbf\xbd", 3, fffd);
+	T_TEXT("a\x01\x1b[31mb\x7f", "a[31mb");
+	T_TEXT("l1\r\nl2\rl3\n\tx\x0b\x0c", "l1\nl2l3\n\tx");
+	T_TEXT("a\xc2\x85"
+	       "b\xc2\x9f"
+	       "c\xc2\xa0"
+	       "d",
+	       "abc\xc2\xa0"
+	       "d");
+	T_TEXT_N(NULL, 0, "");
+	T_TEXT_N(NULL, 99, "");
+	T_TEXT_N("", 0, "");
+
+	T_NAME("  TelegramAdapter \n", 128, "TelegramAdapter");
+	T_NAME("\t gpt-4o\t", 128, "gpt-4o");
+	T_NAME("local-agent", 128, "local-agent");
+	T_NAME("deepseek-chat", 128, "deepseek-chat");
+	T_NAME("v4.3.1", 128, "v4.3.1");
+	T_NAME("3f2b9c1e-8d4a-4e6f-9b2c-1a2b3c4d5e6f", 128,
+	       "3f2b9c1e-8d4a-4e6f-9b2c-1a2b3c4d5e6f");
+	T_NAME("instance_3f2b9c1e-8d4a-4e6f-9b2c-1a2b3c4d5e6f", 128,
+	       "instance_3f2b9c1e-8d4a-4e6f-9b2c-1a2b3c4d5e6f");
+	T_NAME("Qwen/Qwen2.5-72B-Instruct", 128, "Qwen/Qwen2.5-72B-Instruct");
+	T_NAME("ep-20240607123456-abcde", 128, "ep-20240607123456-abcde");
+	T_NAME("a\tb\nc\rd\x7f"
+	       "e\xc2\x80"
+	       "f",
+	       128, "abcdef");
+	T_NAME("\xc2\xa0\xe3\x80\x80name\xe2\x80\x83\xef\xbb\xbf", 128, "name");
+	T_NAME("in ner", 128, "in ner");
+	T_NAME("ab\xe4\xb8\xad", 4, "ab"); /* never half a character */
+	T_NAME("ab\xe4\xb8\xad", 5, "ab\xe4\xb8\xad");
+	T_NAME("a b", 2, "a"); /* trimmed again after the cap */
+	T_NAME("anything", 0, "");
+	T_NAME("   ", 128, "");
+	T_NAME("sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z", 128,
+	       "<redacted:api_key>");
+	T_NAME("sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z", 10,
+	       ""); /* no half placeholder */
+	T_NAME("m sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z", 12, "m");
+	T_NAME("alice@example.com", 128, "<redacted:email>");
+	T_NAME_N(NULL, 0, 128, "");
+	T_NAME_N(NULL, 10, 128, "");
+	T_NAME_N(nul, 3, 128, "ab");
+	T_NAME_N("\xff\xfe", 2, 128, "\xef\xbf\xbd\xef\xbf\xbd");
+}
+
+/* ---- truncation --------------------------------------------------------- */
+
+static char *repeat(const char *unit, size_t times)
+{
+	size_t ul = strlen(unit), k;
+	char *s = malloc(ul * times + 1);
+
+	if (!s)
+		abort();
+	for (k = 0; k < times; k++)
+		memcpy(s + k * ul, unit, ul);
+	s[ul * times] = '\0';
+	return s;
+}
+
+static void test_truncation(void)
+{
+	static const size_t caps[] = {0,   1,   2,    3,    5,     8,    13,
+				      20,  31,  40,   47,   63,    64,   65,
+				      71,  72,  80,   100,  128,   200,  255,
+				      256, 500, 1000, 4096, 10000, 49152};
+	char *body, *big, *full, *o, *p;
+	size_t k, n, fl, len;
+	int ok;
+
+	/* a long traceback: head frames, many middle frames, the exception */
+	body = repeat(
+	    "  File \"/app/pkg/mid.py\", line 10, in middle\n    x = y\n",
+	    2000);
+	n = strlen(body) + 200;
+	big = malloc(n);
+	if (!big)
+		abort();
+	snprintf(big, n,
+		 "Traceback (most recent call last):\n%s"
+		 "openai.APIConnectionError: Connection error.",
+		 body);
+	full = text(big, SIZE_MAX, 0);
+	fl = strlen(full);
+	for (k = 0; k < sizeof caps / sizeof caps[0]; k++) {
+		o = telespool__clean_text(big, strlen(big), caps[k], 0, &len);
+		ASSERT_TRUE(o != NULL);
+		if (!o)
+			continue;
+		if (len > caps[k] || !valid_utf8(o, len) || strlen(o) != len)
+			TU_FAIL("cap %zu: len %zu, valid %d", caps[k], len,
+				valid_utf8(o, len));
+		else
+			tu_passed++;
+		if (caps[k] >= 200) {
+			size_t cut;
+
+			ASSERT_CONTAINS(o,
+					"Traceback (most recent call last):\n");
+			ASSERT_CONTAINS(
+			    o,
+			    "\nopenai.APIConnectionError: Connection error.");
+			ASSERT_CONTAINS(o, " bytes truncated] ...\n");
+			/* the marker tells exactly how much went */
+			p = strstr(o, "\n... [telespool: ");
+			ASSERT_TRUE(p != NULL);
+			if (p) {
+				size_t ml =
+				    (size_t)(strstr(p, "] ...\n") + 6 - p);
+
+				cut = strtoul(p + 17, NULL, 10);
+				ASSERT_EQ(cut, fl - (len - ml));
+				/* head and tail are whole lines */
+				ASSERT_TRUE(p == o ||
+					    strncmp(p - 1, "\n", 1) != 0);
+				ASSERT_TRUE(
+				    strncmp(p + ml, "  File ", 7) == 0 ||
+				    strncmp(p + ml, "    x = y", 9) == 0);
+			}
+		}
+		free(o);
+	}
+	/* the tail is the bigger part: the exception is at the end */
+	o = text(big, 4096, 0);
+	p = strstr(o, "\n... [telespool:");
+	ASSERT_TRUE(p && (size_t)(p - o) < 1200);
+	free(o);
+	free(full);
+	free(big);
+	free(body);
+
+	/* placeholders are never cut in half, whatever the cap */
+	big = repeat("10.1.2.3 \xe4\xb8\xad\n", 300);
+	for (n = 0; n <= 700; n++) {
+		o = telespool__clean_text(big, strlen(big), n, 0, &len);
+		ok = o && len <= n && valid_utf8(o, len) &&
+		     placeholders_whole(o);
+		if (ok) {
+			/* every token outside the marker is whole */
+			char *q = o, *tok;
+
+			while ((tok = strstr(q, "ip>")) != NULL) {
+				if (tok < o + 10 ||
+				    strncmp(tok - 10, "<redacted:", 10) != 0)
+					ok = 0;
+				q = tok + 3;
+			}
+			for (q = o; (q = strchr(q, '<')) != NULL; q++)
+				if (strncmp(q, "<redacted:ip>", 13) != 0)
+					ok = 0;
+			if (o[0] == 'p' || o[0] == '>' || o[0] == ':')
+				ok = 0;
+		}
+		if (ok)
+			tu_passed++;
+		else
+			TU_FAIL("cap %zu: \"%s\"", n, o ? o : "(null)");
+		free(o);
+	}
+	free(big);
+
+	/* never half a character, no newline anywhere to cut at */
+	big = repeat("\xe4\xb8\xad\xf0\x9f\x98\x80", 500);
+	for (n = 0; n <= 400; n++) {
+		o = telespool__clean_text(big, strlen(big), n, 0, &len);
+		if (o && len <= n && valid_utf8(o, len))
+			tu_passed++;
+		else
+			TU_FAIL("cap %zu: len %zu", n, len);
+		free(o);
+	}
+	free(big);
+
+	/* a secret cut by the cap cannot leak: redaction comes first */
+	body = repeat("Zq9", 3000);
+	n = strlen(body) + 64;
+	big = malloc(n * 2);
+	if (!big)
+		abort();
+	snprintf(big, n * 2, "head\nkey sk-%s tail\nValueError: bad key", body);
+	for (k = 0; k < sizeof caps / sizeof caps[0]; k++) {
+		o = text(big, caps[k], 0);
+		ASSERT_TRUE(o && !strstr(o, "Zq9") && strlen(o) <= caps[k]);
+		free(o);
+		o = telespool__clean_name(big, strlen(big), caps[k]);
+		ASSERT_TRUE(o && !strstr(o, "Zq9") && strlen(o) <= caps[k]);
+		free(o);
+	}
+	free(big);
+	free(body);
+}
+
+/* ---- property test ------------------------------------------------------ */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rnd(void)
+{
+	/* xorshift64*: fixed seed, the same inputs on every run */
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 0x2545f4914f6cdd1dull;
+}
+
+static size_t rnd_below(size_t n)
+{
+	return n ? (size_t)(rnd() % n) : 0;
+}
+
+/* Secrets as they would appear, and the part of each that must go. */
+static const char *const secrets[][2] = {
+    {"sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z", "Ab3dEf6hIj9k"},
+    {"sk-ant-api03-R2D2c3po_Vb8xQ1fKz7LmNp", "R2D2c3po"},
+    {"AIzaSyA1bC2dE3fG4hI5jK6lM7nO8pQ9rS0tU1v", "SyA1bC2dE3"},
+    {"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jV",
+     "dozjgNryP4J3jV"},
+    {"AKIAIOSFODNN7EXAMPLE", "IOSFODNN7EXAMPLE"},
+    {"ghp_1234567890abcdefghijABCDEFGHIJ123456", "abcdefghijABCDEFGHIJ"},
+    {"glpat-AbCdEf1234567890xYzW", "AbCdEf1234567890"},
+    {"xoxb-123456789012-AbCdEfGhIjKl", "AbCdEfGhIjKl"},
+    {"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n"
+     "-----END PRIVATE KEY-----",
+     "MIIEvQIBADANBgkqhkiG9w0"},
+    {"Bearer Rf9xYb3ZkQ7wLm2Np5Tv", "Rf9xYb3ZkQ7wLm2Np5Tv"},
+    {"password=Hunt3rTw0", "Hunt3rTw0"},
+    {"'client_secret': 'CsXy9876Qw'", "CsXy9876Qw"},
+    {"postgresql://lb:PgPw5544@db:5432/x", "PgPw5544"},
+    {"alice.w@example.com", "alice.w"},
+    {"+1 415 555 0100", "555 0100"},
+    {"13912345678", "13912345678"},
+    {"138 1234 5678", "1234 5678"},
+    {"987654321", "987654321"},
+    {"-1001234567890", "1001234567890"},
+    {"/home/mallory/x", "mallory"},
+    {"C:\\Users\\trent\\x", "trent"},
+    {"203.0.113.77:8080", "203.0.113.77"},
+    {"2001:db8:85a3::8a2e:370:7334", "8a2e:370:7334"},
+    {"7123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1", "AAHdqTcvCH1vGWJx"},
+};
+
+/* Things that are tricky next to them. */
+static const char *const fillers[] = {
+    "Traceback (most recent call last):",
+    "  File \"/app/x.py\", line 12, in f",
+    "v4.3.1",
+    "3.11.7",
+    "0x7f3a2b",
+    "550e8400-e29b-41d4-a716-446655440000",
+    "httpx.ConnectError:",
+    "sk-",
+    "@",
+    "://",
+    "-----BEGIN",
+    "eyJ",
+    "::",
+    "+",
+    "password",
+    "=",
+    ":",
+    "'",
+    "\"",
+    "\\",
+    "/home/",
+    "C:\\Users\\",
+    "123",
+    "1.2",
+    "Bearer",
+    "\xe4\xb8\xad\xe6\x96\x87",
+    "\xf0\x9f\x98\x80",
+    "\xff",
+    "\xc0\xaf",
+    "\xed\xa0\x80",
+    "\xe4\xbd",
+    "\0",
+    "\r\n",
+    "\x1b[0m",
+    "\xc2\x85",
+    "<redacted:",
+    "During handling of the above exception, another exception occurred:",
+};
+
+static const char *const seps[] = {
+    " ",   "\n",  ", ", "\t",  " (", ") ", " '",  "' ",
+    " \"", "\" ", "; ", " | ", " [", "] ", " = ", ": ",
+};
+
+/* Prints a byte string with escapes, for a failure report. */
+static void dump(const char *what, const char *s, size_t n)
+{
+	size_t k;
+
+	fprintf(stderr, "  %s: \"", what);
+	for (k = 0; k < n; k++) {
+		unsigned char c = (unsigned char)s[k];
+
+		if (c == '\\' || c == '"')
+			fprintf(stderr, "\\%c", c);
+		else if (c >= 0x20 && c < 0x7f)
+			fputc(c, stderr);
+		else
+			fprintf(stderr, "\\x%02x", c);
+	}
+	fprintf(stderr, "\"\n");
+}
+
+#define NSEC (sizeof secrets / sizeof secrets[0])
+
+static void test_property(void)
+{
+	char *in = malloc(8192);
+	size_t round, len, k, cap, olen, used[8], nused;
+	int strict, fails = 0;
+	char *o;
+
+	if (!in)
+		abort();
+	for (round = 0; round < 20000 && fails < 10; round++) {
+		int kind = (int)rnd_below(3);
+
+		len = 0;
+		nused = 0;
+		if (kind == 0) {
+			/* random bytes, biased towards the interesting ones */
+			size_t n = rnd_below(1500);
+			static const char hot[] =
+			    "\0\n\r\t @:=/.-+<>'\"\\0123456789sk"
+			    "eyJAKIA\xe4\xb8\xad\xff\xc2\x85";
+
+			for (k = 0; k < n; k++)
+				in[len++] =
+				    rnd_below(2)
+					? (char)rnd_below(256)
+					: hot[rnd_below(sizeof hot - 1)];
+		} else {
+			/* tokens: secrets and fillers with separators (kind 2 never
+			 * glues two tokens, so every secret must go) */
+			size_t parts = 1 + rnd_below(40);
+
+			for (k = 0; k < parts && len < 7000; k++) {
+				const char *t, *sp;
+
+				if (rnd_below(3) == 0 && nused < 8) {
+					size_t si = rnd_below(NSEC);
+
+					t = secrets[si][0];
+					if (kind == 2)
+						used[nused++] = si;
+				} else if (kind == 1 || rnd_below(2)) {
+					t = fillers[rnd_below(
+					    sizeof fillers /
+					    sizeof fillers[0])];
+				} else {
+					t = "word";
+				}
+				memcpy(in + len, t, t[0] ? strlen(t) : 1);
+				len += t[0] ? strlen(t) : 1;
+				sp = seps[rnd_below(sizeof seps /
+						    sizeof seps[0])];
+				if (kind == 2)
+					sp = rnd_below(2) ? " " : "\n";
+				memcpy(in + len, sp, strlen(sp));
+				len += strlen(sp);
+			}
+		}
+		cap = rnd_below(4) == 0 ? rnd_below(300) : CAP;
+		strict = rnd_below(4) == 0;
+		o = telespool__clean_text(in, len, cap, strict, &olen);
+		if (!o || olen > cap || strlen(o) != olen ||
+		    !valid_utf8(o, olen) || !no_controls(o, olen, 1)) {
+			fails++;
+			TU_FAIL(
+			    "round %zu: clean_text cap %zu strict %d: len %zu",
+			    round, cap, strict, o ? olen : 0);
+		} else if (kind == 2 && cap == CAP) {
+			for (k = 0; k < nused; k++)
+				if (strstr(o, secrets[used[k]][1])) {
+					fails++;
+					TU_FAIL("round %zu: leaked \"%s\" in "
+						"\"%s\"",
+						round, secrets[used[k]][1], o);
+					dump("input", in, len);
+					break;
+				}
+			if (k == nused)
+				tu_passed++;
+		} else {
+			tu_passed++;
+		}
+		free(o);
+
+		cap = rnd_below(2) ? rnd_below(200) : TELESPOOL_NAME_MAX;
+		o = telespool__clean_name(in, len % 300, cap);
+		olen = o ? strlen(o) : 0;
+		if (!o || olen > cap || !valid_utf8(o, olen) ||
+		    !no_controls(o, olen, 0) ||
+		    (olen && (o[0] == ' ' || o[olen - 1] == ' '))) {
+			fails++;
+			TU_FAIL("round %zu: clean_name cap %zu: \"%s\"", round,
+				cap, o ? o : "(null)");
+		} else {
+			tu_passed++;
+		}
+		free(o);
+	}
+	free(in);
+}
+
+/* ---- speed: linear on adversarial input, and the hot path --------------- */
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_adversarial(void)
+{
+	static const char *const units[] = {
+	    "1",
+	    "@",
+	    "sk-",
+	    "-----BEGIN ",
+	    "-----BEGIN PRIVATE KEY-----",
+	    ":",
+	    "::",
+	    "a@",
+	    "a.",
+	    "eyJaaaaaaaaaaaa-",
+	    "://a",
+	    "a://",
+	    "token=x(",
+	    "password=",
+	    "'password': '",
+	    "+1 ",
+	    "1.",
+	    "1:",
+	    "/home/",
+	    "\\Users\\",
+	    "Bearer ",
+	    "-----END ",
+	    "aaaaaaaaaaaaaaaaaaaaaaaa.",
+	    "MTAx",
+	    "\xff",
+	    "  File \"",
+	    "a:a=",
+	    "\"",
+	    "\\\"",
+	    "eyJ",
+	    "person_1",
+	};
+	size_t k, len;
+	double t0, dt, worst = 0;
+	char *big, *o;
+
+	for (k = 0; k < sizeof units / sizeof units[0]; k++) {
+		big = repeat(units[k], (1u << 20) / strlen(units[k]));
+		t0 = now();
+		o = telespool__clean_text(big, strlen(big), CAP, (int)(k & 1),
+					  &len);
+		dt = now() - t0;
+		if (dt > worst)
+			worst = dt;
+		/* linear is milliseconds; quadratic on 1 MB would be minutes */
+		if (o && len <= CAP && valid_utf8(o, len) && dt < 5.0)
+			tu_passed++;
+		else
+			TU_FAIL("1 MB of \"%s\": %.3f s", units[k], dt);
+		free(o);
+		/* a hostile name */
+		t0 = now();
+		o = telespool__clean_name(big, strlen(big), TELESPOOL_NAME_MAX);
+		dt = now() - t0;
+		ASSERT_TRUE(o && strlen(o) <= TELESPOOL_NAME_MAX && dt < 5.0);
+		free(o);
+		free(big);
+	}
+	printf("adversarial 1 MB inputs: slowest %.2f ms\n", worst * 1e3);
+}
+
+static void report_speed(const char *sample, size_t sample_len)
+{
+	static const char *const names[] = {
+	    "TelegramAdapter",
+	    "local-agent",
+	    "gpt-4o-2024-08-06",
+	    "deepseek-chat",
+	};
+	size_t calls = 0, k, len, unit = 0;
+	double t0, dt;
+	char *big, *o;
+
+	t0 = now();
+	do {
+		for (k = 0; k < 1000; k++) {
+			o = telespool__clean_name(names[k & 3],
+						  strlen(names[k & 3]),
+						  TELESPOOL_NAME_MAX);
+			free(o);
+		}
+		calls += 1000;
+		dt = now() - t0;
+	} while (dt < 0.2);
+	printf("clean_name, 11-17 byte names: %.0f ns/call\n",
+	       dt / (double)calls * 1e9);
+
+	/* a realistic 1 MB: the corpus repeated */
+	big = malloc((1u << 20) + sample_len + 1);
+	if (!big)
+		abort();
+	len = 0;
+	while (len < (1u << 20)) {
+		memcpy(big + len, sample, sample_len);
+		len += sample_len;
+		unit++;
+	}
+	calls = 0;
+	t0 = now();
+	do {
+		o = telespool__clean_text(big, len, CAP, 0, NULL);
+		ASSERT_TRUE(o != NULL);
+		free(o);
+		calls++;
+		dt = now() - t0;
+	} while (dt < 0.2);
+	printf("clean_text, %.2f MB of tracebacks: %.2f ms/call\n",
+	       (double)len / (1 << 20), dt / (double)calls * 1e3);
+	free(big);
+}
+
+/* ---- corpus ------------------------------------------------------------- */
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t cap = 0, n = 0, r;
+
+	if (!f)
+		return NULL;
+	do {
+		if (n + 4096 + 1 > cap) {
+			char *nb = realloc(buf, cap = cap * 2 + 8192);
+
+			if (!nb)
+				abort();
+			buf = nb;
+		}
+		r = fread(buf + n, 1, cap - n - 1, f);
+		n += r;
+	} while (r > 0);
+	fclose(f);
+	buf[n] = '\0';
+	if (len)
+		*len = n;
+	return buf;
+}
+
+/* Calls fn(line) for each non-empty line of path; returns how many, -1 if none. */
+static int each_line(const char *path, const char *out, const char *name,
+		     int must_have)
+{
+	char *all = slurp(path, NULL), *line, *save = NULL;
+	int count = 0;
+
+	if (!all)
+		return -1;
+	for (line = strtok_r(all, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		if (!*line)
+			continue;
+		count++;
+		if ((strstr(out, line) != NULL) == must_have) {
+			tu_passed++;
+		} else {
+			tu_failed++;
+			fprintf(stderr, "corpus %s: \"%s\" %s\n", name, line,
+				must_have ? "is missing" : "leaked");
+		}
+	}
+	free(all);
+	return count;
+}
+
+static void test_corpus(const char *dir, char **sample, size_t *sample_len)
+{
+	DIR *d = dir ? opendir(dir) : NULL;
+	struct dirent *de;
+	char path[4096], name[256];
+	int files = 0;
+	size_t sl = 0;
+
+	*sample = NULL;
+	*sample_len = 0;
+	if (!d) {
+		TU_FAIL("cannot open corpus directory %s",
+			dir ? dir : "(none)");
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		size_t nl = strlen(de->d_name), len, olen, cap;
+		char *in, *plain, *strict, *small;
+
+		if (nl < 5 || nl >= sizeof name ||
+		    strcmp(de->d_name + nl - 4, ".txt") != 0)
+			continue;
+		memcpy(name, de->d_name, nl - 4);
+		name[nl - 4] = '\0';
+		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		in = slurp(path, &len);
+		if (!in)
+			continue;
+		files++;
+		plain = telespool__clean_text(in, len, CAP, 0, &olen);
+		strict = telespool__clean_text(in, len, CAP, 1, NULL);
+		ASSERT_TRUE(plain && strict && valid_utf8(plain, olen));
+		if (!plain || !strict)
+			goto next;
+
+		/* the secrets are really in the input, and gone from both outputs */
+		snprintf(path, sizeof path, "%s/%s.secrets", dir, name);
+		if (each_line(path, in, name, 1) <= 0)
+			TU_FAIL("corpus %s: no .secrets", name);
+		each_line(path, plain, name, 0);
+		each_line(path, strict, name, 0);
+		/* what makes the traceback useful is still there, strict too */
+		snprintf(path, sizeof path, "%s/%s.keep", dir, name);
+		if (each_line(path, plain, name, 1) <= 0)
+			TU_FAIL("corpus %s: no .keep", name);
+		each_line(path, strict, name, 1);
+		/* cleaning what is clean changes nothing */
+		{
+			char *again = telespool__clean_text(
+			    plain, strlen(plain), CAP, 0, NULL);
+
+			if (again && strcmp(again, plain) == 0)
+				tu_passed++;
+			else
+				TU_FAIL(
+				    "corpus %s: not idempotent:\n%s\n---\n%s",
+				    name, plain, again ? again : "(null)");
+			free(again);
+		}
+		/* message text that only strict mode removes */
+		snprintf(path, sizeof path, "%s/%s.strict-secrets", dir, name);
+		if (each_line(path, plain, name, 1) > 0)
+			each_line(path, strict, name, 0);
+
+		/* capped: still no secret, within the cap, the exception kept */
+		for (cap = 256; cap <= 2048; cap *= 2) {
+			small = telespool__clean_text(in, len, cap, 0, &olen);
+			ASSERT_TRUE(small && olen <= cap &&
+				    valid_utf8(small, olen) &&
+				    placeholders_whole(small));
+			if (small) {
+				snprintf(path, sizeof path, "%s/%s.secrets",
+					 dir, name);
+				each_line(path, small, name, 0);
+				/* the last line of the uncapped output ends this one too */
+				if (olen < strlen(plain)) {
+					const char *last = strrchr(plain, '\n');
+
+					last = last ? last + 1 : plain;
+					if (strlen(last) < cap / 2)
+						ASSERT_CONTAINS(small, last);
+				}
+			}
+			free(small);
+		}
+		if (!*sample) {
+			*sample = plain;
+			sl = strlen(plain);
+			plain = NULL;
+		}
+	next:
+		free(plain);
+		free(strict);
+		free(in);
+	}
+	closedir(d);
+	*sample_len = sl;
+	if (files >= 8)
+		tu_passed++;
+	else
+		TU_FAIL("corpus %s: %d tracebacks, want at least 8", dir,
+			files);
+}
+
+/* ---- allocation failures ------------------------------------------------ */
+
+#ifdef TEST_REDACT_OOM
+static void test_oom(void)
+{
+	static const char tb[] =
+	    "Traceback (most recent call last):\n"
+	    "  File \"/home/alice/x.py\", line 1, in f\n"
+	    "ValueError: sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z";
+	long k;
+	char *o, *big = repeat("x = 10.0.0.1\n", 400);
+
+	for (k = 0; k < 40; k++) {
+		oom_countdown = k;
+		o = telespool__clean_text(tb, strlen(tb), 100, 1, NULL);
+		free(o);
+		oom_countdown = k;
+		o = telespool__clean_text(big, strlen(big), 100, 0, NULL);
+		free(o);
+		oom_countdown = k;
+		o = telespool__clean_name(big, 300, 100);
+		free(o);
+		oom_countdown = k;
+		o = telespool__clean_name("alice@example.com", 17, 100);
+		free(o);
+	}
+	oom_countdown = -1;
+	/* and a failure is NULL, not a half result */
+	oom_countdown = 0;
+	ASSERT_TRUE(telespool__clean_text(tb, strlen(tb), 100, 0, NULL) ==
+		    NULL);
+	oom_countdown = 0;
+	ASSERT_TRUE(telespool__clean_name("x", 1, 10) == NULL);
+	oom_countdown = -1;
+	free(big);
+}
+#endif
+
+int main(int argc, char **argv)
+{
+	char *sample = NULL;
+	size_t sample_len = 0;
+
+	test_credentials();
+	test_identities();
+	test_survival();
+	test_strict();
+	test_cleaning();
+	test_truncation();
+	test_corpus(argc > 1 ? argv[1] : "tests/corpus/tracebacks", &sample,
+		    &sample_len);
+	test_property();
+#ifdef TEST_REDACT_OOM
+	test_oom();
+#endif
+	if (!getenv("TEST_REDACT_QUICK")) {
+		test_adversarial();
+		if (sample)
+			report_speed(sample, sample_len);
+	}
+	free(sample);
+	return TEST_REPORT();
+}
