@@ -27,6 +27,23 @@ static char *clean_name(const char *s)
 	return telespool__clean_name(s, s ? strlen(s) : 0, TELESPOOL_NAME_MAX);
 }
 
+/*
+ * Ids that travel as identifiers (query_id, survey_id).  LangBot's query
+ * ids are a per-process counter and Space's survey ids may be numbers: a
+ * plain run of up to 20 digits is kept as it is rather than redacted as an
+ * account id, since rewriting it would break the protocol, not protect
+ * anyone.  Anything else is cleaned like a name.
+ */
+static char *clean_id(const char *s)
+{
+	size_t n = 0;
+	while (s && n <= 20 && s[n] >= '0' && s[n] <= '9')
+		n++;
+	if (s && n > 0 && n <= 20 && s[n] == '\0')
+		return strdup(s);
+	return clean_name(s);
+}
+
 /* Adds a string we own; the object takes it over. */
 static int add_owned(cJSON *obj, const char *key, const char *val)
 {
@@ -98,7 +115,7 @@ int telespool__body_query(struct telespool__event *ev,
 		return TELESPOOL_EINVAL;
 	}
 
-	ev->query_id = clean_name(q->query_id);
+	ev->query_id = clean_id(q->query_id);
 	ev->adapter = clean_name(q->adapter);
 	ev->runner = clean_name(q->runner);
 	ev->model_name = clean_name(q->model_name);
@@ -369,7 +386,7 @@ static int build_response(struct telespool__event *ev, cJSON *answers,
 static int survey_id_of(struct telespool__event *ev, const char *survey_id,
                         const char **why)
 {
-	ev->survey_id = clean_name(survey_id);
+	ev->survey_id = clean_id(survey_id);
 	if (ev->survey_id == NULL)
 		return fail(ev, NULL, TELESPOOL_ENOMEM, why, oom);
 	if (ev->survey_id[0] == '\0')
