@@ -18,6 +18,7 @@
 #include "queue.h"
 #include "redact.h"
 #include "timefmt.h"
+#include "uuid.h"
 
 /* Bound on the WAL file once a checkpoint has reset it. */
 #define WAL_SIZE_LIMIT (4 * 1024 * 1024)
@@ -320,24 +321,66 @@ static int check_options(const telespool_options *o)
 	return TELESPOOL_OK;
 }
 
-/* Creates the file with mode 0600 if it does not exist yet, so that the
- * spool (and the -wal/-shm files SQLite gives the same mode) is private. */
-static int create_private(const char *path)
+static int create_error(const char *path, int e)
 {
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
-	if (fd >= 0) {
-		close(fd);
-		return TELESPOOL_OK;
-	}
-	int e = errno;
-	if (e == EACCES || e == EPERM || e == EROFS || e == ENOENT ||
-	    e == ENOTDIR || e == EISDIR || e == ELOOP)
-		return open_fail(TELESPOOL_EIO, "cannot open %s: %s", path,
-		                 strerror(e));
 	if (e == ENOSPC || e == EDQUOT)
 		return open_fail(TELESPOOL_EFULL, "cannot create %s: %s", path,
 		                 strerror(e));
 	return open_fail(TELESPOOL_EIO, "cannot open %s: %s", path, strerror(e));
+}
+
+/*
+ * Creates the file with mode 0600 if it does not exist yet, so that the
+ * spool (and the -wal/-shm files SQLite gives the same mode) is private.
+ *
+ * An existing spool is never opened here: closing any descriptor of a file
+ * drops every POSIX lock the process holds on it, including those of other
+ * SQLite connections in this process, which would then see their WAL
+ * deleted under them.  A new file is made under a private name, closed,
+ * and linked into place (atomically; a file that appeared meanwhile wins).
+ */
+static int create_private(const char *path)
+{
+	struct stat st;
+	char tmp[4200];
+	uint32_t r = 0;
+
+	if (stat(path, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			return open_fail(TELESPOOL_EIO, "cannot open %s: %s", path,
+			                 strerror(EISDIR));
+		/* A clear reason now (read-only file system, immutable file,
+		 * permissions), rather than SQLite's "unable to open" later. */
+		if (faccessat(AT_FDCWD, path, R_OK | W_OK, AT_EACCESS) != 0)
+			return open_fail(TELESPOOL_EIO,
+			                 "cannot open %s for writing: %s", path,
+			                 strerror(errno));
+		return TELESPOOL_OK;
+	}
+	if (errno != ENOENT)
+		return create_error(path, errno);
+
+	telespool__random(&r, sizeof(r));
+	snprintf(tmp, sizeof(tmp), "%s.new-%ld-%08x", path, (long)getpid(),
+	         (unsigned)r);
+	int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY,
+	              0600);
+	if (fd < 0)
+		return create_error(path, errno);
+	close(fd);
+	int linked = link(tmp, path);
+	int e = errno;
+	unlink(tmp);
+	if (linked == 0 || e == EEXIST)
+		return TELESPOOL_OK;
+
+	/* A file system without hard links: create in place. */
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
+	if (fd >= 0) {
+		close(fd);
+		return TELESPOOL_OK;
+	}
+	return errno == EEXIST ? TELESPOOL_OK : create_error(path, errno);
 }
 
 static int db_fail(sqlite3 *db, int src, const char *path, const char *what,
@@ -533,6 +576,34 @@ static int move_aside(const char *path, char *moved, size_t movedlen)
 	return 0;
 }
 
+/*
+ * With on_corrupt = MOVE_ASIDE, damage anywhere in the file must be found
+ * at open, not only in the pages the open happens to read: PRAGMA
+ * quick_check reads every page once (O(file size), about a second for a
+ * full 128 MiB spool).
+ */
+static int quick_check(telespool *sp, sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	int src = sqlite3_prepare_v2(db, "PRAGMA quick_check(1)", -1, &st, NULL);
+	if (src != SQLITE_OK)
+		return db_fail(db, src, sp->path, "checking the file",
+		               sp->busy_timeout_ms);
+	src = sqlite3_step(st);
+	int rc = TELESPOOL_OK;
+	if (src == SQLITE_ROW) {
+		const char *r = (const char *)sqlite3_column_text(st, 0);
+		if (r == NULL || strcmp(r, "ok") != 0)
+			rc = open_fail(TELESPOOL_ECORRUPT, "%s: damaged: %.300s",
+			               sp->path, r ? r : "(no answer)");
+	} else {
+		rc = db_fail(db, src, sp->path, "checking the file",
+		             sp->busy_timeout_ms);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
 /* Opens sp->path into sp->db with the settings and schema of a spool. */
 static int open_db(telespool *sp)
 {
@@ -551,6 +622,8 @@ static int open_db(telespool *sp)
 		return rc;
 	}
 	rc = setup(sp, db, sp->path);
+	if (rc == TELESPOOL_OK && sp->verify_on_open)
+		rc = quick_check(sp, db);
 	if (rc != TELESPOOL_OK) {
 		close_db(db);
 		return rc;
@@ -602,6 +675,7 @@ int telespool_open(telespool **out, const char *path,
 	                 86400000;
 	sp->disabled = opts->disabled != 0;
 	sp->strict_errors = opts->strict_errors != 0;
+	sp->verify_on_open = opts->on_corrupt == TELESPOOL_CORRUPT_MOVE_ASIDE;
 	if (sp->path == NULL || sp->instance_id == NULL || sp->version == NULL ||
 	    (opts->edition && sp->edition == NULL)) {
 		telespool_close(sp);

@@ -55,6 +55,7 @@ struct telespool {
 	int64_t max_age_ms;
 	int disabled;
 	int strict_errors;
+	int verify_on_open; /* on_corrupt = MOVE_ASIDE: quick_check at open */
 
 	sqlite3_stmt *stmt[STMT__COUNT];
 
