@@ -76,6 +76,19 @@ static void test_classify_status(void)
 	             "HTTP 200 code 422");
 	check_status(__LINE__, 200, "{\"code\":1e20}", TSU_RETRY,
 	             "HTTP 200 code 1e+20");
+	/* A body cut at the transport's cap: the top-level "code" of its
+	 * prefix still decides, nested or quoted ones do not. */
+	check_status(__LINE__, 200, "{\"code\": 422, \"msg\": \"bad\", \"pad\": \"xxxx",
+	             TSU_DEAD, "HTTP 200 code 422");
+	check_status(__LINE__, 200, "{\"msg\":\"a \\\"code\\\"\",\"code\":503,\"p\":[1,",
+	             TSU_RETRY, "HTTP 200 code 503");
+	check_status(__LINE__, 200, "{\"data\":{\"code\":500},\"code\":0,\"pad\":\"xx",
+	             TSU_SENT, "HTTP 200");
+	check_status(__LINE__, 200, "{\"data\":{\"code\":500,\"pad\":\"xx", TSU_SENT,
+	             "HTTP 200");
+	check_status(__LINE__, 200, "{\"code\":42", TSU_SENT, "HTTP 200");
+	check_status(__LINE__, 200, "{\"code\":422.5,\"pad\":\"x", TSU_SENT,
+	             "HTTP 200");
 	check_status(__LINE__, 201, "{\"code\":0}", TSU_SENT, "HTTP 201");
 	check_status(__LINE__, 204, "", TSU_SENT, "HTTP 204");
 	check_status(__LINE__, 204, NULL, TSU_SENT, "HTTP 204");

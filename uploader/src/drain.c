@@ -56,6 +56,7 @@ struct run {
 	int64_t start_mono;
 	int any_retry;      /* a retryable failure left rows behind */
 	int64_t released;   /* claimed rows given back unsent (time, signal) */
+	int exit_code;      /* set with a spool failure inside a batch */
 	struct stat cfg_seen; /* the config file as last read */
 	int optout_seen;    /* the config now says telemetry is disabled */
 	int config_broken;  /* the config became unreadable during the run */
@@ -133,6 +134,24 @@ static const char *endpoint_of(const char *event_type)
 static void iso(int64_t ms, char *out)
 {
 	telespool__iso(ms, out);
+}
+
+/*
+ * A spool operation failed: records why (naming the file) and returns the
+ * exit code: a spool locked past the busy timeout is temporary (75), any
+ * other failure is not (1).
+ */
+static int spool_failed(struct run *r, int rc)
+{
+	const char *path = telespool__path(r->sp);
+	snprintf(r->detail, sizeof(r->detail), "%s: %s%s", path,
+	         telespool_errmsg(r->sp),
+	         rc == TELESPOOL_ECORRUPT
+	                 ? "; stop LangBot, move the file aside (sqlite3 FILE "
+	                   "'.recover' salvages what is readable) and restart"
+	                 : "");
+	r->rec.outcome = rc == TELESPOOL_EBUSY ? "busy" : "error";
+	return rc == TELESPOOL_EBUSY ? TSU_EXIT_TEMPFAIL : TSU_EXIT_ERROR;
 }
 
 /* Opt-out found (at start or between batches): purge and say so. */
@@ -352,7 +371,7 @@ static int send_batch(struct run *r, telespool__batch *b)
 	if (rc != TELESPOOL_OK) {
 		/* The leases run out and the rows come back: nothing is lost,
 		 * some may be sent twice with the same Idempotency-Key. */
-		say("recording outcomes failed: %s", telespool_errmsg(r->sp));
+		r->exit_code = spool_failed(r, rc);
 		ret = -1;
 		goto out;
 	}
@@ -451,7 +470,8 @@ static int dry_run(struct run *r)
 		int rc = telespool__peek(r->sp, now, TSU_LEASE_MS, HORIZON_MS,
 		                         r->o->ignore_backoff, after, r->o->batch, &b);
 		if (rc != TELESPOOL_OK) {
-			say("reading the spool: %s", telespool_errmsg(r->sp));
+			say("reading %s: %s", telespool__path(r->sp),
+			    telespool_errmsg(r->sp));
 			return TSU_EXIT_ERROR;
 		}
 		if (b.n == 0)
@@ -523,12 +543,8 @@ static int drain(struct run *r)
 		now = telespool__now_ms();
 		int rc = telespool__claim(r->sp, now, TSU_LEASE_MS, HORIZON_MS,
 		                          r->o->ignore_backoff, max, &b);
-		if (rc != TELESPOOL_OK) {
-			snprintf(r->detail, sizeof(r->detail), "claiming events: %s",
-			         telespool_errmsg(r->sp));
-			r->rec.outcome = "error";
-			return rc == TELESPOOL_EBUSY ? TSU_EXIT_TEMPFAIL : TSU_EXIT_ERROR;
-		}
+		if (rc != TELESPOOL_OK)
+			return spool_failed(r, rc);
 		if (b.n == 0)
 			break;
 		if (r->http == NULL && start_http(r) != 0) {
@@ -549,6 +565,8 @@ static int drain(struct run *r)
 		int go = send_batch(r, &b);
 		telespool__batch_free(&b);
 		if (go < 0) {
+			if (r->exit_code)
+				return r->exit_code;
 			r->rec.outcome = "error";
 			return TSU_EXIT_ERROR;
 		}
@@ -636,6 +654,11 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 	int rc = telespool_open(&r.sp, o->db_path, &so);
 	if (rc != TELESPOOL_OK) {
 		say("cannot use the spool: %s", telespool_open_errmsg());
+		if (rc == TELESPOOL_EBUSY) {
+			tsu_lock_release(lock);
+			tsu_config_free(&r.cfg);
+			return TSU_EXIT_TEMPFAIL;
+		}
 		tsu_lock_release(lock);
 		tsu_config_free(&r.cfg);
 		return TSU_EXIT_ERROR;
@@ -644,10 +667,10 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 		code = dry_run(&r);
 		goto done;
 	}
-	if (telespool__run_start(r.sp, telespool__now_ms(), &r.run_id) !=
-	    TELESPOOL_OK) {
-		say("cannot record the run: %s", telespool_errmsg(r.sp));
-		code = TSU_EXIT_ERROR;
+	rc = telespool__run_start(r.sp, telespool__now_ms(), &r.run_id);
+	if (rc != TELESPOOL_OK) {
+		code = spool_failed(&r, rc);
+		say("%s", r.detail);
 		goto done;
 	}
 
@@ -662,10 +685,15 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 	int64_t reclaimed = 0;
 	telespool__reclaim_leases(r.sp, &reclaimed);
 	telespool__expiry ex;
-	if (telespool__expire(r.sp, telespool__now_ms(), o->max_age_ms,
-	                      o->max_attempts, o->retention_ms,
-	                      &ex) != TELESPOOL_OK)
-		say("housekeeping failed: %s", telespool_errmsg(r.sp));
+	rc = telespool__expire(r.sp, telespool__now_ms(), o->max_age_ms,
+	                       o->max_attempts, o->retention_ms, &ex);
+	if (rc == TELESPOOL_ECORRUPT) {
+		code = spool_failed(&r, rc);
+		goto end;
+	}
+	if (rc != TELESPOOL_OK)
+		say("housekeeping skipped: %s: %s", o->db_path,
+		    telespool_errmsg(r.sp));
 	else
 		r.rec.dead += ex.expired + ex.exhausted;
 

@@ -198,6 +198,9 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* Past a file size limit (ulimit -f, LimitFSIZE=) a write must fail
+	 * with an error we report, not kill the process. */
+	signal(SIGXFSZ, SIG_IGN);
 
 	/* A progress line only for a person watching; cron and systemd get
 	 * the one summary line. */

@@ -78,9 +78,66 @@ static const char *transport_name(tsu_transport t)
 }
 
 /*
+ * The top-level "code" of a JSON object that cannot be parsed whole (the
+ * transport keeps only the first 64 KiB of an answer): scans the prefix,
+ * skipping strings and nested values, for "code": <integer> at depth 1.
+ */
+static int prefix_code(const char *p, size_t len, double *code)
+{
+	size_t i = 0;
+	int depth = 0, expect_key = 0;
+
+	while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' ||
+	                   p[i] == '\n'))
+		i++;
+	if (i >= len || p[i] != '{')
+		return 0;
+	for (; i < len; i++) {
+		char c = p[i];
+		if (c == '{' || c == '[') {
+			depth++;
+			expect_key = depth == 1 && c == '{';
+		} else if (c == '}' || c == ']') {
+			depth--;
+		} else if (c == ',') {
+			expect_key = depth == 1;
+		} else if (c == '"') {
+			size_t start = ++i;
+			while (i < len && p[i] != '"')
+				i += p[i] == '\\' ? 2 : 1;
+			if (i >= len)
+				return 0;
+			if (!(expect_key && depth == 1 && i - start == 4 &&
+			      memcmp(p + start, "code", 4) == 0)) {
+				expect_key = 0;
+				continue;
+			}
+			size_t j = i + 1;
+			while (j < len && (p[j] == ' ' || p[j] == ':' || p[j] == '\t'))
+				j++;
+			char num[24];
+			size_t k = 0;
+			if (j < len && p[j] == '-')
+				num[k++] = p[j++];
+			while (j < len && k + 1 < sizeof(num) && p[j] >= '0' &&
+			       p[j] <= '9')
+				num[k++] = p[j++];
+			num[k] = '\0';
+			if (k == 0 || (k == 1 && num[0] == '-') || j >= len ||
+			    p[j] == '.' || p[j] == 'e' || p[j] == 'E')
+				return 0;
+			*code = strtod(num, NULL);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/*
  * Space's application code from a 2xx body: 1 and *code when the body is
- * a JSON object with an integral numeric "code"; *msg then points into
- * *root (a string "msg"), or is NULL.  The caller deletes *root.
+ * a JSON object with an integral numeric "code" (or, when the body is cut
+ * short, such a "code" in its prefix); *msg then points into *root (a
+ * string "msg"), or is NULL.  The caller deletes *root.
  */
 static int body_code(const char *body, size_t len, cJSON **root,
                      double *code, const char **msg)
@@ -93,6 +150,8 @@ static int body_code(const char *body, size_t len, cJSON **root,
 	if (!body || len == 0)
 		return 0;
 	*root = cJSON_ParseWithLength(body, len);
+	if (*root == NULL)
+		return prefix_code(body, len, code);
 	if (!cJSON_IsObject(*root))
 		return 0;
 	c = cJSON_GetObjectItemCaseSensitive(*root, "code");

@@ -192,12 +192,14 @@ int tsu_status(const tsu_options *o, int json)
 	telespool__status s;
 	int64_t now = telespool__now_ms();
 	rc = telespool__get_status(sp, now, &s);
+	char why[512];
+	snprintf(why, sizeof(why), "%s", telespool_errmsg(sp));
 	char throttled[32], down[32];
 	wait_of(sp, "retry_after_until", now, throttled);
 	wait_of(sp, "down_until", now, down);
 	if (rc != TELESPOOL_OK) {
-		fprintf(stderr, "telespool-upload: cannot read the spool: %s\n",
-		        telespool_errmsg(sp));
+		fprintf(stderr, "telespool-upload: cannot read %s: %s\n", o->db_path,
+		        why);
 	} else if (json) {
 		print_json(&s, o, have_cfg ? &cfg : NULL, have_cfg ? NULL : err,
 		           throttled, down);
