@@ -1,0 +1,406 @@
+"""Shared helpers for telespool's reliability tests (stdlib only).
+
+The tests prove, under faults, crashes, load and hostile input, that nothing is lost or leaked.
+Each test file is one ctest (tests/CMakeLists.txt); they need:
+
+    TELESPOOL_UPLOAD   path of the telespool-upload binary
+    TELESPOOL_LIBRARY  path of libtelespool.so (read by the Python binding)
+
+Child processes (writer_child.py, storage_child.py) run the library where a test must be able
+to SIGKILL it, watch it crash, or give it its own mount namespace.  No sleeps are used for
+synchronisation: tests wait on pipes, process exits and the fake Space's request log; every
+timeout is an upper bound only.
+
+Every test ends by printing one line for the README's Reliability table, on stderr:
+
+    FAULT: tried N times, lost M
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import glob
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS_DIR = os.path.dirname(HERE)
+ROOT = os.path.dirname(TESTS_DIR)
+for _p in (TESTS_DIR, os.path.join(ROOT, "lib", "python")):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+UPLOAD = os.environ.get("TELESPOOL_UPLOAD", "")
+if not UPLOAD or not os.access(UPLOAD, os.X_OK):
+    raise RuntimeError("set TELESPOOL_UPLOAD to the telespool-upload binary "
+                       f"(got {UPLOAD!r}); ctest does this")
+if not os.environ.get("TELESPOOL_LIBRARY"):
+    raise RuntimeError("set TELESPOOL_LIBRARY to libtelespool.so; ctest does this")
+
+import telespool  # noqa: E402
+from fake_space import FakeSpace  # noqa: E402
+
+WRITER = os.path.join(HERE, "writer_child.py")
+STORAGE_CHILD = os.path.join(HERE, "storage_child.py")
+
+INSTANCE_ID = "instance_00000000-0000-4000-8000-00000000ee11"
+LANGBOT_VERSION = "v4.3.1"
+TELEMETRY = "/api/v1/telemetry"
+RUN_TIMEOUT = 60.0
+
+EXIT_OK, EXIT_ERROR, EXIT_TEMPFAIL, EXIT_CONFIG = 0, 1, 75, 78
+
+# The uploader's documented bounds (uploader/src/drain.h, http.c).
+BUSY_UPLOADER_MS = 5000
+REQUEST_TIMEOUT_S = 10
+RETRY_AFTER_MAX_MS = 24 * 3600 * 1000
+BACKOFF_BASE_MS = 30 * 1000
+
+_SUMMARY = re.compile(r"telespool-upload: (\w+): sent (\d+), retried (\d+), dead (\d+), "
+                      r"purged (\d+) in [0-9.]+ s(?: - (.*))?$", re.M)
+
+
+def seed() -> int:
+    """The random seed of this test run: RELIABILITY_SEED, else a fresh one (printed)."""
+    s = os.environ.get("RELIABILITY_SEED")
+    value = int(s) if s else random.SystemRandom().randrange(1 << 30)
+    print(f"reliability seed {value} (set RELIABILITY_SEED={value} to replay)",
+          file=sys.stderr, flush=True)
+    return value
+
+
+def summary(fault: str, tried: int, lost: int) -> None:
+    """The one line the README's Reliability table is made from."""
+    print(f"{fault}: tried {tried} times, lost {lost}", file=sys.stderr, flush=True)
+
+
+def clean_env(**extra: str) -> dict:
+    """This process's environment without anything that steers the uploader."""
+    drop = ("SPACE__", "SYSTEM__")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(drop)
+           and k not in ("LANGBOT_TELEMETRY_INGEST_TOKEN", "INVOCATION_ID", "LD_PRELOAD",
+                         "FAKETIME")
+           and not k.lower().endswith("_proxy")}
+    env.update(extra)
+    return env
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def iso_ms(text: str) -> int:
+    """'YYYY-MM-DDTHH:MM:SS.sssZ' -> unix ms."""
+    dt = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
+    return int(dt.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
+
+
+def integrity(db_path: str) -> str:
+    """PRAGMA integrity_check of a spool ('ok' when healthy), through the stdlib sqlite3."""
+    with contextlib.closing(sqlite3.connect(db_path, timeout=10)) as db:
+        rows = db.execute("PRAGMA integrity_check").fetchall()
+    return "\n".join(str(r[0]) for r in rows)
+
+
+def read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def refused_port() -> tuple[socket.socket, int]:
+    """A port on 127.0.0.1 that refuses connections (bound, never listening)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    return s, s.getsockname()[1]
+
+
+class Result:
+    """A finished uploader run."""
+
+    def __init__(self, argv, code, out, err, elapsed):
+        self.argv, self.code, self.out, self.err, self.elapsed = argv, code, out, err, elapsed
+        m = None
+        for m in _SUMMARY.finditer(err):
+            pass
+        self.outcome = m.group(1) if m else None
+        self.counts = ({"sent": int(m.group(2)), "retried": int(m.group(3)),
+                        "dead": int(m.group(4)), "purged": int(m.group(5))} if m else None)
+
+    def __repr__(self):
+        return (f"<run {' '.join(map(str, self.argv[1:]))}: exit {self.code} after "
+                f"{self.elapsed:.2f} s\n--- stdout\n{self.out}--- stderr\n{self.err}>")
+
+
+class Running:
+    """An uploader started in the background; its output goes to files."""
+
+    def __init__(self, argv, cwd, env):
+        self.argv = argv
+        self._out = tempfile.TemporaryFile()
+        self._err = tempfile.TemporaryFile()
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=self._out,
+                                     stderr=self._err, stdin=subprocess.DEVNULL)
+
+    def wait(self, timeout: float = RUN_TIMEOUT) -> Result:
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"telespool-upload did not finish within {timeout} s")
+        ended = time.monotonic()
+        self._out.seek(0)
+        self._err.seek(0)
+        out = self._out.read().decode("utf-8", "replace")
+        err = self._err.read().decode("utf-8", "replace")
+        self._out.close()
+        self._err.close()
+        return Result(self.argv, self.proc.returncode, out, err, ended - self.started)
+
+    def kill(self, sig=signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+
+class Workdir:
+    """A LangBot working directory: data/config.yaml and data/telemetry.db."""
+
+    def __init__(self, test: unittest.TestCase, url: str | None = "", parent: str | None = None):
+        self.root = tempfile.mkdtemp(prefix="telespool-rel-", dir=parent)
+        test.addCleanup(shutil.rmtree, self.root, True)
+        self.data = os.path.join(self.root, "data")
+        os.makedirs(self.data)
+        self.config_path = os.path.join(self.data, "config.yaml")
+        self.db_path = os.path.join(self.data, "telemetry.db")
+        if url is not None:
+            self.write_config(url)
+
+    def write_config(self, url: str, disable: bool | None = None) -> None:
+        lines = ["space:", f"  url: '{url}'"]
+        if disable is not None:
+            lines.append(f"  disable_telemetry: {str(disable).lower()}")
+        lines += ["system:", "  instance_id: ''", ""]
+        tmp = self.config_path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines))
+        os.replace(tmp, self.config_path)
+
+    # -- the spool through the binding
+
+    def spool(self, path: str | None = None, **kw) -> telespool.Spool:
+        kw.setdefault("instance_id", INSTANCE_ID)
+        kw.setdefault("version", LANGBOT_VERSION)
+        return telespool.Spool(path or self.db_path, **kw)
+
+    def record(self, n: int, prefix: str = "q", path: str | None = None, **fields) -> list:
+        """Records n query events; returns their query_ids."""
+        ids = []
+        with self.spool(path) as sp:
+            for i in range(n):
+                qid = f"{prefix}-{i}"
+                sp.record_query(query_id=qid, adapter="TelegramAdapter", runner="local-agent",
+                                model_name="gpt-4o", duration_ms=100 + i,
+                                pipeline_plugins=["hello"], **fields)
+                ids.append(qid)
+        return ids
+
+    # -- the uploader
+
+    def argv(self, *args) -> list:
+        return [UPLOAD, "--config", self.config_path, "--db", self.db_path, *args]
+
+    def run(self, *args, env: dict | None = None, timeout: float = RUN_TIMEOUT,
+            argv: list | None = None) -> Result:
+        env = clean_env() if env is None else env
+        argv = argv or self.argv(*args)
+        t0 = time.monotonic()
+        try:
+            p = subprocess.run(argv, cwd=self.root, env=env, capture_output=True,
+                               timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as e:
+            raise AssertionError(f"{argv} did not finish within {timeout} s (a hang); stderr: "
+                                 f"{(e.stderr or b'').decode(errors='replace')}") from None
+        return Result(argv, p.returncode, p.stdout.decode("utf-8", "replace"),
+                      p.stderr.decode("utf-8", "replace"), time.monotonic() - t0)
+
+    def start(self, *args, env: dict | None = None) -> Running:
+        env = clean_env() if env is None else env
+        return Running(self.argv(*args), self.root, env)
+
+    # -- looking at the spool (stdlib sqlite3; each connection closed at once)
+
+    def query(self, sql: str, params=(), path: str | None = None) -> list:
+        with contextlib.closing(sqlite3.connect(path or self.db_path, timeout=10)) as db:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute(sql, params).fetchall()]
+
+    def execute(self, sql: str, params=()) -> None:
+        with contextlib.closing(sqlite3.connect(self.db_path, timeout=10)) as db:
+            with db:
+                db.execute(sql, params)
+
+    def events(self) -> list:
+        return self.query("SELECT * FROM events ORDER BY id")
+
+    def drops(self) -> dict:
+        return {r["reason"]: r["count"] for r in self.query("SELECT reason, count FROM drops")}
+
+    def state(self) -> dict:
+        return {r["key"]: r["value"] for r in self.query("SELECT key, value FROM uploader_state")}
+
+    def runs(self) -> list:
+        return self.query("SELECT * FROM upload_runs ORDER BY id")
+
+
+def query_ids_in(events: list) -> set:
+    return {ev["query_id"] for ev in events}
+
+
+def keys_in_log(log: list) -> list:
+    return [e["idempotency_key"] for e in log]
+
+
+def faketime_library() -> str | None:
+    """Debian's libfaketime (LD_PRELOAD), or None."""
+    for pattern in ("/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1",
+                    "/usr/local/lib/faketime/libfaketime.so.1"):
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+def faketime_env(offset: str, **extra) -> dict:
+    """An environment that runs a program with its wall clock moved by offset ('-1y', '+1y',
+    '-2h'); the monotonic clock is left alone (the uploader's deadlines use it)."""
+    lib = faketime_library()
+    if lib is None:
+        raise unittest.SkipTest("libfaketime is not installed")
+    return clean_env(LD_PRELOAD=lib, FAKETIME=offset, FAKETIME_DONT_FAKE_MONOTONIC="1",
+                     FAKETIME_NO_CACHE="1", **extra)
+
+
+class WriterProcess:
+    """writer_child.py: records query events in a loop through the binding and writes
+    'OK <query_id>' to its stdout after each record call returned success."""
+
+    def __init__(self, db_path: str, prefix: str, count: int = 0, pace_ms: int = 0,
+                 env: dict | None = None, busy_timeout_ms: int = 0, seconds: float = 0):
+        argv = [sys.executable, WRITER, db_path, prefix, str(count), str(pace_ms),
+                str(busy_timeout_ms), str(seconds)]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, env=env or clean_env(),
+                                     bufsize=0)
+        self.acked: list[str] = []
+        self.errors: list[str] = []
+        self._buf = b""
+
+    def _take(self, data: bytes) -> None:
+        self._buf += data
+        *lines, self._buf = self._buf.split(b"\n")
+        for line in lines:
+            text = line.decode("utf-8", "replace")
+            if text.startswith("OK "):
+                self.acked.append(text[3:])
+            elif text:
+                self.errors.append(text)
+
+    def read_until(self, n_acked: int, timeout: float = 30.0) -> None:
+        """Reads the pipe until n_acked records were acknowledged (or the child ended)."""
+        import selectors
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            while len(self.acked) < n_acked:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"writer acknowledged only {len(self.acked)} of "
+                                         f"{n_acked} records within {timeout} s")
+                if not sel.select(left):
+                    continue
+                data = os.read(self.proc.stdout.fileno(), 65536)
+                if not data:
+                    return
+                self._take(data)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+
+    def finish(self, timeout: float = 60.0) -> int:
+        """Reads everything left on the pipe and waits for the exit; returns the status."""
+        while True:
+            data = os.read(self.proc.stdout.fileno(), 65536)
+            if not data:
+                break
+            self._take(data)
+        code = self.proc.wait(timeout)
+        err = self.proc.stderr.read().decode("utf-8", "replace")
+        if err.strip():
+            self.errors.append(err.strip())
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return code
+
+
+def storage_child(scenario: dict, unshare: bool = False, timeout: float = 120.0,
+                  env: dict | None = None) -> dict:
+    """Runs storage_child.py with the scenario (JSON) and returns its JSON report.
+
+    unshare=True runs it in a private mount namespace (unshare -m), where it may mount a
+    small or read-only tmpfs that nobody else sees."""
+    argv = [sys.executable, STORAGE_CHILD, json.dumps(scenario)]
+    if unshare:
+        argv = ["unshare", "-m", "--propagation", "private", *argv]
+    p = subprocess.run(argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                       env=env or clean_env())
+    out = p.stdout.decode("utf-8", "replace")
+    err = p.stderr.decode("utf-8", "replace")
+    last = out.strip().splitlines()[-1] if out.strip() else ""
+    try:
+        report = json.loads(last)
+    except ValueError:
+        report = None
+    if p.returncode != 0 or not isinstance(report, dict):
+        raise AssertionError(f"storage child for {scenario.get('name')} ended with status "
+                             f"{p.returncode} (a negative status is a crash by that signal)\n"
+                             f"--- stdout\n{out}\n--- stderr\n{err}")
+    report["_stderr"] = err
+    return report
+
+
+_NS_OK: tuple[bool, str] | None = None
+
+
+def mount_namespace_usable() -> tuple[bool, str]:
+    """Whether `unshare -m` and mounting a tmpfs inside it are permitted here."""
+    global _NS_OK
+    if _NS_OK is None:
+        if shutil.which("unshare") is None or shutil.which("mount") is None:
+            _NS_OK = (False, "unshare(1) or mount(8) is not installed")
+        else:
+            d = tempfile.mkdtemp(prefix="telespool-ns-probe-")
+            try:
+                p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                                    f"mount -t tmpfs -o size=1m tmpfs {d} && "
+                                    f"mount -o remount,ro {d}"],
+                                   capture_output=True, text=True, timeout=30)
+                _NS_OK = (p.returncode == 0,
+                          f"unshare -m + mount -t tmpfs not permitted: {p.stderr.strip()}")
+            finally:
+                os.rmdir(d)
+    return _NS_OK
