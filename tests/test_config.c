@@ -61,7 +61,7 @@ static double now_s(void)
 
 /* Loads text as config.yaml; 0 or -1 as tsu_config_load. */
 static int load_text(const char *text, tsu_config *cfg, char *err,
-                     size_t errlen)
+		     size_t errlen)
 {
 	const char *p = put("config.yaml", text);
 	return tsu_config_load(cfg, p, NULL, err, errlen);
@@ -83,88 +83,89 @@ static void expect_error(int line, const char *text, const char *want)
 		return;
 	}
 	tu_failed++;
-	fprintf(stderr, "%s:%d: want error containing \"%s\", got rc %d \"%s\"\n",
-	        __FILE__, line, want, rc, err);
+	fprintf(stderr,
+		"%s:%d: want error containing \"%s\", got rc %d \"%s\"\n",
+		__FILE__, line, want, rc, err);
 	if (rc == 0)
 		tsu_config_free(&cfg);
 }
 
 static const char langbot_config[] =
-        "# LangBot instance configuration, as written by LangBot v4\n"
-        "admins:\n"
-        "- person_10001\n"
-        "admin-sessions:\n"
-        "  - person_10001\n"
-        "  - group_20002\n"
-        "api:\n"
-        "  port: 5300\n"
-        "  webhook_prefix: 'http://127.0.0.1:5300'\n"
-        "  extra_webhook_prefix: ''\n"
-        "command:\n"
-        "  enable: true\n"
-        "  prefix:\n"
-        "  - '!'\n"
-        "  - \xef\xbc\x81\n" /* a full-width '!' */
-        "  privilege: {}\n"
-        "concurrency:\n"
-        "  pipeline: 20\n"
-        "  session: 1\n"
-        "defaults: &defaults\n"
-        "  timeout: 120\n"
-        "  retries: [1, 2, 3]\n"
-        "pipeline:\n"
-        "  <<: *defaults\n"
-        "  stages: [*defaults, {name: ai, url: 'ignored'}]\n"
-        "mcp:\n"
-        "  servers: []\n"
-        "proxy:\n"
-        "  http: ''\n"
-        "  https: ''\n"
-        "system:\n"
-        "  allow_modify_login_info: true\n"
-        "  instance_id: 'instance_7d9b4c5e-1f0a-4c3e-9a1b-2f6d8e0c4b3a'\n"
-        "  jwt:\n"
-        "    expire: 604800\n"
-        "    secret: 'f3a9c1d2e4b5a6978877665544332211'\n"
-        "  recovery_key: ''\n"
-        "  limitation:\n"
-        "    max_bots: -1\n"
-        "    max_pipelines: -1\n"
-        "plugin:\n"
-        "  enable: true\n"
-        "  runtime_ws_url: 'ws://langbot_plugin_runtime:5400/control/ws'\n"
-        "  enable_marketplace: true\n"
-        "  cloud_service_url: 'https://space.langbot.app'\n"
-        "notes: |\n"
-        "  space:\n"
-        "    url: http://not-this-one\n"
-        "  disable_telemetry: true\n"
-        "vdb:\n"
-        "  use: chroma\n"
-        "  qdrant:\n"
-        "    url: ''\n"
-        "    host: localhost\n"
-        "    port: 6333\n"
-        "    api_key: ''\n"
-        "space:\n"
-        "  # base URL of LangBot Space\n"
-        "  url: 'https://space.langbot.app/'\n"
-        "  models_gateway_api_url: 'https://api.langbot.cloud/v1'\n"
-        "  oauth_authorize_url: 'https://space.langbot.app/auth/authorize'\n"
-        "  disable_models_service: false\n"
-        "  disable_telemetry: false\n"
-        "database:\n"
-        "  use: sqlite\n"
-        "  sqlite:\n"
-        "    path: 'data/langbot.db'\n"
-        "  postgresql:\n"
-        "    host: '127.0.0.1'\n"
-        "    port: 5432\n"
-        "    user: 'postgres'\n"
-        "    password: 'postgres'\n"
-        "    database: 'postgres'\n"
-        "? [complex, key]\n"
-        ": ignored\n";
+    "# LangBot instance configuration, as written by LangBot v4\n"
+    "admins:\n"
+    "- person_10001\n"
+    "admin-sessions:\n"
+    "  - person_10001\n"
+    "  - group_20002\n"
+    "api:\n"
+    "  port: 5300\n"
+    "  webhook_prefix: 'http://127.0.0.1:5300'\n"
+    "  extra_webhook_prefix: ''\n"
+    "command:\n"
+    "  enable: true\n"
+    "  prefix:\n"
+    "  - '!'\n"
+    "  - \xef\xbc\x81\n" /* a full-width '!' */
+    "  privilege: {}\n"
+    "concurrency:\n"
+    "  pipeline: 20\n"
+    "  session: 1\n"
+    "defaults: &defaults\n"
+    "  timeout: 120\n"
+    "  retries: [1, 2, 3]\n"
+    "pipeline:\n"
+    "  <<: *defaults\n"
+    "  stages: [*defaults, {name: ai, url: 'ignored'}]\n"
+    "mcp:\n"
+    "  servers: []\n"
+    "proxy:\n"
+    "  http: ''\n"
+    "  https: ''\n"
+    "system:\n"
+    "  allow_modify_login_info: true\n"
+    "  instance_id: 'instance_7d9b4c5e-1f0a-4c3e-9a1b-2f6d8e0c4b3a'\n"
+    "  jwt:\n"
+    "    expire: 604800\n"
+    "    secret: 'f3a9c1d2e4b5a6978877665544332211'\n"
+    "  recovery_key: ''\n"
+    "  limitation:\n"
+    "    max_bots: -1\n"
+    "    max_pipelines: -1\n"
+    "plugin:\n"
+    "  enable: true\n"
+    "  runtime_ws_url: 'ws://langbot_plugin_runtime:5400/control/ws'\n"
+    "  enable_marketplace: true\n"
+    "  cloud_service_url: 'https://space.langbot.app'\n"
+    "notes: |\n"
+    "  space:\n"
+    "    url: http://not-this-one\n"
+    "  disable_telemetry: true\n"
+    "vdb:\n"
+    "  use: chroma\n"
+    "  qdrant:\n"
+    "    url: ''\n"
+    "    host: localhost\n"
+    "    port: 6333\n"
+    "    api_key: ''\n"
+    "space:\n"
+    "  # base URL of LangBot Space\n"
+    "  url: 'https://space.langbot.app/'\n"
+    "  models_gateway_api_url: 'https://api.langbot.cloud/v1'\n"
+    "  oauth_authorize_url: 'https://space.langbot.app/auth/authorize'\n"
+    "  disable_models_service: false\n"
+    "  disable_telemetry: false\n"
+    "database:\n"
+    "  use: sqlite\n"
+    "  sqlite:\n"
+    "    path: 'data/langbot.db'\n"
+    "  postgresql:\n"
+    "    host: '127.0.0.1'\n"
+    "    port: 5432\n"
+    "    user: 'postgres'\n"
+    "    password: 'postgres'\n"
+    "    database: 'postgres'\n"
+    "? [complex, key]\n"
+    ": ignored\n";
 
 static void test_langbot_config(void)
 {
@@ -175,7 +176,8 @@ static void test_langbot_config(void)
 	ASSERT_EQ(load_text(langbot_config, &cfg, err, sizeof err), 0);
 	ASSERT_STREQ(cfg.space_url, "https://space.langbot.app");
 	ASSERT_EQ(cfg.disable_telemetry, 0);
-	ASSERT_STREQ(cfg.instance_id, "instance_7d9b4c5e-1f0a-4c3e-9a1b-2f6d8e0c4b3a");
+	ASSERT_STREQ(cfg.instance_id,
+		     "instance_7d9b4c5e-1f0a-4c3e-9a1b-2f6d8e0c4b3a");
 	ASSERT_STREQ(cfg.url_from, "config");
 	ASSERT_STREQ(cfg.disabled_from, "config");
 	tsu_config_free(&cfg);
@@ -183,28 +185,29 @@ static void test_langbot_config(void)
 
 	/* The same from a buffer, without a trailing newline. */
 	ASSERT_EQ(tsu_config_parse(&cfg, "buf.yaml", langbot_config,
-	                        sizeof langbot_config - 2, err, sizeof err),
-	       0);
+				   sizeof langbot_config - 2, err, sizeof err),
+		  0);
 	ASSERT_STREQ(cfg.space_url, "https://space.langbot.app");
 	tsu_config_free(&cfg);
 
 	/* LangBot's own template before the user touched it. */
 	ASSERT_EQ(load_text("admins: []\napi:\n    port: 5300\n"
-	                 "space:\n    url: 'https://space.langbot.app'\n"
-	                 "    disable_telemetry: false\n"
-	                 "system:\n    instance_id: ''\n",
-	                 &cfg, err, sizeof err),
-	       0);
+			    "space:\n    url: 'https://space.langbot.app'\n"
+			    "    disable_telemetry: false\n"
+			    "system:\n    instance_id: ''\n",
+			    &cfg, err, sizeof err),
+		  0);
 	ASSERT_STREQ(cfg.space_url, "https://space.langbot.app");
 	ASSERT_STREQ(cfg.instance_id, "");
 	tsu_config_free(&cfg);
 
 	/* Flow style, quoted keys, a document marker and an explicit end. */
-	ASSERT_EQ(load_text("%YAML 1.1\n---\n{\"space\": {'url': \"http://h:1/x/\","
-	                 " disable_telemetry: yes}, system: {instance_id: abc}}\n"
-	                 "...\n",
-	                 &cfg, err, sizeof err),
-	       0);
+	ASSERT_EQ(
+	    load_text("%YAML 1.1\n---\n{\"space\": {'url': \"http://h:1/x/\","
+		      " disable_telemetry: yes}, system: {instance_id: abc}}\n"
+		      "...\n",
+		      &cfg, err, sizeof err),
+	    0);
 	ASSERT_STREQ(cfg.space_url, "http://h:1/x");
 	ASSERT_EQ(cfg.disable_telemetry, 1);
 	ASSERT_STREQ(cfg.instance_id, "abc");
@@ -214,13 +217,13 @@ static void test_langbot_config(void)
 static void test_missing_keys(void)
 {
 	static const char *const texts[] = {
-		"api:\n  port: 5300\n",
-		"space:\n",
-		"space: ~\nsystem: null\n",
-		"space: {}\nsystem: {}\n",
-		"space:\n  models_gateway_api_url: x\n",
-		"space:\n  url:\n  disable_telemetry:\n",
-		"{}",
+	    "api:\n  port: 5300\n",
+	    "space:\n",
+	    "space: ~\nsystem: null\n",
+	    "space: {}\nsystem: {}\n",
+	    "space:\n  models_gateway_api_url: x\n",
+	    "space:\n  url:\n  disable_telemetry:\n",
+	    "{}",
 	};
 	tsu_config cfg;
 	char err[1500];
@@ -251,15 +254,17 @@ static void check_bool(int line, const char *value, int want)
 	int rc;
 
 	snprintf(text, sizeof text,
-	         "space:\n  url: http://x\n  disable_telemetry: %s\n", value);
+		 "space:\n  url: http://x\n  disable_telemetry: %s\n", value);
 	rc = load_text(text, &cfg, err, sizeof err);
 	if (rc == 0 && cfg.disable_telemetry == want) {
 		tu_passed++;
 	} else {
 		tu_failed++;
-		fprintf(stderr, "%s:%d: disable_telemetry: %s: rc %d got %d want %d %s\n",
-		        __FILE__, line, value, rc, rc == 0 ? cfg.disable_telemetry : -1,
-		        want, rc ? err : "");
+		fprintf(
+		    stderr,
+		    "%s:%d: disable_telemetry: %s: rc %d got %d want %d %s\n",
+		    __FILE__, line, value, rc,
+		    rc == 0 ? cfg.disable_telemetry : -1, want, rc ? err : "");
 	}
 	if (rc == 0)
 		tsu_config_free(&cfg);
@@ -268,18 +273,21 @@ static void check_bool(int line, const char *value, int want)
 static void test_bools(void)
 {
 	static const char *const yes[] = {
-		"true", "True", "TRUE", "tRuE", "yes", "Yes", "YES", "on", "On",
-		"ON", "1", "'true'", "\"TRUE\"", "'yes'", "'on'", "'1'",
-		"!!bool true", "true # opted out",
+	    "true",     "True",        "TRUE",
+	    "tRuE",     "yes",         "Yes",
+	    "YES",      "on",          "On",
+	    "ON",       "1",           "'true'",
+	    "\"TRUE\"", "'yes'",       "'on'",
+	    "'1'",      "!!bool true", "true # opted out",
 	};
 	static const char *const no[] = {
-		"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF",
-		"0", "'false'", "\"no\"", "'0'", "''", "\"\"", "~", "null",
-		"NULL", "", "!!null ''",
+	    "false", "False", "FALSE", "no",      "No",     "NO",        "off",
+	    "Off",   "OFF",   "0",     "'false'", "\"no\"", "'0'",       "''",
+	    "\"\"",  "~",     "null",  "NULL",    "",       "!!null ''",
 	};
 	static const char *const bad[] = {
-		"maybe", "2", "y", "n", "'enable'", "1.0", "[true]", "{a: b}",
-		"'null'", "\" true\"", "truee",
+	    "maybe",  "2",      "y",      "n",         "'enable'", "1.0",
+	    "[true]", "{a: b}", "'null'", "\" true\"", "truee",
 	};
 	char text[256];
 
@@ -289,8 +297,8 @@ static void test_bools(void)
 	for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
 		check_bool(__LINE__, no[i], 0);
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		snprintf(text, sizeof text,
-		         "space:\n  disable_telemetry: %s\n", bad[i]);
+		snprintf(text, sizeof text, "space:\n  disable_telemetry: %s\n",
+			 bad[i]);
 		expect_error(__LINE__, text, ":2:22: space.disable_telemetry");
 	}
 }
@@ -300,20 +308,20 @@ static void test_urls(void)
 	static const struct {
 		const char *yaml, *want;
 	} rows[] = {
-		{ "https://space.langbot.app", "https://space.langbot.app" },
-		{ "https://space.langbot.app/", "https://space.langbot.app" },
-		{ "'https://space.langbot.app///'", "https://space.langbot.app" },
-		{ "http://127.0.0.1:8080/base/", "http://127.0.0.1:8080/base" },
-		{ "''", "" },
-		{ "\"\"", "" },
-		{ "~", "" },
-		{ "null", "" },
-		{ "", "" },
-		{ "/", "" },
-		{ "'~'", "~" },
-		{ "12345", "12345" },
-		{ "\"http://h/\\u00e9/\"", "http://h/\xc3\xa9" },
-		{ ">-\n    http://folded/\n", "http://folded" },
+	    {"https://space.langbot.app", "https://space.langbot.app"},
+	    {"https://space.langbot.app/", "https://space.langbot.app"},
+	    {"'https://space.langbot.app///'", "https://space.langbot.app"},
+	    {"http://127.0.0.1:8080/base/", "http://127.0.0.1:8080/base"},
+	    {"''", ""},
+	    {"\"\"", ""},
+	    {"~", ""},
+	    {"null", ""},
+	    {"", ""},
+	    {"/", ""},
+	    {"'~'", "~"},
+	    {"12345", "12345"},
+	    {"\"http://h/\\u00e9/\"", "http://h/\xc3\xa9"},
+	    {">-\n    http://folded/\n", "http://folded"},
 	};
 	char text[256];
 	tsu_config cfg;
@@ -321,7 +329,8 @@ static void test_urls(void)
 
 	clear_env();
 	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-		snprintf(text, sizeof text, "space:\n  url: %s\n", rows[i].yaml);
+		snprintf(text, sizeof text, "space:\n  url: %s\n",
+			 rows[i].yaml);
 		ASSERT_EQ(load_text(text, &cfg, err, sizeof err), 0);
 		ASSERT_STREQ(cfg.space_url, rows[i].want);
 		tsu_config_free(&cfg);
@@ -335,40 +344,40 @@ static void test_duplicates(void)
 
 	clear_env();
 	ASSERT_EQ(load_text("space:\n  url: http://a\n  url: http://b\n", &cfg,
-	                 err, sizeof err),
-	       0);
+			    err, sizeof err),
+		  0);
 	ASSERT_STREQ(cfg.space_url, "http://b");
 	tsu_config_free(&cfg);
 
 	/* A second "space" replaces the first entirely, as in PyYAML. */
-	ASSERT_EQ(load_text("space:\n  url: http://a\n  disable_telemetry: true\n"
-	                 "api: {}\nspace:\n  url: http://b\n",
-	                 &cfg, err, sizeof err),
-	       0);
+	ASSERT_EQ(
+	    load_text("space:\n  url: http://a\n  disable_telemetry: true\n"
+		      "api: {}\nspace:\n  url: http://b\n",
+		      &cfg, err, sizeof err),
+	    0);
 	ASSERT_STREQ(cfg.space_url, "http://b");
 	ASSERT_EQ(cfg.disable_telemetry, 0);
 	ASSERT_STREQ(cfg.disabled_from, "default");
 	tsu_config_free(&cfg);
 
 	ASSERT_EQ(load_text("system: {instance_id: a}\nsystem: ~\n", &cfg, err,
-	                 sizeof err),
-	       0);
+			    sizeof err),
+		  0);
 	ASSERT_STREQ(cfg.instance_id, "");
 	tsu_config_free(&cfg);
 }
 
 static void test_env(void)
 {
-	static const char *const trues[] = { "true", "TRUE", "True", "tRUE",
-		                             "1",    "yes",  "YES",  "Yes",
-		                             "on",   "ON",   "On" };
-	static const char *const falses[] = { "false", "0",     "no",
-		                              "off",   "",      "2",
-		                              "y",     "enable", " true",
-		                              "true ", "truee", "01" };
+	static const char *const trues[] = {"true", "TRUE", "True", "tRUE",
+					    "1",    "yes",  "YES",  "Yes",
+					    "on",   "ON",   "On"};
+	static const char *const falses[] = {
+	    "false", "0",      "no",    "off",   "",      "2",
+	    "y",     "enable", " true", "true ", "truee", "01"};
 	const char *base = "space:\n  url: http://cfg/\n"
-	                   "  disable_telemetry: true\n"
-	                   "system:\n  instance_id: cfg-id\n";
+			   "  disable_telemetry: true\n"
+			   "system:\n  instance_id: cfg-id\n";
 	tsu_config cfg;
 	char err[1500];
 
@@ -419,7 +428,7 @@ static void test_env(void)
 
 	/* tsu_config_apply_env() alone, on a hand-made config. */
 	{
-		tsu_config c = { 0 };
+		tsu_config c = {0};
 		setenv("SPACE__URL", "https://env//", 1);
 		setenv("SYSTEM__INSTANCE_ID", "x", 1);
 		ASSERT_EQ(tsu_config_apply_env(&c), 0);
@@ -448,7 +457,8 @@ static void test_instance_id(void)
 	ASSERT_TRUE(mkdir(data, 0700) == 0);
 	ASSERT_TRUE(mkdir(labels, 0700) == 0);
 	put("data/labels/instance_id.json",
-	    "{\"instance_id\": \"instance_3f2b8c1e-9d4a-4e6b-8f0c-1a2b3c4d5e6f\","
+	    "{\"instance_id\": "
+	    "\"instance_3f2b8c1e-9d4a-4e6b-8f0c-1a2b3c4d5e6f\","
 	    " \"instance_create_ts\": 1720000000}");
 	path_of(p, sizeof p, "config.yaml");
 
@@ -460,14 +470,16 @@ static void test_instance_id(void)
 
 	put("config.yaml", without);
 	ASSERT_EQ(tsu_config_load(&cfg, p, data, err, sizeof err), 0);
-	ASSERT_STREQ(cfg.instance_id, "instance_3f2b8c1e-9d4a-4e6b-8f0c-1a2b3c4d5e6f");
+	ASSERT_STREQ(cfg.instance_id,
+		     "instance_3f2b8c1e-9d4a-4e6b-8f0c-1a2b3c4d5e6f");
 	tsu_config_free(&cfg);
 
 	/* An empty SYSTEM__INSTANCE_ID empties the key: labels speak. */
 	setenv("SYSTEM__INSTANCE_ID", "", 1);
 	put("config.yaml", with_id);
 	ASSERT_EQ(tsu_config_load(&cfg, p, data, err, sizeof err), 0);
-	ASSERT_STREQ(cfg.instance_id, "instance_3f2b8c1e-9d4a-4e6b-8f0c-1a2b3c4d5e6f");
+	ASSERT_STREQ(cfg.instance_id,
+		     "instance_3f2b8c1e-9d4a-4e6b-8f0c-1a2b3c4d5e6f");
 	tsu_config_free(&cfg);
 	clear_env();
 
@@ -482,14 +494,14 @@ static void test_instance_id(void)
 
 	/* Broken labels files are not errors; the id just stays "". */
 	static const char *const broken[] = {
-		"",
-		"{",
-		"not json",
-		"[\"instance_x\"]",
-		"{\"instance_id\": 42}",
-		"{\"instance_id\": null}",
-		"{\"instance_id\": \"\"}",
-		"{\"id\": \"instance_x\"}",
+	    "",
+	    "{",
+	    "not json",
+	    "[\"instance_x\"]",
+	    "{\"instance_id\": 42}",
+	    "{\"instance_id\": null}",
+	    "{\"instance_id\": \"\"}",
+	    "{\"id\": \"instance_x\"}",
 	};
 	for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++) {
 		put("data/labels/instance_id.json", broken[i]);
@@ -518,15 +530,22 @@ static void test_syntax_errors(void)
 {
 	clear_env();
 	/* Positions are 1-based; libyaml's marks are 0-based. */
-	expect_error(__LINE__, "api:\n  x: [unclosed\nspace: {}\n", ":3:6: did not find expected ',' or ']' (while parsing a flow sequence at line 2)");
-	expect_error(__LINE__, "space:\n  url: 'unterminated\n", "found unexpected end of stream");
+	expect_error(__LINE__, "api:\n  x: [unclosed\nspace: {}\n",
+		     ":3:6: did not find expected ',' or ']' (while parsing a "
+		     "flow sequence at line 2)");
+	expect_error(__LINE__, "space:\n  url: 'unterminated\n",
+		     "found unexpected end of stream");
 	expect_error(__LINE__, "space:\n  url: a\n bad: indent\n", ":3:");
 	expect_error(__LINE__, "a: b\n\tc: d\n", ":2:");
 	expect_error(__LINE__, "space: {url: a\n", "did not find expected");
-	expect_error(__LINE__, "a: *\n", ":1:5: did not find expected alphabetic or numeric character");
+	expect_error(
+	    __LINE__, "a: *\n",
+	    ":1:5: did not find expected alphabetic or numeric character");
 	expect_error(__LINE__, "key: \"\\q\"\n", ":1:");
-	expect_error(__LINE__, "%YAML 2.0\n---\na: b\n", "incompatible YAML document");
-	expect_error(__LINE__, "a: b\n\x01\n", ":2:1: control characters are not allowed");
+	expect_error(__LINE__, "%YAML 2.0\n---\na: b\n",
+		     "incompatible YAML document");
+	expect_error(__LINE__, "a: b\n\x01\n",
+		     ":2:1: control characters are not allowed");
 }
 
 static void test_shape_errors(void)
@@ -536,28 +555,46 @@ static void test_shape_errors(void)
 	expect_error(__LINE__, "# only a comment\n\n", "is empty");
 	expect_error(__LINE__, "---\n", "is empty");
 	expect_error(__LINE__, "~\n", "is empty");
-	expect_error(__LINE__, "- a\n- b\n", ":1:1: top level must be a mapping, not a sequence");
-	expect_error(__LINE__, "hello\n", ":1:1: top level must be a mapping, not a scalar");
+	expect_error(__LINE__, "- a\n- b\n",
+		     ":1:1: top level must be a mapping, not a sequence");
+	expect_error(__LINE__, "hello\n",
+		     ":1:1: top level must be a mapping, not a scalar");
 	expect_error(__LINE__, "'space'\n", "top level must be a mapping");
-	expect_error(__LINE__, "a: b\n---\nc: d\n", ":2:1: more than one YAML document");
+	expect_error(__LINE__, "a: b\n---\nc: d\n",
+		     ":2:1: more than one YAML document");
 
-	expect_error(__LINE__, "space: [1, 2]\n", ":1:8: space must be a mapping, not a sequence");
-	expect_error(__LINE__, "space: 5\n", ":1:8: space must be a mapping, not a scalar");
+	expect_error(__LINE__, "space: [1, 2]\n",
+		     ":1:8: space must be a mapping, not a sequence");
+	expect_error(__LINE__, "space: 5\n",
+		     ":1:8: space must be a mapping, not a scalar");
 	expect_error(__LINE__, "space: ''\n", "space must be a mapping");
-	expect_error(__LINE__, "system: [1]\n", ":1:9: system must be a mapping");
-	expect_error(__LINE__, "space:\n  url: {a: b}\n", ":2:8: space.url must be a scalar, not a mapping");
-	expect_error(__LINE__, "space:\n  url:\n  - http://x\n", ":3:3: space.url must be a scalar, not a sequence");
-	expect_error(__LINE__, "system:\n  instance_id: [a]\n", ":2:16: system.instance_id must be a scalar");
-	expect_error(__LINE__, "space:\n  url: \"http://a\\0b\"\n", ":2:8: space.url contains a NUL");
+	expect_error(__LINE__, "system: [1]\n",
+		     ":1:9: system must be a mapping");
+	expect_error(__LINE__, "space:\n  url: {a: b}\n",
+		     ":2:8: space.url must be a scalar, not a mapping");
+	expect_error(__LINE__, "space:\n  url:\n  - http://x\n",
+		     ":3:3: space.url must be a scalar, not a sequence");
+	expect_error(__LINE__, "system:\n  instance_id: [a]\n",
+		     ":2:16: system.instance_id must be a scalar");
+	expect_error(__LINE__, "space:\n  url: \"http://a\\0b\"\n",
+		     ":2:8: space.url contains a NUL");
 
 	/* What LangBot would expand and we will not: refuse, never guess. */
-	expect_error(__LINE__, "x: &u http://a\nspace:\n  url: *u\n", ":3:8: space.url is an alias");
-	expect_error(__LINE__, "x: &t true\nspace:\n  disable_telemetry: *t\n", ":3:22: space.disable_telemetry is an alias");
-	expect_error(__LINE__, "x: &s {url: a}\nspace: *s\n", ":2:8: space is an alias");
-	expect_error(__LINE__, "x: &s {disable_telemetry: true}\nspace:\n  <<: *s\n", ":3:3: space uses a merge key");
-	expect_error(__LINE__, "x: &s {space: {url: a}}\n<<: *s\n", ":2:1: merge key (<<) at the top level");
-	expect_error(__LINE__, "x: &k space\n*k : {url: a}\n", ":2:1: alias as a top-level key");
-	expect_error(__LINE__, "x: &k url\nspace:\n  *k : a\n", ":3:3: space has an alias as a key");
+	expect_error(__LINE__, "x: &u http://a\nspace:\n  url: *u\n",
+		     ":3:8: space.url is an alias");
+	expect_error(__LINE__, "x: &t true\nspace:\n  disable_telemetry: *t\n",
+		     ":3:22: space.disable_telemetry is an alias");
+	expect_error(__LINE__, "x: &s {url: a}\nspace: *s\n",
+		     ":2:8: space is an alias");
+	expect_error(__LINE__,
+		     "x: &s {disable_telemetry: true}\nspace:\n  <<: *s\n",
+		     ":3:3: space uses a merge key");
+	expect_error(__LINE__, "x: &s {space: {url: a}}\n<<: *s\n",
+		     ":2:1: merge key (<<) at the top level");
+	expect_error(__LINE__, "x: &k space\n*k : {url: a}\n",
+		     ":2:1: alias as a top-level key");
+	expect_error(__LINE__, "x: &k url\nspace:\n  *k : a\n",
+		     ":3:3: space has an alias as a key");
 }
 
 static void test_aliases_elsewhere(void)
@@ -568,10 +605,10 @@ static void test_aliases_elsewhere(void)
 	clear_env();
 	/* Aliases, even undefined ones, are fine where we do not look. */
 	ASSERT_EQ(load_text("a: &x [1, 2]\nb: *x\nc: *undefined\n"
-	                 "d: {<<: *x, e: f}\n\"<<\": quoted-is-a-plain-key\n"
-	                 "space:\n  other: *x\n  url: http://ok\n",
-	                 &cfg, err, sizeof err),
-	       0);
+			    "d: {<<: *x, e: f}\n\"<<\": quoted-is-a-plain-key\n"
+			    "space:\n  other: *x\n  url: http://ok\n",
+			    &cfg, err, sizeof err),
+		  0);
 	ASSERT_STREQ(cfg.space_url, "http://ok");
 	tsu_config_free(&cfg);
 }
@@ -580,16 +617,18 @@ static void test_aliases_elsewhere(void)
 static void test_yaml_bomb(void)
 {
 	static const char bomb[] =
-	        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n"
-	        "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
-	        "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
-	        "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
-	        "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
-	        "f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
-	        "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n"
-	        "h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n"
-	        "i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n"
-	        "space:\n  url: http://after-the-bomb/\n  extra: *i\n";
+	    "a: &a "
+	    "[\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\","
+	    "\"lol\"]\n"
+	    "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+	    "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+	    "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+	    "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
+	    "f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+	    "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n"
+	    "h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n"
+	    "i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n"
+	    "space:\n  url: http://after-the-bomb/\n  extra: *i\n";
 	tsu_config cfg;
 	char err[1500];
 	double t0 = now_s();
@@ -601,14 +640,14 @@ static void test_yaml_bomb(void)
 	ASSERT_TRUE(now_s() - t0 < 1.0);
 
 	expect_error(__LINE__,
-	             "a: &a [x, x, x, x, x, x, x, x, x]\n"
-	             "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
-	             "space:\n  url: *b\n",
-	             ":4:8: space.url is an alias");
+		     "a: &a [x, x, x, x, x, x, x, x, x]\n"
+		     "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+		     "space:\n  url: *b\n",
+		     ":4:8: space.url is an alias");
 }
 
 static char *repeat(const char *head, char open, size_t n, char close,
-                    const char *tail)
+		    const char *tail)
 {
 	size_t h = strlen(head), t = strlen(tail);
 	char *s = malloc(h + 2 * n + t + 1);
@@ -632,7 +671,7 @@ static void test_depth(void)
 	clear_env();
 	/* The top mapping is level 1: 63 more levels fit, 64 do not. */
 	s = repeat("a: ", '[', TSU_CONFIG_MAX_DEPTH - 1, ']',
-	           "\nspace: {url: http://deep}\n");
+		   "\nspace: {url: http://deep}\n");
 	ASSERT_EQ(load_text(s, &cfg, err, sizeof err), 0);
 	ASSERT_STREQ(cfg.space_url, "http://deep");
 	tsu_config_free(&cfg);
@@ -664,7 +703,7 @@ static void test_depth(void)
 			exit(2);
 		for (int lvl = 0; lvl < 100; lvl++) {
 			len += (size_t)snprintf(b + len, cap - len, "%*sk:\n",
-			                        lvl, "");
+						lvl, "");
 		}
 		len += (size_t)snprintf(b + len, cap - len, "%*sv\n", 100, "");
 		expect_error(__LINE__, b, ":65:");
@@ -727,8 +766,8 @@ static size_t to_utf16(const char *s, unsigned char *out, int big_endian)
 static void test_encodings(void)
 {
 	static const char text[] = "api:\n  port: 5300\nspace:\n"
-	                           "  url: http://utf16/\n"
-	                           "  disable_telemetry: on\n";
+				   "  url: http://utf16/\n"
+				   "  disable_telemetry: on\n";
 	unsigned char buf[512];
 	char p[1024], err[1500];
 	tsu_config cfg;
@@ -754,26 +793,32 @@ static void test_encodings(void)
 	ASSERT_CONTAINS(err, "surrogate");
 
 	/* A UTF-8 BOM is fine. */
-	ASSERT_EQ(load_text("\xef\xbb\xbfspace:\n  url: http://bom\n", &cfg, err,
-	                 sizeof err),
-	       0);
+	ASSERT_EQ(load_text("\xef\xbb\xbfspace:\n  url: http://bom\n", &cfg,
+			    err, sizeof err),
+		  0);
 	ASSERT_STREQ(cfg.space_url, "http://bom");
 	tsu_config_free(&cfg);
 
 	/* Invalid UTF-8 on line 3: the reader's error, with that line. */
-	expect_error(__LINE__, "api:\n  port: 5300\nspace: {url: \"\xff\xfe\"}\n",
-	             ":3:15: invalid leading UTF-8 octet");
-	expect_error(__LINE__, "a: b\nc: \xc3\x28\n", ":2:5: invalid trailing UTF-8 octet");
-	expect_error(__LINE__, "a: \xc3\xa9\xc3\xa9 \xff\n", ":1:7: invalid leading UTF-8 octet");
-	expect_error(__LINE__, "a: b\r\nc: d\rx: \xff\n", ":3:4: invalid leading UTF-8 octet");
-	expect_error(__LINE__, "a: \xed\xa0\x80\n", "invalid Unicode character");
+	expect_error(__LINE__,
+		     "api:\n  port: 5300\nspace: {url: \"\xff\xfe\"}\n",
+		     ":3:15: invalid leading UTF-8 octet");
+	expect_error(__LINE__, "a: b\nc: \xc3\x28\n",
+		     ":2:5: invalid trailing UTF-8 octet");
+	expect_error(__LINE__, "a: \xc3\xa9\xc3\xa9 \xff\n",
+		     ":1:7: invalid leading UTF-8 octet");
+	expect_error(__LINE__, "a: b\r\nc: d\rx: \xff\n",
+		     ":3:4: invalid leading UTF-8 octet");
+	expect_error(__LINE__, "a: \xed\xa0\x80\n",
+		     "invalid Unicode character");
 	expect_error(__LINE__, "a: b\xc3", "incomplete UTF-8 octet sequence");
 
 	/* An embedded NUL byte is a control character to libyaml. */
 	ASSERT_EQ(tsu_config_parse(&cfg, "nul.yaml", "a: b\n\0c: d\n", 11, err,
-	                        sizeof err),
-	       -1);
-	ASSERT_CONTAINS(err, "nul.yaml:2:1: control characters are not allowed");
+				   sizeof err),
+		  -1);
+	ASSERT_CONTAINS(err,
+			"nul.yaml:2:1: control characters are not allowed");
 }
 
 static void test_file_errors(void)
@@ -805,7 +850,8 @@ static void test_file_errors(void)
 		path_of(p, sizeof p, "real.yaml");
 		path_of(link, sizeof link, "link.yaml");
 		ASSERT_TRUE(symlink(p, link) == 0);
-		ASSERT_EQ(tsu_config_load(&cfg, link, NULL, err, sizeof err), 0);
+		ASSERT_EQ(tsu_config_load(&cfg, link, NULL, err, sizeof err),
+			  0);
 		ASSERT_STREQ(cfg.space_url, "http://linked");
 		tsu_config_free(&cfg);
 	}
@@ -821,8 +867,8 @@ static void test_file_errors(void)
 	{
 		char tiny[12];
 		ASSERT_EQ(tsu_config_parse(&cfg, "long-name.yaml", "[", 1, tiny,
-		                        sizeof tiny),
-		       -1);
+					   sizeof tiny),
+			  -1);
 		ASSERT_EQ(strlen(tiny), sizeof tiny - 1);
 	}
 }
@@ -876,7 +922,8 @@ static void test_permission_denied(void)
 		       "(running as root and cannot switch to uid 65534)\n");
 	} else if (WIFEXITED(status) && WEXITSTATUS(status) == 78) {
 		printf("note: permission-denied check skipped "
-		       "(uid 65534 cannot reach %s)\n", g_dir);
+		       "(uid 65534 cannot reach %s)\n",
+		       g_dir);
 	} else {
 		ASSERT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0);
 	}
@@ -911,7 +958,7 @@ int main(void)
 	const char *tmp = getenv("TMPDIR");
 
 	snprintf(g_dir, sizeof g_dir, "%s/tsu-config-XXXXXX",
-	         tmp && tmp[0] && strlen(tmp) < 400 ? tmp : "/tmp");
+		 tmp && tmp[0] && strlen(tmp) < 400 ? tmp : "/tmp");
 	if (!mkdtemp(g_dir)) {
 		perror("mkdtemp");
 		return 2;

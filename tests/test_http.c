@@ -34,26 +34,27 @@
 
 /* ---------------------------------------------------------------- checks */
 
-#define ASSERT_LE(a, b)                                                      \
-	do {                                                                 \
-		long long tu_a = (long long)(a), tu_b = (long long)(b);      \
-		if (tu_a <= tu_b)                                            \
-			tu_passed++;                                         \
-		else                                                         \
-			TU_FAIL("%s <= %s: %lld > %lld", #a, #b, tu_a, tu_b); \
+#define ASSERT_LE(a, b)                                                        \
+	do {                                                                   \
+		long long tu_a = (long long)(a), tu_b = (long long)(b);        \
+		if (tu_a <= tu_b)                                              \
+			tu_passed++;                                           \
+		else                                                           \
+			TU_FAIL("%s <= %s: %lld > %lld", #a, #b, tu_a, tu_b);  \
 	} while (0)
 
 /* The header of the last request, or its absence (want NULL). */
-#define ASSERT_HEADER(sv, name, want)                                        \
-	do {                                                                 \
-		char *tu_v = last_header(sv, name);                          \
-		const char *tu_w = (want);                                   \
-		if (tu_w ? tu_v && strcmp(tu_v, tu_w) == 0 : tu_v == NULL)   \
-			tu_passed++;                                         \
-		else                                                         \
+#define ASSERT_HEADER(sv, name, want)                                          \
+	do {                                                                   \
+		char *tu_v = last_header(sv, name);                            \
+		const char *tu_w = (want);                                     \
+		if (tu_w ? tu_v && strcmp(tu_v, tu_w) == 0 : tu_v == NULL)     \
+			tu_passed++;                                           \
+		else                                                           \
 			TU_FAIL("header %s: \"%s\", want \"%s\"", name,        \
-			        tu_v ? tu_v : "(absent)", tu_w ? tu_w : "(absent)"); \
-		free(tu_v);                                                  \
+				tu_v ? tu_v : "(absent)",                      \
+				tu_w ? tu_w : "(absent)");                     \
+		free(tu_v);                                                    \
 	} while (0)
 
 /* ---------------------------------------------------------- the servers */
@@ -142,9 +143,9 @@ static void answer_ok(int fd, int status_code, const char *reason)
 	char head[256];
 
 	snprintf(head, sizeof head,
-	         "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-	         "Content-Length: %zu\r\n\r\n",
-	         status_code, reason, strlen(OK_BODY));
+		 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+		 "Content-Length: %zu\r\n\r\n",
+		 status_code, reason, strlen(OK_BODY));
 	send_str(fd, head);
 	send_str(fd, OK_BODY);
 }
@@ -167,22 +168,24 @@ static int respond(struct server *sv, struct conn *c)
 		break;
 	case M_RETRY_AFTER:
 		send_str(c->fd, "HTTP/1.1 503 Service Unavailable\r\n"
-		                "retry-AFTER: \t 120  \r\n"
-		                "Content-Length: 2\r\n\r\n{}");
+				"retry-AFTER: \t 120  \r\n"
+				"Content-Length: 2\r\n\r\n{}");
 		break;
 	case M_CONTINUE:
-		send_str(c->fd, "HTTP/1.1 100 Continue\r\nRetry-After: 5\r\n\r\n"
-		                "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}");
+		send_str(c->fd,
+			 "HTTP/1.1 100 Continue\r\nRetry-After: 5\r\n\r\n"
+			 "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}");
 		break;
 	case M_REDIRECT:
-		send_str(c->fd, "HTTP/1.1 302 Found\r\nLocation: /api/v1/elsewhere\r\n"
-		                "Content-Length: 0\r\n\r\n");
+		send_str(c->fd,
+			 "HTTP/1.1 302 Found\r\nLocation: /api/v1/elsewhere\r\n"
+			 "Content-Length: 0\r\n\r\n");
 		break;
 	case M_BYTES:
 		snprintf(head, sizeof head,
-		         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-		         "Retry-After: 7\r\nContent-Length: %zu\r\n\r\n%s",
-		         strlen(OK_BODY), OK_BODY);
+			 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+			 "Retry-After: 7\r\nContent-Length: %zu\r\n\r\n%s",
+			 strlen(OK_BODY), OK_BODY);
 		for (i = 0; head[i]; i++) {
 			struct timespec ts = {0, 1000000};
 			send_all(c->fd, head + i, 1);
@@ -190,15 +193,17 @@ static int respond(struct server *sv, struct conn *c)
 		}
 		break;
 	case M_CLOSE_MID:
-		send_str(c->fd, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"code\":");
+		send_str(
+		    c->fd,
+		    "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"code\":");
 		return 1;
 	case M_CLOSE_NOTHING:
 		return 1;
 	case M_BODY: {
 		char *b = malloc(sv->body_size ? sv->body_size : 1);
 		snprintf(head, sizeof head,
-		         "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n",
-		         sv->body_size);
+			 "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n",
+			 sv->body_size);
 		send_str(c->fd, head);
 		if (b) {
 			for (i = 0; i < sv->body_size; i++)
@@ -232,8 +237,10 @@ static int take_requests(struct server *sv, struct conn *c)
 			return 0;
 		if (c->buf[0] < 'A' || c->buf[0] > 'Z') {
 			/* Not HTTP (a TLS hello, say): what nginx would say. */
-			send_str(c->fd, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n"
-			                "Content-Length: 0\r\n\r\n");
+			send_str(
+			    c->fd,
+			    "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n"
+			    "Content-Length: 0\r\n\r\n");
 			return 1;
 		}
 		end = ci_find(c->buf, c->len, "\r\n\r\n");
@@ -316,10 +323,14 @@ static void *server_main(void *arg)
 			int fd = accept(sv->lfd, NULL, NULL);
 			if (fd >= 0) {
 				int one = 1;
-				struct timeval tv = {5, 0}; /* never wedge the test */
-				setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-				setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-				for (i = 0; i < MAXCONN && sv->c[i].fd >= 0; i++)
+				struct timeval tv = {
+				    5, 0}; /* never wedge the test */
+				setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+					   sizeof one);
+				setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv,
+					   sizeof tv);
+				for (i = 0; i < MAXCONN && sv->c[i].fd >= 0;
+				     i++)
 					;
 				if (i == MAXCONN) {
 					close(fd);
@@ -473,7 +484,6 @@ static char *last_header(struct server *sv, const char *name)
 	return v;
 }
 
-
 /* ------------------------------------------------------------- helpers */
 
 static tsu_http_options base_opts(void)
@@ -506,8 +516,8 @@ static void make_reqs(tsu_request *r, size_t n, const char *url)
 }
 
 /* One request through a fresh transport to sv. */
-static void one_shot(tsu_http_options o, tsu_request *r,
-                     struct server *sv, const char *scheme)
+static void one_shot(tsu_http_options o, tsu_request *r, struct server *sv,
+		     const char *scheme)
 {
 	static char url[128];
 	tsu_http *h = NULL;
@@ -567,12 +577,15 @@ static void t_headers_and_body(void)
 
 	pthread_mutex_lock(&sv.mu);
 	{
-		static const char line[] = "POST /api/v1/telemetry HTTP/1.1\r\n";
-		ASSERT_TRUE(sv.last && strncmp(sv.last, line, sizeof line - 1) == 0);
+		static const char line[] =
+		    "POST /api/v1/telemetry HTTP/1.1\r\n";
+		ASSERT_TRUE(sv.last &&
+			    strncmp(sv.last, line, sizeof line - 1) == 0);
 	}
 	pthread_mutex_unlock(&sv.mu);
 	ASSERT_HEADER(&sv, "Content-Type", "application/json");
-	ASSERT_HEADER(&sv, "Idempotency-Key", "0b4f6c1e-5d6a-4f5e-9a0b-1c2d3e4f5a6b");
+	ASSERT_HEADER(&sv, "Idempotency-Key",
+		      "0b4f6c1e-5d6a-4f5e-9a0b-1c2d3e4f5a6b");
 	ASSERT_HEADER(&sv, "X-LangBot-Telemetry-Token", "tok-123");
 	ASSERT_HEADER(&sv, "User-Agent", "telespool/0.1-test");
 	ASSERT_HEADER(&sv, "Expect", NULL);
@@ -583,8 +596,9 @@ static void t_headers_and_body(void)
 	pthread_mutex_lock(&sv.mu);
 	{
 		const char *b = sv.last ? strstr(sv.last, "\r\n\r\n") : NULL;
-		ASSERT_TRUE(b && sv.last_len - (size_t)(b + 4 - sv.last) == blen &&
-		      memcmp(b + 4, body, blen) == 0);
+		ASSERT_TRUE(b &&
+			    sv.last_len - (size_t)(b + 4 - sv.last) == blen &&
+			    memcmp(b + 4, body, blen) == 0);
 	}
 	pthread_mutex_unlock(&sv.mu);
 
@@ -725,7 +739,8 @@ static void t_answers(void)
 		one_shot(o, &r, &sv, "http");
 		ASSERT_EQ(r.transport, TSU_NET_OK);
 		ASSERT_EQ(r.status, 201);
-		ASSERT_STREQ(r.retry_after, ""); /* the 100's header is not the answer's */
+		ASSERT_STREQ(r.retry_after,
+			     ""); /* the 100's header is not the answer's */
 		ASSERT_STREQ(r.response, "{}");
 		tsu_requests_reset(&r, 1);
 		server_stop(&sv);
@@ -735,7 +750,8 @@ static void t_answers(void)
 		one_shot(o, &r, &sv, "http");
 		ASSERT_EQ(r.transport, TSU_NET_OK);
 		ASSERT_EQ(r.status, 302);
-		ASSERT_TRUE(r.response && r.response_len == 0 && r.response[0] == '\0');
+		ASSERT_TRUE(r.response && r.response_len == 0 &&
+			    r.response[0] == '\0');
 		ASSERT_EQ(server_stats(&sv).requests, 1);
 		tsu_requests_reset(&r, 1);
 		server_stop(&sv);
@@ -851,7 +867,8 @@ static void t_timeouts(void)
 	make_reqs(r, 3, url);
 	{
 		int before = server_stats(&sv).requests;
-		ASSERT_EQ(tsu_http_perform(h, r, 3, tsu_monotonic_ms() - 1, NULL), 0);
+		ASSERT_EQ(
+		    tsu_http_perform(h, r, 3, tsu_monotonic_ms() - 1, NULL), 0);
 		for (i = 0; i < 3; i++)
 			ASSERT_EQ(r[i].transport, TSU_NET_ABORTED);
 		ASSERT_EQ(server_stats(&sv).requests, before);
@@ -1080,10 +1097,12 @@ static void t_bench(void)
 	ASSERT_EQ(tsu_http_new(&h, &o), 0);
 	t0 = tsu_monotonic_ms();
 	while (sent < total) {
-		size_t n = (size_t)(total - sent < BATCH ? total - sent : BATCH);
+		size_t n =
+		    (size_t)(total - sent < BATCH ? total - sent : BATCH);
 		make_reqs(r, n, url);
 		for (i = 0; i < n; i++)
-			r[i].idempotency_key = "0b4f6c1e-5d6a-4f5e-9a0b-1c2d3e4f5a6b";
+			r[i].idempotency_key =
+			    "0b4f6c1e-5d6a-4f5e-9a0b-1c2d3e4f5a6b";
 		ASSERT_EQ(tsu_http_perform(h, r, n, 0, NULL), 0);
 		for (i = 0; i < n; i++)
 			ok += r[i].status == 200;
@@ -1094,8 +1113,10 @@ static void t_bench(void)
 	tsu_http_free(h);
 	ASSERT_EQ(ok, total);
 	ASSERT_LE(server_stats(&sv).accepts, 4);
-	printf("bench: %d POSTs, max_in_flight 4, batches of %d: %lld ms, %.0f requests/s\n",
-	       total, BATCH, (long long)el, el > 0 ? total * 1000.0 / (double)el : 0.0);
+	printf("bench: %d POSTs, max_in_flight 4, batches of %d: %lld ms, %.0f "
+	       "requests/s\n",
+	       total, BATCH, (long long)el,
+	       el > 0 ? total * 1000.0 / (double)el : 0.0);
 	server_stop(&sv);
 }
 
@@ -1123,27 +1144,27 @@ static int run_quiet(char *const argv[])
 }
 
 static const char tls_server_py[] =
-	"import socket, ssl, sys\n"
-	"ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
-	"ctx.load_cert_chain(sys.argv[1], sys.argv[2])\n"
-	"s = socket.socket()\n"
-	"s.bind(('127.0.0.1', 0))\n"
-	"s.listen(8)\n"
-	"print(s.getsockname()[1], flush=True)\n"
-	"while True:\n"
-	"    c, _ = s.accept()\n"
-	"    try:\n"
-	"        t = ctx.wrap_socket(c, server_side=True)\n"
-	"        d = b''\n"
-	"        while b'\\r\\n\\r\\n' not in d:\n"
-	"            x = t.recv(65536)\n"
-	"            if not x: break\n"
-	"            d += x\n"
-	"        t.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 10\\r\\n'\n"
-	"                  b'Connection: close\\r\\n\\r\\n{\"code\":0}')\n"
-	"        t.close()\n"
-	"    except (OSError, ssl.SSLError):\n"
-	"        c.close()\n";
+    "import socket, ssl, sys\n"
+    "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+    "ctx.load_cert_chain(sys.argv[1], sys.argv[2])\n"
+    "s = socket.socket()\n"
+    "s.bind(('127.0.0.1', 0))\n"
+    "s.listen(8)\n"
+    "print(s.getsockname()[1], flush=True)\n"
+    "while True:\n"
+    "    c, _ = s.accept()\n"
+    "    try:\n"
+    "        t = ctx.wrap_socket(c, server_side=True)\n"
+    "        d = b''\n"
+    "        while b'\\r\\n\\r\\n' not in d:\n"
+    "            x = t.recv(65536)\n"
+    "            if not x: break\n"
+    "            d += x\n"
+    "        t.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 10\\r\\n'\n"
+    "                  b'Connection: close\\r\\n\\r\\n{\"code\":0}')\n"
+    "        t.close()\n"
+    "    except (OSError, ssl.SSLError):\n"
+    "        c.close()\n";
 
 static void t_tls_verify(void)
 {
@@ -1157,7 +1178,8 @@ static void t_tls_verify(void)
 	tsu_http *h = NULL;
 	size_t got = 0;
 
-	snprintf(dir, sizeof dir, "%s/test_http_XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	snprintf(dir, sizeof dir, "%s/test_http_XXXXXX",
+		 tmp && *tmp ? tmp : "/tmp");
 	if (!mkdtemp(dir)) {
 		TU_FAIL("mkdtemp failed");
 		return;
@@ -1165,13 +1187,28 @@ static void t_tls_verify(void)
 	snprintf(cert, sizeof cert, "%s/cert.pem", dir);
 	snprintf(key, sizeof key, "%s/key.pem", dir);
 	{
-		char *argv[] = {"openssl", "req", "-x509", "-newkey", "ec",
-		                "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-		                "-keyout", key, "-out", cert, "-days", "1", "-subj",
-		                "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-		                NULL};
+		char *argv[] = {"openssl",
+				"req",
+				"-x509",
+				"-newkey",
+				"ec",
+				"-pkeyopt",
+				"ec_paramgen_curve:prime256v1",
+				"-nodes",
+				"-keyout",
+				key,
+				"-out",
+				cert,
+				"-days",
+				"1",
+				"-subj",
+				"/CN=127.0.0.1",
+				"-addext",
+				"subjectAltName=IP:127.0.0.1",
+				NULL};
 		if (run_quiet(argv) != 0) {
-			printf("skip tls_verify: openssl could not make a certificate\n");
+			printf("skip tls_verify: openssl could not make a "
+			       "certificate\n");
 			goto out;
 		}
 	}
@@ -1182,7 +1219,8 @@ static void t_tls_verify(void)
 		dup2(pfd[1], 1);
 		close(pfd[0]);
 		close(pfd[1]);
-		execlp("python3", "python3", "-c", tls_server_py, cert, key, (char *)NULL);
+		execlp("python3", "python3", "-c", tls_server_py, cert, key,
+		       (char *)NULL);
 		_exit(127);
 	}
 	close(pfd[1]);
@@ -1246,8 +1284,8 @@ int main(void)
 {
 	int64_t t0 = tsu_monotonic_ms();
 	static const char *const proxies[] = {
-		"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
-		"all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"};
+	    "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+	    "all_proxy",  "ALL_PROXY",  "no_proxy",    "NO_PROXY"};
 	size_t i;
 
 	/* Everything here is local: a proxy from the environment must not

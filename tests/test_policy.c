@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 static const char *verdict_name(tsu_verdict v)
 {
 	return v == TSU_SENT ? "SENT" : v == TSU_RETRY ? "RETRY" : "DEAD";
@@ -20,12 +19,12 @@ static const char *verdict_name(tsu_verdict v)
 
 /* Classifies with a body given as a C string and checks the verdict. */
 static void check_status(int line, long status, const char *body,
-                         tsu_verdict want, const char *want_reason)
+			 tsu_verdict want, const char *want_reason)
 {
 	char reason[128];
-	tsu_verdict v = tsu_classify(TSU_NET_OK, status, body,
-	                             body ? strlen(body) : 0, NULL, reason,
-	                             sizeof reason);
+	tsu_verdict v =
+	    tsu_classify(TSU_NET_OK, status, body, body ? strlen(body) : 0,
+			 NULL, reason, sizeof reason);
 
 	if (v == want && (!want_reason || strcmp(reason, want_reason) == 0)) {
 		tu_passed++;
@@ -33,9 +32,9 @@ static void check_status(int line, long status, const char *body,
 	}
 	tu_failed++;
 	fprintf(stderr,
-	        "%s:%d: HTTP %ld body %s: got %s \"%s\", want %s \"%s\"\n",
-	        __FILE__, line, status, body ? body : "(null)", verdict_name(v),
-	        reason, verdict_name(want), want_reason ? want_reason : "*");
+		"%s:%d: HTTP %ld body %s: got %s \"%s\", want %s \"%s\"\n",
+		__FILE__, line, status, body ? body : "(null)", verdict_name(v),
+		reason, verdict_name(want), want_reason ? want_reason : "*");
 }
 
 static int printable(const char *s)
@@ -49,18 +48,18 @@ static int printable(const char *s)
 static void test_classify_status(void)
 {
 	check_status(__LINE__, 200, "{\"code\":0,\"msg\":\"ok\",\"data\":null}",
-	             TSU_SENT, "HTTP 200");
+		     TSU_SENT, "HTTP 200");
 	check_status(__LINE__, 200,
-	             "{\"code\":422,\"msg\":\"bad field\",\"data\":null}",
-	             TSU_DEAD, "HTTP 200 code 422: bad field");
+		     "{\"code\":422,\"msg\":\"bad field\",\"data\":null}",
+		     TSU_DEAD, "HTTP 200 code 422: bad field");
 	check_status(__LINE__, 200, "{\"code\":400}", TSU_DEAD,
-	             "HTTP 200 code 400");
+		     "HTTP 200 code 400");
 	check_status(__LINE__, 200, "{\"code\":499,\"msg\":\"\"}", TSU_DEAD,
-	             "HTTP 200 code 499");
+		     "HTTP 200 code 499");
 	check_status(__LINE__, 200, "{\"code\":503,\"msg\":\"busy\"}",
-	             TSU_RETRY, "HTTP 200 code 503: busy");
+		     TSU_RETRY, "HTTP 200 code 503: busy");
 	check_status(__LINE__, 200, "{\"code\":500}", TSU_RETRY,
-	             "HTTP 200 code 500");
+		     "HTTP 200 code 500");
 	check_status(__LINE__, 200, "{\"code\":399}", TSU_SENT, "HTTP 200");
 	check_status(__LINE__, 200, "{\"code\":-1}", TSU_SENT, "HTTP 200");
 	check_status(__LINE__, 200, "<html>ok</html>", TSU_SENT, "HTTP 200");
@@ -71,24 +70,27 @@ static void test_classify_status(void)
 	check_status(__LINE__, 200, "{\"code\":1e999}", TSU_SENT, "HTTP 200");
 	check_status(__LINE__, 200, "{\"code\":null}", TSU_SENT, "HTTP 200");
 	check_status(__LINE__, 200, "{\"msg\":\"no code\"}", TSU_SENT,
-	             "HTTP 200");
+		     "HTTP 200");
 	check_status(__LINE__, 200, "{\"code\":4.22e2}", TSU_DEAD,
-	             "HTTP 200 code 422");
+		     "HTTP 200 code 422");
 	check_status(__LINE__, 200, "{\"code\":1e20}", TSU_RETRY,
-	             "HTTP 200 code 1e+20");
+		     "HTTP 200 code 1e+20");
 	/* A body cut at the transport's cap: the top-level "code" of its
 	 * prefix still decides, nested or quoted ones do not. */
-	check_status(__LINE__, 200, "{\"code\": 422, \"msg\": \"bad\", \"pad\": \"xxxx",
-	             TSU_DEAD, "HTTP 200 code 422");
-	check_status(__LINE__, 200, "{\"msg\":\"a \\\"code\\\"\",\"code\":503,\"p\":[1,",
-	             TSU_RETRY, "HTTP 200 code 503");
-	check_status(__LINE__, 200, "{\"data\":{\"code\":500},\"code\":0,\"pad\":\"xx",
-	             TSU_SENT, "HTTP 200");
-	check_status(__LINE__, 200, "{\"data\":{\"code\":500,\"pad\":\"xx", TSU_SENT,
-	             "HTTP 200");
+	check_status(__LINE__, 200,
+		     "{\"code\": 422, \"msg\": \"bad\", \"pad\": \"xxxx",
+		     TSU_DEAD, "HTTP 200 code 422");
+	check_status(__LINE__, 200,
+		     "{\"msg\":\"a \\\"code\\\"\",\"code\":503,\"p\":[1,",
+		     TSU_RETRY, "HTTP 200 code 503");
+	check_status(__LINE__, 200,
+		     "{\"data\":{\"code\":500},\"code\":0,\"pad\":\"xx",
+		     TSU_SENT, "HTTP 200");
+	check_status(__LINE__, 200, "{\"data\":{\"code\":500,\"pad\":\"xx",
+		     TSU_SENT, "HTTP 200");
 	check_status(__LINE__, 200, "{\"code\":42", TSU_SENT, "HTTP 200");
 	check_status(__LINE__, 200, "{\"code\":422.5,\"pad\":\"x", TSU_SENT,
-	             "HTTP 200");
+		     "HTTP 200");
 	check_status(__LINE__, 201, "{\"code\":0}", TSU_SENT, "HTTP 201");
 	check_status(__LINE__, 204, "", TSU_SENT, "HTTP 204");
 	check_status(__LINE__, 204, NULL, TSU_SENT, "HTTP 204");
@@ -97,11 +99,11 @@ static void test_classify_status(void)
 	/* 1xx/3xx (redirects are not followed) say the URL is wrong: retry;
 	 * other 4xx are permanent. */
 	check_status(__LINE__, 100, NULL, TSU_RETRY,
-	             "HTTP 100 (unexpected informational answer)");
+		     "HTTP 100 (unexpected informational answer)");
 	check_status(__LINE__, 301, NULL, TSU_RETRY,
-	             "HTTP 301 (redirects are not followed: check space.url)");
+		     "HTTP 301 (redirects are not followed: check space.url)");
 	check_status(__LINE__, 304, NULL, TSU_RETRY,
-	             "HTTP 304 (redirects are not followed: check space.url)");
+		     "HTTP 304 (redirects are not followed: check space.url)");
 	check_status(__LINE__, 400, "{\"code\":0}", TSU_DEAD, "HTTP 400");
 	check_status(__LINE__, 401, NULL, TSU_DEAD, "HTTP 401");
 	check_status(__LINE__, 403, NULL, TSU_DEAD, "HTTP 403");
@@ -115,16 +117,15 @@ static void test_classify_status(void)
 	check_status(__LINE__, 429, NULL, TSU_RETRY, "HTTP 429");
 	check_status(__LINE__, 500, NULL, TSU_RETRY, "HTTP 500");
 	check_status(__LINE__, 502, "<html>bad gateway</html>", TSU_RETRY,
-	             "HTTP 502");
+		     "HTTP 502");
 	check_status(__LINE__, 503, "{\"code\":0}", TSU_RETRY, "HTTP 503");
 	check_status(__LINE__, 599, NULL, TSU_RETRY, "HTTP 599");
 
 	/* Not an HTTP status at all: a broken transport, not the event. */
 	check_status(__LINE__, 0, NULL, TSU_RETRY, "HTTP 0 (invalid status)");
 	check_status(__LINE__, 600, NULL, TSU_RETRY,
-	             "HTTP 600 (invalid status)");
-	check_status(__LINE__, -1, NULL, TSU_RETRY,
-	             "HTTP -1 (invalid status)");
+		     "HTTP 600 (invalid status)");
+	check_status(__LINE__, -1, NULL, TSU_RETRY, "HTTP -1 (invalid status)");
 }
 
 static void test_classify_body_edges(void)
@@ -134,19 +135,18 @@ static void test_classify_body_edges(void)
 	tsu_verdict v;
 
 	/* Only body_len bytes count: the buffer need not end in NUL. */
-	v = tsu_classify(TSU_NET_OK, 200, buf, 12, NULL, reason,
-	                 sizeof reason);
+	v = tsu_classify(TSU_NET_OK, 200, buf, 12, NULL, reason, sizeof reason);
 	ASSERT_EQ(v, TSU_DEAD);
 	ASSERT_STREQ(reason, "HTTP 200 code 422");
-	v = tsu_classify(TSU_NET_OK, 200, buf, 11, NULL, reason,
-	                 sizeof reason);
+	v = tsu_classify(TSU_NET_OK, 200, buf, 11, NULL, reason, sizeof reason);
 	ASSERT_EQ(v, TSU_SENT);
 
 	/* The message is from the server: printable ASCII only, one line. */
-	v = tsu_classify(TSU_NET_OK, 200,
-	                 "{\"code\":400,\"msg\":\"caf\\u00e9\\n\\u001b[31mx\"}",
-	                 strlen("{\"code\":400,\"msg\":\"caf\\u00e9\\n\\u001b[31mx\"}"),
-	                 NULL, reason, sizeof reason);
+	v = tsu_classify(
+	    TSU_NET_OK, 200,
+	    "{\"code\":400,\"msg\":\"caf\\u00e9\\n\\u001b[31mx\"}",
+	    strlen("{\"code\":400,\"msg\":\"caf\\u00e9\\n\\u001b[31mx\"}"),
+	    NULL, reason, sizeof reason);
 	ASSERT_EQ(v, TSU_DEAD);
 	ASSERT_STREQ(reason, "HTTP 200 code 400: caf?? ?[31mx");
 	ASSERT_TRUE(printable(reason));
@@ -154,7 +154,7 @@ static void test_classify_body_edges(void)
 	/* Truncation keeps the terminator inside reasonlen. */
 	memset(reason, 'Z', sizeof reason);
 	v = tsu_classify(TSU_NET_OK, 200, "{\"code\":422,\"msg\":\"long\"}", 26,
-	                 NULL, reason, 8);
+			 NULL, reason, 8);
 	ASSERT_EQ(v, TSU_DEAD);
 	ASSERT_STREQ(reason, "HTTP 20");
 	ASSERT_EQ(reason[8], 'Z');
@@ -167,7 +167,7 @@ static void test_classify_body_edges(void)
 	ASSERT_EQ(v, TSU_RETRY);
 	memset(reason, 'Z', sizeof reason);
 	v = tsu_classify(TSU_NET_OK, 200, "{\"code\":422}", 12, NULL, reason,
-	                 0);
+			 0);
 	ASSERT_EQ(v, TSU_DEAD);
 	ASSERT_EQ(reason[0], 'Z');
 }
@@ -178,12 +178,12 @@ static void test_classify_transport(void)
 		tsu_transport t;
 		const char *name;
 	} rows[] = {
-		{ TSU_NET_CONNECT, "connection failed" },
-		{ TSU_NET_DNS, "name did not resolve" },
-		{ TSU_NET_TIMEOUT, "timed out" },
-		{ TSU_NET_TLS, "TLS failure" },
-		{ TSU_NET_PROTOCOL, "protocol error" },
-		{ TSU_NET_ABORTED, "aborted" },
+	    {TSU_NET_CONNECT, "connection failed"},
+	    {TSU_NET_DNS, "name did not resolve"},
+	    {TSU_NET_TIMEOUT, "timed out"},
+	    {TSU_NET_TLS, "TLS failure"},
+	    {TSU_NET_PROTOCOL, "protocol error"},
+	    {TSU_NET_ABORTED, "aborted"},
 	};
 	char reason[64], want[128];
 
@@ -192,22 +192,22 @@ static void test_classify_transport(void)
 
 		/* A status or body left over must not change the verdict. */
 		v = tsu_classify(rows[i].t, 400, "{\"code\":422}", 12, NULL,
-		                 reason, sizeof reason);
+				 reason, sizeof reason);
 		ASSERT_EQ(v, TSU_RETRY);
 		ASSERT_STREQ(reason, rows[i].name);
 
 		v = tsu_classify(rows[i].t, 0, NULL, 0, "Couldn't connect",
-		                 reason, sizeof reason);
+				 reason, sizeof reason);
 		ASSERT_EQ(v, TSU_RETRY);
 		snprintf(want, sizeof want, "%s: Couldn't connect",
-		         rows[i].name);
+			 rows[i].name);
 		ASSERT_STREQ(reason, want);
 	}
 
 	/* curl's text is ours to print: control bytes and UTF-8 go. */
 	tsu_classify(TSU_NET_TLS, 0, NULL, 0,
-	             "bad\r\ncert \xe2\x80\x94 \x01\x7f end", reason,
-	             sizeof reason);
+		     "bad\r\ncert \xe2\x80\x94 \x01\x7f end", reason,
+		     sizeof reason);
 	ASSERT_STREQ(reason, "TLS failure: bad  cert ??? ?? end");
 	ASSERT_TRUE(printable(reason));
 
@@ -217,14 +217,14 @@ static void test_classify_transport(void)
 		memset(detail, 'x', sizeof detail - 1);
 		detail[sizeof detail - 1] = '\0';
 		tsu_classify(TSU_NET_TIMEOUT, 0, NULL, 0, detail, reason,
-		             sizeof reason);
+			     sizeof reason);
 		ASSERT_EQ(strlen(reason), sizeof reason - 1);
 	}
 
 	/* An out-of-range transport value is still a transport failure. */
 	ASSERT_EQ(tsu_classify((tsu_transport)99, 200, NULL, 0, NULL, reason,
-	                    sizeof reason),
-	       TSU_RETRY);
+			       sizeof reason),
+		  TSU_RETRY);
 	ASSERT_STREQ(reason, "transport failure");
 }
 
@@ -246,11 +246,14 @@ static void test_backoff(void)
 	int grew = 0;
 
 	for (int a = 0; a <= 1000; a++) {
-		int64_t hi = a >= 20 ? cap : (base << a) > cap ? cap : base << a;
+		int64_t hi = a >= 20             ? cap
+			     : (base << a) > cap ? cap
+						 : base << a;
 		double sum = 0;
 
 		for (int i = 0; i < 200; i++) {
-			int64_t d = tsu_backoff_ms(a, base, cap, xorshift(&seed));
+			int64_t d =
+			    tsu_backoff_ms(a, base, cap, xorshift(&seed));
 			if (d < 0 || d > hi || d > cap)
 				bad_range++;
 			if (d < base / 2)
@@ -264,7 +267,8 @@ static void test_backoff(void)
 	}
 	ASSERT_EQ(bad_range, 0);
 	ASSERT_EQ(bad_low, 0);
-	ASSERT_EQ(grew, 11); /* the mean rises with every attempt until the cap */
+	ASSERT_EQ(grew,
+		  11); /* the mean rises with every attempt until the cap */
 
 	/* The ends of the range are reachable. */
 	ASSERT_EQ(tsu_backoff_ms(0, base, cap, 0), 500);
@@ -290,7 +294,9 @@ static void test_backoff(void)
 		ASSERT_TRUE(d >= base / 2);
 	}
 	ASSERT_EQ(tsu_backoff_ms(0, INT64_MAX, INT64_MAX, UINT64_MAX),
-	       INT64_MAX / 2 + (int64_t)(UINT64_MAX % ((uint64_t)(INT64_MAX - INT64_MAX / 2) + 1)));
+		  INT64_MAX / 2 +
+		      (int64_t)(UINT64_MAX %
+				((uint64_t)(INT64_MAX - INT64_MAX / 2) + 1)));
 
 	/* Odd arguments stay in bounds. */
 	ASSERT_EQ(tsu_backoff_ms(-5, base, cap, 0), 500);
@@ -321,11 +327,11 @@ static void test_retry_after_seconds(void)
 	ASSERT_EQ(tsu_retry_after_ms("86400", now, max), max);
 	ASSERT_EQ(tsu_retry_after_ms("9223372036854775807", now, max), max);
 	ASSERT_EQ(tsu_retry_after_ms("99999999999999999999999999999999999999",
-	                          now, max),
-	       max);
+				     now, max),
+		  max);
 	ASSERT_EQ(tsu_retry_after_ms("99999999999999999999999999999999999999",
-	                          now, INT64_MAX),
-	       INT64_MAX / 1000 * 1000);
+				     now, INT64_MAX),
+		  INT64_MAX / 1000 * 1000);
 	ASSERT_EQ(tsu_retry_after_ms("5", now, 0), 0);
 	ASSERT_EQ(tsu_retry_after_ms("5", now, -7), 0);
 
@@ -347,38 +353,42 @@ static void test_retry_after_dates(void)
 {
 	const int64_t when = RFC_DATE_S * 1000, max = INT64_C(1) << 50;
 	static const char *const forms[] = {
-		"Sun, 06 Nov 1994 08:49:37 GMT",
-		"Sunday, 06-Nov-94 08:49:37 GMT",
-		"Sun Nov  6 08:49:37 1994",
-		"  Sun, 06 Nov 1994 08:49:37 GMT\t",
+	    "Sun, 06 Nov 1994 08:49:37 GMT",
+	    "Sunday, 06-Nov-94 08:49:37 GMT",
+	    "Sun Nov  6 08:49:37 1994",
+	    "  Sun, 06 Nov 1994 08:49:37 GMT\t",
 	};
 
 	for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
 		/* A minute ahead, half a second ahead, now, and past. */
-		ASSERT_EQ(tsu_retry_after_ms(forms[i], when - 60000, max), 60000);
+		ASSERT_EQ(tsu_retry_after_ms(forms[i], when - 60000, max),
+			  60000);
 		ASSERT_EQ(tsu_retry_after_ms(forms[i], when - 500, max), 500);
-		ASSERT_EQ(tsu_retry_after_ms(forms[i], when - 60000, 1000), 1000);
+		ASSERT_EQ(tsu_retry_after_ms(forms[i], when - 60000, 1000),
+			  1000);
 		ASSERT_EQ(tsu_retry_after_ms(forms[i], when, max), 0);
 		ASSERT_EQ(tsu_retry_after_ms(forms[i], when + 1, max), 0);
-		ASSERT_EQ(tsu_retry_after_ms(forms[i], when + 86400000, max), 0);
+		ASSERT_EQ(tsu_retry_after_ms(forms[i], when + 86400000, max),
+			  0);
 		ASSERT_EQ(tsu_retry_after_ms(forms[i], 0, max), when);
 	}
 
 	/* A far-future date is clamped; leap years and day 29 are real. */
 	ASSERT_EQ(tsu_retry_after_ms("Fri, 31 Dec 9999 23:59:59 GMT",
-	                          1700000000000, 3600000),
-	       3600000);
+				     1700000000000, 3600000),
+		  3600000);
 	ASSERT_EQ(tsu_retry_after_ms("Thu, 29 Feb 2024 00:00:00 GMT",
-	                          INT64_C(1709164800000) - 1000, max),
-	       1000);
+				     INT64_C(1709164800000) - 1000, max),
+		  1000);
 	ASSERT_EQ(tsu_retry_after_ms("Tue, 01 Jan 1970 00:00:10 GMT", 0, max),
-	       10000);
+		  10000);
 	ASSERT_EQ(tsu_retry_after_ms("Wed Feb 29 12:00:00 2000",
-	                          INT64_C(951825600000) - 2000, max),
-	       2000);
+				     INT64_C(951825600000) - 2000, max),
+		  2000);
 	/* A negative clock (before 1970) still works. */
-	ASSERT_EQ(tsu_retry_after_ms("Thu, 01 Jan 1970 00:00:00 GMT", -1500, max),
-	       1500);
+	ASSERT_EQ(
+	    tsu_retry_after_ms("Thu, 01 Jan 1970 00:00:00 GMT", -1500, max),
+	    1500);
 
 	/*
 	 * RFC 850's two-digit year: more than 50 years ahead means the
@@ -388,61 +398,63 @@ static void test_retry_after_dates(void)
 		const int64_t now2025 = INT64_C(1735689600000); /* 2025-01-01 */
 		const int64_t in2030 = INT64_C(1893456000000);  /* 2030-01-01 */
 		ASSERT_EQ(tsu_retry_after_ms("Tuesday, 01-Jan-30 00:00:00 GMT",
-		                          now2025, max),
-		       in2030 - now2025);
+					     now2025, max),
+			  in2030 - now2025);
 		ASSERT_EQ(tsu_retry_after_ms("Sunday, 06-Nov-94 08:49:37 GMT",
-		                          now2025, max),
-		       0);
+					     now2025, max),
+			  0);
 		ASSERT_EQ(tsu_retry_after_ms("Sunday, 06-Nov-94 08:49:37 GMT",
-		                          when - 1000, max),
-		       1000);
+					     when - 1000, max),
+			  1000);
 	}
 
 	/* Garbage that looks like a date. */
 	static const char *const bad[] = {
-		"Sun, 31 Feb 1994 08:49:37 GMT", /* no such day */
-		"Sun, 29 Feb 1900 08:49:37 GMT", /* 1900 is not leap */
-		"Sun, 06 Nov 1994 24:00:00 GMT",
-		"Sun, 06 Nov 1994 08:60:37 GMT",
-		"Sun, 06 Nov 1994 08:49:61 GMT",
-		"Sun, 06 Nov 1994 08:49:37 UTC",
-		"Sun, 06 Nov 1994 08:49:37 gmt",
-		"Sun, 06 nov 1994 08:49:37 GMT",
-		"Sun, 6 Nov 1994 08:49:37 GMT",
-		"Sun, 06 Nov 94 08:49:37 GMT",
-		"Sun, 06 Nov 1994 08:49 GMT",
-		"Xyz, 06 Nov 1994 08:49:37 GMT",
-		"Sun, 06 Nov 1994 08:49:37 GMT junk",
-		"Sun, 06 Nov 1994 08:49:37 GMTX",
-		"Sun, 00 Nov 1994 08:49:37 GMT",
-		"Sun, 06 Foo 1994 08:49:37 GMT",
-		"Sun, 06 Nov 1994 8:49:37  GMT",
-		"Sun, 06 Nov 19x4 08:49:37 GMT",
-		"Sunday, 06-Nov-1994 08:49:37 GMT",
-		"Sunday, 06 Nov 94 08:49:37 GMT",
-		"Sun, 06-Nov-94 08:49:37 GMT",
-		"Sunday, 06-Nov-9x 08:49:37 GMT",
-		"Sun Nov 6 08:49:37 1994",
-		"Sun Nov 06 08:49:37 94",
-		"Sun Nov  6 08:49:37 1994 GMT",
-		"Sun Nov   6 08:49:37 1994",
-		"Sun",
-		"Sunday,",
-		"Sunday, ",
-		"Sun,",
-		"Mon, 06 Nov 1994 08:49:37 GMT\n",
+	    "Sun, 31 Feb 1994 08:49:37 GMT", /* no such day */
+	    "Sun, 29 Feb 1900 08:49:37 GMT", /* 1900 is not leap */
+	    "Sun, 06 Nov 1994 24:00:00 GMT",
+	    "Sun, 06 Nov 1994 08:60:37 GMT",
+	    "Sun, 06 Nov 1994 08:49:61 GMT",
+	    "Sun, 06 Nov 1994 08:49:37 UTC",
+	    "Sun, 06 Nov 1994 08:49:37 gmt",
+	    "Sun, 06 nov 1994 08:49:37 GMT",
+	    "Sun, 6 Nov 1994 08:49:37 GMT",
+	    "Sun, 06 Nov 94 08:49:37 GMT",
+	    "Sun, 06 Nov 1994 08:49 GMT",
+	    "Xyz, 06 Nov 1994 08:49:37 GMT",
+	    "Sun, 06 Nov 1994 08:49:37 GMT junk",
+	    "Sun, 06 Nov 1994 08:49:37 GMTX",
+	    "Sun, 00 Nov 1994 08:49:37 GMT",
+	    "Sun, 06 Foo 1994 08:49:37 GMT",
+	    "Sun, 06 Nov 1994 8:49:37  GMT",
+	    "Sun, 06 Nov 19x4 08:49:37 GMT",
+	    "Sunday, 06-Nov-1994 08:49:37 GMT",
+	    "Sunday, 06 Nov 94 08:49:37 GMT",
+	    "Sun, 06-Nov-94 08:49:37 GMT",
+	    "Sunday, 06-Nov-9x 08:49:37 GMT",
+	    "Sun Nov 6 08:49:37 1994",
+	    "Sun Nov 06 08:49:37 94",
+	    "Sun Nov  6 08:49:37 1994 GMT",
+	    "Sun Nov   6 08:49:37 1994",
+	    "Sun",
+	    "Sunday,",
+	    "Sunday, ",
+	    "Sun,",
+	    "Mon, 06 Nov 1994 08:49:37 GMT\n",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		int64_t r = tsu_retry_after_ms(bad[i], 0, max);
 		if (r != -1)
-			fprintf(stderr, "  bad date accepted: \"%s\"\n", bad[i]);
+			fprintf(stderr, "  bad date accepted: \"%s\"\n",
+				bad[i]);
 		ASSERT_EQ(r, -1);
 	}
 	/* The day name is not checked against the date (RFC 9110 allows). */
-	ASSERT_EQ(tsu_retry_after_ms("Mon, 06 Nov 1994 08:49:37 GMT", 0, max), when);
+	ASSERT_EQ(tsu_retry_after_ms("Mon, 06 Nov 1994 08:49:37 GMT", 0, max),
+		  when);
 	/* A leap second is accepted and lands on the next second. */
 	ASSERT_EQ(tsu_retry_after_ms("Sat, 31 Dec 2016 23:59:60 GMT", 0, max),
-	       INT64_C(1483228800000));
+		  INT64_C(1483228800000));
 }
 
 static void test_survey(void)
@@ -450,11 +462,13 @@ static void test_survey(void)
 	char *s;
 
 	s = tsu_survey_from_response(
-	        "{\"code\":0,\"msg\":\"ok\",\"data\":{\"survey\":{\"id\":\"s1\","
-	        "\"questions\":[{\"q\":\"How?\",\"options\":[1, 2]}]}}}",
-	        strlen("{\"code\":0,\"msg\":\"ok\",\"data\":{\"survey\":{\"id\":\"s1\","
-	               "\"questions\":[{\"q\":\"How?\",\"options\":[1, 2]}]}}}"));
-	ASSERT_STREQ(s, "{\"id\":\"s1\",\"questions\":[{\"q\":\"How?\",\"options\":[1,2]}]}");
+	    "{\"code\":0,\"msg\":\"ok\",\"data\":{\"survey\":{\"id\":\"s1\","
+	    "\"questions\":[{\"q\":\"How?\",\"options\":[1, 2]}]}}}",
+	    strlen("{\"code\":0,\"msg\":\"ok\",\"data\":{\"survey\":{\"id\":"
+		   "\"s1\","
+		   "\"questions\":[{\"q\":\"How?\",\"options\":[1, 2]}]}}}"));
+	ASSERT_STREQ(s, "{\"id\":\"s1\",\"questions\":[{\"q\":\"How?\","
+			"\"options\":[1,2]}]}");
 	free(s);
 
 	s = tsu_survey_from_response("{\"data\":{\"survey\":{}}}", 22);
@@ -463,7 +477,8 @@ static void test_survey(void)
 
 	/* Only len bytes are read. */
 	{
-		static const char buf[] = "{\"data\":{\"survey\":{\"a\":1}}}XXXX";
+		static const char buf[] =
+		    "{\"data\":{\"survey\":{\"a\":1}}}XXXX";
 		s = tsu_survey_from_response(buf, sizeof buf - 1 - 4);
 		ASSERT_STREQ(s, "{\"a\":1}");
 		free(s);
@@ -473,23 +488,23 @@ static void test_survey(void)
 	}
 
 	static const char *const none[] = {
-		"{\"code\":0,\"msg\":\"ok\",\"data\":{}}",
-		"{\"code\":0,\"msg\":\"ok\",\"data\":null}",
-		"{\"code\":0,\"data\":{\"survey\":null}}",
-		"{\"code\":0,\"data\":{\"survey\":[1,2]}}",
-		"{\"code\":0,\"data\":{\"survey\":\"s1\"}}",
-		"{\"code\":0,\"data\":[{\"survey\":{}}]}",
-		"{\"code\":0,\"survey\":{\"id\":1}}",
-		"[{\"data\":{\"survey\":{}}}]",
-		"not json",
-		"{\"data\":{\"survey\":{\"id\":",
-		"",
+	    "{\"code\":0,\"msg\":\"ok\",\"data\":{}}",
+	    "{\"code\":0,\"msg\":\"ok\",\"data\":null}",
+	    "{\"code\":0,\"data\":{\"survey\":null}}",
+	    "{\"code\":0,\"data\":{\"survey\":[1,2]}}",
+	    "{\"code\":0,\"data\":{\"survey\":\"s1\"}}",
+	    "{\"code\":0,\"data\":[{\"survey\":{}}]}",
+	    "{\"code\":0,\"survey\":{\"id\":1}}",
+	    "[{\"data\":{\"survey\":{}}}]",
+	    "not json",
+	    "{\"data\":{\"survey\":{\"id\":",
+	    "",
 	};
 	for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
 		s = tsu_survey_from_response(none[i], strlen(none[i]));
 		if (s)
 			fprintf(stderr, "  unexpected survey from %s: %s\n",
-			        none[i], s);
+				none[i], s);
 		ASSERT_TRUE(s == NULL);
 		free(s);
 	}

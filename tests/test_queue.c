@@ -616,7 +616,8 @@ static void test_finish_verdicts(void)
 		ASSERT_EQ(b.items[1].id, id[3]);
 	}
 	telespool__batch_free(&b);
-	telespool__outcome sent = {id[1], TELESPOOL__SENT, 0, NULL, NULL, NULL, NULL};
+	telespool__outcome sent = {id[1], TELESPOOL__SENT, 0, NULL, NULL, NULL,
+				   NULL};
 	ASSERT_EQ(telespool__finish(sp, &sent, 1, now + 6000), TELESPOOL_OK);
 	assert_col(path, "state", id[1], "sent");
 	assert_col(path, "attempts", id[1], "2");
@@ -658,10 +659,11 @@ static void test_finish_after_lease_lost(void)
 		return;
 	}
 	int64_t id = b.items[0].id;
-	telespool__outcome sent = {id, TELESPOOL__SENT, 0, NULL, NULL, NULL, NULL};
+	telespool__outcome sent = {id,  TELESPOOL__SENT, 0, NULL, NULL, NULL,
+				   NULL};
 	ASSERT_EQ(telespool__finish(sp, &sent, 1, now + 2500), TELESPOOL_OK);
-	telespool__outcome dead = {id,         TELESPOOL__DEAD, 0,
-				   "HTTP 400", "rejected",      NULL, NULL};
+	telespool__outcome dead = {
+	    id, TELESPOOL__DEAD, 0, "HTTP 400", "rejected", NULL, NULL};
 	int rc = telespool__finish(sp, &dead, 1, now + 3000);
 	ASSERT_TRUE(rc == TELESPOOL_OK || rc == TELESPOOL_ERROR);
 	assert_col(path, "state", id, "sent");
@@ -680,8 +682,12 @@ static void test_finish_after_lease_lost(void)
 	ASSERT_EQ(telespool__claim(sp, now + 12000, 1000, DAY_MS, 0, 1, &d),
 		  TELESPOOL_OK);
 	if (c.n == 1 && d.n == 1) {
-		telespool__outcome late = {c.items[0].id, TELESPOOL__RETRY,
-					   now + 60000, "timeout", NULL, NULL,
+		telespool__outcome late = {c.items[0].id,
+					   TELESPOOL__RETRY,
+					   now + 60000,
+					   "timeout",
+					   NULL,
+					   NULL,
 					   c.items[0].lease_until};
 		ASSERT_EQ(telespool__finish(sp, &late, 1, now + 12500),
 			  TELESPOOL_OK);
@@ -1127,7 +1133,8 @@ static void test_runs_and_status(void)
 				    now + 3600000,
 				    "HTTP 503",
 				    NULL,
-				    NULL, NULL};
+				    NULL,
+				    NULL};
 	ASSERT_EQ(telespool__finish(sp, &retry, 1, now), TELESPOOL_OK);
 	telespool__batch_free(&b);
 	telespool__run r = {3, 1, 2, 0, "retry_later", "sent 3, 2 rejected"};

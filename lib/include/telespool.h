@@ -42,23 +42,23 @@ extern "C" {
 #define TELESPOOL_EXTERN
 #endif
 
-#define TELESPOOL_VERSION_MAJOR 0
-#define TELESPOOL_VERSION_MINOR 1
-#define TELESPOOL_VERSION_PATCH 0
+#define TELESPOOL_VERSION_MAJOR  0
+#define TELESPOOL_VERSION_MINOR  1
+#define TELESPOOL_VERSION_PATCH  0
 #define TELESPOOL_VERSION_STRING "0.1.0"
 
 /* Return codes.  Values are stable: they are part of the ABI. */
 typedef enum telespool_rc {
 	TELESPOOL_OK = 0,
-	TELESPOOL_ERROR = -1,     /* unexpected failure; see telespool_errmsg() */
-	TELESPOOL_EINVAL = -2,    /* bad argument (NULL handle, out of range) */
-	TELESPOOL_EBUSY = -3,     /* database locked longer than busy_timeout_ms */
-	TELESPOOL_EFULL = -4,     /* disk full; event not stored, drop counted */
+	TELESPOOL_ERROR = -1,  /* unexpected failure; see telespool_errmsg() */
+	TELESPOOL_EINVAL = -2, /* bad argument (NULL handle, out of range) */
+	TELESPOOL_EBUSY = -3,  /* database locked longer than busy_timeout_ms */
+	TELESPOOL_EFULL = -4,  /* disk full; event not stored, drop counted */
 	TELESPOOL_ESCHEMA = -5,   /* file written by a newer telespool */
 	TELESPOOL_EDISABLED = -6, /* telemetry is opted out; nothing stored */
 	TELESPOOL_ECORRUPT = -7,  /* not a database, or a damaged one */
-	TELESPOOL_EIO = -8,       /* cannot open, read or write (permissions, I/O) */
-	TELESPOOL_ENOMEM = -9     /* out of memory */
+	TELESPOOL_EIO = -8, /* cannot open, read or write (permissions, I/O) */
+	TELESPOOL_ENOMEM = -9 /* out of memory */
 } telespool_rc;
 
 /* Opaque spool handle. */
@@ -66,10 +66,10 @@ typedef struct telespool telespool;
 
 /* Default bounds, also used when an option is left 0. */
 #define TELESPOOL_DEFAULT_BUSY_TIMEOUT_MS 250
-#define TELESPOOL_DEFAULT_MAX_EVENTS 200000
-#define TELESPOOL_DEFAULT_MAX_BYTES (128 * 1024 * 1024)
-#define TELESPOOL_DEFAULT_MAX_AGE_DAYS 30
-#define TELESPOOL_MAX_BUSY_TIMEOUT_MS 60000
+#define TELESPOOL_DEFAULT_MAX_EVENTS      200000
+#define TELESPOOL_DEFAULT_MAX_BYTES       (128 * 1024 * 1024)
+#define TELESPOOL_DEFAULT_MAX_AGE_DAYS    30
+#define TELESPOOL_MAX_BUSY_TIMEOUT_MS     60000
 
 /* What telespool_open() does with a file that is not a usable database. */
 typedef enum telespool_on_corrupt {
@@ -96,7 +96,8 @@ typedef struct telespool_options {
 	const char *instance_id; /* "instance_<uuid4>"; NULL is sent as "" */
 	const char *version;     /* LangBot version, e.g. "v4.3.1" */
 	const char *edition;     /* optional; added to bodies when non-NULL */
-	int64_t instance_create_ts; /* unix seconds, for the heartbeat; 0 if unknown */
+	int64_t
+	    instance_create_ts; /* unix seconds, for the heartbeat; 0 if unknown */
 
 	/* Longest a call waits for a lock held by someone else, in ms.
 	 * 0 means the default (250); at most TELESPOOL_MAX_BUSY_TIMEOUT_MS. */
@@ -122,7 +123,10 @@ typedef struct telespool_options {
 } telespool_options;
 
 #define TELESPOOL_OPTIONS_INIT                                                 \
-	{ TELESPOOL_OPTIONS_VERSION, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0 }
+	{                                                                      \
+		TELESPOOL_OPTIONS_VERSION, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, \
+		    0, 0                                                       \
+	}
 
 /*
  * Opens (creating with mode 0600 if needed) the spool at path and brings its
@@ -140,7 +144,7 @@ typedef struct telespool_options {
  * the return code, since there is no handle: use telespool_open_errmsg().
  */
 TELESPOOL_EXTERN int telespool_open(telespool **out, const char *path,
-                                    const telespool_options *opts);
+				    const telespool_options *opts);
 
 /*
  * Detail of the most recent telespool_open() failure in the calling thread
@@ -172,7 +176,10 @@ typedef struct telespool_query {
 } telespool_query;
 
 #define TELESPOOL_QUERY_INIT                                                   \
-	{ TELESPOOL_QUERY_VERSION, NULL, NULL, NULL, NULL, NULL, 0, NULL, 0, NULL }
+	{                                                                      \
+		TELESPOOL_QUERY_VERSION, NULL, NULL, NULL, NULL, NULL, 0,      \
+		    NULL, 0, NULL                                              \
+	}
 
 /*
  * Records one query event: builds the JSON body POSTed later to
@@ -188,7 +195,7 @@ typedef struct telespool_query {
  * On any failure nothing is stored.
  */
 TELESPOOL_EXTERN int telespool_record_query(telespool *sp,
-                                            const telespool_query *q);
+					    const telespool_query *q);
 
 /*
  * Records the daily "instance_heartbeat" event.  features_json is a JSON
@@ -196,7 +203,7 @@ TELESPOOL_EXTERN int telespool_record_query(telespool *sp,
  * is TELESPOOL_EINVAL.  Returns as telespool_record_query().
  */
 TELESPOOL_EXTERN int telespool_record_heartbeat(telespool *sp,
-                                                const char *features_json);
+						const char *features_json);
 
 /*
  * Records a survey milestone (e.g. "first_bot_response_success").  The
@@ -206,7 +213,7 @@ TELESPOOL_EXTERN int telespool_record_heartbeat(telespool *sp,
  * returns TELESPOOL_OK.  event NULL or "" is TELESPOOL_EINVAL.
  */
 TELESPOOL_EXTERN int telespool_record_survey_trigger(telespool *sp,
-                                                     const char *event);
+						     const char *event);
 
 /*
  * Records the answers to a survey (POSTed to /api/v1/survey/respond) and
@@ -215,16 +222,16 @@ TELESPOOL_EXTERN int telespool_record_survey_trigger(telespool *sp,
  * or answers_json not an object, is TELESPOOL_EINVAL.
  */
 TELESPOOL_EXTERN int telespool_record_survey_response(telespool *sp,
-                                                      const char *survey_id,
-                                                      const char *answers_json,
-                                                      int completed);
+						      const char *survey_id,
+						      const char *answers_json,
+						      int completed);
 
 /*
  * Records the dismissal of a survey (POSTed to /api/v1/survey/dismiss) and
  * marks it dismissed.  survey_id NULL or "" is TELESPOOL_EINVAL.
  */
 TELESPOOL_EXTERN int telespool_record_survey_dismiss(telespool *sp,
-                                                     const char *survey_id);
+						     const char *survey_id);
 
 /*
  * The survey LangBot Space offered and that is neither answered nor

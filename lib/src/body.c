@@ -13,9 +13,9 @@
 
 /* Survey answers and heartbeat features are caller-supplied JSON: bound
  * their shape as well as their strings. */
-#define JSON_MAX_DEPTH 8
+#define JSON_MAX_DEPTH   8
 #define JSON_MAX_MEMBERS 256
-#define JSON_STRING_MAX 4096
+#define JSON_STRING_MAX  4096
 
 /* Largest duration stored; beyond it the number is not a duration. */
 #define DURATION_MAX 1000000000000LL
@@ -96,7 +96,7 @@ static void event_init(struct telespool__event *ev, const char *type)
 }
 
 static int fail(struct telespool__event *ev, cJSON *obj, int rc,
-                const char **why, const char *text)
+		const char **why, const char *text)
 {
 	cJSON_Delete(obj);
 	telespool__event_free(ev);
@@ -105,9 +105,9 @@ static int fail(struct telespool__event *ev, cJSON *obj, int rc,
 }
 
 int telespool__body_query(struct telespool__event *ev,
-                          const struct telespool__ident *id,
-                          const telespool_query *q, int strict,
-                          const char *timestamp_iso, const char **why)
+			  const struct telespool__ident *id,
+			  const telespool_query *q, int strict,
+			  const char *timestamp_iso, const char **why)
 {
 	event_init(ev, "query");
 	if (q->n_pipeline_plugins > 0 && q->pipeline_plugins == NULL) {
@@ -122,18 +122,19 @@ int telespool__body_query(struct telespool__event *ev,
 	const char *error_in = q->error ? q->error : "";
 	size_t error_len = strlen(error_in);
 	ev->error = telespool__clean_text(error_in, error_len,
-	                                  TELESPOOL_ERROR_MAX, strict, NULL);
-	ev->duration_ms = q->duration_ms < 0 ? 0
-	                  : q->duration_ms > DURATION_MAX ? DURATION_MAX
-	                                                  : q->duration_ms;
+					  TELESPOOL_ERROR_MAX, strict, NULL);
+	ev->duration_ms = q->duration_ms < 0              ? 0
+			  : q->duration_ms > DURATION_MAX ? DURATION_MAX
+							  : q->duration_ms;
 	snprintf(ev->timestamp, sizeof(ev->timestamp), "%s", timestamp_iso);
 
 	cJSON *obj = cJSON_CreateObject();
 	cJSON *plugins = cJSON_CreateArray();
-	char *category = q->runner_category ? clean_name(q->runner_category) : NULL;
+	char *category =
+	    q->runner_category ? clean_name(q->runner_category) : NULL;
 	int bad = !ev->query_id || !ev->adapter || !ev->runner ||
-	          !ev->model_name || !ev->error || !obj || !plugins ||
-	          (q->runner_category && !category);
+		  !ev->model_name || !ev->error || !obj || !plugins ||
+		  (q->runner_category && !category);
 	bad = bad || add_owned(obj, "event_type", "query") ||
 	      add_owned(obj, "query_id", ev->query_id) ||
 	      add_owned(obj, "adapter", ev->adapter) ||
@@ -164,7 +165,8 @@ int telespool__body_query(struct telespool__event *ev,
 		}
 	}
 	ev->pipeline_plugins = cJSON_PrintUnformatted(plugins);
-	if (ev->pipeline_plugins == NULL || add_owned(obj, "error", ev->error) ||
+	if (ev->pipeline_plugins == NULL ||
+	    add_owned(obj, "error", ev->error) ||
 	    add_owned(obj, "timestamp", ev->timestamp) ||
 	    print_body(ev, obj) != TELESPOOL_OK)
 		return fail(ev, obj, TELESPOOL_ENOMEM, why, oom);
@@ -176,13 +178,14 @@ int telespool__body_query(struct telespool__event *ev,
 		size_t over = ev->body_len - TELESPOOL_BODY_MAX;
 		size_t cap = have > over + 256 ? have - over - 256 : 0;
 		if (cap > have - have / 8)
-			cap = have - have / 8; /* always shrink by a good step */
+			cap =
+			    have - have / 8; /* always shrink by a good step */
 		free(ev->error);
-		ev->error = telespool__clean_text(error_in, error_len, cap, strict,
-		                                  NULL);
+		ev->error = telespool__clean_text(error_in, error_len, cap,
+						  strict, NULL);
 		cJSON *item = ev->error ? cJSON_CreateString(ev->error) : NULL;
-		if (item == NULL ||
-		    !cJSON_ReplaceItemInObjectCaseSensitive(obj, "error", item)) {
+		if (item == NULL || !cJSON_ReplaceItemInObjectCaseSensitive(
+					obj, "error", item)) {
 			cJSON_Delete(item);
 			return fail(ev, obj, TELESPOOL_ENOMEM, why, oom);
 		}
@@ -223,8 +226,8 @@ static int clean_json(cJSON *node, int depth, size_t string_cap)
 		}
 		if (cJSON_IsString(child) && child->valuestring != NULL) {
 			const char *v = child->valuestring;
-			char *c = telespool__clean_text(v, strlen(v), string_cap, 0,
-			                                NULL);
+			char *c = telespool__clean_text(v, strlen(v),
+							string_cap, 0, NULL);
 			if (c == NULL)
 				return -1;
 			cJSON_free(child->valuestring);
@@ -246,14 +249,15 @@ static int clean_json(cJSON *node, int depth, size_t string_cap)
  * that build(obj) fits TELESPOOL_BODY_MAX, shrinking string_cap as needed.
  */
 typedef int (*build_fn)(struct telespool__event *ev, cJSON *values,
-                        const void *ctx);
+			const void *ctx);
 
 static int build_with_json(struct telespool__event *ev, const char *json_text,
-                           build_fn build, const void *ctx,
-                           const char *what_not_object, const char **why)
+			   build_fn build, const void *ctx,
+			   const char *what_not_object, const char **why)
 {
 	/* The whole text must be one JSON value: "{} trailing" is refused. */
-	cJSON *orig = cJSON_ParseWithOpts(json_text ? json_text : "{}", NULL, 1);
+	cJSON *orig =
+	    cJSON_ParseWithOpts(json_text ? json_text : "{}", NULL, 1);
 	if (orig == NULL || !cJSON_IsObject(orig)) {
 		cJSON_Delete(orig);
 		telespool__event_free(ev);
@@ -290,16 +294,17 @@ struct heartbeat_ctx {
 };
 
 static int build_heartbeat(struct telespool__event *ev, cJSON *features,
-                           const void *ctx)
+			   const void *ctx)
 {
 	const struct heartbeat_ctx *c = ctx;
 	cJSON *obj = cJSON_CreateObject();
-	int bad = obj == NULL || add_owned(obj, "event_type", "instance_heartbeat") ||
-	          add_owned(obj, "instance_id", c->id->instance_id) ||
-	          add_owned(obj, "version", c->id->version) ||
-	          add_owned(obj, "edition", c->id->edition) ||
-	          add_number(obj, "instance_create_ts",
-	                     (double)c->id->instance_create_ts);
+	int bad = obj == NULL ||
+		  add_owned(obj, "event_type", "instance_heartbeat") ||
+		  add_owned(obj, "instance_id", c->id->instance_id) ||
+		  add_owned(obj, "version", c->id->version) ||
+		  add_owned(obj, "edition", c->id->edition) ||
+		  add_number(obj, "instance_create_ts",
+			     (double)c->id->instance_create_ts);
 	if (bad || !cJSON_AddItemToObject(obj, "features", features)) {
 		cJSON_Delete(features);
 		cJSON_Delete(obj);
@@ -315,21 +320,21 @@ static int build_heartbeat(struct telespool__event *ev, cJSON *features,
 }
 
 int telespool__body_heartbeat(struct telespool__event *ev,
-                              const struct telespool__ident *id,
-                              const char *features_json,
-                              const char *timestamp_iso, const char **why)
+			      const struct telespool__ident *id,
+			      const char *features_json,
+			      const char *timestamp_iso, const char **why)
 {
 	struct heartbeat_ctx c = {id};
 
 	event_init(ev, "instance_heartbeat");
 	snprintf(ev->timestamp, sizeof(ev->timestamp), "%s", timestamp_iso);
 	return build_with_json(ev, features_json, build_heartbeat, &c,
-	                       "features_json is not a JSON object", why);
+			       "features_json is not a JSON object", why);
 }
 
 int telespool__body_survey_trigger(struct telespool__event *ev,
-                                   const struct telespool__ident *id,
-                                   const char *event, const char **why)
+				   const struct telespool__ident *id,
+				   const char *event, const char **why)
 {
 	event_init(ev, "survey_trigger");
 	ev->milestone = clean_name(event);
@@ -337,7 +342,7 @@ int telespool__body_survey_trigger(struct telespool__event *ev,
 		return fail(ev, NULL, TELESPOOL_ENOMEM, why, oom);
 	if (ev->milestone[0] == '\0')
 		return fail(ev, NULL, TELESPOOL_EINVAL, why,
-		            "event (the milestone) is empty");
+			    "event (the milestone) is empty");
 	cJSON *obj = cJSON_CreateObject();
 	if (obj == NULL || add_owned(obj, "instance_id", id->instance_id) ||
 	    add_owned(obj, "event", ev->milestone) ||
@@ -353,14 +358,14 @@ struct response_ctx {
 };
 
 static int build_response(struct telespool__event *ev, cJSON *answers,
-                          const void *ctx)
+			  const void *ctx)
 {
 	const struct response_ctx *c = ctx;
 	cJSON *obj = cJSON_CreateObject();
 	cJSON *meta = cJSON_CreateObject();
 	int bad = obj == NULL || meta == NULL ||
-	          add_owned(obj, "survey_id", ev->survey_id) ||
-	          add_owned(obj, "instance_id", c->id->instance_id);
+		  add_owned(obj, "survey_id", ev->survey_id) ||
+		  add_owned(obj, "instance_id", c->id->instance_id);
 	if (bad || !cJSON_AddItemToObject(obj, "answers", answers)) {
 		cJSON_Delete(answers);
 		cJSON_Delete(meta);
@@ -384,21 +389,22 @@ static int build_response(struct telespool__event *ev, cJSON *answers,
 }
 
 static int survey_id_of(struct telespool__event *ev, const char *survey_id,
-                        const char **why)
+			const char **why)
 {
 	ev->survey_id = clean_id(survey_id);
 	if (ev->survey_id == NULL)
 		return fail(ev, NULL, TELESPOOL_ENOMEM, why, oom);
 	if (ev->survey_id[0] == '\0')
-		return fail(ev, NULL, TELESPOOL_EINVAL, why, "survey_id is empty");
+		return fail(ev, NULL, TELESPOOL_EINVAL, why,
+			    "survey_id is empty");
 	return TELESPOOL_OK;
 }
 
 int telespool__body_survey_response(struct telespool__event *ev,
-                                    const struct telespool__ident *id,
-                                    const char *survey_id,
-                                    const char *answers_json, int completed,
-                                    const char **why)
+				    const struct telespool__ident *id,
+				    const char *survey_id,
+				    const char *answers_json, int completed,
+				    const char **why)
 {
 	struct response_ctx c = {id, completed};
 
@@ -407,14 +413,15 @@ int telespool__body_survey_response(struct telespool__event *ev,
 	if (rc != TELESPOOL_OK)
 		return rc;
 	if (answers_json == NULL)
-		return fail(ev, NULL, TELESPOOL_EINVAL, why, "answers_json is NULL");
+		return fail(ev, NULL, TELESPOOL_EINVAL, why,
+			    "answers_json is NULL");
 	return build_with_json(ev, answers_json, build_response, &c,
-	                       "answers_json is not a JSON object", why);
+			       "answers_json is not a JSON object", why);
 }
 
 int telespool__body_survey_dismiss(struct telespool__event *ev,
-                                   const struct telespool__ident *id,
-                                   const char *survey_id, const char **why)
+				   const struct telespool__ident *id,
+				   const char *survey_id, const char **why)
 {
 	event_init(ev, "survey_dismiss");
 	int rc = survey_id_of(ev, survey_id, why);

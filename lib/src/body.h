@@ -18,7 +18,7 @@
 struct telespool__ident {
 	const char *instance_id;
 	const char *version;
-	const char *edition; /* NULL: omitted ("" in the heartbeat) */
+	const char *edition;        /* NULL: omitted ("" in the heartbeat) */
 	int64_t instance_create_ts; /* heartbeat only; 0 if unknown */
 };
 
@@ -27,7 +27,8 @@ struct telespool__event {
 	const char *event_type; /* static text */
 	char *body;
 	size_t body_len;
-	char *query_id, *adapter, *runner, *model_name, *error; /* NULL if n/a */
+	char *query_id, *adapter, *runner, *model_name,
+	    *error;             /* NULL if n/a */
 	char *pipeline_plugins; /* JSON array text, NULL if n/a */
 	int64_t duration_ms;    /* -1 if n/a */
 	char *survey_id;        /* survey events */
@@ -39,24 +40,24 @@ struct telespool__event {
  * to a static explanation, TELESPOOL_ENOMEM).  timestamp_iso is the event
  * time.  On failure ev holds nothing to free. */
 int telespool__body_query(struct telespool__event *ev,
-                          const struct telespool__ident *id,
-                          const telespool_query *q, int strict,
-                          const char *timestamp_iso, const char **why);
+			  const struct telespool__ident *id,
+			  const telespool_query *q, int strict,
+			  const char *timestamp_iso, const char **why);
 int telespool__body_heartbeat(struct telespool__event *ev,
-                              const struct telespool__ident *id,
-                              const char *features_json,
-                              const char *timestamp_iso, const char **why);
+			      const struct telespool__ident *id,
+			      const char *features_json,
+			      const char *timestamp_iso, const char **why);
 int telespool__body_survey_trigger(struct telespool__event *ev,
-                                   const struct telespool__ident *id,
-                                   const char *event, const char **why);
+				   const struct telespool__ident *id,
+				   const char *event, const char **why);
 int telespool__body_survey_response(struct telespool__event *ev,
-                                    const struct telespool__ident *id,
-                                    const char *survey_id,
-                                    const char *answers_json, int completed,
-                                    const char **why);
+				    const struct telespool__ident *id,
+				    const char *survey_id,
+				    const char *answers_json, int completed,
+				    const char **why);
 int telespool__body_survey_dismiss(struct telespool__event *ev,
-                                   const struct telespool__ident *id,
-                                   const char *survey_id, const char **why);
+				   const struct telespool__ident *id,
+				   const char *survey_id, const char **why);
 
 void telespool__event_free(struct telespool__event *ev);
 

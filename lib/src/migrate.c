@@ -24,7 +24,7 @@ static int user_version(sqlite3 *db, int *v)
 }
 
 static int fail(sqlite3 *db, int src, const char *what, char *err,
-                size_t errlen)
+		size_t errlen)
 {
 	snprintf(err, errlen, "%s: %s", what, sqlite3_errmsg(db));
 	int rc = telespool__rc_from_sqlite(src);
@@ -43,7 +43,8 @@ int telespool__migrate(sqlite3 *db, char *err, size_t errlen)
 		return TELESPOOL_OK; /* the common case: no write lock taken */
 
 	for (int i = 0; i < telespool__n_migrations; i++) {
-		const struct telespool__migration *m = &telespool__migrations[i];
+		const struct telespool__migration *m =
+		    &telespool__migrations[i];
 
 		src = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 		if (src != SQLITE_OK)
@@ -55,9 +56,10 @@ int telespool__migrate(sqlite3 *db, char *err, size_t errlen)
 		if (v > newest) {
 			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 			snprintf(err, errlen,
-			         "schema version %d was written by a newer telespool "
-			         "(this one knows up to %d)",
-			         v, newest);
+				 "schema version %d was written by a newer "
+				 "telespool "
+				 "(this one knows up to %d)",
+				 v, newest);
 			return TELESPOOL_ESCHEMA;
 		}
 		if (v >= m->version) {
@@ -68,7 +70,8 @@ int telespool__migrate(sqlite3 *db, char *err, size_t errlen)
 		if (src != SQLITE_OK)
 			goto rollback;
 		char sql[64];
-		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", m->version);
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
+			 m->version);
 		src = sqlite3_exec(db, sql, NULL, NULL, NULL);
 		if (src != SQLITE_OK)
 			goto rollback;

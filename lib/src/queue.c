@@ -71,7 +71,7 @@ void telespool__batch_free(telespool__batch *b)
  * at most max, into out, oldest first; st is finalized.  Stepping to the
  * end matters for an UPDATE ... RETURNING: that is when it completes. */
 static int read_items(telespool *sp, sqlite3_stmt *st, int max,
-                      telespool__batch *out, const char *what)
+		      telespool__batch *out, const char *what)
 {
 	telespool__item *items = calloc((size_t)max, sizeof(*items));
 	size_t n = 0;
@@ -90,9 +90,10 @@ static int read_items(telespool *sp, sqlite3_stmt *st, int max,
 		it->body_len = it->body ? strlen(it->body) : 0;
 		it->attempts = sqlite3_column_int(st, 4);
 		it->created_ms = telespool__iso_parse(
-			(const char *)sqlite3_column_text(st, 5));
+		    (const char *)sqlite3_column_text(st, 5));
 		if (it->body == NULL)
-			rc = telespool__fail(sp, TELESPOOL_ENOMEM, "out of memory");
+			rc = telespool__fail(sp, TELESPOOL_ENOMEM,
+					     "out of memory");
 	}
 	if (rc == TELESPOOL_OK && src != SQLITE_DONE)
 		rc = telespool__sqlite_fail(sp, src, what);
@@ -117,7 +118,7 @@ static int read_items(telespool *sp, sqlite3_stmt *st, int max,
 	" AND (lease_until IS NULL OR lease_until <= ?2 OR lease_until > ?5)"
 
 static void bind_due(sqlite3_stmt *st, int64_t now_ms, int64_t lease_ms,
-                     int64_t horizon_ms, int ignore_backoff, char bufs[3][32])
+		     int64_t horizon_ms, int ignore_backoff, char bufs[3][32])
 {
 	telespool__iso(now_ms, bufs[0]);
 	telespool__iso(now_ms + horizon_ms, bufs[1]);
@@ -130,8 +131,8 @@ static void bind_due(sqlite3_stmt *st, int64_t now_ms, int64_t lease_ms,
 }
 
 int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
-                     int64_t horizon_ms, int ignore_backoff, int max,
-                     telespool__batch *out)
+		     int64_t horizon_ms, int ignore_backoff, int max,
+		     telespool__batch *out)
 {
 	char bufs[3][32], until[TELESPOOL_ISO_LEN];
 
@@ -140,18 +141,21 @@ int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
 	telespool__lock(sp);
 	if (max <= 0 || lease_ms <= 0 || lease_ms > TELESPOOL__MAX_LEASE_MS) {
 		telespool__unlock(sp);
-		return telespool__fail(sp, TELESPOOL_EINVAL, "bad claim arguments");
+		return telespool__fail(sp, TELESPOOL_EINVAL,
+				       "bad claim arguments");
 	}
 	telespool__iso(now_ms + lease_ms, until);
 
 	sqlite3_stmt *st = prep(
-		sp, "UPDATE events SET lease_until = ?1 WHERE id IN ("
-		    " SELECT id FROM events WHERE" DUE_ROWS " ORDER BY id LIMIT ?6)"
-		    " RETURNING id, event_id, event_type, body, attempts, created_at");
+	    sp,
+	    "UPDATE events SET lease_until = ?1 WHERE id IN ("
+	    " SELECT id FROM events WHERE" DUE_ROWS " ORDER BY id LIMIT ?6)"
+	    " RETURNING id, event_id, event_type, body, attempts, created_at");
 	int rc = TELESPOOL_ERROR;
 	if (st != NULL) {
 		sqlite3_bind_text(st, 1, until, -1, SQLITE_STATIC);
-		bind_due(st, now_ms, lease_ms, horizon_ms, ignore_backoff, bufs);
+		bind_due(st, now_ms, lease_ms, horizon_ms, ignore_backoff,
+			 bufs);
 		sqlite3_bind_int(st, 6, max);
 		rc = read_items(sp, st, max, out, "claiming events");
 		for (size_t i = 0; i < out->n; i++)
@@ -162,8 +166,8 @@ int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
 }
 
 int telespool__peek(telespool *sp, int64_t now_ms, int64_t lease_ms,
-                    int64_t horizon_ms, int ignore_backoff, int64_t after_id,
-                    int max, telespool__batch *out)
+		    int64_t horizon_ms, int ignore_backoff, int64_t after_id,
+		    int max, telespool__batch *out)
 {
 	char bufs[3][32];
 
@@ -172,15 +176,18 @@ int telespool__peek(telespool *sp, int64_t now_ms, int64_t lease_ms,
 	telespool__lock(sp);
 	if (max <= 0) {
 		telespool__unlock(sp);
-		return telespool__fail(sp, TELESPOOL_EINVAL, "bad peek arguments");
+		return telespool__fail(sp, TELESPOOL_EINVAL,
+				       "bad peek arguments");
 	}
 	sqlite3_stmt *st = prep(
-		sp, "SELECT id, event_id, event_type, body, attempts, created_at"
-		    " FROM events WHERE" DUE_ROWS " AND id > ?1 ORDER BY id LIMIT ?6");
+	    sp,
+	    "SELECT id, event_id, event_type, body, attempts, created_at"
+	    " FROM events WHERE" DUE_ROWS " AND id > ?1 ORDER BY id LIMIT ?6");
 	int rc = TELESPOOL_ERROR;
 	if (st != NULL) {
 		sqlite3_bind_int64(st, 1, after_id);
-		bind_due(st, now_ms, lease_ms, horizon_ms, ignore_backoff, bufs);
+		bind_due(st, now_ms, lease_ms, horizon_ms, ignore_backoff,
+			 bufs);
 		sqlite3_bind_int(st, 6, max);
 		rc = read_items(sp, st, max, out, "reading due events");
 	}
@@ -193,12 +200,12 @@ int telespool__peek(telespool *sp, int64_t now_ms, int64_t lease_ms,
 static int store_survey(telespool *sp, const char *json, const char *now)
 {
 	sqlite3_stmt *st = prep(
-		sp, "INSERT INTO surveys (survey_id, body, state, received_at)"
-		    " SELECT coalesce(json_extract(?1, '$.survey_id'),"
-		    "                 json_extract(?1, '$.id'), 'survey'),"
-		    "        json(?1), 'pending', ?2 WHERE json_valid(?1)"
-		    " ON CONFLICT (survey_id) DO UPDATE SET body = excluded.body"
-		    " WHERE surveys.state = 'pending'");
+	    sp, "INSERT INTO surveys (survey_id, body, state, received_at)"
+		" SELECT coalesce(json_extract(?1, '$.survey_id'),"
+		"                 json_extract(?1, '$.id'), 'survey'),"
+		"        json(?1), 'pending', ?2 WHERE json_valid(?1)"
+		" ON CONFLICT (survey_id) DO UPDATE SET body = excluded.body"
+		" WHERE surveys.state = 'pending'");
 	if (st == NULL)
 		return TELESPOOL_ERROR;
 	sqlite3_bind_text(st, 1, json, -1, SQLITE_STATIC);
@@ -207,7 +214,7 @@ static int store_survey(telespool *sp, const char *json, const char *now)
 }
 
 int telespool__finish(telespool *sp, const telespool__outcome *o, size_t n,
-                      int64_t now_ms)
+		      int64_t now_ms)
 {
 	char now[TELESPOOL_ISO_LEN], next[TELESPOOL_ISO_LEN];
 	/* Only a row still pending is changed, and, when the caller says which
@@ -215,21 +222,23 @@ int telespool__finish(telespool *sp, const telespool__outcome *o, size_t n,
 	 * that arrives after the lease ran out and another uploader took the
 	 * row over must not undo that uploader's work. */
 	static const char *const sql[] = {
-		[TELESPOOL__SENT] =
-			"UPDATE events SET state = 'sent', sent_at = ?2,"
-			" attempts = attempts + 1, last_error = NULL, lease_until = NULL"
-			" WHERE id = ?1 AND state = 'pending'",
-		[TELESPOOL__RETRY] =
-			"UPDATE events SET attempts = attempts + 1, next_attempt_at = ?3,"
-			" last_error = ?4, lease_until = NULL WHERE id = ?1"
-			" AND state = 'pending' AND (?5 IS NULL OR lease_until = ?5)",
-		[TELESPOOL__DEAD] =
-			"UPDATE events SET state = 'dead', attempts = attempts + 1,"
-			" last_error = ?4, lease_until = NULL WHERE id = ?1"
-			" AND state = 'pending' AND (?5 IS NULL OR lease_until = ?5)",
-		[TELESPOOL__RELEASE] =
-			"UPDATE events SET lease_until = NULL WHERE id = ?1"
-			" AND state = 'pending' AND (?5 IS NULL OR lease_until = ?5)",
+	    [TELESPOOL__SENT] =
+		"UPDATE events SET state = 'sent', sent_at = ?2,"
+		" attempts = attempts + 1, last_error = NULL, lease_until = "
+		"NULL"
+		" WHERE id = ?1 AND state = 'pending'",
+	    [TELESPOOL__RETRY] =
+		"UPDATE events SET attempts = attempts + 1, next_attempt_at = "
+		"?3,"
+		" last_error = ?4, lease_until = NULL WHERE id = ?1"
+		" AND state = 'pending' AND (?5 IS NULL OR lease_until = ?5)",
+	    [TELESPOOL__DEAD] =
+		"UPDATE events SET state = 'dead', attempts = attempts + 1,"
+		" last_error = ?4, lease_until = NULL WHERE id = ?1"
+		" AND state = 'pending' AND (?5 IS NULL OR lease_until = ?5)",
+	    [TELESPOOL__RELEASE] =
+		"UPDATE events SET lease_until = NULL WHERE id = ?1"
+		" AND state = 'pending' AND (?5 IS NULL OR lease_until = ?5)",
 	};
 	sqlite3_stmt *st[4] = {NULL, NULL, NULL, NULL};
 
@@ -242,7 +251,8 @@ int telespool__finish(telespool *sp, const telespool__outcome *o, size_t n,
 	for (size_t i = 0; rc == TELESPOOL_OK && i < n; i++) {
 		unsigned v = (unsigned)o[i].verdict;
 		if (v > TELESPOOL__RELEASE) {
-			rc = telespool__fail(sp, TELESPOOL_EINVAL, "bad verdict %u", v);
+			rc = telespool__fail(sp, TELESPOOL_EINVAL,
+					     "bad verdict %u", v);
 			break;
 		}
 		sqlite3_stmt *s = st[v];
@@ -256,18 +266,24 @@ int telespool__finish(telespool *sp, const telespool__outcome *o, size_t n,
 			sqlite3_bind_text(s, 3, next, -1, SQLITE_TRANSIENT);
 		}
 		if (v == TELESPOOL__RETRY || v == TELESPOOL__DEAD)
-			sqlite3_bind_text(s, 4, o[i].last_error ? o[i].last_error : "",
-			                  -1, SQLITE_STATIC);
+			sqlite3_bind_text(
+			    s, 4, o[i].last_error ? o[i].last_error : "", -1,
+			    SQLITE_STATIC);
 		if (v != TELESPOOL__SENT && o[i].lease_until)
-			sqlite3_bind_text(s, 5, o[i].lease_until, -1, SQLITE_STATIC);
+			sqlite3_bind_text(s, 5, o[i].lease_until, -1,
+					  SQLITE_STATIC);
 		int src = sqlite3_step(s);
 		if (src != SQLITE_DONE)
-			rc = telespool__sqlite_fail(sp, src, "recording an outcome");
+			rc = telespool__sqlite_fail(sp, src,
+						    "recording an outcome");
 		if (rc == TELESPOOL_OK && sqlite3_changes(sp->db) == 0)
 			continue; /* someone else's now; not ours to record */
-		if (rc == TELESPOOL_OK && v == TELESPOOL__DEAD && o[i].drop_reason)
-			rc = telespool__count_drop(sp, o[i].drop_reason, 1, now);
-		if (rc == TELESPOOL_OK && v == TELESPOOL__SENT && o[i].survey_json)
+		if (rc == TELESPOOL_OK && v == TELESPOOL__DEAD &&
+		    o[i].drop_reason)
+			rc =
+			    telespool__count_drop(sp, o[i].drop_reason, 1, now);
+		if (rc == TELESPOOL_OK && v == TELESPOOL__SENT &&
+		    o[i].survey_json)
 			rc = store_survey(sp, o[i].survey_json, now);
 	}
 	for (int i = 0; i < 4; i++)
@@ -284,18 +300,19 @@ int telespool__reclaim_leases(telespool *sp, int64_t *n_reclaimed)
 {
 	telespool__lock(sp);
 	int rc = run(sp,
-	             prep(sp, "UPDATE events SET lease_until = NULL"
-	                      " WHERE lease_until IS NOT NULL"),
-	             "taking back leases");
+		     prep(sp, "UPDATE events SET lease_until = NULL"
+			      " WHERE lease_until IS NOT NULL"),
+		     "taking back leases");
 	if (n_reclaimed)
-		*n_reclaimed = rc == TELESPOOL_OK ? sqlite3_changes64(sp->db) : 0;
+		*n_reclaimed =
+		    rc == TELESPOOL_OK ? sqlite3_changes64(sp->db) : 0;
 	telespool__unlock(sp);
 	return rc;
 }
 
 /* Runs sql with ?1 = a time text and ?2 = a number; returns changes. */
-static int run_count(telespool *sp, const char *sql, const char *t,
-                     int64_t num, int64_t *changes)
+static int run_count(telespool *sp, const char *sql, const char *t, int64_t num,
+		     int64_t *changes)
 {
 	sqlite3_stmt *st = prep(sp, sql);
 	if (st == NULL)
@@ -308,8 +325,8 @@ static int run_count(telespool *sp, const char *sql, const char *t,
 }
 
 int telespool__expire(telespool *sp, int64_t now_ms, int64_t max_age_ms,
-                      int max_attempts, int64_t retention_ms,
-                      telespool__expiry *out)
+		      int max_attempts, int64_t retention_ms,
+		      telespool__expiry *out)
 {
 	char now[TELESPOOL_ISO_LEN], cutoff[TELESPOOL_ISO_LEN];
 	char keep[TELESPOOL_ISO_LEN];
@@ -322,28 +339,32 @@ int telespool__expire(telespool *sp, int64_t now_ms, int64_t max_age_ms,
 	int rc = telespool__begin(sp);
 	if (rc == TELESPOOL_OK)
 		rc = run_count(
-			sp,
-			"UPDATE events SET state = 'dead', lease_until = NULL,"
-			" last_error = 'expired: not delivered before ' || ?1"
-			" WHERE state = 'pending' AND created_at < ?1 AND ?2 > 0",
-			cutoff, 1, &e.expired);
+		    sp,
+		    "UPDATE events SET state = 'dead', lease_until = NULL,"
+		    " last_error = 'expired: not delivered before ' || ?1"
+		    " WHERE state = 'pending' AND created_at < ?1 AND ?2 > 0",
+		    cutoff, 1, &e.expired);
 	if (rc == TELESPOOL_OK)
 		rc = telespool__count_drop(sp, "expired", e.expired, now);
 	if (rc == TELESPOOL_OK && max_attempts > 0)
 		rc = run_count(
-			sp,
-			"UPDATE events SET state = 'dead', lease_until = NULL,"
-			" last_error = 'gave up after ' || attempts || ' attempts: '"
-			" || coalesce(last_error, '')"
-			" WHERE state = 'pending' AND attempts >= ?2 AND ?1 IS NOT NULL",
-			now, max_attempts, &e.exhausted);
+		    sp,
+		    "UPDATE events SET state = 'dead', lease_until = NULL,"
+		    " last_error = 'gave up after ' || attempts || ' attempts: "
+		    "'"
+		    " || coalesce(last_error, '')"
+		    " WHERE state = 'pending' AND attempts >= ?2 AND ?1 IS NOT "
+		    "NULL",
+		    now, max_attempts, &e.exhausted);
 	if (rc == TELESPOOL_OK)
-		rc = telespool__count_drop(sp, "max_attempts", e.exhausted, now);
+		rc =
+		    telespool__count_drop(sp, "max_attempts", e.exhausted, now);
 	if (rc == TELESPOOL_OK)
-		rc = run_count(sp,
-		               "DELETE FROM events WHERE state <> 'pending'"
-		               " AND coalesce(sent_at, created_at) < ?1 AND ?2 > 0",
-		               keep, 1, &e.pruned);
+		rc = run_count(
+		    sp,
+		    "DELETE FROM events WHERE state <> 'pending'"
+		    " AND coalesce(sent_at, created_at) < ?1 AND ?2 > 0",
+		    keep, 1, &e.pruned);
 	if (rc == TELESPOOL_OK)
 		rc = telespool__commit(sp);
 	else
@@ -384,8 +405,9 @@ int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys)
 	if (rc == TELESPOOL_OK)
 		rc = count_rows(sp, "SELECT count(*) FROM surveys", &ns);
 	if (rc == TELESPOOL_OK)
-		rc = telespool__exec(sp, "DELETE FROM events; DELETE FROM surveys;"
-		                         " DELETE FROM survey_milestones;");
+		rc = telespool__exec(sp,
+				     "DELETE FROM events; DELETE FROM surveys;"
+				     " DELETE FROM survey_milestones;");
 	if (rc == TELESPOOL_OK)
 		rc = telespool__commit(sp);
 	else
@@ -410,10 +432,12 @@ int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys)
 			sqlite3_finalize(st);
 			if (busy || logged != done)
 				rc = telespool__fail(
-					sp, TELESPOOL_EBUSY,
-					"the purge deleted every event, but a reader kept the "
-					"write-ahead log from being emptied; the next run "
-					"retries");
+				    sp, TELESPOOL_EBUSY,
+				    "the purge deleted every event, but a "
+				    "reader kept the "
+				    "write-ahead log from being emptied; the "
+				    "next run "
+				    "retries");
 		}
 	}
 	telespool__exec(sp, "PRAGMA secure_delete = OFF");
@@ -429,17 +453,21 @@ int telespool__state_get(telespool *sp, const char *key, char **value)
 {
 	*value = NULL;
 	telespool__lock(sp);
-	sqlite3_stmt *st = prep(sp, "SELECT value FROM uploader_state WHERE key = ?1");
+	sqlite3_stmt *st =
+	    prep(sp, "SELECT value FROM uploader_state WHERE key = ?1");
 	int rc = st ? TELESPOOL_OK : TELESPOOL_ERROR;
 	if (st != NULL) {
 		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 		int src = sqlite3_step(st);
-		if (src == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+		if (src == SQLITE_ROW &&
+		    sqlite3_column_type(st, 0) != SQLITE_NULL) {
 			*value = dup_col(st, 0);
 			if (*value == NULL)
-				rc = telespool__fail(sp, TELESPOOL_ENOMEM, "out of memory");
+				rc = telespool__fail(sp, TELESPOOL_ENOMEM,
+						     "out of memory");
 		} else if (src != SQLITE_ROW && src != SQLITE_DONE) {
-			rc = telespool__sqlite_fail(sp, src, "reading uploader state");
+			rc = telespool__sqlite_fail(sp, src,
+						    "reading uploader state");
 		}
 		sqlite3_finalize(st);
 	}
@@ -452,8 +480,10 @@ int telespool__state_set(telespool *sp, const char *key, const char *value)
 	telespool__lock(sp);
 	sqlite3_stmt *st;
 	if (value != NULL) {
-		st = prep(sp, "INSERT INTO uploader_state (key, value) VALUES (?1, ?2)"
-		              " ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+		st = prep(
+		    sp,
+		    "INSERT INTO uploader_state (key, value) VALUES (?1, ?2)"
+		    " ON CONFLICT (key) DO UPDATE SET value = excluded.value");
 		if (st)
 			sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
 	} else {
@@ -472,7 +502,8 @@ int telespool__run_start(telespool *sp, int64_t now_ms, int64_t *run_id)
 
 	telespool__iso(now_ms, now);
 	telespool__lock(sp);
-	sqlite3_stmt *st = prep(sp, "INSERT INTO upload_runs (started_at) VALUES (?1)");
+	sqlite3_stmt *st =
+	    prep(sp, "INSERT INTO upload_runs (started_at) VALUES (?1)");
 	if (st)
 		sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
 	int rc = run(sp, st, "recording the run");
@@ -482,15 +513,16 @@ int telespool__run_start(telespool *sp, int64_t now_ms, int64_t *run_id)
 }
 
 int telespool__run_end(telespool *sp, int64_t run_id, int64_t now_ms,
-                       const telespool__run *r)
+		       const telespool__run *r)
 {
 	char now[TELESPOOL_ISO_LEN];
 
 	telespool__iso(now_ms, now);
 	telespool__lock(sp);
 	sqlite3_stmt *st = prep(
-		sp, "UPDATE upload_runs SET ended_at = ?2, sent = ?3, retried = ?4,"
-		    " dead = ?5, purged = ?6, outcome = ?7, detail = ?8 WHERE id = ?1");
+	    sp,
+	    "UPDATE upload_runs SET ended_at = ?2, sent = ?3, retried = ?4,"
+	    " dead = ?5, purged = ?6, outcome = ?7, detail = ?8 WHERE id = ?1");
 	if (st) {
 		sqlite3_bind_int64(st, 1, run_id);
 		sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
@@ -499,17 +531,16 @@ int telespool__run_end(telespool *sp, int64_t run_id, int64_t now_ms,
 		sqlite3_bind_int64(st, 5, r->dead);
 		sqlite3_bind_int64(st, 6, r->purged);
 		sqlite3_bind_text(st, 7, r->outcome ? r->outcome : "", -1,
-		                  SQLITE_STATIC);
+				  SQLITE_STATIC);
 		sqlite3_bind_text(st, 8, r->detail ? r->detail : "", -1,
-		                  SQLITE_STATIC);
+				  SQLITE_STATIC);
 	}
 	int rc = run(sp, st, "recording the run");
 	telespool__unlock(sp);
 	return rc;
 }
 
-int telespool__get_status(telespool *sp, int64_t now_ms,
-                          telespool__status *s)
+int telespool__get_status(telespool *sp, int64_t now_ms, telespool__status *s)
 {
 	char now[TELESPOOL_ISO_LEN];
 	int rc = TELESPOOL_OK, src;
@@ -519,11 +550,13 @@ int telespool__get_status(telespool *sp, int64_t now_ms,
 	telespool__lock(sp);
 	/* One read transaction, so the numbers agree with each other. */
 	rc = telespool__exec(sp, "BEGIN");
-	sqlite3_stmt *st = rc ? NULL : prep(sp,
-		"SELECT state, count(*), sum(size) FROM events GROUP BY state");
+	sqlite3_stmt *st = rc ? NULL
+			      : prep(sp, "SELECT state, count(*), sum(size) "
+					 "FROM events GROUP BY state");
 	while (st && (src = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *state = (const char *)sqlite3_column_text(st, 0);
-		int64_t n = sqlite3_column_int64(st, 1), b = sqlite3_column_int64(st, 2);
+		int64_t n = sqlite3_column_int64(st, 1),
+			b = sqlite3_column_int64(st, 2);
 		s->total_bytes += b;
 		if (state && strcmp(state, "pending") == 0) {
 			s->pending = n;
@@ -536,20 +569,26 @@ int telespool__get_status(telespool *sp, int64_t now_ms,
 	}
 	sqlite3_finalize(st);
 
-	st = rc ? NULL : prep(sp,
-		"SELECT (SELECT created_at FROM events WHERE state = 'pending'"
-		"        ORDER BY id LIMIT 1),"
-		"       (SELECT min(next_attempt_at) FROM events"
-		"        WHERE state = 'pending'),"
-		"       (SELECT count(*) FROM events WHERE state = 'pending'"
-		"        AND lease_until > ?1),"
-		"       (SELECT count(*) FROM surveys WHERE state = 'pending'),"
-		"       (SELECT user_version FROM pragma_user_version)");
+	st = rc ? NULL
+		: prep(sp,
+		       "SELECT (SELECT created_at FROM events WHERE state = "
+		       "'pending'"
+		       "        ORDER BY id LIMIT 1),"
+		       "       (SELECT min(next_attempt_at) FROM events"
+		       "        WHERE state = 'pending'),"
+		       "       (SELECT count(*) FROM events WHERE state = "
+		       "'pending'"
+		       "        AND lease_until > ?1),"
+		       "       (SELECT count(*) FROM surveys WHERE state = "
+		       "'pending'),"
+		       "       (SELECT user_version FROM pragma_user_version)");
 	if (st) {
 		sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
 		if (sqlite3_step(st) == SQLITE_ROW) {
-			copy_col(st, 0, s->oldest_pending, sizeof(s->oldest_pending));
-			copy_col(st, 1, s->next_attempt, sizeof(s->next_attempt));
+			copy_col(st, 0, s->oldest_pending,
+				 sizeof(s->oldest_pending));
+			copy_col(st, 1, s->next_attempt,
+				 sizeof(s->next_attempt));
 			s->leased = sqlite3_column_int64(st, 2);
 			s->surveys_pending = sqlite3_column_int64(st, 3);
 			s->schema_version = sqlite3_column_int(st, 4);
@@ -557,26 +596,32 @@ int telespool__get_status(telespool *sp, int64_t now_ms,
 		sqlite3_finalize(st);
 	}
 
-	st = rc ? NULL : prep(sp,
-		"SELECT reason, count, coalesce(last_at, '') FROM drops"
-		" WHERE count > 0 ORDER BY count DESC, reason LIMIT 16");
+	st = rc ? NULL
+		: prep(sp,
+		       "SELECT reason, count, coalesce(last_at, '') FROM drops"
+		       " WHERE count > 0 ORDER BY count DESC, reason LIMIT 16");
 	while (st && sqlite3_step(st) == SQLITE_ROW) {
 		size_t i = s->n_drops++;
 		copy_col(st, 0, s->drops[i].reason, sizeof(s->drops[i].reason));
 		s->drops[i].count = sqlite3_column_int64(st, 1);
-		copy_col(st, 2, s->drops[i].last_at, sizeof(s->drops[i].last_at));
+		copy_col(st, 2, s->drops[i].last_at,
+			 sizeof(s->drops[i].last_at));
 	}
 	sqlite3_finalize(st);
 
-	st = rc ? NULL : prep(sp,
-		"SELECT id, started_at, coalesce(ended_at, ''), sent, retried, dead,"
-		" purged, coalesce(outcome, ''), coalesce(detail, '')"
-		" FROM upload_runs ORDER BY id DESC LIMIT 5");
+	st =
+	    rc ? NULL
+	       : prep(sp, "SELECT id, started_at, coalesce(ended_at, ''), "
+			  "sent, retried, dead,"
+			  " purged, coalesce(outcome, ''), coalesce(detail, '')"
+			  " FROM upload_runs ORDER BY id DESC LIMIT 5");
 	while (st && sqlite3_step(st) == SQLITE_ROW) {
 		size_t i = s->n_runs++;
 		s->runs[i].id = sqlite3_column_int64(st, 0);
-		copy_col(st, 1, s->runs[i].started_at, sizeof(s->runs[i].started_at));
-		copy_col(st, 2, s->runs[i].ended_at, sizeof(s->runs[i].ended_at));
+		copy_col(st, 1, s->runs[i].started_at,
+			 sizeof(s->runs[i].started_at));
+		copy_col(st, 2, s->runs[i].ended_at,
+			 sizeof(s->runs[i].ended_at));
 		s->runs[i].sent = sqlite3_column_int64(st, 3);
 		s->runs[i].retried = sqlite3_column_int64(st, 4);
 		s->runs[i].dead = sqlite3_column_int64(st, 5);

@@ -46,23 +46,23 @@ typedef struct telespool__batch {
  * out->n is 0 when nothing is due.
  */
 int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
-                     int64_t horizon_ms, int ignore_backoff, int max,
-                     telespool__batch *out);
+		     int64_t horizon_ms, int ignore_backoff, int max,
+		     telespool__batch *out);
 
 void telespool__batch_free(telespool__batch *b);
 
 /* The same rows telespool__claim() would take, without taking them: due
  * rows with id > after_id, oldest first (for --dry-run).  Writes nothing. */
 int telespool__peek(telespool *sp, int64_t now_ms, int64_t lease_ms,
-                    int64_t horizon_ms, int ignore_backoff, int64_t after_id,
-                    int max, telespool__batch *out);
+		    int64_t horizon_ms, int ignore_backoff, int64_t after_id,
+		    int max, telespool__batch *out);
 
 /* The verdict on one claimed event. */
 typedef enum telespool__verdict {
-	TELESPOOL__SENT = 0,    /* state sent, sent_at now */
-	TELESPOOL__RETRY = 1,   /* attempts+1, next_attempt_at, last_error */
-	TELESPOOL__DEAD = 2,    /* state dead, attempts+1, last_error */
-	TELESPOOL__RELEASE = 3  /* not tried: lease dropped, nothing else */
+	TELESPOOL__SENT = 0,   /* state sent, sent_at now */
+	TELESPOOL__RETRY = 1,  /* attempts+1, next_attempt_at, last_error */
+	TELESPOOL__DEAD = 2,   /* state dead, attempts+1, last_error */
+	TELESPOOL__RELEASE = 3 /* not tried: lease dropped, nothing else */
 } telespool__verdict;
 
 typedef struct telespool__outcome {
@@ -83,7 +83,7 @@ typedef struct telespool__outcome {
  * with survey_json stores that survey as pending (unless it was already
  * answered or dismissed). */
 int telespool__finish(telespool *sp, const telespool__outcome *o, size_t n,
-                      int64_t now_ms);
+		      int64_t now_ms);
 
 /* Drops every lease at once.  Only for an uploader that holds the uploader
  * lock: no other uploader can be alive, so leases are leftovers of a crash. */
@@ -97,8 +97,8 @@ typedef struct telespool__expiry {
 	int64_t expired, exhausted, pruned;
 } telespool__expiry;
 int telespool__expire(telespool *sp, int64_t now_ms, int64_t max_age_ms,
-                      int max_attempts, int64_t retention_ms,
-                      telespool__expiry *out);
+		      int max_attempts, int64_t retention_ms,
+		      telespool__expiry *out);
 
 /*
  * Opt-out: deletes every event and every survey row in one transaction with
@@ -123,15 +123,15 @@ typedef struct telespool__run {
 	const char *detail;
 } telespool__run;
 int telespool__run_end(telespool *sp, int64_t run_id, int64_t now_ms,
-                       const telespool__run *r);
+		       const telespool__run *r);
 
 /* What --status shows. */
 typedef struct telespool__status {
 	int64_t pending, sent, dead;
 	int64_t pending_bytes, total_bytes;
-	int64_t leased;              /* pending rows under a live lease */
-	char oldest_pending[32];     /* created_at, "" if none */
-	char next_attempt[32];       /* earliest next_attempt_at, "" if none */
+	int64_t leased;          /* pending rows under a live lease */
+	char oldest_pending[32]; /* created_at, "" if none */
+	char next_attempt[32];   /* earliest next_attempt_at, "" if none */
 	int64_t surveys_pending;
 	struct {
 		char reason[48];
@@ -149,8 +149,7 @@ typedef struct telespool__status {
 	size_t n_runs;
 	int schema_version;
 } telespool__status;
-int telespool__get_status(telespool *sp, int64_t now_ms,
-                          telespool__status *st);
+int telespool__get_status(telespool *sp, int64_t now_ms, telespool__status *st);
 
 /* The database file's path as opened. */
 const char *telespool__path(const telespool *sp);

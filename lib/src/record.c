@@ -31,7 +31,7 @@ static int read_totals(telespool *sp, int64_t *events, int64_t *bytes)
 }
 
 static int evict(telespool *sp, enum telespool__stmt_id id, int64_t n,
-                 int64_t *deleted)
+		 int64_t *deleted)
 {
 	sqlite3_stmt *st = telespool__stmt(sp, id);
 	if (st == NULL)
@@ -55,7 +55,7 @@ static int evict_aged(telespool *sp, int64_t now_ms, const char *now_iso)
 	telespool__iso(now_ms - sp->max_age_ms, cutoff);
 	int src = sqlite3_step(st);
 	int old = src == SQLITE_ROW &&
-	          strcmp((const char *)sqlite3_column_text(st, 0), cutoff) < 0;
+		  strcmp((const char *)sqlite3_column_text(st, 0), cutoff) < 0;
 	sqlite3_reset(st);
 	if (src != SQLITE_ROW && src != SQLITE_DONE)
 		return telespool__sqlite_fail(sp, src, "checking event ages");
@@ -67,9 +67,11 @@ static int evict_aged(telespool *sp, int64_t now_ms, const char *now_iso)
 		src = sqlite3_step(st);
 		sqlite3_reset(st);
 		if (src != SQLITE_DONE)
-			return telespool__sqlite_fail(sp, src, "evicting old events");
+			return telespool__sqlite_fail(sp, src,
+						      "evicting old events");
 		int64_t n = sqlite3_changes64(sp->db);
-		int rc = telespool__count_drop(sp, "evicted_max_age", n, now_iso);
+		int rc =
+		    telespool__count_drop(sp, "evicted_max_age", n, now_iso);
 		if (rc != TELESPOOL_OK)
 			return rc;
 		old = n >= 1000;
@@ -97,7 +99,9 @@ static int make_room(telespool *sp, int64_t size, const char *now_iso)
 			n = events + 1 - sp->max_events;
 		} else {
 			int64_t avg = events > 0 ? bytes / events : 1;
-			n = (bytes + size - sp->max_bytes) / (avg > 0 ? avg : 1) + 1;
+			n = (bytes + size - sp->max_bytes) /
+				(avg > 0 ? avg : 1) +
+			    1;
 		}
 		rc = evict(sp, STMT_EVICT_DONE, n, &deleted);
 		if (rc != TELESPOOL_OK)
@@ -110,9 +114,9 @@ static int make_room(telespool *sp, int64_t size, const char *now_iso)
 		if (deleted == 0)
 			return TELESPOOL_OK; /* empty spool: the event alone fits */
 		rc = telespool__count_drop(sp,
-		                           over_events ? "evicted_max_events"
-		                                       : "evicted_max_bytes",
-		                           deleted, now_iso);
+					   over_events ? "evicted_max_events"
+						       : "evicted_max_bytes",
+					   deleted, now_iso);
 		if (rc != TELESPOOL_OK)
 			return rc;
 	}
@@ -132,8 +136,7 @@ static size_t len_or_0(const char *s)
 }
 
 static int insert_event(telespool *sp, const struct telespool__event *ev,
-                        const char *event_id, const char *now_iso,
-                        int64_t size)
+			const char *event_id, const char *now_iso, int64_t size)
 {
 	sqlite3_stmt *st = telespool__stmt(sp, STMT_INSERT_EVENT);
 	if (st == NULL)
@@ -165,8 +168,8 @@ static int insert_event(telespool *sp, const struct telespool__event *ev,
 enum side_effect { SIDE_NONE, SIDE_MILESTONE, SIDE_ANSWERED, SIDE_DISMISSED };
 
 static int survey_side(telespool *sp, enum side_effect side,
-                       const struct telespool__event *ev, const char *now_iso,
-                       int *skip)
+		       const struct telespool__event *ev, const char *now_iso,
+		       int *skip)
 {
 	*skip = 0;
 	if (side == SIDE_NONE)
@@ -183,9 +186,9 @@ static int survey_side(telespool *sp, enum side_effect side,
 		if (st == NULL)
 			return TELESPOOL_ERROR;
 		sqlite3_bind_text(st, 1, ev->survey_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2,
-		                  side == SIDE_ANSWERED ? "answered" : "dismissed", -1,
-		                  SQLITE_STATIC);
+		sqlite3_bind_text(
+		    st, 2, side == SIDE_ANSWERED ? "answered" : "dismissed", -1,
+		    SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, now_iso, -1, SQLITE_STATIC);
 	}
 	int src = sqlite3_step(st);
@@ -203,7 +206,7 @@ static int survey_side(telespool *sp, enum side_effect side,
  * consumes ev.
  */
 static int store(telespool *sp, struct telespool__event *ev, int64_t now_ms,
-                 const char *now_iso, enum side_effect side)
+		 const char *now_iso, enum side_effect side)
 {
 	char event_id[37];
 	int skip = 0;
@@ -211,19 +214,21 @@ static int store(telespool *sp, struct telespool__event *ev, int64_t now_ms,
 	if (telespool__uuid4(event_id) != 0) {
 		telespool__event_free(ev);
 		return telespool__fail(sp, TELESPOOL_ERROR,
-		                       "the system's random source failed");
+				       "the system's random source failed");
 	}
-	int64_t size = (int64_t)(ev->body_len + len_or_0(ev->query_id) +
-	                         len_or_0(ev->adapter) + len_or_0(ev->runner) +
-	                         len_or_0(ev->model_name) + len_or_0(ev->error) +
-	                         len_or_0(ev->pipeline_plugins) +
-	                         strlen(sp->version) + strlen(sp->instance_id)) +
-	               160; /* ids, times and row overhead */
+	int64_t size =
+	    (int64_t)(ev->body_len + len_or_0(ev->query_id) +
+		      len_or_0(ev->adapter) + len_or_0(ev->runner) +
+		      len_or_0(ev->model_name) + len_or_0(ev->error) +
+		      len_or_0(ev->pipeline_plugins) + strlen(sp->version) +
+		      strlen(sp->instance_id)) +
+	    160; /* ids, times and row overhead */
 
 	int rc = telespool__begin(sp);
 	if (rc == TELESPOOL_OK)
 		rc = telespool__flush_drops(sp, now_iso);
-	if (rc == TELESPOOL_OK && sp->records_since_age_check++ % AGE_CHECK_EVERY == 0)
+	if (rc == TELESPOOL_OK &&
+	    sp->records_since_age_check++ % AGE_CHECK_EVERY == 0)
 		rc = evict_aged(sp, now_ms, now_iso);
 	if (rc == TELESPOOL_OK)
 		rc = survey_side(sp, side, ev, now_iso, &skip);
@@ -252,8 +257,9 @@ static int begin_record(telespool *sp)
 		return TELESPOOL_EINVAL;
 	telespool__lock(sp);
 	if (sp->disabled) {
-		telespool__fail(sp, TELESPOOL_EDISABLED,
-		                "telemetry is disabled: the event was not stored");
+		telespool__fail(
+		    sp, TELESPOOL_EDISABLED,
+		    "telemetry is disabled: the event was not stored");
 		telespool__unlock(sp);
 		return TELESPOOL_EDISABLED;
 	}
@@ -261,8 +267,8 @@ static int begin_record(telespool *sp)
 }
 
 static int finish_record(telespool *sp, int rc, struct telespool__event *ev,
-                         const char *why, int64_t now_ms, const char *now_iso,
-                         enum side_effect side)
+			 const char *why, int64_t now_ms, const char *now_iso,
+			 enum side_effect side)
 {
 	if (rc == TELESPOOL_OK)
 		rc = store(sp, ev, now_ms, now_iso, side);
@@ -275,7 +281,7 @@ static int finish_record(telespool *sp, int rc, struct telespool__event *ev,
 static struct telespool__ident ident_of(const telespool *sp)
 {
 	struct telespool__ident id = {sp->instance_id, sp->version, sp->edition,
-	                              sp->instance_create_ts};
+				      sp->instance_create_ts};
 	return id;
 }
 
@@ -294,18 +300,20 @@ int telespool_record_query(telespool *sp, const telespool_query *q)
 	int rc = begin_record(sp);
 	if (rc != TELESPOOL_OK)
 		return rc;
-	if (q->struct_version < 1 || q->struct_version > TELESPOOL_QUERY_VERSION) {
+	if (q->struct_version < 1 ||
+	    q->struct_version > TELESPOOL_QUERY_VERSION) {
 		telespool__fail(sp, TELESPOOL_EINVAL,
-		                "query.struct_version %u is not supported: "
-		                "initialise with TELESPOOL_QUERY_INIT",
-		                q->struct_version);
+				"query.struct_version %u is not supported: "
+				"initialise with TELESPOOL_QUERY_INIT",
+				q->struct_version);
 		telespool__unlock(sp);
 		return TELESPOOL_EINVAL;
 	}
 	int64_t now = telespool__now_ms();
 	telespool__iso(now, now_iso);
 	struct telespool__ident id = ident_of(sp);
-	rc = telespool__body_query(&ev, &id, q, sp->strict_errors, now_iso, &why);
+	rc = telespool__body_query(&ev, &id, q, sp->strict_errors, now_iso,
+				   &why);
 	return finish_record(sp, rc, &ev, why, now, now_iso, SIDE_NONE);
 }
 
@@ -338,12 +346,12 @@ int telespool_record_survey_trigger(telespool *sp, const char *event)
 	telespool__iso(now, now_iso);
 	struct telespool__ident id = ident_of(sp);
 	rc = event ? telespool__body_survey_trigger(&ev, &id, event, &why)
-	           : TELESPOOL_EINVAL;
+		   : TELESPOOL_EINVAL;
 	return finish_record(sp, rc, &ev, why, now, now_iso, SIDE_MILESTONE);
 }
 
 int telespool_record_survey_response(telespool *sp, const char *survey_id,
-                                     const char *answers_json, int completed)
+				     const char *answers_json, int completed)
 {
 	struct telespool__event ev;
 	const char *why = "survey_id is NULL";
@@ -355,10 +363,9 @@ int telespool_record_survey_response(telespool *sp, const char *survey_id,
 	int64_t now = telespool__now_ms();
 	telespool__iso(now, now_iso);
 	struct telespool__ident id = ident_of(sp);
-	rc = survey_id ? telespool__body_survey_response(&ev, &id, survey_id,
-	                                                 answers_json, completed,
-	                                                 &why)
-	               : TELESPOOL_EINVAL;
+	rc = survey_id ? telespool__body_survey_response(
+			     &ev, &id, survey_id, answers_json, completed, &why)
+		       : TELESPOOL_EINVAL;
 	return finish_record(sp, rc, &ev, why, now, now_iso, SIDE_ANSWERED);
 }
 
@@ -374,8 +381,9 @@ int telespool_record_survey_dismiss(telespool *sp, const char *survey_id)
 	int64_t now = telespool__now_ms();
 	telespool__iso(now, now_iso);
 	struct telespool__ident id = ident_of(sp);
-	rc = survey_id ? telespool__body_survey_dismiss(&ev, &id, survey_id, &why)
-	               : TELESPOOL_EINVAL;
+	rc = survey_id
+		 ? telespool__body_survey_dismiss(&ev, &id, survey_id, &why)
+		 : TELESPOOL_EINVAL;
 	return finish_record(sp, rc, &ev, why, now, now_iso, SIDE_DISMISSED);
 }
 
@@ -402,10 +410,12 @@ int telespool_pending_survey(telespool *sp, char **out_json)
 	} else {
 		int src = sqlite3_step(st);
 		if (src == SQLITE_ROW) {
-			const char *body = (const char *)sqlite3_column_text(st, 0);
+			const char *body =
+			    (const char *)sqlite3_column_text(st, 0);
 			*out_json = strdup(body ? body : "{}");
 			if (*out_json == NULL)
-				rc = telespool__fail(sp, TELESPOOL_ENOMEM, "out of memory");
+				rc = telespool__fail(sp, TELESPOOL_ENOMEM,
+						     "out of memory");
 		} else if (src != SQLITE_DONE) {
 			rc = telespool__sqlite_fail(sp, src, "reading surveys");
 		}

@@ -12,10 +12,10 @@
 #include <stddef.h>
 
 /* Caps, documented in the README. */
-#define TELESPOOL_NAME_MAX 128      /* bytes: adapter, runner, model, ids */
+#define TELESPOOL_NAME_MAX    128   /* bytes: adapter, runner, model, ids */
 #define TELESPOOL_PLUGINS_MAX 64    /* pipeline plugins kept per event */
-#define TELESPOOL_ERROR_MAX 49152   /* bytes of traceback kept (head+tail) */
-#define TELESPOOL_BODY_MAX 65536    /* bytes: hard cap of a stored body */
+#define TELESPOOL_ERROR_MAX   49152 /* bytes of traceback kept (head+tail) */
+#define TELESPOOL_BODY_MAX    65536 /* bytes: hard cap of a stored body */
 
 /*
  * Short identifier-like field (adapter, runner, model name, plugin name,
@@ -40,6 +40,6 @@ char *telespool__clean_name(const char *s, size_t len, size_t max_bytes);
  * or NULL when out of memory.
  */
 char *telespool__clean_text(const char *s, size_t len, size_t max_bytes,
-                            int strict, size_t *out_len);
+			    int strict, size_t *out_len);
 
 #endif

@@ -26,42 +26,40 @@
 static _Thread_local char open_err[512];
 
 static const char *const stmt_sql[STMT__COUNT] = {
-	[STMT_BEGIN] = "BEGIN IMMEDIATE",
-	[STMT_COMMIT] = "COMMIT",
-	[STMT_ROLLBACK] = "ROLLBACK",
-	[STMT_INSERT_EVENT] =
-		"INSERT INTO events (event_id, event_type, query_id, adapter, runner,"
-		" model_name, duration_ms, version, instance_id, pipeline_plugins,"
-		" error, timestamp, body, next_attempt_at, created_at, size)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
-		" ?14, ?14, ?15)",
-	[STMT_TOTALS] = "SELECT events, bytes FROM spool_totals WHERE id = 1",
-	[STMT_EVICT_DONE] =
-		"DELETE FROM events WHERE id IN (SELECT id FROM events"
-		" WHERE state <> 'pending' ORDER BY id LIMIT ?1)",
-	[STMT_EVICT_PENDING] =
-		"DELETE FROM events WHERE id IN (SELECT id FROM events"
-		" WHERE state = 'pending' ORDER BY id LIMIT ?1)",
-	[STMT_OLDEST_PENDING] =
-		"SELECT created_at FROM events WHERE state = 'pending'"
-		" ORDER BY id LIMIT 1",
-	[STMT_EVICT_AGED] =
-		"DELETE FROM events WHERE id IN (SELECT id FROM events"
-		" WHERE state = 'pending' AND created_at < ?1 ORDER BY id LIMIT 1000)",
-	[STMT_COUNT_DROP] =
-		"INSERT INTO drops (reason, count, last_at) VALUES (?1, ?2, ?3)"
-		" ON CONFLICT (reason) DO UPDATE SET count = count + excluded.count,"
-		" last_at = excluded.last_at",
-	[STMT_MILESTONE] =
-		"INSERT OR IGNORE INTO survey_milestones (event, recorded_at)"
-		" VALUES (?1, ?2)",
-	[STMT_SURVEY_CLOSE] =
-		"INSERT INTO surveys (survey_id, body, state, received_at, closed_at)"
-		" VALUES (?1, '{}', ?2, ?3, ?3) ON CONFLICT (survey_id) DO UPDATE"
-		" SET state = excluded.state, closed_at = excluded.closed_at",
-	[STMT_SURVEY_PENDING] =
-		"SELECT body FROM surveys WHERE state = 'pending'"
-		" ORDER BY received_at DESC, rowid DESC LIMIT 1",
+    [STMT_BEGIN] = "BEGIN IMMEDIATE",
+    [STMT_COMMIT] = "COMMIT",
+    [STMT_ROLLBACK] = "ROLLBACK",
+    [STMT_INSERT_EVENT] =
+	"INSERT INTO events (event_id, event_type, query_id, adapter, runner,"
+	" model_name, duration_ms, version, instance_id, pipeline_plugins,"
+	" error, timestamp, body, next_attempt_at, created_at, size)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
+	" ?14, ?14, ?15)",
+    [STMT_TOTALS] = "SELECT events, bytes FROM spool_totals WHERE id = 1",
+    [STMT_EVICT_DONE] = "DELETE FROM events WHERE id IN (SELECT id FROM events"
+			" WHERE state <> 'pending' ORDER BY id LIMIT ?1)",
+    [STMT_EVICT_PENDING] =
+	"DELETE FROM events WHERE id IN (SELECT id FROM events"
+	" WHERE state = 'pending' ORDER BY id LIMIT ?1)",
+    [STMT_OLDEST_PENDING] =
+	"SELECT created_at FROM events WHERE state = 'pending'"
+	" ORDER BY id LIMIT 1",
+    [STMT_EVICT_AGED] =
+	"DELETE FROM events WHERE id IN (SELECT id FROM events"
+	" WHERE state = 'pending' AND created_at < ?1 ORDER BY id LIMIT 1000)",
+    [STMT_COUNT_DROP] =
+	"INSERT INTO drops (reason, count, last_at) VALUES (?1, ?2, ?3)"
+	" ON CONFLICT (reason) DO UPDATE SET count = count + excluded.count,"
+	" last_at = excluded.last_at",
+    [STMT_MILESTONE] =
+	"INSERT OR IGNORE INTO survey_milestones (event, recorded_at)"
+	" VALUES (?1, ?2)",
+    [STMT_SURVEY_CLOSE] =
+	"INSERT INTO surveys (survey_id, body, state, received_at, closed_at)"
+	" VALUES (?1, '{}', ?2, ?3, ?3) ON CONFLICT (survey_id) DO UPDATE"
+	" SET state = excluded.state, closed_at = excluded.closed_at",
+    [STMT_SURVEY_PENDING] = "SELECT body FROM surveys WHERE state = 'pending'"
+			    " ORDER BY received_at DESC, rowid DESC LIMIT 1",
 };
 
 static void vformat(char *buf, size_t len, const char *fmt, va_list ap)
@@ -83,9 +81,9 @@ int telespool__fail(telespool *sp, int rc, const char *fmt, ...)
 
 static int open_fail(int rc, const char *fmt, ...)
 #if defined(__GNUC__)
-	__attribute__((format(printf, 2, 3)))
+    __attribute__((format(printf, 2, 3)))
 #endif
-	;
+    ;
 
 static int open_fail(int rc, const char *fmt, ...)
 {
@@ -148,8 +146,8 @@ static const char *hint(int rc, int busy_ms)
 	switch (rc) {
 	case TELESPOOL_EBUSY:
 		snprintf(buf, sizeof(buf),
-		         " (locked by another connection for more than %d ms)",
-		         busy_ms);
+			 " (locked by another connection for more than %d ms)",
+			 busy_ms);
 		return buf;
 	case TELESPOOL_EFULL:
 		return " (the disk or the file size limit is full)";
@@ -166,7 +164,7 @@ int telespool__sqlite_fail(telespool *sp, int src, const char *what)
 	if (rc == TELESPOOL_OK)
 		return rc;
 	return telespool__fail(sp, rc, "%s: %s%s", what, sqlite3_errmsg(sp->db),
-	                       hint(rc, sp->busy_timeout_ms));
+			       hint(rc, sp->busy_timeout_ms));
 }
 
 sqlite3_stmt *telespool__stmt(telespool *sp, enum telespool__stmt_id id)
@@ -179,7 +177,7 @@ sqlite3_stmt *telespool__stmt(telespool *sp, enum telespool__stmt_id id)
 		return st;
 	}
 	int src = sqlite3_prepare_v3(sp->db, stmt_sql[id], -1,
-	                             SQLITE_PREPARE_PERSISTENT, &st, NULL);
+				     SQLITE_PREPARE_PERSISTENT, &st, NULL);
 	if (src != SQLITE_OK) {
 		telespool__sqlite_fail(sp, src, "preparing a statement");
 		return NULL;
@@ -189,7 +187,7 @@ sqlite3_stmt *telespool__stmt(telespool *sp, enum telespool__stmt_id id)
 }
 
 static int step_done(telespool *sp, enum telespool__stmt_id id,
-                     const char *what)
+		     const char *what)
 {
 	sqlite3_stmt *st = telespool__stmt(sp, id);
 	if (st == NULL)
@@ -233,7 +231,7 @@ int telespool__exec(telespool *sp, const char *sql)
 }
 
 int telespool__count_drop(telespool *sp, const char *reason, int64_t n,
-                          const char *now_iso)
+			  const char *now_iso)
 {
 	if (n <= 0)
 		return TELESPOOL_OK;
@@ -251,10 +249,10 @@ int telespool__count_drop(telespool *sp, const char *reason, int64_t n,
 }
 
 static const char *const drop_reason[DROP__COUNT] = {
-	[DROP_MAX_EVENTS] = "evicted_max_events",
-	[DROP_MAX_BYTES] = "evicted_max_bytes",
-	[DROP_MAX_AGE] = "evicted_max_age",
-	[DROP_DISK_FULL] = "disk_full",
+    [DROP_MAX_EVENTS] = "evicted_max_events",
+    [DROP_MAX_BYTES] = "evicted_max_bytes",
+    [DROP_MAX_AGE] = "evicted_max_age",
+    [DROP_DISK_FULL] = "disk_full",
 };
 
 int telespool__flush_drops(telespool *sp, const char *now_iso)
@@ -263,7 +261,7 @@ int telespool__flush_drops(telespool *sp, const char *now_iso)
 		if (sp->unsaved_drops[i] == 0)
 			continue;
 		int rc = telespool__count_drop(sp, drop_reason[i],
-		                               sp->unsaved_drops[i], now_iso);
+					       sp->unsaved_drops[i], now_iso);
 		if (rc != TELESPOOL_OK)
 			return rc;
 	}
@@ -291,33 +289,39 @@ static char *dup_clean(const char *s)
 
 static int check_options(const telespool_options *o)
 {
-	if (o->struct_version < 1 || o->struct_version > TELESPOOL_OPTIONS_VERSION)
-		return open_fail(TELESPOOL_EINVAL,
-		                 "options.struct_version %u is not supported (this "
-		                 "library knows 1..%d): initialise with "
-		                 "TELESPOOL_OPTIONS_INIT",
-		                 o->struct_version, TELESPOOL_OPTIONS_VERSION);
+	if (o->struct_version < 1 ||
+	    o->struct_version > TELESPOOL_OPTIONS_VERSION)
+		return open_fail(
+		    TELESPOOL_EINVAL,
+		    "options.struct_version %u is not supported (this "
+		    "library knows 1..%d): initialise with "
+		    "TELESPOOL_OPTIONS_INIT",
+		    o->struct_version, TELESPOOL_OPTIONS_VERSION);
 	if (o->busy_timeout_ms < 0 ||
 	    o->busy_timeout_ms > TELESPOOL_MAX_BUSY_TIMEOUT_MS)
-		return open_fail(TELESPOOL_EINVAL,
-		                 "options.busy_timeout_ms %d is out of range 0..%d",
-		                 o->busy_timeout_ms, TELESPOOL_MAX_BUSY_TIMEOUT_MS);
+		return open_fail(
+		    TELESPOOL_EINVAL,
+		    "options.busy_timeout_ms %d is out of range 0..%d",
+		    o->busy_timeout_ms, TELESPOOL_MAX_BUSY_TIMEOUT_MS);
 	if (o->max_events < 0 || o->max_bytes < 0 || o->max_age_days < 0)
-		return open_fail(TELESPOOL_EINVAL,
-		                 "options.max_events, max_bytes and max_age_days "
-		                 "must not be negative");
+		return open_fail(
+		    TELESPOOL_EINVAL,
+		    "options.max_events, max_bytes and max_age_days "
+		    "must not be negative");
 	if (o->max_bytes > 0 && o->max_bytes < 2 * TELESPOOL_BODY_MAX)
-		return open_fail(TELESPOOL_EINVAL,
-		                 "options.max_bytes %lld is below the minimum %d",
-		                 (long long)o->max_bytes, 2 * TELESPOOL_BODY_MAX);
+		return open_fail(
+		    TELESPOOL_EINVAL,
+		    "options.max_bytes %lld is below the minimum %d",
+		    (long long)o->max_bytes, 2 * TELESPOOL_BODY_MAX);
 	if (o->max_age_days > 3650)
 		return open_fail(TELESPOOL_EINVAL,
-		                 "options.max_age_days %d is more than 3650",
-		                 o->max_age_days);
+				 "options.max_age_days %d is more than 3650",
+				 o->max_age_days);
 	if (o->on_corrupt != TELESPOOL_CORRUPT_REFUSE &&
 	    o->on_corrupt != TELESPOOL_CORRUPT_MOVE_ASIDE)
-		return open_fail(TELESPOOL_EINVAL, "options.on_corrupt %d is unknown",
-		                 o->on_corrupt);
+		return open_fail(TELESPOOL_EINVAL,
+				 "options.on_corrupt %d is unknown",
+				 o->on_corrupt);
 	return TELESPOOL_OK;
 }
 
@@ -325,8 +329,9 @@ static int create_error(const char *path, int e)
 {
 	if (e == ENOSPC || e == EDQUOT)
 		return open_fail(TELESPOOL_EFULL, "cannot create %s: %s", path,
-		                 strerror(e));
-	return open_fail(TELESPOOL_EIO, "cannot open %s: %s", path, strerror(e));
+				 strerror(e));
+	return open_fail(TELESPOOL_EIO, "cannot open %s: %s", path,
+			 strerror(e));
 }
 
 /*
@@ -347,14 +352,14 @@ static int create_private(const char *path)
 
 	if (stat(path, &st) == 0) {
 		if (S_ISDIR(st.st_mode))
-			return open_fail(TELESPOOL_EIO, "cannot open %s: %s", path,
-			                 strerror(EISDIR));
+			return open_fail(TELESPOOL_EIO, "cannot open %s: %s",
+					 path, strerror(EISDIR));
 		/* A clear reason now (read-only file system, immutable file,
 		 * permissions), rather than SQLite's "unable to open" later. */
 		if (faccessat(AT_FDCWD, path, R_OK | W_OK, AT_EACCESS) != 0)
 			return open_fail(TELESPOOL_EIO,
-			                 "cannot open %s for writing: %s", path,
-			                 strerror(errno));
+					 "cannot open %s for writing: %s", path,
+					 strerror(errno));
 		return TELESPOOL_OK;
 	}
 	if (errno != ENOENT)
@@ -362,9 +367,9 @@ static int create_private(const char *path)
 
 	telespool__random(&r, sizeof(r));
 	snprintf(tmp, sizeof(tmp), "%s.new-%ld-%08x", path, (long)getpid(),
-	         (unsigned)r);
-	int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY,
-	              0600);
+		 (unsigned)r);
+	int fd =
+	    open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
 	if (fd < 0)
 		return create_error(path, errno);
 	close(fd);
@@ -384,14 +389,14 @@ static int create_private(const char *path)
 }
 
 static int db_fail(sqlite3 *db, int src, const char *path, const char *what,
-                   int busy_ms)
+		   int busy_ms)
 {
 	int rc = rc_from_db(db, src);
 	if (rc == TELESPOOL_OK)
 		rc = TELESPOOL_ERROR;
 	return open_fail(rc, "%s: %s: %s%s", path, what,
-	                 db ? sqlite3_errmsg(db) : sqlite3_errstr(src),
-	                 hint(rc, busy_ms));
+			 db ? sqlite3_errmsg(db) : sqlite3_errstr(src),
+			 hint(rc, busy_ms));
 }
 
 static int64_t monotonic_ms(void)
@@ -414,10 +419,10 @@ static int schema_state(sqlite3 *db, int *version, int *objects)
 {
 	sqlite3_stmt *st;
 	int src = sqlite3_prepare_v2(
-		db,
-		"SELECT (SELECT user_version FROM pragma_user_version),"
-		" (SELECT count(*) FROM sqlite_schema)",
-		-1, &st, NULL);
+	    db,
+	    "SELECT (SELECT user_version FROM pragma_user_version),"
+	    " (SELECT count(*) FROM sqlite_schema)",
+	    -1, &st, NULL);
 	if (src != SQLITE_OK)
 		return src;
 	src = sqlite3_step(st);
@@ -438,18 +443,21 @@ static int set_wal(telespool *sp, sqlite3 *db)
 	int64_t start = monotonic_ms();
 	for (;;) {
 		sqlite3_stmt *st;
-		int src = sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1,
-		                             &st, NULL);
+		int src = sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL",
+					     -1, &st, NULL);
 		if (src == SQLITE_OK) {
 			src = sqlite3_step(st);
 			if (src == SQLITE_ROW) {
-				const char *m = (const char *)sqlite3_column_text(st, 0);
-				src = (m && strcmp(m, "wal") == 0) ? SQLITE_OK
-				                                   : SQLITE_CANTOPEN;
+				const char *m =
+				    (const char *)sqlite3_column_text(st, 0);
+				src = (m && strcmp(m, "wal") == 0)
+					  ? SQLITE_OK
+					  : SQLITE_CANTOPEN;
 			}
 			sqlite3_finalize(st);
 		}
-		if ((src & 0xff) != SQLITE_BUSY && (src & 0xff) != SQLITE_LOCKED)
+		if ((src & 0xff) != SQLITE_BUSY &&
+		    (src & 0xff) != SQLITE_LOCKED)
 			return src;
 		if (monotonic_ms() - start >= sp->busy_timeout_ms)
 			return src;
@@ -474,7 +482,8 @@ static int busy_wait(void *ctx, int count)
 	if (left <= 0)
 		return 0;
 	sp->busy_rng = sp->busy_rng * 1103515245u + 12345u;
-	long us = 100 + (long)((sp->busy_rng >> 8) % (count < 20 ? 400u : 2000u));
+	long us =
+	    100 + (long)((sp->busy_rng >> 8) % (count < 20 ? 400u : 2000u));
 	if (us > left * 1000)
 		us = (long)left * 1000;
 	sleep_us(us);
@@ -495,27 +504,30 @@ static int setup(telespool *sp, sqlite3 *db, const char *path)
 	 * a database must be left exactly as it is. */
 	src = schema_state(db, &v, &tables);
 	if (src != SQLITE_OK)
-		return db_fail(db, src, path, "reading the schema version", busy_ms);
+		return db_fail(db, src, path, "reading the schema version",
+			       busy_ms);
 	if (v > telespool__migrations[telespool__n_migrations - 1].version)
-		return open_fail(TELESPOOL_ESCHEMA,
-		                 "%s: schema version %d was written by a newer "
-		                 "telespool (this one knows up to %d); the file is "
-		                 "left untouched",
-		                 path, v,
-		                 telespool__migrations[telespool__n_migrations - 1]
-		                         .version);
+		return open_fail(
+		    TELESPOOL_ESCHEMA,
+		    "%s: schema version %d was written by a newer "
+		    "telespool (this one knows up to %d); the file is "
+		    "left untouched",
+		    path, v,
+		    telespool__migrations[telespool__n_migrations - 1].version);
 	if (v == 0 && tables > 0)
-		return open_fail(TELESPOOL_ECORRUPT,
-		                 "%s: is an SQLite database but not a telespool "
-		                 "spool (it has %d tables and no telespool schema "
-		                 "version); the file is left untouched",
-		                 path, tables);
+		return open_fail(
+		    TELESPOOL_ECORRUPT,
+		    "%s: is an SQLite database but not a telespool "
+		    "spool (it has %d tables and no telespool schema "
+		    "version); the file is left untouched",
+		    path, tables);
 	if (tables == 0) {
 		/* Only takes effect before the first table exists. */
 		src = sqlite3_exec(db, "PRAGMA auto_vacuum = INCREMENTAL", NULL,
-		                   NULL, NULL);
+				   NULL, NULL);
 		if (src != SQLITE_OK)
-			return db_fail(db, src, path, "setting auto_vacuum", busy_ms);
+			return db_fail(db, src, path, "setting auto_vacuum",
+				       busy_ms);
 	}
 
 	src = set_wal(sp, db);
@@ -524,12 +536,13 @@ static int setup(telespool *sp, sqlite3 *db, const char *path)
 
 	char sql[128];
 	snprintf(sql, sizeof(sql),
-	         "PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = %d;"
-	         " PRAGMA foreign_keys = OFF",
-	         WAL_SIZE_LIMIT);
+		 "PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = %d;"
+		 " PRAGMA foreign_keys = OFF",
+		 WAL_SIZE_LIMIT);
 	src = sqlite3_exec(db, sql, NULL, NULL, NULL);
 	if (src != SQLITE_OK)
-		return db_fail(db, src, path, "configuring the connection", busy_ms);
+		return db_fail(db, src, path, "configuring the connection",
+			       busy_ms);
 
 	char err[384];
 	int rc = telespool__migrate(db, err, sizeof(err));
@@ -585,20 +598,22 @@ static int move_aside(const char *path, char *moved, size_t movedlen)
 static int quick_check(telespool *sp, sqlite3 *db)
 {
 	sqlite3_stmt *st;
-	int src = sqlite3_prepare_v2(db, "PRAGMA quick_check(1)", -1, &st, NULL);
+	int src =
+	    sqlite3_prepare_v2(db, "PRAGMA quick_check(1)", -1, &st, NULL);
 	if (src != SQLITE_OK)
 		return db_fail(db, src, sp->path, "checking the file",
-		               sp->busy_timeout_ms);
+			       sp->busy_timeout_ms);
 	src = sqlite3_step(st);
 	int rc = TELESPOOL_OK;
 	if (src == SQLITE_ROW) {
 		const char *r = (const char *)sqlite3_column_text(st, 0);
 		if (r == NULL || strcmp(r, "ok") != 0)
-			rc = open_fail(TELESPOOL_ECORRUPT, "%s: damaged: %.300s",
-			               sp->path, r ? r : "(no answer)");
+			rc =
+			    open_fail(TELESPOOL_ECORRUPT, "%s: damaged: %.300s",
+				      sp->path, r ? r : "(no answer)");
 	} else {
 		rc = db_fail(db, src, sp->path, "checking the file",
-		             sp->busy_timeout_ms);
+			     sp->busy_timeout_ms);
 	}
 	sqlite3_finalize(st);
 	return rc;
@@ -613,9 +628,9 @@ static int open_db(telespool *sp)
 	if (rc != TELESPOOL_OK)
 		return rc;
 	int src = sqlite3_open_v2(sp->path, &db,
-	                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
-	                                  SQLITE_OPEN_EXRESCODE,
-	                          NULL);
+				  SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+				      SQLITE_OPEN_EXRESCODE,
+				  NULL);
 	if (src != SQLITE_OK) {
 		rc = db_fail(db, src, sp->path, "opening", sp->busy_timeout_ms);
 		close_db(db);
@@ -633,7 +648,7 @@ static int open_db(telespool *sp)
 }
 
 int telespool_open(telespool **out, const char *path,
-                   const telespool_options *opts)
+		   const telespool_options *opts)
 {
 	telespool_options defaults = TELESPOOL_OPTIONS_INIT;
 	char moved[4300] = "";
@@ -662,22 +677,22 @@ int telespool_open(telespool **out, const char *path,
 	sp->edition = opts->edition ? dup_clean(opts->edition) : NULL;
 	sp->instance_create_ts = opts->instance_create_ts;
 	sp->busy_timeout_ms = opts->busy_timeout_ms > 0
-	                              ? opts->busy_timeout_ms
-	                              : TELESPOOL_DEFAULT_BUSY_TIMEOUT_MS;
+				  ? opts->busy_timeout_ms
+				  : TELESPOOL_DEFAULT_BUSY_TIMEOUT_MS;
 	sp->busy_rng = (unsigned)getpid() ^ (unsigned)(uintptr_t)sp;
 	sp->max_events = opts->max_events > 0 ? opts->max_events
-	                                      : TELESPOOL_DEFAULT_MAX_EVENTS;
-	sp->max_bytes = opts->max_bytes > 0 ? opts->max_bytes
-	                                    : TELESPOOL_DEFAULT_MAX_BYTES;
-	sp->max_age_ms = (int64_t)(opts->max_age_days > 0
-	                                   ? opts->max_age_days
-	                                   : TELESPOOL_DEFAULT_MAX_AGE_DAYS) *
-	                 86400000;
+					      : TELESPOOL_DEFAULT_MAX_EVENTS;
+	sp->max_bytes =
+	    opts->max_bytes > 0 ? opts->max_bytes : TELESPOOL_DEFAULT_MAX_BYTES;
+	sp->max_age_ms =
+	    (int64_t)(opts->max_age_days > 0 ? opts->max_age_days
+					     : TELESPOOL_DEFAULT_MAX_AGE_DAYS) *
+	    86400000;
 	sp->disabled = opts->disabled != 0;
 	sp->strict_errors = opts->strict_errors != 0;
 	sp->verify_on_open = opts->on_corrupt == TELESPOOL_CORRUPT_MOVE_ASIDE;
-	if (sp->path == NULL || sp->instance_id == NULL || sp->version == NULL ||
-	    (opts->edition && sp->edition == NULL)) {
+	if (sp->path == NULL || sp->instance_id == NULL ||
+	    sp->version == NULL || (opts->edition && sp->edition == NULL)) {
 		telespool_close(sp);
 		return open_fail(TELESPOOL_ENOMEM, "out of memory");
 	}
@@ -691,8 +706,8 @@ int telespool_open(telespool **out, const char *path,
 			int e = errno;
 			telespool_close(sp);
 			return open_fail(TELESPOOL_ECORRUPT,
-			                 "%s; moving it aside failed: %s", why,
-			                 strerror(e));
+					 "%s; moving it aside failed: %s", why,
+					 strerror(e));
 		}
 		rc = open_db(sp);
 		if (rc == TELESPOOL_OK) {
@@ -700,13 +715,15 @@ int telespool_open(telespool **out, const char *path,
 			telespool__iso(telespool__now_ms(), iso);
 			rc = telespool__begin(sp);
 			if (rc == TELESPOOL_OK)
-				rc = telespool__count_drop(sp, "corrupt_spool", 1, iso);
+				rc = telespool__count_drop(sp, "corrupt_spool",
+							   1, iso);
 			if (rc == TELESPOOL_OK)
 				rc = telespool__commit(sp);
 			else
 				telespool__rollback(sp);
 			if (rc != TELESPOOL_OK)
-				snprintf(open_err, sizeof(open_err), "%s", sp->errmsg);
+				snprintf(open_err, sizeof(open_err), "%s",
+					 sp->errmsg);
 		}
 	}
 	if (rc != TELESPOOL_OK) {
@@ -715,8 +732,8 @@ int telespool_open(telespool **out, const char *path,
 	}
 	if (moved[0])
 		snprintf(open_err, sizeof(open_err),
-		         "%.200s was damaged and was moved aside to %.250s", path,
-		         moved);
+			 "%.200s was damaged and was moved aside to %.250s",
+			 path, moved);
 	*out = sp;
 	return TELESPOOL_OK;
 }

@@ -70,9 +70,9 @@ struct telespool {
 /* Sets sp->errmsg (printf-style) and returns rc. */
 int telespool__fail(telespool *sp, int rc, const char *fmt, ...)
 #if defined(__GNUC__)
-	__attribute__((format(printf, 3, 4)))
+    __attribute__((format(printf, 3, 4)))
 #endif
-	;
+    ;
 
 /*
  * Maps an SQLite result to a telespool_rc and sets sp->errmsg with what and
@@ -99,7 +99,7 @@ int telespool__flush_drops(telespool *sp, const char *now_iso);
 
 /* Adds n to drops[reason] inside the current transaction. */
 int telespool__count_drop(telespool *sp, const char *reason, int64_t n,
-                          const char *now_iso);
+			  const char *now_iso);
 
 /* Runs one statement that returns no rows; for pragmas and DDL. */
 int telespool__exec(telespool *sp, const char *sql);

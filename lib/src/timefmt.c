@@ -110,7 +110,8 @@ int64_t telespool__iso_parse(const char *s)
 	    digits(s + 11, 2, &h) || digits(s + 14, 2, &mi) ||
 	    digits(s + 17, 2, &se) || digits(s + 20, 3, &ms))
 		return -1;
-	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
+	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
+	    se > 60)
 		return -1;
 	return days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400000 +
 	       (int64_t)h * 3600000 + (int64_t)mi * 60000 + (int64_t)se * 1000 +

@@ -19,8 +19,11 @@ static int valid_utf8(const unsigned char *s, size_t n)
 	size_t i = 0;
 	while (i < n) {
 		unsigned char c = s[i];
-		size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3
-		             : (c >> 3) == 30 ? 4 : 0;
+		size_t len = c < 0x80         ? 1
+			     : (c >> 5) == 6  ? 2
+			     : (c >> 4) == 14 ? 3
+			     : (c >> 3) == 30 ? 4
+					      : 0;
 		if (len == 0 || i + len > n)
 			return 0;
 		for (size_t k = 1; k < len; k++)
@@ -33,7 +36,8 @@ static int valid_utf8(const unsigned char *s, size_t n)
 
 static void check(const struct telespool__event *ev)
 {
-	if (ev->body_len > TELESPOOL_BODY_MAX || strlen(ev->body) != ev->body_len ||
+	if (ev->body_len > TELESPOOL_BODY_MAX ||
+	    strlen(ev->body) != ev->body_len ||
 	    !valid_utf8((const unsigned char *)ev->body, ev->body_len))
 		abort();
 	cJSON *j = cJSON_Parse(ev->body);
@@ -62,7 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	const char *plugins[3] = {field[5], field[6], field[7]};
 	struct telespool__ident id = {field[1] ? field[1] : "", "v4.3.1",
-	                              field[2], 1700000000};
+				      field[2], 1700000000};
 	telespool_query q = TELESPOOL_QUERY_INIT;
 	q.query_id = field[0];
 	q.adapter = field[1];
@@ -77,7 +81,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *why;
 	for (int strict = 0; strict < 2; strict++)
 		if (telespool__body_query(&ev, &id, &q, strict,
-		                          "2026-01-01T00:00:00.000Z", &why) == 0) {
+					  "2026-01-01T00:00:00.000Z",
+					  &why) == 0) {
 			check(&ev);
 			telespool__event_free(&ev);
 		}
@@ -85,11 +90,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(buf, data, size);
 	buf[size] = '\0';
 	if (telespool__body_heartbeat(&ev, &id, buf, "2026-01-01T00:00:00.000Z",
-	                              &why) == 0) {
+				      &why) == 0) {
 		check(&ev);
 		telespool__event_free(&ev);
 	}
-	if (telespool__body_survey_response(&ev, &id, "s1", buf, 1, &why) == 0) {
+	if (telespool__body_survey_response(&ev, &id, "s1", buf, 1, &why) ==
+	    0) {
 		check(&ev);
 		telespool__event_free(&ev);
 	}

@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t n;
 
 	if (tsu_config_parse(&cfg, "fuzz.yaml", (const char *)data, size, err,
-	                     sizeof err) != 0) {
+			     sizeof err) != 0) {
 		/* Failure: a message, and nothing for the caller to free. */
 		if (err[0] == '\0' || cfg.space_url || cfg.instance_id)
 			abort();

@@ -53,8 +53,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* The body as it comes from the transport: not NUL-terminated. */
 	v = tsu_classify(t, status, (const char *)rest, rest_len,
-	                 ra, /* as curl's error text: any bytes */
-	                 reason, sizeof reason);
+			 ra, /* as curl's error text: any bytes */
+			 reason, sizeof reason);
 	if (v != TSU_SENT && v != TSU_RETRY && v != TSU_DEAD)
 		abort();
 	if (strlen(reason) >= sizeof reason)
@@ -70,8 +70,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	free(ra);
 
-	d = tsu_backoff_ms((int)(bits >> 33) - (int)(bits & 0xff), 1000,
-	                   300000, bits * 0x9e3779b97f4a7c15u);
+	d = tsu_backoff_ms((int)(bits >> 33) - (int)(bits & 0xff), 1000, 300000,
+			   bits * 0x9e3779b97f4a7c15u);
 	if (d < 0 || d > 300000)
 		abort();
 

@@ -41,15 +41,14 @@ struct walk {
 	size_t errlen;
 	int depth; /* nesting of the collection being read; top mapping = 1 */
 
-	char *url;      /* NULL: space.url absent */
+	char *url; /* NULL: space.url absent */
 	int url_set;
 	int disabled;
 	int disabled_set;
 	char *instance_id; /* NULL: system.instance_id absent */
 };
 
-static void set_err(char *err, size_t errlen, const char *name,
-                    const char *msg)
+static void set_err(char *err, size_t errlen, const char *name, const char *msg)
 {
 	if (err && errlen > 0)
 		snprintf(err, errlen, "%s: %s", name, msg);
@@ -60,15 +59,15 @@ static void set_err_at(struct walk *w, const yaml_mark_t *m, const char *msg)
 {
 	if (w->err && w->errlen > 0)
 		snprintf(w->err, w->errlen, "%s:%zu:%zu: %s", w->name,
-		         m->line + 1, m->column + 1, msg);
+			 m->line + 1, m->column + 1, msg);
 }
 
-static void set_err_key(struct walk *w, const yaml_mark_t *m,
-                        const char *key, const char *msg)
+static void set_err_key(struct walk *w, const yaml_mark_t *m, const char *key,
+			const char *msg)
 {
 	if (w->err && w->errlen > 0)
 		snprintf(w->err, w->errlen, "%s:%zu:%zu: %s %s", w->name,
-		         m->line + 1, m->column + 1, key, msg);
+			 m->line + 1, m->column + 1, key, msg);
 }
 
 /*
@@ -76,8 +75,7 @@ static void set_err_key(struct walk *w, const yaml_mark_t *m,
  * (invalid UTF-8, control characters) only know a byte offset; for UTF-8
  * input we count lines up to it so the user still gets a line number.
  */
-static void set_parser_err(struct walk *w, const unsigned char *buf,
-                           size_t len)
+static void set_parser_err(struct walk *w, const unsigned char *buf, size_t len)
 {
 	yaml_parser_t *p = &w->parser;
 	const char *problem = p->problem ? p->problem : "unknown error";
@@ -92,8 +90,8 @@ static void set_parser_err(struct walk *w, const unsigned char *buf,
 	case YAML_READER_ERROR:
 		if (p->encoding == YAML_UTF8_ENCODING ||
 		    p->encoding == YAML_ANY_ENCODING) {
-			size_t off = p->problem_offset < len ? p->problem_offset
-			                                     : len;
+			size_t off =
+			    p->problem_offset < len ? p->problem_offset : len;
 			line = 1;
 			col = 1;
 			for (size_t i = 0; i < off; i++) {
@@ -107,10 +105,10 @@ static void set_parser_err(struct walk *w, const unsigned char *buf,
 				}
 			}
 			snprintf(w->err, w->errlen, "%s:%zu:%zu: %s", w->name,
-			         line, col, problem);
+				 line, col, problem);
 		} else {
-			snprintf(w->err, w->errlen, "%s: byte %zu: %s",
-			         w->name, p->problem_offset, problem);
+			snprintf(w->err, w->errlen, "%s: byte %zu: %s", w->name,
+				 p->problem_offset, problem);
 		}
 		return;
 	default:
@@ -118,12 +116,12 @@ static void set_parser_err(struct walk *w, const unsigned char *buf,
 		col = p->problem_mark.column + 1;
 		if (p->context)
 			snprintf(w->err, w->errlen,
-			         "%s:%zu:%zu: %s (%s at line %zu)", w->name,
-			         line, col, problem, p->context,
-			         p->context_mark.line + 1);
+				 "%s:%zu:%zu: %s (%s at line %zu)", w->name,
+				 line, col, problem, p->context,
+				 p->context_mark.line + 1);
 		else
-			snprintf(w->err, w->errlen, "%s:%zu:%zu: %s",
-			         w->name, line, col, problem);
+			snprintf(w->err, w->errlen, "%s:%zu:%zu: %s", w->name,
+				 line, col, problem);
 		return;
 	}
 }
@@ -176,7 +174,7 @@ static int is_merge_key(const yaml_event_t *ev)
 {
 	return scalar_eq(ev, "<<") &&
 	       (ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ||
-	        has_tag(ev, "tag:yaml.org,2002:merge"));
+		has_tag(ev, "tag:yaml.org,2002:merge"));
 }
 
 static int is_start(const yaml_event_t *ev)
@@ -210,7 +208,7 @@ static int enter(struct walk *w, const yaml_event_t *ev, int depth)
 	if (depth > TSU_CONFIG_MAX_DEPTH) {
 		char msg[64];
 		snprintf(msg, sizeof msg, "nesting deeper than %d levels",
-		         TSU_CONFIG_MAX_DEPTH);
+			 TSU_CONFIG_MAX_DEPTH);
 		set_err_at(w, &ev->start_mark, msg);
 		return -1;
 	}
@@ -222,7 +220,7 @@ static int enter(struct walk *w, const yaml_event_t *ev, int depth)
  * deletes it).  Iterative, so a deep file cannot exhaust the stack.
  */
 static int skip_node(struct walk *w, const struct input *in,
-                     const yaml_event_t *ev)
+		     const yaml_event_t *ev)
 {
 	int level;
 
@@ -250,15 +248,16 @@ static int skip_node(struct walk *w, const struct input *in,
 	return 0;
 }
 
-static int copy_scalar(struct walk *w, const yaml_event_t *ev,
-                       const char *key, char **out)
+static int copy_scalar(struct walk *w, const yaml_event_t *ev, const char *key,
+		       char **out)
 {
 	size_t n = ev->data.scalar.length;
 	char *s;
 
 	/* "\0" in a quoted scalar would silently cut the value short. */
 	if (memchr(ev->data.scalar.value, '\0', n)) {
-		set_err_key(w, &ev->start_mark, key, "contains a NUL character");
+		set_err_key(w, &ev->start_mark, key,
+			    "contains a NUL character");
 		return -1;
 	}
 	s = malloc(n + 1);
@@ -274,20 +273,19 @@ static int copy_scalar(struct walk *w, const yaml_event_t *ev,
 }
 
 /* Rejects what we cannot read as a scalar without guessing. */
-static int want_scalar(struct walk *w, const yaml_event_t *ev,
-                       const char *key)
+static int want_scalar(struct walk *w, const yaml_event_t *ev, const char *key)
 {
 	if (ev->type == YAML_SCALAR_EVENT)
 		return 0;
 	if (ev->type == YAML_ALIAS_EVENT)
 		set_err_key(w, &ev->start_mark, key,
-		            "is an alias; aliases are not supported here");
+			    "is an alias; aliases are not supported here");
 	else if (ev->type == YAML_MAPPING_START_EVENT)
 		set_err_key(w, &ev->start_mark, key,
-		            "must be a scalar, not a mapping");
+			    "must be a scalar, not a mapping");
 	else
 		set_err_key(w, &ev->start_mark, key,
-		            "must be a scalar, not a sequence");
+			    "must be a scalar, not a sequence");
 	return -1;
 }
 
@@ -299,8 +297,8 @@ static int want_scalar(struct walk *w, const yaml_event_t *ev,
  */
 static int read_bool(struct walk *w, const yaml_event_t *ev)
 {
-	static const char *const yes[] = { "true", "yes", "on", "1" };
-	static const char *const no[] = { "false", "no", "off", "0" };
+	static const char *const yes[] = {"true", "yes", "on", "1"};
+	static const char *const no[] = {"false", "no", "off", "0"};
 	const char *v = (const char *)ev->data.scalar.value;
 	size_t n = ev->data.scalar.length;
 
@@ -329,12 +327,12 @@ static int read_bool(struct walk *w, const yaml_event_t *ev)
 		}
 	}
 	set_err_key(w, &ev->start_mark, "space.disable_telemetry",
-	            "must be true or false");
+		    "must be true or false");
 	return -1;
 }
 
-static int read_string(struct walk *w, const yaml_event_t *ev,
-                       const char *key, char **out)
+static int read_string(struct walk *w, const yaml_event_t *ev, const char *key,
+		       char **out)
 {
 	if (want_scalar(w, ev, key) != 0)
 		return -1;
@@ -367,7 +365,7 @@ static void reset_section(struct walk *w, enum section sec)
 }
 
 static int read_section(struct walk *w, const struct input *in,
-                        const yaml_event_t *val, enum section sec)
+			const yaml_event_t *val, enum section sec)
 {
 	const char *sname = sec == SEC_SPACE ? "space" : "system";
 	int rc = 0;
@@ -379,10 +377,10 @@ static int read_section(struct walk *w, const struct input *in,
 		char msg[96];
 		if (val->type == YAML_ALIAS_EVENT)
 			snprintf(msg, sizeof msg,
-			         "is an alias; aliases are not supported here");
+				 "is an alias; aliases are not supported here");
 		else
 			snprintf(msg, sizeof msg, "must be a mapping, not %s",
-			         kind_name(val));
+				 kind_name(val));
 		set_err_key(w, &val->start_mark, sname, msg);
 		return -1;
 	}
@@ -402,19 +400,20 @@ static int read_section(struct walk *w, const struct input *in,
 			break;
 		}
 		if (key.type == YAML_ALIAS_EVENT || is_merge_key(&key)) {
-			set_err_key(w, &key.start_mark, sname,
-			            key.type == YAML_ALIAS_EVENT
-			                    ? "has an alias as a key; not supported"
-			                    : "uses a merge key (<<); not supported");
+			set_err_key(
+			    w, &key.start_mark, sname,
+			    key.type == YAML_ALIAS_EVENT
+				? "has an alias as a key; not supported"
+				: "uses a merge key (<<); not supported");
 			rc = -1;
 		} else if (key.type == YAML_SCALAR_EVENT) {
 			if (sec == SEC_SPACE && scalar_eq(&key, "url"))
 				which = 1;
 			else if (sec == SEC_SPACE &&
-			         scalar_eq(&key, "disable_telemetry"))
+				 scalar_eq(&key, "disable_telemetry"))
 				which = 2;
 			else if (sec == SEC_SYSTEM &&
-			         scalar_eq(&key, "instance_id"))
+				 scalar_eq(&key, "instance_id"))
 				which = 3;
 		} else {
 			rc = skip_node(w, in, &key); /* complex key */
@@ -438,7 +437,7 @@ static int read_section(struct walk *w, const struct input *in,
 			break;
 		case 3:
 			rc = read_string(w, &v, "system.instance_id",
-			                 &w->instance_id);
+					 &w->instance_id);
 			break;
 		default:
 			rc = skip_node(w, in, &v);
@@ -468,11 +467,12 @@ static int read_top(struct walk *w, const struct input *in)
 		}
 		if (key.type == YAML_ALIAS_EVENT) {
 			set_err_at(w, &key.start_mark,
-			           "alias as a top-level key; not supported");
+				   "alias as a top-level key; not supported");
 			rc = -1;
 		} else if (is_merge_key(&key)) {
-			set_err_at(w, &key.start_mark,
-			           "merge key (<<) at the top level; not supported");
+			set_err_at(
+			    w, &key.start_mark,
+			    "merge key (<<) at the top level; not supported");
 			rc = -1;
 		} else if (key.type == YAML_SCALAR_EVENT) {
 			if (scalar_eq(&key, "space"))
@@ -525,7 +525,7 @@ static int read_stream(struct walk *w, const struct input *in)
 	} else if (ev.type != YAML_MAPPING_START_EVENT) {
 		char msg[96];
 		snprintf(msg, sizeof msg, "top level must be a mapping, not %s",
-		         kind_name(&ev));
+			 kind_name(&ev));
 		set_err_at(w, &ev.start_mark, msg);
 		rc = -1;
 	}
@@ -546,7 +546,7 @@ static int read_stream(struct walk *w, const struct input *in)
 		return -1;
 	if (ev.type != YAML_STREAM_END_EVENT) {
 		set_err_at(w, &ev.start_mark,
-		           "more than one YAML document in the file");
+			   "more than one YAML document in the file");
 		rc = -1;
 	}
 	yaml_event_delete(&ev);
@@ -617,7 +617,7 @@ void tsu_config_free(tsu_config *cfg)
 }
 
 int tsu_config_parse(tsu_config *cfg, const char *name, const char *buf,
-                     size_t len, char *err, size_t errlen)
+		     size_t len, char *err, size_t errlen)
 {
 	struct walk w;
 	struct input in;
@@ -635,7 +635,7 @@ int tsu_config_parse(tsu_config *cfg, const char *name, const char *buf,
 	if (len > TSU_CONFIG_MAX_BYTES) {
 		char msg[64];
 		snprintf(msg, sizeof msg, "larger than %d bytes",
-		         TSU_CONFIG_MAX_BYTES);
+			 TSU_CONFIG_MAX_BYTES);
 		set_err(err, errlen, name, msg);
 		return -1;
 	}
@@ -655,8 +655,8 @@ int tsu_config_parse(tsu_config *cfg, const char *name, const char *buf,
 	yaml_parser_delete(&w.parser);
 
 	if (rc == 0) {
-		cfg->space_url = dup_url(w.url ? w.url : "",
-		                         w.url ? strlen(w.url) : 0);
+		cfg->space_url =
+		    dup_url(w.url ? w.url : "", w.url ? strlen(w.url) : 0);
 		cfg->instance_id = strdup(w.instance_id ? w.instance_id : "");
 		cfg->disable_telemetry = w.disabled;
 		cfg->url_from = w.url_set ? "config" : "default";
@@ -683,7 +683,7 @@ int tsu_config_parse(tsu_config *cfg, const char *name, const char *buf,
  * Returns 0, or -1 with the reason in err.
  */
 static int read_file(const char *path, size_t max, char **out, size_t *outlen,
-                     char *err, size_t errlen)
+		     char *err, size_t errlen)
 {
 	struct stat st;
 	char *buf = NULL;
@@ -729,7 +729,7 @@ static int read_file(const char *path, size_t max, char **out, size_t *outlen,
 			char *nb;
 			if (cap > max) {
 				snprintf(msg, sizeof msg,
-				         "larger than %zu bytes", max);
+					 "larger than %zu bytes", max);
 				set_err(err, errlen, path, msg);
 				goto fail;
 			}
@@ -789,7 +789,7 @@ static int read_labels_id(const char *data_dir, char **out)
 	memcpy(path, data_dir, n);
 	memcpy(path + n, rel, sizeof rel);
 	if (read_file(path, LABELS_MAX_BYTES, &buf, &len, ignored,
-	              sizeof ignored) != 0) {
+		      sizeof ignored) != 0) {
 		free(path);
 		return 0;
 	}
@@ -809,7 +809,7 @@ static int read_labels_id(const char *data_dir, char **out)
 }
 
 int tsu_config_load(tsu_config *cfg, const char *config_path,
-                    const char *data_dir, char *err, size_t errlen)
+		    const char *data_dir, char *err, size_t errlen)
 {
 	char *buf;
 	size_t len;
@@ -823,7 +823,7 @@ int tsu_config_load(tsu_config *cfg, const char *config_path,
 		return -1;
 	}
 	if (read_file(config_path, TSU_CONFIG_MAX_BYTES, &buf, &len, err,
-	              errlen) != 0)
+		      errlen) != 0)
 		return -1;
 	rc = tsu_config_parse(cfg, config_path, buf, len, err, errlen);
 	free(buf);

@@ -15,11 +15,13 @@
 #define TSU_CONFIG_MAX_DEPTH 64                /* deeper nesting is refused */
 
 typedef struct tsu_config {
-	char *space_url;       /* trailing '/' stripped; "" when empty or missing */
+	char *space_url; /* trailing '/' stripped; "" when empty or missing */
 	int disable_telemetry; /* non-zero: opted out */
-	char *instance_id;     /* system.instance_id, else labels/instance_id.json, else "" */
-	const char *url_from;  /* "config", "env" or "default" (static text) */
-	const char *disabled_from; /* "config", "env" or "default" (static text) */
+	char *
+	    instance_id; /* system.instance_id, else labels/instance_id.json, else "" */
+	const char *url_from; /* "config", "env" or "default" (static text) */
+	const char
+	    *disabled_from; /* "config", "env" or "default" (static text) */
 } tsu_config;
 
 /*
@@ -33,12 +35,12 @@ typedef struct tsu_config {
  * failure *cfg holds nothing to free.
  */
 int tsu_config_load(tsu_config *cfg, const char *config_path,
-                    const char *data_dir, char *err, size_t errlen);
+		    const char *data_dir, char *err, size_t errlen);
 
 /* Same as tsu_config_load() but from a buffer (env overrides applied, the
  * labels file not read); name is used in messages. */
 int tsu_config_parse(tsu_config *cfg, const char *name, const char *buf,
-                     size_t len, char *err, size_t errlen);
+		     size_t len, char *err, size_t errlen);
 
 /* Applies the SPACE__* / SYSTEM__* environment overrides to cfg. Returns 0 or -1 (out of memory). */
 int tsu_config_apply_env(tsu_config *cfg);

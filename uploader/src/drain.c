@@ -39,8 +39,8 @@
 
 /* Keys in uploader_state. */
 #define KEY_RETRY_AFTER "retry_after_until" /* Space said wait until (ms) */
-#define KEY_DOWN_UNTIL "down_until"         /* Space looked down until (ms) */
-#define KEY_DOWN_COUNT "down_count"         /* consecutive down runs */
+#define KEY_DOWN_UNTIL  "down_until"        /* Space looked down until (ms) */
+#define KEY_DOWN_COUNT  "down_count"        /* consecutive down runs */
 
 struct run {
 	const tsu_options *o;
@@ -48,25 +48,25 @@ struct run {
 	telespool *sp;
 	tsu_http *http;
 	tsu_config cfg;
-	int64_t deadline;  /* monotonic ms */
+	int64_t deadline; /* monotonic ms */
 	int64_t run_id;
 	telespool__run rec; /* counts and outcome for upload_runs */
 	char detail[256];
-	int64_t attempted;  /* requests that got an outcome this run */
+	int64_t attempted; /* requests that got an outcome this run */
 	int64_t start_mono;
-	int any_retry;      /* a retryable failure left rows behind */
-	int64_t released;   /* claimed rows given back unsent (time, signal) */
-	int exit_code;      /* set with a spool failure inside a batch */
+	int any_retry;    /* a retryable failure left rows behind */
+	int64_t released; /* claimed rows given back unsent (time, signal) */
+	int exit_code;    /* set with a spool failure inside a batch */
 	struct stat cfg_seen; /* the config file as last read */
-	int optout_seen;    /* the config now says telemetry is disabled */
-	int config_broken;  /* the config became unreadable during the run */
+	int optout_seen;      /* the config now says telemetry is disabled */
+	int config_broken;    /* the config became unreadable during the run */
 };
 
 static void say(const char *fmt, ...)
 #if defined(__GNUC__)
-	__attribute__((format(printf, 1, 2)))
+    __attribute__((format(printf, 1, 2)))
 #endif
-	;
+    ;
 
 static void say(const char *fmt, ...)
 {
@@ -145,11 +145,11 @@ static int spool_failed(struct run *r, int rc)
 {
 	const char *path = telespool__path(r->sp);
 	snprintf(r->detail, sizeof(r->detail), "%s: %s%s", path,
-	         telespool_errmsg(r->sp),
-	         rc == TELESPOOL_ECORRUPT
-	                 ? "; stop LangBot, move the file aside (sqlite3 FILE "
-	                   "'.recover' salvages what is readable) and restart"
-	                 : "");
+		 telespool_errmsg(r->sp),
+		 rc == TELESPOOL_ECORRUPT
+		     ? "; stop LangBot, move the file aside (sqlite3 FILE "
+		       "'.recover' salvages what is readable) and restart"
+		     : "");
 	r->rec.outcome = rc == TELESPOOL_EBUSY ? "busy" : "error";
 	return rc == TELESPOOL_EBUSY ? TSU_EXIT_TEMPFAIL : TSU_EXIT_ERROR;
 }
@@ -162,13 +162,13 @@ static int purge(struct run *r, const char *why)
 	r->rec.purged = events + surveys;
 	r->rec.outcome = "purged";
 	snprintf(r->detail, sizeof(r->detail),
-	         "telemetry disabled (%s): purged %" PRId64 " events and %" PRId64
-	         " surveys",
-	         why, events, surveys);
+		 "telemetry disabled (%s): purged %" PRId64
+		 " events and %" PRId64 " surveys",
+		 why, events, surveys);
 	if (rc != TELESPOOL_OK) {
 		snprintf(r->detail, sizeof(r->detail),
-		         "telemetry disabled (%s): purge incomplete: %s", why,
-		         telespool_errmsg(r->sp));
+			 "telemetry disabled (%s): purge incomplete: %s", why,
+			 telespool_errmsg(r->sp));
 		r->rec.outcome = "purge_incomplete";
 		return TSU_EXIT_ERROR;
 	}
@@ -206,7 +206,7 @@ static int must_stop(void *ctx)
 		return 0;
 	r->cfg_seen = st;
 	if (tsu_config_load(&c, r->o->config_path, r->o->data_dir, err,
-	                    sizeof(err)) != 0) {
+			    sizeof(err)) != 0) {
 		say("%s; stopping", err);
 		r->config_broken = 1;
 		return 1;
@@ -227,9 +227,9 @@ struct verdicts {
  * Retry-After (ms) any answer carried, or 0; sets *all_failed when no
  * request succeeded and at least one failed retryably.
  */
-static int64_t judge(struct run *r, const telespool__batch *b,
-                     tsu_request *req, struct verdicts *v, int64_t now,
-                     int *throttled, int *sent, int *retryable)
+static int64_t judge(struct run *r, const telespool__batch *b, tsu_request *req,
+		     struct verdicts *v, int64_t now, int *throttled, int *sent,
+		     int *retryable)
 {
 	int64_t retry_after = 0;
 
@@ -246,8 +246,8 @@ static int64_t judge(struct run *r, const telespool__batch *b,
 
 		if (req[i].url == NULL) { /* an event type we cannot send */
 			oc->verdict = TELESPOOL__DEAD;
-			snprintf(v->why[i], sizeof(v->why[i]), "unknown event type '%s'",
-			         it->event_type);
+			snprintf(v->why[i], sizeof(v->why[i]),
+				 "unknown event type '%s'", it->event_type);
 			oc->last_error = v->why[i];
 			oc->drop_reason = "rejected";
 			r->rec.dead++;
@@ -259,14 +259,15 @@ static int64_t judge(struct run *r, const telespool__batch *b,
 			continue;
 		}
 		r->attempted++;
-		tsu_verdict vd = tsu_classify(req[i].transport, req[i].status,
-		                              req[i].response, req[i].response_len,
-		                              req[i].detail, v->why[i],
-		                              sizeof(v->why[i]));
+		tsu_verdict vd =
+		    tsu_classify(req[i].transport, req[i].status,
+				 req[i].response, req[i].response_len,
+				 req[i].detail, v->why[i], sizeof(v->why[i]));
 		if (req[i].status == 429)
 			*throttled = 1;
-		int64_t ra = tsu_retry_after_ms(req[i].retry_after, telespool__now_ms(),
-		                                TSU_RETRY_AFTER_MAX_MS);
+		int64_t ra =
+		    tsu_retry_after_ms(req[i].retry_after, telespool__now_ms(),
+				       TSU_RETRY_AFTER_MAX_MS);
 		if (ra > 0 && vd != TSU_SENT) {
 			*throttled = 1;
 			if (ra > retry_after)
@@ -275,8 +276,8 @@ static int64_t judge(struct run *r, const telespool__batch *b,
 		if (vd == TSU_SENT) {
 			oc->verdict = TELESPOOL__SENT;
 			if (strcmp(it->event_type, "survey_trigger") == 0)
-				v->survey[i] = tsu_survey_from_response(req[i].response,
-				                                        req[i].response_len);
+				v->survey[i] = tsu_survey_from_response(
+				    req[i].response, req[i].response_len);
 			oc->survey_json = v->survey[i];
 			r->rec.sent++;
 			(*sent)++;
@@ -295,15 +296,16 @@ static int64_t judge(struct run *r, const telespool__batch *b,
 			oc->drop_reason = "max_attempts";
 			r->rec.dead++;
 		} else if (it->created_ms > 0 &&
-		           now - it->created_ms > r->o->max_age_ms) {
+			   now - it->created_ms > r->o->max_age_ms) {
 			oc->verdict = TELESPOOL__DEAD;
 			oc->drop_reason = "expired";
 			r->rec.dead++;
 		} else {
 			oc->verdict = TELESPOOL__RETRY;
 			oc->next_attempt_ms =
-				now + tsu_backoff_ms(it->attempts, TSU_BACKOFF_BASE_MS,
-				                     TSU_BACKOFF_CAP_MS, random64());
+			    now +
+			    tsu_backoff_ms(it->attempts, TSU_BACKOFF_BASE_MS,
+					   TSU_BACKOFF_CAP_MS, random64());
 			r->rec.retried++;
 			r->any_retry = 1;
 		}
@@ -321,10 +323,11 @@ static void progress(struct run *r)
 	if (!r->o->progress)
 		return;
 	double secs = (double)(tsu_monotonic_ms() - r->start_mono) / 1000.0;
-	fprintf(stderr, "\rtelespool-upload: sent %" PRId64 ", %.0f/s, retried %" PRId64
-	                ", dead %" PRId64 "   ",
-	        r->rec.sent, secs > 0 ? (double)r->rec.sent / secs : 0.0,
-	        r->rec.retried, r->rec.dead);
+	fprintf(stderr,
+		"\rtelespool-upload: sent %" PRId64 ", %.0f/s, retried %" PRId64
+		", dead %" PRId64 "   ",
+		r->rec.sent, secs > 0 ? (double)r->rec.sent / secs : 0.0,
+		r->rec.retried, r->rec.dead);
 	fflush(stderr);
 }
 
@@ -333,10 +336,10 @@ static void progress(struct run *r)
 static int send_batch(struct run *r, telespool__batch *b)
 {
 	tsu_request *req = calloc(b->n, sizeof(*req));
-	char (*urls)[1200] = calloc(b->n, sizeof(*urls));
+	char(*urls)[1200] = calloc(b->n, sizeof(*urls));
 	struct verdicts v = {calloc(b->n, sizeof(*v.out)),
-	                     calloc(b->n, sizeof(*v.why)),
-	                     calloc(b->n, sizeof(*v.survey))};
+			     calloc(b->n, sizeof(*v.why)),
+			     calloc(b->n, sizeof(*v.survey))};
 	int ret = 1;
 
 	if (!req || !urls || !v.out || !v.why || !v.survey) {
@@ -348,7 +351,8 @@ static int send_batch(struct run *r, telespool__batch *b)
 		const char *ep = endpoint_of(b->items[i].event_type);
 		if (ep == NULL)
 			continue;
-		snprintf(urls[i], sizeof(urls[i]), "%s%s", r->cfg.space_url, ep);
+		snprintf(urls[i], sizeof(urls[i]), "%s%s", r->cfg.space_url,
+			 ep);
 		req[i].url = urls[i];
 		req[i].body = b->items[i].body;
 		req[i].body_len = b->items[i].body_len;
@@ -365,8 +369,8 @@ static int send_batch(struct run *r, telespool__batch *b)
 
 	int64_t now = telespool__now_ms();
 	int throttled, sent, retryable;
-	int64_t retry_after = judge(r, b, req, &v, now, &throttled, &sent,
-	                            &retryable);
+	int64_t retry_after =
+	    judge(r, b, req, &v, now, &throttled, &sent, &retryable);
 	int rc = telespool__finish(r->sp, v.out, b->n, now);
 	if (rc != TELESPOOL_OK) {
 		/* The leases run out and the rows come back: nothing is lost,
@@ -380,16 +384,20 @@ static int send_batch(struct run *r, telespool__batch *b)
 			if (v.out[i].verdict != TELESPOOL__SENT &&
 			    v.out[i].verdict != TELESPOOL__RELEASE)
 				say("%s %s: %s", b->items[i].event_id,
-				    v.out[i].verdict == TELESPOOL__DEAD ? "dead" : "retry",
+				    v.out[i].verdict == TELESPOOL__DEAD
+					? "dead"
+					: "retry",
 				    v.why[i]);
 
 	if (throttled) {
-		int64_t wait = retry_after > 0 ? retry_after : TSU_BACKOFF_BASE_MS;
+		int64_t wait =
+		    retry_after > 0 ? retry_after : TSU_BACKOFF_BASE_MS;
 		set_state_ms(r, KEY_RETRY_AFTER, now + wait);
 		r->rec.outcome = "throttled";
 		snprintf(r->detail, sizeof(r->detail),
-		         "Space asked to slow down; next try after %" PRId64 " s",
-		         wait / 1000);
+			 "Space asked to slow down; next try after %" PRId64
+			 " s",
+			 wait / 1000);
 		ret = 0;
 	} else if (sent == 0 && retryable > 0) {
 		/* Every request of the batch failed (the first batch of a run is
@@ -397,15 +405,15 @@ static int send_batch(struct run *r, telespool__batch *b)
 		 * until the wait below has passed. */
 		int64_t count = state_ms(r, KEY_DOWN_COUNT) + 1;
 		int64_t wait = tsu_backoff_ms((int)(count < 30 ? count : 30),
-		                              TSU_BACKOFF_BASE_MS, TSU_BACKOFF_CAP_MS,
-		                              random64());
+					      TSU_BACKOFF_BASE_MS,
+					      TSU_BACKOFF_CAP_MS, random64());
 		set_state_ms(r, KEY_DOWN_COUNT, count);
 		set_state_ms(r, KEY_DOWN_UNTIL, now + wait);
 		r->rec.outcome = "server_down";
 		snprintf(r->detail, sizeof(r->detail),
-		         "Space unreachable or failing (%s); next probe after %" PRId64
-		         " s",
-		         v.why[0][0] ? v.why[0] : "no answer", wait / 1000);
+			 "Space unreachable or failing (%s); next probe after "
+			 "%" PRId64 " s",
+			 v.why[0][0] ? v.why[0] : "no answer", wait / 1000);
 		ret = 0;
 	} else if (sent > 0) {
 		set_state_ms(r, KEY_DOWN_COUNT, 0);
@@ -433,14 +441,15 @@ out:
 }
 
 static void dry_run_print(const telespool__batch *b, const tsu_config *cfg,
-                          int verbose)
+			  int verbose)
 {
 	for (size_t i = 0; i < b->n; i++) {
 		const char *ep = endpoint_of(b->items[i].event_type);
-		printf("would POST %s%s  Idempotency-Key: %s  (%s, attempt %d)\n",
-		       cfg->space_url, ep ? ep : "(unknown event type)",
-		       b->items[i].event_id, b->items[i].event_type,
-		       b->items[i].attempts + 1);
+		printf(
+		    "would POST %s%s  Idempotency-Key: %s  (%s, attempt %d)\n",
+		    cfg->space_url, ep ? ep : "(unknown event type)",
+		    b->items[i].event_id, b->items[i].event_type,
+		    b->items[i].attempts + 1);
 		if (verbose)
 			printf("  %s\n", b->items[i].body);
 	}
@@ -455,20 +464,24 @@ static int dry_run(struct run *r)
 	if (r->cfg.disable_telemetry) {
 		telespool__status st;
 		if (telespool__get_status(r->sp, now, &st) == TELESPOOL_OK)
-			printf("telemetry is disabled (%s): a real run would send nothing "
+			printf("telemetry is disabled (%s): a real run would "
+			       "send nothing "
 			       "and purge %" PRId64 " events\n",
-			       r->cfg.disabled_from, st.pending + st.sent + st.dead);
+			       r->cfg.disabled_from,
+			       st.pending + st.sent + st.dead);
 		say("dry run: nothing sent, nothing deleted");
 		return TSU_EXIT_OK;
 	}
 	if (r->cfg.space_url[0] == '\0') {
-		say("dry run: space.url is empty, a real run would send nothing");
+		say("dry run: space.url is empty, a real run would send "
+		    "nothing");
 		return TSU_EXIT_OK;
 	}
 	for (;;) {
 		telespool__batch b;
 		int rc = telespool__peek(r->sp, now, TSU_LEASE_MS, HORIZON_MS,
-		                         r->o->ignore_backoff, after, r->o->batch, &b);
+					 r->o->ignore_backoff, after,
+					 r->o->batch, &b);
 		if (rc != TELESPOOL_OK) {
 			say("reading %s: %s", telespool__path(r->sp),
 			    telespool_errmsg(r->sp));
@@ -516,7 +529,8 @@ static int drain(struct run *r)
 			iso(until, t);
 			r->rec.outcome = "throttled";
 			snprintf(r->detail, sizeof(r->detail),
-			         "Space asked to wait until %s; nothing sent", t);
+				 "Space asked to wait until %s; nothing sent",
+				 t);
 			return TSU_EXIT_OK;
 		}
 		probe = gate(r, KEY_DOWN_UNTIL, now) != 0;
@@ -534,15 +548,15 @@ static int drain(struct run *r)
 			break;
 		if (tsu_monotonic_ms() >= r->deadline)
 			break;
-		int max = probe ? 1
-		          : first ? (r->o->max_in_flight < r->o->batch
-		                             ? r->o->max_in_flight
-		                             : r->o->batch)
-		                  : r->o->batch;
+		int max = probe   ? 1
+			  : first ? (r->o->max_in_flight < r->o->batch
+					 ? r->o->max_in_flight
+					 : r->o->batch)
+				  : r->o->batch;
 		telespool__batch b;
 		now = telespool__now_ms();
 		int rc = telespool__claim(r->sp, now, TSU_LEASE_MS, HORIZON_MS,
-		                          r->o->ignore_backoff, max, &b);
+					  r->o->ignore_backoff, max, &b);
 		if (rc != TELESPOOL_OK)
 			return spool_failed(r, rc);
 		if (b.n == 0)
@@ -555,10 +569,12 @@ static int drain(struct run *r)
 				rel[i].lease_until = b.items[i].lease_until;
 			}
 			if (rel)
-				telespool__finish(r->sp, rel, b.n, telespool__now_ms());
+				telespool__finish(r->sp, rel, b.n,
+						  telespool__now_ms());
 			free(rel);
 			telespool__batch_free(&b);
-			snprintf(r->detail, sizeof(r->detail), "cannot set up libcurl");
+			snprintf(r->detail, sizeof(r->detail),
+				 "cannot set up libcurl");
 			r->rec.outcome = "error";
 			return TSU_EXIT_ERROR;
 		}
@@ -579,20 +595,23 @@ static int drain(struct run *r)
 	if (r->config_broken) {
 		r->rec.outcome = "config_error";
 		snprintf(r->detail, sizeof(r->detail),
-		         "the config became unreadable during the run; nothing "
-		         "deleted");
+			 "the config became unreadable during the run; nothing "
+			 "deleted");
 		return TSU_EXIT_CONFIG;
 	}
 	if (r->optout_seen)
 		return purge(r, "the flag changed during the run");
 	if (r->rec.outcome == NULL && r->stop && *r->stop) {
 		r->rec.outcome = "interrupted";
-		snprintf(r->detail, sizeof(r->detail),
-		         "stopped by a signal; the rest waits for the next run");
-	} else if (r->rec.outcome == NULL && tsu_monotonic_ms() >= r->deadline) {
+		snprintf(
+		    r->detail, sizeof(r->detail),
+		    "stopped by a signal; the rest waits for the next run");
+	} else if (r->rec.outcome == NULL &&
+		   tsu_monotonic_ms() >= r->deadline) {
 		r->rec.outcome = "time_limit";
-		snprintf(r->detail, sizeof(r->detail),
-		         "--max-seconds reached; the rest waits for the next run");
+		snprintf(
+		    r->detail, sizeof(r->detail),
+		    "--max-seconds reached; the rest waits for the next run");
 	}
 	if (r->rec.outcome == NULL)
 		r->rec.outcome = r->attempted ? "ok" : "nothing_due";
@@ -616,16 +635,16 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 	r.o = o;
 	r.stop = stop;
 	r.start_mono = tsu_monotonic_ms();
-	r.deadline = r.start_mono +
-	             1000LL * (o->max_seconds > 0 ? o->max_seconds
-	                                          : DEFAULT_MAX_SECONDS);
+	r.deadline =
+	    r.start_mono + 1000LL * (o->max_seconds > 0 ? o->max_seconds
+							: DEFAULT_MAX_SECONDS);
 
 	/* 1. The config: a broken one stops the run before anything is touched.
 	 * Its identity is noted first, so a change after reading is seen. */
 	if (stat(o->config_path, &r.cfg_seen) != 0)
 		memset(&r.cfg_seen, 0, sizeof(r.cfg_seen));
 	if (tsu_config_load(&r.cfg, o->config_path, o->data_dir, err,
-	                    sizeof(err)) != 0) {
+			    sizeof(err)) != 0) {
 		say("%s", err);
 		say("nothing sent, nothing deleted (exit %d)", TSU_EXIT_CONFIG);
 		return TSU_EXIT_CONFIG;
@@ -686,7 +705,7 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 	telespool__reclaim_leases(r.sp, &reclaimed);
 	telespool__expiry ex;
 	rc = telespool__expire(r.sp, telespool__now_ms(), o->max_age_ms,
-	                       o->max_attempts, o->retention_ms, &ex);
+			       o->max_attempts, o->retention_ms, &ex);
 	if (rc == TELESPOOL_ECORRUPT) {
 		code = spool_failed(&r, rc);
 		goto end;
@@ -700,7 +719,7 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 	if (r.cfg.space_url[0] == '\0') {
 		r.rec.outcome = "no_url";
 		snprintf(r.detail, sizeof(r.detail),
-		         "space.url is empty: nothing sent, events kept");
+			 "space.url is empty: nothing sent, events kept");
 		goto end;
 	}
 	code = drain(&r);

@@ -35,11 +35,11 @@
 
 #define DEF_CONNECT_TIMEOUT_MS 5000L
 #define DEF_REQUEST_TIMEOUT_MS 10000L
-#define DEF_LOW_SPEED_BYTES 1L
-#define DEF_LOW_SPEED_SECONDS 10L
-#define DEF_MAX_IN_FLIGHT 4
-#define MAX_MAX_IN_FLIGHT 64
-#define POLL_SLICE_MS 100 /* *stop and the deadline are looked at this often */
+#define DEF_LOW_SPEED_BYTES    1L
+#define DEF_LOW_SPEED_SECONDS  10L
+#define DEF_MAX_IN_FLIGHT      4
+#define MAX_MAX_IN_FLIGHT      64
+#define POLL_SLICE_MS          100 /* *stop and the deadline are looked at this often */
 
 /* One easy handle of the pool and the request it is carrying, if any. */
 struct slot {
@@ -57,7 +57,7 @@ struct tsu_http {
 	struct slot *slots;
 	int nslots;
 	int verbose;
-	char *token_header; /* "X-LangBot-Telemetry-Token: ...", or NULL */
+	char *token_header;      /* "X-LangBot-Telemetry-Token: ...", or NULL */
 	int (*check)(void *ctx); /* non-zero: abort (tsu_http_set_check) */
 	void *check_ctx;
 };
@@ -165,7 +165,7 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
 	if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
 		r->retry_after[0] = '\0';
 	} else if (n >= sizeof name - 1 &&
-	           strncasecmp(line, name, sizeof name - 1) == 0) {
+		   strncasecmp(line, name, sizeof name - 1) == 0) {
 		const char *v = line + sizeof name - 1, *end = line + n;
 		size_t len;
 		while (v < end && is_space(*v))
@@ -185,19 +185,19 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userdata)
 static int setup_easy(CURL *e, struct slot *s, const tsu_http_options *o)
 {
 	long connect_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms
-	                                            : DEF_CONNECT_TIMEOUT_MS;
+						    : DEF_CONNECT_TIMEOUT_MS;
 	long request_ms = o->request_timeout_ms > 0 ? o->request_timeout_ms
-	                                            : DEF_REQUEST_TIMEOUT_MS;
-	long low_bytes = o->low_speed_bytes > 0 ? o->low_speed_bytes
-	                                        : DEF_LOW_SPEED_BYTES;
+						    : DEF_REQUEST_TIMEOUT_MS;
+	long low_bytes =
+	    o->low_speed_bytes > 0 ? o->low_speed_bytes : DEF_LOW_SPEED_BYTES;
 	long low_secs = o->low_speed_seconds > 0 ? o->low_speed_seconds
-	                                         : DEF_LOW_SPEED_SECONDS;
+						 : DEF_LOW_SPEED_SECONDS;
 	CURLcode c = CURLE_OK;
 
-#define SET(opt, val)                                     \
-	do {                                              \
-		if (c == CURLE_OK)                        \
-			c = curl_easy_setopt(e, opt, val); \
+#define SET(opt, val)                                                          \
+	do {                                                                   \
+		if (c == CURLE_OK)                                             \
+			c = curl_easy_setopt(e, opt, val);                     \
 	} while (0)
 	SET(CURLOPT_NOSIGNAL, 1L);
 	SET(CURLOPT_PROTOCOLS_STR, "http,https");
@@ -264,18 +264,19 @@ int tsu_http_new(tsu_http **out, const tsu_http_options *opts)
 		goto fail;
 	h->nslots = n;
 	if (opts->token && *opts->token) {
-		h->token_header = join("X-LangBot-Telemetry-Token: ", opts->token);
+		h->token_header =
+		    join("X-LangBot-Telemetry-Token: ", opts->token);
 		if (!h->token_header)
 			goto fail;
 	}
 	mc = curl_multi_setopt(h->multi, CURLMOPT_PIPELINING,
-	                       (long)CURLPIPE_MULTIPLEX);
+			       (long)CURLPIPE_MULTIPLEX);
 	if (mc == CURLM_OK)
 		mc = curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
-		                       (long)n);
+				       (long)n);
 	if (mc == CURLM_OK)
 		mc = curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-		                       (long)n);
+				       (long)n);
 	/* The cache would otherwise be sized from the handles added (4 each). */
 	if (mc == CURLM_OK)
 		mc = curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)n);
@@ -391,7 +392,8 @@ static void finish(struct slot *s, CURLcode c)
 
 	curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
 	r->status = status;
-	if (c == CURLE_OK || (c == CURLE_WRITE_ERROR && r->truncated && !s->oom)) {
+	if (c == CURLE_OK ||
+	    (c == CURLE_WRITE_ERROR && r->truncated && !s->oom)) {
 		r->transport = TSU_NET_OK;
 		r->detail[0] = '\0';
 		if (!r->response) {
@@ -399,17 +401,19 @@ static void finish(struct slot *s, CURLcode c)
 			r->response = calloc(1, 1);
 			if (!r->response) {
 				r->transport = TSU_NET_PROTOCOL;
-				copy_text(r->detail, sizeof r->detail, "out of memory");
+				copy_text(r->detail, sizeof r->detail,
+					  "out of memory");
 			}
 		}
 	} else {
 		r->transport = map_code(c);
 		if (s->oom)
 			copy_text(r->detail, sizeof r->detail,
-			          "out of memory storing the response");
+				  "out of memory storing the response");
 		else
 			copy_text(r->detail, sizeof r->detail,
-			          s->errbuf[0] ? s->errbuf : curl_easy_strerror(c));
+				  s->errbuf[0] ? s->errbuf
+					       : curl_easy_strerror(c));
 	}
 	/* A half-received answer is no answer: callers may look at status alone. */
 	if (r->transport != TSU_NET_OK) {
@@ -419,7 +423,7 @@ static void finish(struct slot *s, CURLcode c)
 }
 
 static void log_outcome(const tsu_http *h, const tsu_request *r,
-                        int64_t started_ms)
+			int64_t started_ms)
 {
 	long long ms = (long long)(tsu_monotonic_ms() - started_ms);
 
@@ -427,10 +431,10 @@ static void log_outcome(const tsu_http *h, const tsu_request *r,
 		return;
 	if (r->transport == TSU_NET_OK)
 		fprintf(stderr, "http: POST %s -> %ld%s (%lld ms)\n", r->url,
-		        r->status, r->truncated ? ", body truncated" : "", ms);
+			r->status, r->truncated ? ", body truncated" : "", ms);
 	else
-		fprintf(stderr, "http: POST %s -> failed: %s (%lld ms)\n", r->url,
-		        r->detail, ms);
+		fprintf(stderr, "http: POST %s -> failed: %s (%lld ms)\n",
+			r->url, r->detail, ms);
 }
 
 static void release_slot(struct slot *s)
@@ -497,7 +501,7 @@ static int start(tsu_http *h, struct slot *s, tsu_request *r)
 	c = curl_easy_setopt(s->easy, CURLOPT_URL, r->url);
 	if (c == CURLE_OK)
 		c = curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE,
-		                     (curl_off_t)r->body_len);
+				     (curl_off_t)r->body_len);
 	if (c == CURLE_OK)
 		c = curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, body);
 	if (c == CURLE_OK)
@@ -559,7 +563,7 @@ static void abort_active(tsu_http *h, const char *why)
 }
 
 int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
-                     int64_t deadline_ms, volatile int *stop)
+		     int64_t deadline_ms, volatile int *stop)
 {
 	size_t next = 0, done = 0, i;
 	int active = 0;
@@ -607,7 +611,8 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 			char *priv = NULL;
 			if (m->msg != CURLMSG_DONE)
 				continue;
-			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
+			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE,
+					  &priv);
 			s = (struct slot *)(void *)priv;
 			finish(s, m->data.result);
 			log_outcome(h, s->req, s->started_ms);
@@ -626,9 +631,11 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 		{
 			int wait_ms = POLL_SLICE_MS;
 			if (deadline_ms > 0) {
-				int64_t left_ms = deadline_ms - tsu_monotonic_ms();
+				int64_t left_ms =
+				    deadline_ms - tsu_monotonic_ms();
 				if (left_ms < wait_ms)
-					wait_ms = left_ms > 0 ? (int)left_ms : 0;
+					wait_ms =
+					    left_ms > 0 ? (int)left_ms : 0;
 			}
 			mc = curl_multi_poll(h->multi, NULL, 0, wait_ms, NULL);
 			if (mc != CURLM_OK)
@@ -638,7 +645,8 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 	if (why) {
 		abort_active(h, why);
 		for (; next < n; next++)
-			copy_text(reqs[next].detail, sizeof reqs[next].detail, why);
+			copy_text(reqs[next].detail, sizeof reqs[next].detail,
+				  why);
 	}
 	return 0;
 
@@ -648,7 +656,7 @@ fail:
 		drop_response(&reqs[i]);
 		reqs[i].transport = TSU_NET_ABORTED;
 		copy_text(reqs[i].detail, sizeof reqs[i].detail,
-		          curl_multi_strerror(mc));
+			  curl_multi_strerror(mc));
 	}
 	return -1;
 }

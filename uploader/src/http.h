@@ -15,16 +15,16 @@
 
 /* A field left 0 takes its default; max_in_flight is capped at 64. */
 typedef struct tsu_http_options {
-	const char *user_agent;      /* "telespool/<version>" */
-	const char *token;           /* X-LangBot-Telemetry-Token, or NULL */
-	const char *cacert;          /* CA bundle to verify Space with (replaces
+	const char *user_agent;  /* "telespool/<version>" */
+	const char *token;       /* X-LangBot-Telemetry-Token, or NULL */
+	const char *cacert;      /* CA bundle to verify Space with (replaces
 	                                the system store), or NULL */
-	long connect_timeout_ms;     /* default 5000 */
-	long request_timeout_ms;     /* whole request; default 10000 (LangBot's) */
-	long low_speed_bytes;        /* abort if slower than this ... */
-	long low_speed_seconds;      /* ... for this long; defaults 1 B/s, 10 s */
-	int max_in_flight;           /* default 4 */
-	int verbose;                 /* log requests to stderr */
+	long connect_timeout_ms; /* default 5000 */
+	long request_timeout_ms; /* whole request; default 10000 (LangBot's) */
+	long low_speed_bytes;    /* abort if slower than this ... */
+	long low_speed_seconds;  /* ... for this long; defaults 1 B/s, 10 s */
+	int max_in_flight;       /* default 4 */
+	int verbose;             /* log requests to stderr */
 } tsu_http_options;
 
 /* One POST and its outcome. */
@@ -36,14 +36,14 @@ typedef struct tsu_request {
 	const char *idempotency_key; /* Idempotency-Key header, or NULL */
 
 	/* out */
-	tsu_transport transport;  /* TSU_NET_OK when an HTTP answer came */
-	long status;              /* HTTP status; 0 unless TSU_NET_OK */
-	char detail[256];         /* curl's error text for transport failures */
-	char retry_after[128];    /* Retry-After header value, "" if none */
-	char *response;           /* body (malloc'd, NUL-terminated, capped); non-NULL
+	tsu_transport transport; /* TSU_NET_OK when an HTTP answer came */
+	long status;             /* HTTP status; 0 unless TSU_NET_OK */
+	char detail[256];        /* curl's error text for transport failures */
+	char retry_after[128];   /* Retry-After header value, "" if none */
+	char *response; /* body (malloc'd, NUL-terminated, capped); non-NULL
 	                             (maybe "") exactly when TSU_NET_OK */
 	size_t response_len;
-	int truncated;            /* body was longer than TSU_HTTP_MAX_RESPONSE: the
+	int truncated; /* body was longer than TSU_HTTP_MAX_RESPONSE: the
 	                             transfer was cut there, still TSU_NET_OK */
 } tsu_request;
 
@@ -68,7 +68,7 @@ int tsu_http_new(tsu_http **out, const tsu_http_options *opts);
  * of the transport itself (then every request is TSU_NET_ABORTED).
  */
 int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
-                     int64_t deadline_ms, volatile int *stop);
+		     int64_t deadline_ms, volatile int *stop);
 
 /*
  * check, if set, is called before perform starts and then at least every

@@ -23,7 +23,7 @@ int tsu_lock_acquire(const char *db_path, char *err, size_t errlen)
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot open lock file %s: %s", path,
-		         strerror(errno));
+			 strerror(errno));
 		return -2;
 	}
 	while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -32,8 +32,10 @@ int tsu_lock_acquire(const char *db_path, char *err, size_t errlen)
 			continue;
 		close(fd);
 		if (e == EWOULDBLOCK) {
-			snprintf(err, errlen,
-			         "another telespool-upload is running (lock %s)", path);
+			snprintf(
+			    err, errlen,
+			    "another telespool-upload is running (lock %s)",
+			    path);
 			return -1;
 		}
 		snprintf(err, errlen, "cannot lock %s: %s", path, strerror(e));

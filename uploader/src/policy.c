@@ -53,8 +53,8 @@ static void line_num(struct line *l, double v)
 	else
 		n = snprintf(tmp, sizeof tmp, "%g", v);
 	if (n > 0)
-		line_put(l, tmp, (size_t)n < sizeof tmp ? (size_t)n
-		                                        : sizeof tmp - 1);
+		line_put(l, tmp,
+			 (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
 static const char *transport_name(tsu_transport t)
@@ -87,8 +87,8 @@ static int prefix_code(const char *p, size_t len, double *code)
 	size_t i = 0;
 	int depth = 0, expect_key = 0;
 
-	while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' ||
-	                   p[i] == '\n'))
+	while (i < len &&
+	       (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
 		i++;
 	if (i >= len || p[i] != '{')
 		return 0;
@@ -113,7 +113,8 @@ static int prefix_code(const char *p, size_t len, double *code)
 				continue;
 			}
 			size_t j = i + 1;
-			while (j < len && (p[j] == ' ' || p[j] == ':' || p[j] == '\t'))
+			while (j < len &&
+			       (p[j] == ' ' || p[j] == ':' || p[j] == '\t'))
 				j++;
 			char num[24];
 			size_t k = 0;
@@ -139,8 +140,8 @@ static int prefix_code(const char *p, size_t len, double *code)
  * short, such a "code" in its prefix); *msg then points into *root (a
  * string "msg"), or is NULL.  The caller deletes *root.
  */
-static int body_code(const char *body, size_t len, cJSON **root,
-                     double *code, const char **msg)
+static int body_code(const char *body, size_t len, cJSON **root, double *code,
+		     const char **msg)
 {
 	const cJSON *c, *m;
 	double x;
@@ -171,11 +172,11 @@ static int body_code(const char *body, size_t len, cJSON **root,
 }
 
 tsu_verdict tsu_classify(tsu_transport transport, long http_status,
-                         const char *body, size_t body_len,
-                         const char *transport_detail, char *reason,
-                         size_t reasonlen)
+			 const char *body, size_t body_len,
+			 const char *transport_detail, char *reason,
+			 size_t reasonlen)
 {
-	struct line l = { reason, reason ? reasonlen : 0, 0 };
+	struct line l = {reason, reason ? reasonlen : 0, 0};
 	char tmp[48];
 	tsu_verdict v;
 
@@ -232,16 +233,17 @@ tsu_verdict tsu_classify(tsu_transport transport, long http_status,
 		 * space.url or a proxy is wrong, not that the event is: keep it
 		 * until the operator fixes the URL (or it expires).
 		 */
-		line_str(&l, http_status >= 300
-		                     ? " (redirects are not followed: check space.url)"
-		                     : " (unexpected informational answer)");
+		line_str(&l,
+			 http_status >= 300
+			     ? " (redirects are not followed: check space.url)"
+			     : " (unexpected informational answer)");
 		return TSU_RETRY;
 	}
 	return TSU_DEAD; /* other 4xx */
 }
 
 int64_t tsu_backoff_ms(int attempts, int64_t base_ms, int64_t cap_ms,
-                       uint64_t rnd)
+		       uint64_t rnd)
 {
 	int64_t hi, lo;
 
@@ -306,10 +308,9 @@ static int is_wkday(const char *s)
 /* The full day name of RFC 850; returns its length, or 0. */
 static size_t weekday_len(const char *s)
 {
-	static const char *const names[] = { "Monday",   "Tuesday",
-		                             "Wednesday", "Thursday",
-		                             "Friday",   "Saturday",
-		                             "Sunday" };
+	static const char *const names[] = {"Monday",   "Tuesday", "Wednesday",
+					    "Thursday", "Friday",  "Saturday",
+					    "Sunday"};
 
 	for (int i = 0; i < 7; i++) {
 		size_t n = strlen(names[i]);
@@ -349,8 +350,7 @@ static int64_t year_from_days(int64_t z)
 
 static int days_in_month(int64_t y, int m)
 {
-	static const int d[] = { 31, 28, 31, 30, 31, 30,
-		                 31, 31, 30, 31, 30, 31 };
+	static const int d[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 
 	if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
 		return 29;
@@ -362,8 +362,8 @@ static int64_t time_of_day(const char *s)
 {
 	int h = digits(s, 2), m = digits(s + 3, 2), sec = digits(s + 6, 2);
 
-	if (s[2] != ':' || s[5] != ':' || h < 0 || m < 0 || sec < 0 ||
-	    h > 23 || m > 59 || sec > 60)
+	if (s[2] != ':' || s[5] != ':' || h < 0 || m < 0 || sec < 0 || h > 23 ||
+	    m > 59 || sec > 60)
 		return -1;
 	return (int64_t)h * 3600 + m * 60 + sec;
 }
@@ -377,8 +377,7 @@ static int ymd_ok(int64_t y, int m, int d)
  * An HTTP date (RFC 9110 section 5.6.7) as unix seconds in *out; 0 or -1.
  * s is trimmed and n its length; now_s resolves RFC 850's two-digit year.
  */
-static int parse_http_date(const char *s, size_t n, int64_t now_s,
-                           int64_t *out)
+static int parse_http_date(const char *s, size_t n, int64_t now_s, int64_t *out)
 {
 	int64_t y, tod;
 	int m, d;
@@ -421,8 +420,8 @@ static int parse_http_date(const char *s, size_t n, int64_t now_s,
 		 * RFC 9110: a two-digit year more than 50 years in the
 		 * future is the most recent past year with those digits.
 		 */
-		now_y = year_from_days(now_s >= 0 ? now_s / 86400
-		                                  : -((-now_s + 86399) / 86400));
+		now_y = year_from_days(
+		    now_s >= 0 ? now_s / 86400 : -((-now_s + 86399) / 86400));
 		y = now_y - now_y % 100 + yy;
 		if (y > now_y + 50)
 			y -= 100;

@@ -18,13 +18,14 @@ typedef enum tsu_verdict {
 
 /* How the transfer ended below HTTP, from the transport. */
 typedef enum tsu_transport {
-	TSU_NET_OK = 0,       /* an HTTP answer was received */
-	TSU_NET_CONNECT = 1,  /* refused, unreachable, reset before an answer */
-	TSU_NET_DNS = 2,      /* name did not resolve */
-	TSU_NET_TIMEOUT = 3,  /* connect or request timed out, or too slow */
-	TSU_NET_TLS = 4,      /* TLS handshake or certificate failure */
-	TSU_NET_PROTOCOL = 5, /* malformed or cut-off HTTP, a bad URL or header */
-	TSU_NET_ABORTED = 6   /* the run stopped it (deadline, opt-out) */
+	TSU_NET_OK = 0,      /* an HTTP answer was received */
+	TSU_NET_CONNECT = 1, /* refused, unreachable, reset before an answer */
+	TSU_NET_DNS = 2,     /* name did not resolve */
+	TSU_NET_TIMEOUT = 3, /* connect or request timed out, or too slow */
+	TSU_NET_TLS = 4,     /* TLS handshake or certificate failure */
+	TSU_NET_PROTOCOL =
+	    5,              /* malformed or cut-off HTTP, a bad URL or header */
+	TSU_NET_ABORTED = 6 /* the run stopped it (deadline, opt-out) */
 } tsu_transport;
 
 /*
@@ -40,9 +41,9 @@ typedef enum tsu_transport {
  * more than reasonlen-1 bytes and holds only printable ASCII.
  */
 tsu_verdict tsu_classify(tsu_transport transport, long http_status,
-                         const char *body, size_t body_len,
-                         const char *transport_detail, char *reason,
-                         size_t reasonlen);
+			 const char *body, size_t body_len,
+			 const char *transport_detail, char *reason,
+			 size_t reasonlen);
 
 /*
  * Delay before attempt number attempts+1, in ms: exponential backoff with
@@ -50,7 +51,7 @@ tsu_verdict tsu_classify(tsu_transport transport, long http_status,
  * base_ms / 2.  rnd is a uniformly random 64-bit value.
  */
 int64_t tsu_backoff_ms(int attempts, int64_t base_ms, int64_t cap_ms,
-                       uint64_t rnd);
+		       uint64_t rnd);
 
 /*
  * Parses a Retry-After header value: delta-seconds or an HTTP date

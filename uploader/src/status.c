@@ -26,7 +26,8 @@ static int64_t file_size(const char *path, const char *suffix)
 static void human(int64_t bytes, char *out, size_t len)
 {
 	if (bytes >= 10 * 1024 * 1024)
-		snprintf(out, len, "%.1f MiB", (double)bytes / (1024.0 * 1024.0));
+		snprintf(out, len, "%.1f MiB",
+			 (double)bytes / (1024.0 * 1024.0));
 	else if (bytes >= 10 * 1024)
 		snprintf(out, len, "%.1f KiB", (double)bytes / 1024.0);
 	else
@@ -47,8 +48,8 @@ static void wait_of(telespool *sp, const char *key, int64_t now, char *out)
 }
 
 static void print_text(const telespool__status *s, const tsu_options *o,
-                       const tsu_config *cfg, const char *cfg_err,
-                       const char *throttled, const char *down)
+		       const tsu_config *cfg, const char *cfg_err,
+		       const char *throttled, const char *down)
 {
 	char a[32], b[32];
 
@@ -59,9 +60,12 @@ static void print_text(const telespool__status *s, const tsu_options *o,
 	if (cfg_err)
 		printf("config       %s: %s\n", o->config_path, cfg_err);
 	else
-		printf("config       %s: telemetry %s, space.url %s\n", o->config_path,
-		       cfg->disable_telemetry ? "DISABLED (opted out)" : "enabled",
-		       cfg->space_url[0] ? cfg->space_url : "(empty: nothing is sent)");
+		printf("config       %s: telemetry %s, space.url %s\n",
+		       o->config_path,
+		       cfg->disable_telemetry ? "DISABLED (opted out)"
+					      : "enabled",
+		       cfg->space_url[0] ? cfg->space_url
+					 : "(empty: nothing is sent)");
 	human(s->pending_bytes, a, sizeof(a));
 	printf("pending      %" PRId64 " events (%s)", s->pending, a);
 	if (s->leased)
@@ -75,7 +79,8 @@ static void print_text(const telespool__status *s, const tsu_options *o,
 	if (s->next_attempt[0])
 		printf("next attempt %s\n", s->next_attempt);
 	if (throttled[0])
-		printf("throttled    Space asked to wait until %s\n", throttled);
+		printf("throttled    Space asked to wait until %s\n",
+		       throttled);
 	if (down[0])
 		printf("server down  one probe per run until %s\n", down);
 	if (s->n_drops == 0) {
@@ -83,8 +88,9 @@ static void print_text(const telespool__status *s, const tsu_options *o,
 	} else {
 		printf("drops\n");
 		for (size_t i = 0; i < s->n_drops; i++)
-			printf("  %-22s %10" PRId64 "  last %s\n", s->drops[i].reason,
-			       s->drops[i].count, s->drops[i].last_at);
+			printf("  %-22s %10" PRId64 "  last %s\n",
+			       s->drops[i].reason, s->drops[i].count,
+			       s->drops[i].last_at);
 	}
 	if (s->n_runs == 0) {
 		printf("last runs    none\n");
@@ -94,28 +100,33 @@ static void print_text(const telespool__status *s, const tsu_options *o,
 			printf("  %s  %-16s sent %" PRId64 ", retried %" PRId64
 			       ", dead %" PRId64 ", purged %" PRId64 "%s%s\n",
 			       s->runs[i].started_at,
-			       s->runs[i].ended_at[0] ? s->runs[i].outcome : "(running or crashed)",
-			       s->runs[i].sent, s->runs[i].retried, s->runs[i].dead,
-			       s->runs[i].purged, s->runs[i].detail[0] ? "  " : "",
+			       s->runs[i].ended_at[0] ? s->runs[i].outcome
+						      : "(running or crashed)",
+			       s->runs[i].sent, s->runs[i].retried,
+			       s->runs[i].dead, s->runs[i].purged,
+			       s->runs[i].detail[0] ? "  " : "",
 			       s->runs[i].detail);
 	}
 }
 
 static void print_json(const telespool__status *s, const tsu_options *o,
-                       const tsu_config *cfg, const char *cfg_err,
-                       const char *throttled, const char *down)
+		       const tsu_config *cfg, const char *cfg_err,
+		       const char *throttled, const char *down)
 {
 	cJSON *j = cJSON_CreateObject();
 	cJSON_AddStringToObject(j, "spool", o->db_path);
 	cJSON_AddNumberToObject(j, "schema_version", s->schema_version);
-	cJSON_AddNumberToObject(j, "file_bytes", (double)file_size(o->db_path, ""));
-	cJSON_AddNumberToObject(j, "wal_bytes", (double)file_size(o->db_path, "-wal"));
+	cJSON_AddNumberToObject(j, "file_bytes",
+				(double)file_size(o->db_path, ""));
+	cJSON_AddNumberToObject(j, "wal_bytes",
+				(double)file_size(o->db_path, "-wal"));
 	cJSON *c = cJSON_AddObjectToObject(j, "config");
 	cJSON_AddStringToObject(c, "path", o->config_path);
 	if (cfg_err) {
 		cJSON_AddStringToObject(c, "error", cfg_err);
 	} else {
-		cJSON_AddBoolToObject(c, "telemetry_disabled", cfg->disable_telemetry);
+		cJSON_AddBoolToObject(c, "telemetry_disabled",
+				      cfg->disable_telemetry);
 		cJSON_AddStringToObject(c, "space_url", cfg->space_url);
 	}
 	cJSON_AddNumberToObject(j, "pending", (double)s->pending);
@@ -123,7 +134,8 @@ static void print_json(const telespool__status *s, const tsu_options *o,
 	cJSON_AddNumberToObject(j, "leased", (double)s->leased);
 	cJSON_AddNumberToObject(j, "sent", (double)s->sent);
 	cJSON_AddNumberToObject(j, "dead", (double)s->dead);
-	cJSON_AddNumberToObject(j, "surveys_pending", (double)s->surveys_pending);
+	cJSON_AddNumberToObject(j, "surveys_pending",
+				(double)s->surveys_pending);
 	if (s->oldest_pending[0])
 		cJSON_AddStringToObject(j, "oldest_pending", s->oldest_pending);
 	else
@@ -142,18 +154,21 @@ static void print_json(const telespool__status *s, const tsu_options *o,
 		cJSON_AddNullToObject(j, "down_until");
 	cJSON *d = cJSON_AddObjectToObject(j, "drops");
 	for (size_t i = 0; i < s->n_drops; i++)
-		cJSON_AddNumberToObject(d, s->drops[i].reason, (double)s->drops[i].count);
+		cJSON_AddNumberToObject(d, s->drops[i].reason,
+					(double)s->drops[i].count);
 	cJSON *runs = cJSON_AddArrayToObject(j, "runs");
 	for (size_t i = 0; i < s->n_runs; i++) {
 		cJSON *r = cJSON_CreateObject();
 		cJSON_AddStringToObject(r, "started_at", s->runs[i].started_at);
 		if (s->runs[i].ended_at[0])
-			cJSON_AddStringToObject(r, "ended_at", s->runs[i].ended_at);
+			cJSON_AddStringToObject(r, "ended_at",
+						s->runs[i].ended_at);
 		else
 			cJSON_AddNullToObject(r, "ended_at");
 		cJSON_AddStringToObject(r, "outcome", s->runs[i].outcome);
 		cJSON_AddNumberToObject(r, "sent", (double)s->runs[i].sent);
-		cJSON_AddNumberToObject(r, "retried", (double)s->runs[i].retried);
+		cJSON_AddNumberToObject(r, "retried",
+					(double)s->runs[i].retried);
 		cJSON_AddNumberToObject(r, "dead", (double)s->runs[i].dead);
 		cJSON_AddNumberToObject(r, "purged", (double)s->runs[i].purged);
 		cJSON_AddStringToObject(r, "detail", s->runs[i].detail);
@@ -170,13 +185,14 @@ int tsu_status(const tsu_options *o, int json)
 {
 	struct stat st;
 	if (stat(o->db_path, &st) != 0) {
-		fprintf(stderr, "telespool-upload: no spool at %s\n", o->db_path);
+		fprintf(stderr, "telespool-upload: no spool at %s\n",
+			o->db_path);
 		return TSU_EXIT_OK;
 	}
 	tsu_config cfg;
 	char err[512];
 	int have_cfg = tsu_config_load(&cfg, o->config_path, o->data_dir, err,
-	                               sizeof(err)) == 0;
+				       sizeof(err)) == 0;
 
 	telespool *sp;
 	telespool_options so = TELESPOOL_OPTIONS_INIT;
@@ -184,7 +200,7 @@ int tsu_status(const tsu_options *o, int json)
 	int rc = telespool_open(&sp, o->db_path, &so);
 	if (rc != TELESPOOL_OK) {
 		fprintf(stderr, "telespool-upload: cannot use the spool: %s\n",
-		        telespool_open_errmsg());
+			telespool_open_errmsg());
 		if (have_cfg)
 			tsu_config_free(&cfg);
 		return TSU_EXIT_ERROR;
@@ -198,14 +214,14 @@ int tsu_status(const tsu_options *o, int json)
 	wait_of(sp, "retry_after_until", now, throttled);
 	wait_of(sp, "down_until", now, down);
 	if (rc != TELESPOOL_OK) {
-		fprintf(stderr, "telespool-upload: cannot read %s: %s\n", o->db_path,
-		        why);
+		fprintf(stderr, "telespool-upload: cannot read %s: %s\n",
+			o->db_path, why);
 	} else if (json) {
 		print_json(&s, o, have_cfg ? &cfg : NULL, have_cfg ? NULL : err,
-		           throttled, down);
+			   throttled, down);
 	} else {
 		print_text(&s, o, have_cfg ? &cfg : NULL, have_cfg ? NULL : err,
-		           throttled, down);
+			   throttled, down);
 	}
 	telespool_close(sp);
 	if (have_cfg)
