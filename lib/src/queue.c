@@ -222,23 +222,23 @@ int telespool__finish(telespool *sp, const telespool__outcome *o, size_t n,
 	 * that arrives after the lease ran out and another uploader took the
 	 * row over must not undo that uploader's work. */
 	static const char *const sql[] = {
-	    [TELESPOOL__SENT] =
-		"UPDATE events SET state = 'sent', sent_at = ?2,"
-		" attempts = attempts + 1, last_error = NULL, lease_until = "
-		"NULL"
-		" WHERE id = ?1 AND state = 'pending'",
-	    [TELESPOOL__RETRY] =
-		"UPDATE events SET attempts = attempts + 1, next_attempt_at = "
-		"?3,"
-		" last_error = ?4, lease_until = NULL WHERE id = ?1"
-		" AND state = 'pending' AND (?5 IS NULL OR lease_until = ?5)",
-	    [TELESPOOL__DEAD] =
-		"UPDATE events SET state = 'dead', attempts = attempts + 1,"
-		" last_error = ?4, lease_until = NULL WHERE id = ?1"
-		" AND state = 'pending' AND (?5 IS NULL OR lease_until = ?5)",
-	    [TELESPOOL__RELEASE] =
-		"UPDATE events SET lease_until = NULL WHERE id = ?1"
-		" AND state = 'pending' AND (?5 IS NULL OR lease_until = ?5)",
+	    [TELESPOOL__SENT] = ("UPDATE events SET state = 'sent',"
+				 " sent_at = ?2, attempts = attempts + 1,"
+				 " last_error = NULL, lease_until = NULL"
+				 " WHERE id = ?1 AND state = 'pending'"),
+	    [TELESPOOL__RETRY] = ("UPDATE events SET attempts = attempts + 1,"
+				  " next_attempt_at = ?3, last_error = ?4,"
+				  " lease_until = NULL WHERE id = ?1"
+				  " AND state = 'pending'"
+				  " AND (?5 IS NULL OR lease_until = ?5)"),
+	    [TELESPOOL__DEAD] = ("UPDATE events SET state = 'dead',"
+				 " attempts = attempts + 1, last_error = ?4,"
+				 " lease_until = NULL WHERE id = ?1"
+				 " AND state = 'pending'"
+				 " AND (?5 IS NULL OR lease_until = ?5)"),
+	    [TELESPOOL__RELEASE] = ("UPDATE events SET lease_until = NULL"
+				    " WHERE id = ?1 AND state = 'pending'"
+				    " AND (?5 IS NULL OR lease_until = ?5)"),
 	};
 	sqlite3_stmt *st[4] = {NULL, NULL, NULL, NULL};
 

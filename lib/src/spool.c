@@ -63,6 +63,12 @@ static const char *const stmt_sql[STMT__COUNT] = {
 };
 
 static void vformat(char *buf, size_t len, const char *fmt, va_list ap)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 0)))
+#endif
+    ;
+
+static void vformat(char *buf, size_t len, const char *fmt, va_list ap)
 {
 	int n = vsnprintf(buf, len, fmt, ap);
 	if (n < 0)
