@@ -6,7 +6,6 @@
  *
  * "test_concurrency NAME..." runs only the named tests.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -25,49 +24,6 @@ enum { PROCS = 2, THREADS = 2, SHARED_THREADS = 8 };
 static int per_thread = 2500, shared_per_thread = 1000;
 
 static char g_dir[512];
-
-static void make_dir(void)
-{
-	const char *t = getenv("TMPDIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/test_concurrency-XXXXXX",
-		 t && *t ? t : "/tmp");
-	if (mkdtemp(g_dir) == NULL) {
-		perror("mkdtemp");
-		exit(2);
-	}
-}
-
-static void rm_dir(void)
-{
-	DIR *d = opendir(g_dir);
-	struct dirent *e;
-	while (d && (e = readdir(d)) != NULL) {
-		char p[1024];
-		snprintf(p, sizeof(p), "%s/%s", g_dir, e->d_name);
-		if (e->d_name[0] != '.')
-			unlink(p);
-	}
-	if (d)
-		closedir(d);
-	rmdir(g_dir);
-}
-
-static int64_t path_int(const char *path, const char *sql)
-{
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	int64_t v = -999;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) ==
-		SQLITE_OK &&
-	    sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	else
-		fprintf(stderr, "%s: %s\n", sql, db ? sqlite3_errmsg(db) : "?");
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return v;
-}
 
 struct writer {
 	const char *path;
@@ -262,7 +218,7 @@ int main(int argc, char **argv)
 		per_thread /= 5;
 		shared_per_thread /= 5;
 	}
-	make_dir();
+	make_temp_dir(g_dir, sizeof(g_dir), "test_concurrency");
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
 		int wanted = argc < 2;
 		for (int a = 1; a < argc; a++)
@@ -277,7 +233,7 @@ int main(int argc, char **argv)
 			printf("   FAILED: %s\n", tests[i].name);
 	}
 	if (tu_failed == 0)
-		rm_dir();
+		rm_rf(g_dir);
 	else
 		printf("files kept in %s\n", g_dir);
 	return TEST_REPORT();

@@ -7,13 +7,10 @@
  * "test_queue NAME..." runs only the named tests.
  */
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "migrate.h"
 #include "queue.h"
@@ -26,120 +23,6 @@
 /* ---- scaffolding ---- */
 
 static char g_dir[512];
-
-static void make_dir(void)
-{
-	const char *t = getenv("TMPDIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/test_queue-XXXXXX",
-		 t && *t ? t : "/tmp");
-	if (mkdtemp(g_dir) == NULL) {
-		perror("mkdtemp");
-		exit(2);
-	}
-}
-
-static void rm_dir(void)
-{
-	DIR *d = opendir(g_dir);
-	struct dirent *e;
-	while (d && (e = readdir(d)) != NULL) {
-		char p[1024];
-		snprintf(p, sizeof(p), "%s/%s", g_dir, e->d_name);
-		if (e->d_name[0] != '.')
-			unlink(p);
-	}
-	if (d)
-		closedir(d);
-	rmdir(g_dir);
-}
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static sqlite3 *raw_open(const char *path)
-{
-	sqlite3 *db = NULL;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) !=
-	    SQLITE_OK) {
-		fprintf(stderr, "raw_open %s: %s\n", path,
-			db ? sqlite3_errmsg(db) : "?");
-		sqlite3_close(db);
-		return NULL;
-	}
-	sqlite3_busy_timeout(db, 10000);
-	return db;
-}
-
-static int raw_exec(sqlite3 *db, const char *sql)
-{
-	char *err = NULL;
-	int src = sqlite3_exec(db, sql, NULL, NULL, &err);
-	if (src != SQLITE_OK) {
-		fprintf(stderr, "raw_exec %s: %s\n", sql, err ? err : "?");
-		sqlite3_free(err);
-	}
-	return src;
-}
-
-static int64_t raw_int(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt *st = NULL;
-	int64_t v = -999;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-		fprintf(stderr, "raw_int %s: %s\n", sql, sqlite3_errmsg(db));
-		return v;
-	}
-	int src = sqlite3_step(st);
-	if (src == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	else if (src == SQLITE_DONE)
-		v = -998;
-	sqlite3_finalize(st);
-	return v;
-}
-
-static char *raw_text(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt *st = NULL;
-	char *v = NULL;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-		fprintf(stderr, "raw_text %s: %s\n", sql, sqlite3_errmsg(db));
-		return NULL;
-	}
-	if (sqlite3_step(st) == SQLITE_ROW &&
-	    sqlite3_column_type(st, 0) != SQLITE_NULL)
-		v = strdup((const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
-	return v;
-}
-
-static int64_t path_int(const char *path, const char *sql)
-{
-	sqlite3 *db = raw_open(path);
-	int64_t v = db ? raw_int(db, sql) : -997;
-	sqlite3_close(db);
-	return v;
-}
-
-static char *path_text(const char *path, const char *sql)
-{
-	sqlite3 *db = raw_open(path);
-	char *v = db ? raw_text(db, sql) : NULL;
-	sqlite3_close(db);
-	return v;
-}
-
-static int path_exec(const char *path, const char *sql)
-{
-	sqlite3 *db = raw_open(path);
-	int src = db ? raw_exec(db, sql) : SQLITE_CANTOPEN;
-	sqlite3_close(db);
-	return src;
-}
 
 /* A column of the event with this id, as text ("NULL" for NULL). */
 static char *col_of(const char *path, const char *col, int64_t id)
@@ -161,17 +44,6 @@ static void assert_col(const char *path, const char *col, int64_t id,
 	else
 		tu_passed++;
 	free(v);
-}
-
-static int64_t drops_of(const char *path, const char *reason)
-{
-	char sql[256];
-	snprintf(
-	    sql, sizeof(sql),
-	    "SELECT coalesce((SELECT count FROM drops WHERE reason = '%s'),"
-	    " 0)",
-	    reason);
-	return path_int(path, sql);
 }
 
 static telespool *fresh(const char *name, char *path, size_t len)
@@ -232,22 +104,6 @@ static void assert_claimed(const telespool__batch *b, const char *prefix,
 	}
 }
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	*len = 0;
-	if (f == NULL)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long size = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	unsigned char *buf = malloc(size > 0 ? (size_t)size : 1);
-	if (buf && size > 0)
-		*len = fread(buf, 1, (size_t)size, f);
-	fclose(f);
-	return buf;
-}
-
 static int64_t file_size(const char *path)
 {
 	struct stat st;
@@ -258,7 +114,7 @@ static int64_t file_size(const char *path)
 static int file_contains(const char *path, const char *needle)
 {
 	size_t len;
-	unsigned char *b = slurp(path, &len);
+	unsigned char *b = slurp_file(path, &len);
 	size_t n = strlen(needle);
 	int found = 0;
 	for (size_t i = 0; b && !found && i + n <= len; i++)
@@ -954,18 +810,13 @@ static void test_expire(void)
 
 /* ---- purge ---- */
 
-static void side(char *out, size_t len, const char *path, const char *sfx)
-{
-	snprintf(out, len, "%s%s", path, sfx);
-}
-
 static void test_purge(void)
 {
 	char path[600], wal[700];
 	telespool *sp = fresh("purge.db", path, sizeof(path));
 	if (sp == NULL)
 		return;
-	side(wal, sizeof(wal), path, "-wal");
+	path_suffix(wal, sizeof(wal), path, "-wal");
 	record_n(sp, "p", 5000, "PURGE-CANARY-");
 	ASSERT_EQ(
 	    telespool_record_survey_trigger(sp, "first_bot_response_success"),
@@ -1025,7 +876,7 @@ static void test_purge_with_reader(void)
 	telespool *sp = fresh("purge-reader.db", path, sizeof(path));
 	if (sp == NULL)
 		return;
-	side(wal, sizeof(wal), path, "-wal");
+	path_suffix(wal, sizeof(wal), path, "-wal");
 	record_n(sp, "p", 200, "PURGE-CANARY-");
 
 	sqlite3 *reader = raw_open(path);
@@ -1227,7 +1078,7 @@ static const struct {
 
 int main(int argc, char **argv)
 {
-	make_dir();
+	make_temp_dir(g_dir, sizeof(g_dir), "test_queue");
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
 		int wanted = argc < 2;
 		for (int a = 1; a < argc; a++)
@@ -1242,7 +1093,7 @@ int main(int argc, char **argv)
 			printf("   FAILED: %s\n", tests[i].name);
 	}
 	if (tu_failed == 0)
-		rm_dir();
+		rm_rf(g_dir);
 	else
 		printf("files kept in %s\n", g_dir);
 	return TEST_REPORT();

@@ -32,84 +32,16 @@
 
 static char g_dir[512];
 
-static void make_dir(void)
-{
-	const char *t = getenv("TMPDIR");
-	snprintf(g_dir, sizeof(g_dir), "%s/test_spool-XXXXXX",
-		 t && *t ? t : "/tmp");
-	if (mkdtemp(g_dir) == NULL) {
-		perror("mkdtemp");
-		exit(2);
-	}
-}
-
-static void rm_rf(const char *path)
-{
-	struct stat st;
-	if (lstat(path, &st) != 0)
-		return;
-	if (S_ISDIR(st.st_mode)) {
-		DIR *d = opendir(path);
-		struct dirent *e;
-		while (d && (e = readdir(d)) != NULL) {
-			if (strcmp(e->d_name, ".") == 0 ||
-			    strcmp(e->d_name, "..") == 0)
-				continue;
-			char sub[1024];
-			snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
-			rm_rf(sub);
-		}
-		if (d)
-			closedir(d);
-		rmdir(path);
-	} else {
-		unlink(path);
-	}
-}
-
 /* out = g_dir/name */
 static void path_in(char *out, size_t len, const char *name)
 {
 	snprintf(out, len, "%s/%s", g_dir, name);
 }
 
-static void path_suffix(char *out, size_t len, const char *path,
-			const char *suffix)
-{
-	snprintf(out, len, "%s%s", path, suffix);
-}
-
 static int exists(const char *path)
 {
 	struct stat st;
 	return stat(path, &st) == 0;
-}
-
-static unsigned char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	*len = 0;
-	if (f == NULL)
-		return NULL;
-	size_t cap = 65536, n = 0;
-	unsigned char *buf = malloc(cap);
-	size_t r;
-	while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
-		n += r;
-		if (n == cap) {
-			unsigned char *nb = realloc(buf, cap * 2);
-			if (nb == NULL) {
-				free(buf);
-				buf = NULL;
-				break;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-	}
-	fclose(f);
-	*len = n;
-	return buf;
 }
 
 static int write_file(const char *path, const void *data, size_t len)
@@ -125,122 +57,16 @@ static int write_file(const char *path, const void *data, size_t len)
 static int same_bytes(const unsigned char *a, size_t alen, const char *path)
 {
 	size_t blen;
-	unsigned char *b = slurp(path, &blen);
+	unsigned char *b = slurp_file(path, &blen);
 	int same = b != NULL && alen == blen && memcmp(a, b, alen) == 0;
 	free(b);
 	return same;
-}
-
-static sqlite3 *raw_open(const char *path)
-{
-	sqlite3 *db = NULL;
-	if (sqlite3_open_v2(path, &db,
-			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-			    NULL) != SQLITE_OK) {
-		fprintf(stderr, "raw_open %s: %s\n", path,
-			db ? sqlite3_errmsg(db) : "?");
-		sqlite3_close(db);
-		return NULL;
-	}
-	sqlite3_busy_timeout(db, 10000);
-	return db;
-}
-
-static int raw_exec(sqlite3 *db, const char *sql)
-{
-	char *err = NULL;
-	int src = sqlite3_exec(db, sql, NULL, NULL, &err);
-	if (src != SQLITE_OK) {
-		fprintf(stderr, "raw_exec %s: %s\n", sql, err ? err : "?");
-		sqlite3_free(err);
-	}
-	return src;
-}
-
-/* First column of the first row as an integer; -999 on error, -998 if no
- * row. */
-static int64_t raw_int(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt *st = NULL;
-	int64_t v = -999;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-		fprintf(stderr, "raw_int %s: %s\n", sql, sqlite3_errmsg(db));
-		return v;
-	}
-	int src = sqlite3_step(st);
-	if (src == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	else if (src == SQLITE_DONE)
-		v = -998;
-	else
-		fprintf(stderr, "raw_int %s: %s\n", sql, sqlite3_errmsg(db));
-	sqlite3_finalize(st);
-	return v;
-}
-
-/* First column of the first row as malloc'd text; NULL for no row, NULL
- * value or an error. */
-static char *raw_text(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt *st = NULL;
-	char *v = NULL;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-		fprintf(stderr, "raw_text %s: %s\n", sql, sqlite3_errmsg(db));
-		return NULL;
-	}
-	if (sqlite3_step(st) == SQLITE_ROW &&
-	    sqlite3_column_type(st, 0) != SQLITE_NULL)
-		v = strdup((const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
-	return v;
-}
-
-static int64_t path_int(const char *path, const char *sql)
-{
-	sqlite3 *db = raw_open(path);
-	int64_t v = db ? raw_int(db, sql) : -997;
-	sqlite3_close(db);
-	return v;
-}
-
-static char *path_text(const char *path, const char *sql)
-{
-	sqlite3 *db = raw_open(path);
-	char *v = db ? raw_text(db, sql) : NULL;
-	sqlite3_close(db);
-	return v;
-}
-
-static int path_exec(const char *path, const char *sql)
-{
-	sqlite3 *db = raw_open(path);
-	int src = db ? raw_exec(db, sql) : SQLITE_CANTOPEN;
-	sqlite3_close(db);
-	return src;
-}
-
-static int64_t drops_of(const char *path, const char *reason)
-{
-	char sql[256];
-	snprintf(
-	    sql, sizeof(sql),
-	    "SELECT coalesce((SELECT count FROM drops WHERE reason = '%s'),"
-	    " 0)",
-	    reason);
-	return path_int(path, sql);
 }
 
 static int64_t mono_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -751,7 +577,7 @@ static void expect_untouched(const char *path, const telespool_options *o,
 			     int want, const char *errmsg_has)
 {
 	size_t len;
-	unsigned char *before = slurp(path, &len);
+	unsigned char *before = slurp_file(path, &len);
 	char wal[700], journal[700];
 	path_suffix(wal, sizeof(wal), path, "-wal");
 	path_suffix(journal, sizeof(journal), path, "-journal");
@@ -842,7 +668,7 @@ static void test_corrupt_refused(void)
 	ASSERT_EQ(record_simple(sp, "x"), TELESPOOL_OK);
 	telespool_close(sp);
 	size_t len;
-	unsigned char *bytes = slurp(path, &len);
+	unsigned char *bytes = slurp_file(path, &len);
 	if (bytes && len > 4096) {
 		memset(bytes + 100, 0xA5, 4096 - 100);
 		ASSERT_EQ(write_file(path, bytes, len), 0);
@@ -2148,7 +1974,7 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--make-sample") == 0)
 		return make_sample(argv[2]);
-	make_dir();
+	make_temp_dir(g_dir, sizeof(g_dir), "test_spool");
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
 		int wanted = argc < 2;
 		for (int a = 1; a < argc; a++)

@@ -2,6 +2,9 @@
  * testutil.h - the few assertion macros the C tests share.  Each failed
  * assertion prints both values and where; a test program ends with
  * TEST_REPORT(), which prints "N passed, N failed" and gives the exit code.
+ *
+ * Below them, the scaffolding of testutil.c (a private directory, raw files,
+ * raw SQLite), which test_spool, test_queue and test_concurrency link.
  */
 #ifndef TELESPOOL_TESTUTIL_H
 #define TELESPOOL_TESTUTIL_H
@@ -11,7 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Static: each test program, its own executable, has its own counters.
+ * testutil.c asserts nothing and defines TESTUTIL_NO_COUNTERS. */
+#ifndef TESTUTIL_NO_COUNTERS
 static int tu_passed, tu_failed;
+#endif
 
 #define TU_FAIL(...)                                                           \
 	do {                                                                   \
@@ -74,5 +81,43 @@ static int tu_passed, tu_failed;
 #define TEST_REPORT()                                                          \
 	(printf("%d passed, %d failed\n", tu_passed, tu_failed),               \
 	 tu_failed ? 1 : 0)
+
+/* ---- testutil.c ---- */
+
+struct sqlite3;
+
+/* dir = $TMPDIR/PREFIX-XXXXXX (/tmp without TMPDIR), created; exits 2 if it
+ * cannot be. */
+void make_temp_dir(char *dir, size_t len, const char *prefix);
+/* Removes path, and everything below it if it is a directory. */
+void rm_rf(const char *path);
+
+/* out = path followed by suffix ("-wal", "-journal", ...). */
+void path_suffix(char *out, size_t len, const char *path, const char *suffix);
+/* The whole file, malloc'd, its length in *len; NULL (and 0) if it cannot
+ * be opened. */
+unsigned char *slurp_file(const char *path, size_t *len);
+
+/* CLOCK_REALTIME in milliseconds. */
+int64_t wall_ms(void);
+
+/* Raw SQLite, around the library: raw_open opens read-write (creating
+ * the file if there is none) with a 10 s busy timeout; NULL on failure.
+ * Failures are also printed to stderr. */
+struct sqlite3 *raw_open(const char *path);
+int raw_exec(struct sqlite3 *db, const char *sql);
+/* First column of the first row as an integer; -999 on error, -998 if no
+ * row. */
+int64_t raw_int(struct sqlite3 *db, const char *sql);
+/* First column of the first row as malloc'd text; NULL for no row, NULL
+ * value or an error. */
+char *raw_text(struct sqlite3 *db, const char *sql);
+/* The same on a connection of their own, closed again; path_int gives
+ * -997 and path_exec SQLITE_CANTOPEN if it cannot be opened. */
+int64_t path_int(const char *path, const char *sql);
+char *path_text(const char *path, const char *sql);
+int path_exec(const char *path, const char *sql);
+/* drops.count for this reason, 0 if it has no row. */
+int64_t drops_of(const char *path, const char *reason);
 
 #endif

@@ -19,15 +19,12 @@ Every test ends by printing one line for the README's Reliability table, on stde
 from __future__ import annotations
 
 import contextlib
-import datetime
 import glob
 import json
 import os
 import random
-import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -38,38 +35,30 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS_DIR = os.path.dirname(HERE)
 ROOT = os.path.dirname(TESTS_DIR)
-for _p in (TESTS_DIR, os.path.join(ROOT, "lib", "python")):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+# tests/e2e, for its harness (ctest's PYTHONPATH names it too); appended, so that
+# this directory's test_*.py come first.
+if os.path.join(TESTS_DIR, "e2e") not in sys.path:
+    sys.path.append(os.path.join(TESTS_DIR, "e2e"))
 
-UPLOAD = os.environ.get("TELESPOOL_UPLOAD", "")
-if not UPLOAD or not os.access(UPLOAD, os.X_OK):
-    raise RuntimeError("set TELESPOOL_UPLOAD to the telespool-upload binary "
-                       f"(got {UPLOAD!r}); ctest does this")
-if not os.environ.get("TELESPOOL_LIBRARY"):
-    raise RuntimeError("set TELESPOOL_LIBRARY to libtelespool.so; ctest does this")
-
+# harness puts tests/ and lib/python on sys.path and checks TELESPOOL_UPLOAD and
+# TELESPOOL_LIBRARY; what is the same for both kinds of test comes from there.
+import harness  # noqa: E402
+from harness import (EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_TEMPFAIL,  # noqa: E402,F401
+                     LANGBOT_VERSION, TELEMETRY, UPLOAD, iso_ms, now_ms, refused_port)
 import telespool  # noqa: E402
-from fake_space import FakeSpace  # noqa: E402
+from fake_space import FakeSpace  # noqa: E402,F401
 
 WRITER = os.path.join(HERE, "writer_child.py")
 STORAGE_CHILD = os.path.join(HERE, "storage_child.py")
 
 INSTANCE_ID = "instance_00000000-0000-4000-8000-00000000ee11"
-LANGBOT_VERSION = "v4.3.1"
-TELEMETRY = "/api/v1/telemetry"
 RUN_TIMEOUT = 60.0
-
-EXIT_OK, EXIT_ERROR, EXIT_TEMPFAIL, EXIT_CONFIG = 0, 1, 75, 78
 
 # The uploader's documented bounds (uploader/src/drain.h, http.c).
 BUSY_UPLOADER_MS = 5000
 REQUEST_TIMEOUT_S = 10
 RETRY_AFTER_MAX_MS = 24 * 3600 * 1000
 BACKOFF_BASE_MS = 30 * 1000
-
-_SUMMARY = re.compile(r"telespool-upload: (\w+): sent (\d+), retried (\d+), dead (\d+), "
-                      r"purged (\d+) in [0-9.]+ s(?: - (.*))?$", re.M)
 
 
 def seed() -> int:
@@ -87,25 +76,13 @@ def summary(fault: str, tried: int, lost: int) -> None:
 
 
 def clean_env(**extra: str) -> dict:
-    """This process's environment without anything that steers the uploader."""
-    drop = ("SPACE__", "SYSTEM__")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(drop)
-           and k not in ("LANGBOT_TELEMETRY_INGEST_TOKEN", "INVOCATION_ID", "LD_PRELOAD",
-                         "FAKETIME")
-           and not k.lower().endswith("_proxy")}
+    """harness.clean_env (without anything that steers the uploader), and without
+    LD_PRELOAD and FAKETIME either (faketime_env passes them on purpose), plus extra."""
+    env = harness.clean_env()
+    for k in ("LD_PRELOAD", "FAKETIME"):
+        env.pop(k, None)
     env.update(extra)
     return env
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def iso_ms(text: str) -> int:
-    """'YYYY-MM-DDTHH:MM:SS.sssZ' -> unix ms."""
-    dt = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
-    return int(dt.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
 
 
 def integrity(db_path: str) -> str:
@@ -120,60 +97,21 @@ def read_bytes(path: str) -> bytes:
         return f.read()
 
 
-def refused_port() -> tuple[socket.socket, int]:
-    """A port on 127.0.0.1 that refuses connections (bound, never listening)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    return s, s.getsockname()[1]
-
-
-class Result:
-    """A finished uploader run."""
-
-    def __init__(self, argv, code, out, err, elapsed):
-        self.argv, self.code, self.out, self.err, self.elapsed = argv, code, out, err, elapsed
-        m = None
-        for m in _SUMMARY.finditer(err):
-            pass
-        self.outcome = m.group(1) if m else None
-        self.counts = ({"sent": int(m.group(2)), "retried": int(m.group(3)),
-                        "dead": int(m.group(4)), "purged": int(m.group(5))} if m else None)
+class Result(harness.Result):
+    """A finished uploader run (harness.Result), shown with how long it took."""
 
     def __repr__(self):
         return (f"<run {' '.join(map(str, self.argv[1:]))}: exit {self.code} after "
                 f"{self.elapsed:.2f} s\n--- stdout\n{self.out}--- stderr\n{self.err}>")
 
 
-class Running:
-    """An uploader started in the background; its output goes to files."""
-
-    def __init__(self, argv, cwd, env):
-        self.argv = argv
-        self._out = tempfile.TemporaryFile()
-        self._err = tempfile.TemporaryFile()
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=self._out,
-                                     stderr=self._err, stdin=subprocess.DEVNULL)
+class Running(harness.Running):
+    """An uploader started in the background (harness.Running): this file's RUN_TIMEOUT
+    and Result."""
 
     def wait(self, timeout: float = RUN_TIMEOUT) -> Result:
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"telespool-upload did not finish within {timeout} s")
-        ended = time.monotonic()
-        self._out.seek(0)
-        self._err.seek(0)
-        out = self._out.read().decode("utf-8", "replace")
-        err = self._err.read().decode("utf-8", "replace")
-        self._out.close()
-        self._err.close()
-        return Result(self.argv, self.proc.returncode, out, err, ended - self.started)
-
-    def kill(self, sig=signal.SIGKILL) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
+        r = super().wait(timeout)
+        return Result(r.argv, r.code, r.out, r.err, r.elapsed)
 
 
 class Workdir:
