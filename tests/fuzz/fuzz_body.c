@@ -65,8 +65,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			field[nf++] = &buf[i + 1];
 		}
 	const char *plugins[3] = {field[5], field[6], field[7]};
-	struct telespool__ident id = {field[1] ? field[1] : "", "v4.3.1",
-				      field[2], 1700000000};
+	/* The per-instance constants are cleaned once, at open, as
+	 * telespool_open() does; the body builder trusts them. */
+	char *inst = telespool__clean_name(
+	    field[1], field[1] ? strlen(field[1]) : 0, TELESPOOL_NAME_MAX);
+	char *edition = field[2]
+			    ? telespool__clean_name(field[2], strlen(field[2]),
+						    TELESPOOL_NAME_MAX)
+			    : NULL;
+	if (inst == NULL) {
+		free(edition);
+		free(buf);
+		return 0;
+	}
+	struct telespool__ident id = {inst, "v4.3.1", edition, 1700000000};
 	telespool_query q = TELESPOOL_QUERY_INIT;
 	q.query_id = field[0];
 	q.adapter = field[1];
@@ -103,6 +115,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check(&ev);
 		telespool__event_free(&ev);
 	}
+	free(inst);
+	free(edition);
 	free(buf);
 	return 0;
 }
