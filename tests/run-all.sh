@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${BUILD_ROOT:-build-test}
+mkdir -p "$root" && root=$(cd "$root" && pwd)
 jobs=${JOBS:-2}
 skip=" ${SKIP:-} "
 started=$(date +%s)
@@ -38,10 +39,15 @@ if ! skipped asan; then
     -DTELESPOOL_SANITIZE=address,undefined -DTELESPOOL_FUZZ=ON \
     -DTELESPOOL_FUZZ_SECONDS="${FUZZ_SECONDS:-20}" >/dev/null
   cmake --build "$root/asan" -j"$jobs"
-  # LeakSanitizer needs ptrace-free access; run everything but what loads
-  # the library into Python (python), valgrind, tsan and the fuzzers.
-  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest_run "$root/asan" -LE 'python|valgrind|tsan|fuzz|install'
+  # Everything but what loads the library into Python (python), valgrind,
+  # tsan, the install check and the fuzzers (next).
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  ctest_run "$root/asan" -LE 'python|valgrind|tsan|fuzz|install'
+  step "the end-to-end tests with the sanitized uploader (the Python side loads the gcc library)"
+  TELESPOOL_LIBRARY="$root/gcc/lib/libtelespool.so" \
+  TELESPOOL_UPLOAD="$root/asan/uploader/telespool-upload" \
+  PYTHONPATH="$PWD/lib/python:$PWD/tests" \
+    python3 -m unittest discover -s tests/e2e
   if ! skipped fuzz; then
     step "fuzz targets: replay the corpus, then fuzz ${FUZZ_SECONDS:-20} s each"
     ctest --test-dir "$root/asan" --output-on-failure -j"$jobs" -L fuzz
