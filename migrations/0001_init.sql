@@ -9,7 +9,10 @@
 -- Every event LangBot recorded and that is still kept.
 CREATE TABLE events (
     id               INTEGER PRIMARY KEY,  -- insertion order: oldest first
-    event_id         TEXT NOT NULL UNIQUE, -- random UUID v4; the Idempotency-Key
+    event_id         TEXT NOT NULL,        -- random UUID v4; the Idempotency-Key
+                                           -- (not indexed: a random key would
+                                           -- make every insert touch a random
+                                           -- page of a growing index)
     event_type       TEXT NOT NULL,        -- query, instance_heartbeat,
                                            -- survey_trigger, survey_response,
                                            -- survey_dismiss
@@ -32,7 +35,7 @@ CREATE TABLE events (
     created_at       TEXT NOT NULL,        -- when it was recorded
     sent_at          TEXT,                 -- when Space accepted it
     lease_until      TEXT,                 -- claimed by an uploader until then
-    size             INTEGER NOT NULL      -- bytes this row counts against max_bytes
+    size             INTEGER NOT NULL      -- about how many bytes the row takes
 );
 
 -- The uploader's drain: pending rows, oldest first.
@@ -40,23 +43,9 @@ CREATE INDEX events_pending ON events (id) WHERE state = 'pending';
 -- Sent and dead audit copies, oldest first: retention and eviction.
 CREATE INDEX events_done ON events (id) WHERE state <> 'pending';
 
--- Running totals so that bounds are checked without scanning the table.
--- Kept exact by the triggers below; one row.
-CREATE TABLE spool_totals (
-    id     INTEGER PRIMARY KEY CHECK (id = 1),
-    events INTEGER NOT NULL,  -- rows in events
-    bytes  INTEGER NOT NULL   -- sum(events.size)
-);
-INSERT INTO spool_totals (id, events, bytes) VALUES (1, 0, 0);
-
-CREATE TRIGGER events_count_insert AFTER INSERT ON events BEGIN
-    UPDATE spool_totals SET events = events + 1, bytes = bytes + NEW.size
-     WHERE id = 1;
-END;
-CREATE TRIGGER events_count_delete AFTER DELETE ON events BEGIN
-    UPDATE spool_totals SET events = events - 1, bytes = bytes - OLD.size
-     WHERE id = 1;
-END;
+-- Rows an uploader holds a lease on (few at any time), so that a crashed
+-- run's leases are found without a scan.
+CREATE INDEX events_leased ON events (id) WHERE lease_until IS NOT NULL;
 
 -- Events that were not stored or were evicted, counted by reason:
 --   evicted_max_events, evicted_max_bytes, evicted_max_age  (oldest pending

@@ -124,7 +124,7 @@ run 7 && {
 # 8: .schema
 run 8 && {
   expect schema 'CREATE TABLE events'
-  expect schema 'event_id +TEXT NOT NULL UNIQUE'
+  expect schema 'event_id +TEXT NOT NULL,'
   expect schema 'CREATE INDEX events_pending'
 }
 

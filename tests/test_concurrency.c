@@ -153,10 +153,6 @@ static void test_processes_and_reader(void)
 		  total);
 	ASSERT_EQ(path_int(path, "SELECT count(DISTINCT query_id) FROM events"),
 		  total);
-	ASSERT_EQ(path_int(path, "SELECT events FROM spool_totals"), total);
-	ASSERT_EQ(path_int(path, "SELECT bytes = (SELECT sum(size) FROM events)"
-				 " FROM spool_totals"),
-		  1);
 	ASSERT_EQ(path_int(path, "SELECT count(*) FROM drops"), 0);
 	/* Each writer's events are stored in the order it recorded them. */
 	ASSERT_EQ(path_int(path, "SELECT count(*) FROM (SELECT duration_ms - "
@@ -201,7 +197,6 @@ static void test_shared_handle(void)
 		  total);
 	ASSERT_EQ(path_int(path, "SELECT count(DISTINCT query_id) FROM events"),
 		  total);
-	ASSERT_EQ(path_int(path, "SELECT events FROM spool_totals"), total);
 }
 
 static const struct {

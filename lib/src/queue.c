@@ -109,6 +109,59 @@ static int read_items(telespool *sp, sqlite3_stmt *st, int max,
 	return TELESPOOL_OK;
 }
 
+/* Ids handled per write transaction by the chunked operations below. */
+#define CHUNK 1000
+
+/*
+ * The ids a read-only SELECT finds (first column), as a JSON array text for
+ * "id IN (SELECT value FROM json_each(?))", at most CHUNK of them.  The
+ * SELECT runs outside any write transaction: in WAL mode a reader blocks
+ * nobody, so a long scan never makes LangBot's record calls wait.
+ * *last gets the largest id (for the next chunk's "id > ?").
+ */
+static int collect_ids(telespool *sp, sqlite3_stmt *st, char **json, size_t *n,
+		       int64_t *last)
+{
+	size_t cap = 64, len = 0;
+	char *buf = malloc(cap);
+	int src;
+
+	*n = 0;
+	*json = NULL;
+	if (buf == NULL) {
+		sqlite3_finalize(st);
+		return telespool__fail(sp, TELESPOOL_ENOMEM, "out of memory");
+	}
+	buf[len++] = '[';
+	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(st, 0);
+		if (len + 24 > cap) {
+			char *p = realloc(buf, cap * 2);
+			if (p == NULL) {
+				free(buf);
+				sqlite3_finalize(st);
+				return telespool__fail(sp, TELESPOOL_ENOMEM,
+						       "out of memory");
+			}
+			buf = p;
+			cap *= 2;
+		}
+		len += (size_t)snprintf(buf + len, cap - len, "%s%lld",
+					*n ? "," : "", (long long)id);
+		*last = id;
+		(*n)++;
+	}
+	sqlite3_finalize(st);
+	if (src != SQLITE_DONE) {
+		free(buf);
+		return telespool__sqlite_fail(sp, src, "reading the spool");
+	}
+	buf[len++] = ']';
+	buf[len] = '\0';
+	*json = buf;
+	return TELESPOOL_OK;
+}
+
 /* Which pending rows are due; ?2 now, ?3 horizon, ?4 ignore_backoff, ?5 the
  * lease horizon: a lease ending after it was taken before the wall clock
  * went back, and is stale. */
@@ -146,21 +199,39 @@ int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
 	}
 	telespool__iso(now_ms + lease_ms, until);
 
-	sqlite3_stmt *st = prep(
-	    sp,
-	    "UPDATE events SET lease_until = ?1 WHERE id IN ("
-	    " SELECT id FROM events WHERE" DUE_ROWS " ORDER BY id LIMIT ?6)"
-	    " RETURNING id, event_id, event_type, body, attempts, created_at");
+	/* Candidates first, read-only (a spool whose rows all wait out a
+	 * backoff costs a scan, and nobody must wait for it); then one short
+	 * UPDATE takes those still due and unleased. */
+	sqlite3_stmt *st = prep(sp, "SELECT id FROM events WHERE" DUE_ROWS
+				    " ORDER BY id LIMIT ?6");
+	char *ids = NULL;
+	size_t n = 0;
+	int64_t last = 0;
 	int rc = TELESPOOL_ERROR;
 	if (st != NULL) {
-		sqlite3_bind_text(st, 1, until, -1, SQLITE_STATIC);
 		bind_due(st, now_ms, lease_ms, horizon_ms, ignore_backoff,
 			 bufs);
 		sqlite3_bind_int(st, 6, max);
-		rc = read_items(sp, st, max, out, "claiming events");
-		for (size_t i = 0; i < out->n; i++)
-			memcpy(out->items[i].lease_until, until, sizeof(until));
+		rc = collect_ids(sp, st, &ids, &n, &last);
 	}
+	if (rc == TELESPOOL_OK && n > 0) {
+		st = prep(sp, "UPDATE events SET lease_until = ?1 WHERE id IN"
+			      " (SELECT value FROM json_each(?7)) AND" DUE_ROWS
+			      " RETURNING id, event_id, event_type, body,"
+			      " attempts, created_at");
+		rc = TELESPOOL_ERROR;
+		if (st != NULL) {
+			sqlite3_bind_text(st, 1, until, -1, SQLITE_STATIC);
+			bind_due(st, now_ms, lease_ms, horizon_ms,
+				 ignore_backoff, bufs);
+			sqlite3_bind_text(st, 7, ids, -1, SQLITE_STATIC);
+			rc = read_items(sp, st, max, out, "claiming events");
+			for (size_t i = 0; i < out->n; i++)
+				memcpy(out->items[i].lease_until, until,
+				       sizeof(until));
+		}
+	}
+	free(ids);
 	telespool__unlock(sp);
 	return rc;
 }
@@ -310,18 +381,59 @@ int telespool__reclaim_leases(telespool *sp, int64_t *n_reclaimed)
 	return rc;
 }
 
-/* Runs sql with ?1 = a time text and ?2 = a number; returns changes. */
-static int run_count(telespool *sp, const char *sql, const char *t, int64_t num,
-		     int64_t *changes)
+/*
+ * Applies update (?1 = JSON array of ids, ?2 = t, ?3 = num, ?4 = now) to
+ * the rows select finds (?1 = t, ?2 = num, ?3 = the last id done), CHUNK
+ * at a time, each chunk in its own short write transaction; changed rows
+ * are counted in drops under reason (unless NULL) and added to *total.
+ */
+static int in_chunks(telespool *sp, const char *select_sql,
+		     const char *update_sql, const char *t, int64_t num,
+		     const char *now, const char *reason, int64_t *total)
 {
-	sqlite3_stmt *st = prep(sp, sql);
-	if (st == NULL)
-		return TELESPOOL_ERROR;
-	sqlite3_bind_text(st, 1, t, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, num);
-	int rc = run(sp, st, "housekeeping");
-	*changes = rc == TELESPOOL_OK ? sqlite3_changes64(sp->db) : 0;
-	return rc;
+	int64_t last = 0;
+
+	*total = 0;
+	for (;;) {
+		sqlite3_stmt *st = prep(sp, select_sql);
+		char *ids = NULL;
+		size_t n = 0;
+		if (st == NULL)
+			return TELESPOOL_ERROR;
+		sqlite3_bind_text(st, 1, t, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, num);
+		sqlite3_bind_int64(st, 3, last);
+		int rc = collect_ids(sp, st, &ids, &n, &last);
+		if (rc != TELESPOOL_OK || n == 0) {
+			free(ids);
+			return rc;
+		}
+		rc = telespool__begin(sp);
+		st = rc == TELESPOOL_OK ? prep(sp, update_sql) : NULL;
+		if (st != NULL) {
+			sqlite3_bind_text(st, 1, ids, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 2, t, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 3, num);
+			sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
+			rc = run(sp, st, "housekeeping");
+		} else if (rc == TELESPOOL_OK) {
+			rc = TELESPOOL_ERROR;
+		}
+		int64_t changed =
+		    rc == TELESPOOL_OK ? sqlite3_changes64(sp->db) : 0;
+		if (rc == TELESPOOL_OK && reason)
+			rc = telespool__count_drop(sp, reason, changed, now);
+		if (rc == TELESPOOL_OK)
+			rc = telespool__commit(sp);
+		else
+			telespool__rollback(sp);
+		free(ids);
+		if (rc != TELESPOOL_OK)
+			return rc;
+		*total += changed;
+		if (n < CHUNK)
+			return TELESPOOL_OK;
+	}
 }
 
 int telespool__expire(telespool *sp, int64_t now_ms, int64_t max_age_ms,
@@ -331,46 +443,48 @@ int telespool__expire(telespool *sp, int64_t now_ms, int64_t max_age_ms,
 	char now[TELESPOOL_ISO_LEN], cutoff[TELESPOOL_ISO_LEN];
 	char keep[TELESPOOL_ISO_LEN];
 	telespool__expiry e = {0, 0, 0};
+	int rc;
 
 	telespool__iso(now_ms, now);
 	telespool__iso(now_ms - max_age_ms, cutoff);
 	telespool__iso(now_ms - retention_ms, keep);
 	telespool__lock(sp);
-	int rc = telespool__begin(sp);
-	if (rc == TELESPOOL_OK)
-		rc = run_count(
-		    sp,
-		    "UPDATE events SET state = 'dead', lease_until = NULL,"
-		    " last_error = 'expired: not delivered before ' || ?1"
-		    " WHERE state = 'pending' AND created_at < ?1 AND ?2 > 0",
-		    cutoff, 1, &e.expired);
-	if (rc == TELESPOOL_OK)
-		rc = telespool__count_drop(sp, "expired", e.expired, now);
+	rc = in_chunks(
+	    sp,
+	    "SELECT id FROM events WHERE state = 'pending' AND created_at < ?1"
+	    " AND id > ?3 AND ?2 = ?2 ORDER BY id LIMIT 1000",
+	    "UPDATE events SET state = 'dead', lease_until = NULL,"
+	    " last_error = 'expired: not delivered before ' || ?2"
+	    " WHERE id IN (SELECT value FROM json_each(?1))"
+	    " AND state = 'pending' AND ?3 = ?3"
+	    " AND (lease_until IS NULL OR lease_until <= ?4)",
+	    cutoff, 0, now, "expired", &e.expired);
 	if (rc == TELESPOOL_OK && max_attempts > 0)
-		rc = run_count(
+		rc = in_chunks(
 		    sp,
+		    "SELECT id FROM events WHERE state = 'pending'"
+		    " AND attempts >= ?2 AND id > ?3 AND ?1 = ?1"
+		    " ORDER BY id LIMIT 1000",
 		    "UPDATE events SET state = 'dead', lease_until = NULL,"
 		    " last_error = 'gave up after ' || attempts || ' attempts: "
 		    "'"
 		    " || coalesce(last_error, '')"
-		    " WHERE state = 'pending' AND attempts >= ?2 AND ?1 IS NOT "
-		    "NULL",
-		    now, max_attempts, &e.exhausted);
+		    " WHERE id IN (SELECT value FROM json_each(?1))"
+		    " AND state = 'pending' AND attempts >= ?3 AND ?2 = ?2"
+		    " AND (lease_until IS NULL OR lease_until <= ?4)",
+		    now, max_attempts, now, "max_attempts", &e.exhausted);
 	if (rc == TELESPOOL_OK)
-		rc =
-		    telespool__count_drop(sp, "max_attempts", e.exhausted, now);
-	if (rc == TELESPOOL_OK)
-		rc = run_count(
+		rc = in_chunks(
 		    sp,
-		    "DELETE FROM events WHERE state <> 'pending'"
-		    " AND coalesce(sent_at, created_at) < ?1 AND ?2 > 0",
-		    keep, 1, &e.pruned);
-	if (rc == TELESPOOL_OK)
-		rc = telespool__commit(sp);
-	else
-		telespool__rollback(sp);
+		    "SELECT id FROM events WHERE state <> 'pending'"
+		    " AND coalesce(sent_at, created_at) < ?1 AND id > ?3"
+		    " AND ?2 = ?2 ORDER BY id LIMIT 1000",
+		    "DELETE FROM events WHERE id IN"
+		    " (SELECT value FROM json_each(?1)) AND state <> 'pending'"
+		    " AND ?2 = ?2 AND ?3 = ?3 AND ?4 = ?4",
+		    keep, 0, now, NULL, &e.pruned);
 	/* Give the freed pages back to the file system. */
-	if (rc == TELESPOOL_OK)
+	if (rc == TELESPOOL_OK && e.pruned > 0)
 		rc = telespool__exec(sp, "PRAGMA incremental_vacuum");
 	telespool__unlock(sp);
 	if (out)
@@ -396,14 +510,12 @@ int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys)
 	int64_t ne = 0, ns = 0;
 
 	telespool__lock(sp);
-	/* Deleted content is overwritten with zeros, not just unlinked. */
-	int rc = telespool__exec(sp, "PRAGMA secure_delete = ON");
-	if (rc == TELESPOOL_OK)
-		rc = telespool__begin(sp);
+	int rc = telespool__begin(sp);
 	if (rc == TELESPOOL_OK)
 		rc = count_rows(sp, "SELECT count(*) FROM events", &ne);
 	if (rc == TELESPOOL_OK)
 		rc = count_rows(sp, "SELECT count(*) FROM surveys", &ns);
+	/* Without a WHERE clause SQLite drops the pages whole, in O(pages). */
 	if (rc == TELESPOOL_OK)
 		rc = telespool__exec(sp,
 				     "DELETE FROM events; DELETE FROM surveys;"
@@ -412,12 +524,15 @@ int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys)
 		rc = telespool__commit(sp);
 	else
 		telespool__rollback(sp);
-	/* Move everything into the main file, give the free pages back, and
-	 * empty the WAL so that no old page image of a purged row remains. */
+	/*
+	 * Leave no readable trace: VACUUM rewrites the database from its live
+	 * rows only (every old page is overwritten or cut off, so the freed
+	 * content is gone, not merely unlinked, and the file shrinks), and a
+	 * TRUNCATE checkpoint then empties the WAL that held the old page
+	 * images.
+	 */
 	if (rc == TELESPOOL_OK)
-		rc = telespool__exec(sp, "PRAGMA wal_checkpoint(TRUNCATE)");
-	if (rc == TELESPOOL_OK)
-		rc = telespool__exec(sp, "PRAGMA incremental_vacuum");
+		rc = telespool__exec(sp, "VACUUM");
 	if (rc == TELESPOOL_OK) {
 		int busy = 0, logged = 0, done = 0;
 		sqlite3_stmt *st = prep(sp, "PRAGMA wal_checkpoint(TRUNCATE)");
@@ -434,13 +549,11 @@ int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys)
 				rc = telespool__fail(
 				    sp, TELESPOOL_EBUSY,
 				    "the purge deleted every event, but a "
-				    "reader kept the "
-				    "write-ahead log from being emptied; the "
-				    "next run "
-				    "retries");
+				    "reader kept the write-ahead log from "
+				    "being "
+				    "emptied; the next run retries");
 		}
 	}
-	telespool__exec(sp, "PRAGMA secure_delete = OFF");
 	telespool__unlock(sp);
 	if (events)
 		*events = ne;

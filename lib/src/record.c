@@ -14,35 +14,40 @@
 /* How often (in records per handle) the age bound is checked. */
 #define AGE_CHECK_EVERY 64
 
-static int read_totals(telespool *sp, int64_t *events, int64_t *bytes)
-{
-	sqlite3_stmt *st = telespool__stmt(sp, STMT_TOTALS);
-	if (st == NULL)
-		return TELESPOOL_ERROR;
-	int src = sqlite3_step(st);
-	if (src != SQLITE_ROW) {
-		sqlite3_reset(st);
-		return telespool__sqlite_fail(sp, src, "reading spool totals");
-	}
-	*events = sqlite3_column_int64(st, 0);
-	*bytes = sqlite3_column_int64(st, 1);
-	sqlite3_reset(st);
-	return TELESPOOL_OK;
-}
+/* Rows evicted by one record call at most: a spool far over its bounds
+ * (the bounds were lowered) converges over the next calls instead of
+ * stalling one. */
+#define EVICT_CHUNK 256
 
-static int evict(telespool *sp, enum telespool__stmt_id id, int64_t n,
-		 int64_t *deleted)
+/*
+ * Deletes up to max of the oldest rows with id < below and counts the
+ * pending ones among them as drops for reason.  *deleted gets the number of
+ * rows removed (sent and dead audit copies are removed without a drop:
+ * they were delivered or given up on already).
+ */
+static int evict_oldest(telespool *sp, int64_t below, int64_t max,
+			const char *reason, const char *now_iso,
+			int64_t *deleted)
 {
-	sqlite3_stmt *st = telespool__stmt(sp, id);
+	sqlite3_stmt *st = telespool__stmt(sp, STMT_EVICT_OLDEST);
+	int64_t pending = 0, n = 0;
+	int src;
+
 	if (st == NULL)
 		return TELESPOOL_ERROR;
-	sqlite3_bind_int64(st, 1, n);
-	int src = sqlite3_step(st);
+	sqlite3_bind_int64(st, 1, below);
+	sqlite3_bind_int64(st, 2, max);
+	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *state = (const char *)sqlite3_column_text(st, 0);
+		n++;
+		if (state && strcmp(state, "pending") == 0)
+			pending++;
+	}
 	sqlite3_reset(st);
 	if (src != SQLITE_DONE)
 		return telespool__sqlite_fail(sp, src, "evicting old events");
-	*deleted = sqlite3_changes64(sp->db);
-	return TELESPOOL_OK;
+	*deleted = n;
+	return telespool__count_drop(sp, reason, pending, now_iso);
 }
 
 /* Pending events older than max_age are evicted, oldest first. */
@@ -80,46 +85,60 @@ static int evict_aged(telespool *sp, int64_t now_ms, const char *now_iso)
 }
 
 /*
- * Makes room for one more event of size bytes: sent and dead audit copies
- * go first (they were delivered or given up on already), then the oldest
- * pending events, each counted in drops by the bound that pushed it out.
+ * Keeps the spool within max_events and max_bytes before one more event of
+ * size bytes goes in, in O(log n): ids only grow, so the rows below
+ * max(id) + 1 - max_events are the ones beyond the count bound, and the
+ * file's used pages (pages less free pages) are its size.  The oldest rows
+ * go first, whatever their state; pending ones are counted in drops.
  */
 static int make_room(telespool *sp, int64_t size, const char *now_iso)
 {
-	for (;;) {
-		int64_t events = 0, bytes = 0, n, deleted = 0;
-		int rc = read_totals(sp, &events, &bytes);
-		if (rc != TELESPOOL_OK)
-			return rc;
-		int over_events = events + 1 > sp->max_events;
-		int over_bytes = bytes + size > sp->max_bytes;
-		if (!over_events && !over_bytes)
-			return TELESPOOL_OK;
-		if (over_events) {
-			n = events + 1 - sp->max_events;
-		} else {
-			int64_t avg = events > 0 ? bytes / events : 1;
-			n = (bytes + size - sp->max_bytes) /
-				(avg > 0 ? avg : 1) +
-			    1;
-		}
-		rc = evict(sp, STMT_EVICT_DONE, n, &deleted);
-		if (rc != TELESPOOL_OK)
-			return rc;
-		if (deleted > 0)
-			continue;
-		rc = evict(sp, STMT_EVICT_PENDING, n, &deleted);
-		if (rc != TELESPOOL_OK)
-			return rc;
-		if (deleted == 0)
-			return TELESPOOL_OK; /* empty spool: the event alone fits */
-		rc = telespool__count_drop(sp,
-					   over_events ? "evicted_max_events"
-						       : "evicted_max_bytes",
-					   deleted, now_iso);
+	sqlite3_stmt *st = telespool__stmt(sp, STMT_BOUNDS);
+	int64_t max_id, used, deleted = 0;
+
+	if (st == NULL)
+		return TELESPOOL_ERROR;
+	int src = sqlite3_step(st);
+	if (src != SQLITE_ROW) {
+		sqlite3_reset(st);
+		return telespool__sqlite_fail(sp, src,
+					      "reading the spool size");
+	}
+	max_id = sqlite3_column_int64(st, 0);
+	used = (sqlite3_column_int64(st, 1) - sqlite3_column_int64(st, 2)) *
+	       sp->page_size;
+	sqlite3_reset(st);
+
+	int64_t below =
+	    max_id + 2 - sp->max_events; /* the new row's id is max_id + 1 */
+	if (below > 1) {
+		int rc = evict_oldest(sp, below, EVICT_CHUNK,
+				      "evicted_max_events", now_iso, &deleted);
 		if (rc != TELESPOOL_OK)
 			return rc;
 	}
+	if (used + size > sp->max_bytes) {
+		/* Just enough of the oldest rows to make the room (by their
+		 * recorded sizes), not a whole chunk of them. */
+		st = telespool__stmt(sp, STMT_OLDEST_SIZES);
+		if (st == NULL)
+			return TELESPOOL_ERROR;
+		int64_t need = used + size - sp->max_bytes, freed = 0, upto = 0;
+		sqlite3_bind_int(st, 1, EVICT_CHUNK);
+		while (freed < need && (src = sqlite3_step(st)) == SQLITE_ROW) {
+			upto = sqlite3_column_int64(st, 0);
+			freed += sqlite3_column_int64(st, 1);
+		}
+		sqlite3_reset(st);
+		if (upto > 0) {
+			int rc = evict_oldest(sp, upto + 1, EVICT_CHUNK,
+					      "evicted_max_bytes", now_iso,
+					      &deleted);
+			if (rc != TELESPOOL_OK)
+				return rc;
+		}
+	}
+	return TELESPOOL_OK;
 }
 
 static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)

@@ -35,12 +35,13 @@ static const char *const stmt_sql[STMT__COUNT] = {
 	" error, timestamp, body, next_attempt_at, created_at, size)"
 	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
 	" ?14, ?14, ?15)",
-    [STMT_TOTALS] = "SELECT events, bytes FROM spool_totals WHERE id = 1",
-    [STMT_EVICT_DONE] = "DELETE FROM events WHERE id IN (SELECT id FROM events"
-			" WHERE state <> 'pending' ORDER BY id LIMIT ?1)",
-    [STMT_EVICT_PENDING] =
-	"DELETE FROM events WHERE id IN (SELECT id FROM events"
-	" WHERE state = 'pending' ORDER BY id LIMIT ?1)",
+    [STMT_BOUNDS] = ("SELECT coalesce((SELECT max(id) FROM events), 0),"
+		     " (SELECT page_count FROM pragma_page_count()),"
+		     " (SELECT freelist_count FROM pragma_freelist_count())"),
+    [STMT_EVICT_OLDEST] = ("DELETE FROM events WHERE id IN (SELECT id FROM"
+			   " events WHERE id < ?1 ORDER BY id LIMIT ?2)"
+			   " RETURNING state"),
+    [STMT_OLDEST_SIZES] = "SELECT id, size FROM events ORDER BY id LIMIT ?1",
     [STMT_OLDEST_PENDING] =
 	"SELECT created_at FROM events WHERE state = 'pending'"
 	" ORDER BY id LIMIT 1",
@@ -735,6 +736,14 @@ int telespool_open(telespool **out, const char *path,
 	if (rc != TELESPOOL_OK) {
 		telespool_close(sp);
 		return rc;
+	}
+	sqlite3_stmt *ps;
+	sp->page_size = 4096;
+	if (sqlite3_prepare_v2(sp->db, "PRAGMA page_size", -1, &ps, NULL) ==
+	    SQLITE_OK) {
+		if (sqlite3_step(ps) == SQLITE_ROW)
+			sp->page_size = sqlite3_column_int64(ps, 0);
+		sqlite3_finalize(ps);
 	}
 	if (moved[0])
 		snprintf(open_err, sizeof(open_err),

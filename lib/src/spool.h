@@ -16,9 +16,9 @@ enum telespool__stmt_id {
 	STMT_COMMIT,
 	STMT_ROLLBACK,
 	STMT_INSERT_EVENT,
-	STMT_TOTALS,
-	STMT_EVICT_DONE,
-	STMT_EVICT_PENDING,
+	STMT_BOUNDS,
+	STMT_EVICT_OLDEST,
+	STMT_OLDEST_SIZES,
 	STMT_OLDEST_PENDING,
 	STMT_EVICT_AGED,
 	STMT_COUNT_DROP,
@@ -63,6 +63,7 @@ struct telespool {
 	 * next transaction that succeeds. */
 	int64_t unsaved_drops[DROP__COUNT];
 	unsigned records_since_age_check;
+	int64_t page_size; /* of the file, for the max_bytes bound */
 
 	char errmsg[512];
 };
