@@ -40,8 +40,8 @@ CREATE TABLE events (
 
 -- The uploader's drain: pending rows, oldest first.
 CREATE INDEX events_pending ON events (id) WHERE state = 'pending';
--- Sent and dead audit copies, oldest first: retention and eviction.
-CREATE INDEX events_done ON events (id) WHERE state <> 'pending';
+-- Sent and dead audit copies by age: the uploader's retention.
+CREATE INDEX events_done ON events (created_at) WHERE state <> 'pending';
 
 -- Rows an uploader holds a lease on (few at any time), so that a crashed
 -- run's leases are found without a scan.

@@ -733,9 +733,9 @@ static void test_expire(void)
 	ASSERT_EQ(path_exec(path, sql), SQLITE_OK);
 	telespool__iso(now - 10 * DAY_MS, t);
 	snprintf(sql, sizeof(sql),
-		 "UPDATE events SET state = 'sent', sent_at = '%s' WHERE id IN "
-		 "(%lld, %lld)",
-		 t, (long long)first + 6, (long long)first + 7);
+		 "UPDATE events SET state = 'sent', sent_at = '%s',"
+		 " created_at = '%s' WHERE id IN (%lld, %lld)",
+		 t, t, (long long)first + 6, (long long)first + 7);
 	ASSERT_EQ(path_exec(path, sql), SQLITE_OK);
 	snprintf(
 	    sql, sizeof(sql),
@@ -750,14 +750,12 @@ static void test_expire(void)
 		 t, (long long)first + 8);
 	ASSERT_EQ(path_exec(path, sql), SQLITE_OK);
 
-	telespool__expiry e = {-1, -1, -1};
-	ASSERT_EQ(telespool__expire(sp, now, DAY_MS, 5, 7 * DAY_MS, &e),
+	telespool__expiry e = {-1, -1};
+	ASSERT_EQ(telespool__expire(sp, now, DAY_MS, 7 * DAY_MS, &e),
 		  TELESPOOL_OK);
 	ASSERT_EQ(e.expired, 3);
-	ASSERT_EQ(e.exhausted, 2);
 	ASSERT_EQ(e.pruned, 3);
 	ASSERT_EQ(drops_of(path, "expired"), 3);
-	ASSERT_EQ(drops_of(path, "max_attempts"), 2);
 	ASSERT_EQ(path_int(path, "SELECT count(*) FROM events"), 9);
 	for (int i = 0; i < 3; i++) {
 		assert_col(path, "state", first + i, "dead");
@@ -766,36 +764,28 @@ static void test_expire(void)
 		ASSERT_CONTAINS(le, "expired");
 		free(le);
 	}
-	for (int i = 3; i < 5; i++) {
-		assert_col(path, "state", first + i, "dead");
-		char *le = col_of(path, "last_error", first + i);
-		ASSERT_CONTAINS(le, "5 attempts");
-		ASSERT_CONTAINS(le, "HTTP 502");
-		free(le);
-	}
+	/* Used-up attempts are the uploader's verdict when the last attempt
+	 * fails, not housekeeping's. */
+	for (int i = 3; i < 5; i++)
+		assert_col(path, "state", first + i, "pending");
 	assert_col(path, "state", first + 5, "pending");
 	assert_col(path, "state", first + 8, "sent");
 	assert_col(path, "state", first + 10, "pending");
 	assert_col(path, "state", first + 11, "pending");
 
 	/* Nothing left to do: all zeros, nothing counted twice. */
-	ASSERT_EQ(telespool__expire(sp, now, DAY_MS, 5, 7 * DAY_MS, &e),
+	ASSERT_EQ(telespool__expire(sp, now, DAY_MS, 7 * DAY_MS, &e),
 		  TELESPOOL_OK);
-	ASSERT_EQ(e.expired + e.exhausted + e.pruned, 0);
+	ASSERT_EQ(e.expired + e.pruned, 0);
 	ASSERT_EQ(drops_of(path, "expired"), 3);
-	/* max_attempts 0: no limit on attempts. */
-	ASSERT_EQ(path_exec(path,
-			    "UPDATE events SET attempts = 99 WHERE state ="
-			    " 'pending'"),
+	ASSERT_EQ(telespool__expire(sp, now, DAY_MS, 7 * DAY_MS, NULL),
+		  TELESPOOL_OK);
+	/* Ten days later every finished row is past retention; the pending
+	 * ones (30 days max age) stay. */
+	ASSERT_EQ(path_exec(path, "UPDATE events SET state = 'sent', sent_at ="
+				  " created_at WHERE state = 'pending'"),
 		  SQLITE_OK);
-	ASSERT_EQ(telespool__expire(sp, now, DAY_MS, 0, 7 * DAY_MS, &e),
-		  TELESPOOL_OK);
-	ASSERT_EQ(e.exhausted, 0);
-	ASSERT_EQ(telespool__expire(sp, now, DAY_MS, 5, 7 * DAY_MS, NULL),
-		  TELESPOOL_OK);
-	ASSERT_EQ(drops_of(path, "max_attempts"), 5);
-	/* Ten days later every finished row is past retention. */
-	ASSERT_EQ(telespool__expire(sp, now + 10 * DAY_MS, 30 * DAY_MS, 0,
+	ASSERT_EQ(telespool__expire(sp, now + 10 * DAY_MS, 30 * DAY_MS,
 				    7 * DAY_MS, &e),
 		  TELESPOOL_OK);
 	ASSERT_EQ(path_int(path, "SELECT count(*) FROM events"), 0);

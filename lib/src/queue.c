@@ -117,10 +117,12 @@ static int read_items(telespool *sp, sqlite3_stmt *st, int max,
  * "id IN (SELECT value FROM json_each(?))", at most CHUNK of them.  The
  * SELECT runs outside any write transaction: in WAL mode a reader blocks
  * nobody, so a long scan never makes LangBot's record calls wait.
- * *last gets the largest id (for the next chunk's "id > ?").
+ * *last gets the largest id (for the next chunk's "id > ?").  With before,
+ * the SELECT's second column is created_at and the walk stops (*ended) at
+ * the first row recorded at or after it.
  */
-static int collect_ids(telespool *sp, sqlite3_stmt *st, char **json, size_t *n,
-		       int64_t *last)
+static int collect_ids(telespool *sp, sqlite3_stmt *st, const char *before,
+		       char **json, size_t *n, int64_t *last, int *ended)
 {
 	size_t cap = 64, len = 0;
 	char *buf = malloc(cap);
@@ -133,8 +135,17 @@ static int collect_ids(telespool *sp, sqlite3_stmt *st, char **json, size_t *n,
 		return telespool__fail(sp, TELESPOOL_ENOMEM, "out of memory");
 	}
 	buf[len++] = '[';
+	*ended = 0;
 	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(st, 0);
+		const char *t = (const char *)sqlite3_column_text(st, 1);
+		if (before && t && strcmp(t, before) >= 0) {
+			/* Rows come in id order, which is recording order: the
+			 * first one recorded after the cutoff ends the walk. */
+			*ended = 1;
+			src = SQLITE_DONE;
+			break;
+		}
 		if (len + 24 > cap) {
 			char *p = realloc(buf, cap * 2);
 			if (p == NULL) {
@@ -212,7 +223,8 @@ int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
 		bind_due(st, now_ms, lease_ms, horizon_ms, ignore_backoff,
 			 bufs);
 		sqlite3_bind_int(st, 6, max);
-		rc = collect_ids(sp, st, &ids, &n, &last);
+		int ended;
+		rc = collect_ids(sp, st, NULL, &ids, &n, &last, &ended);
 	}
 	if (rc == TELESPOOL_OK && n > 0) {
 		st = prep(sp, "UPDATE events SET lease_until = ?1 WHERE id IN"
@@ -382,28 +394,32 @@ int telespool__reclaim_leases(telespool *sp, int64_t *n_reclaimed)
 }
 
 /*
- * Applies update (?1 = JSON array of ids, ?2 = t, ?3 = num, ?4 = now) to
- * the rows select finds (?1 = t, ?2 = num, ?3 = the last id done), CHUNK
- * at a time, each chunk in its own short write transaction; changed rows
- * are counted in drops under reason (unless NULL) and added to *total.
+ * Finds rows with select (?1 = the last id done, ?2 = before; ids in
+ * order, and with stop_early a second column created_at at which the walk
+ * stops at the first row recorded at or after before) and applies update
+ * (?1 = JSON array of ids, ?2 = before, ?3 = now) to them, CHUNK at a time,
+ * each chunk in its own short write transaction.  Changed rows are counted
+ * in drops under reason (unless NULL) and in *total.
  */
-static int in_chunks(telespool *sp, const char *select_sql,
-		     const char *update_sql, const char *t, int64_t num,
-		     const char *now, const char *reason, int64_t *total)
+static int walk_older(telespool *sp, const char *select_sql,
+		      const char *update_sql, const char *before,
+		      const char *now, const char *reason, int stop_early,
+		      int64_t *total)
 {
 	int64_t last = 0;
+	int ended = 0;
 
 	*total = 0;
-	for (;;) {
+	while (!ended) {
 		sqlite3_stmt *st = prep(sp, select_sql);
 		char *ids = NULL;
 		size_t n = 0;
 		if (st == NULL)
 			return TELESPOOL_ERROR;
-		sqlite3_bind_text(st, 1, t, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, num);
-		sqlite3_bind_int64(st, 3, last);
-		int rc = collect_ids(sp, st, &ids, &n, &last);
+		sqlite3_bind_int64(st, 1, last);
+		sqlite3_bind_text(st, 2, before, -1, SQLITE_STATIC);
+		int rc = collect_ids(sp, st, stop_early ? before : NULL, &ids,
+				     &n, &last, &ended);
 		if (rc != TELESPOOL_OK || n == 0) {
 			free(ids);
 			return rc;
@@ -412,9 +428,8 @@ static int in_chunks(telespool *sp, const char *select_sql,
 		st = rc == TELESPOOL_OK ? prep(sp, update_sql) : NULL;
 		if (st != NULL) {
 			sqlite3_bind_text(st, 1, ids, -1, SQLITE_STATIC);
-			sqlite3_bind_text(st, 2, t, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(st, 3, num);
-			sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 2, before, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 3, now, -1, SQLITE_STATIC);
 			rc = run(sp, st, "housekeeping");
 		} else if (rc == TELESPOOL_OK) {
 			rc = TELESPOOL_ERROR;
@@ -432,57 +447,49 @@ static int in_chunks(telespool *sp, const char *select_sql,
 			return rc;
 		*total += changed;
 		if (n < CHUNK)
-			return TELESPOOL_OK;
+			break;
 	}
+	return TELESPOOL_OK;
 }
 
 int telespool__expire(telespool *sp, int64_t now_ms, int64_t max_age_ms,
-		      int max_attempts, int64_t retention_ms,
-		      telespool__expiry *out)
+		      int64_t retention_ms, telespool__expiry *out)
 {
 	char now[TELESPOOL_ISO_LEN], cutoff[TELESPOOL_ISO_LEN];
 	char keep[TELESPOOL_ISO_LEN];
-	telespool__expiry e = {0, 0, 0};
+	telespool__expiry e = {0, 0};
 	int rc;
 
 	telespool__iso(now_ms, now);
 	telespool__iso(now_ms - max_age_ms, cutoff);
 	telespool__iso(now_ms - retention_ms, keep);
 	telespool__lock(sp);
-	rc = in_chunks(
+	/* Pending rows in id order are in recording order: the walk stops at
+	 * the first one recorded after the cutoff, so a large backlog of
+	 * recent events costs an index lookup, not a scan.  (One recorded
+	 * under a wall clock set back is caught when the uploader tries it.) */
+	rc = walk_older(
 	    sp,
-	    "SELECT id FROM events WHERE state = 'pending' AND created_at < ?1"
-	    " AND id > ?3 AND ?2 = ?2 ORDER BY id LIMIT 1000",
+	    "SELECT id, created_at FROM events WHERE state = 'pending'"
+	    " AND id > ?1 AND ?2 = ?2 ORDER BY id LIMIT 1000",
 	    "UPDATE events SET state = 'dead', lease_until = NULL,"
 	    " last_error = 'expired: not delivered before ' || ?2"
 	    " WHERE id IN (SELECT value FROM json_each(?1))"
-	    " AND state = 'pending' AND ?3 = ?3"
-	    " AND (lease_until IS NULL OR lease_until <= ?4)",
-	    cutoff, 0, now, "expired", &e.expired);
-	if (rc == TELESPOOL_OK && max_attempts > 0)
-		rc = in_chunks(
-		    sp,
-		    "SELECT id FROM events WHERE state = 'pending'"
-		    " AND attempts >= ?2 AND id > ?3 AND ?1 = ?1"
-		    " ORDER BY id LIMIT 1000",
-		    "UPDATE events SET state = 'dead', lease_until = NULL,"
-		    " last_error = 'gave up after ' || attempts || ' attempts: "
-		    "'"
-		    " || coalesce(last_error, '')"
-		    " WHERE id IN (SELECT value FROM json_each(?1))"
-		    " AND state = 'pending' AND attempts >= ?3 AND ?2 = ?2"
-		    " AND (lease_until IS NULL OR lease_until <= ?4)",
-		    now, max_attempts, now, "max_attempts", &e.exhausted);
+	    " AND state = 'pending'"
+	    " AND (lease_until IS NULL OR lease_until <= ?3)",
+	    cutoff, now, "expired", 1, &e.expired);
+	/* Finished rows are found through their own index by age. */
 	if (rc == TELESPOOL_OK)
-		rc = in_chunks(
+		rc = walk_older(
 		    sp,
 		    "SELECT id FROM events WHERE state <> 'pending'"
-		    " AND coalesce(sent_at, created_at) < ?1 AND id > ?3"
-		    " AND ?2 = ?2 ORDER BY id LIMIT 1000",
+		    " AND created_at < ?2 AND coalesce(sent_at, created_at) < "
+		    "?2"
+		    " AND id > ?1 ORDER BY id LIMIT 1000",
 		    "DELETE FROM events WHERE id IN"
 		    " (SELECT value FROM json_each(?1)) AND state <> 'pending'"
-		    " AND ?2 = ?2 AND ?3 = ?3 AND ?4 = ?4",
-		    keep, 0, now, NULL, &e.pruned);
+		    " AND coalesce(sent_at, created_at) < ?2 AND ?3 = ?3",
+		    keep, now, NULL, 0, &e.pruned);
 	/* Give the freed pages back to the file system. */
 	if (rc == TELESPOOL_OK && e.pruned > 0)
 		rc = telespool__exec(sp, "PRAGMA incremental_vacuum");

@@ -89,16 +89,19 @@ int telespool__finish(telespool *sp, const telespool__outcome *o, size_t n,
  * lock: no other uploader can be alive, so leases are leftovers of a crash. */
 int telespool__reclaim_leases(telespool *sp, int64_t *n_reclaimed);
 
-/* Housekeeping in one transaction: pending events older than max_age_ms or
- * with max_attempts or more attempts become dead (counted in drops as
- * 'expired' / 'max_attempts'); sent and dead rows older than retention_ms are
- * deleted.  Then reclaims free pages (incremental vacuum). */
+/* Housekeeping: pending events recorded more than max_age_ms ago become
+ * dead (counted in drops as 'expired'); sent and dead rows recorded more
+ * than retention_ms ago are deleted; then free pages are given back
+ * (incremental vacuum).  Rows are found by a read-only walk that stops at
+ * the first row recorded after the cutoff, and changed 1,000 at a time in
+ * short transactions, so LangBot never waits long for the lock.  (Events
+ * that use up their attempts are marked dead by the uploader when their
+ * last attempt fails.) */
 typedef struct telespool__expiry {
-	int64_t expired, exhausted, pruned;
+	int64_t expired, pruned;
 } telespool__expiry;
 int telespool__expire(telespool *sp, int64_t now_ms, int64_t max_age_ms,
-		      int max_attempts, int64_t retention_ms,
-		      telespool__expiry *out);
+		      int64_t retention_ms, telespool__expiry *out);
 
 /*
  * Opt-out: deletes every event and every survey row in one transaction with

@@ -386,8 +386,11 @@ class Retention(E2E):
         ids = [ev["id"] for ev in lb.events()]
         old = ms_iso(now_ms() - 8 * DAY_MS)
         recent = ms_iso(now_ms() - 6 * DAY_MS)
-        lb.execute("UPDATE events SET sent_at = ? WHERE id IN (?, ?)", (old, ids[0], ids[1]))
-        lb.execute("UPDATE events SET sent_at = ? WHERE id = ?", (recent, ids[2]))
+        # As if recorded and sent 8 days ago (two) and 6 days ago (one).
+        lb.execute("UPDATE events SET created_at = ?, sent_at = ? WHERE id IN (?, ?)",
+                   (old, old, ids[0], ids[1]))
+        lb.execute("UPDATE events SET created_at = ?, sent_at = ? WHERE id = ?",
+                   (recent, recent, ids[2]))
         # A pending event older than the maximum age: given up on, counted, never sent.
         with lb.spool() as sp:
             sp.record_query(query_id="q-ancient", model_name="m")

@@ -705,7 +705,7 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 	telespool__reclaim_leases(r.sp, &reclaimed);
 	telespool__expiry ex;
 	rc = telespool__expire(r.sp, telespool__now_ms(), o->max_age_ms,
-			       o->max_attempts, o->retention_ms, &ex);
+			       o->retention_ms, &ex);
 	if (rc == TELESPOOL_ECORRUPT) {
 		code = spool_failed(&r, rc);
 		goto end;
@@ -714,7 +714,7 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 		say("housekeeping skipped: %s: %s", o->db_path,
 		    telespool_errmsg(r.sp));
 	else
-		r.rec.dead += ex.expired + ex.exhausted;
+		r.rec.dead += ex.expired;
 
 	if (r.cfg.space_url[0] == '\0') {
 		r.rec.outcome = "no_url";
