@@ -212,38 +212,51 @@ int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
 
 	/* Candidates first, read-only (a spool whose rows all wait out a
 	 * backoff costs a scan, and nobody must wait for it); then one short
-	 * UPDATE takes those still due and unleased. */
-	sqlite3_stmt *st = prep(sp, "SELECT id FROM events WHERE" DUE_ROWS
-				    " ORDER BY id LIMIT ?6");
-	char *ids = NULL;
-	size_t n = 0;
-	int64_t last = 0;
-	int rc = TELESPOOL_ERROR;
-	if (st != NULL) {
+	 * UPDATE takes those still due and unleased.  Between the two, LangBot
+	 * may evict the oldest rows (the spool is at its bounds) or another
+	 * uploader may take them: then look again, rather than report that
+	 * nothing is due while rows are. */
+	int rc = TELESPOOL_OK;
+	for (int round = 0; rc == TELESPOOL_OK && round < 8; round++) {
+		sqlite3_stmt *st =
+		    prep(sp, "SELECT id FROM events WHERE" DUE_ROWS
+			     " ORDER BY id LIMIT ?6");
+		char *ids = NULL;
+		size_t n = 0;
+		int64_t last = 0;
+		int ended;
+		if (st == NULL) {
+			rc = TELESPOOL_ERROR;
+			break;
+		}
 		bind_due(st, now_ms, lease_ms, horizon_ms, ignore_backoff,
 			 bufs);
 		sqlite3_bind_int(st, 6, max);
-		int ended;
 		rc = collect_ids(sp, st, NULL, &ids, &n, &last, &ended);
-	}
-	if (rc == TELESPOOL_OK && n > 0) {
+		if (rc != TELESPOOL_OK || n == 0) {
+			free(ids);
+			break;
+		}
 		st = prep(sp, "UPDATE events SET lease_until = ?1 WHERE id IN"
 			      " (SELECT value FROM json_each(?7)) AND" DUE_ROWS
 			      " RETURNING id, event_id, event_type, body,"
 			      " attempts, created_at");
-		rc = TELESPOOL_ERROR;
-		if (st != NULL) {
-			sqlite3_bind_text(st, 1, until, -1, SQLITE_STATIC);
-			bind_due(st, now_ms, lease_ms, horizon_ms,
-				 ignore_backoff, bufs);
-			sqlite3_bind_text(st, 7, ids, -1, SQLITE_STATIC);
-			rc = read_items(sp, st, max, out, "claiming events");
-			for (size_t i = 0; i < out->n; i++)
-				memcpy(out->items[i].lease_until, until,
-				       sizeof(until));
+		if (st == NULL) {
+			free(ids);
+			rc = TELESPOOL_ERROR;
+			break;
 		}
+		sqlite3_bind_text(st, 1, until, -1, SQLITE_STATIC);
+		bind_due(st, now_ms, lease_ms, horizon_ms, ignore_backoff,
+			 bufs);
+		sqlite3_bind_text(st, 7, ids, -1, SQLITE_STATIC);
+		rc = read_items(sp, st, max, out, "claiming events");
+		free(ids);
+		for (size_t i = 0; i < out->n; i++)
+			memcpy(out->items[i].lease_until, until, sizeof(until));
+		if (out->n > 0)
+			break;
 	}
-	free(ids);
 	telespool__unlock(sp);
 	return rc;
 }
