@@ -495,10 +495,13 @@ int telespool__expire(telespool *sp, int64_t now_ms, int64_t max_age_ms,
 	if (rc == TELESPOOL_OK)
 		rc = walk_older(
 		    sp,
-		    "SELECT id FROM events WHERE state <> 'pending'"
-		    " AND created_at < ?2 AND coalesce(sent_at, created_at) < "
-		    "?2"
-		    " AND id > ?1 ORDER BY id LIMIT 1000",
+		    /* Without INDEXED BY the planner walks the table in id
+		     * order to skip a sort.  Every row found is deleted, so
+		     * no cursor is needed (?1 unused). */
+		    "SELECT id FROM events INDEXED BY events_done"
+		    " WHERE state <> 'pending' AND created_at < ?2"
+		    " AND coalesce(sent_at, created_at) < ?2 AND ?1 = ?1"
+		    " LIMIT 1000",
 		    "DELETE FROM events WHERE id IN"
 		    " (SELECT value FROM json_each(?1)) AND state <> 'pending'"
 		    " AND coalesce(sent_at, created_at) < ?2 AND ?3 = ?3",
