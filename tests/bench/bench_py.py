@@ -1,0 +1,161 @@
+"""The host-side benchmarks, in Python (run with Debian's /usr/bin/python3: httpx is
+python3-httpx).  One mode per run; each prints one JSON line on stdout.
+
+    binding  --db PATH --n N        telespool.Spool.record_query() for each workload event
+                                    (the library redacts and caps; one commit per event)
+    pure     --db PATH --n N        PureSpool below: what a LangBot developer could write in
+                                    30 lines with the stdlib sqlite3 module (json.dumps body,
+                                    one INSERT per BEGIN IMMEDIATE/COMMIT, WAL,
+                                    synchronous=NORMAL), no redaction, no caps
+    httpx    --url URL --n N        LangBot's in-process sender: asyncio + httpx.AsyncClient,
+                                    one POST per event, at most 8 in flight (--inflight)
+
+Each reports the wall rate and the CPU the process spent per event (time.process_time(),
+user + system, all threads), measured around the loop only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sqlite3
+import sys
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import workload  # noqa: E402
+
+
+def result(mode, n, wall, cpu, **extra):
+    out = {"mode": mode, "n": n, "wall_s": wall, "rate": n / wall, "cpu_us": cpu / n * 1e6}
+    out.update(extra)
+    print(json.dumps(out), flush=True)
+
+
+def bench_binding(args):
+    import telespool
+    events = workload.EVENTS
+    with telespool.Spool(args.db, instance_id=workload.INSTANCE_ID, version=workload.VERSION,
+                         max_events=args.max_events, max_bytes=args.max_bytes) as sp:
+        rec = sp.record_query
+        k = len(events)
+        c0, t0 = time.process_time(), time.perf_counter()
+        for i in range(args.n):
+            e = events[i % k]
+            rec(query_id=e["query_id"], adapter=e["adapter"], runner=e["runner"],
+                model_name=e["model_name"], duration_ms=e["duration_ms"],
+                pipeline_plugins=e["pipeline_plugins"], error=e["error"])
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    result("binding", args.n, wall, cpu, library=telespool.LIBRARY_PATH)
+
+
+# ---- the pure-Python spool: what a LangBot developer could write in 30 lines ----
+
+class PureSpool:
+    def __init__(self, path):
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=250")
+        self.db.execute("CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY,"
+                        " event_id TEXT NOT NULL, body TEXT NOT NULL, created_at TEXT NOT NULL,"
+                        " state TEXT NOT NULL DEFAULT 'pending',"
+                        " attempts INTEGER NOT NULL DEFAULT 0)")
+
+    def record_query(self, **fields):
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+        body = json.dumps({"event_type": "query", **fields, "version": workload.VERSION,
+                           "instance_id": workload.INSTANCE_ID, "timestamp": now})
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("INSERT INTO events (event_id, body, created_at) VALUES (?, ?, ?)",
+                            (str(uuid.uuid4()), body, now))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def close(self):
+        self.db.close()
+
+
+def bench_pure(args):
+    events = workload.EVENTS
+    sp = PureSpool(args.db)
+    k = len(events)
+    c0, t0 = time.process_time(), time.perf_counter()
+    for i in range(args.n):
+        e = events[i % k]
+        sp.record_query(query_id=e["query_id"], adapter=e["adapter"], runner=e["runner"],
+                        model_name=e["model_name"], duration_ms=e["duration_ms"],
+                        pipeline_plugins=e["pipeline_plugins"], error=e["error"] or "")
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    sp.close()
+    result("pure", args.n, wall, cpu, sqlite=sqlite3.sqlite_version)
+
+
+# ---- LangBot's in-process sender ----
+
+def bench_httpx(args):
+    import asyncio
+    import httpx
+
+    events = workload.EVENTS
+    k = len(events)
+    statuses = {}
+
+    async def main():
+        sem = asyncio.Semaphore(args.inflight)
+        limits = httpx.Limits(max_connections=args.inflight,
+                              max_keepalive_connections=args.inflight)
+        async with httpx.AsyncClient(timeout=10, limits=limits) as client:
+            async def send(payload):
+                try:
+                    r = await client.post(args.url, json=payload)
+                    statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                except httpx.HTTPError as e:
+                    statuses[type(e).__name__] = statuses.get(type(e).__name__, 0) + 1
+                finally:
+                    sem.release()
+
+            # Warm the connection pool (not measured).
+            await client.post(args.url, json=workload.langbot_payload(events[0], "x"))
+            tasks = set()
+            c0, t0 = time.process_time(), time.perf_counter()
+            for i in range(args.n):
+                await sem.acquire()  # at most `inflight` POSTs in flight
+                now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+                t = asyncio.create_task(send(workload.langbot_payload(events[i % k], now)))
+                tasks.add(t)
+                t.add_done_callback(tasks.discard)
+            await asyncio.gather(*tasks)
+            return time.perf_counter() - t0, time.process_time() - c0
+
+    wall, cpu = asyncio.run(main())
+    result("httpx", args.n, wall, cpu, statuses={str(k): v for k, v in statuses.items()},
+           httpx=httpx_version())
+
+
+def httpx_version():
+    import httpx
+    return httpx.__version__
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["binding", "pure", "httpx"])
+    ap.add_argument("--db")
+    ap.add_argument("--url")
+    ap.add_argument("--n", type=int, default=10000)
+    ap.add_argument("--inflight", type=int, default=8)
+    ap.add_argument("--max-events", type=int, default=0)
+    ap.add_argument("--max-bytes", type=int, default=0)
+    args = ap.parse_args()
+    {"binding": bench_binding, "pure": bench_pure, "httpx": bench_httpx}[args.mode](args)
+
+
+if __name__ == "__main__":
+    main()
