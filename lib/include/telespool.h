@@ -103,9 +103,10 @@ typedef struct telespool_options {
 	 * 0 means the default (250); at most TELESPOOL_MAX_BUSY_TIMEOUT_MS. */
 	int busy_timeout_ms;
 
-	/* Spool bounds: when a new event would exceed one, the oldest rows are
-	 * evicted (sent/dead audit copies first, then pending events, counted in
-	 * the drops table).  0 means the default. */
+	/* Spool bounds: max_events rows, max_bytes of used file pages, pending
+	 * events younger than max_age_days.  When a new event would exceed one,
+	 * the oldest rows are evicted (pending ones counted in the drops table),
+	 * at most 256 per call.  0 means the default. */
 	int64_t max_events;
 	int64_t max_bytes;
 	int max_age_days;
