@@ -57,9 +57,10 @@ struct run {
 	int any_retry;    /* a retryable failure left rows behind */
 	int64_t released; /* claimed rows given back unsent (time, signal) */
 	int exit_code;    /* set with a spool failure inside a batch */
-	struct stat cfg_seen; /* the config file as last read */
-	int optout_seen;      /* the config now says telemetry is disabled */
-	int config_broken;    /* the config became unreadable during the run */
+	int64_t pending_at_start; /* for the progress line */
+	struct stat cfg_seen;     /* the config file as last read */
+	int optout_seen;   /* the config now says telemetry is disabled */
+	int config_broken; /* the config became unreadable during the run */
 };
 
 static void say(const char *fmt, ...)
@@ -323,11 +324,12 @@ static void progress(struct run *r)
 	if (!r->o->progress)
 		return;
 	double secs = (double)(tsu_monotonic_ms() - r->start_mono) / 1000.0;
+	int64_t left = r->pending_at_start - r->rec.sent - r->rec.dead;
 	fprintf(stderr,
 		"\rtelespool-upload: sent %" PRId64 ", %.0f/s, retried %" PRId64
-		", dead %" PRId64 "   ",
+		", dead %" PRId64 ", about %" PRId64 " left   ",
 		r->rec.sent, secs > 0 ? (double)r->rec.sent / secs : 0.0,
-		r->rec.retried, r->rec.dead);
+		r->rec.retried, r->rec.dead, left > 0 ? left : 0);
 	fflush(stderr);
 }
 
@@ -538,6 +540,14 @@ static int drain(struct run *r)
 
 	/* libcurl is set up only once there is something to send, so that an
 	 * idle run (the common case under cron) costs a few milliseconds. */
+	if (r->o->progress) {
+		/* Counting costs a pass over the pending index: only for a
+		 * person watching. */
+		telespool__status st;
+		if (telespool__get_status(r->sp, now, &st) == TELESPOOL_OK)
+			r->pending_at_start = st.pending;
+	}
+
 	/* The first batch of a run is small: if Space is down we learn it
 	 * from a handful of requests, not from a hundred timeouts. */
 	int first = 1;
