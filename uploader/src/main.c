@@ -71,9 +71,8 @@ static void usage(FILE *f)
 	      "   0  done (also: nothing due, opted out and purged, another\n"
 	      "      uploader already running, no spool yet)\n"
 	      "  75  events are left for a later run after retryable failures\n"
-	      "  78  the configuration is unreadable or invalid (nothing sent "
-	      "or\n"
-	      "      deleted)\n"
+	      "  78  the configuration or the command line is unreadable or\n"
+	      "      invalid (nothing sent or deleted)\n"
 	      "   1  anything else (e.g. the spool is unusable)\n",
 	      f);
 }
@@ -234,6 +233,12 @@ int main(int argc, char **argv)
 	if (o.db_path == NULL) {
 		snprintf(db_buf, sizeof(db_buf), "%s/telemetry.db", o.data_dir);
 		o.db_path = db_buf;
+	}
+	if (json && !status) {
+		fprintf(stderr,
+			"telespool-upload: --json goes with --status\n");
+		usage(stderr);
+		return TSU_EXIT_CONFIG;
 	}
 	if (status)
 		return tsu_status(&o, json);
