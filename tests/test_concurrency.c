@@ -199,10 +199,7 @@ static void test_shared_handle(void)
 		  total);
 }
 
-static const struct {
-	const char *name;
-	void (*fn)(void);
-} tests[] = {
+static const struct tu_test tests[] = {
     {"processes_and_reader", test_processes_and_reader},
     {"shared_handle", test_shared_handle},
 };
@@ -214,22 +211,6 @@ int main(int argc, char **argv)
 		shared_per_thread /= 5;
 	}
 	make_temp_dir(g_dir, sizeof(g_dir), "test_concurrency");
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		int wanted = argc < 2;
-		for (int a = 1; a < argc; a++)
-			wanted |= strcmp(argv[a], tests[i].name) == 0;
-		if (!wanted)
-			continue;
-		int failed = tu_failed;
-		printf("-- %s\n", tests[i].name);
-		fflush(stdout);
-		tests[i].fn();
-		if (tu_failed != failed)
-			printf("   FAILED: %s\n", tests[i].name);
-	}
-	if (tu_failed == 0)
-		rm_rf(g_dir);
-	else
-		printf("files kept in %s\n", g_dir);
-	return TEST_REPORT();
+	return tu_main(tests, sizeof(tests) / sizeof(tests[0]), argc, argv,
+		       g_dir);
 }

@@ -1040,10 +1040,7 @@ static void test_runs_and_status(void)
 
 /* ---- main ---- */
 
-static const struct {
-	const char *name;
-	void (*fn)(void);
-} tests[] = {
+static const struct tu_test tests[] = {
     {"claim_order_and_leases", test_claim_order_and_leases},
     {"claim_due_and_horizon", test_claim_due_and_horizon},
     {"peek", test_peek},
@@ -1062,22 +1059,6 @@ static const struct {
 int main(int argc, char **argv)
 {
 	make_temp_dir(g_dir, sizeof(g_dir), "test_queue");
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		int wanted = argc < 2;
-		for (int a = 1; a < argc; a++)
-			wanted |= strcmp(argv[a], tests[i].name) == 0;
-		if (!wanted)
-			continue;
-		int failed = tu_failed;
-		printf("-- %s\n", tests[i].name);
-		fflush(stdout);
-		tests[i].fn();
-		if (tu_failed != failed)
-			printf("   FAILED: %s\n", tests[i].name);
-	}
-	if (tu_failed == 0)
-		rm_rf(g_dir);
-	else
-		printf("files kept in %s\n", g_dir);
-	return TEST_REPORT();
+	return tu_main(tests, sizeof(tests) / sizeof(tests[0]), argc, argv,
+		       g_dir);
 }

@@ -1936,10 +1936,7 @@ static int make_sample(const char *path)
 
 /* ---- main ---- */
 
-static const struct {
-	const char *name;
-	void (*fn)(void);
-} tests[] = {
+static const struct tu_test tests[] = {
     {"version_and_texts", test_version_and_texts},
     {"open_arguments", test_open_arguments},
     {"open_defaults", test_open_defaults},
@@ -1972,22 +1969,6 @@ int main(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "--make-sample") == 0)
 		return make_sample(argv[2]);
 	make_temp_dir(g_dir, sizeof(g_dir), "test_spool");
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		int wanted = argc < 2;
-		for (int a = 1; a < argc; a++)
-			wanted |= strcmp(argv[a], tests[i].name) == 0;
-		if (!wanted)
-			continue;
-		int failed = tu_failed;
-		printf("-- %s\n", tests[i].name);
-		fflush(stdout);
-		tests[i].fn();
-		if (tu_failed != failed)
-			printf("   FAILED: %s\n", tests[i].name);
-	}
-	if (tu_failed == 0)
-		rm_rf(g_dir);
-	else
-		printf("files kept in %s\n", g_dir);
-	return TEST_REPORT();
+	return tu_main(tests, sizeof(tests) / sizeof(tests[0]), argc, argv,
+		       g_dir);
 }

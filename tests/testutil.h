@@ -20,6 +20,12 @@
 static int tu_passed, tu_failed;
 #endif
 
+/* A named test function, for tu_main(). */
+struct tu_test {
+	const char *name;
+	void (*fn)(void);
+};
+
 #define TU_FAIL(...)                                                           \
 	do {                                                                   \
 		tu_failed++;                                                   \
@@ -119,5 +125,43 @@ char *path_text(const char *path, const char *sql);
 int path_exec(const char *path, const char *sql);
 /* drops.count for this reason, 0 if it has no row. */
 int64_t drops_of(const char *path, const char *reason);
+
+#ifndef TESTUTIL_NO_COUNTERS
+/*
+ * The main loop every C test shares: runs the tests named on the command
+ * line (all of them without arguments; an unknown name fails), each
+ * announced and, on failure, named again; removes dir when everything passed, keeps it for a look
+ * otherwise.  Returns the exit code.
+ */
+static inline int tu_main(const struct tu_test *tests, size_t n, int argc,
+			  char **argv, const char *dir)
+{
+	for (size_t i = 0; i < n; i++) {
+		int wanted = argc < 2;
+		for (int a = 1; a < argc; a++)
+			wanted |= strcmp(argv[a], tests[i].name) == 0;
+		if (!wanted)
+			continue;
+		int failed = tu_failed;
+		printf("-- %s\n", tests[i].name);
+		fflush(stdout);
+		tests[i].fn();
+		if (tu_failed != failed)
+			printf("   FAILED: %s\n", tests[i].name);
+	}
+	for (int a = 1; a < argc; a++) {
+		size_t i = 0;
+		while (i < n && strcmp(argv[a], tests[i].name) != 0)
+			i++;
+		if (i == n)
+			TU_FAIL("no test named %s", argv[a]);
+	}
+	if (tu_failed == 0)
+		rm_rf(dir);
+	else
+		printf("files kept in %s\n", dir);
+	return TEST_REPORT();
+}
+#endif
 
 #endif
