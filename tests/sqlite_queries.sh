@@ -18,7 +18,7 @@ QUERIES=(
   "Each upload run: when, and how much left the machine|SELECT * FROM upload_runs;"
   "The last delivery errors|SELECT event_id, attempts, last_error FROM events WHERE last_error IS NOT NULL;"
   "Events by model|SELECT model_name, count(*) FROM events GROUP BY model_name;"
-  "The table's columns|.schema events"
+  "The table's columns|.schema spool"
 )
 
 set -u
@@ -123,9 +123,9 @@ run 7 && {
 }
 # 8: .schema
 run 8 && {
-  expect schema 'CREATE TABLE events'
+  expect schema 'CREATE TABLE spool'
   expect schema 'event_id +TEXT NOT NULL,'
-  expect schema 'CREATE INDEX events_pending'
+  expect schema 'CREATE INDEX spool_done'
 }
 
 rm -rf "$dir"

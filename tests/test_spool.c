@@ -504,7 +504,8 @@ static void test_migrations_fresh(void)
 	char *mode = path_text(path, "PRAGMA journal_mode");
 	ASSERT_STREQ(mode, "wal");
 	free(mode);
-	static const char *const names[] = {"events",
+	static const char *const names[] = {"spool",
+					    "events",
 					    "drops",
 					    "survey_milestones",
 					    "surveys",
@@ -514,9 +515,9 @@ static void test_migrations_fresh(void)
 					    "sent",
 					    "dead",
 					    "summary",
-					    "events_pending",
-					    "events_done",
-					    "events_leased",
+					    "spool_done",
+					    "spool_leased",
+					    "spool_pending_again",
 					    NULL};
 	for (size_t i = 0; names[i]; i++) {
 		char sql[200];
@@ -528,7 +529,17 @@ static void test_migrations_fresh(void)
 		else
 			tu_passed++;
 	}
-	/* event_id is deliberately not indexed (see the migration). */
+	/* One index per insert would be one more page per record call: the
+	 * only indexes are partial ones a new (pending, unleased) row is not
+	 * in, and event_id is deliberately not indexed (see 0002). */
+	ASSERT_EQ(path_int(path,
+			   "SELECT count(*) FROM sqlite_schema WHERE"
+			   " type = 'index' AND tbl_name = 'spool'"
+			   " AND name NOT IN ('spool_done', 'spool_leased')"),
+		  0);
+	ASSERT_EQ(path_int(path, "SELECT value FROM uploader_state"
+				 " WHERE key = 'pending_from'"),
+		  1);
 	ASSERT_EQ(path_int(path, "SELECT count(*) FROM sqlite_schema WHERE"
 				 " type = 'index' AND sql LIKE '%event_id%'"),
 		  0);
@@ -541,6 +552,100 @@ static void test_migrations_fresh(void)
 	ASSERT_EQ(path_int(path, "SELECT count(*) FROM sqlite_schema"),
 		  objects);
 	ASSERT_EQ(path_int(path, "PRAGMA user_version"), newest);
+}
+
+/*
+ * A spool written by a telespool with only migration 0001 (rows in every
+ * state, one leased) keeps every row and every column through 0002, and the
+ * pending rows are the ones the uploader finds.
+ */
+static void test_migration_0002_upgrades(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "upgrade.db");
+	sqlite3 *db = raw_open(path);
+	if (db == NULL) {
+		TU_FAIL("cannot open %s", path);
+		return;
+	}
+	ASSERT_EQ(telespool__migrations[0].version, 1);
+	ASSERT_EQ(raw_exec(db, "PRAGMA journal_mode = WAL"), SQLITE_OK);
+	ASSERT_EQ(raw_exec(db, "BEGIN"), SQLITE_OK);
+	ASSERT_EQ(raw_exec(db, telespool__migrations[0].sql), SQLITE_OK);
+	ASSERT_EQ(raw_exec(db, "PRAGMA user_version = 1"), SQLITE_OK);
+	static const char *const states[] = {"sent", "dead", "pending", "sent",
+					     "pending"};
+	for (int i = 0; i < 5; i++) {
+		char sql[1200], t[TELESPOOL_ISO_LEN];
+		telespool__iso(wall_ms() - 60000 + i * 1000, t);
+		snprintf(
+		    sql, sizeof(sql),
+		    "INSERT INTO events (event_id, event_type, query_id,"
+		    " adapter, runner, model_name, duration_ms, version,"
+		    " instance_id, pipeline_plugins, error, timestamp, body,"
+		    " state, attempts, next_attempt_at, last_error, created_at,"
+		    " sent_at, lease_until, size) VALUES"
+		    " ('00000000-0000-4000-8000-00000000000%d', 'query', 'q%d',"
+		    " 'TelegramAdapter', 'local-agent', 'gpt-4o', %d, 'v4.3.1',"
+		    " 'instance_x', '[\"a\"]', '', '%s',"
+		    " json_object('event_type', 'query', 'query_id', 'q%d',"
+		    " 'adapter', 'TelegramAdapter', 'runner', 'local-agent',"
+		    " 'model_name', 'gpt-4o', 'duration_ms', %d, 'version',"
+		    " 'v4.3.1', 'instance_id', 'instance_x', "
+		    "'pipeline_plugins',"
+		    " json_array('a'), 'error', '', 'timestamp',"
+		    " '%s'), '%s', %d,"
+		    " '%s', %s,"
+		    " '%s', %s, %s, 999)",
+		    i, i, 100 + i, t, i, 100 + i, t, states[i], i, t,
+		    i == 1 ? "'HTTP 400'" : "NULL", t,
+		    states[i][0] == 's' ? "'2026-01-01T00:01:00.000Z'" : "NULL",
+		    i == 4 ? "'2999-01-01T00:00:00.000Z'" : "NULL");
+		ASSERT_EQ(raw_exec(db, sql), SQLITE_OK);
+	}
+	ASSERT_EQ(raw_exec(db, "COMMIT"), SQLITE_OK);
+	sqlite3_close(db);
+
+	telespool *sp = open_ok(path, NULL);
+	if (sp == NULL)
+		return;
+	int newest = telespool__migrations[telespool__n_migrations - 1].version;
+	ASSERT_EQ(path_int(path, "PRAGMA user_version"), newest);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM spool"), 5);
+	/* The first pending row is id 3: the two before it are done. */
+	ASSERT_EQ(path_int(path, "SELECT value FROM uploader_state"
+				 " WHERE key = 'pending_from'"),
+		  3);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM pending"), 2);
+	/* Every 0001 column reads the same through the events view. */
+	ASSERT_EQ(
+	    path_int(
+		path,
+		"SELECT count(*) FROM events WHERE query_id = 'q' || (id - 1)"
+		" AND adapter = 'TelegramAdapter' AND runner = 'local-agent'"
+		" AND model_name = 'gpt-4o' AND duration_ms = 99 + id"
+		" AND version = 'v4.3.1' AND instance_id = 'instance_x'"
+		" AND pipeline_plugins = '[\"a\"]' AND error = ''"
+		" AND timestamp = next_attempt_at AND created_at = timestamp"
+		" AND attempts = id - 1 AND event_id LIKE '00000000-%'"),
+	    5);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM events WHERE"
+				 " state = 'sent' AND sent_at IS NOT NULL"),
+		  2);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM events WHERE"
+				 " last_error = 'HTTP 400' AND state = 'dead'"),
+		  1);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM spool INDEXED BY"
+				 " spool_leased WHERE lease_until IS NOT NULL"),
+		  1);
+	/* size is recomputed for the narrower row. */
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM spool WHERE size ="
+				 " length(CAST(body AS BLOB)) + 160"),
+		  5);
+	/* New events go after the old ones. */
+	ASSERT_EQ(record_simple(sp, "after-upgrade"), TELESPOOL_OK);
+	ASSERT_EQ(path_int(path, "SELECT max(id) FROM pending"), 6);
+	telespool_close(sp);
 }
 
 /* Leaves a file at path made by plain SQLite with the given statements. */
@@ -1771,7 +1876,7 @@ static void test_max_age(void)
 		char sql[600];
 		snprintf(
 		    sql, sizeof(sql),
-		    "INSERT INTO events (event_id, event_type, body, "
+		    "INSERT INTO spool (event_id, event_type, body, "
 		    "next_attempt_at, created_at, size) VALUES "
 		    "('00000000-0000-4000-8000-%012d', 'query', '{}', '%s', "
 		    "'%s', 100)",
@@ -1796,7 +1901,7 @@ static void test_max_age(void)
 	/* Sent copies are not "evicted by age" (retention is the uploader's
 	 * business), even when old. */
 	ASSERT_EQ(path_exec(path,
-			    "UPDATE events SET state = 'sent', created_at ="
+			    "UPDATE spool SET state = 'sent', created_at ="
 			    " '2000-01-01T00:00:00.000Z' WHERE id IN "
 			    "(SELECT id FROM events ORDER BY id LIMIT 5)"),
 		  SQLITE_OK);
@@ -1942,6 +2047,7 @@ static const struct tu_test tests[] = {
     {"open_defaults", test_open_defaults},
     {"open_modes_and_reopen", test_open_modes_and_reopen},
     {"migrations_fresh", test_migrations_fresh},
+    {"migration_0002_upgrades", test_migration_0002_upgrades},
     {"schema_newer", test_schema_newer},
     {"corrupt_refused", test_corrupt_refused},
     {"corrupt_moved_aside", test_corrupt_moved_aside},

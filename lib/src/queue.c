@@ -176,17 +176,18 @@ static int collect_ids(telespool *sp, sqlite3_stmt *st, const char *before,
 /* Which pending rows are due; ?2 now, ?3 horizon, ?4 ignore_backoff, ?5 the
  * lease horizon: a lease ending after it was taken before the wall clock
  * went back, and is stale. */
+#define PENDING_FROM TELESPOOL__PENDING_FROM
+
 #define DUE_ROWS                                                               \
 	" state = 'pending'"                                                   \
 	" AND (?4 OR next_attempt_at <= ?2 OR next_attempt_at > ?3)"           \
 	" AND (lease_until IS NULL OR lease_until <= ?2 OR lease_until > ?5)"
 
-static void bind_due(sqlite3_stmt *st, int64_t now_ms, int64_t lease_ms,
-		     int64_t horizon_ms, int ignore_backoff, char bufs[3][32])
+static void bind_due(sqlite3_stmt *st, int64_t now_ms, int64_t horizon_ms,
+		     int ignore_backoff, char bufs[3][32])
 {
 	telespool__iso(now_ms, bufs[0]);
 	telespool__iso(now_ms + horizon_ms, bufs[1]);
-	(void)lease_ms;
 	telespool__iso(now_ms + TELESPOOL__MAX_LEASE_MS, bufs[2]);
 	sqlite3_bind_text(st, 2, bufs[0], -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, bufs[1], -1, SQLITE_STATIC);
@@ -194,11 +195,59 @@ static void bind_due(sqlite3_stmt *st, int64_t now_ms, int64_t lease_ms,
 	sqlite3_bind_text(st, 5, bufs[2], -1, SQLITE_STATIC);
 }
 
+/* The ids as a JSON array text, for "id IN (SELECT value FROM
+ * json_each(?))"; NULL when out of memory. */
+static char *ids_json(const int64_t *ids, size_t n)
+{
+	size_t cap = 2 + n * 21, len = 0;
+	char *buf = malloc(cap + 1);
+	if (buf == NULL)
+		return NULL;
+	buf[len++] = '[';
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(buf + len, cap + 1 - len, "%s%lld",
+					i ? "," : "", (long long)ids[i]);
+	buf[len++] = ']';
+	buf[len] = '\0';
+	return buf;
+}
+
+/*
+ * Up to max ids of due rows with from <= id < below (and id >=
+ * pending_from), oldest first, into ids; read-only.
+ */
+static int due_ids(telespool *sp, int64_t from, int64_t below, int64_t now_ms,
+		   int64_t horizon_ms, int ignore_backoff, int max,
+		   int64_t *ids, size_t *n)
+{
+	char bufs[3][32];
+	sqlite3_stmt *st =
+	    prep(sp, "SELECT id FROM spool WHERE id >= max(?7, " PENDING_FROM
+		     ") AND id < ?8 AND" DUE_ROWS " ORDER BY id LIMIT ?6");
+	int src;
+
+	*n = 0;
+	if (st == NULL)
+		return TELESPOOL_ERROR;
+	bind_due(st, now_ms, horizon_ms, ignore_backoff, bufs);
+	sqlite3_bind_int(st, 6, max);
+	sqlite3_bind_int64(st, 7, from);
+	sqlite3_bind_int64(st, 8, below);
+	while (*n < (size_t)max && (src = sqlite3_step(st)) == SQLITE_ROW)
+		ids[(*n)++] = sqlite3_column_int64(st, 0);
+	if (*n == (size_t)max)
+		src = SQLITE_DONE;
+	sqlite3_finalize(st);
+	if (src != SQLITE_DONE)
+		return telespool__sqlite_fail(sp, src, "reading the spool");
+	return TELESPOOL_OK;
+}
+
 int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
 		     int64_t horizon_ms, int ignore_backoff, int max,
 		     telespool__batch *out)
 {
-	char bufs[3][32], until[TELESPOOL_ISO_LEN];
+	char until[TELESPOOL_ISO_LEN];
 
 	out->items = NULL;
 	out->n = 0;
@@ -215,48 +264,58 @@ int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
 	 * UPDATE takes those still due and unleased.  Between the two, LangBot
 	 * may evict the oldest rows (the spool is at its bounds) or another
 	 * uploader may take them: then look again, rather than report that
-	 * nothing is due while rows are. */
-	int rc = TELESPOOL_OK;
+	 * nothing is due while rows are.
+	 *
+	 * The scans are rowid ranges: from the handle's cursor, just past what
+	 * it claimed last, so that rows left behind in backoff are not walked
+	 * again for every batch of a long drain; and only when that does not
+	 * fill the batch, from pending_from up to the cursor as well (rows
+	 * released, due again, or whose lease ran out), oldest first. */
+	int64_t *cand = malloc(2 * (size_t)max * sizeof(*cand));
+	int rc = cand ? TELESPOOL_OK
+		      : telespool__fail(sp, TELESPOOL_ENOMEM, "out of memory");
 	for (int round = 0; rc == TELESPOOL_OK && round < 8; round++) {
+		size_t n_new = 0, n_old = 0;
+		rc = due_ids(sp, sp->claim_next, INT64_MAX, now_ms, horizon_ms,
+			     ignore_backoff, max, cand + max, &n_new);
+		if (rc == TELESPOOL_OK && n_new < (size_t)max &&
+		    sp->claim_next > 0)
+			rc = due_ids(sp, 0, sp->claim_next, now_ms, horizon_ms,
+				     ignore_backoff, max - (int)n_new, cand,
+				     &n_old);
+		if (rc != TELESPOOL_OK || n_old + n_new == 0)
+			break;
+		memmove(cand + n_old, cand + max, n_new * sizeof(*cand));
+		char *ids = ids_json(cand, n_old + n_new);
+		if (ids == NULL) {
+			rc = telespool__fail(sp, TELESPOOL_ENOMEM,
+					     "out of memory");
+			break;
+		}
 		sqlite3_stmt *st =
-		    prep(sp, "SELECT id FROM events WHERE" DUE_ROWS
-			     " ORDER BY id LIMIT ?6");
-		char *ids = NULL;
-		size_t n = 0;
-		int64_t last = 0;
-		int ended;
-		if (st == NULL) {
-			rc = TELESPOOL_ERROR;
-			break;
-		}
-		bind_due(st, now_ms, lease_ms, horizon_ms, ignore_backoff,
-			 bufs);
-		sqlite3_bind_int(st, 6, max);
-		rc = collect_ids(sp, st, NULL, &ids, &n, &last, &ended);
-		if (rc != TELESPOOL_OK || n == 0) {
-			free(ids);
-			break;
-		}
-		st = prep(sp, "UPDATE events SET lease_until = ?1 WHERE id IN"
-			      " (SELECT value FROM json_each(?7)) AND" DUE_ROWS
-			      " RETURNING id, event_id, event_type, body,"
-			      " attempts, created_at");
+		    prep(sp, "UPDATE spool SET lease_until = ?1 WHERE id IN"
+			     " (SELECT value FROM json_each(?7)) AND" DUE_ROWS
+			     " RETURNING id, event_id, event_type, body,"
+			     " attempts, created_at");
 		if (st == NULL) {
 			free(ids);
 			rc = TELESPOOL_ERROR;
 			break;
 		}
+		char bufs[3][32];
 		sqlite3_bind_text(st, 1, until, -1, SQLITE_STATIC);
-		bind_due(st, now_ms, lease_ms, horizon_ms, ignore_backoff,
-			 bufs);
+		bind_due(st, now_ms, horizon_ms, ignore_backoff, bufs);
 		sqlite3_bind_text(st, 7, ids, -1, SQLITE_STATIC);
 		rc = read_items(sp, st, max, out, "claiming events");
 		free(ids);
 		for (size_t i = 0; i < out->n; i++)
 			memcpy(out->items[i].lease_until, until, sizeof(until));
+		if (rc == TELESPOOL_OK && n_new > 0)
+			sp->claim_next = cand[n_old + n_new - 1] + 1;
 		if (out->n > 0)
 			break;
 	}
+	free(cand);
 	telespool__unlock(sp);
 	return rc;
 }
@@ -267,6 +326,7 @@ int telespool__peek(telespool *sp, int64_t now_ms, int64_t lease_ms,
 {
 	char bufs[3][32];
 
+	(void)lease_ms; /* a peek takes no lease; the same due rows as claim */
 	out->items = NULL;
 	out->n = 0;
 	telespool__lock(sp);
@@ -276,14 +336,13 @@ int telespool__peek(telespool *sp, int64_t now_ms, int64_t lease_ms,
 				       "bad peek arguments");
 	}
 	sqlite3_stmt *st = prep(
-	    sp,
-	    "SELECT id, event_id, event_type, body, attempts, created_at"
-	    " FROM events WHERE" DUE_ROWS " AND id > ?1 ORDER BY id LIMIT ?6");
+	    sp, "SELECT id, event_id, event_type, body, attempts, created_at"
+		" FROM spool WHERE id > max(?1, " PENDING_FROM
+		" - 1) AND" DUE_ROWS " ORDER BY id LIMIT ?6");
 	int rc = TELESPOOL_ERROR;
 	if (st != NULL) {
 		sqlite3_bind_int64(st, 1, after_id);
-		bind_due(st, now_ms, lease_ms, horizon_ms, ignore_backoff,
-			 bufs);
+		bind_due(st, now_ms, horizon_ms, ignore_backoff, bufs);
 		sqlite3_bind_int(st, 6, max);
 		rc = read_items(sp, st, max, out, "reading due events");
 	}
@@ -309,6 +368,25 @@ static int store_survey(telespool *sp, const char *json, const char *now)
 	return run(sp, st, "storing a survey");
 }
 
+/*
+ * Moves pending_from up to the oldest row still pending (or past the newest
+ * row), in the write transaction that just finished some: the walk covers
+ * only rows finished since the last call, so it costs O(1) per event.
+ */
+static int advance_pending_from(telespool *sp)
+{
+	return run(sp,
+		   prep(sp,
+			"INSERT INTO uploader_state (key, value)"
+			" VALUES ('pending_from', coalesce((SELECT id FROM"
+			" spool WHERE id >= " PENDING_FROM
+			" AND state = 'pending' ORDER BY id LIMIT 1),"
+			" (SELECT coalesce(max(id), 0) + 1 FROM spool)))"
+			" ON CONFLICT (key) DO UPDATE SET value ="
+			" excluded.value WHERE value IS NOT excluded.value"),
+		   "moving pending_from");
+}
+
 int telespool__finish(telespool *sp, const telespool__outcome *o, size_t n,
 		      int64_t now_ms)
 {
@@ -318,21 +396,21 @@ int telespool__finish(telespool *sp, const telespool__outcome *o, size_t n,
 	 * that arrives after the lease ran out and another uploader took the
 	 * row over must not undo that uploader's work. */
 	static const char *const sql[] = {
-	    [TELESPOOL__SENT] = ("UPDATE events SET state = 'sent',"
+	    [TELESPOOL__SENT] = ("UPDATE spool SET state = 'sent',"
 				 " sent_at = ?2, attempts = attempts + 1,"
 				 " last_error = NULL, lease_until = NULL"
 				 " WHERE id = ?1 AND state = 'pending'"),
-	    [TELESPOOL__RETRY] = ("UPDATE events SET attempts = attempts + 1,"
+	    [TELESPOOL__RETRY] = ("UPDATE spool SET attempts = attempts + 1,"
 				  " next_attempt_at = ?3, last_error = ?4,"
 				  " lease_until = NULL WHERE id = ?1"
 				  " AND state = 'pending'"
 				  " AND (?5 IS NULL OR lease_until = ?5)"),
-	    [TELESPOOL__DEAD] = ("UPDATE events SET state = 'dead',"
+	    [TELESPOOL__DEAD] = ("UPDATE spool SET state = 'dead',"
 				 " attempts = attempts + 1, last_error = ?4,"
 				 " lease_until = NULL WHERE id = ?1"
 				 " AND state = 'pending'"
 				 " AND (?5 IS NULL OR lease_until = ?5)"),
-	    [TELESPOOL__RELEASE] = ("UPDATE events SET lease_until = NULL"
+	    [TELESPOOL__RELEASE] = ("UPDATE spool SET lease_until = NULL"
 				    " WHERE id = ?1 AND state = 'pending'"
 				    " AND (?5 IS NULL OR lease_until = ?5)"),
 	};
@@ -385,6 +463,8 @@ int telespool__finish(telespool *sp, const telespool__outcome *o, size_t n,
 	for (int i = 0; i < 4; i++)
 		sqlite3_finalize(st[i]);
 	if (rc == TELESPOOL_OK)
+		rc = advance_pending_from(sp);
+	if (rc == TELESPOOL_OK)
 		rc = telespool__commit(sp);
 	else
 		telespool__rollback(sp);
@@ -396,12 +476,13 @@ int telespool__reclaim_leases(telespool *sp, int64_t *n_reclaimed)
 {
 	telespool__lock(sp);
 	int rc = run(sp,
-		     prep(sp, "UPDATE events SET lease_until = NULL"
+		     prep(sp, "UPDATE spool SET lease_until = NULL"
 			      " WHERE lease_until IS NOT NULL"),
 		     "taking back leases");
 	if (n_reclaimed)
 		*n_reclaimed =
 		    rc == TELESPOOL_OK ? sqlite3_changes64(sp->db) : 0;
+	sp->claim_next = 0; /* the next claim starts from the oldest again */
 	telespool__unlock(sp);
 	return rc;
 }
@@ -449,6 +530,8 @@ static int walk_older(telespool *sp, const char *select_sql,
 		}
 		int64_t changed =
 		    rc == TELESPOOL_OK ? sqlite3_changes64(sp->db) : 0;
+		if (rc == TELESPOOL_OK)
+			rc = telespool__lower_pending_from(sp);
 		if (rc == TELESPOOL_OK && reason)
 			rc = telespool__count_drop(sp, reason, changed, now);
 		if (rc == TELESPOOL_OK)
@@ -483,9 +566,9 @@ int telespool__expire(telespool *sp, int64_t now_ms, int64_t max_age_ms,
 	 * under a wall clock set back is caught when the uploader tries it.) */
 	rc = walk_older(
 	    sp,
-	    "SELECT id, created_at FROM events WHERE state = 'pending'"
-	    " AND id > ?1 AND ?2 = ?2 ORDER BY id LIMIT 1000",
-	    "UPDATE events SET state = 'dead', lease_until = NULL,"
+	    "SELECT id, created_at FROM spool WHERE id > max(?1, " PENDING_FROM
+	    " - 1) AND state = 'pending' AND ?2 = ?2 ORDER BY id LIMIT 1000",
+	    "UPDATE spool SET state = 'dead', lease_until = NULL,"
 	    " last_error = 'expired: not delivered before ' || ?2"
 	    " WHERE id IN (SELECT value FROM json_each(?1))"
 	    " AND state = 'pending'"
@@ -498,11 +581,11 @@ int telespool__expire(telespool *sp, int64_t now_ms, int64_t max_age_ms,
 		    /* Without INDEXED BY the planner walks the table in id
 		     * order to skip a sort.  Every row found is deleted, so
 		     * no cursor is needed (?1 unused). */
-		    "SELECT id FROM events INDEXED BY events_done"
+		    "SELECT id FROM spool INDEXED BY spool_done"
 		    " WHERE state <> 'pending' AND created_at < ?2"
 		    " AND coalesce(sent_at, created_at) < ?2 AND ?1 = ?1"
 		    " LIMIT 1000",
-		    "DELETE FROM events WHERE id IN"
+		    "DELETE FROM spool WHERE id IN"
 		    " (SELECT value FROM json_each(?1)) AND state <> 'pending'"
 		    " AND coalesce(sent_at, created_at) < ?2 AND ?3 = ?3",
 		    keep, now, NULL, 0, &e.pruned);
@@ -535,14 +618,16 @@ int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys)
 	telespool__lock(sp);
 	int rc = telespool__begin(sp);
 	if (rc == TELESPOOL_OK)
-		rc = count_rows(sp, "SELECT count(*) FROM events", &ne);
+		rc = count_rows(sp, "SELECT count(*) FROM spool", &ne);
 	if (rc == TELESPOOL_OK)
 		rc = count_rows(sp, "SELECT count(*) FROM surveys", &ns);
 	/* Without a WHERE clause SQLite drops the pages whole, in O(pages). */
 	if (rc == TELESPOOL_OK)
 		rc = telespool__exec(sp,
-				     "DELETE FROM events; DELETE FROM surveys;"
+				     "DELETE FROM spool; DELETE FROM surveys;"
 				     " DELETE FROM survey_milestones;");
+	if (rc == TELESPOOL_OK)
+		rc = telespool__lower_pending_from(sp);
 	if (rc == TELESPOOL_OK)
 		rc = telespool__commit(sp);
 	else
@@ -688,7 +773,7 @@ int telespool__get_status(telespool *sp, int64_t now_ms, telespool__status *s)
 	rc = telespool__exec(sp, "BEGIN");
 	sqlite3_stmt *st = rc ? NULL
 			      : prep(sp, "SELECT state, count(*), sum(size) "
-					 "FROM events GROUP BY state");
+					 "FROM spool GROUP BY state");
 	while (st && (src = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *state = (const char *)sqlite3_column_text(st, 0);
 		int64_t n = sqlite3_column_int64(st, 1),
@@ -707,14 +792,15 @@ int telespool__get_status(telespool *sp, int64_t now_ms, telespool__status *s)
 
 	st = rc ? NULL
 		: prep(sp,
-		       "SELECT (SELECT created_at FROM events WHERE state = "
-		       "'pending'"
-		       "        ORDER BY id LIMIT 1),"
-		       "       (SELECT min(next_attempt_at) FROM events"
-		       "        WHERE state = 'pending'),"
-		       "       (SELECT count(*) FROM events WHERE state = "
-		       "'pending'"
-		       "        AND lease_until > ?1),"
+		       "SELECT (SELECT created_at FROM spool WHERE id "
+		       ">= " PENDING_FROM " AND state = 'pending' ORDER BY id"
+		       " LIMIT 1),"
+		       "       (SELECT min(next_attempt_at) FROM spool"
+		       "        WHERE id >= " PENDING_FROM
+		       " AND state = 'pending'),"
+		       "       (SELECT count(*) FROM spool INDEXED BY"
+		       " spool_leased WHERE lease_until > ?1"
+		       " AND state = 'pending'),"
 		       "       (SELECT count(*) FROM surveys WHERE state = "
 		       "'pending'),"
 		       "       (SELECT user_version FROM pragma_user_version)");

@@ -30,24 +30,26 @@ static const char *const stmt_sql[STMT__COUNT] = {
     [STMT_COMMIT] = "COMMIT",
     [STMT_ROLLBACK] = "ROLLBACK",
     [STMT_INSERT_EVENT] =
-	"INSERT INTO events (event_id, event_type, query_id, adapter, runner,"
-	" model_name, duration_ms, version, instance_id, pipeline_plugins,"
-	" error, timestamp, body, next_attempt_at, created_at, size)"
-	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
-	" ?14, ?14, ?15)",
-    [STMT_BOUNDS] = ("SELECT coalesce((SELECT max(id) FROM events), 0),"
+	"INSERT INTO spool (next_attempt_at, created_at, size, event_id,"
+	" event_type, body) VALUES (?1, ?1, ?2, ?3, ?4, ?5)",
+    [STMT_BOUNDS] = ("SELECT coalesce((SELECT max(id) FROM spool), 0),"
 		     " (SELECT page_count FROM pragma_page_count()),"
 		     " (SELECT freelist_count FROM pragma_freelist_count())"),
-    [STMT_EVICT_OLDEST] = ("DELETE FROM events WHERE id IN (SELECT id FROM"
-			   " events WHERE id < ?1 ORDER BY id LIMIT ?2)"
+    [STMT_EVICT_OLDEST] = ("DELETE FROM spool WHERE id IN (SELECT id FROM"
+			   " spool WHERE id < ?1 ORDER BY id LIMIT ?2)"
 			   " RETURNING state"),
-    [STMT_OLDEST_SIZES] = "SELECT id, size FROM events ORDER BY id LIMIT ?1",
+    [STMT_OLDEST_SIZES] = "SELECT id, size FROM spool ORDER BY id LIMIT ?1",
     [STMT_OLDEST_PENDING] =
-	"SELECT created_at FROM events WHERE state = 'pending'"
-	" ORDER BY id LIMIT 1",
-    [STMT_EVICT_AGED] =
-	"DELETE FROM events WHERE id IN (SELECT id FROM events"
-	" WHERE state = 'pending' AND created_at < ?1 ORDER BY id LIMIT 1000)",
+	"SELECT created_at FROM spool WHERE id >= " TELESPOOL__PENDING_FROM
+	" AND state = 'pending' ORDER BY id LIMIT 1",
+    [STMT_EVICT_AGED] = "DELETE FROM spool WHERE id IN (SELECT id FROM spool "
+			"WHERE id >= " TELESPOOL__PENDING_FROM
+			" AND state = 'pending' AND created_at < ?1"
+			" ORDER BY id LIMIT 1000)",
+    [STMT_LOWER_PENDING_FROM] =
+	"UPDATE uploader_state SET value = (SELECT coalesce(max(id), 0) + 1"
+	" FROM spool) WHERE key = 'pending_from' AND CAST(value AS INTEGER) >"
+	" (SELECT coalesce(max(id), 0) + 1 FROM spool)",
     [STMT_COUNT_DROP] =
 	"INSERT INTO drops (reason, count, last_at) VALUES (?1, ?2, ?3)"
 	" ON CONFLICT (reason) DO UPDATE SET count = count + excluded.count,"
@@ -252,6 +254,18 @@ int telespool__count_drop(telespool *sp, const char *reason, int64_t n,
 	sqlite3_reset(st);
 	if (src != SQLITE_DONE)
 		return telespool__sqlite_fail(sp, src, "counting a drop");
+	return TELESPOOL_OK;
+}
+
+int telespool__lower_pending_from(telespool *sp)
+{
+	sqlite3_stmt *st = telespool__stmt(sp, STMT_LOWER_PENDING_FROM);
+	if (st == NULL)
+		return TELESPOOL_ERROR;
+	int src = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (src != SQLITE_DONE)
+		return telespool__sqlite_fail(sp, src, "updating pending_from");
 	return TELESPOOL_OK;
 }
 

@@ -21,12 +21,22 @@ enum telespool__stmt_id {
 	STMT_OLDEST_SIZES,
 	STMT_OLDEST_PENDING,
 	STMT_EVICT_AGED,
+	STMT_LOWER_PENDING_FROM,
 	STMT_COUNT_DROP,
 	STMT_MILESTONE,
 	STMT_SURVEY_CLOSE,
 	STMT_SURVEY_PENDING,
 	STMT__COUNT
 };
+
+/*
+ * SQL for uploader_state's 'pending_from' (migration 0002): no pending row
+ * has a smaller id, so a query for pending rows starts its rowid range there
+ * instead of walking the sent ones.  0 when the key is missing.
+ */
+#define TELESPOOL__PENDING_FROM                                                \
+	"coalesce((SELECT CAST(value AS INTEGER) FROM uploader_state"          \
+	" WHERE key = 'pending_from'), 0)"
 
 /* Reasons a drop is counted for. */
 enum telespool__drop {
@@ -63,7 +73,8 @@ struct telespool {
 	 * next transaction that succeeds. */
 	int64_t unsaved_drops[DROP__COUNT];
 	unsigned records_since_age_check;
-	int64_t page_size; /* of the file, for the max_bytes bound */
+	int64_t claim_next; /* telespool__claim(): look from this id first */
+	int64_t page_size;  /* of the file, for the max_bytes bound */
 
 	char errmsg[512];
 };
@@ -101,6 +112,12 @@ int telespool__flush_drops(telespool *sp, const char *now_iso);
 /* Adds n to drops[reason] inside the current transaction. */
 int telespool__count_drop(telespool *sp, const char *reason, int64_t n,
 			  const char *now_iso);
+
+/*
+ * After rows were deleted: if the newest went too, SQLite gives its id to the
+ * next insert, so pending_from must not stay above it.  Inside a transaction.
+ */
+int telespool__lower_pending_from(telespool *sp);
 
 /* Runs one statement that returns no rows; for pragmas and DDL. */
 int telespool__exec(telespool *sp, const char *sql);

@@ -280,7 +280,7 @@ class StatusAndDryRun(E2E):
         lb = self.langbot(space)
         lb.record_queries(2)
         self.assertExit(lb.run(), EXIT_OK)
-        lb.execute("UPDATE events SET sent_at = ?", (ms_iso(now_ms() - 8 * DAY_MS),))
+        lb.execute("UPDATE spool SET sent_at = ?", (ms_iso(now_ms() - 8 * DAY_MS),))
         lb.record_queries(1, prefix="q-dry")
         before = lb.events()
         r = lb.run("--dry-run")
@@ -388,14 +388,14 @@ class Retention(E2E):
         old = ms_iso(now_ms() - 8 * DAY_MS)
         recent = ms_iso(now_ms() - 6 * DAY_MS)
         # As if recorded and sent 8 days ago (two) and 6 days ago (one).
-        lb.execute("UPDATE events SET created_at = ?, sent_at = ? WHERE id IN (?, ?)",
+        lb.execute("UPDATE spool SET created_at = ?, sent_at = ? WHERE id IN (?, ?)",
                    (old, old, ids[0], ids[1]))
-        lb.execute("UPDATE events SET created_at = ?, sent_at = ? WHERE id = ?",
+        lb.execute("UPDATE spool SET created_at = ?, sent_at = ? WHERE id = ?",
                    (recent, recent, ids[2]))
         # A pending event older than the maximum age: given up on, counted, never sent.
         with lb.spool() as sp:
             sp.record_query(query_id="q-ancient", model_name="m")
-        lb.execute("UPDATE events SET created_at = ?, next_attempt_at = ? "
+        lb.execute("UPDATE spool SET created_at = ?, next_attempt_at = ? "
                    "WHERE body LIKE '%q-ancient%'", (old, old))
         space.reset()
 

@@ -240,7 +240,7 @@ class Policy(E2E):
         space = self.space({"rules": [{"status": 500}]})
         lb = self.langbot(space)
         lb.record_queries(2)
-        lb.execute("UPDATE events SET attempts = 29")      # the default limit is 30
+        lb.execute("UPDATE spool SET attempts = 29")      # the default limit is 30
         r = lb.run()
         self.assertEqual(len(space.requests()), 2)
         for ev in lb.events():
@@ -252,7 +252,7 @@ class Policy(E2E):
         space = self.space()
         lb = self.langbot(space)
         lb.record_queries(2)
-        lb.execute("UPDATE events SET event_type = 'from_the_future' WHERE id = "
+        lb.execute("UPDATE spool SET event_type = 'from_the_future' WHERE id = "
                    "(SELECT min(id) FROM events)")
         r = lb.run()
         self.assertExit(r, EXIT_OK)

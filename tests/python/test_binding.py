@@ -398,7 +398,7 @@ class TestOptions(SpoolTest):
         sp = self.open(max_age_days=1)
         con = sqlite3.connect(self.db)
         with con:
-            con.execute("INSERT INTO events (event_id, event_type, body, next_attempt_at,"
+            con.execute("INSERT INTO spool (event_id, event_type, body, next_attempt_at,"
                         " created_at, size) VALUES ('00000000-0000-4000-8000-000000000000',"
                         " 'query', '{}', '2000-01-01T00:00:00.000Z',"
                         " '2000-01-01T00:00:00.000Z', 10)")

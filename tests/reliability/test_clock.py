@@ -126,7 +126,7 @@ class Clock(unittest.TestCase):
         for offset in ("-1y", "-2h"):
             with self.subTest(offset=offset):
                 # Put the rows back as they were after the 503 (for the second offset).
-                wd.execute("UPDATE events SET state = 'pending', sent_at = NULL,"
+                wd.execute("UPDATE spool SET state = 'pending', sent_at = NULL,"
                            " next_attempt_at = ?", (self.iso(until),))
                 wd.execute("INSERT OR REPLACE INTO uploader_state VALUES"
                            " ('retry_after_until', ?)", (str(until),))
