@@ -1,6 +1,8 @@
 /*
- * body.c - builds the JSON bodies of SPACE_PROTOCOL.md with cJSON, from
- * values that have been cleaned and redacted first.
+ * body.c - builds the JSON bodies of SPACE_PROTOCOL.md from values that
+ * have been cleaned and redacted first: the query body (the hot path) is
+ * written directly, the others, which embed caller-supplied JSON, with
+ * cJSON.  Both print the same compact JSON.
  */
 #include "body.h"
 
@@ -81,7 +83,6 @@ void telespool__event_free(struct telespool__event *ev)
 	free(ev->runner);
 	free(ev->model_name);
 	free(ev->error);
-	free(ev->pipeline_plugins);
 	free(ev->survey_id);
 	free(ev->milestone);
 	memset(ev, 0, sizeof(*ev));
@@ -102,6 +103,170 @@ static int fail(struct telespool__event *ev, cJSON *obj, int rc,
 	telespool__event_free(ev);
 	*why = text;
 	return rc;
+}
+
+/*
+ * The query body is the hot path (one per chat query): it is written
+ * straight into one buffer, with the escaping cJSON_PrintUnformatted uses,
+ * instead of building and printing a cJSON tree.
+ */
+struct jbuf {
+	char *p;
+	size_t len, cap;
+	int oom;
+};
+
+static void jb_need(struct jbuf *b, size_t more)
+{
+	if (b->oom || b->len + more + 1 <= b->cap)
+		return;
+	size_t cap = b->cap ? b->cap : 512;
+	while (cap < b->len + more + 1)
+		cap *= 2;
+	char *p = realloc(b->p, cap);
+	if (p == NULL) {
+		b->oom = 1;
+		return;
+	}
+	b->p = p;
+	b->cap = cap;
+}
+
+static void jb_raw(struct jbuf *b, const char *s, size_t n)
+{
+	jb_need(b, n);
+	if (b->oom)
+		return;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+#define JB_LIT(b, lit) jb_raw((b), (lit), sizeof(lit) - 1)
+
+/* A JSON string: s is valid UTF-8 (cleaned), copied as it is except for
+ * '"', '\\' and control characters. */
+static void jb_str(struct jbuf *b, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = strlen(s);
+	jb_need(b, n + 2);
+	if (b->oom)
+		return;
+	b->p[b->len++] = '"';
+	const char *run = s;
+	for (const char *c = s;; c++) {
+		unsigned char ch = (unsigned char)*c;
+		if (ch >= 0x20 && ch != '"' && ch != '\\')
+			continue;
+		jb_raw(b, run, (size_t)(c - run));
+		if (ch == '\0')
+			break;
+		char esc[6] = {'\\', 0, 0, 0, 0, 0};
+		size_t k = 2;
+		switch (ch) {
+		case '"':
+			esc[1] = '"';
+			break;
+		case '\\':
+			esc[1] = '\\';
+			break;
+		case '\b':
+			esc[1] = 'b';
+			break;
+		case '\f':
+			esc[1] = 'f';
+			break;
+		case '\n':
+			esc[1] = 'n';
+			break;
+		case '\r':
+			esc[1] = 'r';
+			break;
+		case '\t':
+			esc[1] = 't';
+			break;
+		default:
+			memcpy(esc + 1, "u00", 3);
+			esc[4] = hex[ch >> 4];
+			esc[5] = hex[ch & 15];
+			k = 6;
+		}
+		jb_raw(b, esc, k);
+		run = c + 1;
+	}
+	JB_LIT(b, "\"");
+}
+
+/* ,"key": then the value follows */
+static void jb_key(struct jbuf *b, const char *key)
+{
+	jb_raw(b, b->len > 1 ? "," : "", b->len > 1);
+	jb_str(b, key);
+	JB_LIT(b, ":");
+}
+
+static void jb_member(struct jbuf *b, const char *key, const char *val)
+{
+	jb_key(b, key);
+	jb_str(b, val ? val : "");
+}
+
+static void jb_int(struct jbuf *b, int64_t v)
+{
+	char num[24];
+	int n = snprintf(num, sizeof(num), "%lld", (long long)v);
+	jb_raw(b, num, (size_t)n);
+}
+
+/* The cleaned plugin names, as a JSON array text, in one buffer. */
+static int plugins_json(const telespool_query *q, struct jbuf *out)
+{
+	size_t n = q->n_pipeline_plugins;
+	if (n > TELESPOOL_PLUGINS_MAX)
+		n = TELESPOOL_PLUGINS_MAX;
+	JB_LIT(out, "[");
+	int first = 1;
+	for (size_t i = 0; i < n; i++) {
+		if (q->pipeline_plugins[i] == NULL)
+			continue;
+		char *name = clean_name(q->pipeline_plugins[i]);
+		if (name == NULL)
+			return TELESPOOL_ENOMEM;
+		if (!first)
+			JB_LIT(out, ",");
+		jb_str(out, name);
+		free(name);
+		first = 0;
+	}
+	JB_LIT(out, "]");
+	return out->oom ? TELESPOOL_ENOMEM : TELESPOOL_OK;
+}
+
+static void query_json(struct jbuf *b, const struct telespool__event *ev,
+		       const struct telespool__ident *id, const char *category,
+		       const struct jbuf *plugins)
+{
+	b->len = 0;
+	JB_LIT(b, "{");
+	jb_member(b, "event_type", "query");
+	jb_member(b, "query_id", ev->query_id);
+	jb_member(b, "adapter", ev->adapter);
+	jb_member(b, "runner", ev->runner);
+	if (category)
+		jb_member(b, "runner_category", category);
+	jb_member(b, "model_name", ev->model_name);
+	jb_key(b, "duration_ms");
+	jb_int(b, ev->duration_ms);
+	jb_member(b, "version", id->version);
+	jb_member(b, "instance_id", id->instance_id);
+	if (id->edition)
+		jb_member(b, "edition", id->edition);
+	jb_key(b, "pipeline_plugins");
+	jb_raw(b, plugins->p, plugins->len);
+	jb_member(b, "error", ev->error);
+	jb_member(b, "timestamp", ev->timestamp);
+	JB_LIT(b, "}");
 }
 
 int telespool__body_query(struct telespool__event *ev,
@@ -128,71 +293,42 @@ int telespool__body_query(struct telespool__event *ev,
 							  : q->duration_ms;
 	snprintf(ev->timestamp, sizeof(ev->timestamp), "%s", timestamp_iso);
 
-	cJSON *obj = cJSON_CreateObject();
-	cJSON *plugins = cJSON_CreateArray();
 	char *category =
 	    q->runner_category ? clean_name(q->runner_category) : NULL;
-	int bad = !ev->query_id || !ev->adapter || !ev->runner ||
-		  !ev->model_name || !ev->error || !obj || !plugins ||
-		  (q->runner_category && !category);
-	bad = bad || add_owned(obj, "event_type", "query") ||
-	      add_owned(obj, "query_id", ev->query_id) ||
-	      add_owned(obj, "adapter", ev->adapter) ||
-	      add_owned(obj, "runner", ev->runner) ||
-	      (category && add_owned(obj, "runner_category", category)) ||
-	      add_owned(obj, "model_name", ev->model_name) ||
-	      add_number(obj, "duration_ms", (double)ev->duration_ms) ||
-	      add_owned(obj, "version", id->version) ||
-	      add_owned(obj, "instance_id", id->instance_id) ||
-	      (id->edition && add_owned(obj, "edition", id->edition));
+	struct jbuf plugins = {NULL, 0, 0, 0}, body = {NULL, 0, 0, 0};
+	int rc =
+	    (!ev->query_id || !ev->adapter || !ev->runner || !ev->model_name ||
+	     !ev->error || (q->runner_category && !category))
+		? TELESPOOL_ENOMEM
+		: plugins_json(q, &plugins);
+	if (rc == TELESPOOL_OK) {
+		query_json(&body, ev, id, category, &plugins);
+		/* JSON escapes can make the traceback longer than its cap:
+		 * cut it further until the whole body fits. */
+		while (!body.oom && body.len > TELESPOOL_BODY_MAX) {
+			size_t have = strlen(ev->error);
+			size_t over = body.len - TELESPOOL_BODY_MAX;
+			size_t cap = have > over + 256 ? have - over - 256 : 0;
+			if (cap > have - have / 8)
+				cap = have - have / 8; /* a good step */
+			free(ev->error);
+			ev->error = telespool__clean_text(error_in, error_len,
+							  cap, strict, NULL);
+			if (ev->error == NULL)
+				break;
+			query_json(&body, ev, id, category, &plugins);
+		}
+		if (body.oom || ev->error == NULL)
+			rc = TELESPOOL_ENOMEM;
+	}
 	free(category);
-	if (bad || !cJSON_AddItemToObject(obj, "pipeline_plugins", plugins)) {
-		cJSON_Delete(plugins);
-		return fail(ev, obj, TELESPOOL_ENOMEM, why, oom);
+	free(plugins.p);
+	if (rc != TELESPOOL_OK) {
+		free(body.p);
+		return fail(ev, NULL, rc, why, oom);
 	}
-	size_t n = q->n_pipeline_plugins;
-	if (n > TELESPOOL_PLUGINS_MAX)
-		n = TELESPOOL_PLUGINS_MAX;
-	for (size_t i = 0; i < n; i++) {
-		if (q->pipeline_plugins[i] == NULL)
-			continue;
-		char *name = clean_name(q->pipeline_plugins[i]);
-		cJSON *item = name ? cJSON_CreateString(name) : NULL;
-		free(name);
-		if (item == NULL || !cJSON_AddItemToArray(plugins, item)) {
-			cJSON_Delete(item);
-			return fail(ev, obj, TELESPOOL_ENOMEM, why, oom);
-		}
-	}
-	ev->pipeline_plugins = cJSON_PrintUnformatted(plugins);
-	if (ev->pipeline_plugins == NULL ||
-	    add_owned(obj, "error", ev->error) ||
-	    add_owned(obj, "timestamp", ev->timestamp) ||
-	    print_body(ev, obj) != TELESPOOL_OK)
-		return fail(ev, obj, TELESPOOL_ENOMEM, why, oom);
-
-	/* JSON escapes can make the traceback longer than its cap: cut it
-	 * further until the whole body fits. */
-	while (ev->body_len > TELESPOOL_BODY_MAX) {
-		size_t have = strlen(ev->error);
-		size_t over = ev->body_len - TELESPOOL_BODY_MAX;
-		size_t cap = have > over + 256 ? have - over - 256 : 0;
-		if (cap > have - have / 8)
-			cap =
-			    have - have / 8; /* always shrink by a good step */
-		free(ev->error);
-		ev->error = telespool__clean_text(error_in, error_len, cap,
-						  strict, NULL);
-		cJSON *item = ev->error ? cJSON_CreateString(ev->error) : NULL;
-		if (item == NULL || !cJSON_ReplaceItemInObjectCaseSensitive(
-					obj, "error", item)) {
-			cJSON_Delete(item);
-			return fail(ev, obj, TELESPOOL_ENOMEM, why, oom);
-		}
-		if (print_body(ev, obj) != TELESPOOL_OK)
-			return fail(ev, obj, TELESPOOL_ENOMEM, why, oom);
-	}
-	cJSON_Delete(obj);
+	ev->body = body.p;
+	ev->body_len = body.len;
 	return TELESPOOL_OK;
 }
 

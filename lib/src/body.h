@@ -22,17 +22,16 @@ struct telespool__ident {
 	int64_t instance_create_ts; /* heartbeat only; 0 if unknown */
 };
 
-/* A built event: the body and the cleaned values for the columns. */
+/* A built event: the body and the cleaned values that went into it. */
 struct telespool__event {
 	const char *event_type; /* static text */
 	char *body;
 	size_t body_len;
 	char *query_id, *adapter, *runner, *model_name,
-	    *error;             /* NULL if n/a */
-	char *pipeline_plugins; /* JSON array text, NULL if n/a */
-	int64_t duration_ms;    /* -1 if n/a */
-	char *survey_id;        /* survey events */
-	char *milestone;        /* survey_trigger */
+	    *error;          /* NULL if n/a */
+	int64_t duration_ms; /* -1 if n/a */
+	char *survey_id;     /* survey events */
+	char *milestone;     /* survey_trigger */
 	char timestamp[32];
 };
 

@@ -1,6 +1,8 @@
 /*
  * fuzz_body.c - libFuzzer target for the JSON body builder: whatever a
- * caller passes, every body is valid JSON, valid UTF-8 and under the cap.
+ * caller passes, every body is valid JSON, valid UTF-8 and under the cap,
+ * and byte for byte what cJSON prints for it (the query body is written
+ * without cJSON: same escapes, same order, no spaces).
  * The input is split at 0x01 bytes into the query's fields; the whole input
  * is also tried as heartbeat features and as survey answers.
  */
@@ -43,6 +45,10 @@ static void check(const struct telespool__event *ev)
 	cJSON *j = cJSON_Parse(ev->body);
 	if (j == NULL || !cJSON_IsObject(j))
 		abort();
+	char *again = cJSON_PrintUnformatted(j);
+	if (again == NULL || strcmp(again, ev->body) != 0)
+		abort();
+	cJSON_free(again);
 	cJSON_Delete(j);
 }
 
