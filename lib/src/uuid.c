@@ -1,13 +1,21 @@
 /*
- * uuid.c - event ids: random UUID v4 straight from the kernel, so that
- * forked processes and threads never share state that could repeat an id.
+ * uuid.c - event ids: random UUID v4 from the kernel's random source.
+ *
+ * Bytes are fetched 512 at a time into a per-thread pool (one getrandom()
+ * per 32 ids instead of one per id).  Threads never share a pool, and a
+ * forked child throws its copy away (pthread_atfork): the parent's next ids
+ * are in it, and a child must never repeat them.
  */
 #include "uuid.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
+
+#define POOL_BYTES 512
 
 int telespool__random(void *buf, size_t n)
 {
@@ -42,12 +50,51 @@ int telespool__random(void *buf, size_t n)
 	return got == n ? 0 : -1;
 }
 
+/* Bumped in every forked child; a pool filled under an older value is
+ * stale. */
+static volatile unsigned fork_generation = 1;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void in_child(void)
+{
+	fork_generation++;
+}
+
+static void register_atfork(void)
+{
+	pthread_atfork(NULL, NULL, in_child);
+}
+
+static _Thread_local struct {
+	unsigned char bytes[POOL_BYTES];
+	size_t used; /* bytes handed out; POOL_BYTES when empty */
+	unsigned generation;
+} pool = {{0}, POOL_BYTES, 0};
+
+/* 16 random bytes; each byte is handed out once and then wiped. */
+static int random16(unsigned char b[16])
+{
+	pthread_once(&atfork_once, register_atfork);
+	if (pool.generation != fork_generation || pool.used > POOL_BYTES - 16) {
+		if (telespool__random(pool.bytes, POOL_BYTES) != 0) {
+			pool.used = POOL_BYTES;
+			return -1;
+		}
+		pool.used = 0;
+		pool.generation = fork_generation;
+	}
+	memcpy(b, pool.bytes + pool.used, 16);
+	memset(pool.bytes + pool.used, 0, 16);
+	pool.used += 16;
+	return 0;
+}
+
 int telespool__uuid4(char out[37])
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char b[16];
 
-	if (telespool__random(b, sizeof(b)) != 0)
+	if (random16(b) != 0)
 		return -1;
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
