@@ -29,7 +29,10 @@ DROP VIEW summary;
 CREATE TABLE spool (
     id               INTEGER PRIMARY KEY,  -- insertion order: oldest first
     state            TEXT NOT NULL DEFAULT 'pending'
-                     CHECK (state IN ('pending', 'sent', 'dead')),
+                     -- (not "IN (...)": SQLite builds a temporary table
+                     -- for that on every insert)
+                     CHECK (state = 'pending' OR state = 'sent'
+                            OR state = 'dead'),
     attempts         INTEGER NOT NULL DEFAULT 0, -- delivery attempts so far
     next_attempt_at  TEXT NOT NULL,        -- not sent before this time
     lease_until      TEXT,                 -- claimed by an uploader until then
