@@ -109,6 +109,10 @@ static int read_items(telespool *sp, sqlite3_stmt *st, int max,
 	return TELESPOOL_OK;
 }
 
+/* WAL pages after which the uploader's commits checkpoint: SQLite's
+ * default. */
+#define UPLOADER_CHECKPOINT_PAGES 1000
+
 /* Ids handled per write transaction by the chunked operations below. */
 #define CHUNK 1000
 
@@ -723,6 +727,8 @@ int telespool__run_start(telespool *sp, int64_t now_ms, int64_t *run_id)
 
 	telespool__iso(now_ms, now);
 	telespool__lock(sp);
+	/* The uploader takes on the checkpoints (see HOST_CHECKPOINT_PAGES). */
+	sqlite3_wal_autocheckpoint(sp->db, UPLOADER_CHECKPOINT_PAGES);
 	sqlite3_stmt *st =
 	    prep(sp, "INSERT INTO upload_runs (started_at) VALUES (?1)");
 	if (st)
@@ -757,6 +763,11 @@ int telespool__run_end(telespool *sp, int64_t run_id, int64_t now_ms,
 				  SQLITE_STATIC);
 	}
 	int rc = run(sp, st, "recording the run");
+	/* Copies the WAL back into the file now, so that LangBot's next
+	 * commits do not have to.  PASSIVE: it waits for no one, and what a
+	 * reader still needs is left for the next one. */
+	sqlite3_wal_checkpoint_v2(sp->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+				  NULL);
 	telespool__unlock(sp);
 	return rc;
 }

@@ -14,6 +14,13 @@
 /* How often (in records per handle) the age bound is checked. */
 #define AGE_CHECK_EVERY 64
 
+/* How often (in records per handle) the file's size is read while it is
+ * more than PAGE_CHECK_MARGIN below max_bytes; within the margin, at every
+ * record.  Eight records of at most 64 KiB each (and whatever other
+ * processes add meanwhile) fit in the margin many times over. */
+#define PAGE_CHECK_EVERY  8
+#define PAGE_CHECK_MARGIN (4 * 1024 * 1024)
+
 /* Rows evicted by one record call at most: a spool far over its bounds
  * (the bounds were lowered) converges over the next calls instead of
  * stalling one. */
@@ -94,6 +101,21 @@ static int evict_aged(telespool *sp, int64_t now_ms, const char *now_iso)
 	return TELESPOOL_OK;
 }
 
+/* One integer from a statement kept on the handle. */
+static int read_int(telespool *sp, enum telespool__stmt_id id, int64_t *v)
+{
+	sqlite3_stmt *st = telespool__stmt(sp, id);
+	if (st == NULL)
+		return TELESPOOL_ERROR;
+	int src = sqlite3_step(st);
+	*v = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	if (src != SQLITE_ROW)
+		return telespool__sqlite_fail(sp, src,
+					      "reading the spool size");
+	return TELESPOOL_OK;
+}
+
 /*
  * Keeps the spool within max_events and max_bytes before one more event of
  * size bytes goes in, in O(log n): ids only grow, so the rows below
@@ -103,27 +125,31 @@ static int evict_aged(telespool *sp, int64_t now_ms, const char *now_iso)
  */
 static int make_room(telespool *sp, int64_t size, const char *now_iso)
 {
-	sqlite3_stmt *st = telespool__stmt(sp, STMT_BOUNDS);
-	int64_t max_id, used, deleted = 0;
+	int64_t max_id, pages = 0, free_pages = 0, deleted = 0;
+	int src;
 
-	if (st == NULL)
-		return TELESPOOL_ERROR;
-	int src = sqlite3_step(st);
-	if (src != SQLITE_ROW) {
-		sqlite3_reset(st);
-		return telespool__sqlite_fail(sp, src,
-					      "reading the spool size");
+	int rc = read_int(sp, STMT_MAX_ID, &max_id);
+	/* PRAGMA page_count is compiled again on every run: far from the
+	 * bound it is read every PAGE_CHECK_EVERY records only. */
+	if (rc == TELESPOOL_OK &&
+	    (sp->records_since_page_check++ % PAGE_CHECK_EVERY == 0 ||
+	     sp->file_bytes + PAGE_CHECK_MARGIN > sp->max_bytes)) {
+		rc = read_int(sp, STMT_PAGE_COUNT, &pages);
+		sp->file_bytes = pages * sp->page_size;
 	}
-	max_id = sqlite3_column_int64(st, 0);
-	used = (sqlite3_column_int64(st, 1) - sqlite3_column_int64(st, 2)) *
-	       sp->page_size;
-	sqlite3_reset(st);
+	/* The free pages only matter near the bound. */
+	if (rc == TELESPOOL_OK && sp->file_bytes + size > sp->max_bytes)
+		rc = read_int(sp, STMT_FREELIST_COUNT, &free_pages);
+	if (rc != TELESPOOL_OK)
+		return rc;
+	int64_t used = sp->file_bytes - free_pages * sp->page_size;
+	sqlite3_stmt *st;
 
 	int64_t below =
 	    max_id + 2 - sp->max_events; /* the new row's id is max_id + 1 */
 	if (below > 1) {
-		int rc = evict_oldest(sp, below, EVICT_CHUNK,
-				      "evicted_max_events", now_iso, &deleted);
+		rc = evict_oldest(sp, below, EVICT_CHUNK, "evicted_max_events",
+				  now_iso, &deleted);
 		if (rc != TELESPOOL_OK)
 			return rc;
 	}
@@ -141,9 +167,9 @@ static int make_room(telespool *sp, int64_t size, const char *now_iso)
 		}
 		sqlite3_reset(st);
 		if (upto > 0) {
-			int rc = evict_oldest(sp, upto + 1, EVICT_CHUNK,
-					      "evicted_max_bytes", now_iso,
-					      &deleted);
+			rc = evict_oldest(sp, upto + 1, EVICT_CHUNK,
+					  "evicted_max_bytes", now_iso,
+					  &deleted);
 			if (rc != TELESPOOL_OK)
 				return rc;
 		}

@@ -16,7 +16,9 @@ enum telespool__stmt_id {
 	STMT_COMMIT,
 	STMT_ROLLBACK,
 	STMT_INSERT_EVENT,
-	STMT_BOUNDS,
+	STMT_MAX_ID,
+	STMT_PAGE_COUNT,
+	STMT_FREELIST_COUNT,
 	STMT_EVICT_OLDEST,
 	STMT_OLDEST_SIZES,
 	STMT_OLDEST_PENDING,
@@ -73,6 +75,8 @@ struct telespool {
 	 * next transaction that succeeds. */
 	int64_t unsaved_drops[DROP__COUNT];
 	unsigned records_since_age_check;
+	unsigned records_since_page_check;
+	int64_t file_bytes; /* page_count * page_size when last read */
 	int64_t claim_next; /* telespool__claim(): look from this id first */
 	int64_t page_size;  /* of the file, for the max_bytes bound */
 
