@@ -259,6 +259,23 @@ class TestQuery(SpoolTest):
                 sp.record_query(query_id="bad", **kw)
         self.assertEqual(self.count(), 2)
 
+    def test_repeated_plugin_lists(self):
+        """The binding keeps the arrays of plugin lists it has seen: every body still has
+        its own list, in order, however many distinct lists there are."""
+        sp = self.open()
+        lists = [[f"p{i}", "shared", f"q{i % 3}"] for i in range(300)]
+        for rnd in range(2):
+            for i, lst in enumerate(lists):
+                sp.record_query(query_id=f"r{rnd}-{i}", pipeline_plugins=lst)
+        lists[0][0] = "changed"  # the caller's list changing later changes nothing stored
+        sp.record_query(query_id="after", pipeline_plugins=lists[0])
+        sp.record_query(query_id="nul", pipeline_plugins=["a\0b", "shared"])
+        sp.record_query(query_id="nul2", pipeline_plugins=["a\0b", "shared"])
+        got = [dict(b)["pipeline_plugins"] for b in self.bodies()]
+        want = [[f"p{i}", "shared", f"q{i % 3}"] for i in range(300)] * 2
+        want += [["changed", "shared", "q0"], ["ab", "shared"], ["ab", "shared"]]
+        self.assertEqual(got, want)
+
     def test_nuls_are_removed(self):
         sp = self.open(instance_id="inst\x00ance", version="v4\x00.3")
         sp.record_query(query_id="ab\x00cd", adapter="\x00Tele\x00gram", error="l1\x00l2\n",

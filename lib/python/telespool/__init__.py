@@ -392,7 +392,27 @@ def _plugins(value):
     n = len(value)
     if n == 0:
         return None, 0
+    if n <= 16:
+        # A LangBot instance has a few pipelines, so the same lists come back on every
+        # query: their ctypes arrays (which keep their bytes alive) are kept, a few
+        # hundred at most.
+        key = tuple(value)
+        try:
+            return _plugin_arrays[key], n
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable item: the error comes from _enc below
+            key = None
+        arr = (ctypes.c_char_p * n)(*map(_enc, value))
+        if key is not None and all(type(v) is str for v in key):
+            if len(_plugin_arrays) >= 256:
+                _plugin_arrays.clear()
+            _plugin_arrays[key] = arr
+        return arr, n
     return (ctypes.c_char_p * n)(*map(_enc, value)), n
+
+
+_plugin_arrays = {}
 
 
 _ON_CORRUPT = {"refuse": CORRUPT_REFUSE, "move_aside": CORRUPT_MOVE_ASIDE}
@@ -531,15 +551,27 @@ class Spool:
         ``error`` is the traceback of a failed query (None or "" when it succeeded); it is
         redacted by the library.  ``runner_category`` is added to the body when not None.
         """
+        # The hot path of the binding: plain str fields are encoded inline.
         enc = _enc
         if type(duration_ms) is int and 0 <= duration_ms <= _I64_MAX:
             dur = duration_ms
         else:
             dur = _int(duration_ms, "duration_ms", _I64_MIN, _I64_MAX, clamp=True)
         plugins, n = _plugins(pipeline_plugins)
-        q = _Query(_QUERY_VERSION, enc(query_id, "query_id"), enc(adapter, "adapter"),
-                   enc(runner, "runner"), enc(runner_category, "runner_category"),
-                   enc(model_name, "model_name"), dur, plugins, n, enc(error, "error"))
+        if (type(query_id) is str and type(adapter) is str and type(runner) is str
+                and type(model_name) is str):
+            a = query_id.encode("utf-8", "surrogatepass")
+            b = adapter.encode("utf-8", "surrogatepass")
+            c = runner.encode("utf-8", "surrogatepass")
+            d = model_name.encode("utf-8", "surrogatepass")
+            if b"\0" in a + b + c + d:  # NULs are removed, as _enc does
+                a, b, c, d = enc(query_id), enc(adapter), enc(runner), enc(model_name)
+        else:
+            a, b, c, d = (enc(query_id, "query_id"), enc(adapter, "adapter"),
+                          enc(runner, "runner"), enc(model_name, "model_name"))
+        q = _Query(_QUERY_VERSION, a, b, c,
+                   None if runner_category is None else enc(runner_category, "runner_category"),
+                   d, dur, plugins, n, None if error is None else enc(error, "error"))
         with self._lock:
             h = self._h
             if h is None or self._pid != os.getpid():
