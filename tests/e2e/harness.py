@@ -70,11 +70,12 @@ def upload_version() -> str:
 
 def clean_env(**extra: str) -> dict:
     """The test process's environment without anything that would steer the uploader
-    (LangBot overrides, ingest token, proxies, systemd's INVOCATION_ID), plus extra."""
+    (LangBot overrides, ingest token, proxies, systemd's INVOCATION_ID, another libcurl),
+    plus extra."""
     drop = ("SPACE__", "SYSTEM__")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(drop)
-           and k not in ("LANGBOT_TELEMETRY_INGEST_TOKEN", "INVOCATION_ID")
+           and k not in ("LANGBOT_TELEMETRY_INGEST_TOKEN", "INVOCATION_ID", "TELESPOOL_LIBCURL")
            and not k.lower().endswith("_proxy")}
     env.update(extra)
     return env

@@ -4,8 +4,9 @@ import json
 import os
 import unittest
 
-from harness import (DISMISS, E2E, EXIT_CONFIG, EXIT_OK, INSTANCE_ID, LANGBOT_VERSION,
-                     PENDING, RESPOND, clean_env, iso_ms, ms_iso, now_ms, upload_version)
+from harness import (DISMISS, E2E, EXIT_CONFIG, EXIT_ERROR, EXIT_OK, INSTANCE_ID,
+                     LANGBOT_VERSION, PENDING, RESPOND, clean_env, iso_ms, ms_iso, now_ms,
+                     upload_version)
 
 DAY_MS = 86400 * 1000
 CONFIG = "data/config.yaml"   # as the uploader names it (run from the LangBot dir)
@@ -197,6 +198,39 @@ class NoUrl(E2E):
         r = lb.run(env=clean_env(SPACE__URL=space.url + "/"))
         self.assertExit(r, EXIT_OK)
         self.assertEqual([e["path"] for e in space.requests()], ["/api/v1/telemetry"] * 2)
+
+
+class LibcurlOnDemand(E2E):
+    """libcurl is loaded only when there is something to send (TELESPOOL_LIBCURL names
+    the library to load; here one that does not exist)."""
+
+    NO_CURL = "/nonexistent/libcurl.so.4"
+
+    def test_idle_run_does_not_load_libcurl(self):
+        space = self.space()
+        lb = self.langbot(space)
+        lb.record_queries(1)
+        self.assertExit(lb.run(), EXIT_OK)
+        r = lb.run(env=clean_env(TELESPOOL_LIBCURL=self.NO_CURL))
+        self.assertExit(r, EXIT_OK)
+        self.assertOutcome(lb, "nothing_due", r)
+        self.assertNotIn("libcurl", r.err)
+
+    def test_missing_libcurl_loses_nothing(self):
+        space = self.space()
+        lb = self.langbot(space)
+        lb.record_queries(3)
+        r = lb.run(env=clean_env(TELESPOOL_LIBCURL=self.NO_CURL))
+        self.assertExit(r, EXIT_ERROR)
+        self.assertIn(f"cannot load libcurl ({self.NO_CURL})", r.err)
+        self.assertOutcome(lb, "error", r)
+        self.assertEqual(space.requests(), [])
+        for ev in lb.events():
+            self.assertEqual((ev["state"], ev["attempts"]), ("pending", 0), ev)
+            self.assertIsNone(ev["lease_until"])
+        # With the library back, the same events go out.
+        self.assertExit(lb.run(), EXIT_OK)
+        self.assertEqual(len(space.requests()), 3)
 
 
 class StatusAndDryRun(E2E):

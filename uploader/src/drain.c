@@ -16,10 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "curl_api.h"
 #include "http.h"
 #include "lock.h"
 #include "policy.h"
@@ -59,6 +61,7 @@ struct run {
 	int exit_code;    /* set with a spool failure inside a batch */
 	int64_t pending_at_start; /* for the progress line */
 	struct stat cfg_seen;     /* the config file as last read */
+	int watch_fd;             /* inotify on the config's directory, or -1 */
 	int optout_seen;   /* the config now says telemetry is disabled */
 	int config_broken; /* the config became unreadable during the run */
 };
@@ -189,7 +192,8 @@ static int same_file(const struct stat *a, const struct stat *b)
 /*
  * Whether sending must stop now: the config file changed and now disables
  * telemetry, or became unreadable.  Cheap enough (one stat) to be asked
- * between batches and every 100 ms while a batch is in flight, so that an
+ * between batches, and while a batch is in flight every 100 ms and at once
+ * when inotify reports a change in the config's directory, so that an
  * opt-out stops sending at once, not after the batch.
  */
 static int must_stop(void *ctx)
@@ -201,6 +205,13 @@ static int must_stop(void *ctx)
 
 	if (r->optout_seen || r->config_broken)
 		return 1;
+	if (r->watch_fd >= 0) {
+		/* Empty the queue (the stat below decides), so that the
+		 * descriptor does not stay readable. */
+		char ev[4096];
+		while (read(r->watch_fd, ev, sizeof(ev)) > 0)
+			;
+	}
 	if (stat(r->o->config_path, &st) != 0)
 		memset(&st, 0, sizeof(st));
 	if (same_file(&st, &r->cfg_seen))
@@ -500,6 +511,34 @@ static int dry_run(struct run *r)
 	return TSU_EXIT_OK;
 }
 
+/* inotify on the config's directory (editors replace the file by a rename);
+ * without it (no inotify, a full watch table) must_stop() still runs every
+ * 100 ms.  A change before the watch exists is caught by the first stat. */
+static void watch_config(struct run *r)
+{
+	char dir[4096];
+	const char *path = r->o->config_path;
+	const char *slash = strrchr(path, '/');
+
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	r->watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (r->watch_fd < 0)
+		return;
+	if (inotify_add_watch(r->watch_fd, dir,
+			      IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE |
+				  IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE |
+				  IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF) <
+	    0) {
+		close(r->watch_fd);
+		r->watch_fd = -1;
+	}
+}
+
 static int start_http(struct run *r)
 {
 	tsu_http_options ho = {0};
@@ -512,9 +551,15 @@ static int start_http(struct run *r)
 	ho.cacert = r->o->cacert;
 	ho.max_in_flight = r->o->max_in_flight;
 	ho.verbose = r->o->verbose;
+	char err[512];
+	if (tsu_curl_load(err, sizeof(err)) != 0) {
+		say("%s", err);
+		return -1;
+	}
 	if (tsu_http_new(&r->http, &ho) != 0)
 		return -1;
-	tsu_http_set_check(r->http, must_stop, r);
+	watch_config(r);
+	tsu_http_set_check(r->http, must_stop, r, r->watch_fd);
 	return 0;
 }
 
@@ -642,6 +687,7 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 	int code = TSU_EXIT_OK;
 
 	memset(&r, 0, sizeof(r));
+	r.watch_fd = -1;
 	r.o = o;
 	r.stop = stop;
 	r.start_mono = tsu_monotonic_ms();
@@ -748,6 +794,8 @@ end:
 	    r.detail[0] ? " - " : "", r.detail);
 done:
 	tsu_http_free(r.http);
+	if (r.watch_fd >= 0)
+		close(r.watch_fd);
 	telespool_close(r.sp);
 	tsu_lock_release(lock);
 	tsu_config_free(&r.cfg);

@@ -13,7 +13,7 @@
  * which would be unsafe with the uploader's own handlers; the threaded
  * resolver makes it unnecessary).  libcurl sends with MSG_NOSIGNAL, but the
  * uploader should still ignore SIGPIPE.  A signal that sets *stop also
- * interrupts curl_multi_poll(), so the run reacts at once.
+ * interrupts tsu_curl.multi_poll(), so the run reacts at once.
  *
  * Answers: a body longer than TSU_HTTP_MAX_RESPONSE is cut off by the
  * write callback, which also ends the transfer (and the connection); since
@@ -31,7 +31,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include <curl/curl.h>
+#include "curl_api.h"
 
 #define DEF_CONNECT_TIMEOUT_MS 5000L
 #define DEF_REQUEST_TIMEOUT_MS 10000L
@@ -60,6 +60,9 @@ struct tsu_http {
 	char *token_header;      /* "X-LangBot-Telemetry-Token: ...", or NULL */
 	int (*check)(void *ctx); /* non-zero: abort (tsu_http_set_check) */
 	void *check_ctx;
+	int watch_fd;       /* readable: call check now; -1 if none */
+	int watch_fired;    /* watch_fd was readable after the last poll */
+	int64_t checked_ms; /* when check last ran */
 };
 
 int64_t tsu_monotonic_ms(void)
@@ -197,7 +200,7 @@ static int setup_easy(CURL *e, struct slot *s, const tsu_http_options *o)
 #define SET(opt, val)                                                          \
 	do {                                                                   \
 		if (c == CURLE_OK)                                             \
-			c = curl_easy_setopt(e, opt, val);                     \
+			c = tsu_curl.easy_setopt(e, opt, val);                 \
 	} while (0)
 	SET(CURLOPT_NOSIGNAL, 1L);
 	SET(CURLOPT_PROTOCOLS_STR, "http,https");
@@ -250,16 +253,19 @@ int tsu_http_new(tsu_http **out, const tsu_http_options *opts)
 	 * Reference-counted by libcurl, undone in tsu_http_free().  Before
 	 * 7.84 it was not thread-safe; the uploader is single-threaded.
 	 */
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+	char err[256];
+	if (tsu_curl_load(err, sizeof err) != 0 ||
+	    tsu_curl.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return -1;
 	h = calloc(1, sizeof *h);
 	if (!h) {
-		curl_global_cleanup();
+		tsu_curl.global_cleanup();
 		return -1;
 	}
 	h->verbose = opts->verbose;
+	h->watch_fd = -1;
 	h->slots = calloc((size_t)n, sizeof *h->slots);
-	h->multi = curl_multi_init();
+	h->multi = tsu_curl.multi_init();
 	if (!h->slots || !h->multi)
 		goto fail;
 	h->nslots = n;
@@ -269,21 +275,22 @@ int tsu_http_new(tsu_http **out, const tsu_http_options *opts)
 		if (!h->token_header)
 			goto fail;
 	}
-	mc = curl_multi_setopt(h->multi, CURLMOPT_PIPELINING,
-			       (long)CURLPIPE_MULTIPLEX);
+	mc = tsu_curl.multi_setopt(h->multi, CURLMOPT_PIPELINING,
+				   (long)CURLPIPE_MULTIPLEX);
 	if (mc == CURLM_OK)
-		mc = curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
-				       (long)n);
+		mc = tsu_curl.multi_setopt(
+		    h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)n);
 	if (mc == CURLM_OK)
-		mc = curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-				       (long)n);
+		mc = tsu_curl.multi_setopt(
+		    h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)n);
 	/* The cache would otherwise be sized from the handles added (4 each). */
 	if (mc == CURLM_OK)
-		mc = curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)n);
+		mc = tsu_curl.multi_setopt(h->multi, CURLMOPT_MAXCONNECTS,
+					   (long)n);
 	if (mc != CURLM_OK)
 		goto fail;
 	for (i = 0; i < n; i++) {
-		h->slots[i].easy = curl_easy_init();
+		h->slots[i].easy = tsu_curl.easy_init();
 		if (!h->slots[i].easy ||
 		    setup_easy(h->slots[i].easy, &h->slots[i], opts) != 0)
 			goto fail;
@@ -304,14 +311,14 @@ void tsu_http_free(tsu_http *h)
 	for (i = 0; i < h->nslots; i++) {
 		struct slot *s = &h->slots[i];
 		/* Handles are only in the multi during tsu_http_perform(). */
-		curl_slist_free_all(s->headers);
-		curl_easy_cleanup(s->easy);
+		tsu_curl.slist_free_all(s->headers);
+		tsu_curl.easy_cleanup(s->easy);
 	}
-	curl_multi_cleanup(h->multi); /* closes the cached connections */
+	tsu_curl.multi_cleanup(h->multi); /* closes the cached connections */
 	free(h->slots);
 	free(h->token_header);
 	free(h);
-	curl_global_cleanup();
+	tsu_curl.global_cleanup();
 }
 
 void tsu_requests_reset(tsu_request *reqs, size_t n)
@@ -390,7 +397,7 @@ static void finish(struct slot *s, CURLcode c)
 	tsu_request *r = s->req;
 	long status = 0;
 
-	curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
+	tsu_curl.easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
 	r->status = status;
 	if (c == CURLE_OK ||
 	    (c == CURLE_WRITE_ERROR && r->truncated && !s->oom)) {
@@ -413,7 +420,7 @@ static void finish(struct slot *s, CURLcode c)
 		else
 			copy_text(r->detail, sizeof r->detail,
 				  s->errbuf[0] ? s->errbuf
-					       : curl_easy_strerror(c));
+					       : tsu_curl.easy_strerror(c));
 	}
 	/* A half-received answer is no answer: callers may look at status alone. */
 	if (r->transport != TSU_NET_OK) {
@@ -439,7 +446,7 @@ static void log_outcome(const tsu_http *h, const tsu_request *r,
 
 static void release_slot(struct slot *s)
 {
-	curl_slist_free_all(s->headers);
+	tsu_curl.slist_free_all(s->headers);
 	s->headers = NULL;
 	s->req = NULL;
 	s->cap = 0;
@@ -479,36 +486,36 @@ static int start(tsu_http *h, struct slot *s, tsu_request *r)
 			goto oom;
 	}
 	/* "Expect:" with no value stops libcurl's 100-continue wait. */
-	if (!(t = curl_slist_append(l, "Content-Type: application/json")))
+	if (!(t = tsu_curl.slist_append(l, "Content-Type: application/json")))
 		goto oom;
 	l = t;
-	if (!(t = curl_slist_append(l, "Expect:")))
+	if (!(t = tsu_curl.slist_append(l, "Expect:")))
 		goto oom;
 	l = t;
 	if (h->token_header) {
-		if (!(t = curl_slist_append(l, h->token_header)))
+		if (!(t = tsu_curl.slist_append(l, h->token_header)))
 			goto oom;
 		l = t;
 	}
 	if (key) {
-		if (!(t = curl_slist_append(l, key)))
+		if (!(t = tsu_curl.slist_append(l, key)))
 			goto oom;
 		l = t;
 		free(key);
 		key = NULL;
 	}
 
-	c = curl_easy_setopt(s->easy, CURLOPT_URL, r->url);
+	c = tsu_curl.easy_setopt(s->easy, CURLOPT_URL, r->url);
 	if (c == CURLE_OK)
-		c = curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE,
-				     (curl_off_t)r->body_len);
+		c = tsu_curl.easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+					 (curl_off_t)r->body_len);
 	if (c == CURLE_OK)
-		c = curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, body);
+		c = tsu_curl.easy_setopt(s->easy, CURLOPT_POSTFIELDS, body);
 	if (c == CURLE_OK)
-		c = curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, l);
+		c = tsu_curl.easy_setopt(s->easy, CURLOPT_HTTPHEADER, l);
 	if (c != CURLE_OK) {
-		curl_slist_free_all(l);
-		fail_request(r, curl_easy_strerror(c));
+		tsu_curl.slist_free_all(l);
+		fail_request(r, tsu_curl.easy_strerror(c));
 		return -1;
 	}
 	s->headers = l;
@@ -520,7 +527,7 @@ static int start(tsu_http *h, struct slot *s, tsu_request *r)
 	return 0;
 oom:
 	free(key);
-	curl_slist_free_all(l);
+	tsu_curl.slist_free_all(l);
 	fail_request(r, "out of memory");
 	return -1;
 }
@@ -532,15 +539,30 @@ static const char *halted(tsu_http *h, int64_t deadline_ms, volatile int *stop)
 		return "aborted: stop requested";
 	if (deadline_ms > 0 && tsu_monotonic_ms() >= deadline_ms)
 		return "aborted: deadline passed";
-	if (h->check && h->check(h->check_ctx))
-		return "aborted: the run must stop";
+	if (h->check) {
+		/* Between libcurl steps: only when the watch fired or the
+		 * slice is over, so that a fast drain is not a stream of
+		 * system calls. */
+		int64_t now = tsu_monotonic_ms();
+		if (h->watch_fd < 0 || h->watch_fired ||
+		    now - h->checked_ms >= POLL_SLICE_MS) {
+			h->watch_fired = 0;
+			h->checked_ms = now;
+			if (h->check(h->check_ctx))
+				return "aborted: the run must stop";
+		}
+	}
 	return NULL;
 }
 
-void tsu_http_set_check(tsu_http *h, int (*check)(void *ctx), void *ctx)
+void tsu_http_set_check(tsu_http *h, int (*check)(void *ctx), void *ctx,
+			int watch_fd)
 {
 	h->check = check;
 	h->check_ctx = ctx;
+	h->watch_fd = watch_fd;
+	h->watch_fired = 0;
+	h->checked_ms = 0;
 }
 
 /* Takes every request still in a handle out of the multi, as aborted. */
@@ -553,7 +575,7 @@ static void abort_active(tsu_http *h, const char *why)
 		if (!s->req)
 			continue;
 		/* Mid-transfer, libcurl closes the connection rather than caching it. */
-		curl_multi_remove_handle(h->multi, s->easy);
+		tsu_curl.multi_remove_handle(h->multi, s->easy);
 		drop_response(s->req);
 		s->req->transport = TSU_NET_ABORTED;
 		copy_text(s->req->detail, sizeof s->req->detail, why);
@@ -594,7 +616,7 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 				done++;
 				continue; /* this handle is still free */
 			}
-			mc = curl_multi_add_handle(h->multi, s->easy);
+			mc = tsu_curl.multi_add_handle(h->multi, s->easy);
 			if (mc != CURLM_OK) {
 				release_slot(s);
 				goto fail;
@@ -603,20 +625,20 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 			i++;
 		}
 
-		mc = curl_multi_perform(h->multi, &running);
+		mc = tsu_curl.multi_perform(h->multi, &running);
 		if (mc != CURLM_OK)
 			goto fail;
-		while ((m = curl_multi_info_read(h->multi, &left))) {
+		while ((m = tsu_curl.multi_info_read(h->multi, &left))) {
 			struct slot *s;
 			char *priv = NULL;
 			if (m->msg != CURLMSG_DONE)
 				continue;
-			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE,
-					  &priv);
+			tsu_curl.easy_getinfo(m->easy_handle, CURLINFO_PRIVATE,
+					      &priv);
 			s = (struct slot *)(void *)priv;
 			finish(s, m->data.result);
 			log_outcome(h, s->req, s->started_ms);
-			curl_multi_remove_handle(h->multi, s->easy);
+			tsu_curl.multi_remove_handle(h->multi, s->easy);
 			release_slot(s);
 			active--;
 			done++;
@@ -637,9 +659,15 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 					wait_ms =
 					    left_ms > 0 ? (int)left_ms : 0;
 			}
-			mc = curl_multi_poll(h->multi, NULL, 0, wait_ms, NULL);
+			struct curl_waitfd w = {h->watch_fd, CURL_WAIT_POLLIN,
+						0};
+			mc = tsu_curl.multi_poll(
+			    h->multi, h->watch_fd >= 0 ? &w : NULL,
+			    h->watch_fd >= 0 ? 1 : 0, wait_ms, NULL);
 			if (mc != CURLM_OK)
 				goto fail;
+			if (w.revents)
+				h->watch_fired = 1;
 		}
 	}
 	if (why) {
@@ -651,12 +679,12 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 	return 0;
 
 fail:
-	abort_active(h, curl_multi_strerror(mc));
+	abort_active(h, tsu_curl.multi_strerror(mc));
 	for (i = 0; i < n; i++) {
 		drop_response(&reqs[i]);
 		reqs[i].transport = TSU_NET_ABORTED;
 		copy_text(reqs[i].detail, sizeof reqs[i].detail,
-			  curl_multi_strerror(mc));
+			  tsu_curl.multi_strerror(mc));
 	}
 	return -1;
 }

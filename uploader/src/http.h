@@ -72,11 +72,14 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 
 /*
  * check, if set, is called before perform starts and then at least every
- * 100 ms while it runs; when it returns non-zero, unfinished requests are
- * abandoned as TSU_NET_ABORTED (as for *stop).  The uploader uses it to
- * notice an opt-out while a batch is in flight.
+ * 100 ms while it runs, and at once whenever watch_fd (if >= 0) becomes
+ * readable; when it returns non-zero, unfinished requests are abandoned as
+ * TSU_NET_ABORTED (as for *stop).  The uploader uses it to notice an
+ * opt-out while a batch is in flight, watch_fd being an inotify descriptor
+ * on the config's directory (check reads it).
  */
-void tsu_http_set_check(tsu_http *h, int (*check)(void *ctx), void *ctx);
+void tsu_http_set_check(tsu_http *h, int (*check)(void *ctx), void *ctx,
+			int watch_fd);
 
 /* Releases the responses held by reqs[0..n) (safe to call twice). */
 void tsu_requests_reset(tsu_request *reqs, size_t n);
