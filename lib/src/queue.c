@@ -26,6 +26,29 @@ static sqlite3_stmt *prep(telespool *sp, const char *sql)
 	return st;
 }
 
+/* The statements of every batch, kept on the handle (sp->qstmt). */
+enum qstmt { Q_DUE, Q_CLAIM, Q_SENT, Q_RETRY, Q_DEAD, Q_RELEASE, Q_ADVANCE };
+
+/* Slot id's statement, prepared on first use, reset and unbound; release
+ * it with sqlite3_reset(), never finalize it. */
+static sqlite3_stmt *cprep(telespool *sp, enum qstmt id, const char *sql)
+{
+	sqlite3_stmt *st = sp->qstmt[id];
+	if (st != NULL) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+		return st;
+	}
+	int src = sqlite3_prepare_v3(sp->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+				     &st, NULL);
+	if (src != SQLITE_OK) {
+		telespool__sqlite_fail(sp, src, "preparing a statement");
+		return NULL;
+	}
+	sp->qstmt[id] = st;
+	return st;
+}
+
 /* Steps a statement that returns no rows and finalizes it. */
 static int run(telespool *sp, sqlite3_stmt *st, const char *what)
 {
@@ -70,7 +93,7 @@ void telespool__batch_free(telespool__batch *b)
 /* The rows of st (id, event_id, event_type, body, attempts, created_at),
  * at most max, into out, oldest first; st is finalized.  Stepping to the
  * end matters for an UPDATE ... RETURNING: that is when it completes. */
-static int read_items(telespool *sp, sqlite3_stmt *st, int max,
+static int read_items(telespool *sp, sqlite3_stmt *st, int cached, int max,
 		      telespool__batch *out, const char *what)
 {
 	telespool__item *items = calloc((size_t)max, sizeof(*items));
@@ -97,7 +120,10 @@ static int read_items(telespool *sp, sqlite3_stmt *st, int max,
 	}
 	if (rc == TELESPOOL_OK && src != SQLITE_DONE)
 		rc = telespool__sqlite_fail(sp, src, what);
-	sqlite3_finalize(st);
+	if (cached)
+		sqlite3_reset(st);
+	else
+		sqlite3_finalize(st);
 
 	out->items = items;
 	out->n = n;
@@ -226,8 +252,9 @@ static int due_ids(telespool *sp, int64_t from, int64_t below, int64_t now_ms,
 {
 	char bufs[3][32];
 	sqlite3_stmt *st =
-	    prep(sp, "SELECT id FROM spool WHERE id >= max(?7, " PENDING_FROM
-		     ") AND id < ?8 AND" DUE_ROWS " ORDER BY id LIMIT ?6");
+	    cprep(sp, Q_DUE,
+		  "SELECT id FROM spool WHERE id >= max(?7, " PENDING_FROM
+		  ") AND id < ?8 AND" DUE_ROWS " ORDER BY id LIMIT ?6");
 	int src;
 
 	*n = 0;
@@ -241,7 +268,7 @@ static int due_ids(telespool *sp, int64_t from, int64_t below, int64_t now_ms,
 		ids[(*n)++] = sqlite3_column_int64(st, 0);
 	if (*n == (size_t)max)
 		src = SQLITE_DONE;
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	if (src != SQLITE_DONE)
 		return telespool__sqlite_fail(sp, src, "reading the spool");
 	return TELESPOOL_OK;
@@ -297,10 +324,11 @@ int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
 			break;
 		}
 		sqlite3_stmt *st =
-		    prep(sp, "UPDATE spool SET lease_until = ?1 WHERE id IN"
-			     " (SELECT value FROM json_each(?7)) AND" DUE_ROWS
-			     " RETURNING id, event_id, event_type, body,"
-			     " attempts, created_at");
+		    cprep(sp, Q_CLAIM,
+			  "UPDATE spool SET lease_until = ?1 WHERE id IN"
+			  " (SELECT value FROM json_each(?7)) AND" DUE_ROWS
+			  " RETURNING id, event_id, event_type, body,"
+			  " attempts, created_at");
 		if (st == NULL) {
 			free(ids);
 			rc = TELESPOOL_ERROR;
@@ -310,7 +338,7 @@ int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
 		sqlite3_bind_text(st, 1, until, -1, SQLITE_STATIC);
 		bind_due(st, now_ms, horizon_ms, ignore_backoff, bufs);
 		sqlite3_bind_text(st, 7, ids, -1, SQLITE_STATIC);
-		rc = read_items(sp, st, max, out, "claiming events");
+		rc = read_items(sp, st, 1, max, out, "claiming events");
 		free(ids);
 		for (size_t i = 0; i < out->n; i++)
 			memcpy(out->items[i].lease_until, until, sizeof(until));
@@ -348,7 +376,7 @@ int telespool__peek(telespool *sp, int64_t now_ms, int64_t lease_ms,
 		sqlite3_bind_int64(st, 1, after_id);
 		bind_due(st, now_ms, horizon_ms, ignore_backoff, bufs);
 		sqlite3_bind_int(st, 6, max);
-		rc = read_items(sp, st, max, out, "reading due events");
+		rc = read_items(sp, st, 0, max, out, "reading due events");
 	}
 	telespool__unlock(sp);
 	return rc;
@@ -379,16 +407,22 @@ static int store_survey(telespool *sp, const char *json, const char *now)
  */
 static int advance_pending_from(telespool *sp)
 {
-	return run(sp,
-		   prep(sp,
-			"INSERT INTO uploader_state (key, value)"
-			" VALUES ('pending_from', coalesce((SELECT id FROM"
-			" spool WHERE id >= " PENDING_FROM
-			" AND state = 'pending' ORDER BY id LIMIT 1),"
-			" (SELECT coalesce(max(id), 0) + 1 FROM spool)))"
-			" ON CONFLICT (key) DO UPDATE SET value ="
-			" excluded.value WHERE value IS NOT excluded.value"),
-		   "moving pending_from");
+	sqlite3_stmt *st =
+	    cprep(sp, Q_ADVANCE,
+		  "INSERT INTO uploader_state (key, value)"
+		  " VALUES ('pending_from', coalesce((SELECT id FROM"
+		  " spool WHERE id >= " PENDING_FROM
+		  " AND state = 'pending' ORDER BY id LIMIT 1),"
+		  " (SELECT coalesce(max(id), 0) + 1 FROM spool)))"
+		  " ON CONFLICT (key) DO UPDATE SET value ="
+		  " excluded.value WHERE value IS NOT excluded.value");
+	if (st == NULL)
+		return TELESPOOL_ERROR;
+	int src = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (src != SQLITE_DONE)
+		return telespool__sqlite_fail(sp, src, "moving pending_from");
+	return TELESPOOL_OK;
 }
 
 int telespool__finish(telespool *sp, const telespool__outcome *o, size_t n,
@@ -424,7 +458,8 @@ int telespool__finish(telespool *sp, const telespool__outcome *o, size_t n,
 	telespool__lock(sp);
 	int rc = telespool__begin(sp);
 	for (int i = 0; rc == TELESPOOL_OK && i < 4; i++)
-		if ((st[i] = prep(sp, sql[i])) == NULL)
+		if ((st[i] = cprep(sp, (enum qstmt)(Q_SENT + i), sql[i])) ==
+		    NULL)
 			rc = TELESPOOL_ERROR;
 	for (size_t i = 0; rc == TELESPOOL_OK && i < n; i++) {
 		unsigned v = (unsigned)o[i].verdict;
@@ -465,7 +500,8 @@ int telespool__finish(telespool *sp, const telespool__outcome *o, size_t n,
 			rc = store_survey(sp, o[i].survey_json, now);
 	}
 	for (int i = 0; i < 4; i++)
-		sqlite3_finalize(st[i]);
+		if (st[i] != NULL)
+			sqlite3_reset(st[i]);
 	if (rc == TELESPOOL_OK)
 		rc = advance_pending_from(sp);
 	if (rc == TELESPOOL_OK)
@@ -727,8 +763,13 @@ int telespool__run_start(telespool *sp, int64_t now_ms, int64_t *run_id)
 
 	telespool__iso(now_ms, now);
 	telespool__lock(sp);
-	/* The uploader takes on the checkpoints (see HOST_CHECKPOINT_PAGES). */
+	/* The uploader takes on the checkpoints (see HOST_CHECKPOINT_PAGES):
+	 * at SQLite's usual threshold and at the end of a run that changed
+	 * rows (run_end), but not when it closes the spool: a checkpoint then
+	 * also deletes the WAL, which the next run must create and sync again,
+	 * and an idle run under cron would pay four syncs for nothing. */
 	sqlite3_wal_autocheckpoint(sp->db, UPLOADER_CHECKPOINT_PAGES);
+	sqlite3_db_config(sp->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 	sqlite3_stmt *st =
 	    prep(sp, "INSERT INTO upload_runs (started_at) VALUES (?1)");
 	if (st)
@@ -763,11 +804,13 @@ int telespool__run_end(telespool *sp, int64_t run_id, int64_t now_ms,
 				  SQLITE_STATIC);
 	}
 	int rc = run(sp, st, "recording the run");
-	/* Copies the WAL back into the file now, so that LangBot's next
-	 * commits do not have to.  PASSIVE: it waits for no one, and what a
-	 * reader still needs is left for the next one. */
-	sqlite3_wal_checkpoint_v2(sp->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
-				  NULL);
+	/* After a run that changed rows, copy the WAL back into the file
+	 * now, so that LangBot's next commits do not have to.  PASSIVE: it
+	 * waits for no one, and what a reader still needs is left for the
+	 * next one.  (An idle run skips it: it costs a sync.) */
+	if (r->sent + r->retried + r->dead + r->purged > 0)
+		sqlite3_wal_checkpoint_v2(
+		    sp->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 	telespool__unlock(sp);
 	return rc;
 }

@@ -790,6 +790,8 @@ void telespool_close(telespool *sp)
 		return;
 	for (int i = 0; i < STMT__COUNT; i++)
 		sqlite3_finalize(sp->stmt[i]);
+	for (size_t i = 0; i < sizeof(sp->qstmt) / sizeof(sp->qstmt[0]); i++)
+		sqlite3_finalize(sp->qstmt[i]);
 	close_db(sp->db);
 	pthread_mutex_destroy(&sp->mu);
 	free(sp->path);

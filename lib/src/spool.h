@@ -70,6 +70,7 @@ struct telespool {
 	int verify_on_open; /* on_corrupt = MOVE_ASIDE: quick_check at open */
 
 	sqlite3_stmt *stmt[STMT__COUNT];
+	sqlite3_stmt *qstmt[8]; /* queue.c's hot statements, prepared once */
 
 	/* Drops that could not be written yet (disk full): counted in the
 	 * next transaction that succeeds. */
