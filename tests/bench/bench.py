@@ -276,9 +276,6 @@ class Bench:
         con.execute("PRAGMA cache_size=-262144")
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
         later = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + 86400))
-        cols = ("event_type, query_id, adapter, runner, model_name, duration_ms, version,"
-                " instance_id, pipeline_plugins, error, timestamp, body, state, attempts,"
-                " next_attempt_at, created_at, sent_at, size")
         uuid = ("lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' ||"
                 " substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4),"
                 " 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))")
@@ -286,13 +283,13 @@ class Bench:
               "sent": ("'sent'", "1", ":now", ":now"),
               "backoff": ("'pending'", "1", ":later", "NULL")}[state]
         sql = (f"WITH RECURSIVE c(x) AS (SELECT :x0 UNION ALL SELECT x + 1 FROM c WHERE x < :x1)"
-               f" INSERT INTO events (event_id, {cols})"
-               f" SELECT {uuid}, event_type, qid, adapter, runner, model_name, duration_ms,"
-               f" version, instance_id, pipeline_plugins, error, timestamp,"
-               f" json_set(body, '$.query_id', qid), {st[0]}, {st[1]}, {st[2]}, :now, {st[3]},"
-               f" size FROM (SELECT t.*, printf('%08x-%07d', ((x * {k} + t.id) * 2654435761)"
-               f" % 4294967296, x * {k} + t.id) AS qid FROM c, events t WHERE t.id <= {k})")
-        con.execute(f"UPDATE events SET state = {st[0]}, attempts = {st[1]},"
+               f" INSERT INTO spool (state, attempts, next_attempt_at, created_at, sent_at,"
+               f" size, event_id, event_type, body)"
+               f" SELECT {st[0]}, {st[1]}, {st[2]}, :now, {st[3]}, size, {uuid}, event_type,"
+               f" json_set(body, '$.query_id', qid)"
+               f" FROM (SELECT t.*, printf('%08x-%07d', ((x * {k} + t.id) * 2654435761)"
+               f" % 4294967296, x * {k} + t.id) AS qid FROM c, spool t WHERE t.id <= {k})")
+        con.execute(f"UPDATE spool SET state = {st[0]}, attempts = {st[1]},"
                     f" next_attempt_at = {st[2]}, sent_at = {st[3]}",
                     {"now": now, "later": later})
         x, chunk = 1, max(1, 50000 // k)
@@ -304,13 +301,17 @@ class Bench:
             con.execute("COMMIT")
             x += m
             left -= m
-        rest = n - con.execute("SELECT count(*) FROM events").fetchone()[0]
+        rest = n - con.execute("SELECT count(*) FROM spool").fetchone()[0]
         if rest > 0:  # n not a multiple of the workload's length
             con.execute(sql.replace("WHERE t.id <= ", f"WHERE t.id <= {rest} AND t.id <= "),
                         {"x0": x, "x1": x, "now": now, "later": later})
+        # Where an uploader that had sent these would have left pending_from.
+        con.execute("UPDATE uploader_state SET value = coalesce((SELECT min(id) FROM spool"
+                    " WHERE state = 'pending'), (SELECT max(id) + 1 FROM spool))"
+                    " WHERE key = 'pending_from'")
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         con.close()
-        got = self.q(path, "SELECT count(*), count(DISTINCT event_id) FROM events")[0]
+        got = self.q(path, "SELECT count(*), count(DISTINCT event_id) FROM spool")[0]
         assert got == (n, n), (got, n)
 
     def spool(self, n, state="pending"):
@@ -339,33 +340,11 @@ class Bench:
 
     # -- the measurements --
 
-    def migration_variants(self):
-        """The spool's migration, and variants without one per-insert cost each: where the
-        record path's time goes (the 'schema-*' context rows)."""
-        import re
-        path = os.path.join(ROOT, "migrations", "0001_init.sql")
-        with open(path) as f:
-            sql = f.read()
-        no_unique = sql.replace("TEXT NOT NULL UNIQUE", "TEXT NOT NULL")
-        no_trigger = re.sub(r"CREATE TRIGGER.*?END;", "", sql, flags=re.S)
-        no_partial = re.sub(r"CREATE INDEX events_\w+ ON events \(id\) WHERE[^;]*;", "", sql)
-        bare = re.sub(r"CREATE TRIGGER.*?END;", "", no_unique, flags=re.S)
-        bare = re.sub(r"CREATE INDEX events_\w+ ON events \(id\) WHERE[^;]*;", "", bare)
-        out = {"schema": path}
-        for name, text in (("schema-no-unique", no_unique), ("schema-no-trigger", no_trigger),
-                           ("schema-no-partial", no_partial), ("schema-bare", bare)):
-            if text == sql:
-                continue  # the migration changed shape; skip this variant
-            out[name] = os.path.join(self.work, name + ".sql")
-            with open(out[name], "w") as f:
-                f.write(text)
-        return out
-
     def record_rounds(self):
         """Figures 1-3: raw SQLite vs telespool (C) vs the binding vs pure Python."""
         rounds, n = (3, 10000) if self.quick else (7, 20000)
-        migs = self.migration_variants()
-        modes = ["raw", "wide", "schema", "telespool", "binding", "pure"] + list(migs)[1:]
+        migrations = os.path.join(ROOT, "migrations")
+        modes = ["raw", "row", "schema", "telespool", "binding", "pure"]
         got = {m: [] for m in modes}
         for r in range(rounds):
             order = modes[r % len(modes):] + modes[:r % len(modes)]
@@ -374,10 +353,8 @@ class Bench:
                 rm_db(db)
                 if m in ("binding", "pure"):
                     got[m].append(self.py(m, db=db, n=n))
-                elif m in migs:
-                    got[m].append(self.c("schema", db, n=n, migration=migs[m]))
                 else:
-                    got[m].append(self.c(m, db, n=n, migration=migs["schema"]))
+                    got[m].append(self.c(m, db, n=n, migrations=migrations))
                 rm_db(db)
             log(f"record round {r + 1}/{rounds}: " + ", ".join(
                 f"{m} {got[m][-1]['rate']:,.0f}/s" for m in modes))
@@ -405,7 +382,7 @@ class Bench:
             hx.append(h)
             db = self.spool(nd)
             u = self.upload(db, rss=True)
-            sent = self.q(db, "SELECT count(*) FROM events WHERE state = 'sent'")[0][0]
+            sent = self.q(db, "SELECT count(*) FROM spool WHERE state = 'sent'")[0][0]
             run = self.last_run(db)
             if u["rc"] != 0 or sent != nd or run[0] != nd or run[4] != "ok":
                 raise SystemExit(f"drain did not deliver everything: {u} sent={sent} run={run}")
@@ -491,7 +468,7 @@ class Bench:
         # An idle run on a fresh, empty spool: the run's fixed cost.
         rm_db(empty_db)
         self.c("telespool", empty_db, n=1)
-        self.q(empty_db, "UPDATE events SET state = 'sent', sent_at = created_at")
+        self.q(empty_db, "UPDATE spool SET state = 'sent', sent_at = created_at")
         self.res["idle_empty_ms"] = self.idle_ms(empty_db, idle_runs)
         rm_db(empty_db)
         for n in sizes:
@@ -532,7 +509,7 @@ class Bench:
             before = db_bytes(db)
             u = self.upload(db, disabled=True, rss=True)
             after = db_bytes(db)
-            left = self.q(db, "SELECT count(*) FROM events")[0][0]
+            left = self.q(db, "SELECT count(*) FROM spool")[0][0]
             run = self.last_run(db)
             if u["rc"] != 0 or left != 0 or run[4] != "purged":
                 raise SystemExit(f"purge of {n} failed: {u} left={left} run={run}")
@@ -611,15 +588,11 @@ class Bench:
         ctx.append("| context (same run) | rate /s | CPU us/event | p99 us |")
         ctx.append("|---|---|---|---|")
         names = {"raw": "raw SQLite: (id, body), WAL, NORMAL, BEGIN IMMEDIATE/COMMIT per row",
-                 "wide": "raw SQLite: the columns of `events`, no indexes/triggers",
-                 "schema": "raw SQLite: the spool's real schema (indexes, trigger, auto_vacuum)",
+                 "row": "raw SQLite: the row telespool stores (columns of `spool`), no indexes",
+                 "schema": "raw SQLite: that row into the spool's real schema (migrations)",
                  "telespool": "telespool_record_query (C)",
                  "binding": "Python binding record_query",
-                 "pure": "pure-Python sqlite3 spool (json.dumps, no redaction)",
-                 "schema-no-unique": "  spool schema without UNIQUE(event_id)",
-                 "schema-no-trigger": "  spool schema without the spool_totals triggers",
-                 "schema-no-partial": "  spool schema without events_pending/events_done",
-                 "schema-bare": "  spool schema without all three (auto_vacuum kept)"}
+                 "pure": "pure-Python sqlite3 spool (json.dumps, no redaction)"}
         for m, label in names.items():
             if m not in rec:
                 continue

@@ -9,10 +9,11 @@
  *             TEXT), WAL, synchronous=NORMAL, one prepared INSERT per
  *             BEGIN IMMEDIATE ... COMMIT, inserting the exact bodies
  *             telespool stores for the workload (built beforehand).
- *   wide      the same, into a table with the columns of `events` (no
- *             indexes, no triggers): the cost of the row itself.
- *   schema    the same, into the spool's real schema (migration SQL, its
- *             indexes and triggers, auto_vacuum=INCREMENTAL,
+ *   row       the same, into a table with the columns of `spool` (no
+ *             indexes, no triggers, no auto_vacuum): the cost of the row
+ *             telespool stores.
+ *   schema    the same row, into the spool's real schema (every migration
+ *             in --migrations DIR, auto_vacuum=INCREMENTAL,
  *             journal_size_limit): what SQLite alone costs telespool.
  *   telespool telespool_record_query() for each workload event (on --db,
  *             which may already hold a large spool).
@@ -22,7 +23,7 @@
  *             and every error (busy errors counted apart).
  *
  * Options: --workload FILE (from workload.py)  --db PATH  --n N
- *          --migration FILE (schema mode)  --max-events N  --max-bytes N
+ *          --migrations DIR (schema mode)  --max-events N  --max-bytes N
  *          --threads T --rate R --seconds S --shared (contend mode)
  *
  * Build without CMake, against a build tree's library (B = build dir):
@@ -32,6 +33,7 @@
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <glob.h>
 #include <stdarg.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -54,7 +56,7 @@ struct event {
 
 /* A row as telespool stored it (for the raw baselines). */
 struct row {
-	char *cols[14]; /* event_type ... body, in insert order */
+	char *cols[4]; /* event_type, body, created_at, size */
 };
 
 static struct event *events;
@@ -62,7 +64,7 @@ static size_t n_events;
 static char *instance_id, *version;
 
 static struct {
-	const char *mode, *workload, *db, *migration;
+	const char *mode, *workload, *db, *migrations;
 	long n, threads, seconds;
 	double rate;
 	int shared;
@@ -202,11 +204,9 @@ static double pct(const double *sorted, size_t n, double p)
 	return sorted[k < n ? k : n - 1];
 }
 
-/* The columns telespool stores, in the order of the wide INSERT below. */
-static const char *const row_cols =
-    "event_type, query_id, adapter, runner, model_name, duration_ms,"
-    " version, instance_id, pipeline_plugins, error, timestamp, body,"
-    " created_at, size";
+/* The columns telespool stores besides the ones it generates. */
+static const char *const row_cols = "event_type, body, created_at, size";
+#define ROW_COLS 4
 
 /* Records the workload once into a scratch spool and reads back the rows
  * exactly as stored: the raw baselines insert these. */
@@ -226,14 +226,14 @@ static struct row *template_rows(void)
 	char sql[512];
 	if (sqlite3_open(path, &db) != SQLITE_OK)
 		die("open %s", path);
-	snprintf(sql, sizeof(sql), "SELECT %s FROM events ORDER BY id",
+	snprintf(sql, sizeof(sql), "SELECT %s FROM spool ORDER BY id",
 		 row_cols);
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
 		die("%s", sqlite3_errmsg(db));
 	struct row *rows = calloc(n_events, sizeof(*rows));
 	size_t n = 0;
 	while (sqlite3_step(st) == SQLITE_ROW && n < n_events) {
-		for (int c = 0; c < 14; c++) {
+		for (int c = 0; c < ROW_COLS; c++) {
 			const char *t =
 			    (const char *)sqlite3_column_text(st, c);
 			rows[n].cols[c] = t ? strdup(t) : NULL;
@@ -293,59 +293,65 @@ static void print_result(const char *mode, long n, double wall, double cpu,
 	    nlat ? lat[nlat - 1] * 1e6 : 0.0);
 }
 
-/* raw, wide and schema: one prepared INSERT per BEGIN IMMEDIATE/COMMIT. */
+/* Applies every migration in opt.migrations, in order, in one transaction. */
+static void apply_migrations(sqlite3 *db)
+{
+	char pattern[4200];
+	glob_t g;
+	snprintf(pattern, sizeof(pattern), "%s/[0-9][0-9][0-9][0-9]_*.sql",
+		 opt.migrations);
+	if (glob(pattern, 0, NULL, &g) != 0 || g.gl_pathc == 0)
+		die("no migrations in %s", opt.migrations);
+	exec(db, "BEGIN");
+	for (size_t i = 0; i < g.gl_pathc; i++) { /* glob sorts them */
+		char *sql = slurp(g.gl_pathv[i]);
+		exec(db, sql);
+		free(sql);
+	}
+	exec(db, "COMMIT");
+	globfree(&g);
+}
+
+/* raw, row and schema: one prepared INSERT per BEGIN IMMEDIATE/COMMIT. */
 static void run_raw(const char *mode)
 {
 	struct row *rows = template_rows();
 	sqlite3 *db;
 	sqlite3_stmt *ins, *begin, *commit;
-	int wide = strcmp(mode, "raw") != 0;
+	int full = strcmp(mode, "raw") != 0;
 
 	unlink(opt.db);
 	if (sqlite3_open(opt.db, &db) != SQLITE_OK)
 		die("open %s", opt.db);
 	if (strcmp(mode, "schema") == 0) {
-		if (opt.migration == NULL)
-			die("schema mode needs --migration FILE");
-		char *sql = slurp(opt.migration);
+		if (opt.migrations == NULL)
+			die("schema mode needs --migrations DIR");
 		exec(db, "PRAGMA auto_vacuum = INCREMENTAL");
 		exec(db, "PRAGMA journal_mode = WAL");
 		exec(db, "PRAGMA synchronous = NORMAL;"
-			 " PRAGMA journal_size_limit = 4194304");
-		exec(db, "BEGIN");
-		exec(db, sql);
-		exec(db, "COMMIT");
-		free(sql);
+			 " PRAGMA journal_size_limit = 16777216");
+		apply_migrations(db);
 	} else {
 		exec(db, "PRAGMA journal_mode = WAL");
 		exec(db, "PRAGMA synchronous = NORMAL");
-		if (wide)
-			exec(
-			    db,
-			    "CREATE TABLE events (id INTEGER PRIMARY KEY,"
-			    " event_id TEXT NOT NULL, event_type TEXT NOT NULL,"
-			    " query_id TEXT, adapter TEXT, runner TEXT,"
-			    " model_name TEXT, duration_ms INTEGER,"
-			    " version TEXT, instance_id TEXT,"
-			    " pipeline_plugins TEXT, error TEXT,"
-			    " timestamp TEXT, body TEXT NOT NULL,"
-			    " state TEXT NOT NULL DEFAULT 'pending',"
-			    " attempts INTEGER NOT NULL DEFAULT 0,"
-			    " next_attempt_at TEXT NOT NULL,"
-			    " last_error TEXT, created_at TEXT NOT NULL,"
-			    " sent_at TEXT, lease_until TEXT,"
-			    " size INTEGER NOT NULL)");
+		if (full)
+			exec(db, "CREATE TABLE spool (id INTEGER PRIMARY KEY,"
+				 " state TEXT NOT NULL DEFAULT 'pending',"
+				 " attempts INTEGER NOT NULL DEFAULT 0,"
+				 " next_attempt_at TEXT NOT NULL,"
+				 " lease_until TEXT, created_at TEXT NOT NULL,"
+				 " sent_at TEXT, size INTEGER NOT NULL,"
+				 " event_id TEXT NOT NULL,"
+				 " event_type TEXT NOT NULL, last_error TEXT,"
+				 " body TEXT NOT NULL)");
 		else
 			exec(db, "CREATE TABLE events (id INTEGER PRIMARY KEY,"
 				 " body TEXT NOT NULL)");
 	}
 	const char *sql =
-	    wide ? "INSERT INTO events (event_id, event_type, query_id,"
-		   " adapter, runner, model_name, duration_ms, version,"
-		   " instance_id, pipeline_plugins, error, timestamp, body,"
-		   " next_attempt_at, created_at, size) VALUES (?1, ?2, ?3,"
-		   " ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14,"
-		   " ?15)"
+	    full ? "INSERT INTO spool (next_attempt_at, created_at, size,"
+		   " event_id, event_type, body) VALUES (?1, ?1, ?2, ?3, ?4,"
+		   " ?5)"
 		 : "INSERT INTO events (body) VALUES (?1)";
 	if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &ins,
 			       NULL) != SQLITE_OK ||
@@ -362,17 +368,18 @@ static void run_raw(const char *mode)
 		double s = now_s();
 		sqlite3_step(begin);
 		sqlite3_reset(begin);
-		if (wide) {
+		if (full) {
 			fake_uuid(uuid);
-			sqlite3_bind_text(ins, 1, uuid, -1, SQLITE_STATIC);
-			for (int c = 0; c < 12; c++)
-				sqlite3_bind_text(ins, c + 2, r->cols[c], -1,
-						  SQLITE_STATIC);
-			sqlite3_bind_text(ins, 14, r->cols[12], -1,
+			sqlite3_bind_text(ins, 1, r->cols[2], -1,
 					  SQLITE_STATIC);
-			sqlite3_bind_int64(ins, 15, atoll(r->cols[13]));
+			sqlite3_bind_int64(ins, 2, atoll(r->cols[3]));
+			sqlite3_bind_text(ins, 3, uuid, -1, SQLITE_STATIC);
+			sqlite3_bind_text(ins, 4, r->cols[0], -1,
+					  SQLITE_STATIC);
+			sqlite3_bind_text(ins, 5, r->cols[1], -1,
+					  SQLITE_STATIC);
 		} else {
-			sqlite3_bind_text(ins, 1, r->cols[11], -1,
+			sqlite3_bind_text(ins, 1, r->cols[1], -1,
 					  SQLITE_STATIC);
 		}
 		if (sqlite3_step(ins) != SQLITE_DONE)
@@ -555,7 +562,7 @@ static void run_contend(void)
 int main(int argc, char **argv)
 {
 	if (argc < 2)
-		die("usage: bench_record raw|wide|schema|telespool|contend "
+		die("usage: bench_record raw|row|schema|telespool|contend "
 		    "--workload FILE --db PATH [options]");
 	opt.mode = argv[1];
 	for (int i = 2; i < argc; i++) {
@@ -572,8 +579,8 @@ int main(int argc, char **argv)
 			opt.workload = v;
 		else if (strcmp(a, "--db") == 0)
 			opt.db = v;
-		else if (strcmp(a, "--migration") == 0)
-			opt.migration = v;
+		else if (strcmp(a, "--migrations") == 0)
+			opt.migrations = v;
 		else if (strcmp(a, "--n") == 0)
 			opt.n = atol(v);
 		else if (strcmp(a, "--threads") == 0)
@@ -595,7 +602,7 @@ int main(int argc, char **argv)
 		die("--n, --threads and --seconds must be positive");
 	load_workload(opt.workload);
 
-	if (strcmp(opt.mode, "raw") == 0 || strcmp(opt.mode, "wide") == 0 ||
+	if (strcmp(opt.mode, "raw") == 0 || strcmp(opt.mode, "row") == 0 ||
 	    strcmp(opt.mode, "schema") == 0)
 		run_raw(opt.mode);
 	else if (strcmp(opt.mode, "telespool") == 0)
