@@ -14,9 +14,10 @@
 --     'pending_from': no pending row has a smaller id.  The uploader moves it
 --     forward as it delivers; rows below it are sent or dead.  A query for
 --     pending rows starts there (see the `pending` view) and costs what is
---     left to send, not what was ever sent.  Whoever deletes the newest rows
---     (so that their ids may be given out again) lowers it, and a row set
---     back to 'pending' lowers it through the trigger below.
+--     left to send, not what was ever sent.  telespool gives a new row an id
+--     at or above it (after the newest rows were deleted, SQLite's own
+--     max(id) + 1 could be below it), and a row set back to 'pending' lowers
+--     it through the trigger below.
 --
 -- The rows of a 0001 spool are copied over, once, when a telespool with this
 -- migration first opens it.

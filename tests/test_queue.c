@@ -580,6 +580,18 @@ static void send_all(telespool *sp, int64_t now, const char *survey_json)
 	telespool__batch_free(&b);
 }
 
+/* Claims and marks sent until nothing is pending (or 20 rounds); returns
+ * how many rows became sent. */
+static int64_t deliver_all(telespool *sp, const char *path, int64_t now)
+{
+	const char *sent = "SELECT count(*) FROM spool WHERE state = 'sent'";
+	int64_t before = path_int(path, sent);
+	for (int i = 0;
+	     i < 20 && path_int(path, "SELECT count(*) FROM pending") > 0; i++)
+		send_all(sp, now, NULL);
+	return path_int(path, sent) - before;
+}
+
 static void assert_pending_survey(telespool *sp, const char *survey_id)
 {
 	char *out = NULL;
@@ -673,6 +685,60 @@ static void test_finish_surveys(void)
 }
 
 /* ---- leases, expiry ---- */
+
+/*
+ * pending_from (migration 0002) moves past what was sent, and nothing can
+ * hide below it: not events recorded after the newest rows were deleted by
+ * hand (SQLite would give out their ids again), nor rows set back to
+ * pending by hand.
+ */
+static void test_pending_from(void)
+{
+	char path[600];
+	telespool *sp = fresh("pending-from.db", path, sizeof(path));
+	if (sp == NULL)
+		return;
+	const char *pf = "SELECT CAST(value AS INTEGER) FROM uploader_state"
+			 " WHERE key = 'pending_from'";
+	const char *sent = "SELECT count(*) FROM spool WHERE state = 'sent'";
+	int64_t now = wall_ms() + 1000;
+	ASSERT_EQ(path_int(path, pf), 1);
+	record_n(sp, "a", 5, NULL);
+	ASSERT_EQ(deliver_all(sp, path, now), 5);
+	ASSERT_EQ(path_int(path, pf), 6);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM pending"), 0);
+
+	/* The newest rows deleted by hand: the next event still gets an id
+	 * at or above pending_from, and goes out. */
+	ASSERT_EQ(path_exec(path, "DELETE FROM spool WHERE id >= 3"),
+		  SQLITE_OK);
+	record_n(sp, "b", 2, NULL);
+	ASSERT_EQ(path_int(path, "SELECT min(id) FROM pending"), 6);
+	ASSERT_EQ(deliver_all(sp, path, now), 2);
+	ASSERT_EQ(path_int(path, pf), 8);
+
+	/* Everything deleted by hand. */
+	ASSERT_EQ(path_exec(path, "DELETE FROM spool"), SQLITE_OK);
+	record_n(sp, "c", 3, NULL);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM pending"), 3);
+	ASSERT_EQ(deliver_all(sp, path, now), 3);
+
+	/* A sent row set back to pending (to send it again) is found. */
+	ASSERT_EQ(path_exec(path, "UPDATE spool SET state = 'pending'"
+				  " WHERE id = (SELECT min(id) FROM spool)"),
+		  SQLITE_OK);
+	ASSERT_EQ(path_int(path, pf),
+		  path_int(path, "SELECT min(id) FROM spool"));
+	ASSERT_EQ(deliver_all(sp, path, now), 1);
+	ASSERT_EQ(path_int(path, sent), 3);
+
+	/* After a purge, new events go out as well. */
+	int64_t ne = 0, ns = 0;
+	ASSERT_EQ(telespool__purge(sp, &ne, &ns), TELESPOOL_OK);
+	record_n(sp, "d", 2, NULL);
+	ASSERT_EQ(deliver_all(sp, path, now), 2);
+	telespool_close(sp);
+}
 
 static void test_reclaim_leases(void)
 {
@@ -1050,6 +1116,7 @@ static const struct tu_test tests[] = {
     {"finish_after_lease_lost", test_finish_after_lease_lost},
     {"finish_surveys", test_finish_surveys},
     {"reclaim_leases", test_reclaim_leases},
+    {"pending_from", test_pending_from},
     {"expire", test_expire},
     {"purge", test_purge},
     {"purge_with_reader", test_purge_with_reader},

@@ -570,8 +570,6 @@ static int walk_older(telespool *sp, const char *select_sql,
 		}
 		int64_t changed =
 		    rc == TELESPOOL_OK ? sqlite3_changes64(sp->db) : 0;
-		if (rc == TELESPOOL_OK)
-			rc = telespool__lower_pending_from(sp);
 		if (rc == TELESPOOL_OK && reason)
 			rc = telespool__count_drop(sp, reason, changed, now);
 		if (rc == TELESPOOL_OK)
@@ -666,8 +664,6 @@ int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys)
 		rc = telespool__exec(sp,
 				     "DELETE FROM spool; DELETE FROM surveys;"
 				     " DELETE FROM survey_milestones;");
-	if (rc == TELESPOOL_OK)
-		rc = telespool__lower_pending_from(sp);
 	if (rc == TELESPOOL_OK)
 		rc = telespool__commit(sp);
 	else

@@ -58,10 +58,7 @@ static int evict_oldest(telespool *sp, int64_t below, int64_t max,
 	if (src != SQLITE_DONE)
 		return telespool__sqlite_fail(sp, src, "evicting old events");
 	*deleted = n;
-	int rc = n > 0 ? telespool__lower_pending_from(sp) : TELESPOOL_OK;
-	if (rc == TELESPOOL_OK)
-		rc = telespool__count_drop(sp, reason, pending, now_iso);
-	return rc;
+	return telespool__count_drop(sp, reason, pending, now_iso);
 }
 
 /* Pending events older than max_age are evicted, oldest first. */
@@ -90,10 +87,7 @@ static int evict_aged(telespool *sp, int64_t now_ms, const char *now_iso)
 						      "evicting old events");
 		int64_t n = sqlite3_changes64(sp->db);
 		int rc =
-		    n > 0 ? telespool__lower_pending_from(sp) : TELESPOOL_OK;
-		if (rc == TELESPOOL_OK)
-			rc = telespool__count_drop(sp, "evicted_max_age", n,
-						   now_iso);
+		    telespool__count_drop(sp, "evicted_max_age", n, now_iso);
 		if (rc != TELESPOOL_OK)
 			return rc;
 		old = n >= 1000;
@@ -101,14 +95,16 @@ static int evict_aged(telespool *sp, int64_t now_ms, const char *now_iso)
 	return TELESPOOL_OK;
 }
 
-/* One integer from a statement kept on the handle. */
-static int read_int(telespool *sp, enum telespool__stmt_id id, int64_t *v)
+/* The integers of the first row of a statement kept on the handle. */
+static int read_ints(telespool *sp, enum telespool__stmt_id id, int64_t *v,
+		     int n)
 {
 	sqlite3_stmt *st = telespool__stmt(sp, id);
 	if (st == NULL)
 		return TELESPOOL_ERROR;
 	int src = sqlite3_step(st);
-	*v = sqlite3_column_int64(st, 0);
+	for (int i = 0; i < n; i++)
+		v[i] = sqlite3_column_int64(st, i);
 	sqlite3_reset(st);
 	if (src != SQLITE_ROW)
 		return telespool__sqlite_fail(sp, src,
@@ -122,24 +118,28 @@ static int read_int(telespool *sp, enum telespool__stmt_id id, int64_t *v)
  * max(id) + 1 - max_events are the ones beyond the count bound, and the
  * file's used pages (pages less free pages) are its size.  The oldest rows
  * go first, whatever their state; pending ones are counted in drops.
+ * *new_id gets the new row's id: max(id) + 1, but never below pending_from.
  */
-static int make_room(telespool *sp, int64_t size, const char *now_iso)
+static int make_room(telespool *sp, int64_t size, const char *now_iso,
+		     int64_t *new_id)
 {
-	int64_t max_id, pages = 0, free_pages = 0, deleted = 0;
+	int64_t ids[2], pages = 0, free_pages = 0, deleted = 0;
 	int src;
 
-	int rc = read_int(sp, STMT_MAX_ID, &max_id);
+	int rc = read_ints(sp, STMT_MAX_ID, ids, 2);
+	int64_t max_id = ids[0];
+	*new_id = max_id + 1 > ids[1] ? max_id + 1 : ids[1];
 	/* PRAGMA page_count is compiled again on every run: far from the
 	 * bound it is read every PAGE_CHECK_EVERY records only. */
 	if (rc == TELESPOOL_OK &&
 	    (sp->records_since_page_check++ % PAGE_CHECK_EVERY == 0 ||
 	     sp->file_bytes + PAGE_CHECK_MARGIN > sp->max_bytes)) {
-		rc = read_int(sp, STMT_PAGE_COUNT, &pages);
+		rc = read_ints(sp, STMT_PAGE_COUNT, &pages, 1);
 		sp->file_bytes = pages * sp->page_size;
 	}
 	/* The free pages only matter near the bound. */
 	if (rc == TELESPOOL_OK && sp->file_bytes + size > sp->max_bytes)
-		rc = read_int(sp, STMT_FREELIST_COUNT, &free_pages);
+		rc = read_ints(sp, STMT_FREELIST_COUNT, &free_pages, 1);
 	if (rc != TELESPOOL_OK)
 		return rc;
 	int64_t used = sp->file_bytes - free_pages * sp->page_size;
@@ -178,7 +178,8 @@ static int make_room(telespool *sp, int64_t size, const char *now_iso)
 }
 
 static int insert_event(telespool *sp, const struct telespool__event *ev,
-			const char *event_id, const char *now_iso, int64_t size)
+			const char *event_id, const char *now_iso, int64_t size,
+			int64_t id)
 {
 	sqlite3_stmt *st = telespool__stmt(sp, STMT_INSERT_EVENT);
 	if (st == NULL)
@@ -188,6 +189,7 @@ static int insert_event(telespool *sp, const struct telespool__event *ev,
 	sqlite3_bind_text(st, 3, event_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, ev->event_type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 5, ev->body, (int)ev->body_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, id);
 	int src = sqlite3_step(st);
 	sqlite3_reset(st);
 	if (src != SQLITE_DONE)
@@ -241,6 +243,7 @@ static int store(telespool *sp, struct telespool__event *ev, int64_t now_ms,
 {
 	char event_id[37];
 	int skip = 0;
+	int64_t id = 0;
 
 	if (telespool__uuid4(event_id) != 0) {
 		telespool__event_free(ev);
@@ -259,9 +262,9 @@ static int store(telespool *sp, struct telespool__event *ev, int64_t now_ms,
 	if (rc == TELESPOOL_OK)
 		rc = survey_side(sp, side, ev, now_iso, &skip);
 	if (rc == TELESPOOL_OK && !skip)
-		rc = make_room(sp, size, now_iso);
+		rc = make_room(sp, size, now_iso, &id);
 	if (rc == TELESPOOL_OK && !skip)
-		rc = insert_event(sp, ev, event_id, now_iso, size);
+		rc = insert_event(sp, ev, event_id, now_iso, size, id);
 	if (rc == TELESPOOL_OK)
 		rc = telespool__commit(sp);
 	else

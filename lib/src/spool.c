@@ -38,11 +38,12 @@ static const char *const stmt_sql[STMT__COUNT] = {
     [STMT_COMMIT] = "COMMIT",
     [STMT_ROLLBACK] = "ROLLBACK",
     [STMT_INSERT_EVENT] =
-	"INSERT INTO spool (next_attempt_at, created_at, size, event_id,"
-	" event_type, body) VALUES (?1, ?1, ?2, ?3, ?4, ?5)",
+	"INSERT INTO spool (id, next_attempt_at, created_at, size, event_id,"
+	" event_type, body) VALUES (?6, ?1, ?1, ?2, ?3, ?4, ?5)",
     /* Three statements, not one SELECT over pragma_page_count(): a pragma
      * table-valued function prepares its PRAGMA again on every step. */
-    [STMT_MAX_ID] = "SELECT coalesce(max(id), 0) FROM spool",
+    [STMT_MAX_ID] =
+	"SELECT coalesce(max(id), 0), " TELESPOOL__PENDING_FROM " FROM spool",
     [STMT_PAGE_COUNT] = "PRAGMA page_count",
     [STMT_FREELIST_COUNT] = "PRAGMA freelist_count",
     [STMT_EVICT_OLDEST] = ("DELETE FROM spool WHERE id IN (SELECT id FROM"
@@ -56,10 +57,6 @@ static const char *const stmt_sql[STMT__COUNT] = {
 			"WHERE id >= " TELESPOOL__PENDING_FROM
 			" AND state = 'pending' AND created_at < ?1"
 			" ORDER BY id LIMIT 1000)",
-    [STMT_LOWER_PENDING_FROM] =
-	"UPDATE uploader_state SET value = (SELECT coalesce(max(id), 0) + 1"
-	" FROM spool) WHERE key = 'pending_from' AND CAST(value AS INTEGER) >"
-	" (SELECT coalesce(max(id), 0) + 1 FROM spool)",
     [STMT_COUNT_DROP] =
 	"INSERT INTO drops (reason, count, last_at) VALUES (?1, ?2, ?3)"
 	" ON CONFLICT (reason) DO UPDATE SET count = count + excluded.count,"
@@ -264,18 +261,6 @@ int telespool__count_drop(telespool *sp, const char *reason, int64_t n,
 	sqlite3_reset(st);
 	if (src != SQLITE_DONE)
 		return telespool__sqlite_fail(sp, src, "counting a drop");
-	return TELESPOOL_OK;
-}
-
-int telespool__lower_pending_from(telespool *sp)
-{
-	sqlite3_stmt *st = telespool__stmt(sp, STMT_LOWER_PENDING_FROM);
-	if (st == NULL)
-		return TELESPOOL_ERROR;
-	int src = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (src != SQLITE_DONE)
-		return telespool__sqlite_fail(sp, src, "updating pending_from");
 	return TELESPOOL_OK;
 }
 

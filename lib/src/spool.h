@@ -23,7 +23,6 @@ enum telespool__stmt_id {
 	STMT_OLDEST_SIZES,
 	STMT_OLDEST_PENDING,
 	STMT_EVICT_AGED,
-	STMT_LOWER_PENDING_FROM,
 	STMT_COUNT_DROP,
 	STMT_MILESTONE,
 	STMT_SURVEY_CLOSE,
@@ -34,7 +33,9 @@ enum telespool__stmt_id {
 /*
  * SQL for uploader_state's 'pending_from' (migration 0002): no pending row
  * has a smaller id, so a query for pending rows starts its rowid range there
- * instead of walking the sent ones.  0 when the key is missing.
+ * instead of walking the sent ones.  0 when the key is missing.  The record
+ * path gives every new row an id at or above it (never SQLite's max + 1
+ * alone: after the newest rows were deleted that would be an id below it).
  */
 #define TELESPOOL__PENDING_FROM                                                \
 	"coalesce((SELECT CAST(value AS INTEGER) FROM uploader_state"          \
@@ -117,12 +118,6 @@ int telespool__flush_drops(telespool *sp, const char *now_iso);
 /* Adds n to drops[reason] inside the current transaction. */
 int telespool__count_drop(telespool *sp, const char *reason, int64_t n,
 			  const char *now_iso);
-
-/*
- * After rows were deleted: if the newest went too, SQLite gives its id to the
- * next insert, so pending_from must not stay above it.  Inside a transaction.
- */
-int telespool__lower_pending_from(telespool *sp);
 
 /* Runs one statement that returns no rows; for pragmas and DDL. */
 int telespool__exec(telespool *sp, const char *sql);
