@@ -61,11 +61,10 @@ INSERT INTO spool (id, state, attempts, next_attempt_at, lease_until,
 
 DROP TABLE events;  -- and its indexes
 
--- Sent and dead audit copies by age: the uploader's retention.
+-- Sent and dead audit copies by age: the uploader's retention.  (A new row
+-- is pending, so a record call never writes to it.  Leased rows need no
+-- index: they are pending, at or above pending_from.)
 CREATE INDEX spool_done ON spool (created_at) WHERE state <> 'pending';
--- Rows an uploader holds a lease on (few at any time), so that a crashed
--- run's leases are found without a scan.
-CREATE INDEX spool_leased ON spool (id) WHERE lease_until IS NOT NULL;
 
 INSERT OR REPLACE INTO uploader_state (key, value)
     SELECT 'pending_from',

@@ -126,6 +126,7 @@ run 8 && {
   expect schema 'CREATE TABLE spool'
   expect schema 'event_id +TEXT NOT NULL,'
   expect schema 'CREATE INDEX spool_done'
+  expect schema 'CREATE TRIGGER spool_pending_again'
 }
 
 rm -rf "$dir"

@@ -858,6 +858,69 @@ static void test_expire(void)
 	telespool_close(sp);
 }
 
+/*
+ * A spool with no auto_vacuum (0002 on) is rewritten after pruning once most
+ * of a large file is free and little is in use: a long outage's backlog,
+ * delivered and aged out, does not keep its disk space.
+ */
+static void test_compact_after_prune(void)
+{
+	char path[600];
+	telespool *sp = fresh("compact.db", path, sizeof(path));
+	if (sp == NULL)
+		return;
+	ASSERT_EQ(path_int(path, "PRAGMA auto_vacuum"), 0);
+	static const char line[] = "  File \"/app/pkg/x.py\", line 1, in f\n";
+	char tb[8192];
+	size_t k = 0;
+	while (k + sizeof(line) < sizeof(tb)) {
+		memcpy(tb + k, line, sizeof(line) - 1);
+		k += sizeof(line) - 1;
+	}
+	tb[k] = '\0';
+	for (int i = 0; i < 3000; i++) {
+		telespool_query q = TELESPOOL_QUERY_INIT;
+		q.query_id = "big";
+		q.error = tb;
+		ASSERT_EQ(telespool_record_query(sp, &q), TELESPOOL_OK);
+	}
+	record_n(sp, "recent", 10, NULL);
+	int64_t now = wall_ms();
+	char t[TELESPOOL_ISO_LEN], sql[300];
+	telespool__iso(now - 10 * DAY_MS, t);
+	snprintf(sql, sizeof(sql),
+		 "UPDATE spool SET state = 'sent', sent_at = '%s',"
+		 " created_at = '%s' WHERE json_extract(body, '$.query_id')"
+		 " = 'big'",
+		 t, t);
+	ASSERT_EQ(path_exec(path, sql), SQLITE_OK);
+	int64_t before = path_int(path, "PRAGMA page_count");
+	ASSERT_TRUE(before * 4096 > 20 * 1024 * 1024);
+
+	telespool__expiry e = {-1, -1};
+	ASSERT_EQ(telespool__expire(sp, now, 30 * DAY_MS, 7 * DAY_MS, &e),
+		  TELESPOOL_OK);
+	ASSERT_EQ(e.pruned, 3000);
+	int64_t after = path_int(path, "PRAGMA page_count");
+	ASSERT_TRUE(after * 4096 < 1024 * 1024);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM pending"), 10);
+
+	/* Little freed, or much still in use: no rewrite. */
+	for (int i = 0; i < 300; i++) {
+		telespool_query q = TELESPOOL_QUERY_INIT;
+		q.query_id = "big";
+		q.error = tb;
+		ASSERT_EQ(telespool_record_query(sp, &q), TELESPOOL_OK);
+	}
+	ASSERT_EQ(path_exec(path, sql), SQLITE_OK);
+	int64_t grown = path_int(path, "PRAGMA page_count");
+	ASSERT_EQ(telespool__expire(sp, now, 30 * DAY_MS, 7 * DAY_MS, &e),
+		  TELESPOOL_OK);
+	ASSERT_EQ(e.pruned, 300);
+	ASSERT_EQ(path_int(path, "PRAGMA page_count"), grown);
+	telespool_close(sp);
+}
+
 /* ---- purge ---- */
 
 static void test_purge(void)
@@ -1118,6 +1181,7 @@ static const struct tu_test tests[] = {
     {"reclaim_leases", test_reclaim_leases},
     {"pending_from", test_pending_from},
     {"expire", test_expire},
+    {"compact_after_prune", test_compact_after_prune},
     {"purge", test_purge},
     {"purge_with_reader", test_purge_with_reader},
     {"state", test_state},

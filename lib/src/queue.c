@@ -516,8 +516,10 @@ int telespool__reclaim_leases(telespool *sp, int64_t *n_reclaimed)
 {
 	telespool__lock(sp);
 	int rc = run(sp,
+		     /* Leased rows are pending: at or above pending_from. */
 		     prep(sp, "UPDATE spool SET lease_until = NULL"
-			      " WHERE lease_until IS NOT NULL"),
+			      " WHERE id >= " PENDING_FROM
+			      " AND lease_until IS NOT NULL"),
 		     "taking back leases");
 	if (n_reclaimed)
 		*n_reclaimed =
@@ -586,6 +588,51 @@ static int walk_older(telespool *sp, const char *select_sql,
 	return TELESPOOL_OK;
 }
 
+/* compact(): a file with at least this much free space, and at most this
+ * much in use, is rewritten (VACUUM): LangBot's writers wait while it runs,
+ * and copying a few MiB takes milliseconds, well within their busy
+ * timeout. */
+#define COMPACT_MIN_FREE (16 * 1024 * 1024)
+#define COMPACT_MAX_USED (4 * 1024 * 1024)
+
+static int pragma_int(telespool *sp, const char *sql, int64_t *v)
+{
+	sqlite3_stmt *st = prep(sp, sql);
+	if (st == NULL)
+		return TELESPOOL_ERROR;
+	int src = sqlite3_step(st);
+	*v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return src == SQLITE_ROW ? TELESPOOL_OK
+				 : telespool__sqlite_fail(sp, src, sql);
+}
+
+/*
+ * After pruning: gives free pages back to the file system.  A spool made
+ * before 0002 has auto_vacuum=INCREMENTAL and gives them back a little at a
+ * time.  A newer one has no auto_vacuum (it cost every record call about a
+ * tenth of its time, keeping the pointer map): its free pages are reused by
+ * new events, and once most of a large file is free and little is in use
+ * (a long outage's backlog delivered and aged out), it is rewritten.
+ */
+static int give_back_space(telespool *sp)
+{
+	int64_t mode, pages, free_pages;
+	int rc = pragma_int(sp, "PRAGMA auto_vacuum", &mode);
+	if (rc == TELESPOOL_OK && mode == 2)
+		return telespool__exec(sp, "PRAGMA incremental_vacuum");
+	if (rc == TELESPOOL_OK)
+		rc = pragma_int(sp, "PRAGMA page_count", &pages);
+	if (rc == TELESPOOL_OK)
+		rc = pragma_int(sp, "PRAGMA freelist_count", &free_pages);
+	if (rc != TELESPOOL_OK)
+		return rc;
+	if (free_pages * sp->page_size < COMPACT_MIN_FREE ||
+	    (pages - free_pages) * sp->page_size > COMPACT_MAX_USED)
+		return TELESPOOL_OK;
+	return telespool__exec(sp, "VACUUM");
+}
+
 int telespool__expire(telespool *sp, int64_t now_ms, int64_t max_age_ms,
 		      int64_t retention_ms, telespool__expiry *out)
 {
@@ -627,9 +674,8 @@ int telespool__expire(telespool *sp, int64_t now_ms, int64_t max_age_ms,
 		    " (SELECT value FROM json_each(?1)) AND state <> 'pending'"
 		    " AND coalesce(sent_at, created_at) < ?2 AND ?3 = ?3",
 		    keep, now, NULL, 0, &e.pruned);
-	/* Give the freed pages back to the file system. */
 	if (rc == TELESPOOL_OK && e.pruned > 0)
-		rc = telespool__exec(sp, "PRAGMA incremental_vacuum");
+		rc = give_back_space(sp);
 	telespool__unlock(sp);
 	if (out)
 		*out = e;
@@ -848,9 +894,9 @@ int telespool__get_status(telespool *sp, int64_t now_ms, telespool__status *s)
 		       "       (SELECT min(next_attempt_at) FROM spool"
 		       "        WHERE id >= " PENDING_FROM
 		       " AND state = 'pending'),"
-		       "       (SELECT count(*) FROM spool INDEXED BY"
-		       " spool_leased WHERE lease_until > ?1"
-		       " AND state = 'pending'),"
+		       "       (SELECT count(*) FROM spool WHERE id "
+		       ">= " PENDING_FROM " AND state = 'pending'"
+		       " AND lease_until > ?1),"
 		       "       (SELECT count(*) FROM surveys WHERE state = "
 		       "'pending'),"
 		       "       (SELECT user_version FROM pragma_user_version)");

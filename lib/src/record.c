@@ -113,54 +113,70 @@ static int read_ints(telespool *sp, enum telespool__stmt_id id, int64_t *v,
 }
 
 /*
- * Keeps the spool within max_events and max_bytes before one more event of
- * size bytes goes in, in O(log n): ids only grow, so the rows below
- * max(id) + 1 - max_events are the ones beyond the count bound, and the
- * file's used pages (pages less free pages) are its size.  The oldest rows
- * go first, whatever their state; pending ones are counted in drops.
- * *new_id gets the new row's id: max(id) + 1, but never below pending_from.
+ * Inserts the event, in the record's transaction.  Its id is max(id) + 1,
+ * as SQLite would choose, but never below pending_from (after the newest
+ * rows were deleted, SQLite would give their ids out again).
  */
-static int make_room(telespool *sp, int64_t size, const char *now_iso,
-		     int64_t *new_id)
+static int insert_event(telespool *sp, const struct telespool__event *ev,
+			const char *event_id, const char *now_iso, int64_t size)
 {
-	int64_t ids[2], pages = 0, free_pages = 0, deleted = 0;
-	int src;
+	sqlite3_stmt *st = telespool__stmt(sp, STMT_INSERT_EVENT);
+	if (st == NULL)
+		return TELESPOOL_ERROR;
+	sqlite3_bind_text(st, 1, now_iso, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, size);
+	sqlite3_bind_text(st, 3, event_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, ev->event_type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, ev->body, (int)ev->body_len, SQLITE_STATIC);
+	int src = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (src != SQLITE_DONE)
+		return telespool__sqlite_fail(sp, src, "storing the event");
+	return TELESPOOL_OK;
+}
 
-	int rc = read_ints(sp, STMT_MAX_ID, ids, 2);
-	int64_t max_id = ids[0];
-	*new_id = max_id + 1 > ids[1] ? max_id + 1 : ids[1];
-	/* PRAGMA page_count is compiled again on every run: far from the
-	 * bound it is read every PAGE_CHECK_EVERY records only. */
-	if (rc == TELESPOOL_OK &&
-	    (sp->records_since_page_check++ % PAGE_CHECK_EVERY == 0 ||
-	     sp->file_bytes + PAGE_CHECK_MARGIN > sp->max_bytes)) {
-		rc = read_ints(sp, STMT_PAGE_COUNT, &pages, 1);
-		sp->file_bytes = pages * sp->page_size;
-	}
-	/* The free pages only matter near the bound. */
-	if (rc == TELESPOOL_OK && sp->file_bytes + size > sp->max_bytes)
-		rc = read_ints(sp, STMT_FREELIST_COUNT, &free_pages, 1);
-	if (rc != TELESPOOL_OK)
-		return rc;
-	int64_t used = sp->file_bytes - free_pages * sp->page_size;
-	sqlite3_stmt *st;
+/*
+ * Brings the spool back within max_events and max_bytes after the event
+ * new_id went in (same transaction), in O(log n): ids only grow, so the
+ * rows below new_id + 1 - max_events are the ones beyond the count bound,
+ * and the file's used pages (pages less free pages) are its size.  The
+ * oldest rows go first, whatever their state (pending ones are counted in
+ * drops); the new one never does.
+ */
+static int keep_bounds(telespool *sp, int64_t new_id, const char *now_iso)
+{
+	int64_t pages = 0, free_pages = 0, deleted = 0;
+	int rc = TELESPOOL_OK, src;
 
-	int64_t below =
-	    max_id + 2 - sp->max_events; /* the new row's id is max_id + 1 */
+	int64_t below = new_id + 1 - sp->max_events;
 	if (below > 1) {
 		rc = evict_oldest(sp, below, EVICT_CHUNK, "evicted_max_events",
 				  now_iso, &deleted);
 		if (rc != TELESPOOL_OK)
 			return rc;
 	}
-	if (used + size > sp->max_bytes) {
+	/* PRAGMA page_count is compiled again on every run: far from the
+	 * bound it is read every PAGE_CHECK_EVERY records only. */
+	if (sp->records_since_page_check++ % PAGE_CHECK_EVERY == 0 ||
+	    sp->file_bytes + PAGE_CHECK_MARGIN > sp->max_bytes) {
+		rc = read_ints(sp, STMT_PAGE_COUNT, &pages, 1);
+		sp->file_bytes = pages * sp->page_size;
+	}
+	/* The free pages only matter near the bound. */
+	if (rc == TELESPOOL_OK && sp->file_bytes > sp->max_bytes)
+		rc = read_ints(sp, STMT_FREELIST_COUNT, &free_pages, 1);
+	if (rc != TELESPOOL_OK)
+		return rc;
+	int64_t used = sp->file_bytes - free_pages * sp->page_size;
+	if (used > sp->max_bytes) {
 		/* Just enough of the oldest rows to make the room (by their
 		 * recorded sizes), not a whole chunk of them. */
-		st = telespool__stmt(sp, STMT_OLDEST_SIZES);
+		sqlite3_stmt *st = telespool__stmt(sp, STMT_OLDEST_SIZES);
 		if (st == NULL)
 			return TELESPOOL_ERROR;
-		int64_t need = used + size - sp->max_bytes, freed = 0, upto = 0;
+		int64_t need = used - sp->max_bytes, freed = 0, upto = 0;
 		sqlite3_bind_int(st, 1, EVICT_CHUNK);
+		sqlite3_bind_int64(st, 2, new_id);
 		while (freed < need && (src = sqlite3_step(st)) == SQLITE_ROW) {
 			upto = sqlite3_column_int64(st, 0);
 			freed += sqlite3_column_int64(st, 1);
@@ -174,26 +190,6 @@ static int make_room(telespool *sp, int64_t size, const char *now_iso,
 				return rc;
 		}
 	}
-	return TELESPOOL_OK;
-}
-
-static int insert_event(telespool *sp, const struct telespool__event *ev,
-			const char *event_id, const char *now_iso, int64_t size,
-			int64_t id)
-{
-	sqlite3_stmt *st = telespool__stmt(sp, STMT_INSERT_EVENT);
-	if (st == NULL)
-		return TELESPOOL_ERROR;
-	sqlite3_bind_text(st, 1, now_iso, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, size);
-	sqlite3_bind_text(st, 3, event_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, ev->event_type, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, ev->body, (int)ev->body_len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 6, id);
-	int src = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (src != SQLITE_DONE)
-		return telespool__sqlite_fail(sp, src, "storing the event");
 	return TELESPOOL_OK;
 }
 
@@ -243,7 +239,6 @@ static int store(telespool *sp, struct telespool__event *ev, int64_t now_ms,
 {
 	char event_id[37];
 	int skip = 0;
-	int64_t id = 0;
 
 	if (telespool__uuid4(event_id) != 0) {
 		telespool__event_free(ev);
@@ -262,9 +257,10 @@ static int store(telespool *sp, struct telespool__event *ev, int64_t now_ms,
 	if (rc == TELESPOOL_OK)
 		rc = survey_side(sp, side, ev, now_iso, &skip);
 	if (rc == TELESPOOL_OK && !skip)
-		rc = make_room(sp, size, now_iso, &id);
+		rc = insert_event(sp, ev, event_id, now_iso, size);
 	if (rc == TELESPOOL_OK && !skip)
-		rc = insert_event(sp, ev, event_id, now_iso, size, id);
+		rc =
+		    keep_bounds(sp, sqlite3_last_insert_rowid(sp->db), now_iso);
 	if (rc == TELESPOOL_OK)
 		rc = telespool__commit(sp);
 	else
