@@ -13,8 +13,8 @@
  *             indexes, no triggers, no auto_vacuum): the cost of the row
  *             telespool stores.
  *   schema    the same row, into the spool's real schema (every migration
- *             in --migrations DIR, auto_vacuum=INCREMENTAL,
- *             journal_size_limit): what SQLite alone costs telespool.
+ *             in --migrations DIR, the library's pragmas): what SQLite
+ *             alone costs telespool.
  *   telespool telespool_record_query() for each workload event (on --db,
  *             which may already hold a large spool).
  *   contend   --threads T threads record (each with its own handle, or one
@@ -326,10 +326,11 @@ static void run_raw(const char *mode)
 	if (strcmp(mode, "schema") == 0) {
 		if (opt.migrations == NULL)
 			die("schema mode needs --migrations DIR");
-		exec(db, "PRAGMA auto_vacuum = INCREMENTAL");
+		exec(db, "PRAGMA auto_vacuum = NONE");
 		exec(db, "PRAGMA journal_mode = WAL");
 		exec(db, "PRAGMA synchronous = NORMAL;"
-			 " PRAGMA journal_size_limit = 16777216");
+			 " PRAGMA journal_size_limit = 16777216;"
+			 " PRAGMA wal_autocheckpoint = 4000");
 		apply_migrations(db);
 	} else {
 		exec(db, "PRAGMA journal_mode = WAL");
