@@ -120,7 +120,7 @@ static void jb_need(struct jbuf *b, size_t more)
 {
 	if (b->oom || b->len + more + 1 <= b->cap)
 		return;
-	size_t cap = b->cap ? b->cap : 512;
+	size_t cap = b->cap ? b->cap : 1024;
 	while (cap < b->len + more + 1)
 		cap *= 2;
 	char *p = realloc(b->p, cap);
@@ -144,6 +144,17 @@ static void jb_raw(struct jbuf *b, const char *s, size_t n)
 
 #define JB_LIT(b, lit) jb_raw((b), (lit), sizeof(lit) - 1)
 
+/* Non-zero when one of the 8 bytes in w is a control character, '"' or
+ * '\\' (the usual bit tricks for "has a byte below n" and "has a zero
+ * byte"; exact for "any", which is all that is asked). */
+static uint64_t needs_escape8(uint64_t w)
+{
+	const uint64_t ones = 0x0101010101010101ULL, high = ones * 0x80;
+	uint64_t quote = w ^ (ones * '"'), bslash = w ^ (ones * '\\');
+	return ((w - ones * 0x20) | (quote - ones) | (bslash - ones)) & ~w &
+	       high;
+}
+
 /* A JSON string: s is valid UTF-8 (cleaned), copied as it is except for
  * '"', '\\' and control characters. */
 static void jb_str(struct jbuf *b, const char *s)
@@ -154,8 +165,12 @@ static void jb_str(struct jbuf *b, const char *s)
 	if (b->oom)
 		return;
 	b->p[b->len++] = '"';
-	const char *run = s;
+	const char *run = s, *end = s + n;
 	for (const char *c = s;; c++) {
+		/* Eight bytes at a time while none needs escaping. */
+		uint64_t w;
+		while (end - c >= 8 && (memcpy(&w, c, 8), !needs_escape8(w)))
+			c += 8;
 		unsigned char ch = (unsigned char)*c;
 		if (ch >= 0x20 && ch != '"' && ch != '\\')
 			continue;

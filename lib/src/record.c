@@ -16,10 +16,10 @@
 
 /* How often (in records per handle) the file's size is read while it is
  * more than PAGE_CHECK_MARGIN below max_bytes; within the margin, at every
- * record.  Eight records of at most 64 KiB each (and whatever other
- * processes add meanwhile) fit in the margin many times over. */
-#define PAGE_CHECK_EVERY  8
-#define PAGE_CHECK_MARGIN (4 * 1024 * 1024)
+ * record.  32 records of at most 64 KiB each (and whatever other
+ * processes add meanwhile) fit in the margin four times over. */
+#define PAGE_CHECK_EVERY  32
+#define PAGE_CHECK_MARGIN (8 * 1024 * 1024)
 
 /* Rows evicted by one record call at most: a spool far over its bounds
  * (the bounds were lowered) converges over the next calls instead of

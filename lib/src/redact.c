@@ -220,12 +220,33 @@ static int has_digit(const unsigned char *s, size_t b, size_t e)
  * A malformed sequence becomes one U+FFFD per maximal subpart, as Python's
  * decode(errors="replace") does, so LangBot and the spool agree.
  */
+/* Non-zero when one of the 8 bytes in w is below 0x20 or at or above 0x7f:
+ * not plain printable ASCII.  (Bit tricks: a byte below 0x20 borrows when
+ * 0x20 is subtracted; a byte at or above 0x7f carries into its top bit when
+ * 0x01 is added, or has it set already.) */
+static uint64_t not_printable8(uint64_t w)
+{
+	const uint64_t ones = 0x0101010101010101ULL, high = ones * 0x80;
+	return ((w - ones * 0x20) | (w + ones) | w) & high;
+}
+
 static size_t clean_bytes(char *dst, const unsigned char *s, size_t n, int text)
 {
 	size_t i = 0, o = 0, k, need;
 	unsigned char c, lo, hi;
 
 	while (i < n) {
+		/* Runs of plain printable ASCII, the common case, 8 bytes at a
+		 * time. */
+		uint64_t w;
+		while (i + 8 <= n &&
+		       (memcpy(&w, s + i, 8), !not_printable8(w))) {
+			memcpy(dst + o, s + i, 8);
+			o += 8;
+			i += 8;
+		}
+		if (i >= n)
+			break;
 		c = s[i];
 		if (c < 0x80) {
 			if ((c >= 0x20 && c != 0x7f) ||
