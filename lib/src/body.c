@@ -213,19 +213,17 @@ static void jb_str(struct jbuf *b, const char *s)
 	JB_LIT(b, "\"");
 }
 
-/* ,"key": then the value follows */
-static void jb_key(struct jbuf *b, const char *key)
-{
-	jb_raw(b, b->len > 1 ? "," : "", b->len > 1);
-	jb_str(b, key);
-	JB_LIT(b, ":");
-}
+/* Member key literals, with what comes before and after them: the keys
+ * are fixed plain ASCII, so they are written as they are, not escaped. */
+#define FIRST(key) "\"" key "\":"
+#define NEXT(key)  ",\"" key "\":"
 
-static void jb_member(struct jbuf *b, const char *key, const char *val)
-{
-	jb_key(b, key);
-	jb_str(b, val ? val : "");
-}
+/* key (from FIRST/NEXT) and a string value. */
+#define JB_MEMBER(b, key, val)                                                 \
+	do {                                                                   \
+		JB_LIT((b), key);                                              \
+		jb_str((b), (val) ? (val) : "");                               \
+	} while (0)
 
 static void jb_int(struct jbuf *b, int64_t v)
 {
@@ -263,24 +261,23 @@ static void query_json(struct jbuf *b, const struct telespool__event *ev,
 		       const struct jbuf *plugins)
 {
 	b->len = 0;
-	JB_LIT(b, "{");
-	jb_member(b, "event_type", "query");
-	jb_member(b, "query_id", ev->query_id);
-	jb_member(b, "adapter", ev->adapter);
-	jb_member(b, "runner", ev->runner);
+	JB_LIT(b, "{" FIRST("event_type") "\"query\"");
+	JB_MEMBER(b, NEXT("query_id"), ev->query_id);
+	JB_MEMBER(b, NEXT("adapter"), ev->adapter);
+	JB_MEMBER(b, NEXT("runner"), ev->runner);
 	if (category)
-		jb_member(b, "runner_category", category);
-	jb_member(b, "model_name", ev->model_name);
-	jb_key(b, "duration_ms");
+		JB_MEMBER(b, NEXT("runner_category"), category);
+	JB_MEMBER(b, NEXT("model_name"), ev->model_name);
+	JB_LIT(b, NEXT("duration_ms"));
 	jb_int(b, ev->duration_ms);
-	jb_member(b, "version", id->version);
-	jb_member(b, "instance_id", id->instance_id);
+	JB_MEMBER(b, NEXT("version"), id->version);
+	JB_MEMBER(b, NEXT("instance_id"), id->instance_id);
 	if (id->edition)
-		jb_member(b, "edition", id->edition);
-	jb_key(b, "pipeline_plugins");
+		JB_MEMBER(b, NEXT("edition"), id->edition);
+	JB_LIT(b, NEXT("pipeline_plugins"));
 	jb_raw(b, plugins->p, plugins->len);
-	jb_member(b, "error", ev->error);
-	jb_member(b, "timestamp", ev->timestamp);
+	JB_MEMBER(b, NEXT("error"), ev->error);
+	JB_MEMBER(b, NEXT("timestamp"), ev->timestamp);
 	JB_LIT(b, "}");
 }
 
