@@ -588,24 +588,26 @@ static int walk_older(telespool *sp, const char *select_sql,
 	return TELESPOOL_OK;
 }
 
-/* compact(): a file with at least this much free space, and at most this
- * much in use, is rewritten (VACUUM): LangBot's writers wait while it runs,
- * and copying a few MiB takes milliseconds, well within their busy
- * timeout. */
-#define COMPACT_MIN_FREE (16 * 1024 * 1024)
-#define COMPACT_MAX_USED (4 * 1024 * 1024)
-
-static int pragma_int(telespool *sp, const char *sql, int64_t *v)
+/* The one integer a statement returns (a count, a pragma). */
+static int read_int(telespool *sp, const char *sql, int64_t *n)
 {
 	sqlite3_stmt *st = prep(sp, sql);
 	if (st == NULL)
 		return TELESPOOL_ERROR;
 	int src = sqlite3_step(st);
-	*v = sqlite3_column_int64(st, 0);
+	*n = src == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
 	sqlite3_finalize(st);
-	return src == SQLITE_ROW ? TELESPOOL_OK
-				 : telespool__sqlite_fail(sp, src, sql);
+	if (src != SQLITE_ROW)
+		return telespool__sqlite_fail(sp, src, sql);
+	return TELESPOOL_OK;
 }
+
+/* give_back_space(): a file with at least this much free space, and at
+ * most this much in use, is rewritten (VACUUM): LangBot's writers wait
+ * while it runs, and copying a few MiB takes milliseconds, well within
+ * their busy timeout. */
+#define COMPACT_MIN_FREE (16 * 1024 * 1024)
+#define COMPACT_MAX_USED (4 * 1024 * 1024)
 
 /*
  * After pruning: gives free pages back to the file system.  A spool made
@@ -618,13 +620,13 @@ static int pragma_int(telespool *sp, const char *sql, int64_t *v)
 static int give_back_space(telespool *sp)
 {
 	int64_t mode, pages, free_pages;
-	int rc = pragma_int(sp, "PRAGMA auto_vacuum", &mode);
+	int rc = read_int(sp, "PRAGMA auto_vacuum", &mode);
 	if (rc == TELESPOOL_OK && mode == 2)
 		return telespool__exec(sp, "PRAGMA incremental_vacuum");
 	if (rc == TELESPOOL_OK)
-		rc = pragma_int(sp, "PRAGMA page_count", &pages);
+		rc = read_int(sp, "PRAGMA page_count", &pages);
 	if (rc == TELESPOOL_OK)
-		rc = pragma_int(sp, "PRAGMA freelist_count", &free_pages);
+		rc = read_int(sp, "PRAGMA freelist_count", &free_pages);
 	if (rc != TELESPOOL_OK)
 		return rc;
 	if (free_pages * sp->page_size < COMPACT_MIN_FREE ||
@@ -682,30 +684,26 @@ int telespool__expire(telespool *sp, int64_t now_ms, int64_t max_age_ms,
 	return rc;
 }
 
-static int count_rows(telespool *sp, const char *sql, int64_t *n)
-{
-	sqlite3_stmt *st = prep(sp, sql);
-	if (st == NULL)
-		return TELESPOOL_ERROR;
-	int src = sqlite3_step(st);
-	*n = src == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-	sqlite3_finalize(st);
-	if (src != SQLITE_ROW)
-		return telespool__sqlite_fail(sp, src, sql);
-	return TELESPOOL_OK;
-}
-
 int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys)
 {
 	int64_t ne = 0, ns = 0;
 
 	telespool__lock(sp);
-	int rc = telespool__begin(sp);
+	/* Without a WHERE clause SQLite drops the pages whole, in O(pages).
+	 * secure_delete (on in Debian's SQLite) would first zero every page
+	 * through the WAL: twice the file's size written, and a WAL so long
+	 * that each page lookup slows down.  The VACUUM below overwrites or
+	 * cuts off every freed page anyway. */
+	int64_t secure = 0;
+	int rc = read_int(sp, "PRAGMA secure_delete", &secure);
 	if (rc == TELESPOOL_OK)
-		rc = count_rows(sp, "SELECT count(*) FROM spool", &ne);
+		rc = telespool__exec(sp, "PRAGMA secure_delete = FAST");
 	if (rc == TELESPOOL_OK)
-		rc = count_rows(sp, "SELECT count(*) FROM surveys", &ns);
-	/* Without a WHERE clause SQLite drops the pages whole, in O(pages). */
+		rc = telespool__begin(sp);
+	if (rc == TELESPOOL_OK)
+		rc = read_int(sp, "SELECT count(*) FROM spool", &ne);
+	if (rc == TELESPOOL_OK)
+		rc = read_int(sp, "SELECT count(*) FROM surveys", &ns);
 	if (rc == TELESPOOL_OK)
 		rc = telespool__exec(sp,
 				     "DELETE FROM spool; DELETE FROM surveys;"
@@ -714,6 +712,9 @@ int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys)
 		rc = telespool__commit(sp);
 	else
 		telespool__rollback(sp);
+	telespool__exec(sp, secure == 1   ? "PRAGMA secure_delete = ON"
+			    : secure == 2 ? "PRAGMA secure_delete = FAST"
+					  : "PRAGMA secure_delete = OFF");
 	/*
 	 * Leave no readable trace: VACUUM rewrites the database from its live
 	 * rows only (every old page is overwritten or cut off, so the freed
