@@ -464,7 +464,7 @@ class Bench:
         # The record cost on an empty spool, to compare with a full one (same options:
         # bounds high enough that nothing is evicted).
         big = dict(max_events=10**8, max_bytes=1 << 40)
-        n_rec = 5000 if self.quick else 10000
+        n_rec = 5000
         empty_db = os.path.join(self.work, "rec-empty.db")
         idle_runs = 5 if self.quick else 7
         # An idle run on a fresh, empty spool: the run's fixed cost.
@@ -495,7 +495,7 @@ class Bench:
             # Record rate on a spool already holding n events vs an empty one, side by side.
             db = self.spool(n)
             full_r, empty_r = [], []
-            for _ in range(2 if self.quick else 3):
+            for _ in range(3 if self.quick else 5):
                 rm_db(empty_db)
                 empty_r.append(self.c("telespool", empty_db, n=n_rec, **big))
                 full_r.append(self.c("telespool", db, n=n_rec, **big))
