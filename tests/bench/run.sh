@@ -4,8 +4,8 @@
 #
 #   bash tests/bench/run.sh [--quick]
 #
-# --quick (under ~3 minutes on 2 cores) stops at 100,000-event spools; the full run (under
-# ~15 minutes) goes to 1,000,000.  BUILD_DIR=DIR uses an existing build tree (its
+# --quick (about a minute on 2 cores) stops at 100,000-event spools; the full run (about
+# 3 minutes) goes to 1,000,000.  BUILD_DIR=DIR uses an existing build tree (its
 # lib/libtelespool.so and uploader/telespool-upload; a Release build gives the figures the
 # targets mean); otherwise a Release tree is built in ${TMPDIR:-/tmp}/telespool-bench-build.
 # KEEP=1 keeps the scratch directory (spools, nginx logs, results.json).

@@ -257,8 +257,8 @@ class StatusAndDryRun(E2E):
         r = lb.run("--status")
         self.assertExit(r, EXIT_OK)
         self.assertRegex(r.out, r"pending\s+2 events")
-        self.assertRegex(r.out, r"sent\s+1 events")
-        self.assertRegex(r.out, r"dead\s+1 events")
+        self.assertRegex(r.out, r"sent\s+1 event kept")
+        self.assertRegex(r.out, r"dead\s+1 event given")
         self.assertIn("rejected", r.out)
 
         r = lb.run("--status", "--json")

@@ -167,8 +167,9 @@ static int purge(struct run *r, const char *why)
 	r->rec.outcome = "purged";
 	snprintf(r->detail, sizeof(r->detail),
 		 "telemetry disabled (%s): purged %" PRId64
-		 " events and %" PRId64 " surveys",
-		 why, events, surveys);
+		 " event%s and %" PRId64 " survey%s",
+		 why, events, events == 1 ? "" : "s", surveys,
+		 surveys == 1 ? "" : "s");
 	if (rc != TELESPOOL_OK) {
 		snprintf(r->detail, sizeof(r->detail),
 			 "telemetry disabled (%s): purge incomplete: %s", why,

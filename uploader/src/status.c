@@ -67,12 +67,15 @@ static void print_text(const telespool__status *s, const tsu_options *o,
 		       cfg->space_url[0] ? cfg->space_url
 					 : "(empty: nothing is sent)");
 	human(s->pending_bytes, a, sizeof(a));
-	printf("pending      %" PRId64 " events (%s)", s->pending, a);
+	printf("pending      %" PRId64 " event%s (%s)", s->pending,
+	       s->pending == 1 ? "" : "s", a);
 	if (s->leased)
 		printf(", %" PRId64 " being sent", s->leased);
 	putchar('\n');
-	printf("sent         %" PRId64 " events kept for audit\n", s->sent);
-	printf("dead         %" PRId64 " events given up on\n", s->dead);
+	printf("sent         %" PRId64 " event%s kept for audit\n", s->sent,
+	       s->sent == 1 ? "" : "s");
+	printf("dead         %" PRId64 " event%s given up on\n", s->dead,
+	       s->dead == 1 ? "" : "s");
 	printf("surveys      %" PRId64 " pending\n", s->surveys_pending);
 	if (s->oldest_pending[0])
 		printf("oldest       %s\n", s->oldest_pending);
