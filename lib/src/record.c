@@ -136,25 +136,17 @@ static int insert_event(telespool *sp, const struct telespool__event *ev,
 }
 
 /*
- * Brings the spool back within max_events and max_bytes after the event
- * new_id went in (same transaction), in O(log n): ids only grow, so the
- * rows below new_id + 1 - max_events are the ones beyond the count bound,
- * and the file's used pages (pages less free pages) are its size.  The
- * oldest rows go first, whatever their state (pending ones are counted in
- * drops); the new one never does.
+ * Makes room within max_bytes for a new row of size bytes, before it goes
+ * in (so that the file never has to grow past the bound, even by one
+ * event): the file's used pages (pages less free pages) are its size, and
+ * just enough of the oldest rows go, by their recorded sizes, whatever
+ * their state (pending ones are counted in drops).
  */
-static int keep_bounds(telespool *sp, int64_t new_id, const char *now_iso)
+static int make_room(telespool *sp, int64_t size, const char *now_iso)
 {
 	int64_t pages = 0, free_pages = 0, deleted = 0;
 	int rc = TELESPOOL_OK, src;
 
-	int64_t below = new_id + 1 - sp->max_events;
-	if (below > 1) {
-		rc = evict_oldest(sp, below, EVICT_CHUNK, "evicted_max_events",
-				  now_iso, &deleted);
-		if (rc != TELESPOOL_OK)
-			return rc;
-	}
 	/* PRAGMA page_count is compiled again on every run: far from the
 	 * bound it is read every PAGE_CHECK_EVERY records only. */
 	if (sp->records_since_page_check++ % PAGE_CHECK_EVERY == 0 ||
@@ -163,34 +155,42 @@ static int keep_bounds(telespool *sp, int64_t new_id, const char *now_iso)
 		sp->file_bytes = pages * sp->page_size;
 	}
 	/* The free pages only matter near the bound. */
-	if (rc == TELESPOOL_OK && sp->file_bytes > sp->max_bytes)
+	if (rc == TELESPOOL_OK && sp->file_bytes + size > sp->max_bytes)
 		rc = read_ints(sp, STMT_FREELIST_COUNT, &free_pages, 1);
 	if (rc != TELESPOOL_OK)
 		return rc;
 	int64_t used = sp->file_bytes - free_pages * sp->page_size;
-	if (used > sp->max_bytes) {
-		/* Just enough of the oldest rows to make the room (by their
-		 * recorded sizes), not a whole chunk of them. */
-		sqlite3_stmt *st = telespool__stmt(sp, STMT_OLDEST_SIZES);
-		if (st == NULL)
-			return TELESPOOL_ERROR;
-		int64_t need = used - sp->max_bytes, freed = 0, upto = 0;
-		sqlite3_bind_int(st, 1, EVICT_CHUNK);
-		sqlite3_bind_int64(st, 2, new_id);
-		while (freed < need && (src = sqlite3_step(st)) == SQLITE_ROW) {
-			upto = sqlite3_column_int64(st, 0);
-			freed += sqlite3_column_int64(st, 1);
-		}
-		sqlite3_reset(st);
-		if (upto > 0) {
-			rc = evict_oldest(sp, upto + 1, EVICT_CHUNK,
-					  "evicted_max_bytes", now_iso,
-					  &deleted);
-			if (rc != TELESPOOL_OK)
-				return rc;
-		}
+	if (used + size <= sp->max_bytes)
+		return TELESPOOL_OK;
+	sqlite3_stmt *st = telespool__stmt(sp, STMT_OLDEST_SIZES);
+	if (st == NULL)
+		return TELESPOOL_ERROR;
+	int64_t need = used + size - sp->max_bytes, freed = 0, upto = 0;
+	sqlite3_bind_int(st, 1, EVICT_CHUNK);
+	while (freed < need && (src = sqlite3_step(st)) == SQLITE_ROW) {
+		upto = sqlite3_column_int64(st, 0);
+		freed += sqlite3_column_int64(st, 1);
 	}
-	return TELESPOOL_OK;
+	sqlite3_reset(st);
+	if (upto > 0)
+		rc = evict_oldest(sp, upto + 1, EVICT_CHUNK,
+				  "evicted_max_bytes", now_iso, &deleted);
+	return rc;
+}
+
+/*
+ * Keeps max_events after the event new_id went in (same transaction), in
+ * O(log n): ids only grow, so the rows below new_id + 1 - max_events are
+ * the ones beyond the bound.  The oldest go first, whatever their state;
+ * the new one never does.
+ */
+static int keep_count(telespool *sp, int64_t new_id, const char *now_iso)
+{
+	int64_t deleted = 0, below = new_id + 1 - sp->max_events;
+	if (below <= 1)
+		return TELESPOOL_OK;
+	return evict_oldest(sp, below, EVICT_CHUNK, "evicted_max_events",
+			    now_iso, &deleted);
 }
 
 /* Survey bookkeeping done in the same transaction as the event. */
@@ -257,10 +257,11 @@ static int store(telespool *sp, struct telespool__event *ev, int64_t now_ms,
 	if (rc == TELESPOOL_OK)
 		rc = survey_side(sp, side, ev, now_iso, &skip);
 	if (rc == TELESPOOL_OK && !skip)
+		rc = make_room(sp, size, now_iso);
+	if (rc == TELESPOOL_OK && !skip)
 		rc = insert_event(sp, ev, event_id, now_iso, size);
 	if (rc == TELESPOOL_OK && !skip)
-		rc =
-		    keep_bounds(sp, sqlite3_last_insert_rowid(sp->db), now_iso);
+		rc = keep_count(sp, sqlite3_last_insert_rowid(sp->db), now_iso);
 	if (rc == TELESPOOL_OK)
 		rc = telespool__commit(sp);
 	else

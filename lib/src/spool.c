@@ -48,8 +48,7 @@ static const char *const stmt_sql[STMT__COUNT] = {
     [STMT_EVICT_OLDEST] = ("DELETE FROM spool WHERE id IN (SELECT id FROM"
 			   " spool WHERE id < ?1 ORDER BY id LIMIT ?2)"
 			   " RETURNING state"),
-    [STMT_OLDEST_SIZES] =
-	"SELECT id, size FROM spool WHERE id < ?2 ORDER BY id LIMIT ?1",
+    [STMT_OLDEST_SIZES] = "SELECT id, size FROM spool ORDER BY id LIMIT ?1",
     [STMT_OLDEST_PENDING] =
 	"SELECT created_at FROM spool WHERE id >= " TELESPOOL__PENDING_FROM
 	" AND state = 'pending' ORDER BY id LIMIT 1",
