@@ -676,8 +676,11 @@ int telespool__expire(telespool *sp, int64_t now_ms, int64_t max_age_ms,
 		    " (SELECT value FROM json_each(?1)) AND state <> 'pending'"
 		    " AND coalesce(sent_at, created_at) < ?2 AND ?3 = ?3",
 		    keep, now, NULL, 0, &e.pruned);
+	/* Best effort: the expiries and deletions are committed and counted
+	 * whether or not the space can be given back now (the next prune
+	 * tries again). */
 	if (rc == TELESPOOL_OK && e.pruned > 0)
-		rc = give_back_space(sp);
+		(void)give_back_space(sp);
 	telespool__unlock(sp);
 	if (out)
 		*out = e;
@@ -694,7 +697,7 @@ int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys)
 	 * through the WAL: twice the file's size written, and a WAL so long
 	 * that each page lookup slows down.  The VACUUM below overwrites or
 	 * cuts off every freed page anyway. */
-	int64_t secure = 0;
+	int64_t secure = -1;
 	int rc = read_int(sp, "PRAGMA secure_delete", &secure);
 	if (rc == TELESPOOL_OK)
 		rc = telespool__exec(sp, "PRAGMA secure_delete = FAST");
@@ -712,9 +715,11 @@ int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys)
 		rc = telespool__commit(sp);
 	else
 		telespool__rollback(sp);
-	telespool__exec(sp, secure == 1   ? "PRAGMA secure_delete = ON"
-			    : secure == 2 ? "PRAGMA secure_delete = FAST"
-					  : "PRAGMA secure_delete = OFF");
+	if (secure >= 0)
+		telespool__exec(sp, secure == 1 ? "PRAGMA secure_delete = ON"
+				    : secure == 2
+					? "PRAGMA secure_delete = FAST"
+					: "PRAGMA secure_delete = OFF");
 	/*
 	 * Leave no readable trace: VACUUM rewrites the database from its live
 	 * rows only (every old page is overwritten or cut off, so the freed

@@ -197,6 +197,14 @@ static int same_file(const struct stat *a, const struct stat *b)
  * when inotify reports a change in the config's directory, so that an
  * opt-out stops sending at once, not after the batch.
  */
+/* The config file itself, whichever file the path names now (a no-op
+ * when it is the one watched already, as inotify keys watches by inode). */
+static void watch_config_file(struct run *r)
+{
+	(void)inotify_add_watch(r->watch_fd, r->o->config_path,
+				IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB);
+}
+
 static int must_stop(void *ctx)
 {
 	struct run *r = ctx;
@@ -208,10 +216,14 @@ static int must_stop(void *ctx)
 		return 1;
 	if (r->watch_fd >= 0) {
 		/* Empty the queue (the stat below decides), so that the
-		 * descriptor does not stay readable. */
+		 * descriptor does not stay readable; a file renamed over the
+		 * config is a new one to watch. */
 		char ev[4096];
+		int any = 0;
 		while (read(r->watch_fd, ev, sizeof(ev)) > 0)
-			;
+			any = 1;
+		if (any)
+			watch_config_file(r);
 	}
 	if (stat(r->o->config_path, &st) != 0)
 		memset(&st, 0, sizeof(st));
@@ -512,9 +524,13 @@ static int dry_run(struct run *r)
 	return TSU_EXIT_OK;
 }
 
-/* inotify on the config's directory (editors replace the file by a rename);
- * without it (no inotify, a full watch table) must_stop() still runs every
- * 100 ms.  A change before the watch exists is caught by the first stat. */
+/*
+ * inotify on the config file (changes in place) and on its directory (an
+ * editor's rename over it, a new file): the spool's own writes in the same
+ * directory wake nothing.  Without it (no inotify, a full watch table)
+ * must_stop() still runs every 100 ms.  A change before the watch exists
+ * is caught by the first stat.
+ */
 static void watch_config(struct run *r)
 {
 	char dir[4096];
@@ -531,13 +547,14 @@ static void watch_config(struct run *r)
 	if (r->watch_fd < 0)
 		return;
 	if (inotify_add_watch(r->watch_fd, dir,
-			      IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE |
-				  IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE |
+			      IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE |
 				  IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF) <
 	    0) {
 		close(r->watch_fd);
 		r->watch_fd = -1;
+		return;
 	}
+	watch_config_file(r);
 }
 
 static int start_http(struct run *r)
