@@ -148,81 +148,56 @@ class Running:
             self.proc.send_signal(sig)
 
 
-class LangBot:
-    """A LangBot working directory: data/config.yaml, data/telemetry.db, labels."""
+class Workdir:
+    """What the e2e and reliability harnesses share: a LangBot working directory with
+    root, config_path and db_path (set by the subclass), the uploader run in it, and the
+    spool read back with the stdlib sqlite3 (every connection closed at once)."""
 
-    def __init__(self, test: unittest.TestCase):
-        self.test = test
-        self.root = tempfile.mkdtemp(prefix="telespool-e2e-")
-        test.addCleanup(shutil.rmtree, self.root, True)
-        self.data = os.path.join(self.root, "data")
-        os.makedirs(os.path.join(self.data, "labels"))
-        with open(os.path.join(self.data, "labels", "instance_id.json"), "w") as f:
-            json.dump({"instance_id": INSTANCE_ID, "instance_create_ts": 1732400000}, f)
-        self.config_path = os.path.join(self.data, "config.yaml")
-        self.db_path = os.path.join(self.data, "telemetry.db")
+    result_class = Result
+    running_class = Running
+    run_timeout = RUN_TIMEOUT
 
-    # -- config
-
-    def write_config(self, url: str | None = "", disable=None, raw: str | None = None) -> None:
-        """Writes data/config.yaml atomically (rename), so that an uploader re-reading it
-        mid-run never sees half a file.  url None leaves space.url out; disable None leaves
-        disable_telemetry out; raw replaces the whole text."""
-        if raw is None:
-            lines = ["# LangBot configuration (e2e test)", "admins: []",
-                     "api:", "  port: 5300", "space:"]
-            if url is not None:
-                lines.append(f"  url: '{url}'")
-            if disable is not None:
-                lines.append(f"  disable_telemetry: {disable}")
-            lines += ["  # nothing else", "system:", "  instance_id: ''",
-                      "plugin:", "  enable: true", ""]
-            raw = "\n".join(lines)
+    def replace_config(self, text: str) -> None:
+        """Writes config_path atomically (rename), so that an uploader re-reading it
+        mid-run never sees half a file."""
         tmp = self.config_path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
-            f.write(raw)
+            f.write(text)
         os.replace(tmp, self.config_path)
 
-    # -- the spool through the binding
-
-    def spool(self, **kw) -> telespool.Spool:
+    def spool(self, path: str | None = None, **kw) -> telespool.Spool:
         kw.setdefault("instance_id", INSTANCE_ID)
         kw.setdefault("version", LANGBOT_VERSION)
-        return telespool.Spool(self.db_path, **kw)
-
-    def record_queries(self, n: int, prefix: str = "q", **fields) -> None:
-        with self.spool() as sp:
-            for i in range(n):
-                sp.record_query(query_id=f"{prefix}-{i}", adapter="TelegramAdapter",
-                                runner="local-agent", model_name=fields.get("model_name", "gpt-4o"),
-                                duration_ms=100 + i, pipeline_plugins=["hello"], error=None)
+        return telespool.Spool(path or self.db_path, **kw)
 
     # -- the uploader
 
     def argv(self, *args) -> list:
-        return [UPLOAD, *args]
+        raise NotImplementedError
 
-    def run(self, *args, env: dict | None = None, timeout: float = RUN_TIMEOUT) -> Result:
+    def run(self, *args, env: dict | None = None, timeout: float | None = None,
+            argv: list | None = None) -> Result:
         env = clean_env() if env is None else env
-        argv = self.argv(*args)
+        argv = argv or self.argv(*args)
+        timeout = self.run_timeout if timeout is None else timeout
         t0 = time.monotonic()
         try:
             p = subprocess.run(argv, cwd=self.root, env=env, capture_output=True,
                                timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as e:
-            raise AssertionError(f"{argv} did not finish within {timeout} s; stderr: "
-                                 f"{(e.stderr or b'').decode(errors='replace')}") from None
-        return Result(argv, p.returncode, p.stdout.decode("utf-8", "replace"),
-                      p.stderr.decode("utf-8", "replace"), time.monotonic() - t0)
+            raise AssertionError(f"{argv} did not finish within {timeout} s (a hang); "
+                                 f"stderr: {(e.stderr or b'').decode(errors='replace')}") from None
+        return self.result_class(argv, p.returncode, p.stdout.decode("utf-8", "replace"),
+                                 p.stderr.decode("utf-8", "replace"), time.monotonic() - t0)
 
     def start(self, *args, env: dict | None = None) -> Running:
         env = clean_env() if env is None else env
-        return Running(self.argv(*args), self.root, env)
+        return self.running_class(self.argv(*args), self.root, env)
 
-    # -- looking at the spool (stdlib sqlite3; every connection is closed at once)
+    # -- looking at the spool
 
-    def query(self, sql: str, params=()) -> list:
-        with contextlib.closing(sqlite3.connect(self.db_path, timeout=10)) as db:
+    def query(self, sql: str, params=(), path: str | None = None) -> list:
+        with contextlib.closing(sqlite3.connect(path or self.db_path, timeout=10)) as db:
             db.row_factory = sqlite3.Row
             return [dict(r) for r in db.execute(sql, params).fetchall()]
 
@@ -242,6 +217,54 @@ class LangBot:
 
     def state(self) -> dict:
         return {r["key"]: r["value"] for r in self.query("SELECT key, value FROM uploader_state")}
+
+
+class LangBot(Workdir):
+    """A LangBot working directory: data/config.yaml, data/telemetry.db, labels."""
+
+    def __init__(self, test: unittest.TestCase):
+        self.test = test
+        self.root = tempfile.mkdtemp(prefix="telespool-e2e-")
+        test.addCleanup(shutil.rmtree, self.root, True)
+        self.data = os.path.join(self.root, "data")
+        os.makedirs(os.path.join(self.data, "labels"))
+        with open(os.path.join(self.data, "labels", "instance_id.json"), "w") as f:
+            json.dump({"instance_id": INSTANCE_ID, "instance_create_ts": 1732400000}, f)
+        self.config_path = os.path.join(self.data, "config.yaml")
+        self.db_path = os.path.join(self.data, "telemetry.db")
+
+    # -- config
+
+    def write_config(self, url: str | None = "", disable=None, raw: str | None = None) -> None:
+        """Writes data/config.yaml (replace_config).  url None leaves space.url out;
+        disable None leaves disable_telemetry out; raw replaces the whole text."""
+        if raw is None:
+            lines = ["# LangBot configuration (e2e test)", "admins: []",
+                     "api:", "  port: 5300", "space:"]
+            if url is not None:
+                lines.append(f"  url: '{url}'")
+            if disable is not None:
+                lines.append(f"  disable_telemetry: {disable}")
+            lines += ["  # nothing else", "system:", "  instance_id: ''",
+                      "plugin:", "  enable: true", ""]
+            raw = "\n".join(lines)
+        self.replace_config(raw)
+
+    # -- the spool through the binding
+
+    def record_queries(self, n: int, prefix: str = "q", **fields) -> None:
+        with self.spool() as sp:
+            for i in range(n):
+                sp.record_query(query_id=f"{prefix}-{i}", adapter="TelegramAdapter",
+                                runner="local-agent", model_name=fields.get("model_name", "gpt-4o"),
+                                duration_ms=100 + i, pipeline_plugins=["hello"], error=None)
+
+    # -- the uploader: run in the working directory, where it finds data/
+
+    def argv(self, *args) -> list:
+        return [UPLOAD, *args]
+
+    # -- the files
 
     def files(self) -> dict:
         """Every file under data/ (except labels) with its bytes."""

@@ -114,8 +114,13 @@ class Running(harness.Running):
         return Result(r.argv, r.code, r.out, r.err, r.elapsed)
 
 
-class Workdir:
-    """A LangBot working directory: data/config.yaml and data/telemetry.db."""
+class Workdir(harness.Workdir):
+    """A LangBot working directory: data/config.yaml and data/telemetry.db, the uploader
+    pointed at them by --config and --db."""
+
+    result_class = Result
+    running_class = Running
+    run_timeout = RUN_TIMEOUT
 
     def __init__(self, test: unittest.TestCase, url: str | None = "", parent: str | None = None):
         self.root = tempfile.mkdtemp(prefix="telespool-rel-", dir=parent)
@@ -132,17 +137,9 @@ class Workdir:
         if disable is not None:
             lines.append(f"  disable_telemetry: {str(disable).lower()}")
         lines += ["system:", "  instance_id: ''", ""]
-        tmp = self.config_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines))
-        os.replace(tmp, self.config_path)
+        self.replace_config("\n".join(lines))
 
     # -- the spool through the binding
-
-    def spool(self, path: str | None = None, **kw) -> telespool.Spool:
-        kw.setdefault("instance_id", INSTANCE_ID)
-        kw.setdefault("version", LANGBOT_VERSION)
-        return telespool.Spool(path or self.db_path, **kw)
 
     def record(self, n: int, prefix: str = "q", path: str | None = None, **fields) -> list:
         """Records n query events; returns their query_ids."""
@@ -160,48 +157,6 @@ class Workdir:
 
     def argv(self, *args) -> list:
         return [UPLOAD, "--config", self.config_path, "--db", self.db_path, *args]
-
-    def run(self, *args, env: dict | None = None, timeout: float = RUN_TIMEOUT,
-            argv: list | None = None) -> Result:
-        env = clean_env() if env is None else env
-        argv = argv or self.argv(*args)
-        t0 = time.monotonic()
-        try:
-            p = subprocess.run(argv, cwd=self.root, env=env, capture_output=True,
-                               timeout=timeout, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired as e:
-            raise AssertionError(f"{argv} did not finish within {timeout} s (a hang); stderr: "
-                                 f"{(e.stderr or b'').decode(errors='replace')}") from None
-        return Result(argv, p.returncode, p.stdout.decode("utf-8", "replace"),
-                      p.stderr.decode("utf-8", "replace"), time.monotonic() - t0)
-
-    def start(self, *args, env: dict | None = None) -> Running:
-        env = clean_env() if env is None else env
-        return Running(self.argv(*args), self.root, env)
-
-    # -- looking at the spool (stdlib sqlite3; each connection closed at once)
-
-    def query(self, sql: str, params=(), path: str | None = None) -> list:
-        with contextlib.closing(sqlite3.connect(path or self.db_path, timeout=10)) as db:
-            db.row_factory = sqlite3.Row
-            return [dict(r) for r in db.execute(sql, params).fetchall()]
-
-    def execute(self, sql: str, params=()) -> None:
-        with contextlib.closing(sqlite3.connect(self.db_path, timeout=10)) as db:
-            with db:
-                db.execute(sql, params)
-
-    def events(self) -> list:
-        return self.query("SELECT * FROM events ORDER BY id")
-
-    def drops(self) -> dict:
-        return {r["reason"]: r["count"] for r in self.query("SELECT reason, count FROM drops")}
-
-    def state(self) -> dict:
-        return {r["key"]: r["value"] for r in self.query("SELECT key, value FROM uploader_state")}
-
-    def runs(self) -> list:
-        return self.query("SELECT * FROM upload_runs ORDER BY id")
 
 
 def query_ids_in(events: list) -> set:
