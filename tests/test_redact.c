@@ -47,86 +47,11 @@ static void *oom_realloc(void *p, size_t n)
 #include "redact.h"
 #endif
 
+#include "text_checks.h"
+
 #define CAP TELESPOOL_ERROR_MAX
 
 /* ---- helpers ---------------------------------------------------------- */
-
-/* Strict UTF-8 validation, written independently of redact.c. */
-static int valid_utf8(const char *p, size_t n)
-{
-	const unsigned char *s = (const unsigned char *)p;
-	size_t i = 0;
-
-	while (i < n) {
-		unsigned char c = s[i];
-		uint32_t cp;
-		size_t k, len;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if ((c & 0xe0) == 0xc0) {
-			len = 2;
-			cp = c & 0x1f;
-		} else if ((c & 0xf0) == 0xe0) {
-			len = 3;
-			cp = c & 0x0f;
-		} else if ((c & 0xf8) == 0xf0) {
-			len = 4;
-			cp = c & 0x07;
-		} else {
-			return 0;
-		}
-		if (i + len > n)
-			return 0;
-		for (k = 1; k < len; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-		    (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-		i += len;
-	}
-	return 1;
-}
-
-/* No control characters except (if text) \n and \t; no C1, no DEL. */
-static int no_controls(const char *p, size_t n, int text)
-{
-	const unsigned char *s = (const unsigned char *)p;
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		if (s[i] == 0x7f ||
-		    (s[i] < 0x20 && !(text && (s[i] == '\n' || s[i] == '\t'))))
-			return 0;
-		if (s[i] == 0xc2 && i + 1 < n && s[i + 1] >= 0x80 &&
-		    s[i + 1] <= 0x9f)
-			return 0;
-	}
-	return 1;
-}
-
-/* Every "<redacted:" is whole: "<redacted:" [a-z_]+ ">", and no stray tail. */
-static int placeholders_whole(const char *s)
-{
-	const char *p = s, *q;
-
-	while ((p = strstr(p, "redacted:")) != NULL) {
-		if (p == s || p[-1] != '<')
-			return 0;
-		for (q = p + 9; (*q >= 'a' && *q <= 'z') || *q == '_'; q++)
-			;
-		if (q == p + 9 || *q != '>')
-			return 0;
-		p = q;
-	}
-	return 1;
-}
 
 static char *text(const char *in, size_t max, int strict)
 {
@@ -679,9 +604,9 @@ static void test_truncation(void)
 		ASSERT_TRUE(o != NULL);
 		if (!o)
 			continue;
-		if (len > caps[k] || !valid_utf8(o, len) || strlen(o) != len)
+		if (len > caps[k] || !tc_valid_utf8(o, len) || strlen(o) != len)
 			TU_FAIL("cap %zu: len %zu, valid %d", caps[k], len,
-				valid_utf8(o, len));
+				tc_valid_utf8(o, len));
 		else
 			tu_passed++;
 		if (caps[k] >= 200) {
@@ -725,8 +650,8 @@ static void test_truncation(void)
 	big = repeat("10.1.2.3 \xe4\xb8\xad\n", 300);
 	for (n = 0; n <= 700; n++) {
 		o = telespool__clean_text(big, strlen(big), n, 0, &len);
-		ok = o && len <= n && valid_utf8(o, len) &&
-		     placeholders_whole(o);
+		ok = o && len <= n && tc_valid_utf8(o, len) &&
+		     tc_placeholders_whole(o);
 		if (ok) {
 			/* every token outside the marker is whole */
 			char *q = o, *tok;
@@ -755,7 +680,7 @@ static void test_truncation(void)
 	big = repeat("\xe4\xb8\xad\xf0\x9f\x98\x80", 500);
 	for (n = 0; n <= 400; n++) {
 		o = telespool__clean_text(big, strlen(big), n, 0, &len);
-		if (o && len <= n && valid_utf8(o, len))
+		if (o && len <= n && tc_valid_utf8(o, len))
 			tu_passed++;
 		else
 			TU_FAIL("cap %zu: len %zu", n, len);
@@ -959,7 +884,7 @@ static void test_property(void)
 		strict = rnd_below(4) == 0;
 		o = telespool__clean_text(in, len, cap, strict, &olen);
 		if (!o || olen > cap || strlen(o) != olen ||
-		    !valid_utf8(o, olen) || !no_controls(o, olen, 1)) {
+		    !tc_valid_utf8(o, olen) || !tc_no_controls(o, olen, 1)) {
 			fails++;
 			TU_FAIL(
 			    "round %zu: clean_text cap %zu strict %d: len %zu",
@@ -984,8 +909,8 @@ static void test_property(void)
 		cap = rnd_below(2) ? rnd_below(200) : TELESPOOL_NAME_MAX;
 		o = telespool__clean_name(in, len % 300, cap);
 		olen = o ? strlen(o) : 0;
-		if (!o || olen > cap || !valid_utf8(o, olen) ||
-		    !no_controls(o, olen, 0) ||
+		if (!o || olen > cap || !tc_valid_utf8(o, olen) ||
+		    !tc_no_controls(o, olen, 0) ||
 		    (olen && (o[0] == ' ' || o[olen - 1] == ' '))) {
 			fails++;
 			TU_FAIL("round %zu: clean_name cap %zu: \"%s\"", round,
@@ -1056,7 +981,7 @@ static void test_adversarial(void)
 		if (dt > worst)
 			worst = dt;
 		/* linear is milliseconds; quadratic on 1 MB would be minutes */
-		if (o && len <= CAP && valid_utf8(o, len) && dt < 5.0)
+		if (o && len <= CAP && tc_valid_utf8(o, len) && dt < 5.0)
 			tu_passed++;
 		else
 			TU_FAIL("1 MB of \"%s\": %.3f s", units[k], dt);
@@ -1207,7 +1132,7 @@ static void test_corpus(const char *dir, char **sample, size_t *sample_len)
 		files++;
 		plain = telespool__clean_text(in, len, CAP, 0, &olen);
 		strict = telespool__clean_text(in, len, CAP, 1, NULL);
-		ASSERT_TRUE(plain && strict && valid_utf8(plain, olen));
+		ASSERT_TRUE(plain && strict && tc_valid_utf8(plain, olen));
 		if (!plain || !strict)
 			goto next;
 
@@ -1244,8 +1169,8 @@ static void test_corpus(const char *dir, char **sample, size_t *sample_len)
 		for (cap = 256; cap <= 2048; cap *= 2) {
 			small = telespool__clean_text(in, len, cap, 0, &olen);
 			ASSERT_TRUE(small && olen <= cap &&
-				    valid_utf8(small, olen) &&
-				    placeholders_whole(small));
+				    tc_valid_utf8(small, olen) &&
+				    tc_placeholders_whole(small));
 			if (small) {
 				snprintf(path, sizeof path, "%s/%s.secrets",
 					 dir, name);

@@ -13,34 +13,15 @@
 
 #include "body.h"
 #include "redact.h"
+#include "../text_checks.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static int valid_utf8(const unsigned char *s, size_t n)
-{
-	size_t i = 0;
-	while (i < n) {
-		unsigned char c = s[i];
-		size_t len = c < 0x80         ? 1
-			     : (c >> 5) == 6  ? 2
-			     : (c >> 4) == 14 ? 3
-			     : (c >> 3) == 30 ? 4
-					      : 0;
-		if (len == 0 || i + len > n)
-			return 0;
-		for (size_t k = 1; k < len; k++)
-			if ((s[i + k] & 0xc0) != 0x80)
-				return 0;
-		i += len;
-	}
-	return 1;
-}
 
 static void check(const struct telespool__event *ev)
 {
 	if (ev->body_len > TELESPOOL_BODY_MAX ||
 	    strlen(ev->body) != ev->body_len ||
-	    !valid_utf8((const unsigned char *)ev->body, ev->body_len))
+	    !tc_valid_utf8(ev->body, ev->body_len))
 		abort();
 	cJSON *j = cJSON_Parse(ev->body);
 	if (j == NULL || !cJSON_IsObject(j))
