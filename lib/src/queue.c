@@ -142,6 +142,23 @@ static int read_items(telespool *sp, sqlite3_stmt *st, int cached, int max,
 /* Ids handled per write transaction by the chunked operations below. */
 #define CHUNK 1000
 
+/* The ids as a JSON array text, for "id IN (SELECT value FROM
+ * json_each(?))"; NULL when out of memory. */
+static char *ids_json(const int64_t *ids, size_t n)
+{
+	size_t cap = 2 + n * 21, len = 0;
+	char *buf = malloc(cap + 1);
+	if (buf == NULL)
+		return NULL;
+	buf[len++] = '[';
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(buf + len, cap + 1 - len, "%s%lld",
+					i ? "," : "", (long long)ids[i]);
+	buf[len++] = ']';
+	buf[len] = '\0';
+	return buf;
+}
+
 /*
  * The ids a read-only SELECT finds (first column), as a JSON array text for
  * "id IN (SELECT value FROM json_each(?))", at most CHUNK of them.  The
@@ -154,19 +171,13 @@ static int read_items(telespool *sp, sqlite3_stmt *st, int cached, int max,
 static int collect_ids(telespool *sp, sqlite3_stmt *st, const char *before,
 		       char **json, size_t *n, int64_t *last, int *ended)
 {
-	size_t cap = 64, len = 0;
-	char *buf = malloc(cap);
-	int src;
+	int64_t ids[CHUNK];
+	int src = SQLITE_DONE;
 
 	*n = 0;
 	*json = NULL;
-	if (buf == NULL) {
-		sqlite3_finalize(st);
-		return telespool__fail(sp, TELESPOOL_ENOMEM, "out of memory");
-	}
-	buf[len++] = '[';
 	*ended = 0;
-	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+	while (*n < CHUNK && (src = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(st, 0);
 		const char *t = (const char *)sqlite3_column_text(st, 1);
 		if (before && t && strcmp(t, before) >= 0) {
@@ -176,30 +187,18 @@ static int collect_ids(telespool *sp, sqlite3_stmt *st, const char *before,
 			src = SQLITE_DONE;
 			break;
 		}
-		if (len + 24 > cap) {
-			char *p = realloc(buf, cap * 2);
-			if (p == NULL) {
-				free(buf);
-				sqlite3_finalize(st);
-				return telespool__fail(sp, TELESPOOL_ENOMEM,
-						       "out of memory");
-			}
-			buf = p;
-			cap *= 2;
-		}
-		len += (size_t)snprintf(buf + len, cap - len, "%s%lld",
-					*n ? "," : "", (long long)id);
+		ids[(*n)++] = id;
 		*last = id;
-		(*n)++;
 	}
+	if (src == SQLITE_ROW)
+		src =
+		    SQLITE_DONE; /* CHUNK of them: the rest is the next walk's */
 	sqlite3_finalize(st);
-	if (src != SQLITE_DONE) {
-		free(buf);
+	if (src != SQLITE_DONE)
 		return telespool__sqlite_fail(sp, src, "reading the spool");
-	}
-	buf[len++] = ']';
-	buf[len] = '\0';
-	*json = buf;
+	*json = ids_json(ids, *n);
+	if (*json == NULL)
+		return telespool__fail(sp, TELESPOOL_ENOMEM, "out of memory");
 	return TELESPOOL_OK;
 }
 
@@ -223,23 +222,6 @@ static void bind_due(sqlite3_stmt *st, int64_t now_ms, int64_t horizon_ms,
 	sqlite3_bind_text(st, 3, bufs[1], -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 4, ignore_backoff != 0);
 	sqlite3_bind_text(st, 5, bufs[2], -1, SQLITE_STATIC);
-}
-
-/* The ids as a JSON array text, for "id IN (SELECT value FROM
- * json_each(?))"; NULL when out of memory. */
-static char *ids_json(const int64_t *ids, size_t n)
-{
-	size_t cap = 2 + n * 21, len = 0;
-	char *buf = malloc(cap + 1);
-	if (buf == NULL)
-		return NULL;
-	buf[len++] = '[';
-	for (size_t i = 0; i < n; i++)
-		len += (size_t)snprintf(buf + len, cap + 1 - len, "%s%lld",
-					i ? "," : "", (long long)ids[i]);
-	buf[len++] = ']';
-	buf[len] = '\0';
-	return buf;
 }
 
 /*

@@ -95,16 +95,14 @@ static int evict_aged(telespool *sp, int64_t now_ms, const char *now_iso)
 	return TELESPOOL_OK;
 }
 
-/* The integers of the first row of a statement kept on the handle. */
-static int read_ints(telespool *sp, enum telespool__stmt_id id, int64_t *v,
-		     int n)
+/* The one integer a statement kept on the handle returns (a pragma). */
+static int read_int(telespool *sp, enum telespool__stmt_id id, int64_t *v)
 {
 	sqlite3_stmt *st = telespool__stmt(sp, id);
 	if (st == NULL)
 		return TELESPOOL_ERROR;
 	int src = sqlite3_step(st);
-	for (int i = 0; i < n; i++)
-		v[i] = sqlite3_column_int64(st, i);
+	*v = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
 	if (src != SQLITE_ROW)
 		return telespool__sqlite_fail(sp, src,
@@ -151,12 +149,12 @@ static int make_room(telespool *sp, int64_t size, const char *now_iso)
 	 * bound it is read every PAGE_CHECK_EVERY records only. */
 	if (sp->records_since_page_check++ % PAGE_CHECK_EVERY == 0 ||
 	    sp->file_bytes + PAGE_CHECK_MARGIN > sp->max_bytes) {
-		rc = read_ints(sp, STMT_PAGE_COUNT, &pages, 1);
+		rc = read_int(sp, STMT_PAGE_COUNT, &pages);
 		sp->file_bytes = pages * sp->page_size;
 	}
 	/* The free pages only matter near the bound. */
 	if (rc == TELESPOOL_OK && sp->file_bytes + size > sp->max_bytes)
-		rc = read_ints(sp, STMT_FREELIST_COUNT, &free_pages, 1);
+		rc = read_int(sp, STMT_FREELIST_COUNT, &free_pages);
 	if (rc != TELESPOOL_OK)
 		return rc;
 	int64_t used = sp->file_bytes - free_pages * sp->page_size;
