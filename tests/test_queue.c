@@ -14,6 +14,7 @@
 
 #include "migrate.h"
 #include "queue.h"
+#include "spool.h"
 #include "telespool.h"
 #include "testutil.h"
 #include "timefmt.h"
@@ -952,9 +953,21 @@ static void test_purge(void)
 	ASSERT_TRUE(
 	    file_contains(path, "PURGE-CANARY-4999")); /* the probe works */
 
+	/* The purge deletes with secure_delete = FAST (the VACUUM cuts the
+	 * pages off), and gives the connection its own setting back. */
+	ASSERT_EQ(
+	    sqlite3_exec(sp->db, "PRAGMA secure_delete = ON", NULL, NULL, NULL),
+	    SQLITE_OK);
 	int64_t ne = -1, ns = -1;
 	ASSERT_EQ(telespool__purge(sp, &ne, &ns), TELESPOOL_OK);
 	ASSERT_STREQ(telespool_errmsg(sp), "");
+	sqlite3_stmt *sd = NULL;
+	ASSERT_EQ(
+	    sqlite3_prepare_v2(sp->db, "PRAGMA secure_delete", -1, &sd, NULL),
+	    SQLITE_OK);
+	ASSERT_EQ(sqlite3_step(sd), SQLITE_ROW);
+	ASSERT_EQ(sqlite3_column_int(sd, 0), 1);
+	sqlite3_finalize(sd);
 	ASSERT_EQ(ne, 5002);
 	ASSERT_EQ(ns, 2);
 	ASSERT_TRUE(!file_contains(path, "PURGE-CANARY"));
