@@ -82,7 +82,20 @@ typedef enum telespool_on_corrupt {
 	TELESPOOL_CORRUPT_MOVE_ASIDE = 1
 } telespool_on_corrupt;
 
-#define TELESPOOL_OPTIONS_VERSION 1
+/* What a TELESPOOL_OK record call survives (telespool_options.durability). */
+typedef enum telespool_durability {
+	/* A crash of the host process (kill -9, abort): SQLite's WAL with
+	 * synchronous=NORMAL.  An OS crash or a power cut can lose the last
+	 * events acknowledged before it (never the file's integrity). */
+	TELESPOOL_DURABILITY_NORMAL = 0,
+	/* Also an OS crash or a power cut: every commit is synced to the disk
+	 * (synchronous=FULL) before the call returns.  See README "Performance"
+	 * for its cost. */
+	TELESPOOL_DURABILITY_FULL = 1
+} telespool_durability;
+
+/* 2 added durability. */
+#define TELESPOOL_OPTIONS_VERSION 2
 
 /*
  * Options for telespool_open().  Initialise with TELESPOOL_OPTIONS_INIT and
@@ -121,12 +134,17 @@ typedef struct telespool_options {
 
 	/* telespool_on_corrupt. */
 	int on_corrupt;
+
+	/* struct_version >= 2.  telespool_durability; read only when
+	 * struct_version says the caller knows it (older callers get
+	 * NORMAL). */
+	int durability;
 } telespool_options;
 
 #define TELESPOOL_OPTIONS_INIT                                                 \
 	{                                                                      \
 		TELESPOOL_OPTIONS_VERSION, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, \
-		    0, 0                                                       \
+		    0, 0, 0                                                    \
 	}
 
 /*
@@ -186,7 +204,10 @@ typedef struct telespool_query {
  * Records one query event: builds the JSON body POSTed later to
  * /api/v1/telemetry (event_type "query"), redacts and caps it, and stores it
  * with a fresh random event_id in one transaction.  Returns only after the
- * commit, so a TELESPOOL_OK event survives a crash of the host.
+ * commit, so a TELESPOOL_OK event survives a crash of the host; with
+ * durability TELESPOOL_DURABILITY_FULL the commit is also on the disk, so it
+ * survives an OS crash or a power cut (with NORMAL, the last events
+ * acknowledged before one can be lost).
  *
  * Returns TELESPOOL_OK; TELESPOOL_EINVAL (sp or q NULL, pipeline_plugins
  * NULL with n_pipeline_plugins > 0, unknown struct_version);

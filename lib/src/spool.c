@@ -337,6 +337,13 @@ static int check_options(const telespool_options *o)
 		return open_fail(TELESPOOL_EINVAL,
 				 "options.on_corrupt %d is unknown",
 				 o->on_corrupt);
+	if (o->struct_version >= 2 &&
+	    o->durability != TELESPOOL_DURABILITY_NORMAL &&
+	    o->durability != TELESPOOL_DURABILITY_FULL)
+		return open_fail(TELESPOOL_EINVAL,
+				 "options.durability %d is unknown (0 normal, "
+				 "1 full)",
+				 o->durability);
 	return TELESPOOL_OK;
 }
 
@@ -553,10 +560,14 @@ static int setup(telespool *sp, sqlite3 *db, const char *path)
 	if (src != SQLITE_OK)
 		return db_fail(db, src, path, "switching to WAL mode", busy_ms);
 
+	/* NORMAL syncs the WAL at checkpoints only: a commit survives the
+	 * host's crash, not the OS's.  FULL syncs it at every commit. */
 	char sql[128];
 	snprintf(sql, sizeof(sql),
-		 "PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = %d;"
+		 "PRAGMA synchronous = %s; PRAGMA journal_size_limit = %d;"
 		 " PRAGMA foreign_keys = OFF",
+		 sp->durability == TELESPOOL_DURABILITY_FULL ? "FULL"
+							     : "NORMAL",
 		 WAL_SIZE_LIMIT);
 	src = sqlite3_exec(db, sql, NULL, NULL, NULL);
 	if (src == SQLITE_OK)
@@ -712,6 +723,9 @@ int telespool_open(telespool **out, const char *path,
 	sp->disabled = opts->disabled != 0;
 	sp->strict_errors = opts->strict_errors != 0;
 	sp->verify_on_open = opts->on_corrupt == TELESPOOL_CORRUPT_MOVE_ASIDE;
+	sp->durability = opts->struct_version >= 2
+			     ? opts->durability
+			     : TELESPOOL_DURABILITY_NORMAL;
 	if (sp->path == NULL || sp->instance_id == NULL ||
 	    sp->version == NULL || (opts->edition && sp->edition == NULL)) {
 		telespool_close(sp);

@@ -68,6 +68,7 @@ struct telespool {
 	int disabled;
 	int strict_errors;
 	int verify_on_open; /* on_corrupt = MOVE_ASIDE: quick_check at open */
+	int durability;     /* telespool_durability */
 
 	sqlite3_stmt *stmt[STMT__COUNT];
 	sqlite3_stmt *qstmt[8]; /* queue.c's hot statements, prepared once */

@@ -532,6 +532,24 @@ class Bench:
                 f" RSS {row['drain_rss_kb'] / 1024:.1f} MB")
         self.res["scaling"] = rows
 
+    def durability_rounds(self):
+        """The cost of durability=full (a sync per commit) against normal, side by side."""
+        rounds, n = (3, 300) if self.quick else (7, 500)
+        got = {"normal": [], "full": []}
+        for r in range(rounds):
+            for level in (("normal", "full") if r % 2 == 0 else ("full", "normal")):
+                db = os.path.join(self.work, f"dur-{level}.db")
+                rm_db(db)
+                got[level].append(self.c("telespool", db, n=n, durability=level))
+                rm_db(db)
+            log(f"durability round {r + 1}/{rounds}: normal {got['normal'][-1]['rate']:,.0f}/s,"
+                f" full {got['full'][-1]['rate']:,.0f}/s")
+        self.res["durability"] = {
+            k: {"rate": median([x["rate"] for x in v]),
+                "p99_us": median([x.get("p99_us", 0) for x in v])} for k, v in got.items()}
+        self.res["ratio_full_normal"] = median(
+            [f["rate"] / nn["rate"] for f, nn in zip(got["full"], got["normal"])])
+
     # -- the tables --
 
     def tables(self):
@@ -578,6 +596,11 @@ class Bench:
             biggest["purge_s"] <= 10 and biggest["bytes_after"] < biggest["bytes_before"] / 20,
             f"{biggest['bytes_before'] / 1e6:.0f} MB -> {biggest['bytes_after'] / 1e6:.2f} MB"
             + ("" if biggest["n"] >= 1000000 else "; quick run: not 1,000,000"))
+        d = r["durability"]
+        fig("record rate, durability=full (a sync per commit) / normal",
+            f"{r['ratio_full_normal']:.3f}", "reported", True,
+            f"{d['full']['rate']:,.0f}/s vs {d['normal']['rate']:,.0f}/s;"
+            f" p99 {d['full']['p99_us'] / 1000:.2f} ms vs {d['normal']['p99_us'] / 1000:.2f} ms")
 
         out = []
         w = max(len(f[0]) for f in figs)
@@ -658,6 +681,7 @@ class Bench:
         log(f"nginx on {self.nginx.url} (pid {self.nginx.proc.pid}); work dir {self.work}")
         try:
             self.record_rounds()
+            self.durability_rounds()
             self.httpx_and_drain()
             self.contend()
             self.scaling()

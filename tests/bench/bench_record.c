@@ -24,6 +24,7 @@
  *
  * Options: --workload FILE (from workload.py)  --db PATH  --n N
  *          --migrations DIR (schema mode)  --max-events N  --max-bytes N
+ *          --durability normal|full (telespool and contend modes)
  *          --threads T --rate R --seconds S --shared (contend mode)
  *
  * Build without CMake, against a build tree's library (B = build dir):
@@ -69,7 +70,8 @@ static struct {
 	double rate;
 	int shared;
 	int64_t max_events, max_bytes;
-} opt = {NULL, NULL, NULL, NULL, 20000, 8, 10, 250.0, 0, 0, 0};
+	int durability;
+} opt = {NULL, NULL, NULL, NULL, 20000, 8, 10, 250.0, 0, 0, 0, 0};
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -169,6 +171,7 @@ static telespool *open_spool(const char *path)
 	o.version = version;
 	o.max_events = opt.max_events;
 	o.max_bytes = opt.max_bytes;
+	o.durability = opt.durability;
 	int rc = telespool_open(&sp, path, &o);
 	if (rc != TELESPOOL_OK)
 		die("telespool_open %s: %s", path, telespool_open_errmsg());
@@ -594,6 +597,10 @@ int main(int argc, char **argv)
 			opt.max_events = atoll(v);
 		else if (strcmp(a, "--max-bytes") == 0)
 			opt.max_bytes = atoll(v);
+		else if (strcmp(a, "--durability") == 0)
+			opt.durability = strcmp(v, "full") == 0
+					     ? TELESPOOL_DURABILITY_FULL
+					     : TELESPOOL_DURABILITY_NORMAL;
 		else
 			die("unknown option %s", a);
 	}

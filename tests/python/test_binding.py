@@ -517,6 +517,17 @@ class TestOptions(SpoolTest):
         sp.record_query()
 
 
+    def test_durability(self):
+        with self.assertRaises(telespool.InvalidArgument) as cm:
+            self.open(durability="paranoid")
+        self.assertIn("durability", cm.exception.message)
+        for level in ("full", "normal"):
+            sp = self.open(durability=level)
+            sp.record_query(query_id=level)
+            sp.close()
+        self.assertEqual(self.count(), 2)
+
+
 class TestErrors(SpoolTest):
     def test_invalid_arguments(self):
         sp = self.open()

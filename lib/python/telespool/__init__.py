@@ -116,7 +116,7 @@ DEFAULT_MAX_BYTES = 128 * 1024 * 1024
 DEFAULT_MAX_AGE_DAYS = 30
 MAX_BUSY_TIMEOUT_MS = 60000
 
-_OPTIONS_VERSION = 1
+_OPTIONS_VERSION = 2
 _QUERY_VERSION = 1
 _ABI_MAJOR = 0   # the library's major version this binding speaks
 _ABI_MINOR = 1   # ... and the oldest minor version
@@ -248,6 +248,7 @@ class _Options(ctypes.Structure):
         ("disabled", ctypes.c_int),
         ("strict_errors", ctypes.c_int),
         ("on_corrupt", ctypes.c_int),
+        ("durability", ctypes.c_int),
     ]
 
 
@@ -416,6 +417,7 @@ _plugin_arrays = {}
 
 
 _ON_CORRUPT = {"refuse": CORRUPT_REFUSE, "move_aside": CORRUPT_MOVE_ASIDE}
+_DURABILITY = {"normal": 0, "full": 1}
 
 # ---- the spool ---------------------------------------------------------------------------
 
@@ -444,13 +446,17 @@ class Spool:
         "refuse" (default; CorruptError, file untouched) or "move_aside" (rename the damaged
         file to PATH.corrupt-<time> and start a new spool; ``open_message`` then says so),
         or the int constants CORRUPT_REFUSE / CORRUPT_MOVE_ASIDE.
+    durability
+        "normal" (default: an acknowledged event survives a crash of LangBot) or "full"
+        (also an OS crash or a power cut: every record call waits for the disk).
 
     Raises an :class:`Error` subclass when the library cannot open the spool.
     """
 
     def __init__(self, path, *, instance_id=None, version=None, edition=None,
                  instance_create_ts=0, busy_timeout_ms=0, max_events=0, max_bytes=0,
-                 max_age_days=0, disabled=False, strict_errors=False, on_corrupt="refuse"):
+                 max_age_days=0, disabled=False, strict_errors=False, on_corrupt="refuse",
+                 durability="normal"):
         self._h = None
         self._lock = threading.Lock()
         self._pid = os.getpid()
@@ -463,6 +469,9 @@ class Spool:
                 raise InvalidArgument(EINVAL, f"on_corrupt {on_corrupt!r} is unknown "
                                               "(use 'refuse' or 'move_aside')")
             on_corrupt = _ON_CORRUPT[on_corrupt]
+        if durability not in _DURABILITY:
+            raise InvalidArgument(EINVAL, f"durability {durability!r} is unknown "
+                                          "(use 'normal' or 'full')")
         opts = _Options(
             _OPTIONS_VERSION,
             _enc(instance_id, "instance_id"),
@@ -476,6 +485,7 @@ class Spool:
             1 if disabled else 0,
             1 if strict_errors else 0,
             _int(on_corrupt, "on_corrupt", _INT_MIN, _INT_MAX, clamp=False),
+            _DURABILITY[durability],
         )
         self.disabled = bool(disabled)
         h = _P()
