@@ -685,6 +685,162 @@ static void test_finish_surveys(void)
 	telespool_close(sp);
 }
 
+static int json_depth(const cJSON *j)
+{
+	int deepest = 0;
+	for (const cJSON *c = j ? j->child : NULL; c; c = c->next) {
+		int d = json_depth(c);
+		if (d > deepest)
+			deepest = d;
+	}
+	return (cJSON_IsArray(j) || cJSON_IsObject(j)) ? deepest + 1 : 0;
+}
+
+/* A survey of `levels` nested arrays under "q". */
+static char *nested_survey(const char *id, int levels)
+{
+	size_t len = (size_t)levels * 2 + 64;
+	char *s = malloc(len);
+	int o = snprintf(s, len, "{\"survey_id\": \"%s\", \"q\": ", id);
+	for (int i = 0; i < levels; i++)
+		s[o++] = '[';
+	for (int i = 0; i < levels; i++)
+		s[o++] = ']';
+	s[o++] = '}';
+	s[o] = '\0';
+	return s;
+}
+
+static int valid_utf8(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		int n = *p < 0x80         ? 1
+			: (*p >> 5) == 6  ? 2
+			: (*p >> 4) == 14 ? 3
+			: (*p >> 3) == 30 ? 4
+					  : 0;
+		if (n == 0)
+			return 0;
+		for (int i = 1; i < n; i++)
+			if ((p[i] & 0xc0) != 0x80)
+				return 0;
+		p += n;
+	}
+	return 1;
+}
+
+/*
+ * Nothing Space sends can break the host: a survey is stored with the caps
+ * of survey answers (8 levels), as valid UTF-8, with \u0000 removed rather
+ * than cutting its string; what is not a JSON object is not stored and is
+ * counted.  Each case once; FAULT line for the README.
+ */
+static void test_hostile_surveys(void)
+{
+	char path[600];
+	telespool *sp = fresh("hostile.db", path, sizeof(path));
+	if (sp == NULL)
+		return;
+	int64_t now = wall_ms() + 1000;
+	int tried = 0, lost = 0;
+	char milestone[32];
+
+	char *deep = nested_survey("deep", 995);
+	struct {
+		const char *json, *id;
+	} cases[] = {
+	    {deep, "deep"},
+	    {"{\"survey_id\": \"u8\", \"title\": \"a\xff\xfe\xc3"
+	     "b\","
+	     " \"\xe9"
+	     "key\": \"\xed\xa0\x80\"}",
+	     "u8"},
+	    {"{\"survey_id\": \"nul\", \"title\": \"before\\u0000after\","
+	     " \"esc\": \"\\\\u0000 stays\"}",
+	     "nul"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(milestone, sizeof(milestone), "m%zu", i);
+		ASSERT_EQ(telespool_record_survey_trigger(sp, milestone),
+			  TELESPOOL_OK);
+		send_all(sp, now, cases[i].json);
+		tried++;
+		char *out = NULL;
+		ASSERT_EQ(telespool_pending_survey(sp, &out), TELESPOOL_OK);
+		cJSON *j = out ? cJSON_Parse(out) : NULL;
+		const cJSON *id =
+		    cJSON_GetObjectItemCaseSensitive(j, "survey_id");
+		if (!cJSON_IsString(id) || strcmp(id->valuestring, cases[i].id))
+			lost++;
+		ASSERT_TRUE(out != NULL && valid_utf8(out));
+		ASSERT_TRUE(json_depth(j) <= 8);
+		if (i == 1) {
+			ASSERT_STREQ(cJSON_GetStringValue(
+					 cJSON_GetObjectItem(j, "title")),
+				     "a\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+				     "b");
+		}
+		if (i == 2) {
+			ASSERT_STREQ(cJSON_GetStringValue(
+					 cJSON_GetObjectItem(j, "title")),
+				     "beforeafter");
+			ASSERT_STREQ(
+			    cJSON_GetStringValue(cJSON_GetObjectItem(j, "esc")),
+			    "\\u0000 stays");
+		}
+		cJSON_Delete(j);
+		telespool_free(out);
+	}
+	free(deep);
+	/* Every stored survey body, read raw, is valid UTF-8. */
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM surveys"), 3);
+	char *bodies =
+	    path_text(path, "SELECT group_concat(body) FROM surveys");
+	ASSERT_TRUE(bodies != NULL && valid_utf8(bodies));
+	free(bodies);
+
+	/* Deeper than any parser should follow, or not an object: not
+	 * stored, counted. */
+	char *deeper = nested_survey("deeper", 2000);
+	const char *bad[] = {deeper, "[1, 2]", "{\"survey_id\": "};
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(milestone, sizeof(milestone), "bad%zu", i);
+		ASSERT_EQ(telespool_record_survey_trigger(sp, milestone),
+			  TELESPOOL_OK);
+		send_all(sp, now, bad[i]);
+	}
+	free(deeper);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM surveys"), 3);
+	ASSERT_EQ(path_int(path, "SELECT count FROM drops"
+				 " WHERE reason = 'survey_invalid'"),
+		  3);
+
+	/* Space's text quoted in last_error is stored as valid UTF-8. */
+	record_n(sp, "le", 1, NULL);
+	telespool__batch b;
+	ASSERT_EQ(telespool__claim(sp, now, 60000, DAY_MS, 0, 10, &b),
+		  TELESPOOL_OK);
+	ASSERT_EQ(b.n, 1);
+	if (b.n == 1) {
+		telespool__outcome oc = {0};
+		oc.id = b.items[0].id;
+		oc.verdict = TELESPOOL__RETRY;
+		oc.next_attempt_ms = now;
+		oc.last_error = "HTTP 500: \xff\xfe broken";
+		ASSERT_EQ(telespool__finish(sp, &oc, 1, now), TELESPOOL_OK);
+		char *le = col_of(path, "last_error", oc.id);
+		ASSERT_TRUE(le != NULL && valid_utf8(le));
+		ASSERT_CONTAINS(le, "broken");
+		free(le);
+	}
+	telespool__batch_free(&b);
+	telespool_close(sp);
+	printf("FAULT: hostile survey (995 levels, invalid UTF-8, \\u0000): "
+	       "tried %d times, lost %d\n",
+	       tried, lost);
+}
+
 /* ---- leases, expiry ---- */
 
 /*
@@ -1191,6 +1347,7 @@ static const struct tu_test tests[] = {
     {"finish_verdicts", test_finish_verdicts},
     {"finish_after_lease_lost", test_finish_after_lease_lost},
     {"finish_surveys", test_finish_surveys},
+    {"hostile_surveys", test_hostile_surveys},
     {"reclaim_leases", test_reclaim_leases},
     {"pending_from", test_pending_from},
     {"expire", test_expire},

@@ -908,6 +908,23 @@ static void test_open_bad_paths(void)
 	ASSERT_EQ(telespool_open(&sp, path, NULL), TELESPOOL_EIO);
 	ASSERT_TRUE(sp == NULL);
 
+	/* Not a regular file: refused before SQLite writes a journal next to
+	 * it (as root that was /dev/null-journal). */
+	const char *devnull_journal = "/dev/null-journal";
+	int had_journal = exists(devnull_journal);
+	path_in(path, sizeof(path), "null.db");
+	ASSERT_EQ(symlink("/dev/null", path), 0);
+	const char *odd[] = {"/dev/null", path};
+	for (size_t i = 0; i < 2; i++) {
+		ASSERT_EQ(telespool_open(&sp, odd[i], NULL), TELESPOOL_EIO);
+		ASSERT_TRUE(sp == NULL);
+		ASSERT_CONTAINS(telespool_open_errmsg(), "not a regular file");
+	}
+	if (!had_journal)
+		ASSERT_TRUE(!exists(devnull_journal));
+	path_in(file, sizeof(file), "null.db-journal");
+	ASSERT_TRUE(!exists(file));
+
 	/* Read-only: permissions do not bind root. */
 	if (geteuid() == 0) {
 		printf("note: running as root, read-only file test skipped\n");

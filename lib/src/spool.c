@@ -376,6 +376,13 @@ static int create_private(const char *path)
 		if (S_ISDIR(st.st_mode))
 			return open_fail(TELESPOOL_EIO, "cannot open %s: %s",
 					 path, strerror(EISDIR));
+		/* /dev/null, a FIFO, a terminal: SQLite would write its
+		 * journal next to it (as root, /dev/null-journal). */
+		if (!S_ISREG(st.st_mode))
+			return open_fail(TELESPOOL_EIO,
+					 "cannot open %s: not a regular file; "
+					 "nothing was written",
+					 path);
 		/* A clear reason now (read-only file system, immutable file,
 		 * permissions), rather than SQLite's "unable to open" later. */
 		if (faccessat(AT_FDCWD, path, R_OK | W_OK, AT_EACCESS) != 0)

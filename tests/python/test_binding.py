@@ -565,6 +565,36 @@ class TestErrors(SpoolTest):
         sp.record_heartbeat({"odd": object.__new__(object)})  # default=str
         self.assertEqual(self.count(), 1)
 
+    def test_nothing_deep_escapes_as_a_python_error(self):
+        # Deeper than json.dumps can go: stored with the library's 8 levels.
+        sp = self.open()
+        deep = leaf = {}
+        for _ in range(2000):
+            leaf["x"] = {}
+            leaf = leaf["x"]
+        sp.record_heartbeat(features=deep)
+        (body,) = self.sql("SELECT body FROM events WHERE event_type = 'instance_heartbeat'")[0]
+        features = json.loads(body)["features"]
+        depth = 0
+        while isinstance(features, dict) and features:
+            features, depth = features.get("x"), depth + 1
+        self.assertLessEqual(depth, 8)
+        self.assertGreaterEqual(depth, 7)
+        # A survey stored by some other means, deeper than json.loads goes: an Error.
+        self.add_survey("s-deep", "[" * 5000 + "]" * 5000)
+        with self.assertRaises(telespool.Error) as cm:
+            sp.pending_survey()
+        self.assertEqual(cm.exception.code, telespool.ERROR)
+        # And invalid UTF-8 in one decodes with replacement characters.
+        con = sqlite3.connect(self.db)
+        with con:
+            con.execute("DELETE FROM surveys")
+            con.execute("INSERT INTO surveys (survey_id, body, state, received_at)"
+                        " VALUES ('s-u8', CAST(? AS TEXT), 'pending', '2026-01-01T00:00:00.000Z')",
+                        (b'{"t": "a\xffb"}',))
+        con.close()
+        self.assertEqual(sp.pending_survey(), {"t": "a\ufffdb"})
+
     def test_schema_error(self):
         self.open().close()
         con = sqlite3.connect(self.db)

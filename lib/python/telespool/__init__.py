@@ -63,7 +63,8 @@ Arguments.
   * ``features`` / ``answers``: a ``dict`` (or other JSON-serialisable value) is encoded with
     ``json.dumps(ensure_ascii=False, default=str)`` (values json cannot encode become their
     ``str()``; a circular reference or a key that is not a str/number/bool/None is a
-    TypeError); a ``str`` is passed through as JSON text.  The library rejects anything that
+    TypeError; a value nested deeper than ``json`` can encode keeps the 8 levels the library
+    keeps anyway); a ``str`` is passed through as JSON text.  The library rejects anything that
     is not a JSON object (including NaN/Infinity) with InvalidArgument.  ``features=None``
     means ``{}``; ``answers`` must be given.
 
@@ -353,7 +354,25 @@ def _enc_json(value, field):
         text = json.dumps(value, ensure_ascii=False, default=str)
     except (TypeError, ValueError) as e:
         raise TypeError(f"telespool: {field} cannot be serialised as JSON: {e}") from None
+    except RecursionError:
+        # Deeper than json can go: keep what the library keeps anyway.
+        text = json.dumps(_cut_depth(value), ensure_ascii=False, default=str)
     return _enc(text, field)
+
+
+_JSON_KEEP_DEPTH = 8   # levels of features and answers the library keeps
+
+
+def _cut_depth(value, depth=1):
+    """value with the containers the library would drop (below 8 levels) left out."""
+    deep = depth >= _JSON_KEEP_DEPTH
+    if isinstance(value, dict):
+        return {k: _cut_depth(v, depth + 1) for k, v in value.items()
+                if not (deep and isinstance(v, (dict, list, tuple)))}
+    if isinstance(value, (list, tuple)):
+        return [_cut_depth(v, depth + 1) for v in value
+                if not (deep and isinstance(v, (dict, list, tuple)))]
+    return value
 
 
 def _int(value, field, lo, hi, *, clamp):
@@ -630,6 +649,8 @@ class Spool:
             survey = json.loads(raw.decode("utf-8", "replace"))
         except ValueError as e:
             raise Error(ERROR, f"the stored survey is not valid JSON: {e}") from None
+        except RecursionError:
+            raise Error(ERROR, "the stored survey nests too deeply to decode") from None
         if not isinstance(survey, dict):
             raise Error(ERROR, "the stored survey is not a JSON object")
         return survey
