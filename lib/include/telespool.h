@@ -53,7 +53,8 @@ typedef enum telespool_rc {
 	TELESPOOL_ERROR = -1,  /* unexpected failure; see telespool_errmsg() */
 	TELESPOOL_EINVAL = -2, /* bad argument (NULL handle, out of range) */
 	TELESPOOL_EBUSY = -3,  /* database locked longer than busy_timeout_ms */
-	TELESPOOL_EFULL = -4,  /* disk full; event not stored, drop counted */
+	TELESPOOL_EFULL = -4,  /* disk full, or the WAL at its bound (a reader
+				* holds it); event not stored, drop counted */
 	TELESPOOL_ESCHEMA = -5,   /* file written by a newer telespool */
 	TELESPOOL_EDISABLED = -6, /* telemetry is opted out; nothing stored */
 	TELESPOOL_ECORRUPT = -7,  /* not a database, or a damaged one */
@@ -119,7 +120,10 @@ typedef struct telespool_options {
 	/* Spool bounds: max_events rows, max_bytes of used file pages, pending
 	 * events younger than max_age_days.  When a new event would exceed one,
 	 * the oldest rows are evicted (pending ones counted in the drops table),
-	 * at most 256 per call.  0 means the default. */
+	 * at most 256 per call.  0 means the default.  The WAL is bounded
+	 * by max_bytes / 2 (1..64 MiB): past it, while a reader holds a
+	 * transaction open, record calls return TELESPOOL_EFULL (counted in
+	 * drops as 'wal_pinned'). */
 	int64_t max_events;
 	int64_t max_bytes;
 	int max_age_days;
@@ -212,7 +216,8 @@ typedef struct telespool_query {
  * Returns TELESPOOL_OK; TELESPOOL_EINVAL (sp or q NULL, pipeline_plugins
  * NULL with n_pipeline_plugins > 0, unknown struct_version);
  * TELESPOOL_EDISABLED; TELESPOOL_EBUSY (locked past busy_timeout_ms);
- * TELESPOOL_EFULL (disk full; counted in drops when possible);
+ * TELESPOOL_EFULL (disk full, or the WAL at its bound while a reader holds
+ * a transaction open; counted in drops as 'disk_full' or 'wal_pinned');
  * TELESPOOL_EIO; TELESPOOL_ECORRUPT; TELESPOOL_ENOMEM; TELESPOOL_ERROR.
  * On any failure nothing is stored.
  */

@@ -272,6 +272,13 @@ int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
 		return telespool__fail(sp, TELESPOOL_EINVAL,
 				       "bad claim arguments");
 	}
+	/* Sending more means writing more: not while a reader keeps the
+	 * WAL from being reset (the uploader stops, exit 75, and tries
+	 * again next run; what it sent is recorded by finish as usual). */
+	if (telespool__wal_room(sp) != TELESPOOL_OK) {
+		telespool__unlock(sp);
+		return TELESPOOL_EBUSY;
+	}
 	telespool__iso(now_ms + lease_ms, until);
 
 	/* Candidates first, read-only (a spool whose rows all wait out a
@@ -977,12 +984,15 @@ int telespool__run_start(telespool *sp, int64_t now_ms, int64_t *run_id)
 
 	telespool__iso(now_ms, now);
 	telespool__lock(sp);
-	/* The uploader takes on the checkpoints (see HOST_CHECKPOINT_PAGES):
+	/* The uploader takes on the checkpoints (see HOST_CHECKPOINT, spool.c):
 	 * at SQLite's usual threshold and at the end of a run that changed
 	 * rows (run_end), but not when it closes the spool: a checkpoint then
 	 * also deletes the WAL, which the next run must create and sync again,
 	 * and an idle run under cron would pay four syncs for nothing. */
-	sqlite3_wal_autocheckpoint(sp->db, UPLOADER_CHECKPOINT_PAGES);
+	int64_t half = telespool__wal_limit(sp->max_bytes) / 2 / sp->page_size;
+	telespool__set_checkpoint(sp, half < UPLOADER_CHECKPOINT_PAGES
+					  ? half
+					  : UPLOADER_CHECKPOINT_PAGES);
 	sqlite3_db_config(sp->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 	sqlite3_stmt *st =
 	    prep(sp, "INSERT INTO upload_runs (started_at) VALUES (?1)");

@@ -246,7 +246,14 @@ static int store(telespool *sp, struct telespool__event *ev, int64_t now_ms,
 	/* The body, the other columns, and the row's own overhead. */
 	int64_t size = (int64_t)ev->body_len + ROW_OVERHEAD;
 
-	int rc = telespool__begin(sp);
+	/* A WAL a reader keeps from being reset takes nothing more. */
+	int rc = telespool__wal_room(sp);
+	if (rc != TELESPOOL_OK) {
+		sp->unsaved_drops[DROP_WAL_PINNED]++;
+		telespool__event_free(ev);
+		return rc;
+	}
+	rc = telespool__begin(sp);
 	if (rc == TELESPOOL_OK)
 		rc = telespool__flush_drops(sp, now_iso);
 	if (rc == TELESPOOL_OK &&

@@ -21,15 +21,23 @@
 #include "uuid.h"
 
 /*
- * WAL pages after which a commit in LangBot's process checkpoints.  The
- * uploader checkpoints at SQLite's usual 1000 and at the end of each run
- * (queue.c), so with it running LangBot's record calls seldom pay for a
- * checkpoint; without it this bounds the WAL file (16 MiB at 4 KiB pages).
+ * The WAL's disk bound W (telespool__wal_limit): max_bytes / 2 within
+ * 1..64 MiB, 64 MiB for the default 128 MiB (a burst of about 13,000
+ * events while a reader holds the log back).  A commit in LangBot's
+ * process checkpoints once the log holds HOST_CHECKPOINT (16 MiB: 4000
+ * pages of 4 KiB) or W / 2 if less; the uploader checkpoints at SQLite's
+ * usual 1000 pages and at the end of each run (queue.c), so with it running
+ * LangBot's record calls seldom pay for one.  A reset log is cut back to the
+ * same size (journal_size_limit).  Past W, only a reader holding a
+ * transaction open can have kept the checkpoints from resetting it: record
+ * calls then store nothing (telespool__wal_room).
  */
-#define HOST_CHECKPOINT_PAGES 4000
+#define WAL_LIMIT_MIN   (1024 * 1024)
+#define WAL_LIMIT_MAX   (64 * 1024 * 1024)
+#define HOST_CHECKPOINT (16 * 1024 * 1024)
 
-/* Bound on the WAL file once a checkpoint has reset it. */
-#define WAL_SIZE_LIMIT (16 * 1024 * 1024)
+/* While the log is full, how often a record call tries a checkpoint. */
+#define WAL_RETRY_MS 10
 
 static _Thread_local char open_err[512];
 
@@ -268,6 +276,7 @@ static const char *const drop_reason[DROP__COUNT] = {
     [DROP_MAX_BYTES] = "evicted_max_bytes",
     [DROP_MAX_AGE] = "evicted_max_age",
     [DROP_DISK_FULL] = "disk_full",
+    [DROP_WAL_PINNED] = "wal_pinned",
 };
 
 int telespool__flush_drops(telespool *sp, const char *now_iso)
@@ -519,6 +528,70 @@ static int busy_wait(void *ctx, int count)
 	return 1;
 }
 
+int64_t telespool__wal_limit(int64_t max_bytes)
+{
+	int64_t w = max_bytes / 2;
+	return w < WAL_LIMIT_MIN   ? WAL_LIMIT_MIN
+	       : w > WAL_LIMIT_MAX ? WAL_LIMIT_MAX
+				   : w;
+}
+
+void telespool__set_checkpoint(telespool *sp, int64_t pages)
+{
+	sp->ckpt_frames = pages > 0 ? pages : 1;
+}
+
+/*
+ * After each commit of this connection: SQLite's own auto-checkpoint (a
+ * PASSIVE checkpoint once the log holds ckpt_frames), keeping the log's
+ * size for telespool__wal_room().  While a reader holds the log back each
+ * try copies nothing and costs little; the bound keeps the log, and so
+ * each lookup in it, from growing without end.
+ */
+static int wal_hook(void *ctx, sqlite3 *db, const char *name, int frames)
+{
+	telespool *sp = ctx;
+	int log = -1, done = -1;
+
+	sp->wal_frames = frames;
+	if (frames < sp->ckpt_frames)
+		return SQLITE_OK;
+	int src = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE,
+					    &log, &done);
+	if (src == SQLITE_OK && done >= log)
+		sp->wal_frames = 0; /* the next commit starts the log over */
+	return SQLITE_OK;
+}
+
+int telespool__wal_room(telespool *sp)
+{
+	if (sp->wal_frames <= sp->wal_max_frames)
+		return TELESPOOL_OK;
+	int64_t now = monotonic_ms();
+	if (now >= sp->wal_retry_ms) {
+		int log = -1, done = -1;
+		int src = sqlite3_wal_checkpoint_v2(
+		    sp->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+		if (src == SQLITE_OK && done >= log) {
+			sp->wal_frames = 0;
+			return TELESPOOL_OK;
+		}
+		/* Someone else's commit may have started it over. */
+		if (src == SQLITE_OK && log >= 0 && log <= sp->wal_max_frames) {
+			sp->wal_frames = log;
+			return TELESPOOL_OK;
+		}
+		sp->wal_retry_ms = now + WAL_RETRY_MS;
+	}
+	return telespool__fail(
+	    sp, TELESPOOL_EFULL,
+	    "the write-ahead log is at its bound (%lld KiB): a reader has "
+	    "held a transaction open since before it filled, so no checkpoint "
+	    "can start it over; nothing was written (a record call counts its "
+	    "event in drops as wal_pinned)",
+	    (long long)(sp->wal_max_frames * (sp->page_size + 24) / 1024));
+}
+
 /* Connection settings and schema; on failure db is left for the caller. */
 static int setup(telespool *sp, sqlite3 *db, const char *path)
 {
@@ -569,16 +642,32 @@ static int setup(telespool *sp, sqlite3 *db, const char *path)
 
 	/* NORMAL syncs the WAL at checkpoints only: a commit survives the
 	 * host's crash, not the OS's.  FULL syncs it at every commit. */
-	char sql[128];
+	int64_t wal_limit = telespool__wal_limit(sp->max_bytes);
+	int64_t ckpt_bytes =
+	    wal_limit / 2 < HOST_CHECKPOINT ? wal_limit / 2 : HOST_CHECKPOINT;
+	char sql[160];
 	snprintf(sql, sizeof(sql),
-		 "PRAGMA synchronous = %s; PRAGMA journal_size_limit = %d;"
+		 "PRAGMA synchronous = %s; PRAGMA journal_size_limit = %lld;"
 		 " PRAGMA foreign_keys = OFF",
 		 sp->durability == TELESPOOL_DURABILITY_FULL ? "FULL"
 							     : "NORMAL",
-		 WAL_SIZE_LIMIT);
+		 (long long)ckpt_bytes);
 	src = sqlite3_exec(db, sql, NULL, NULL, NULL);
-	if (src == SQLITE_OK)
-		src = sqlite3_wal_autocheckpoint(db, HOST_CHECKPOINT_PAGES);
+	sqlite3_stmt *ps;
+	sp->page_size = 4096;
+	if (src == SQLITE_OK && sqlite3_prepare_v2(db, "PRAGMA page_size", -1,
+						   &ps, NULL) == SQLITE_OK) {
+		if (sqlite3_step(ps) == SQLITE_ROW)
+			sp->page_size = sqlite3_column_int64(ps, 0);
+		sqlite3_finalize(ps);
+	}
+	if (src == SQLITE_OK) {
+		/* A frame is a page and its 24-byte header. */
+		sp->wal_max_frames = wal_limit / (sp->page_size + 24);
+		sp->wal_frames = 0;
+		sqlite3_wal_hook(db, wal_hook, sp);
+		telespool__set_checkpoint(sp, ckpt_bytes / sp->page_size);
+	}
 	if (src != SQLITE_OK)
 		return db_fail(db, src, path, "configuring the connection",
 			       busy_ms);
@@ -772,14 +861,6 @@ int telespool_open(telespool **out, const char *path,
 		telespool_close(sp);
 		return rc;
 	}
-	sqlite3_stmt *ps;
-	sp->page_size = 4096;
-	if (sqlite3_prepare_v2(sp->db, "PRAGMA page_size", -1, &ps, NULL) ==
-	    SQLITE_OK) {
-		if (sqlite3_step(ps) == SQLITE_ROW)
-			sp->page_size = sqlite3_column_int64(ps, 0);
-		sqlite3_finalize(ps);
-	}
 	if (moved[0])
 		snprintf(open_err, sizeof(open_err),
 			 "%.200s was damaged and was moved aside to %.250s",
@@ -793,10 +874,31 @@ const char *telespool_open_errmsg(void)
 	return open_err;
 }
 
+/* Drops counted in memory only (the disk or the WAL was full) are
+ * written now if the file takes them at once: close never waits. */
+static void save_drops(telespool *sp)
+{
+	int any = 0;
+	for (int i = 0; i < DROP__COUNT; i++)
+		any |= sp->unsaved_drops[i] != 0;
+	if (!any || sp->db == NULL)
+		return;
+	char iso[TELESPOOL_ISO_LEN];
+	telespool__iso(telespool__now_ms(), iso);
+	sqlite3_busy_handler(sp->db, NULL, NULL);
+	if (telespool__begin(sp) != TELESPOOL_OK)
+		return;
+	if (telespool__flush_drops(sp, iso) == TELESPOOL_OK)
+		telespool__commit(sp);
+	else
+		telespool__rollback(sp);
+}
+
 void telespool_close(telespool *sp)
 {
 	if (sp == NULL)
 		return;
+	save_drops(sp);
 	for (int i = 0; i < STMT__COUNT; i++)
 		sqlite3_finalize(sp->stmt[i]);
 	for (size_t i = 0; i < sizeof(sp->qstmt) / sizeof(sp->qstmt[0]); i++)

@@ -46,6 +46,7 @@ enum telespool__drop {
 	DROP_MAX_BYTES,
 	DROP_MAX_AGE,
 	DROP_DISK_FULL,
+	DROP_WAL_PINNED,
 	DROP__COUNT
 };
 
@@ -81,6 +82,15 @@ struct telespool {
 	int64_t file_bytes; /* page_count * page_size when last read */
 	int64_t claim_next; /* telespool__claim(): look from this id first */
 	int64_t page_size;  /* of the file, for the max_bytes bound */
+
+	/* The WAL's bound (see telespool__wal_room): frames in the log after
+	 * this handle's last commit (the wal hook), the most it may hold, the
+	 * size at which a commit checkpoints, and (monotonic ms) when a full
+	 * log may next try one. */
+	int64_t wal_frames;
+	int64_t wal_max_frames;
+	int64_t ckpt_frames;
+	int64_t wal_retry_ms;
 
 	char errmsg[512];
 };
@@ -118,6 +128,23 @@ int telespool__flush_drops(telespool *sp, const char *now_iso);
 /* Adds n to drops[reason] inside the current transaction. */
 int telespool__count_drop(telespool *sp, const char *reason, int64_t n,
 			  const char *now_iso);
+
+/*
+ * The disk bound of the WAL: TELESPOOL_OK while the log is within its
+ * bound (telespool__wal_limit()), or once a checkpoint lets it start over.
+ * Otherwise a reader has held a transaction open since before the log
+ * filled up and it cannot be reset: TELESPOOL_EFULL with sp->errmsg set,
+ * nothing written (the caller counts what it did not store).  Costs a comparison unless the log is full; then one
+ * PASSIVE checkpoint attempt every 10 ms at most.
+ */
+int telespool__wal_room(telespool *sp);
+
+/* The most bytes the WAL may hold for a spool bounded by max_bytes:
+ * max_bytes / 2, at least 1 MiB and at most 64 MiB. */
+int64_t telespool__wal_limit(int64_t max_bytes);
+
+/* Sets the WAL size (in pages) at which this handle's commits checkpoint. */
+void telespool__set_checkpoint(telespool *sp, int64_t pages);
 
 /* Runs one statement that returns no rows; for pragmas and DDL. */
 int telespool__exec(telespool *sp, const char *sql);
