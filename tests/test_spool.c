@@ -884,6 +884,74 @@ static void test_corrupt_moved_aside(void)
 	ASSERT_EQ(drops_of(path, "corrupt_spool"), 1);
 }
 
+/*
+ * Move-aside never renames a file someone else has open: a live writer (a
+ * handle opened before the damage, in refuse mode) would go on writing
+ * into the moved file, never to be sent nor purged.  The open refuses
+ * instead, like refuse mode; once the writer is gone it moves the file.
+ */
+static void test_move_aside_not_under_a_writer(void)
+{
+	char path[600], qid[32];
+	path_in(path, sizeof(path), "aside-live.db");
+	telespool *w = open_ok(path, NULL);
+	if (w == NULL)
+		return;
+	char *tb = traceback_text(1500);
+	for (int i = 0; i < 300; i++) {
+		snprintf(qid, sizeof(qid), "before-%d", i);
+		ASSERT_EQ(record_with_error(w, qid, tb), TELESPOOL_OK);
+	}
+	telespool_close(w);
+	/* Garbage over three pages in the middle (the schema page is fine). */
+	int64_t size = path_int(path, "PRAGMA page_count") * 4096;
+	unsigned char junk[3 * 4096];
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (unsigned char)(i * 151 + 7);
+	int fd = open(path, O_WRONLY);
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_EQ(pwrite(fd, junk, sizeof(junk), (size / 2) & ~4095),
+		  (long)sizeof(junk));
+	close(fd);
+
+	w = open_ok(path, NULL); /* refuse mode reads no data page at open */
+	if (w == NULL) {
+		free(tb);
+		return;
+	}
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.on_corrupt = TELESPOOL_CORRUPT_MOVE_ASIDE;
+	telespool *m = (telespool *)&m;
+	ASSERT_EQ(telespool_open(&m, path, &o), TELESPOOL_ECORRUPT);
+	ASSERT_TRUE(m == NULL);
+	ASSERT_CONTAINS(telespool_open_errmsg(), "not moved aside");
+	ASSERT_CONTAINS(telespool_open_errmsg(), "has it open");
+	ASSERT_EQ(count_corrupt_copies(path), 0);
+
+	/* The writer goes on; what it acknowledges stays in the file at the
+	 * spool's path, where the uploader and a purge find it. */
+	int acked = 0, lost = 0;
+	for (int i = 0; i < 20; i++) {
+		snprintf(qid, sizeof(qid), "after-%d", i);
+		if (record_simple(w, qid) == TELESPOOL_OK)
+			acked++;
+	}
+	if (count_corrupt_copies(path) != 0)
+		lost = acked;
+	telespool_close(w);
+	free(tb);
+
+	/* Nobody has it open now: moved aside, a new spool in its place. */
+	m = open_ok(path, &o);
+	ASSERT_CONTAINS(telespool_open_errmsg(), "moved aside");
+	telespool_close(m);
+	ASSERT_EQ(count_corrupt_copies(path), 1);
+	ASSERT_EQ(drops_of(path, "corrupt_spool"), 1);
+	printf("FAULT: move aside while a live writer has the spool open: "
+	       "tried %d times, lost %d\n",
+	       acked, lost);
+}
+
 static void test_open_bad_paths(void)
 {
 	char path[600];
@@ -2213,6 +2281,7 @@ static const struct tu_test tests[] = {
     {"schema_newer", test_schema_newer},
     {"corrupt_refused", test_corrupt_refused},
     {"corrupt_moved_aside", test_corrupt_moved_aside},
+    {"move_aside_not_under_a_writer", test_move_aside_not_under_a_writer},
     {"open_bad_paths", test_open_bad_paths},
     {"concurrent_first_open", test_concurrent_first_open},
     {"record_einval", test_record_einval},

@@ -79,7 +79,11 @@ typedef enum telespool_on_corrupt {
 	/* Rename the file (and its -wal/-shm) to PATH.corrupt-YYYYMMDDTHHMMSSZ,
 	 * start a new spool and count the loss in drops ('corrupt_spool').
 	 * To find damage anywhere in the file, open then also reads every page
-	 * once (PRAGMA quick_check: O(file size), about 1 s for 128 MiB). */
+	 * once (PRAGMA quick_check: O(file size), about 1 s for 128 MiB).
+	 * Only a file no other handle (in any process) has open is moved:
+	 * every handle holds a shared flock(2) on the spool's directory,
+	 * which moving takes exclusively; otherwise, or when the directory
+	 * cannot be locked, TELESPOOL_ECORRUPT as with REFUSE. */
 	TELESPOOL_CORRUPT_MOVE_ASIDE = 1
 } telespool_on_corrupt;
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -747,6 +748,54 @@ static int quick_check(telespool *sp, sqlite3 *db)
 	return rc;
 }
 
+/*
+ * Who has the spool open.  Every handle holds a shared flock(2) on the
+ * spool's directory for its whole life; moving a damaged spool aside takes
+ * it exclusively, so it never renames a file another handle (in any
+ * process, this one included) has open, and no handle opens the path while
+ * it is being renamed.  A flock is not a POSIX lock: it does not touch
+ * SQLite's locks, and closing it does not drop them (a second descriptor of
+ * the spool file itself would, when closed).  The directory, not a lock
+ * file of its own, so that a spool adds no file next to it: a handle of
+ * another spool in the same directory makes a move aside wait its turn
+ * too, which is merely cautious.  -1 when the directory cannot be opened
+ * (no read permission): then nothing is ever moved aside.
+ */
+static int lock_dir(const char *path, int busy_ms, int *fd_out)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+
+	*fd_out = -1;
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return TELESPOOL_OK;
+	int64_t start = monotonic_ms();
+	while (flock(fd, LOCK_SH | LOCK_NB) != 0) {
+		if ((errno != EWOULDBLOCK && errno != EINTR) ||
+		    monotonic_ms() - start >= busy_ms) {
+			int e = errno;
+			close(fd);
+			if (e != EWOULDBLOCK)
+				return TELESPOOL_OK; /* no flock here */
+			return open_fail(TELESPOOL_EBUSY,
+					 "%s: another process is moving a "
+					 "damaged spool aside in %s (waited %d "
+					 "ms)",
+					 path, dir, busy_ms);
+		}
+		sleep_us(500);
+	}
+	*fd_out = fd;
+	return TELESPOOL_OK;
+}
+
 /* Opens sp->path into sp->db with the settings and schema of a spool. */
 static int open_db(telespool *sp)
 {
@@ -799,6 +848,7 @@ int telespool_open(telespool **out, const char *path,
 	if (sp == NULL)
 		return open_fail(TELESPOOL_ENOMEM, "out of memory");
 	pthread_mutex_init(&sp->mu, NULL);
+	sp->dir_fd = -1;
 	sp->path = strdup(path);
 	sp->instance_id = dup_clean(opts->instance_id);
 	sp->version = dup_clean(opts->version);
@@ -828,11 +878,33 @@ int telespool_open(telespool **out, const char *path,
 		return open_fail(TELESPOOL_ENOMEM, "out of memory");
 	}
 
+	rc = lock_dir(path, sp->busy_timeout_ms, &sp->dir_fd);
+	if (rc != TELESPOOL_OK) {
+		telespool_close(sp);
+		return rc;
+	}
 	rc = open_db(sp);
 	if (rc == TELESPOOL_ECORRUPT &&
 	    opts->on_corrupt == TELESPOOL_CORRUPT_MOVE_ASIDE) {
 		char why[sizeof(open_err)];
 		memcpy(why, open_err, sizeof(why));
+		/* Only a file nobody else has open: a live writer would go on
+		 * writing into the moved file, never to be sent nor purged. */
+		if (sp->dir_fd < 0 ||
+		    flock(sp->dir_fd, LOCK_EX | LOCK_NB) != 0) {
+			int e = sp->dir_fd < 0 ? 0 : errno;
+			telespool_close(sp);
+			return open_fail(
+			    TELESPOOL_ECORRUPT, "%s; not moved aside: %s", why,
+			    e == EWOULDBLOCK
+				? "another telespool handle (LangBot or the "
+				  "uploader) has it open; stop them, then open "
+				  "it again"
+			    : e == 0 ? "its directory cannot be locked, so "
+				       "whether another process has it open is "
+				       "unknown"
+				     : strerror(e));
+		}
 		if (move_aside(path, moved, sizeof(moved)) != 0) {
 			int e = errno;
 			telespool_close(sp);
@@ -856,6 +928,7 @@ int telespool_open(telespool **out, const char *path,
 				snprintf(open_err, sizeof(open_err), "%s",
 					 sp->errmsg);
 		}
+		flock(sp->dir_fd, LOCK_SH); /* never blocks: we hold it */
 	}
 	if (rc != TELESPOOL_OK) {
 		telespool_close(sp);
@@ -904,6 +977,8 @@ void telespool_close(telespool *sp)
 	for (size_t i = 0; i < sizeof(sp->qstmt) / sizeof(sp->qstmt[0]); i++)
 		sqlite3_finalize(sp->qstmt[i]);
 	close_db(sp->db);
+	if (sp->dir_fd >= 0)
+		close(sp->dir_fd);
 	pthread_mutex_destroy(&sp->mu);
 	free(sp->path);
 	free(sp->instance_id);

@@ -70,6 +70,7 @@ struct telespool {
 	int strict_errors;
 	int verify_on_open; /* on_corrupt = MOVE_ASIDE: quick_check at open */
 	int durability;     /* telespool_durability */
+	int dir_fd; /* the spool's directory, flock'ed shared; -1 if none */
 
 	sqlite3_stmt *stmt[STMT__COUNT];
 	sqlite3_stmt *qstmt[8]; /* queue.c's hot statements, prepared once */
