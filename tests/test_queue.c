@@ -10,7 +10,11 @@
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdint.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "migrate.h"
 #include "queue.h"
@@ -1181,6 +1185,152 @@ static void test_purge_with_reader(void)
 	telespool_close(sp);
 }
 
+/* Writes a small file holding text at path. */
+static void put_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "wb");
+	if (f == NULL) {
+		TU_FAIL("cannot create %s", path);
+		return;
+	}
+	fputs(text, f);
+	fclose(f);
+}
+
+/* What a damaged spool moved aside and a crashed create leave behind. */
+static void make_side_files(const char *path, char side[3][700])
+{
+	path_suffix(side[0], 700, path, ".corrupt-20260101T000000Z");
+	path_suffix(side[1], 700, path, ".corrupt-20260101T000000Z-wal");
+	path_suffix(side[2], 700, path, ".new-123-0badf00d");
+	for (int i = 0; i < 3; i++)
+		put_file(side[i], "PURGE-CANARY-side-file");
+}
+
+/*
+ * A purge a reader held back leaves its mark: --status says so, and the
+ * next open, by anyone, finishes it (VACUUM, WAL emptied, the copies of
+ * damaged spools and leftover new files removed) before anything else.
+ */
+static void test_purge_resumed_at_open(void)
+{
+	char path[600], wal[700], side[3][700];
+	telespool *sp = fresh("purge-resume.db", path, sizeof(path));
+	if (sp == NULL)
+		return;
+	path_suffix(wal, sizeof(wal), path, "-wal");
+	record_n(sp, "p", 300, "PURGE-CANARY-");
+	make_side_files(path, side);
+
+	/* holder, idle, keeps the reader's close from being the last one
+	 * (the last connection to close checkpoints and would finish it). */
+	sqlite3 *holder = raw_open(path), *reader = raw_open(path);
+	ASSERT_EQ(raw_int(holder, "SELECT count(*) FROM events"), 300);
+	ASSERT_EQ(raw_exec(reader, "BEGIN"), SQLITE_OK);
+	ASSERT_EQ(raw_int(reader, "SELECT count(*) FROM events"), 300);
+	ASSERT_EQ(telespool__purge(sp, NULL, NULL), TELESPOOL_EBUSY);
+	telespool__status st;
+	ASSERT_EQ(telespool__get_status(sp, wall_ms(), &st), TELESPOOL_OK);
+	ASSERT_TRUE(st.purge_incomplete[0] != '\0');
+	telespool_close(sp);
+	ASSERT_EQ(raw_exec(reader, "COMMIT"), SQLITE_OK);
+	sqlite3_close(reader);
+	ASSERT_TRUE(file_contains(path, "PURGE-CANARY") ||
+		    file_contains(wal, "PURGE-CANARY"));
+
+	/* LangBot's next open, with no purge call of its own. */
+	sp = fresh("purge-resume.db", path, sizeof(path));
+	if (sp == NULL)
+		return;
+	ASSERT_TRUE(!file_contains(path, "PURGE-CANARY"));
+	ASSERT_TRUE(!file_contains(wal, "PURGE-CANARY"));
+	for (int i = 0; i < 3; i++)
+		ASSERT_TRUE(file_size(side[i]) < 0);
+	ASSERT_EQ(telespool__get_status(sp, wall_ms(), &st), TELESPOOL_OK);
+	ASSERT_STREQ(st.purge_incomplete, "");
+	record_n(sp, "after", 2, NULL);
+	telespool_close(sp);
+	sqlite3_close(holder);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM events"), 2);
+}
+
+/* A wal hook for the purging child: kill -9 itself after its n-th commit. */
+static int kill_at_commit(void *ctx, sqlite3 *db, const char *name, int n)
+{
+	(void)db;
+	(void)name;
+	(void)n;
+	if (--*(int *)ctx == 0)
+		raise(SIGKILL);
+	return SQLITE_OK;
+}
+
+/*
+ * kill -9 after each commit of a purge (its deletion; the VACUUM; the
+ * removal of its mark), then the next open: nothing purged is readable in
+ * the file, its WAL or a side file.  (A kill before the first commit purges
+ * nothing: the uploader's next run purges again, as the config still says.)
+ */
+static void test_purge_killed(void)
+{
+	char path[600], wal[700], side[3][700];
+	int rounds = getenv("TELESPOOL_UNDER_VALGRIND") ? 3 : 9;
+	int lost = 0;
+	for (int r = 0; r < rounds; r++) {
+		char name[64];
+		snprintf(name, sizeof(name), "purge-kill-%d.db", r);
+		telespool *sp = fresh(name, path, sizeof(path));
+		if (sp == NULL)
+			return;
+		path_suffix(wal, sizeof(wal), path, "-wal");
+		record_n(sp, "k", 10, "PURGE-CANARY-");
+		telespool_close(sp);
+		ASSERT_EQ(
+		    path_exec(path,
+			      "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL"
+			      " SELECT i + 1 FROM c WHERE i < 3000)"
+			      " INSERT INTO spool (next_attempt_at,"
+			      " created_at, size, event_id, event_type,"
+			      " body) SELECT '2026-01-01T00:00:00.000Z',"
+			      " '2026-01-01T00:00:00.000Z', 600, 'e' || i,"
+			      " 'query', '{\"error\":\"PURGE-CANARY-' || i"
+			      " || printf('%.400c', 'x') || '\"}' FROM c"),
+		    SQLITE_OK);
+		make_side_files(path, side);
+		fflush(NULL);
+		pid_t pid = fork();
+		if (pid == 0) {
+			telespool *c = NULL;
+			int commits = r % 3 + 1;
+			if (telespool_open(&c, path, NULL) == TELESPOOL_OK) {
+				sqlite3_wal_hook(c->db, kill_at_commit,
+						 &commits);
+				telespool__purge(c, NULL, NULL);
+			}
+			_exit(3);
+		}
+		int status = 0;
+		waitpid(pid, &status, 0);
+		ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+		/* The next open, which purges nothing by itself. */
+		sp = fresh(name, path, sizeof(path));
+		if (sp == NULL)
+			return;
+		ASSERT_EQ(path_int(path, "SELECT count(*) FROM spool"), 0);
+		telespool_close(sp);
+		int found = file_contains(path, "PURGE-CANARY") ||
+			    file_contains(wal, "PURGE-CANARY");
+		for (int i = 0; i < 3; i++)
+			found |= file_size(side[i]) >= 0;
+		lost += found;
+	}
+	ASSERT_EQ(lost, 0);
+	printf("FAULT: kill -9 after each commit of an opt-out purge, then "
+	       "the next open: tried %d times, lost %d\n",
+	       rounds, lost);
+}
+
 /* ---- uploader state, runs, status ---- */
 
 static void test_state(void)
@@ -1354,6 +1504,8 @@ static const struct tu_test tests[] = {
     {"compact_after_prune", test_compact_after_prune},
     {"purge", test_purge},
     {"purge_with_reader", test_purge_with_reader},
+    {"purge_resumed_at_open", test_purge_resumed_at_open},
+    {"purge_killed", test_purge_killed},
     {"state", test_state},
     {"runs_and_status", test_runs_and_status},
 };

@@ -6,10 +6,13 @@
 #include "queue.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "redact.h"
 #include "spool.h"
@@ -860,16 +863,126 @@ int telespool__expire(telespool *sp, int64_t now_ms, int64_t max_age_ms,
 	return rc;
 }
 
+/* The uploader_state key of a purge whose deletion committed but whose
+ * cleanup (VACUUM, WAL, side files) has not finished: its start time. */
+#define PURGE_MARK "purge_incomplete"
+
+/*
+ * Removes every file telespool wrote next to the spool besides the spool
+ * and its WAL: the copies of damaged spools moved aside (PATH.corrupt-*,
+ * with their -wal/-shm) and a new file's private name left by a crash
+ * (PATH.new-*).  Returns a telespool_rc; names the first failure.
+ */
+static int remove_side_files(telespool *sp)
+{
+	const char *path = sp->path, *slash = strrchr(path, '/');
+	char dir[4096], full[8400];
+	const char *base = slash ? slash + 1 : path;
+	size_t blen = strlen(base);
+	int rc = TELESPOOL_OK;
+
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return telespool__fail(sp, TELESPOOL_EIO,
+				       "the purge cannot list %s: %s", dir,
+				       strerror(errno));
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		const char *n = e->d_name;
+		if (strncmp(n, base, blen) != 0 ||
+		    (strncmp(n + blen, ".corrupt-", 9) != 0 &&
+		     strncmp(n + blen, ".new-", 5) != 0))
+			continue;
+		snprintf(full, sizeof(full), "%s/%s", dir, n);
+		if (unlink(full) != 0 && errno != ENOENT && rc == TELESPOOL_OK)
+			rc = telespool__fail(sp, TELESPOOL_EIO,
+					     "the purge cannot remove %s: %s",
+					     full, strerror(errno));
+	}
+	closedir(d);
+	return rc;
+}
+
+/* PRAGMA wal_checkpoint(TRUNCATE): TELESPOOL_EBUSY when a reader kept the
+ * WAL from being emptied. */
+static int truncate_wal(telespool *sp)
+{
+	int busy = 0, logged = 0, done = 0;
+	sqlite3_stmt *st = prep(sp, "PRAGMA wal_checkpoint(TRUNCATE)");
+	if (st == NULL)
+		return TELESPOOL_ERROR;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		busy = sqlite3_column_int(st, 0);
+		logged = sqlite3_column_int(st, 1);
+		done = sqlite3_column_int(st, 2);
+	}
+	sqlite3_finalize(st);
+	if (busy || logged != done)
+		return telespool__fail(
+		    sp, TELESPOOL_EBUSY,
+		    "the purge deleted every event, but a reader holding a "
+		    "transaction open keeps the old pages readable in the file "
+		    "and its write-ahead log; the next open or uploader run "
+		    "after it ends finishes the purge");
+	sp->wal_frames = 0;
+	return TELESPOOL_OK;
+}
+
+/*
+ * The second half of a purge, after the deletion committed with the
+ * PURGE_MARK key: leave no readable trace.  VACUUM rewrites the database
+ * from its live rows only (every old page is overwritten or cut off, so
+ * the freed content is gone, not merely unlinked, and the file shrinks), a
+ * TRUNCATE checkpoint empties the WAL that held the old page images, the
+ * side files go, and only then the mark (its own one-page commit, emptied
+ * from the WAL again).  Interrupted anywhere, the mark is still there and
+ * the next open (telespool__purge_resume) does it all again.
+ */
+static int finish_purge(telespool *sp)
+{
+	int rc = telespool__exec(sp, "VACUUM");
+	if (rc == TELESPOOL_OK)
+		rc = truncate_wal(sp);
+	if (rc == TELESPOOL_OK)
+		rc = remove_side_files(sp);
+	if (rc == TELESPOOL_OK)
+		rc = telespool__exec(sp, "DELETE FROM uploader_state"
+					 " WHERE key = '" PURGE_MARK "'");
+	if (rc == TELESPOOL_OK)
+		rc = truncate_wal(sp);
+	return rc;
+}
+
+int telespool__purge_resume(telespool *sp)
+{
+	int64_t marked = 0;
+	int rc = read_int(sp,
+			  "SELECT count(*) FROM uploader_state"
+			  " WHERE key = '" PURGE_MARK "'",
+			  &marked);
+	if (rc != TELESPOOL_OK || marked == 0)
+		return rc;
+	return finish_purge(sp);
+}
+
 int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys)
 {
 	int64_t ne = 0, ns = 0;
+	char now[TELESPOOL_ISO_LEN];
 
+	telespool__iso(telespool__now_ms(), now);
 	telespool__lock(sp);
 	/* Without a WHERE clause SQLite drops the pages whole, in O(pages).
 	 * secure_delete (on in Debian's SQLite) would first zero every page
 	 * through the WAL: twice the file's size written, and a WAL so long
-	 * that each page lookup slows down.  The VACUUM below overwrites or
-	 * cuts off every freed page anyway. */
+	 * that each page lookup slows down.  The VACUUM of finish_purge()
+	 * overwrites or cuts off every freed page anyway. */
 	int64_t secure = -1;
 	int rc = read_int(sp, "PRAGMA secure_delete", &secure);
 	if (rc == TELESPOOL_OK)
@@ -884,6 +997,16 @@ int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys)
 		rc = telespool__exec(sp,
 				     "DELETE FROM spool; DELETE FROM surveys;"
 				     " DELETE FROM survey_milestones;");
+	/* In the same transaction: a purge that committed is finished by
+	 * whoever opens the spool next, even after a kill -9. */
+	if (rc == TELESPOOL_OK) {
+		sqlite3_stmt *st = prep(
+		    sp, "INSERT OR REPLACE INTO uploader_state (key, value)"
+			" VALUES ('" PURGE_MARK "', ?1)");
+		if (st)
+			sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
+		rc = run(sp, st, "marking the purge");
+	}
 	if (rc == TELESPOOL_OK)
 		rc = telespool__commit(sp);
 	else
@@ -893,36 +1016,8 @@ int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys)
 				    : secure == 2
 					? "PRAGMA secure_delete = FAST"
 					: "PRAGMA secure_delete = OFF");
-	/*
-	 * Leave no readable trace: VACUUM rewrites the database from its live
-	 * rows only (every old page is overwritten or cut off, so the freed
-	 * content is gone, not merely unlinked, and the file shrinks), and a
-	 * TRUNCATE checkpoint then empties the WAL that held the old page
-	 * images.
-	 */
 	if (rc == TELESPOOL_OK)
-		rc = telespool__exec(sp, "VACUUM");
-	if (rc == TELESPOOL_OK) {
-		int busy = 0, logged = 0, done = 0;
-		sqlite3_stmt *st = prep(sp, "PRAGMA wal_checkpoint(TRUNCATE)");
-		if (st == NULL) {
-			rc = TELESPOOL_ERROR;
-		} else {
-			if (sqlite3_step(st) == SQLITE_ROW) {
-				busy = sqlite3_column_int(st, 0);
-				logged = sqlite3_column_int(st, 1);
-				done = sqlite3_column_int(st, 2);
-			}
-			sqlite3_finalize(st);
-			if (busy || logged != done)
-				rc = telespool__fail(
-				    sp, TELESPOOL_EBUSY,
-				    "the purge deleted every event, but a "
-				    "reader kept the write-ahead log from "
-				    "being "
-				    "emptied; the next run retries");
-		}
-	}
+		rc = finish_purge(sp);
 	telespool__unlock(sp);
 	if (events)
 		*events = ne;
@@ -1083,7 +1178,9 @@ int telespool__get_status(telespool *sp, int64_t now_ms, telespool__status *s)
 		       " AND lease_until > ?1),"
 		       "       (SELECT count(*) FROM surveys WHERE state = "
 		       "'pending'),"
-		       "       (SELECT user_version FROM pragma_user_version)");
+		       "       (SELECT user_version FROM pragma_user_version),"
+		       "       (SELECT value FROM uploader_state"
+		       "        WHERE key = '" PURGE_MARK "')");
 	if (st) {
 		sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
 		if (sqlite3_step(st) == SQLITE_ROW) {
@@ -1094,6 +1191,8 @@ int telespool__get_status(telespool *sp, int64_t now_ms, telespool__status *s)
 			s->leased = sqlite3_column_int64(st, 2);
 			s->surveys_pending = sqlite3_column_int64(st, 3);
 			s->schema_version = sqlite3_column_int(st, 4);
+			copy_col(st, 5, s->purge_incomplete,
+				 sizeof(s->purge_incomplete));
 		}
 		sqlite3_finalize(st);
 	}

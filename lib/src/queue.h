@@ -104,14 +104,25 @@ int telespool__expire(telespool *sp, int64_t now_ms, int64_t max_age_ms,
 		      int64_t retention_ms, telespool__expiry *out);
 
 /*
- * Opt-out: deletes every event and every survey row in one transaction with
- * secure_delete on, so deleted content is overwritten, then checkpoints and
- * truncates the WAL and reclaims free pages, so the file shrinks and neither
- * it nor the WAL holds a purged value.  Counts go to *events and *surveys.
- * TELESPOOL_EBUSY if readers keep the WAL from being truncated within the
- * busy timeout (the rows are deleted all the same).
+ * Opt-out: deletes every event and every survey row in one transaction,
+ * which also leaves a persistent mark (uploader_state 'purge_incomplete');
+ * then VACUUM rewrites the file from what is left (no purged value stays
+ * readable in it, and it shrinks), a TRUNCATE checkpoint empties the WAL,
+ * and the copies of damaged spools moved aside (PATH.corrupt-*) and any
+ * leftover private new file (PATH.new-*) are removed; only then the mark
+ * goes.  Counts go to *events and *surveys.  TELESPOOL_EBUSY if a reader
+ * holding a transaction open keeps the WAL from being emptied (the rows
+ * are deleted all the same; the mark stays, so the next open finishes it:
+ * telespool__purge_resume()); TELESPOOL_EIO if a side file cannot be
+ * removed.
  */
 int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys);
+
+/* Finishes a purge that committed its deletion but was interrupted (kill
+ * -9, a reader): called by telespool_open() before anything else.  OK when
+ * there is none or it is now finished; otherwise as telespool__purge()
+ * (the mark stays for the next try). */
+int telespool__purge_resume(telespool *sp);
 
 /* uploader_state: *value is malloc'd (telespool_free), or NULL if unset. */
 int telespool__state_get(telespool *sp, const char *key, char **value);
@@ -136,6 +147,8 @@ typedef struct telespool__status {
 	char oldest_pending[32]; /* created_at, "" if none */
 	char next_attempt[32];   /* earliest next_attempt_at, "" if none */
 	int64_t surveys_pending;
+	char purge_incomplete[32]; /* since when a purge waits to finish, or
+				    * "" (a reader held it back) */
 	struct {
 		char reason[48];
 		int64_t count;

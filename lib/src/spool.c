@@ -930,10 +930,16 @@ int telespool_open(telespool **out, const char *path,
 		}
 		flock(sp->dir_fd, LOCK_SH); /* never blocks: we hold it */
 	}
+	/* An opt-out purge that a kill -9 or a reader interrupted is finished
+	 * before anything else.  Best effort: the spool opens either way, and
+	 * --status tells while it waits. */
+	if (rc == TELESPOOL_OK)
+		(void)telespool__purge_resume(sp);
 	if (rc != TELESPOOL_OK) {
 		telespool_close(sp);
 		return rc;
 	}
+	sp->errmsg[0] = '\0';
 	if (moved[0])
 		snprintf(open_err, sizeof(open_err),
 			 "%.200s was damaged and was moved aside to %.250s",

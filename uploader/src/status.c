@@ -77,6 +77,12 @@ static void print_text(const telespool__status *s, const tsu_options *o,
 	printf("dead         %" PRId64 " event%s given up on\n", s->dead,
 	       s->dead == 1 ? "" : "s");
 	printf("surveys      %" PRId64 " pending\n", s->surveys_pending);
+	if (s->purge_incomplete[0])
+		printf("purge        INCOMPLETE since %s: a reader holding a "
+		       "transaction open keeps purged pages readable in the "
+		       "file or its WAL; the next run after it ends finishes "
+		       "the purge\n",
+		       s->purge_incomplete);
 	if (s->oldest_pending[0])
 		printf("oldest       %s\n", s->oldest_pending);
 	if (s->next_attempt[0])
@@ -155,6 +161,11 @@ static void print_json(const telespool__status *s, const tsu_options *o,
 		cJSON_AddStringToObject(j, "down_until", down);
 	else
 		cJSON_AddNullToObject(j, "down_until");
+	if (s->purge_incomplete[0])
+		cJSON_AddStringToObject(j, "purge_incomplete_since",
+					s->purge_incomplete);
+	else
+		cJSON_AddNullToObject(j, "purge_incomplete_since");
 	cJSON *d = cJSON_AddObjectToObject(j, "drops");
 	for (size_t i = 0; i < s->n_drops; i++)
 		cJSON_AddNumberToObject(d, s->drops[i].reason,
