@@ -940,17 +940,19 @@ static int truncate_wal(telespool *sp)
  * from its live rows only (every old page is overwritten or cut off, so
  * the freed content is gone, not merely unlinked, and the file shrinks), a
  * TRUNCATE checkpoint empties the WAL that held the old page images, the
- * side files go, and only then the mark (its own one-page commit, emptied
+ * side files go (even while a reader holds the rest back), and only then
+ * the mark (its own one-page commit, emptied
  * from the WAL again).  Interrupted anywhere, the mark is still there and
  * the next open (telespool__purge_resume) does it all again.
  */
 static int finish_purge(telespool *sp)
 {
 	int rc = telespool__exec(sp, "VACUUM");
+	int side = remove_side_files(sp); /* no reader can hold these back */
 	if (rc == TELESPOOL_OK)
 		rc = truncate_wal(sp);
 	if (rc == TELESPOOL_OK)
-		rc = remove_side_files(sp);
+		rc = side;
 	if (rc == TELESPOOL_OK)
 		rc = telespool__exec(sp, "DELETE FROM uploader_state"
 					 " WHERE key = '" PURGE_MARK "'");

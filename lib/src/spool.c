@@ -931,10 +931,14 @@ int telespool_open(telespool **out, const char *path,
 		flock(sp->dir_fd, LOCK_SH); /* never blocks: we hold it */
 	}
 	/* An opt-out purge that a kill -9 or a reader interrupted is finished
-	 * before anything else.  Best effort: the spool opens either way, and
-	 * --status tells while it waits. */
-	if (rc == TELESPOOL_OK)
+	 * before anything else.  Best effort and without waiting for locks
+	 * (the open's bound stands): the spool opens either way, the next
+	 * open or run tries again, and --status tells meanwhile. */
+	if (rc == TELESPOOL_OK) {
+		sqlite3_busy_handler(sp->db, NULL, NULL);
 		(void)telespool__purge_resume(sp);
+		sqlite3_busy_handler(sp->db, busy_wait, sp);
+	}
 	if (rc != TELESPOOL_OK) {
 		telespool_close(sp);
 		return rc;

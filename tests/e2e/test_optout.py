@@ -2,9 +2,10 @@
 sends nothing, shrinks the file and leaves none of the recorded values on disk."""
 
 import os
+import sqlite3
 import unittest
 
-from harness import EXIT_OK, E2E, TELEMETRY, clean_env
+from harness import EXIT_ERROR, EXIT_OK, E2E, TELEMETRY, clean_env
 
 MARK = b"PURGEMARK"
 SURVEY = {"survey_id": "PURGEMARK-survey-1", "title": "PURGEMARK-title how is it?",
@@ -82,6 +83,37 @@ class OptOut(E2E):
         r = lb.run()
         self.assert_purged(lb, space, r, size)
         self.assertIsNone(sp.pending_survey())
+
+    def test_opt_out_removes_side_files_and_waits_out_a_reader(self):
+        """Everything telespool wrote goes, the copies of damaged spools too; a reader
+        holding a transaction keeps the old pages until it ends, and --status says so; the
+        next run after it finishes the purge."""
+        lb, space, _ = self.populated()
+        aside = lb.db_path + ".corrupt-20260101T000000Z"
+        for path in (aside, aside + "-wal", lb.db_path + ".new-1-0badf00d"):
+            with open(path, "wb") as f:
+                f.write(MARK + b" in a file beside the spool")
+        holder = sqlite3.connect(lb.db_path)   # idle: the reader's close is not the last
+        self.addCleanup(holder.close)
+        holder.execute("SELECT count(*) FROM spool").fetchall()
+        reader = sqlite3.connect(lb.db_path, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM spool").fetchall()
+        lb.write_config(url=space.url, disable="true")
+        r = lb.run()
+        self.assertExit(r, EXIT_ERROR)
+        self.assertOutcome(lb, "purge_incomplete", r)
+        self.assertFalse([n for n in os.listdir(lb.data) if ".corrupt-" in n or ".new-" in n])
+        st = lb.run("--status")
+        self.assertIn("purge        INCOMPLETE since", st.out)
+        self.assertIn(MARK, lb.spool_bytes(), "sanity: the reader holds the old pages")
+        reader.execute("COMMIT")
+        reader.close()
+        r = lb.run()
+        self.assertExit(r, EXIT_OK)
+        self.assertNotIn(MARK, lb.spool_bytes())
+        self.assertNotIn("INCOMPLETE", lb.run("--status").out)
+        self.assertEqual(space.requests(), [])
 
     def test_opt_out_by_environment(self):
         for spelling in ("true", "1", "yes", "on", "TRUE", "On"):
