@@ -12,6 +12,7 @@ default 250 ms bound.
 
 import collections
 import json
+import os
 import random
 import subprocess
 import sys
@@ -216,6 +217,48 @@ class Load(unittest.TestCase):
         self.assertLessEqual(resent, 4 * len(runs), "more re-sends than requests in flight")
         for r in runs:      # 75 when the deadline gave claimed rows back unsent
             self.assertIn(r.code, (EXIT_OK, EXIT_TEMPFAIL), repr(r))
+
+    def test_a_reader_pins_the_wal_while_two_writers_record(self):
+        """Issue 13: a sqlite3 shell left inside BEGIN kept every checkpoint from resetting
+        the WAL, which grew without bound (357 MiB in 60 s).  Now the WAL stops at its bound
+        (max_bytes / 2: 64 MiB by default), what cannot be stored is refused (FullError)
+        and counted as wal_pinned, the uploader claims nothing (exit 75), and every event
+        acknowledged is there."""
+        wd = Workdir(self, url="http://127.0.0.1:9/")
+        wd.record(1, prefix="warmup")
+        shell = subprocess.Popen(["sqlite3", wd.db_path], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.addCleanup(shell.kill)
+        shell.stdin.write("BEGIN;\nSELECT count(*) FROM spool;\n")
+        shell.stdin.flush()
+        self.assertEqual(shell.stdout.readline().strip(), "1")   # the snapshot is held
+        writers = [WriterProcess(wd.db_path, f"w{i}", count=20000) for i in range(2)]
+        for w in writers:
+            self.assertEqual(w.finish(timeout=300), 0, w.errors[-3:])
+        wal = os.path.getsize(wd.db_path + "-wal")
+        refused = sum(1 for w in writers for e in w.errors if e.startswith("ERR FullError"))
+        others = [e for w in writers for e in w.errors if not e.startswith("ERR FullError")]
+        self.assertEqual(others, [])
+        self.assertGreater(refused, 0, "the WAL never reached its bound")
+        bound = 64 * 1024 * 1024 + 2 * 512 * 1024
+        self.assertLessEqual(wal, bound, f"the WAL reached {wal} bytes")
+        res = wd.run()
+        self.assertEqual(res.code, EXIT_TEMPFAIL, repr(res))
+        self.assertIn("reader", res.err)
+        shell.stdin.write("COMMIT;\n.quit\n")
+        shell.stdin.close()
+        shell.wait(30)
+        shell.stdout.close()
+        acked = ["warmup-0"] + [q for w in writers for q in w.acked]
+        stored = {r["query_id"] for r in wd.query("SELECT query_id FROM events")}
+        lost = [q for q in acked if q not in stored]
+        counted = wd.query("SELECT count FROM drops WHERE reason = 'wal_pinned'")
+        self.assertEqual(lost, [])
+        self.assertEqual(counted[0]["count"] if counted else 0, refused)
+        self.assertIn("wal_pinned", wd.run("--status").out)
+        summary(f"a sqlite3 shell in BEGIN pins the WAL while 2 writers record 40,000 events "
+                f"(WAL {wal / 2**20:.1f} MiB, refused and counted {refused})", len(acked),
+                len(lost))
 
 
 if __name__ == "__main__":
