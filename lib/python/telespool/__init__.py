@@ -463,8 +463,9 @@ class Spool:
         True: keep only frame lines and exception type names of error tracebacks.
     on_corrupt
         "refuse" (default; CorruptError, file untouched) or "move_aside" (rename the damaged
-        file to PATH.corrupt-<time> and start a new spool; ``open_message`` then says so),
-        or the int constants CORRUPT_REFUSE / CORRUPT_MOVE_ASIDE.
+        file to PATH.corrupt-<time> and start a new spool; ``open_message`` then says so;
+        only when no other Spool, in any process, has it open: otherwise CorruptError as
+        with "refuse"), or the int constants CORRUPT_REFUSE / CORRUPT_MOVE_ASIDE.
     durability
         "normal" (default: an acknowledged event survives a crash of LangBot) or "full"
         (also an OS crash or a power cut: every record call waits for the disk).
