@@ -92,7 +92,7 @@ __all__ = [
     "LIBRARY_PATH",
 ]
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402  (CMakeLists.txt's project(VERSION))
 
 # ---- constants (telespool.h) -------------------------------------------------------------
 
