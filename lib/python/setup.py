@@ -12,6 +12,8 @@ What the wheel holds, under telespool/:
   _lib/libcjson.so.1       every shared library the binaries need that is not part of glibc,
                            copied from the build machine (Debian ships no static cJSON)
   _bin/telespool-upload    the uploader, SQLite and libyaml linked in, run path $ORIGIN/../_lib
+  _licenses/<package>      the copyright and licence notices of what is linked in or carried
+                           (Debian's /usr/share/doc/<package>/copyright, found with dpkg -S)
   _version.py              the version, written in
 libcurl is not inside: telespool-upload loads it (dlopen) only when there is something to send,
 so the host needs libcurl4 (``apt-get install libcurl4`` on python:3.12-slim) to send, and
@@ -96,6 +98,36 @@ def _glibc_needed(path: Path) -> tuple[int, int]:
     return max(((int(a), int(b)) for a, b in versions), default=(2, 17))
 
 
+def _cache_value(build: Path, name: str) -> str | None:
+    try:
+        text = (build / "CMakeCache.txt").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    m = re.search(rf"^{re.escape(name)}:[A-Z]+=(.*)$", text, re.M)
+    return m.group(1) if m else None
+
+
+def _licenses(pkg: Path, files: list[str]) -> None:
+    """Copies the Debian copyright file of the package each file comes from into
+    _licenses/ (MIT-style licences ask that their notice travel with the binaries)."""
+    dest = pkg / "_licenses"
+    shutil.rmtree(dest, ignore_errors=True)
+    if shutil.which("dpkg") is None:
+        print("telespool: no dpkg; the wheel carries no licence notices of its "
+              "dependencies", flush=True)
+        return
+    dest.mkdir()
+    for f in files:
+        p = subprocess.run(["dpkg", "-S", f], capture_output=True, text=True)
+        if p.returncode != 0:
+            print(f"telespool: {f} belongs to no Debian package; no notice copied", flush=True)
+            continue
+        name = p.stdout.split(":", 1)[0].strip()
+        notice = Path("/usr/share/doc") / name / "copyright"
+        if notice.is_file():
+            shutil.copyfile(notice, dest / name)
+
+
 def _bundle(pkg: Path, build: Path) -> None:
     """Copies the binaries into the package, with the libraries they need, and computes the
     platform tag."""
@@ -109,6 +141,8 @@ def _bundle(pkg: Path, build: Path) -> None:
     prog = bindir / "telespool-upload"
     shutil.copy2(build / "uploader" / "telespool-upload", prog)
 
+    origins = [v for v in (_cache_value(build, "TELESPOOL_SQLITE3_STATIC"),
+                           _cache_value(build, "TELESPOOL_YAML_STATIC")) if v]
     todo, seen, manylinux = [lib, prog], set(), True
     glibc = (2, 17)
     while todo:
@@ -125,11 +159,13 @@ def _bundle(pkg: Path, build: Path) -> None:
             seen.add(soname)
             copy = libdir / soname
             shutil.copy2(os.path.realpath(found[soname]), copy)
+            origins.append(os.path.realpath(found[soname]))
             print(f"telespool: bundling {found[soname]} as _lib/{soname}", flush=True)
             # A bundled library that itself needs a bundled one would need a run path.
             if any(not SYSTEM_LIBS.match(n) for n in _needed(copy)):
                 manylinux = False
             todo.append(copy)
+    _licenses(pkg, origins)
     arch = os.uname().machine
     _platform_tag = f"manylinux_{glibc[0]}_{glibc[1]}_{arch}" if manylinux else f"linux_{arch}"
     print(f"telespool: newest glibc symbol version needed: {glibc[0]}.{glibc[1]}; "

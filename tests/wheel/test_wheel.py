@@ -180,6 +180,13 @@ class TestWheel(unittest.TestCase):
                           z.read("telespool/_version.py").decode())
             mode = z.getinfo("telespool/_bin/telespool-upload").external_attr >> 16
             self.assertTrue(mode & 0o111, oct(mode))
+            if shutil.which("dpkg"):
+                # The notices of what is linked in (SQLite, libyaml) or carried (cJSON).
+                licences = {n.split("/")[-1] for n in names
+                            if n.startswith("telespool/_licenses/")}
+                self.assertEqual(licences, {"libsqlite3-dev", "libyaml-dev", "libcjson1"})
+                self.assertIn(b"Permission is hereby granted",
+                              z.read("telespool/_licenses/libyaml-dev"))
 
     def test_binaries_need_only_glibc_and_what_is_inside(self):
         inside = set(os.listdir(os.path.join(self.pkg, "_lib")))
