@@ -46,7 +46,13 @@ from setuptools.dist import Distribution
 try:    # setuptools >= 70.1 has its own
     from setuptools.command.bdist_wheel import bdist_wheel as _bdist_wheel
 except ImportError:
-    from wheel.bdist_wheel import bdist_wheel as _bdist_wheel
+    try:
+        from wheel.bdist_wheel import bdist_wheel as _bdist_wheel
+    except ImportError:
+        raise SystemExit(f"telespool: this Python ({sys.executable}) has setuptools "
+                         "older than 70.1 without the 'wheel' package, which builds wheels "
+                         "with it: use Debian's /usr/bin/python3 with python3-wheel, or "
+                         "install 'wheel' into this Python") from None
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent          # lib/python -> the repository
