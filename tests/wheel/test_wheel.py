@@ -168,6 +168,11 @@ class TestWheel(unittest.TestCase):
             for f in ("telespool/__init__.py", "telespool/upload.py", "telespool/_version.py",
                       "telespool/_lib/libtelespool.so.0", "telespool/_bin/telespool-upload"):
                 self.assertIn(f, names)
+            # Every module and data file of the package in the checkout is in the wheel.
+            pkg_src = os.path.join(ROOT, "lib", "python", "telespool")
+            for f in os.listdir(pkg_src):
+                if f.endswith(".py") or f == "py.typed":
+                    self.assertIn(f"telespool/{f}", names)
             info = f"telespool-{self.version}.dist-info"
             meta = z.read(f"{info}/METADATA").decode()
             self.assertIn(f"\nVersion: {self.version}\n", meta)
