@@ -28,7 +28,7 @@ class Sidecar:
     """telespool-upload --every started in a LangBot directory; stderr goes to a file that
     can be read while it runs."""
 
-    def __init__(self, test: unittest.TestCase, lb, *args, prefix=()):
+    def __init__(self, test: unittest.TestCase, lb, *args, prefix=(), preexec_fn=None):
         self.test = test
         fd, self.err_path = tempfile.mkstemp(prefix="telespool-every-", suffix=".err")
         os.close(fd)
@@ -36,7 +36,7 @@ class Sidecar:
         with open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen([*prefix, UPLOAD, *args], cwd=lb.root, env=clean_env(),
                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=err)
+                                         stderr=err, preexec_fn=preexec_fn)
         test.addCleanup(self._kill)
 
     def _kill(self) -> None:
@@ -156,6 +156,16 @@ class TestEvery(E2E):
     def test_sigterm_while_waiting_exits_at_once(self):
         lb = self.langbot(url="")
         car = Sidecar(self, lb, "--every", "1h")
+        car.wait_runs(1)
+        code, seconds = car.stop(signal.SIGTERM)
+        self.assertEqual(code, 0, car.err())
+        self.assertLess(seconds, 1.0, car.err())
+
+    def test_sigterm_reaches_it_when_the_parent_blocked_it(self):
+        # A container's init or a supervisor may start it with the signals blocked.
+        lb = self.langbot(url="")
+        car = Sidecar(self, lb, "--every", "1h", preexec_fn=lambda: signal.pthread_sigmask(
+            signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT}))
         car.wait_runs(1)
         code, seconds = car.stop(signal.SIGTERM)
         self.assertEqual(code, 0, car.err())

@@ -122,9 +122,13 @@ static void stop_signals(sigset_t *set)
  * the sleep still ends it at once.  Returns non-zero when stopped. */
 static int sleep_unless_stopped(int64_t ms)
 {
-	sigset_t block, orig;
+	sigset_t block, orig, during;
 	stop_signals(&block);
 	sigprocmask(SIG_BLOCK, &block, &orig);
+	during = orig;
+	sigdelset(&during, SIGTERM);
+	sigdelset(&during, SIGINT);
+	sigdelset(&during, SIGHUP);
 	int64_t end = tsu_monotonic_ms() + ms;
 	for (;;) {
 		int64_t left = end - tsu_monotonic_ms();
@@ -132,7 +136,7 @@ static int sleep_unless_stopped(int64_t ms)
 			break;
 		struct timespec ts = {(time_t)(left / 1000),
 				      (long)(left % 1000) * 1000000L};
-		(void)pselect(0, NULL, NULL, NULL, &ts, &orig);
+		(void)pselect(0, NULL, NULL, NULL, &ts, &during);
 	}
 	sigprocmask(SIG_SETMASK, &orig, NULL);
 	return stop_flag;
@@ -170,7 +174,6 @@ static int parse_duration(const char *s, int64_t *out_ms)
 		if (len == 0) {
 			if (*end != '\0' || p != s)
 				goto bad; /* a bare number only on its own */
-			len = 0;
 			u = 1;
 		}
 		total += (int64_t)n * units[u].ms;
@@ -416,6 +419,11 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	/* A parent (a container's init, a supervisor) may hand them down
+	 * blocked; they must reach us. */
+	sigset_t stops;
+	stop_signals(&stops);
+	sigprocmask(SIG_UNBLOCK, &stops, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	/* Past a file size limit (ulimit -f, LimitFSIZE=) a write must fail
 	 * with an error we report, not kill the process. */
