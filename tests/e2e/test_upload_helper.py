@@ -113,6 +113,7 @@ class TestUploadHelper(E2E):
         self.assertEqual(bad_arg.outcome, "failed", bad_arg)
         self.assertIn("max_seconds", bad_arg.detail)
         self.assertEqual((broken.outcome, broken.exit_code), ("config_error", 78), broken)
+        self.assertIn("config.yaml", broken.detail)     # the reason, not only "exit 78"
         self.assertFalse(broken.ok)
         self.assertEqual(no_dir.exit_code, 78, no_dir)
 

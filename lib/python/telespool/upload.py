@@ -184,9 +184,12 @@ async def _run(argv: Sequence[str], env: Optional[Mapping[str, str]], cwd: Optio
             out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), timed_out)
 
 
-def _last_line(text: str) -> str:
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return re.sub(r"^telespool-upload: ", "", lines[-1]) if lines else ""
+def _messages(text: str, limit: int = 1000) -> str:
+    """The program's stderr lines as one line, without the program's name ("a; b")."""
+    lines = [re.sub(r"^telespool-upload: ", "", ln.strip()) for ln in text.splitlines()
+             if ln.strip()]
+    joined = "; ".join(lines)
+    return joined if len(joined) <= limit else joined[:limit - 3] + "..."
 
 
 async def upload_once(*, data_dir: str = "data", config: Optional[str] = None,
@@ -262,11 +265,11 @@ async def upload_once(*, data_dir: str = "data", config: Optional[str] = None,
         elif run is not None:
             outcome, detail = str(run.get("outcome") or "ok"), str(run.get("detail") or "")
         elif code == EXIT_CONFIG:
-            outcome, detail = "config_error", _last_line(err)
+            outcome, detail = "config_error", _messages(err)
         elif code == EXIT_OK:
-            outcome, detail = "no_run", _last_line(err)
+            outcome, detail = "no_run", _messages(err)
         else:
-            outcome, detail = "failed", _last_line(err) or f"exit {code}"
+            outcome, detail = "failed", _messages(err) or f"exit {code}"
         return UploadResult(outcome, code, pending=pending, seconds=seconds, detail=detail,
                             status=status, **counts)
     except asyncio.CancelledError:
