@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run runs exactly this):
 #   1. a gcc -Werror build and every test (C, Python binding, end to end,
-#      reliability, install/.deb), then the C tests again under valgrind;
+#      reliability, install/.deb, the wheel built from a clean copy and
+#      installed into a fresh venv: ctest label "wheel"), then the C tests
+#      again under valgrind;
 #   2. a clang -Werror build with AddressSanitizer + UndefinedBehaviorSanitizer
 #      and the libFuzzer targets: every test that does not load the library
 #      into Python, then each fuzz target (corpus replay + a short fuzz);

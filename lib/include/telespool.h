@@ -42,10 +42,11 @@ extern "C" {
 #define TELESPOOL_EXTERN
 #endif
 
-#define TELESPOOL_VERSION_MAJOR  0
-#define TELESPOOL_VERSION_MINOR  1
-#define TELESPOOL_VERSION_PATCH  0
-#define TELESPOOL_VERSION_STRING "0.1.0"
+/* TELESPOOL_VERSION_MAJOR, _MINOR, _PATCH and _STRING: the version of this
+ * header, written by the build from CMakeLists.txt's project(VERSION), the
+ * one place the version is set (build the tree, or add <build>/lib/include
+ * to the include path when compiling against lib/include directly). */
+#include "telespool_version.h"
 
 /* Return codes.  Values are stable: they are part of the ABI. */
 typedef enum telespool_rc {

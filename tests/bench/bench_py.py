@@ -9,6 +9,12 @@ python3-httpx).  One mode per run; each prints one JSON line on stdout.
                                     synchronous=NORMAL), no redaction, no caps
     httpx    --url URL --n N        LangBot's in-process sender: asyncio + httpx.AsyncClient,
                                     one POST per event, at most 8 in flight (--inflight)
+    loop     --db PATH --seconds S --rate R [--busy-timeout-ms B]
+                                    record_query() called from an asyncio event loop R times a
+                                    second for S seconds, as LangBot's chat handler calls it;
+                                    each call's time is how long it blocked the loop (also
+                                    measured by a 5 ms ticker); writes "loop started" on stderr
+                                    when the window opens
 
 Each reports the wall rate and the CPU the process spent per event (time.process_time(),
 user + system, all threads), measured around the loop only.
@@ -139,6 +145,72 @@ def bench_httpx(args):
            httpx=httpx_version())
 
 
+# ---- record calls from an asyncio loop (what blocks LangBot's event loop) ----
+
+def bench_loop(args):
+    import asyncio
+    import telespool
+
+    events = workload.EVENTS
+    k = len(events)
+
+    def pct(xs, q):
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else 0
+
+    async def main():
+        calls, errors, stalls = [], {}, []
+        kw = {"busy_timeout_ms": args.busy_timeout_ms} if args.busy_timeout_ms else {}
+        with telespool.Spool(args.db, instance_id=workload.INSTANCE_ID,
+                             version=workload.VERSION, **kw) as sp:
+            stop = asyncio.Event()
+
+            async def ticker():
+                last = time.perf_counter()
+                while not stop.is_set():
+                    await asyncio.sleep(0.005)
+                    now = time.perf_counter()
+                    stalls.append(now - last - 0.005)
+                    last = now
+
+            t = asyncio.ensure_future(ticker())
+            sys.stderr.write("loop started\n")
+            sys.stderr.flush()
+            period = 1.0 / args.rate
+            t0 = time.perf_counter()
+            c0 = time.process_time()
+            i = 0
+            while time.perf_counter() - t0 < args.seconds:
+                e = events[i % k]
+                a = time.perf_counter()
+                try:
+                    sp.record_query(query_id=e["query_id"], adapter=e["adapter"],
+                                    runner=e["runner"], model_name=e["model_name"],
+                                    duration_ms=e["duration_ms"],
+                                    pipeline_plugins=e["pipeline_plugins"], error=e["error"])
+                except telespool.Error as ex:
+                    errors[type(ex).__name__] = errors.get(type(ex).__name__, 0) + 1
+                b = time.perf_counter()
+                calls.append((b - a, b - t0))
+                i += 1
+                # Paced like a chat handler: the next call one period after this one started.
+                await asyncio.sleep(max(0.0, period - (b - a)))
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            stop.set()
+            await t
+        return calls, errors, stalls, wall, cpu
+
+    calls, errors, stalls, wall, cpu = asyncio.run(main())
+    d = [c[0] * 1e6 for c in calls]
+    worst = max(calls, key=lambda c: c[0]) if calls else (0, 0)
+    result("loop", len(calls), wall, cpu, p50_us=pct(d, 0.5), p99_us=pct(d, 0.99),
+           p999_us=pct(d, 0.999), max_us=max(d, default=0), max_at_s=worst[1],
+           over_10ms=sum(1 for x in d if x > 10000), busy=errors.get("BusyError", 0),
+           other_errors=sum(v for k2, v in errors.items() if k2 != "BusyError"),
+           max_stall_ms=max(stalls, default=0) * 1000,
+           busy_timeout_ms=args.busy_timeout_ms or telespool.DEFAULT_BUSY_TIMEOUT_MS)
+
+
 def httpx_version():
     import httpx
     return httpx.__version__
@@ -146,15 +218,19 @@ def httpx_version():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["binding", "pure", "httpx"])
+    ap.add_argument("mode", choices=["binding", "pure", "httpx", "loop"])
     ap.add_argument("--db")
     ap.add_argument("--url")
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--inflight", type=int, default=8)
     ap.add_argument("--max-events", type=int, default=0)
     ap.add_argument("--max-bytes", type=int, default=0)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--rate", type=float, default=500.0)
+    ap.add_argument("--busy-timeout-ms", type=int, default=0)
     args = ap.parse_args()
-    {"binding": bench_binding, "pure": bench_pure, "httpx": bench_httpx}[args.mode](args)
+    {"binding": bench_binding, "pure": bench_pure, "httpx": bench_httpx,
+     "loop": bench_loop}[args.mode](args)
 
 
 if __name__ == "__main__":

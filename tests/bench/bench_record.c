@@ -28,7 +28,7 @@
  *          --threads T --rate R --seconds S --shared (contend mode)
  *
  * Build without CMake, against a build tree's library (B = build dir):
- *   cc -O2 -o bench_record tests/bench/bench_record.c -Ilib/include \
+ *   cc -O2 -o bench_record tests/bench/bench_record.c -Ilib/include -I$B/lib/include \
  *      -L$B/lib -Wl,-rpath,$B/lib -ltelespool -lsqlite3 -lcjson -lpthread
  */
 #define _GNU_SOURCE

@@ -68,7 +68,7 @@ cleanup() {
 trap cleanup EXIT
 
 # The C benchmark, without CMake: against the build tree's shared library.
-cc -O2 -Wall -Wextra -o "$work/bench_record" "$here/bench_record.c" -I"$root/lib/include" \
+cc -O2 -Wall -Wextra -o "$work/bench_record" "$here/bench_record.c" -I"$root/lib/include" -I"$BUILD_DIR/lib/include" \
   -L"$BUILD_DIR/lib" -Wl,-rpath,"$BUILD_DIR/lib" -ltelespool -lsqlite3 -lcjson -lpthread
 
 /usr/bin/python3 "$here/bench.py" --build-dir "$BUILD_DIR" --bench-bin "$work/bench_record" \

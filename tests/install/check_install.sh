@@ -140,14 +140,14 @@ check_library() {
 # check_files ROOT LIBDIR PYDIR: every expected file under an install root.
 check_files() {
 	local r=$1 libdir=$2 pydir=$3 f missing=()
-	for f in bin/telespool-upload include/telespool.h \
+	for f in bin/telespool-upload include/telespool.h include/telespool_version.h \
 		"$libdir/libtelespool.so.$version" "$libdir/libtelespool.so.$major" \
 		"$libdir/libtelespool.so" "$libdir/libtelespool.a" \
 		"$libdir/pkgconfig/telespool.pc" \
 		"$libdir/cmake/telespool/telespoolConfig.cmake" \
 		"$libdir/cmake/telespool/telespoolConfigVersion.cmake" \
 		"$libdir/cmake/telespool/telespoolTargets.cmake" \
-		"$pydir/telespool/__init__.py" \
+		"$pydir/telespool/__init__.py" "$pydir/telespool/_version.py" \
 		share/man/man1/telespool-upload.1 share/man/man3/telespool.3 \
 		lib/systemd/system/telespool-upload.service \
 		lib/systemd/system/telespool-upload.timer \
@@ -338,6 +338,7 @@ with telespool.Spool(sys.argv[1], instance_id="instance_install_test", version="
     sp.record_query(query_id="q", adapter="A", runner="r", model_name="m",
                     duration_ms=1, pipeline_plugins=["p"], error=None)
 print(telespool.__file__)
+print(telespool.__version__)
 PY
 	)
 	local rc=$?
@@ -346,12 +347,15 @@ PY
 		printf '%s\n' "$out" | sed 's/^/    /' | tail -n 20
 		return
 	fi
-	local v lib mod
+	local v lib mod pyv
 	v=$(printf '%s\n' "$out" | sed -n 1p)
 	lib=$(printf '%s\n' "$out" | sed -n 2p)
 	mod=$(printf '%s\n' "$out" | sed -n 3p)
+	pyv=$(printf '%s\n' "$out" | sed -n 4p)
 	if [ "$v" != "$version" ]; then
 		fail "$label: telespool.library_version() is '$v', expected $version"
+	elif [ "$pyv" != "$version" ]; then
+		fail "$label: telespool.__version__ is '$pyv', expected $version"
 	elif [[ "$lib" != "$(readlink -f "$under")"/* ]]; then
 		fail "$label: the binding loaded '$lib', not a library under $under"
 	else
@@ -461,7 +465,7 @@ if [ -n "$deb" ]; then
 	printf '%s\n' "$listing" | awk '{print "    " $1 " " $6 ($7 ? " " $7 " " $8 : "")}'
 	paths=$(printf '%s\n' "$listing" | awk '{print $6}' | sed 's|^\./|/|; s|/$||')
 	missing=()
-	for f in /usr/bin/telespool-upload /usr/include/telespool.h \
+	for f in /usr/bin/telespool-upload /usr/include/telespool.h /usr/include/telespool_version.h \
 		"/usr/$deblibdir/libtelespool.so.$version" "/usr/$deblibdir/libtelespool.so.$major" \
 		"/usr/$deblibdir/libtelespool.so" "/usr/$deblibdir/libtelespool.a" \
 		"/usr/$deblibdir/pkgconfig/telespool.pc" \
@@ -636,7 +640,7 @@ else
 		printf '%s\n' "$out" | sed 's/^/    /' | tail -n 20
 	fi
 	left=$(ls -d /usr/bin/telespool-upload "/usr/$deblibdir"/libtelespool* \
-		"/usr/$deblibdir/cmake/telespool" /usr/include/telespool.h \
+		"/usr/$deblibdir/cmake/telespool" /usr/include/telespool.h /usr/include/telespool_version.h \
 		/usr/lib/python3/dist-packages/telespool /usr/lib/systemd/system/telespool-upload.* 2>/dev/null)
 	check "dpkg -r left nothing behind${left:+ (left: $(echo $left))}" test -z "$left"
 	check "the loader cache no longer has libtelespool" bash -c "! ldconfig -p | grep -q libtelespool"

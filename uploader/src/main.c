@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "drain.h"
+#include "http.h"
 #include "status.h"
 #include "telespool.h"
 #include "uuid.h"
@@ -36,7 +38,9 @@ static void usage(FILE *f)
 	      "when\n"
 	      "telemetry is disabled (space.disable_telemetry: true).  Run it "
 	      "from\n"
-	      "LangBot's working directory, by cron or a systemd timer.\n"
+	      "LangBot's working directory, by cron or a systemd timer, or "
+	      "keep it\n"
+	      "running with --every.\n"
 	      "\n"
 	      "  --data-dir DIR      LangBot's data directory (default: data)\n"
 	      "  --config FILE       config file (default: DIR/config.yaml)\n"
@@ -51,6 +55,14 @@ static void usage(FILE *f)
 	      "  --status            print the spool's state; send nothing\n"
 	      "  --json              with --status: print JSON\n"
 	      "  --splay SECONDS     wait a random 0..SECONDS before starting\n"
+	      "  --every DURATION    keep running: one run per DURATION "
+	      "(15m, 900s,\n"
+	      "                      1h, 1h30m; 100ms to 24h), each "
+	      "interval\n"
+	      "                      jittered by up to 10%; SIGTERM or SIGINT "
+	      "end it\n"
+	      "                      with exit 0 (a sidecar container's "
+	      "command)\n"
 	      "  --cacert FILE       verify Space's certificate with this CA "
 	      "bundle\n"
 	      "                      (TLS verification cannot be turned off)\n"
@@ -67,7 +79,9 @@ static void usage(FILE *f)
 	      "LANGBOT_TELEMETRY_INGEST_TOKEN adds X-LangBot-Telemetry-Token;\n"
 	      "http_proxy, https_proxy and no_proxy are honoured.\n"
 	      "\n"
-	      "Exit status:\n"
+	      "Exit status (with --every: of each run, in its log line; the\n"
+	      "program itself exits 0 when stopped, 78 for a bad command "
+	      "line):\n"
 	      "   0  done (also: nothing due, opted out and purged, another\n"
 	      "      uploader already running, no spool yet)\n"
 	      "  75  events are left for a later run after retryable failures\n"
@@ -93,6 +107,149 @@ static int parse_int(const char *s, const char *name, int lo, int hi, int *out)
 	return 0;
 }
 
+/* The signals that stop the program. */
+static void stop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+}
+
+/* Sleeps ms milliseconds unless a stop signal arrived before or arrives
+ * during the sleep.  The signals are blocked while stop_flag is looked at
+ * and unblocked atomically by pselect(), so one that arrives just before
+ * the sleep still ends it at once.  Returns non-zero when stopped. */
+static int sleep_unless_stopped(int64_t ms)
+{
+	sigset_t block, orig, during;
+	stop_signals(&block);
+	sigprocmask(SIG_BLOCK, &block, &orig);
+	during = orig;
+	sigdelset(&during, SIGTERM);
+	sigdelset(&during, SIGINT);
+	sigdelset(&during, SIGHUP);
+	int64_t end = tsu_monotonic_ms() + ms;
+	for (;;) {
+		int64_t left = end - tsu_monotonic_ms();
+		if (stop_flag || left <= 0)
+			break;
+		struct timespec ts = {(time_t)(left / 1000),
+				      (long)(left % 1000) * 1000000L};
+		(void)pselect(0, NULL, NULL, NULL, &ts, &during);
+	}
+	sigprocmask(SIG_SETMASK, &orig, NULL);
+	return stop_flag;
+}
+
+/* --every: "15m", "900s", "1h", "1h30m", "200ms"; a bare number is
+ * seconds.  Accepts 100 ms to 24 h (sub-second intervals are for tests).
+ * Returns 0 and sets *out_ms, or -1 after printing why. */
+static int parse_duration(const char *s, int64_t *out_ms)
+{
+	static const struct {
+		const char *unit;
+		int64_t ms;
+	} units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+	const int64_t lo = 100, hi = 24LL * 3600000;
+	const char *p = s;
+	int64_t total = 0;
+
+	while (*p) {
+		char *end;
+		if (*p < '0' || *p > '9')
+			goto bad;
+		errno = 0;
+		long long n = strtoll(p, &end, 10);
+		if (errno || n > hi)
+			goto bad;
+		size_t u = 0, len = 0;
+		for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+			size_t l = strlen(units[i].unit);
+			if (strncmp(end, units[i].unit, l) == 0 && l > len) {
+				u = i;
+				len = l;
+			}
+		}
+		if (len == 0) {
+			if (*end != '\0' || p != s)
+				goto bad; /* a bare number only on its own */
+			u = 1;
+		}
+		total += (int64_t)n * units[u].ms;
+		if (total > hi)
+			goto bad;
+		p = end + len;
+	}
+	if (p == s || total < lo)
+		goto bad;
+	*out_ms = total;
+	return 0;
+bad:
+	fprintf(stderr,
+		"telespool-upload: --every must be a duration from 100ms to "
+		"24h such as 15m, 900s, 1h or 1h30m, not '%s'\n",
+		s);
+	return -1;
+}
+
+/* What an exit code means, for the per-run line of --every. */
+static const char *exit_meaning(int code)
+{
+	switch (code) {
+	case TSU_EXIT_OK:
+		return "done";
+	case TSU_EXIT_TEMPFAIL:
+		return "events left for a later run";
+	case TSU_EXIT_CONFIG:
+		return "configuration invalid, nothing sent or deleted";
+	default:
+		return "error";
+	}
+}
+
+/* The interval to wait after a run: interval_ms jittered by up to 10% either
+ * way, so that many instances started together drift apart. */
+static int64_t jittered(int64_t interval_ms)
+{
+	uint64_t r = 0;
+	int64_t spread = interval_ms / 10;
+	if (spread <= 0 || telespool__random(&r, sizeof(r)) != 0)
+		return interval_ms;
+	return interval_ms - spread + (int64_t)(r % (uint64_t)(2 * spread + 1));
+}
+
+/* --every: a run, then the next one interval_ms (jittered) after the start
+ * of the last, until a stop signal.  Each run is an ordinary run (the
+ * config is read again, one summary line) followed by one line with its
+ * exit code and when the next run starts.  Returns 0 once stopped. */
+static int every(const tsu_options *o, int64_t interval_ms)
+{
+	unsigned long long runs = 0;
+	while (!stop_flag) {
+		int64_t started = tsu_monotonic_ms();
+		int code = tsu_drain(o, &stop_flag);
+		runs++;
+		if (stop_flag)
+			break;
+		int64_t next = started + jittered(interval_ms);
+		int64_t wait = next - tsu_monotonic_ms();
+		if (wait < 0)
+			wait = 0;
+		fprintf(stderr,
+			"telespool-upload: run %llu: exit %d (%s); next run in "
+			"%.1f s\n",
+			runs, code, exit_meaning(code), (double)wait / 1000.0);
+		fflush(stderr);
+		if (sleep_unless_stopped(wait))
+			break;
+	}
+	fprintf(stderr,
+		"telespool-upload: stopped by signal %d after %llu run%s\n",
+		(int)stop_signal, runs, runs == 1 ? "" : "s");
+	return TSU_EXIT_OK;
+}
+
 /* Sleeps a random time up to max_s seconds; a signal ends it early. */
 static void splay(int max_s)
 {
@@ -100,10 +257,7 @@ static void splay(int max_s)
 	if (max_s <= 0 || telespool__random(&r, sizeof(r)) != 0)
 		return;
 	uint64_t ms = r % ((uint64_t)max_s * 1000 + 1);
-	struct timespec ts = {(time_t)(ms / 1000),
-			      (long)(ms % 1000) * 1000000L};
-	while (!stop_flag && nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
+	(void)sleep_unless_stopped((int64_t)ms);
 }
 
 int main(int argc, char **argv)
@@ -118,6 +272,7 @@ int main(int argc, char **argv)
 		OPT_STATUS,
 		OPT_JSON,
 		OPT_SPLAY,
+		OPT_EVERY,
 		OPT_CACERT,
 		OPT_BATCH,
 		OPT_PAR,
@@ -135,6 +290,7 @@ int main(int argc, char **argv)
 	    {"status", no_argument, NULL, OPT_STATUS},
 	    {"json", no_argument, NULL, OPT_JSON},
 	    {"splay", required_argument, NULL, OPT_SPLAY},
+	    {"every", required_argument, NULL, OPT_EVERY},
 	    {"cacert", required_argument, NULL, OPT_CACERT},
 	    {"batch", required_argument, NULL, OPT_BATCH},
 	    {"parallel", required_argument, NULL, OPT_PAR},
@@ -145,6 +301,7 @@ int main(int argc, char **argv)
 	};
 	tsu_options o;
 	int status = 0, json = 0, splay_s = 0, c;
+	int64_t every_ms = 0;
 	static char config_buf[4200], db_buf[4200];
 
 	memset(&o, 0, sizeof(o));
@@ -186,6 +343,10 @@ int main(int argc, char **argv)
 			break;
 		case OPT_SPLAY:
 			if (parse_int(optarg, "--splay", 0, 86400, &splay_s))
+				return TSU_EXIT_CONFIG;
+			break;
+		case OPT_EVERY:
+			if (parse_duration(optarg, &every_ms))
 				return TSU_EXIT_CONFIG;
 			break;
 		case OPT_CACERT:
@@ -240,6 +401,14 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return TSU_EXIT_CONFIG;
 	}
+	if (every_ms && (status || o.dry_run)) {
+		fprintf(stderr,
+			"telespool-upload: --every does not go with "
+			"%s\n",
+			status ? "--status" : "--dry-run");
+		usage(stderr);
+		return TSU_EXIT_CONFIG;
+	}
 	if (status)
 		return tsu_status(&o, json);
 
@@ -250,6 +419,11 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	/* A parent (a container's init, a supervisor) may hand them down
+	 * blocked; they must reach us. */
+	sigset_t stops;
+	stop_signals(&stops);
+	sigprocmask(SIG_UNBLOCK, &stops, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	/* Past a file size limit (ulimit -f, LimitFSIZE=) a write must fail
 	 * with an error we report, not kill the process. */
@@ -262,5 +436,7 @@ int main(int argc, char **argv)
 	splay(splay_s);
 	if (stop_flag)
 		return TSU_EXIT_OK;
+	if (every_ms)
+		return every(&o, every_ms);
 	return tsu_drain(&o, &stop_flag);
 }

@@ -20,10 +20,11 @@ touches the network.
 
 Finding the library (the first that applies):
   1. ``TELESPOOL_LIBRARY``: the path of the shared library; nothing else is tried when it is set.
-  2. ``TELESPOOL_BUILD_DIR``: a CMake build directory; ``<dir>/lib/libtelespool.so`` is loaded.
-  3. The source tree: ``<root>/build/lib/libtelespool.so`` in this package's directory or any
+  2. The wheel's own copy, ``_lib/libtelespool.so.0`` in this package's directory.
+  3. ``TELESPOOL_BUILD_DIR``: a CMake build directory; ``<dir>/lib/libtelespool.so`` is loaded.
+  4. The source tree: ``<root>/build/lib/libtelespool.so`` in this package's directory or any
      directory above it (the repository keeps this file at ``<root>/lib/python/telespool``).
-  4. The system loader: ``ctypes.util.find_library("telespool")``, then ``libtelespool.so.0``.
+  5. The system loader: ``ctypes.util.find_library("telespool")``, then ``libtelespool.so.0``.
 If none loads, importing this module raises ImportError listing every attempt.
 
 Errors.  Every failure the library reports raises a subclass of :class:`Error`, which carries
@@ -93,7 +94,7 @@ __all__ = [
     "LIBRARY_PATH",
 ]
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402  (CMakeLists.txt's project(VERSION))
 
 # ---- constants (telespool.h) -------------------------------------------------------------
 
@@ -201,10 +202,13 @@ def _candidates():
     if env:
         yield "TELESPOOL_LIBRARY", env
         return
+    d = os.path.dirname(os.path.abspath(__file__))
+    bundled = os.path.join(d, "_lib", _SONAME + ".0")
+    if os.path.exists(bundled):
+        yield "the wheel", bundled
     build = os.environ.get("TELESPOOL_BUILD_DIR")
     if build:
         yield "TELESPOOL_BUILD_DIR", os.path.join(build, "lib", _SONAME)
-    d = os.path.dirname(os.path.abspath(__file__))
     while True:
         path = os.path.join(d, "build", "lib", _SONAME)
         if os.path.exists(path):
