@@ -101,11 +101,15 @@ class ConfigErrors(E2E):
         self.check(lb, space, [CONFIG])
 
     def test_disable_telemetry_is_a_mapping(self):
-        """Unclear whether the user opted out: neither send nor purge."""
+        """A non-empty mapping is true to Python, so LangBot reads it as disabled: purge."""
         space = self.space()
         lb = self.langbot(space)
         lb.write_config(raw=f"space:\n  url: '{space.url}'\n  disable_telemetry: {{a: 1}}\n")
-        self.check(lb, space, [CONFIG])
+        lb.record_queries(3)
+        r = lb.run(env=clean_env(SPACE__URL=space.url))
+        self.assertExit(r, EXIT_OK)
+        self.assertOutcome(lb, "purged", r)
+        self.assertEqual(space.requests(), [])
 
     def test_config_error_with_status(self):
         space = self.space()

@@ -53,7 +53,7 @@ struct run {
 	int64_t deadline; /* monotonic ms */
 	int64_t run_id;
 	telespool__run rec; /* counts and outcome for upload_runs */
-	char detail[256];
+	char detail[1024];
 	int64_t attempted; /* requests that got an outcome this run */
 	int64_t start_mono;
 	int any_retry;    /* a retryable failure left rows behind */
@@ -64,6 +64,11 @@ struct run {
 	int watch_fd;             /* inotify on the config's directory, or -1 */
 	int optout_seen;   /* the config now says telemetry is disabled */
 	int config_broken; /* the config became unreadable during the run */
+	unsigned
+	    endpoint_ok;   /* bit per endpoint_index(): accepted one this run */
+	int64_t refused;   /* rows kept after an endpoint-wide refusal */
+	char refusal[200]; /* what Space answered, for the run's detail */
+	int refused_endpoint; /* endpoint_index() of that answer */
 };
 
 static void say(const char *fmt, ...)
@@ -133,6 +138,18 @@ static const char *endpoint_of(const char *event_type)
 	if (strcmp(event_type, "survey_dismiss") == 0)
 		return "/api/v1/survey/dismiss";
 	return NULL;
+}
+
+/* A small number per endpoint, for endpoint_ok; -1 if unknown. */
+static int endpoint_index(const char *ep)
+{
+	static const char *const eps[] = {
+	    "/api/v1/telemetry", "/api/v1/survey/pending",
+	    "/api/v1/survey/respond", "/api/v1/survey/dismiss"};
+	for (int i = 0; ep && i < 4; i++)
+		if (strcmp(ep, eps[i]) == 0)
+			return i;
+	return -1;
 }
 
 static void iso(int64_t ms, char *out)
@@ -249,18 +266,20 @@ struct verdicts {
 
 /*
  * Turns one batch's HTTP results into outcomes.  Returns the longest
- * Retry-After (ms) any answer carried, or 0; sets *all_failed when no
- * request succeeded and at least one failed retryably.
+ * Retry-After (ms) any answer carried, or 0; counts the requests sent, the
+ * retryable failures, and the refusals kept because their endpoint
+ * accepted nothing (*refused).
  */
 static int64_t judge(struct run *r, const telespool__batch *b, tsu_request *req,
 		     struct verdicts *v, int64_t now, int *throttled, int *sent,
-		     int *retryable)
+		     int *retryable, int *refused)
 {
 	int64_t retry_after = 0;
 
 	*throttled = 0;
 	*sent = 0;
 	*retryable = 0;
+	*refused = 0;
 	for (size_t i = 0; i < b->n; i++) {
 		const telespool__item *it = &b->items[i];
 		telespool__outcome *oc = &v->out[i];
@@ -310,9 +329,8 @@ static int64_t judge(struct run *r, const telespool__batch *b, tsu_request *req,
 		}
 		oc->last_error = v->why[i];
 		if (vd == TSU_DEAD) {
+			/* Decided below, once the batch's answers are known. */
 			oc->verdict = TELESPOOL__DEAD;
-			oc->drop_reason = "rejected";
-			r->rec.dead++;
 			continue;
 		}
 		(*retryable)++;
@@ -335,12 +353,93 @@ static int64_t judge(struct run *r, const telespool__batch *b, tsu_request *req,
 			r->any_retry = 1;
 		}
 	}
+	/*
+	 * A refusal (4xx, or a 2xx whose code is 4xx) is about the event only
+	 * when the same endpoint accepted another one, in this batch or
+	 * earlier in the run.  A refusal every request to an endpoint gets
+	 * says the endpoint, the credentials or something in between is
+	 * wrong (a wrong space.url path, an expired ingest token, a WAF): the
+	 * rows are kept and retried with backoff, never made dead.
+	 */
+	for (size_t i = 0; i < b->n; i++) {
+		int ep = endpoint_index(endpoint_of(b->items[i].event_type));
+		if (v->out[i].verdict == TELESPOOL__SENT && ep >= 0)
+			r->endpoint_ok |= 1u << ep;
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		const telespool__item *it = &b->items[i];
+		telespool__outcome *oc = &v->out[i];
+		int ep = endpoint_index(endpoint_of(it->event_type));
+		if (oc->verdict != TELESPOOL__DEAD || oc->drop_reason)
+			continue; /* not a refusal judged above */
+		if (ep >= 0 && (r->endpoint_ok & (1u << ep))) {
+			oc->drop_reason = "rejected";
+			r->rec.dead++;
+			continue;
+		}
+		if (r->refusal[0] == '\0') {
+			snprintf(r->refusal, sizeof(r->refusal), "%s",
+				 v->why[i]);
+			r->refused_endpoint = ep;
+		}
+		r->refused++;
+		if (it->attempts + 1 >= r->o->max_attempts) {
+			oc->drop_reason = "max_attempts";
+			r->rec.dead++;
+		} else if (it->created_ms > 0 &&
+			   now - it->created_ms > r->o->max_age_ms) {
+			oc->drop_reason = "expired";
+			r->rec.dead++;
+		} else {
+			oc->verdict = TELESPOOL__RETRY;
+			oc->next_attempt_ms =
+			    now +
+			    tsu_backoff_ms(it->attempts, TSU_BACKOFF_BASE_MS,
+					   TSU_BACKOFF_CAP_MS, random64());
+			r->rec.retried++;
+			r->any_retry = 1;
+			(*refused)++;
+		}
+	}
 	/* Retry-After is a floor for every row of the batch. */
 	for (size_t i = 0; retry_after > 0 && i < b->n; i++)
 		if (v->out[i].verdict == TELESPOOL__RETRY &&
 		    v->out[i].next_attempt_ms < now + retry_after)
 			v->out[i].next_attempt_ms = now + retry_after;
 	return retry_after;
+}
+
+/* What to check after an endpoint-wide refusal, by the answer. */
+static const char *refusal_advice(const char *why)
+{
+	long status = 0;
+	if (sscanf(why, "HTTP %ld", &status) != 1)
+		status = 0;
+	if (status == 401 || status == 403)
+		return "check LANGBOT_TELEMETRY_INGEST_TOKEN (or "
+		       "--auth-command) and any proxy or firewall in between";
+	if (status == 407)
+		return "check the proxy's credentials (proxy.http/https, "
+		       "HTTPS_PROXY)";
+	if (status == 404 || status == 405 || status == 410)
+		return "check space.url: the endpoints are appended to it, so "
+		       "it must be Space's base URL with no extra path";
+	return "check space.url, the credentials, and any proxy in between";
+}
+
+static void refusal_detail(struct run *r)
+{
+	static const char *const eps[] = {
+	    "/api/v1/telemetry", "/api/v1/survey/pending",
+	    "/api/v1/survey/respond", "/api/v1/survey/dismiss"};
+	char *shown = tsu_url_redacted(r->cfg.space_url);
+	snprintf(r->detail, sizeof(r->detail),
+		 "Space answered %s to every request (%s%s); events kept: %s",
+		 r->refusal[0] ? r->refusal : "a refusal",
+		 shown ? shown : "space.url",
+		 r->refused_endpoint >= 0 ? eps[r->refused_endpoint] : "",
+		 refusal_advice(r->refusal));
+	free(shown);
 }
 
 static void progress(struct run *r)
@@ -362,7 +461,7 @@ static void progress(struct run *r)
 static int send_batch(struct run *r, telespool__batch *b)
 {
 	tsu_request *req = calloc(b->n, sizeof(*req));
-	char(*urls)[1200] = calloc(b->n, sizeof(*urls));
+	char **urls = calloc(b->n, sizeof(*urls));
 	struct verdicts v = {calloc(b->n, sizeof(*v.out)),
 			     calloc(b->n, sizeof(*v.why)),
 			     calloc(b->n, sizeof(*v.survey))};
@@ -377,9 +476,20 @@ static int send_batch(struct run *r, telespool__batch *b)
 		const char *ep = endpoint_of(b->items[i].event_type);
 		if (ep == NULL)
 			continue;
-		snprintf(urls[i], sizeof(urls[i]), "%s%s", r->cfg.space_url,
-			 ep);
+		/* Any length: space.url is whatever the user configured. */
+		size_t ul = strlen(r->cfg.space_url), el = strlen(ep);
+		urls[i] = malloc(ul + el + 1);
+		if (!urls[i]) {
+			say("out of memory");
+			ret = -1;
+			goto out;
+		}
+		memcpy(urls[i], r->cfg.space_url, ul);
+		memcpy(urls[i] + ul, ep, el + 1);
 		req[i].url = urls[i];
+		/* LangBot sends its ingest token to the telemetry endpoint
+		 * only, never to the survey endpoints. */
+		req[i].with_token = strcmp(ep, "/api/v1/telemetry") == 0;
 		req[i].body = b->items[i].body;
 		req[i].body_len = b->items[i].body_len;
 		req[i].idempotency_key = b->items[i].event_id;
@@ -394,9 +504,9 @@ static int send_batch(struct run *r, telespool__batch *b)
 		say("the HTTP transport failed; the batch is released");
 
 	int64_t now = telespool__now_ms();
-	int throttled, sent, retryable;
+	int throttled, sent, retryable, refused;
 	int64_t retry_after =
-	    judge(r, b, req, &v, now, &throttled, &sent, &retryable);
+	    judge(r, b, req, &v, now, &throttled, &sent, &retryable, &refused);
 	int rc = telespool__finish(r->sp, v.out, b->n, now);
 	if (rc != TELESPOOL_OK) {
 		/* The leases run out and the rows come back: nothing is lost,
@@ -424,6 +534,19 @@ static int send_batch(struct run *r, telespool__batch *b)
 			 "Space asked to slow down; next try after %" PRId64
 			 " s",
 			 wait / 1000);
+		ret = 0;
+	} else if (sent == 0 && refused > 0) {
+		/* Space refused every request: the endpoint or the
+		 * credentials, not the events.  Keep them, stop, and let the
+		 * next runs probe with one request until a backoff passes. */
+		int64_t count = state_ms(r, KEY_DOWN_COUNT) + 1;
+		int64_t wait = tsu_backoff_ms((int)(count < 30 ? count : 30),
+					      TSU_BACKOFF_BASE_MS,
+					      TSU_BACKOFF_CAP_MS, random64());
+		set_state_ms(r, KEY_DOWN_COUNT, count);
+		set_state_ms(r, KEY_DOWN_UNTIL, now + wait);
+		r->rec.outcome = "refused";
+		refusal_detail(r);
 		ret = 0;
 	} else if (sent == 0 && retryable > 0) {
 		/* Every request of the batch failed (the first batch of a run is
@@ -461,19 +584,21 @@ out:
 	free(v.survey);
 	free(v.why);
 	free(v.out);
+	for (size_t i = 0; urls && i < b->n; i++)
+		free(urls[i]);
 	free(urls);
 	free(req);
 	return ret;
 }
 
-static void dry_run_print(const telespool__batch *b, const tsu_config *cfg,
+static void dry_run_print(const telespool__batch *b, const char *shown,
 			  int verbose)
 {
 	for (size_t i = 0; i < b->n; i++) {
 		const char *ep = endpoint_of(b->items[i].event_type);
 		printf(
 		    "would POST %s%s  Idempotency-Key: %s  (%s, attempt %d)\n",
-		    cfg->space_url, ep ? ep : "(unknown event type)",
+		    shown, ep ? ep : "(unknown event type)",
 		    b->items[i].event_id, b->items[i].event_type,
 		    b->items[i].attempts + 1);
 		if (verbose)
@@ -498,6 +623,12 @@ static int dry_run(struct run *r)
 		say("dry run: nothing sent, nothing deleted");
 		return TSU_EXIT_OK;
 	}
+	if (r->cfg.send_error[0]) {
+		say("%s: %s", r->o->config_path, r->cfg.send_error);
+		say("dry run: a real run would send nothing and exit %d",
+		    TSU_EXIT_CONFIG);
+		return TSU_EXIT_CONFIG;
+	}
 	if (r->cfg.space_url[0] == '\0') {
 		say("dry run: space.url is empty, a real run would send "
 		    "nothing");
@@ -515,7 +646,9 @@ static int dry_run(struct run *r)
 		}
 		if (b.n == 0)
 			break;
-		dry_run_print(&b, &r->cfg, r->o->verbose);
+		char *shown = tsu_url_redacted(r->cfg.space_url);
+		dry_run_print(&b, shown ? shown : "(space.url)", r->o->verbose);
+		free(shown);
 		n += (int64_t)b.n;
 		after = b.items[b.n - 1].id;
 		telespool__batch_free(&b);
@@ -564,8 +697,9 @@ static int start_http(struct run *r)
 
 	snprintf(ua, sizeof(ua), "telespool/%s", TELESPOOL_UPLOAD_VERSION);
 	ho.user_agent = ua;
-	const char *token = getenv("LANGBOT_TELEMETRY_INGEST_TOKEN");
-	ho.token = token && token[0] ? token : NULL;
+	ho.token = r->cfg.token; /* stripped and checked by the config */
+	ho.proxy = r->cfg.proxy;
+	ho.noproxy = r->cfg.noproxy;
 	ho.cacert = r->o->cacert;
 	ho.max_in_flight = r->o->max_in_flight;
 	ho.verbose = r->o->verbose;
@@ -721,6 +855,14 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 			    sizeof(err)) != 0) {
 		say("%s", err);
 		say("nothing sent, nothing deleted (exit %d)", TSU_EXIT_CONFIG);
+		return TSU_EXIT_CONFIG;
+	}
+	/* A config that cannot send (a bad space.url, token or proxy) stops
+	 * the run before the spool is touched, unless it opts out. */
+	if (!r.cfg.disable_telemetry && r.cfg.send_error[0]) {
+		say("%s: %s", o->config_path, r.cfg.send_error);
+		say("nothing sent, nothing deleted (exit %d)", TSU_EXIT_CONFIG);
+		tsu_config_free(&r.cfg);
 		return TSU_EXIT_CONFIG;
 	}
 	if (!file_exists(o->db_path)) {

@@ -57,15 +57,21 @@ static void print_text(const telespool__status *s, const tsu_options *o,
 	human(file_size(o->db_path, ""), a, sizeof(a));
 	human(file_size(o->db_path, "-wal"), b, sizeof(b));
 	printf("on disk      %s, write-ahead log %s\n", a, b);
-	if (cfg_err)
+	if (cfg_err) {
 		printf("config       %s: %s\n", o->config_path, cfg_err);
-	else
+	} else {
+		/* The URL may carry a password: never shown. */
+		char *shown = tsu_url_redacted(cfg->space_url);
 		printf("config       %s: telemetry %s, space.url %s\n",
 		       o->config_path,
 		       cfg->disable_telemetry ? "DISABLED (opted out)"
 					      : "enabled",
-		       cfg->space_url[0] ? cfg->space_url
+		       cfg->space_url[0] ? (shown ? shown : "(set)")
 					 : "(empty: nothing is sent)");
+		free(shown);
+		if (cfg->send_error[0] && !cfg->disable_telemetry)
+			printf("cannot send  %s\n", cfg->send_error);
+	}
 	human(s->pending_bytes, a, sizeof(a));
 	printf("pending      %" PRId64 " event%s (%s)", s->pending,
 	       s->pending == 1 ? "" : "s", a);
@@ -128,9 +134,16 @@ static void print_json(const telespool__status *s, const tsu_options *o,
 	if (cfg_err) {
 		cJSON_AddStringToObject(c, "error", cfg_err);
 	} else {
+		char *shown = tsu_url_redacted(cfg->space_url);
 		cJSON_AddBoolToObject(c, "telemetry_disabled",
 				      cfg->disable_telemetry);
-		cJSON_AddStringToObject(c, "space_url", cfg->space_url);
+		cJSON_AddStringToObject(c, "space_url", shown ? shown : "");
+		free(shown);
+		if (cfg->send_error[0])
+			cJSON_AddStringToObject(c, "send_error",
+						cfg->send_error);
+		else
+			cJSON_AddNullToObject(c, "send_error");
 	}
 	cJSON_AddNumberToObject(j, "pending", (double)s->pending);
 	cJSON_AddNumberToObject(j, "pending_bytes", (double)s->pending_bytes);
