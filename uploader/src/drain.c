@@ -18,8 +18,10 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "config.h"
 #include "curl_api.h"
 #include "http.h"
@@ -28,6 +30,8 @@
 #include "queue.h"
 #include "timefmt.h"
 #include "uuid.h"
+
+#include <cjson/cJSON.h>
 
 #ifndef TELESPOOL_UPLOAD_VERSION
 #define TELESPOOL_UPLOAD_VERSION "0"
@@ -38,6 +42,10 @@
 #define LEASE_MARGIN_MS (10LL * 1000)
 /* Run-wide waits further away than this are from a clock that went back. */
 #define HORIZON_MS (TSU_RETRY_AFTER_MAX_MS + 3600LL * 1000)
+/* A config that fails to load gets this long to become readable (it may be
+ * in the middle of a rewrite), read again every CONFIG_RETRY_MS. */
+#define CONFIG_SETTLE_MS 2000
+#define CONFIG_RETRY_MS  50
 
 /* Keys in uploader_state. */
 #define KEY_RETRY_AFTER "retry_after_until" /* Space said wait until (ms) */
@@ -62,12 +70,15 @@ struct run {
 	int64_t pending_at_start; /* for the progress line */
 	struct stat cfg_seen;     /* the config file as last read */
 	int watch_fd;             /* inotify on the config's directory, or -1 */
-	int optout_seen;   /* the config now says telemetry is disabled */
-	int config_broken; /* the config became unreadable during the run */
+	int optout_seen;      /* the config now says telemetry is disabled */
+	int config_broken;    /* the config stayed unreadable during the run */
+	int config_unsettled; /* it failed to load: maybe being rewritten */
+	int config_changed;   /* it names another space.url now */
 	unsigned
 	    endpoint_ok;   /* bit per endpoint_index(): accepted one this run */
 	int64_t refused;   /* rows kept after an endpoint-wide refusal */
 	char refusal[200]; /* what Space answered, for the run's detail */
+	tsu_auth *auth;    /* the --auth-command helper's tokens, or NULL */
 	int refused_endpoint; /* endpoint_index() of that answer */
 };
 
@@ -222,14 +233,70 @@ static void watch_config_file(struct run *r)
 				IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB);
 }
 
+/*
+ * Loads the config into *cfg, giving a file that fails to load up to
+ * CONFIG_SETTLE_MS to become readable: LangBot rewrites data/config.yaml in
+ * place at every start (truncate, then write), and an opt-out edited in
+ * place goes through an empty or partial file.  A load counts only if the
+ * file did not change while it was read.  During a run (want_url set), a
+ * config that is not an opt-out must also still name the run's space.url:
+ * a partial file can parse (without its space section) and must not be
+ * taken for the new config.  *seen gets the file's identity as read.
+ * Returns 0 (loaded, *cfg to free), -1 (still unreadable; err says why),
+ * or 1 (readable but naming another space.url; nothing to free).
+ */
+static int load_settled(const tsu_options *o, tsu_config *cfg,
+			struct stat *seen, char *err, size_t errlen,
+			volatile int *stop, const char *want_url)
+{
+	int64_t until = tsu_monotonic_ms() + CONFIG_SETTLE_MS;
+	int said = 0, rc;
+
+	for (;;) {
+		struct stat after;
+		rc = -1;
+		if (stat(o->config_path, seen) != 0)
+			memset(seen, 0, sizeof(*seen));
+		if (tsu_config_load(cfg, o->config_path, o->data_dir, err,
+				    errlen) == 0) {
+			if (stat(o->config_path, &after) != 0)
+				memset(&after, 0, sizeof(after));
+			if (!same_file(seen, &after)) {
+				snprintf(err, errlen,
+					 "%s: changed while being read",
+					 o->config_path);
+			} else if (!want_url || cfg->disable_telemetry ||
+				   strcmp(cfg->space_url, want_url) == 0) {
+				return 0;
+			} else {
+				snprintf(err, errlen,
+					 "%s: space.url changed during the run",
+					 o->config_path);
+				rc = 1;
+			}
+			tsu_config_free(cfg);
+		}
+		if (tsu_monotonic_ms() >= until || (stop && *stop))
+			return rc;
+		if (!said) {
+			say("%s; waiting up to %d ms for it to be rewritten",
+			    err, CONFIG_SETTLE_MS);
+			said = 1;
+		}
+		struct timespec ts = {0, CONFIG_RETRY_MS * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
 static int must_stop(void *ctx)
 {
 	struct run *r = ctx;
-	struct stat st;
+	struct stat st, after;
 	tsu_config c;
 	char err[512];
 
-	if (r->optout_seen || r->config_broken)
+	if (r->optout_seen || r->config_broken || r->config_unsettled ||
+	    r->config_changed)
 		return 1;
 	if (r->watch_fd >= 0) {
 		/* Empty the queue (the stat below decides), so that the
@@ -249,13 +316,49 @@ static int must_stop(void *ctx)
 	r->cfg_seen = st;
 	if (tsu_config_load(&c, r->o->config_path, r->o->data_dir, err,
 			    sizeof(err)) != 0) {
-		say("%s; stopping", err);
-		r->config_broken = 1;
+		/* Stop sending until it is readable again (settle()). */
+		r->config_unsettled = 1;
 		return 1;
 	}
 	r->optout_seen = c.disable_telemetry != 0;
+	if (stat(r->o->config_path, &after) != 0)
+		memset(&after, 0, sizeof(after));
+	/* Read mid-write, or a partial file without the run's space.url:
+	 * stop sending and read it again (settle()). */
+	if (!r->optout_seen && (!same_file(&st, &after) ||
+				strcmp(c.space_url, r->cfg.space_url) != 0))
+		r->config_unsettled = 1;
 	tsu_config_free(&c);
-	return r->optout_seen;
+	return r->optout_seen || r->config_unsettled;
+}
+
+/*
+ * The config failed to load (or changed while read) during the run: sends
+ * have stopped; wait a bounded time for it to settle.  Returns 1 when the
+ * run may go on sending, 0 when it must stop (opted out: optout_seen;
+ * still unreadable: config_broken).
+ */
+static int settle(struct run *r)
+{
+	tsu_config c;
+	char err[512];
+
+	r->config_unsettled = 0;
+	int rc = load_settled(r->o, &c, &r->cfg_seen, err, sizeof(err), r->stop,
+			      r->cfg.space_url);
+	if (rc > 0) {
+		/* Edited for good: the new space.url is for the next run. */
+		r->config_changed = 1;
+		return 0;
+	}
+	if (rc < 0) {
+		say("%s; stopping", err);
+		r->config_broken = 1;
+		return 0;
+	}
+	r->optout_seen = c.disable_telemetry != 0;
+	tsu_config_free(&c);
+	return !r->optout_seen;
 }
 
 struct verdicts {
@@ -456,6 +559,66 @@ static void progress(struct run *r)
 	fflush(stderr);
 }
 
+/* The event's workspace_uuid (stripped), malloc'd, or NULL when it has
+ * none: LangBot asks for a token only for an event that names one. */
+static char *workspace_of(const telespool__item *it)
+{
+	cJSON *root = cJSON_ParseWithLength(it->body, it->body_len);
+	const cJSON *w =
+	    cJSON_GetObjectItemCaseSensitive(root, "workspace_uuid");
+	char *out = NULL;
+
+	if (cJSON_IsString(w) && w->valuestring) {
+		size_t a, b;
+		tsu_py_strip(w->valuestring, strlen(w->valuestring), &a, &b);
+		if (b > a) {
+			out = malloc(b - a + 1);
+			if (out) {
+				memcpy(out, w->valuestring + a, b - a);
+				out[b - a] = '\0';
+			}
+		}
+	}
+	cJSON_Delete(root);
+	return out;
+}
+
+/*
+ * --auth-command: an Authorization header for each telemetry request whose
+ * event names a workspace, as LangBot 4.10.7+ sends when there is no
+ * ingest token (with a token, the token alone is sent, as in LangBot).
+ * Returns 0, or -1 when the helper failed (the run stops: auth_failed).
+ */
+static int authorize(struct run *r, const telespool__batch *b, tsu_request *req)
+{
+	char err[200];
+
+	if (!r->o->auth_command || !r->o->auth_command[0] || r->cfg.token)
+		return 0;
+	for (size_t i = 0; i < b->n; i++) {
+		if (!req[i].url || !req[i].with_token)
+			continue;
+		char *ws = workspace_of(&b->items[i]);
+		if (!ws)
+			continue;
+		if (!r->auth)
+			r->auth = tsu_auth_new(r->o->auth_command,
+					       TSU_AUTH_TIMEOUT_MS);
+		if (!r->auth || tsu_auth_get(r->auth, ws, &req[i].authorization,
+					     err, sizeof(err)) != 0) {
+			r->rec.outcome = "auth_failed";
+			snprintf(r->detail, sizeof(r->detail),
+				 "--auth-command failed for workspace %.64s: "
+				 "%s; nothing sent, events kept",
+				 ws, r->auth ? err : "out of memory");
+			free(ws);
+			return -1;
+		}
+		free(ws);
+	}
+	return 0;
+}
+
 /* Sends one claimed batch and records the outcomes.  Returns 1 to go on, 0
  * to stop the run (throttled, down, deadline), -1 on a spool failure. */
 static int send_batch(struct run *r, telespool__batch *b)
@@ -497,6 +660,26 @@ static int send_batch(struct run *r, telespool__batch *b)
 
 	/* The lease must outlive every request of the batch. */
 	int64_t claimed = tsu_monotonic_ms();
+	if (authorize(r, b, req) != 0) {
+		/* Nothing of the batch is sent; every row is released. */
+		telespool__outcome *rel = v.out;
+		for (size_t i = 0; i < b->n; i++) {
+			memset(&rel[i], 0, sizeof(rel[i]));
+			rel[i].id = b->items[i].id;
+			rel[i].verdict = TELESPOOL__RELEASE;
+			rel[i].lease_until = b->items[i].lease_until;
+		}
+		int frc =
+		    telespool__finish(r->sp, rel, b->n, telespool__now_ms());
+		if (frc != TELESPOOL_OK) {
+			r->exit_code = spool_failed(r, frc);
+			ret = -1;
+		} else {
+			r->released += (int64_t)b->n;
+			ret = 0;
+		}
+		goto out;
+	}
 	int64_t deadline = claimed + TSU_LEASE_MS - LEASE_MARGIN_MS;
 	if (deadline > r->deadline)
 		deadline = r->deadline;
@@ -568,7 +751,8 @@ static int send_batch(struct run *r, telespool__batch *b)
 		set_state_ms(r, KEY_DOWN_COUNT, 0);
 		set_state_ms(r, KEY_DOWN_UNTIL, 0);
 	}
-	if (ret == 1 && (r->optout_seen || r->config_broken))
+	if (ret == 1 &&
+	    (r->optout_seen || r->config_broken || r->config_unsettled))
 		ret = 0; /* the caller purges, or stops with the config error */
 	else if (ret == 1 && r->stop && *r->stop)
 		ret = 0;
@@ -715,6 +899,21 @@ static int start_http(struct run *r)
 	return 0;
 }
 
+/* Whether a row is due now (one this run would have claimed next). */
+static int due_left(struct run *r)
+{
+	telespool__batch b;
+	int left;
+
+	if (telespool__peek(r->sp, telespool__now_ms(), TSU_LEASE_MS,
+			    HORIZON_MS, r->o->ignore_backoff, 0, 1,
+			    &b) != TELESPOOL_OK)
+		return 1; /* cannot tell: say that work may be left */
+	left = b.n > 0;
+	telespool__batch_free(&b);
+	return left;
+}
+
 /* The batches.  Returns an exit code. */
 static int drain(struct run *r)
 {
@@ -749,7 +948,7 @@ static int drain(struct run *r)
 	 * from a handful of requests, not from a hundred timeouts. */
 	int first = 1;
 	for (;;) {
-		if (must_stop(r))
+		if (must_stop(r) && !(r->config_unsettled && settle(r)))
 			break;
 		if (r->stop && *r->stop)
 			break;
@@ -793,12 +992,17 @@ static int drain(struct run *r)
 			r->rec.outcome = "error";
 			return TSU_EXIT_ERROR;
 		}
+		if (go == 0 && r->config_unsettled && r->rec.outcome == NULL &&
+		    settle(r))
+			continue; /* the rewrite is over and did not opt out */
 		if (go == 0)
 			break;
 		probe = 0; /* a probe went through: Space is back */
 		first = 0;
 	}
 
+	if (r->config_unsettled)
+		settle(r); /* an opt-out being written must still be seen */
 	if (r->config_broken) {
 		r->rec.outcome = "config_error";
 		snprintf(r->detail, sizeof(r->detail),
@@ -808,22 +1012,36 @@ static int drain(struct run *r)
 	}
 	if (r->optout_seen)
 		return purge(r, "the flag changed during the run");
+	if (r->config_changed && r->rec.outcome == NULL) {
+		r->rec.outcome = "config_changed";
+		snprintf(r->detail, sizeof(r->detail),
+			 "space.url changed during the run; the rest waits for "
+			 "the next run");
+		return TSU_EXIT_TEMPFAIL;
+	}
 	if (r->rec.outcome == NULL && r->stop && *r->stop) {
 		r->rec.outcome = "interrupted";
 		snprintf(
 		    r->detail, sizeof(r->detail),
 		    "stopped by a signal; the rest waits for the next run");
+		return r->any_retry || due_left(r) ? TSU_EXIT_TEMPFAIL
+						   : TSU_EXIT_OK;
 	} else if (r->rec.outcome == NULL &&
-		   tsu_monotonic_ms() >= r->deadline) {
+		   tsu_monotonic_ms() >= r->deadline && due_left(r)) {
+		/* Whether the time ran out mid-request or between batches,
+		 * the outcome and the exit code are the same: rows are left. */
 		r->rec.outcome = "time_limit";
 		snprintf(
 		    r->detail, sizeof(r->detail),
 		    "--max-seconds reached; the rest waits for the next run");
+		return TSU_EXIT_TEMPFAIL;
 	}
 	if (r->rec.outcome == NULL)
 		r->rec.outcome = r->attempted ? "ok" : "nothing_due";
-	/* Events given back unsent wait for a later run, like retried ones. */
-	return r->any_retry || r->released ? TSU_EXIT_TEMPFAIL : TSU_EXIT_OK;
+	/* Events given back unsent (and not sent since) wait for a later
+	 * run, like retried ones. */
+	return r->any_retry || (r->released && due_left(r)) ? TSU_EXIT_TEMPFAIL
+							    : TSU_EXIT_OK;
 }
 
 static int file_exists(const char *path)
@@ -849,10 +1067,8 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 
 	/* 1. The config: a broken one stops the run before anything is touched.
 	 * Its identity is noted first, so a change after reading is seen. */
-	if (stat(o->config_path, &r.cfg_seen) != 0)
-		memset(&r.cfg_seen, 0, sizeof(r.cfg_seen));
-	if (tsu_config_load(&r.cfg, o->config_path, o->data_dir, err,
-			    sizeof(err)) != 0) {
+	if (load_settled(o, &r.cfg, &r.cfg_seen, err, sizeof(err), stop,
+			 NULL) != 0) {
 		say("%s", err);
 		say("nothing sent, nothing deleted (exit %d)", TSU_EXIT_CONFIG);
 		return TSU_EXIT_CONFIG;
@@ -953,6 +1169,7 @@ end:
 	    (double)(tsu_monotonic_ms() - r.start_mono) / 1000.0,
 	    r.detail[0] ? " - " : "", r.detail);
 done:
+	tsu_auth_free(r.auth); /* wipes the helper's tokens */
 	tsu_http_free(r.http);
 	if (r.watch_fd >= 0)
 		close(r.watch_fd);

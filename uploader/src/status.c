@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "lock.h"
 #include "queue.h"
 #include "timefmt.h"
 
@@ -87,6 +88,11 @@ static void print_text(const telespool__status *s, const tsu_options *o,
 		printf("oldest       %s\n", s->oldest_pending);
 	if (s->next_attempt[0])
 		printf("next attempt %s\n", s->next_attempt);
+	{
+		char lockerr[1024];
+		if (tsu_lock_problem(o->db_path, lockerr, sizeof(lockerr)))
+			printf("LOCK         %s\n", lockerr);
+	}
 	if (throttled[0])
 		printf("throttled    Space asked to wait until %s\n",
 		       throttled);
@@ -160,6 +166,13 @@ static void print_json(const telespool__status *s, const tsu_options *o,
 		cJSON_AddStringToObject(j, "next_attempt", s->next_attempt);
 	else
 		cJSON_AddNullToObject(j, "next_attempt");
+	{
+		char lockerr[1024];
+		if (tsu_lock_problem(o->db_path, lockerr, sizeof(lockerr)))
+			cJSON_AddStringToObject(j, "lock_error", lockerr);
+		else
+			cJSON_AddNullToObject(j, "lock_error");
+	}
 	if (throttled[0])
 		cJSON_AddStringToObject(j, "throttled_until", throttled);
 	else
