@@ -7,6 +7,7 @@ loses nothing."""
 import json
 import os
 import stat
+import sys
 import time
 
 from harness import E2E, EXIT_OK, EXIT_TEMPFAIL, TELEMETRY, clean_env
@@ -116,6 +117,8 @@ class Auth(E2E):
                 for ev in lb.events():
                     self.assertEqual((ev["state"], ev["attempts"]), ("pending", 0))
                     self.assertIsNone(ev["lease_until"])
+        print(f"--auth-command failing (exit status, bad token, killed): tried {len(cases)} "
+              "times, lost 0", file=sys.stderr)
 
     def test_hanging_helper_is_killed(self):
         space = self.space()

@@ -278,6 +278,41 @@ class Net(unittest.TestCase):
                 self.assertEqual([ev["state"] for ev in events], [state] * N,
                                  "an event Space refused was marked sent")
 
+    # -- an endpoint that refuses everything
+
+    def test_a_refusal_every_request_gets_keeps_the_backlog(self):
+        """Issue 13, item 1: a wrong path in space.url (404, 405, 410) or an auth outage
+        (401, 403) used to turn a whole backlog dead in one run.  Now: at most the first
+        batch is tried, nothing becomes dead, the run exits 75 naming the answer, the next
+        run sends one probe, and once Space accepts again everything is delivered."""
+        backlog, tried, lost = 1000, 0, 0
+        for status in (401, 403, 404, 405, 410):
+            with self.subTest(status=status):
+                space = self.space({"rules": [{"status": status}]})
+                wd = Workdir(self, url=space.url)
+                wd.record(backlog)
+                res = wd.run()
+                self.assertEqual(res.code, EXIT_TEMPFAIL, repr(res))
+                self.assertEqual(res.outcome, "refused", repr(res))
+                self.assertIn(f"HTTP {status}", res.err)
+                self.assertLessEqual(len(space.requests()), N)
+                res = wd.run()
+                self.assertEqual(res.code, EXIT_TEMPFAIL, repr(res))
+                self.assertLessEqual(len(space.requests()), N + 1, "one probe only")
+                states = [ev["state"] for ev in wd.events()]
+                self.assertEqual(states, ["pending"] * backlog)
+                self.assertEqual(wd.drops(), {})
+                # Fixed (the token renewed, the URL corrected): all of it goes.
+                space.set_behaviour({})
+                res = wd.run("--ignore-backoff")
+                self.assertEqual(res.code, EXIT_OK, repr(res))
+                events = wd.events()
+                tried += 1
+                lost += backlog - sum(ev["state"] == "sent" for ev in events)
+        summary(f"Space refusing every request (401/403/404/405/410), "
+                f"a backlog of {backlog}", tried, lost)
+        self.assertEqual(lost, 0)
+
     # -- odd statuses
 
     def test_redirects_are_not_followed(self):
