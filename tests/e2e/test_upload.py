@@ -201,8 +201,9 @@ class Outcomes(E2E):
                 self.assertEqual(lb.drops(), {})
 
     def test_a_refusal_among_successes_is_dead(self):
-        """Space rejects some events while accepting others: those are dead."""
-        for status in (400, 413, 422, 404):
+        """Space rejects some events' content (400, 413, 422) while accepting others: those
+        are dead."""
+        for status in (400, 413, 422):
             with self.subTest(status=status):
                 space = self.space({"rules": [{"body_contains": '"query_id":"q-bad',
                                                "status": status, "msg": "bad event"}]})
@@ -216,6 +217,25 @@ class Outcomes(E2E):
                 self.assertIn(str(status), lb.events()[0]["last_error"])
                 self.assertEqual(lb.drops(), {"rejected": 1})
                 self.assertOutcome(lb, "ok", r)
+
+    def test_credential_or_path_refusals_among_successes_are_kept(self):
+        """401/403/404 for some events only (one workspace's token expired, a survey that
+        is gone) are not about the event's content: kept with backoff, never dead at once."""
+        for status in (401, 403, 404):
+            with self.subTest(status=status):
+                space = self.space({"rules": [{"body_contains": '"query_id":"q-bad',
+                                               "status": status}]})
+                lb = self.langbot(space)
+                with lb.spool() as sp:
+                    sp.record_query(query_id="q-bad-1", model_name="gpt-4o")
+                    sp.record_query(query_id="q-good-1", model_name="gpt-4o")
+                r = lb.run()
+                self.assertExit(r, EXIT_TEMPFAIL)
+                events = lb.events()
+                self.assertEqual([ev["state"] for ev in events], ["pending", "sent"])
+                self.assertEqual(events[0]["attempts"], 1)
+                self.assertGreater(iso_ms(events[0]["next_attempt_at"]), now_ms())
+                self.assertEqual(lb.drops(), {})
 
     def test_a_lone_refusal_after_the_endpoint_accepted_others_is_dead(self):
         """Small batches: the endpoint accepted events earlier in the run, so a batch

@@ -151,6 +151,14 @@ static const char *endpoint_of(const char *event_type)
 	return NULL;
 }
 
+/* An answer that judges the event's content, not the endpoint or the
+ * credentials: 400, 413, 422, or a 2xx whose JSON code is 4xx. */
+static int about_the_event(long status)
+{
+	return (status >= 200 && status <= 299) || status == 400 ||
+	       status == 413 || status == 422;
+}
+
 /* A small number per endpoint, for endpoint_ok; -1 if unknown. */
 static int endpoint_index(const char *ep)
 {
@@ -459,10 +467,14 @@ static int64_t judge(struct run *r, const telespool__batch *b, tsu_request *req,
 	/*
 	 * A refusal (4xx, or a 2xx whose code is 4xx) is about the event only
 	 * when the same endpoint accepted another one, in this batch or
-	 * earlier in the run.  A refusal every request to an endpoint gets
-	 * says the endpoint, the credentials or something in between is
-	 * wrong (a wrong space.url path, an expired ingest token, a WAF): the
-	 * rows are kept and retried with backoff, never made dead.
+	 * earlier in the run, and the answer is one that judges content (400,
+	 * 413, 422, or Space's own code in a 2xx).  A refusal every request to
+	 * an endpoint gets says the endpoint, the credentials or something in
+	 * between is wrong (a wrong space.url path, an expired ingest token, a
+	 * WAF), and 401/403/404/... for some events only are about their
+	 * credentials (one workspace's token) or a missing resource: those
+	 * rows are kept and retried with backoff, dead only at max_attempts
+	 * or the age limit.
 	 */
 	for (size_t i = 0; i < b->n; i++) {
 		int ep = endpoint_index(endpoint_of(b->items[i].event_type));
@@ -475,7 +487,8 @@ static int64_t judge(struct run *r, const telespool__batch *b, tsu_request *req,
 		int ep = endpoint_index(endpoint_of(it->event_type));
 		if (oc->verdict != TELESPOOL__DEAD || oc->drop_reason)
 			continue; /* not a refusal judged above */
-		if (ep >= 0 && (r->endpoint_ok & (1u << ep))) {
+		if (ep >= 0 && (r->endpoint_ok & (1u << ep)) &&
+		    about_the_event(req[i].status)) {
 			oc->drop_reason = "rejected";
 			r->rec.dead++;
 			continue;
