@@ -256,8 +256,8 @@ static int to_value(const char *out, size_t len, char **value, char *err,
 		b = a + 7 + b2;
 		a = a + 7 + a2;
 	}
-	if (b == a)
-		return 0;
+	if (b == a || (b - a == 6 && strncasecmp(out + a, "Bearer", 6) == 0))
+		return 0; /* nothing, or "Bearer" and nothing after it */
 	for (size_t i = a; i < b; i++) {
 		unsigned char c = (unsigned char)out[i];
 		if (c < 0x20 || c >= 0x7f) {
