@@ -190,6 +190,8 @@ class Outcomes(E2E):
                 self.assertIn("down_until", lb.state())
                 st = lb.run("--status")
                 self.assertIn(text, st.out)
+                self.assertRegex(st.out, rf"attention +Space answered .*{text}")
+                self.assertRegex(st.out, "refused +one probe per run until")
                 # The next run probes with one request, and keeps that one too.
                 lb.record_queries(3, prefix="later")
                 space.reset()

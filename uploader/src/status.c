@@ -96,8 +96,19 @@ static void print_text(const telespool__status *s, const tsu_options *o,
 	if (throttled[0])
 		printf("throttled    Space asked to wait until %s\n",
 		       throttled);
+	/* What the last run could not get past, and what to check. */
+	if (s->n_runs > 0 && s->runs[0].ended_at[0] &&
+	    (strcmp(s->runs[0].outcome, "refused") == 0 ||
+	     strcmp(s->runs[0].outcome, "auth_failed") == 0 ||
+	     strcmp(s->runs[0].outcome, "config_error") == 0))
+		printf("attention    %s\n", s->runs[0].detail);
 	if (down[0])
-		printf("server down  one probe per run until %s\n", down);
+		printf("%s one probe per run until %s\n",
+		       s->n_runs > 0 &&
+			       strcmp(s->runs[0].outcome, "refused") == 0
+			   ? "refused     "
+			   : "server down ",
+		       down);
 	if (s->n_drops == 0) {
 		printf("drops        none\n");
 	} else {
