@@ -70,16 +70,18 @@ struct run {
 	int64_t pending_at_start; /* for the progress line */
 	struct stat cfg_seen;     /* the config file as last read */
 	int watch_fd;             /* inotify on the config's directory, or -1 */
-	int optout_seen;      /* the config now says telemetry is disabled */
-	int config_broken;    /* the config stayed unreadable during the run */
+	int optout_seen;   /* the config now says telemetry is disabled */
+	int config_broken; /* the config became unreadable during the run */
+
+	/* A config being rewritten, Space refusing a whole endpoint, and
+	 * the --auth-command helper's tokens. */
 	int config_unsettled; /* it failed to load: maybe being rewritten */
 	int config_changed;   /* it names another space.url now */
-	unsigned
-	    endpoint_ok;   /* bit per endpoint_index(): accepted one this run */
-	int64_t refused;   /* rows kept after an endpoint-wide refusal */
-	char refusal[200]; /* what Space answered, for the run's detail */
-	tsu_auth *auth;    /* the --auth-command helper's tokens, or NULL */
+	unsigned endpoint_ok; /* bit per endpoint_index(): accepted one */
+	int64_t refused;      /* rows kept after an endpoint-wide refusal */
+	char refusal[200];    /* what Space answered, for the run's detail */
 	int refused_endpoint; /* endpoint_index() of that answer */
+	tsu_auth *auth;       /* the helper's tokens, or NULL */
 };
 
 static void say(const char *fmt, ...)
@@ -606,7 +608,7 @@ static int authorize(struct run *r, const telespool__batch *b, tsu_request *req)
 {
 	char err[200];
 
-	if (!r->o->auth_command || !r->o->auth_command[0] || r->cfg.token)
+	if (!r->o->auth_cmd || !r->o->auth_cmd[0] || r->cfg.token)
 		return 0;
 	for (size_t i = 0; i < b->n; i++) {
 		if (!req[i].url || !req[i].with_token)
@@ -615,8 +617,8 @@ static int authorize(struct run *r, const telespool__batch *b, tsu_request *req)
 		if (!ws)
 			continue;
 		if (!r->auth)
-			r->auth = tsu_auth_new(r->o->auth_command,
-					       TSU_AUTH_TIMEOUT_MS);
+			r->auth =
+			    tsu_auth_new(r->o->auth_cmd, TSU_AUTH_TIMEOUT_MS);
 		if (!r->auth || tsu_auth_get(r->auth, ws, &req[i].authorization,
 					     err, sizeof(err)) != 0) {
 			r->rec.outcome = "auth_failed";

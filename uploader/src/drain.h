@@ -26,12 +26,12 @@
 #define TSU_RETRY_AFTER_MAX_MS   (24LL * 3600 * 1000)
 
 typedef struct tsu_options {
-	const char *data_dir;     /* default "data" */
-	const char *config_path;  /* default DATA_DIR/config.yaml */
-	const char *db_path;      /* default DATA_DIR/telemetry.db */
-	const char *cacert;       /* CA bundle for TLS, or NULL */
-	const char *auth_command; /* credential helper (auth.h), or NULL */
-	int max_seconds;          /* whole run; 0 = default 300 */
+	const char *data_dir;    /* default "data" */
+	const char *config_path; /* default DATA_DIR/config.yaml */
+	const char *db_path;     /* default DATA_DIR/telemetry.db */
+	const char *cacert;      /* CA bundle for TLS, or NULL */
+	const char *auth_cmd;    /* --auth-command (auth.h), or NULL */
+	int max_seconds;         /* whole run; 0 = default 300 */
 	int ignore_backoff;
 	int dry_run;
 	int verbose;

@@ -200,7 +200,7 @@ int main(int argc, char **argv)
 			o.cacert = optarg;
 			break;
 		case OPT_AUTH:
-			o.auth_command = optarg[0] ? optarg : NULL;
+			o.auth_cmd = optarg[0] ? optarg : NULL;
 			break;
 		case OPT_BATCH:
 			if (parse_int(optarg, "--batch", 1, 10000, &o.batch))
