@@ -222,7 +222,6 @@ static void test_missing_keys(void)
 	    "space: ~\nsystem: null\n",
 	    "space: {}\nsystem: {}\n",
 	    "space:\n  models_gateway_api_url: x\n",
-	    "space:\n  url:\n  disable_telemetry:\n",
 	    "{}",
 	};
 	tsu_config cfg;
@@ -237,6 +236,14 @@ static void test_missing_keys(void)
 		ASSERT_STREQ(cfg.instance_id, "");
 		tsu_config_free(&cfg);
 	}
+	/* Null keys: present, so the config's word, but empty and false. */
+	ASSERT_EQ(load_text("space:\n  url:\n  disable_telemetry:\n", &cfg, err,
+			    sizeof err),
+		  0);
+	ASSERT_STREQ(cfg.space_url, "");
+	ASSERT_EQ(cfg.disable_telemetry, 0);
+	ASSERT_STREQ(cfg.disabled_from, "config");
+	tsu_config_free(&cfg);
 	/* An explicit empty url is the config's word, not a default. */
 	ASSERT_EQ(load_text("space:\n  url:\n", &cfg, err, sizeof err), 0);
 	ASSERT_STREQ(cfg.url_from, "config");
@@ -270,24 +277,82 @@ static void check_bool(int line, const char *value, int want)
 		tsu_config_free(&cfg);
 }
 
+/* space.disable_telemetry typed as PyYAML's FullLoader types it, then
+ * Python truthiness (LangBot: if cfg.get('disable_telemetry', False)). */
 static void test_bools(void)
 {
 	static const char *const yes[] = {
-	    "true",     "True",        "TRUE",
-	    "tRuE",     "yes",         "Yes",
-	    "YES",      "on",          "On",
-	    "ON",       "1",           "'true'",
-	    "\"TRUE\"", "'yes'",       "'on'",
-	    "'1'",      "!!bool true", "true # opted out",
+	    "true",
+	    "True",
+	    "TRUE",
+	    "yes",
+	    "Yes",
+	    "YES",
+	    "on",
+	    "On",
+	    "ON",
+	    "1",
+	    "'true'",
+	    "\"TRUE\"",
+	    "'yes'",
+	    "'on'",
+	    "'1'",
+	    "!!bool true",
+	    "!!bool YES",
+	    "true # opted out",
+	    /* Strings: any non-empty one is true to Python. */
+	    "tRuE",
+	    "'false'",
+	    "\"no\"",
+	    "'0'",
+	    "\"False\"",
+	    "maybe",
+	    "y",
+	    "n",
+	    "'enable'",
+	    "'null'",
+	    "\" true\"",
+	    "truee",
+	    "!!str false",
+	    "|\n    false",
+	    "2026-01-01",
+	    /* Numbers other than zero, and what cannot be typed for sure. */
+	    "2",
+	    "-1",
+	    "0x1",
+	    "0b10",
+	    "07",
+	    "1:30",
+	    "1.0",
+	    ".5",
+	    "1e3",
+	    ".inf",
+	    "-.Inf",
+	    ".nan",
+	    "!!bool maybe",
+	    "!custom x",
+	    "=",
+	    "!!python/none ''",
+	    /* Non-empty collections. */
+	    "[true]",
+	    "[false]",
+	    "[[]]",
+	    "{a: b}",
+	    "{false: false}",
 	};
 	static const char *const no[] = {
-	    "false", "False", "FALSE", "no",      "No",     "NO",        "off",
-	    "Off",   "OFF",   "0",     "'false'", "\"no\"", "'0'",       "''",
-	    "\"\"",  "~",     "null",  "NULL",    "",       "!!null ''",
+	    "false",   "False",       "FALSE",     "no",
+	    "No",      "NO",          "off",       "Off",
+	    "OFF",     "0",           "''",        "\"\"",
+	    "~",       "null",        "NULL",      "Null",
+	    "",        "!!null ''",   "!!bool no", "!!bool FALSE",
+	    "!!int 0", "!!float 0.0", "!!str ''",  "-0",
+	    "+0",      "00",          "0x0",       "0b0",
+	    "0_0",     "0.0",         "0.",        ".0",
+	    "-0.0e+5", "[]",          "{}",        "[ ]",
 	};
-	static const char *const bad[] = {
-	    "maybe",  "2",      "y",      "n",         "'enable'", "1.0",
-	    "[true]", "{a: b}", "'null'", "\" true\"", "truee",
+	static const char *const refused[] = {
+	    "*a",
 	};
 	char text[256];
 
@@ -296,11 +361,144 @@ static void test_bools(void)
 		check_bool(__LINE__, yes[i], 1);
 	for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
 		check_bool(__LINE__, no[i], 0);
-	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		snprintf(text, sizeof text, "space:\n  disable_telemetry: %s\n",
-			 bad[i]);
-		expect_error(__LINE__, text, ":2:22: space.disable_telemetry");
+	for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+		snprintf(text, sizeof text,
+			 "x: &a true\nspace:\n  disable_telemetry: %s\n",
+			 refused[i]);
+		expect_error(__LINE__, text, ":3:22: space.disable_telemetry");
 	}
+}
+
+/*
+ * The opt-out decision over config values x SPACE__DISABLE_TELEMETRY:
+ * LangBot 4.10.8's answer (load_config.py types the override by what the
+ * file holds; telemetry.py tests Python truthiness), and on top the
+ * fail-closed cases (an env value not clearly false is "disabled" even
+ * where LangBot would read false: "true ", "y", " false").
+ */
+static void test_optout_matrix(void)
+{
+	static const struct {
+		const char *space; /* the text under "space:" (or the file) */
+		const char *env;   /* NULL: unset */
+		int want;
+	} rows[] = {
+	    /* key absent: LangBot stores the raw string */
+	    {"  url: http://x\n", NULL, 0},
+	    {"  url: http://x\n", "true", 1},
+	    {"  url: http://x\n", "false", 1},
+	    {"  url: http://x\n", "FALSE", 1},
+	    {"  url: http://x\n", "0", 1},
+	    {"  url: http://x\n", "no", 1},
+	    {"  url: http://x\n", "off", 1},
+	    {"  url: http://x\n", "", 0},
+	    {"  url: http://x\n", "true ", 1},
+	    {"  url: http://x\n", "y", 1},
+	    /* a bool: the override becomes a bool */
+	    {"  disable_telemetry: false\n", NULL, 0},
+	    {"  disable_telemetry: false\n", "true", 1},
+	    {"  disable_telemetry: false\n", "TRUE", 1},
+	    {"  disable_telemetry: false\n", "1", 1},
+	    {"  disable_telemetry: false\n", "Yes", 1},
+	    {"  disable_telemetry: false\n", "on", 1},
+	    {"  disable_telemetry: false\n", "false", 0},
+	    {"  disable_telemetry: false\n", "False", 0},
+	    {"  disable_telemetry: false\n", "0", 0},
+	    {"  disable_telemetry: false\n", "no", 0},
+	    {"  disable_telemetry: false\n", "OFF", 0},
+	    {"  disable_telemetry: false\n", "", 0},
+	    {"  disable_telemetry: false\n", "true ", 1},  /* fail closed */
+	    {"  disable_telemetry: false\n", "y", 1},      /* fail closed */
+	    {"  disable_telemetry: false\n", "2", 1},      /* fail closed */
+	    {"  disable_telemetry: false\n", " false", 1}, /* fail closed */
+	    {"  disable_telemetry: false\n", "enable", 1}, /* fail closed */
+	    {"  disable_telemetry: true\n", NULL, 1},
+	    {"  disable_telemetry: true\n", "false", 0},
+	    {"  disable_telemetry: true\n", "0", 0},
+	    {"  disable_telemetry: true\n", "", 0},
+	    {"  disable_telemetry: true\n", "nope", 1},
+	    /* strings and null: the raw string */
+	    {"  disable_telemetry: 'false'\n", NULL, 1},
+	    {"  disable_telemetry: 'false'\n", "false", 1},
+	    {"  disable_telemetry: 'false'\n", "", 0},
+	    {"  disable_telemetry: ''\n", NULL, 0},
+	    {"  disable_telemetry: ''\n", "false", 1},
+	    {"  disable_telemetry: ''\n", "no", 1},
+	    {"  disable_telemetry: ~\n", NULL, 0},
+	    {"  disable_telemetry: ~\n", "false", 1},
+	    {"  disable_telemetry: ~\n", "", 0},
+	    {"  disable_telemetry:\n", "0", 1},
+	    /* numbers: int() / float() of the value, else the string */
+	    {"  disable_telemetry: 0\n", NULL, 0},
+	    {"  disable_telemetry: 0\n", "0", 0},
+	    {"  disable_telemetry: 0\n", "1", 1},
+	    {"  disable_telemetry: 0\n", "false", 1},
+	    {"  disable_telemetry: 0\n", "", 0},
+	    {"  disable_telemetry: 1\n", "0", 0},
+	    {"  disable_telemetry: 0.0\n", "0", 0},
+	    {"  disable_telemetry: 0.0\n", "no", 1},
+	    /* lists: comma-separated items; dicts: the override is skipped */
+	    {"  disable_telemetry: []\n", NULL, 0},
+	    {"  disable_telemetry: []\n", "", 0},
+	    {"  disable_telemetry: []\n", "false", 1},
+	    {"  disable_telemetry: []\n", "0", 1},
+	    {"  disable_telemetry: [x]\n", "", 0},
+	    {"  disable_telemetry: {}\n", NULL, 0},
+	    {"  disable_telemetry: {}\n", "false", 0},
+	    {"  disable_telemetry: {}\n", "true", 1}, /* fail closed */
+	    {"  disable_telemetry: {a: 1}\n", NULL, 1},
+	    {"  disable_telemetry: {a: 1}\n", "false", 1},
+	    /* space: null - LangBot ignores the override (sends nothing) */
+	    {"", NULL, 0},
+	    {"", "false", 0},
+	    {"", "true", 1}, /* fail closed */
+	};
+	char text[256], err[1500];
+	tsu_config cfg;
+
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		clear_env();
+		if (rows[i].env)
+			setenv("SPACE__DISABLE_TELEMETRY", rows[i].env, 1);
+		snprintf(text, sizeof text, "api: {}\nspace:\n%s",
+			 rows[i].space);
+		if (load_text(text, &cfg, err, sizeof err) != 0) {
+			TU_FAIL("row %zu: %s", i, err);
+			continue;
+		}
+		if (cfg.disable_telemetry == rows[i].want)
+			tu_passed++;
+		else
+			TU_FAIL(
+			    "row %zu: space:\n%s with SPACE__DISABLE_TELEMETRY"
+			    "=%s%s%s: disabled %d, want %d",
+			    i, rows[i].space, rows[i].env ? "'" : "",
+			    rows[i].env ? rows[i].env : "(unset)",
+			    rows[i].env ? "'" : "", cfg.disable_telemetry,
+			    rows[i].want);
+		ASSERT_STREQ(cfg.disabled_from,
+			     rows[i].env ? "env"
+			     : strstr(rows[i].space, "disable_telemetry")
+				 ? "config"
+				 : "default");
+		tsu_config_free(&cfg);
+	}
+
+	/* No space section at all: LangBot creates it for the override. */
+	clear_env();
+	setenv("SPACE__DISABLE_TELEMETRY", "false", 1);
+	ASSERT_EQ(load_text("api: {}\n", &cfg, err, sizeof err), 0);
+	ASSERT_EQ(cfg.disable_telemetry, 1);
+	tsu_config_free(&cfg);
+	/* An override below the key makes a non-empty dict of an absent key. */
+	clear_env();
+	setenv("SPACE__DISABLE_TELEMETRY__X", "0", 1);
+	ASSERT_EQ(load_text("space:\n  url: http://x\n", &cfg, err, sizeof err),
+		  0);
+	ASSERT_EQ(cfg.disable_telemetry, 1);
+	tsu_config_free(&cfg);
+	unsetenv("SPACE__DISABLE_TELEMETRY__X");
+	clear_env();
 }
 
 static void test_urls(void)
@@ -372,9 +570,12 @@ static void test_env(void)
 	static const char *const trues[] = {"true", "TRUE", "True", "tRUE",
 					    "1",    "yes",  "YES",  "Yes",
 					    "on",   "ON",   "On"};
-	static const char *const falses[] = {
-	    "false", "0",      "no",    "off",   "",      "2",
-	    "y",     "enable", " true", "true ", "truee", "01"};
+	static const char *const falses[] = {"false", "0",     "no", "off",
+					     "",      "FALSE", "Off"};
+	/* Neither clearly true nor clearly false: LangBot would read false
+	 * (the key holds a bool); telespool fails closed. */
+	static const char *const unclear[] = {
+	    "2", "y", "enable", " true", "true ", "truee", "01", " false"};
 	const char *base = "space:\n  url: http://cfg/\n"
 			   "  disable_telemetry: true\n"
 			   "system:\n  instance_id: cfg-id\n";
@@ -416,7 +617,19 @@ static void test_env(void)
 		ASSERT_STREQ(cfg.disabled_from, "env");
 		tsu_config_free(&cfg);
 		ASSERT_EQ(tsu_env_bool(falses[i]), 0);
+		ASSERT_EQ(tsu_env_clearly_false(falses[i]), 1);
 	}
+	for (size_t i = 0; i < sizeof unclear / sizeof unclear[0]; i++) {
+		setenv("SPACE__DISABLE_TELEMETRY", unclear[i], 1);
+		ASSERT_EQ(load_text(base, &cfg, err, sizeof err), 0);
+		if (cfg.disable_telemetry != 1)
+			fprintf(stderr, "  env value \"%s\"\n", unclear[i]);
+		ASSERT_EQ(cfg.disable_telemetry, 1);
+		tsu_config_free(&cfg);
+		ASSERT_EQ(tsu_env_bool(unclear[i]), 0);
+		ASSERT_EQ(tsu_env_clearly_false(unclear[i]), 0);
+	}
+	ASSERT_EQ(tsu_env_clearly_false(NULL), 0);
 	ASSERT_EQ(tsu_env_bool(NULL), 0);
 	clear_env();
 
@@ -426,20 +639,253 @@ static void test_env(void)
 	tsu_config_free(&cfg);
 	clear_env();
 
-	/* tsu_config_apply_env() alone, on a hand-made config. */
-	{
-		tsu_config c = {0};
-		setenv("SPACE__URL", "https://env//", 1);
-		setenv("SYSTEM__INSTANCE_ID", "x", 1);
-		ASSERT_EQ(tsu_config_apply_env(&c), 0);
-		ASSERT_STREQ(c.space_url, "https://env");
-		ASSERT_STREQ(c.instance_id, "x");
-		ASSERT_STREQ(c.url_from, "env");
-		ASSERT_TRUE(c.disabled_from == NULL);
-		tsu_config_free(&c);
-		tsu_config_free(NULL);
-		clear_env();
+	/* space: null - LangBot ignores SPACE__URL (and sends nothing). */
+	setenv("SPACE__URL", "http://env", 1);
+	ASSERT_EQ(load_text("space:\n", &cfg, err, sizeof err), 0);
+	ASSERT_STREQ(cfg.space_url, "");
+	tsu_config_free(&cfg);
+	ASSERT_EQ(load_text("space: {}\n", &cfg, err, sizeof err), 0);
+	ASSERT_STREQ(cfg.space_url, "http://env");
+	tsu_config_free(&cfg);
+	clear_env();
+}
+
+/* Python's str.strip(): the token is stripped with exactly that set. */
+static void test_py_strip(void)
+{
+	static const struct {
+		const char *in, *out;
+	} rows[] = {
+	    {"tok", "tok"},
+	    {" \t\r\n\v\ftok \n", "tok"},
+	    {"\x1c\x1d\x1e\x1ftok\x1f", "tok"},
+	    {"\xc2\x85\xc2\xa0tok\xe3\x80\x80",
+	     "tok"}, /* U+0085 U+00A0, U+3000 */
+	    {"\xe2\x80\x80tok\xe2\x80\x8a\xe2\x80\xa8",
+	     "tok"}, /* U+2000, U+200A, U+2028 */
+	    {"\xe2\x80\xaftok\xe2\x81\x9f\xe1\x9a\x80",
+	     "tok"},                                /* U+202F, U+205F, U+1680 */
+	    {"\xe2\x80\x8btok", "\xe2\x80\x8btok"}, /* U+200B is no space */
+	    {"to k", "to k"},
+	    {"\x00", "\x00"},
+	    {"   ", ""},
+	    {"\xfftok\xff", "\xfftok\xff"},
+	    {"", ""},
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		size_t a, b;
+		char got[64];
+		tsu_py_strip(rows[i].in, strlen(rows[i].in), &a, &b);
+		snprintf(got, sizeof got, "%.*s", (int)(b - a), rows[i].in + a);
+		ASSERT_STREQ(got, rows[i].out);
 	}
+}
+
+/* space.url: any length; query strings, fragments and non-URLs are a
+ * send_error (exit 78 unless opted out), never a truncated endpoint. */
+static void test_url_checks(void)
+{
+	static const struct {
+		const char *url;
+		const char *err; /* NULL: usable */
+	} rows[] = {
+	    {"https://space.langbot.app", NULL},
+	    {"HTTP://127.0.0.1:8080/base", NULL},
+	    {"https://user:pw@host/p", NULL},
+	    {"https://space.langbot.app/?x=1", "query string or a fragment"},
+	    {"https://space.langbot.app/base#frag",
+	     "query string or a fragment"},
+	    {"https://h/p?", "query string"},
+	    {"ftp://h", "must start with http:// or https://"},
+	    {"space.langbot.app", "must start with http://"},
+	    {"12345", "must start with http://"},
+	    {"https://@", "no host"},
+	    {"https://:80/x", "no host"},
+	    {"https://u:p@/x", "no host"},
+	    {"https://h /x", "a space or a control character"},
+	    {"https://h/\tx", "a space or a control character"},
+	};
+	char err[512], text[300], e2[1500];
+	tsu_config cfg;
+
+	clear_env();
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		err[0] = '\0';
+		int rc = tsu_url_check(rows[i].url, err, sizeof err);
+		ASSERT_EQ(rc, rows[i].err ? -1 : 0);
+		if (rows[i].err)
+			ASSERT_CONTAINS(err, rows[i].err);
+		ASSERT_NOT_CONTAINS(err, "pw");
+		/* And through the config: loaded, but nothing can be sent. */
+		snprintf(text, sizeof text, "space:\n  url: '%s'\n",
+			 rows[i].url);
+		ASSERT_EQ(load_text(text, &cfg, e2, sizeof e2), 0);
+		if (rows[i].err)
+			ASSERT_CONTAINS(cfg.send_error, rows[i].err);
+		else
+			ASSERT_STREQ(cfg.send_error, "");
+		tsu_config_free(&cfg);
+	}
+	/* A list or mapping: not a load failure (opt-out still counts). */
+	ASSERT_EQ(load_text("space:\n  url: [a]\n  disable_telemetry: true\n",
+			    &cfg, e2, sizeof e2),
+		  0);
+	ASSERT_EQ(cfg.disable_telemetry, 1);
+	ASSERT_CONTAINS(cfg.send_error, "space.url must be a string");
+	tsu_config_free(&cfg);
+	ASSERT_EQ(load_text("space:\n  url: {a: b}\n", &cfg, e2, sizeof e2), 0);
+	ASSERT_CONTAINS(cfg.send_error, "space.url must be a string");
+	tsu_config_free(&cfg);
+
+	/* Any length: a 100 KB URL is kept whole. */
+	{
+		size_t n = 100000;
+		char *big = malloc(n + 64);
+		if (!big)
+			exit(2);
+		strcpy(big, "space:\n  url: http://h/");
+		size_t h = strlen(big);
+		memset(big + h, 'a', n);
+		strcpy(big + h + n, "\n");
+		ASSERT_EQ(load_text(big, &cfg, e2, sizeof e2), 0);
+		ASSERT_EQ(strlen(cfg.space_url), strlen("http://h/") + n);
+		ASSERT_STREQ(cfg.send_error, "");
+		tsu_config_free(&cfg);
+		free(big);
+	}
+
+	/* Redaction for display. */
+	static const struct {
+		const char *in, *out;
+	} red[] = {
+	    {"https://user:secret@host/p", "https://user:***@host/p"},
+	    {"https://user@host/p", "https://user@host/p"},
+	    {"https://u:p@x@host:1/p@q", "https://u:***@host:1/p@q"},
+	    {"https://host/a:b@c", "https://host/a:b@c"},
+	    {"http://:pw@h", "http://:***@h"},
+	    {"no scheme:pw@h", "no scheme:pw@h"},
+	};
+	for (size_t i = 0; i < sizeof red / sizeof red[0]; i++) {
+		char *r = tsu_url_redacted(red[i].in);
+		ASSERT_STREQ(r, red[i].out);
+		free(r);
+	}
+}
+
+/* LANGBOT_TELEMETRY_INGEST_TOKEN and the proxy settings. */
+static void test_token_and_proxy(void)
+{
+	static const char *const proxy_env[] = {
+	    "http_proxy",
+	    "HTTP_PROXY",
+	    "https_proxy",
+	    "HTTPS_PROXY",
+	    "all_proxy",
+	    "ALL_PROXY",
+	    "no_proxy",
+	    "NO_PROXY",
+	    "PROXY__HTTP",
+	    "PROXY__HTTPS",
+	    "LANGBOT_TELEMETRY_INGEST_TOKEN"};
+	const char *https = "space:\n  url: https://space\n"
+			    "proxy:\n  http: 'http://cfg-http:1'\n"
+			    "  https: 'http://cfg-https:2'\n";
+	const char *http_noproxy = "space:\n  url: http://space\n"
+				   "proxy:\n  http: ''\n  https: ''\n";
+	tsu_config cfg;
+	char err[1500];
+
+	clear_env();
+	for (size_t i = 0; i < sizeof proxy_env / sizeof proxy_env[0]; i++)
+		unsetenv(proxy_env[i]);
+
+	/* Token: Python strip(), then no control or non-ASCII character. */
+	setenv("LANGBOT_TELEMETRY_INGEST_TOKEN", " \ttok-123\n", 1);
+	ASSERT_EQ(load_text(http_noproxy, &cfg, err, sizeof err), 0);
+	ASSERT_STREQ(cfg.token, "tok-123");
+	ASSERT_STREQ(cfg.send_error, "");
+	tsu_config_free(&cfg);
+	setenv("LANGBOT_TELEMETRY_INGEST_TOKEN", "  \n", 1);
+	ASSERT_EQ(load_text(http_noproxy, &cfg, err, sizeof err), 0);
+	ASSERT_TRUE(cfg.token == NULL);
+	tsu_config_free(&cfg);
+	setenv("LANGBOT_TELEMETRY_INGEST_TOKEN", "tok\r\nX-Evil: 1", 1);
+	ASSERT_EQ(load_text(http_noproxy, &cfg, err, sizeof err), 0);
+	ASSERT_CONTAINS(cfg.send_error, "LANGBOT_TELEMETRY_INGEST_TOKEN");
+	ASSERT_CONTAINS(cfg.send_error, "control character");
+	ASSERT_NOT_CONTAINS(cfg.send_error, "tok");
+	tsu_config_free(&cfg);
+	setenv("LANGBOT_TELEMETRY_INGEST_TOKEN", "t\xc3\xa9", 1);
+	ASSERT_EQ(load_text(http_noproxy, &cfg, err, sizeof err), 0);
+	ASSERT_CONTAINS(cfg.send_error, "non-ASCII");
+	tsu_config_free(&cfg);
+	/* With no URL nothing is sent, so nothing is wrong. */
+	ASSERT_EQ(load_text("space:\n  url: ''\n", &cfg, err, sizeof err), 0);
+	ASSERT_STREQ(cfg.send_error, "");
+	tsu_config_free(&cfg);
+	unsetenv("LANGBOT_TELEMETRY_INGEST_TOKEN");
+
+	/* The config's proxy for the URL's scheme wins over the env. */
+	setenv("HTTPS_PROXY", "http://env-https:3", 1);
+	ASSERT_EQ(load_text(https, &cfg, err, sizeof err), 0);
+	ASSERT_STREQ(cfg.proxy, "http://cfg-https:2");
+	ASSERT_STREQ(cfg.proxy_from, "proxy.https");
+	tsu_config_free(&cfg);
+	setenv("PROXY__HTTPS", "http://langbot-env:4", 1);
+	ASSERT_EQ(load_text(https, &cfg, err, sizeof err), 0);
+	ASSERT_STREQ(cfg.proxy, "http://langbot-env:4");
+	tsu_config_free(&cfg);
+	unsetenv("PROXY__HTTPS");
+	/* Empty in the config: the environment, upper or lower case. */
+	ASSERT_EQ(load_text("space:\n  url: https://s\nproxy:\n  https: ''\n",
+			    &cfg, err, sizeof err),
+		  0);
+	ASSERT_STREQ(cfg.proxy, "http://env-https:3");
+	ASSERT_STREQ(cfg.proxy_from, "HTTPS_PROXY");
+	tsu_config_free(&cfg);
+	setenv("https_proxy", "http://lower:5", 1);
+	ASSERT_EQ(
+	    load_text("space:\n  url: https://s\n", &cfg, err, sizeof err), 0);
+	ASSERT_STREQ(cfg.proxy, "http://lower:5");
+	tsu_config_free(&cfg);
+	unsetenv("https_proxy");
+	unsetenv("HTTPS_PROXY");
+
+	/* http:// uses proxy.http / HTTP_PROXY (which libcurl would not). */
+	setenv("HTTP_PROXY", "http://upper-http:6", 1);
+	setenv("NO_PROXY", "localhost,.internal", 1);
+	ASSERT_EQ(load_text(http_noproxy, &cfg, err, sizeof err), 0);
+	ASSERT_STREQ(cfg.proxy, "http://upper-http:6");
+	ASSERT_STREQ(cfg.noproxy, "localhost,.internal");
+	tsu_config_free(&cfg);
+	setenv("ALL_PROXY", "socks5://all:7", 1);
+	unsetenv("HTTP_PROXY");
+	ASSERT_EQ(load_text(http_noproxy, &cfg, err, sizeof err), 0);
+	ASSERT_STREQ(cfg.proxy, "socks5://all:7");
+	tsu_config_free(&cfg);
+	unsetenv("ALL_PROXY");
+	unsetenv("NO_PROXY");
+	ASSERT_EQ(load_text(http_noproxy, &cfg, err, sizeof err), 0);
+	ASSERT_STREQ(cfg.proxy, "");
+	ASSERT_STREQ(cfg.noproxy, "");
+	tsu_config_free(&cfg);
+	/* A proxy with a line break is an error naming where it came from. */
+	setenv("HTTP_PROXY", "http://p:1\r\nX: y", 1);
+	ASSERT_EQ(load_text(http_noproxy, &cfg, err, sizeof err), 0);
+	ASSERT_CONTAINS(cfg.send_error, "HTTP_PROXY");
+	tsu_config_free(&cfg);
+	unsetenv("HTTP_PROXY");
+	/* A proxy section that is no mapping is not the uploader's concern. */
+	ASSERT_EQ(load_text("space:\n  url: http://s\nproxy: ''\n", &cfg, err,
+			    sizeof err),
+		  0);
+	ASSERT_STREQ(cfg.proxy, "");
+	tsu_config_free(&cfg);
+	ASSERT_EQ(load_text("space:\n  url: http://s\nproxy:\n  http: [a]\n",
+			    &cfg, err, sizeof err),
+		  0);
+	ASSERT_CONTAINS(cfg.send_error, "proxy.http must be a string");
+	tsu_config_free(&cfg);
 }
 
 static void test_instance_id(void)
@@ -570,10 +1016,6 @@ static void test_shape_errors(void)
 	expect_error(__LINE__, "space: ''\n", "space must be a mapping");
 	expect_error(__LINE__, "system: [1]\n",
 		     ":1:9: system must be a mapping");
-	expect_error(__LINE__, "space:\n  url: {a: b}\n",
-		     ":2:8: space.url must be a scalar, not a mapping");
-	expect_error(__LINE__, "space:\n  url:\n  - http://x\n",
-		     ":3:3: space.url must be a scalar, not a sequence");
 	expect_error(__LINE__, "system:\n  instance_id: [a]\n",
 		     ":2:16: system.instance_id must be a scalar");
 	expect_error(__LINE__, "space:\n  url: \"http://a\\0b\"\n",
@@ -966,9 +1408,13 @@ int main(void)
 	test_langbot_config();
 	test_missing_keys();
 	test_bools();
+	test_optout_matrix();
 	test_urls();
 	test_duplicates();
 	test_env();
+	test_py_strip();
+	test_url_checks();
+	test_token_and_proxy();
 	test_instance_id();
 	test_syntax_errors();
 	test_shape_errors();

@@ -564,6 +564,8 @@ static void t_headers_and_body(void)
 	r.body = body;
 	r.body_len = blen;
 	r.idempotency_key = "0b4f6c1e-5d6a-4f5e-9a0b-1c2d3e4f5a6b";
+	r.with_token = 1;
+	r.authorization = "Bearer sekrit";
 	o.token = "tok-123";
 	ASSERT_EQ(tsu_http_new(&h, &o), 0);
 	ASSERT_EQ(tsu_http_perform(h, &r, 1, 0, NULL), 0);
@@ -587,6 +589,7 @@ static void t_headers_and_body(void)
 	ASSERT_HEADER(&sv, "Idempotency-Key",
 		      "0b4f6c1e-5d6a-4f5e-9a0b-1c2d3e4f5a6b");
 	ASSERT_HEADER(&sv, "X-LangBot-Telemetry-Token", "tok-123");
+	ASSERT_HEADER(&sv, "Authorization", "Bearer sekrit");
 	ASSERT_HEADER(&sv, "User-Agent", "telespool/0.1-test");
 	ASSERT_HEADER(&sv, "Expect", NULL);
 	ASSERT_HEADER(&sv, "Accept-Encoding", NULL);
@@ -632,6 +635,76 @@ static void t_token_absent(void)
 	ASSERT_EQ(r.status, 200);
 	ASSERT_HEADER(&sv, "X-LangBot-Telemetry-Token", NULL);
 	tsu_requests_reset(&r, 1);
+
+	/* A token, but a request without with_token (a survey endpoint):
+	 * not sent; no Authorization either unless the request has one. */
+	o.token = "tok-123";
+	one_shot(o, &r, &sv, "http");
+	ASSERT_EQ(r.status, 200);
+	ASSERT_HEADER(&sv, "X-LangBot-Telemetry-Token", NULL);
+	ASSERT_HEADER(&sv, "Authorization", NULL);
+	tsu_requests_reset(&r, 1);
+	server_stop(&sv);
+}
+
+/* The proxy is the one named in the options, never libcurl's guess from
+ * the environment; noproxy bypasses it. */
+static void t_proxy(void)
+{
+	struct server sv;
+	tsu_request r;
+	tsu_http *h = NULL;
+	tsu_http_options o = base_opts();
+	char proxy[64], url[128];
+	static const char target[] = "http://telespool-proxied.invalid:81"
+				     "/api/v1/telemetry";
+
+	if (server_start(&sv, M_OK, 0) != 0) {
+		TU_FAIL("server failed");
+		return;
+	}
+	/* The test server plays the proxy: it gets the absolute-form line. */
+	snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", sv.port);
+	o.proxy = proxy;
+	ASSERT_EQ(tsu_http_new(&h, &o), 0);
+	make_reqs(&r, 1, target);
+	ASSERT_EQ(tsu_http_perform(h, &r, 1, 0, NULL), 0);
+	ASSERT_EQ(r.status, 200);
+	pthread_mutex_lock(&sv.mu);
+	{
+		static const char line[] =
+		    "POST http://telespool-proxied."
+		    "invalid:81/api/v1/telemetry HTTP/1.1";
+		ASSERT_TRUE(sv.last &&
+			    strncmp(sv.last, line, sizeof line - 1) == 0);
+	}
+	pthread_mutex_unlock(&sv.mu);
+	tsu_requests_reset(&r, 1);
+	tsu_http_free(h);
+
+	/* NO_PROXY's list: direct, so the .invalid name does not resolve. */
+	o.noproxy = "localhost,telespool-proxied.invalid";
+	ASSERT_EQ(tsu_http_new(&h, &o), 0);
+	make_reqs(&r, 1, target);
+	ASSERT_EQ(tsu_http_perform(h, &r, 1, 0, NULL), 0);
+	ASSERT_EQ(r.transport, TSU_NET_DNS);
+	tsu_requests_reset(&r, 1);
+	tsu_http_free(h);
+
+	/* No proxy in the options: the environment's is ignored. */
+	setenv("http_proxy", "http://127.0.0.1:9", 1);
+	setenv("ALL_PROXY", "http://127.0.0.1:9", 1);
+	o.proxy = NULL;
+	o.noproxy = NULL;
+	url_for(url, sizeof url, "http", sv.port);
+	ASSERT_EQ(tsu_http_new(&h, &o), 0);
+	make_reqs(&r, 1, url);
+	ASSERT_EQ(tsu_http_perform(h, &r, 1, 0, NULL), 0);
+	ASSERT_EQ(r.status, 200);
+	tsu_requests_reset(&r, 1);
+	tsu_http_free(h);
+	unsetenv("http_proxy");
+	unsetenv("ALL_PROXY");
 	server_stop(&sv);
 }
 
@@ -1296,6 +1369,7 @@ int main(void)
 
 	t_headers_and_body();
 	t_token_absent();
+	t_proxy();
 	t_reuse();
 	t_max_in_flight();
 	t_answers();

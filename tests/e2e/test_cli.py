@@ -2,6 +2,8 @@
 
 import json
 import os
+import sys
+import time
 import unittest
 
 from harness import (DISMISS, E2E, EXIT_CONFIG, EXIT_ERROR, EXIT_OK, INSTANCE_ID,
@@ -101,11 +103,15 @@ class ConfigErrors(E2E):
         self.check(lb, space, [CONFIG])
 
     def test_disable_telemetry_is_a_mapping(self):
-        """Unclear whether the user opted out: neither send nor purge."""
+        """A non-empty mapping is true to Python, so LangBot reads it as disabled: purge."""
         space = self.space()
         lb = self.langbot(space)
         lb.write_config(raw=f"space:\n  url: '{space.url}'\n  disable_telemetry: {{a: 1}}\n")
-        self.check(lb, space, [CONFIG])
+        lb.record_queries(3)
+        r = lb.run(env=clean_env(SPACE__URL=space.url))
+        self.assertExit(r, EXIT_OK)
+        self.assertOutcome(lb, "purged", r)
+        self.assertEqual(space.requests(), [])
 
     def test_config_error_with_status(self):
         space = self.space()
@@ -171,6 +177,98 @@ class ConfigBreaksMidRun(E2E):
         self.assertEqual(len(lb.events()), 20, "nothing may be deleted")
         self.assertTrue(all(ev["lease_until"] is None for ev in lb.events()))
         self.assertOutcome(lb, "config_error", r)
+
+
+def stderr_so_far(run) -> str:
+    """What a background uploader has written to stderr until now."""
+    return os.pread(run._err.fileno(), 1 << 20, 0).decode("utf-8", "replace")
+
+
+def wait_for_stderr(run, text, timeout=20.0) -> None:
+    """Waits (polling the output file; the bound is an upper limit only) until the
+    uploader has printed text, or has exited."""
+    end = time.monotonic() + timeout
+    while text not in stderr_so_far(run):
+        if run.proc.poll() is not None or time.monotonic() > end:
+            return
+        time.sleep(0.005)
+
+
+def rewrite_in_place(path, first: str, rest: str, between) -> None:
+    """Writes path the way LangBot's yaml.dump does (open "w": truncate, then write),
+    calling between() while only first is in the file."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(first)
+        f.flush()
+        between()
+        f.write(rest)
+
+
+class ConfigRewrittenInPlace(E2E):
+    """A config read mid-rewrite (empty or partial) is read again for a bounded time
+    before exit 78; an opt-out written by truncate-then-write is honoured in the same run
+    (issue 13, item 8)."""
+
+    def test_config_empty_at_start_then_written(self):
+        space = self.space()
+        lb = self.langbot(space)
+        lb.record_queries(3)
+        with open(lb.config_path, encoding="utf-8") as f:
+            full = f.read()
+        run = None
+
+        def start_and_wait():
+            nonlocal run
+            run = lb.start()
+            wait_for_stderr(run, "waiting up to")
+        rewrite_in_place(lb.config_path, "", full, start_and_wait)
+        r = run.wait()
+        self.assertIn("waiting up to", r.err)
+        self.assertExit(r, EXIT_OK)
+        self.assertEqual(len(space.requests()), 3)
+
+    def test_opt_out_by_truncate_then_write_during_a_run(self):
+        rounds, lost = 3, 0
+        for i in range(rounds):
+            with self.subTest(round=i):
+                space = self.space({"rules": [{"delay_ms": 100}]})
+                lb = self.langbot(space)
+                lb.record_queries(40)
+                run = lb.start("--batch", "5", "--parallel", "1")
+                space.wait_for_count(2, timeout=20)
+                with open(lb.config_path, encoding="utf-8") as f:
+                    text = f.read()
+                optout = text.replace("space:\n", "space:\n  disable_telemetry: true\n")
+                self.assertNotEqual(optout, text)
+                sent_before = []
+
+                def truncated():
+                    wait_for_stderr(run, "waiting up to")
+                    sent_before.append(len(space.requests()))
+                # A partial first write, as a buffered yaml.dump would leave it.
+                cut = optout.index("space:")
+                rewrite_in_place(lb.config_path, optout[:cut], optout[cut:], truncated)
+                r = run.wait()
+                self.assertIn("waiting up to", r.err)
+                self.assertExit(r, EXIT_OK)
+                self.assertOutcome(lb, "purged", r)
+                self.assertEqual(lb.events(), [])
+                # Nothing was sent once the rewrite began (one request may have been
+                # in flight when the file was truncated).
+                self.assertLessEqual(len(space.requests()), sent_before[0] + 1)
+                lost += 0 if r.code == EXIT_OK else 1
+        print(f"opt-out written by truncate-then-write during a run: tried {rounds} times, "
+              f"lost {lost}", file=sys.stderr)
+
+    def test_config_broken_for_good_still_exits_78(self):
+        space = self.space()
+        lb = self.langbot(space)
+        lb.record_queries(1)
+        lb.write_config(raw="space: [\n")
+        r = lb.run()
+        self.assertExit(r, EXIT_CONFIG)
+        self.assertIn("waiting up to", r.err)
+        self.assertEqual(space.requests(), [])
 
 
 class NoUrl(E2E):
@@ -445,3 +543,57 @@ class Retention(E2E):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class LockPath(E2E):
+    """Something other than a regular file at data/telemetry.db.upload-lock: a clear error
+    naming it (and --status says so), never a file created through a symlink (issue 13,
+    item 9)."""
+
+    def test_dangling_symlink_directory_and_fifo(self):
+        kinds = ("dangling symlink", "symlink to a file", "directory", "fifo")
+        self.addCleanup(print, "a symlink, directory or FIFO at the uploader lock: tried "
+                        f"{len(kinds)} times, lost 0", file=sys.stderr)
+        for kind in kinds:
+            with self.subTest(kind=kind):
+                space = self.space()
+                lb = self.langbot(space)
+                lb.record_queries(2)
+                lock = lb.db_path + ".upload-lock"
+                target = os.path.join(lb.root, "elsewhere")
+                if kind == "dangling symlink":
+                    os.symlink(target, lock)
+                elif kind == "symlink to a file":
+                    with open(target, "w") as f:
+                        f.write("not yours\n")
+                    os.symlink(target, lock)
+                elif kind == "directory":
+                    os.mkdir(lock)
+                else:
+                    os.mkfifo(lock)
+                r = lb.run()
+                self.assertExit(r, EXIT_ERROR)
+                self.assertIn(lock.replace(lb.root + "/", ""), r.err)
+                self.assertRegex(r.err, "symbolic link|directory|not a regular file")
+                self.assertIn("remove it", r.err)
+                self.assertEqual(space.requests(), [])
+                if kind == "dangling symlink":
+                    self.assertFalse(os.path.exists(target), "a file was created through it")
+                if kind == "symlink to a file":
+                    with open(target) as f:
+                        self.assertEqual(f.read(), "not yours\n")
+                st = lb.run("--status")
+                self.assertExit(st, EXIT_OK)
+                self.assertIn("upload-lock", st.out)
+                self.assertIn("every upload run fails until it is removed", st.out)
+                js = json.loads(lb.run("--status", "--json").out)
+                self.assertIn("upload-lock", js["lock_error"])
+                # Removed, the next run delivers.
+                if os.path.isdir(lock) and not os.path.islink(lock):
+                    os.rmdir(lock)
+                else:
+                    os.unlink(lock)
+                r = lb.run()
+                self.assertExit(r, EXIT_OK)
+                self.assertEqual(len(space.requests()), 2)
+                self.assertIsNone(json.loads(lb.run("--status", "--json").out)["lock_error"])

@@ -2,10 +2,11 @@
 
 import email.utils
 import json
+import sys
 import time
 import unittest
 
-from harness import (DISMISS, E2E, EXIT_OK, EXIT_TEMPFAIL, INSTANCE_ID, LANGBOT_VERSION,
+from harness import (DISMISS, E2E, EXIT_CONFIG, EXIT_OK, EXIT_TEMPFAIL, INSTANCE_ID, LANGBOT_VERSION,
                      PENDING, RESPOND, TELEMETRY, clean_env, iso_ms, now_ms, refused_port,
                      upload_version)
 
@@ -52,10 +53,13 @@ class HappyPath(E2E):
                 self.assertEqual(req["headers"].get("content-type"), "application/json")
                 self.assertEqual(req["headers"].get("user-agent"), ua)
                 self.assertEqual(req["headers"].get("idempotency-key"), ev["event_id"])
-                if token:
-                    self.assertEqual(req["headers"].get("x-langbot-telemetry-token"), token)
+                if token and token.strip() and req["path"] == "/api/v1/telemetry":
+                    # Stripped as LangBot does, and on the telemetry endpoint only.
+                    self.assertEqual(req["headers"].get("x-langbot-telemetry-token"),
+                                     token.strip())
                 else:
                     self.assertNotIn("x-langbot-telemetry-token", req["headers"])
+                self.assertNotIn("authorization", req["headers"])
                 self.assertEqual(ev["state"], "sent")
                 self.assertEqual(ev["attempts"], 1)
                 self.assertIsNone(ev["lease_until"])
@@ -87,6 +91,28 @@ class HappyPath(E2E):
 
     def test_empty_ingest_token_sends_no_header(self):
         self.check_delivery(token="")
+
+    def test_ingest_token_is_stripped(self):
+        """A token with a trailing newline (a file read into the variable) is stripped
+        with Python's whitespace set, as LangBot does, instead of failing every run."""
+        self.check_delivery(token="\u3000 tok-e2e-456\n")
+
+    def test_ingest_token_with_a_control_character_is_a_config_error(self):
+        space = self.space()
+        lb = self.langbot(space)
+        lb.record_queries(2)
+        files = lb.files()
+        r = lb.run(env=clean_env(LANGBOT_TELEMETRY_INGEST_TOKEN="tok\x01en"))
+        self.assertExit(r, EXIT_CONFIG)
+        self.assertIn("LANGBOT_TELEMETRY_INGEST_TOKEN", r.err)
+        self.assertNotIn("tok", r.err.replace("LANGBOT_TELEMETRY_INGEST_TOKEN", ""))
+        self.assertEqual(space.requests(), [])
+        self.assertEqual(lb.files(), files, "nothing may change")
+        # An opt-out is still honoured with such a token.
+        lb.write_config(url=space.url, disable="true")
+        r = lb.run(env=clean_env(LANGBOT_TELEMETRY_INGEST_TOKEN="tok\x01en"))
+        self.assertExit(r, EXIT_OK)
+        self.assertOutcome(lb, "purged", r)
 
 
 class Outcomes(E2E):
@@ -140,29 +166,116 @@ class Outcomes(E2E):
         self.assertGreaterEqual(until, t0 + 119_000)
         self.assertLessEqual(until, now_ms() + 121_000)
 
-    def test_permanent_statuses(self):
-        for status in (400, 401, 404, 422):
-            with self.subTest(status=status):
-                lb, space, r, t0 = self.one_run({"status": status})
-                self.assertExit(r, EXIT_OK)
-                self.assertEqual(len(space.requests()), 2)
-                for ev in lb.events():
-                    self.assertEqual(ev["state"], "dead", ev)
-                    self.assertEqual(ev["attempts"], 1, ev)
-                    self.assertIn(str(status), ev["last_error"] or "", ev)
-                    self.assertIsNone(ev["lease_until"], ev)
-                    self.assertIsNone(ev["sent_at"], ev)
-                self.assertEqual(lb.drops().get("rejected"), 2)
-                run = self.assertOutcome(lb, "ok", r)
-                self.assertEqual(run["dead"], 2)
+    def test_a_refusal_every_request_gets_keeps_the_events(self):
+        """A 4xx (or a 2xx with code 4xx) that every request gets is about the endpoint or
+        the credentials, not the events: kept, retried with backoff, the run stops (75)
+        and says what Space answered and what to check (issue 13, item 1)."""
+        cases = [({"status": 401}, "HTTP 401", "LANGBOT_TELEMETRY_INGEST_TOKEN"),
+                 ({"status": 403}, "HTTP 403", "LANGBOT_TELEMETRY_INGEST_TOKEN"),
+                 ({"status": 404}, "HTTP 404", "space.url"),
+                 ({"status": 405}, "HTTP 405", "space.url"),
+                 ({"status": 410}, "HTTP 410", "space.url"),
+                 ({"status": 400}, "HTTP 400", "space.url"),
+                 ({"status": 422}, "HTTP 422", "space.url"),
+                 ({"status": 200, "code": 422, "msg": "bad event"}, "code 422", "space.url")]
+        for rule, text, advice in cases:
+            with self.subTest(rule=rule):
+                lb, space, r, t0 = self.one_run(rule)
+                self.assert_retry(lb, space, r, t0, text)
+                run = self.assertOutcome(lb, "refused", r)
+                self.assertEqual(run["dead"], 0)
+                self.assertIn(text, run["detail"])
+                self.assertIn(advice, run["detail"])
+                self.assertIn("/api/v1/telemetry", run["detail"])
+                self.assertIn("down_until", lb.state())
+                st = lb.run("--status")
+                self.assertIn(text, st.out)
+                self.assertRegex(st.out, rf"attention +Space answered .*{text}")
+                self.assertRegex(st.out, "refused +one probe per run until")
+                # The next run probes with one request, and keeps that one too.
+                lb.record_queries(3, prefix="later")
+                space.reset()
+                space.set_behaviour({"rules": [rule]})
+                r2 = lb.run()
+                self.assertExit(r2, EXIT_TEMPFAIL)
+                self.assertEqual(len(space.requests()), 1)
+                self.assertEqual([ev["state"] for ev in lb.events()], ["pending"] * 5)
+                self.assertEqual(lb.drops(), {})
 
-    def test_200_with_code_422_is_dead(self):
-        lb, space, r, t0 = self.one_run({"status": 200, "code": 422, "msg": "bad event"})
+    def test_a_refusal_among_successes_is_dead(self):
+        """Space rejects some events' content (400, 413, 422) while accepting others: those
+        are dead."""
+        for status in (400, 413, 422):
+            with self.subTest(status=status):
+                space = self.space({"rules": [{"body_contains": '"query_id":"q-bad',
+                                               "status": status, "msg": "bad event"}]})
+                lb = self.langbot(space)
+                with lb.spool() as sp:
+                    sp.record_query(query_id="q-bad-1", model_name="gpt-4o")
+                    sp.record_query(query_id="q-good-1", model_name="gpt-4o")
+                r = lb.run()
+                self.assertExit(r, EXIT_OK)
+                self.assertEqual([ev["state"] for ev in lb.events()], ["dead", "sent"])
+                self.assertIn(str(status), lb.events()[0]["last_error"])
+                self.assertEqual(lb.drops(), {"rejected": 1})
+                self.assertOutcome(lb, "ok", r)
+
+    def test_credential_or_path_refusals_among_successes_are_kept(self):
+        """401/403/404 for some events only (one workspace's token expired, a survey that
+        is gone) are not about the event's content: kept with backoff, never dead at once."""
+        for status in (401, 403, 404):
+            with self.subTest(status=status):
+                space = self.space({"rules": [{"body_contains": '"query_id":"q-bad',
+                                               "status": status}]})
+                lb = self.langbot(space)
+                with lb.spool() as sp:
+                    sp.record_query(query_id="q-bad-1", model_name="gpt-4o")
+                    sp.record_query(query_id="q-good-1", model_name="gpt-4o")
+                r = lb.run()
+                self.assertExit(r, EXIT_TEMPFAIL)
+                events = lb.events()
+                self.assertEqual([ev["state"] for ev in events], ["pending", "sent"])
+                self.assertEqual(events[0]["attempts"], 1)
+                self.assertGreater(iso_ms(events[0]["next_attempt_at"]), now_ms())
+                self.assertEqual(lb.drops(), {})
+
+    def test_a_lone_refusal_after_the_endpoint_accepted_others_is_dead(self):
+        """Small batches: the endpoint accepted events earlier in the run, so a batch
+        of one refused event is about that event."""
+        space = self.space({"rules": [{"body_contains": '"query_id":"q-bad',
+                                       "status": 422}]})
+        lb = self.langbot(space)
+        lb.record_queries(3, prefix="good")
+        with lb.spool() as sp:
+            sp.record_query(query_id="q-bad-last", model_name="gpt-4o")
+        r = lb.run("--batch", "1", "--parallel", "1")
         self.assertExit(r, EXIT_OK)
-        for ev in lb.events():
-            self.assertEqual(ev["state"], "dead", ev)
-            self.assertIn("422", ev["last_error"], ev)
-        self.assertEqual(lb.drops().get("rejected"), 2)
+        self.assertEqual([ev["state"] for ev in lb.events()], ["sent"] * 3 + ["dead"])
+
+    def test_a_survey_endpoint_refusing_does_not_stop_telemetry(self):
+        """A Space without the survey endpoints (404) while telemetry works: the survey
+        rows are kept (retried with backoff), the telemetry is delivered."""
+        space = self.space({"rules": [{"path": "/api/v1/survey/pending", "status": 404}]})
+        lb = self.langbot(space)
+        lb.record_queries(2)
+        with lb.spool() as sp:
+            sp.record_survey_trigger("first_bot_response_success")
+        r = lb.run()
+        self.assertExit(r, EXIT_TEMPFAIL)
+        states = {ev["event_type"]: ev["state"] for ev in lb.events()}
+        self.assertEqual(states, {"query": "sent", "survey_trigger": "pending"})
+        self.assertEqual(lb.drops(), {})
+
+    def test_a_single_pending_event_refused_is_kept(self):
+        space = self.space({"rules": [{"status": 400}]})
+        lb = self.langbot(space)
+        lb.record_queries(1)
+        r = lb.run()
+        self.assertExit(r, EXIT_TEMPFAIL)
+        self.assertOutcome(lb, "refused", r)
+        ev = lb.events()[0]
+        self.assertEqual((ev["state"], ev["attempts"]), ("pending", 1))
+        self.assertGreater(iso_ms(ev["next_attempt_at"]), now_ms())
 
     def test_200_with_code_503_is_retried(self):
         lb, space, r, t0 = self.one_run({"status": 200, "code": 503, "msg": "busy"})
@@ -204,6 +317,28 @@ class Outcomes(E2E):
         # Events are left for a later run: the run must not call itself "nothing_due"/"ok".
         self.assertOutcome(lb, "time_limit", r)
         self.assertExit(r, EXIT_TEMPFAIL)
+
+    def test_time_limit_exit_code_does_not_depend_on_timing(self):
+        """--max-seconds may run out mid-request (rows released) or between two batches
+        (nothing released): the outcome is time_limit with exit 75 either way, as events are
+        left (issue 13, item 9).  Several request durations put the deadline at different
+        points of a batch; with instant answers it mostly falls between batches."""
+        for delay in (0, 0, 2, 20, 70):
+            with self.subTest(delay_ms=delay):
+                space = self.space({"rules": [{"delay_ms": delay}]} if delay else None)
+                lb = self.langbot(space)
+                lb.record_queries(3000 if delay < 5 else 100)
+                r = lb.run("--max-seconds", "1", "--batch", "1", "--parallel", "1")
+                states = [ev["state"] for ev in lb.events()]
+                self.assertIn(r.outcome, ("time_limit", "ok"), repr(r))
+                if r.outcome == "time_limit":
+                    self.assertExit(r, EXIT_TEMPFAIL)
+                    self.assertIn("pending", states)
+                else:
+                    self.assertExit(r, EXIT_OK)
+                    self.assertNotIn("pending", states)
+        print("--max-seconds ending mid-request or between batches: tried 5 times, "
+              "lost 0 (time_limit always exits 75)", file=sys.stderr)
 
     def test_stall_of_first_request_only(self):
         """Only the first request stalls; the others of the batch are delivered."""
@@ -420,3 +555,53 @@ class ServerDown(E2E):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Urls(E2E):
+    """space.url of any length is joined whole; a query string or fragment is refused at
+    config time (issue 13, item 2)."""
+
+    def test_a_long_url_is_never_cut(self):
+        base = "/" + "/".join(f"segment-{i:04d}" for i in range(400))    # ~5 KB of path
+        space = self.space({"rules": [{"path": base + TELEMETRY, "status": 200}]})
+        lb = self.langbot(url=space.url + base + "/")
+        self.assertGreater(len(space.url + base), 4000)
+        lb.record_queries(3)
+        r = lb.run()
+        self.assertExit(r, EXIT_OK)
+        self.assertEqual([req["path"] for req in space.requests()], [base + TELEMETRY] * 3)
+        self.assertEqual([ev["state"] for ev in lb.events()], ["sent"] * 3)
+        summary_line = f"space.url of {len(space.url + base)} bytes: tried 3 times, lost 0"
+        print(summary_line, file=sys.stderr)
+
+    def test_query_string_or_fragment_is_refused(self):
+        for suffix in ("/?token=abc", "/base#frag", "?x"):
+            with self.subTest(suffix=suffix):
+                space = self.space()
+                lb = self.langbot(url=space.url + suffix)
+                lb.record_queries(2)
+                files = lb.files()
+                r = lb.run()
+                self.assertExit(r, EXIT_CONFIG)
+                self.assertIn("query string or a fragment", r.err)
+                self.assertEqual(space.requests(), [])
+                self.assertEqual(lb.files(), files)
+                st = lb.run("--status")
+                self.assertIn("query string or a fragment", st.out)
+
+    def test_status_never_shows_the_url_password(self):
+        space = self.space()
+        url = space.url.replace("http://", "http://operator:hunter2-SECRET@")
+        lb = self.langbot(url=url)
+        lb.record_queries(1)
+        r = lb.run("--verbose")
+        self.assertExit(r, EXIT_OK)
+        self.assertEqual(len(space.requests()), 1)
+        self.assertNotIn("hunter2", r.err + r.out)
+        self.assertIn("operator:***@", r.err)
+        lb.record_queries(1, prefix="later")
+        for args in (("--status",), ("--status", "--json"), ("--dry-run", "--verbose")):
+            with self.subTest(args=args):
+                st = lb.run(*args)
+                self.assertNotIn("hunter2", st.out + st.err)
+                self.assertIn("operator:***@", st.out + st.err)

@@ -262,10 +262,11 @@ class Net(unittest.TestCase):
                                     "the status of a huge answer is kept")
 
     def test_huge_2xx_error_envelope_is_not_taken_for_success(self):
-        """A 2xx whose JSON envelope says code 500 (retry) or 422 (dead) must not count as
-        delivered just because the body is longer than the 64 KiB kept: Space said the event
-        was not taken, so marking it sent loses it."""
-        for code, state in ((500, "pending"), (422, "dead")):
+        """A 2xx whose JSON envelope says code 500 (retry) or 422 (refused) must not count
+        as delivered just because the body is longer than the 64 KiB kept: Space said the
+        event was not taken, so marking it sent loses it.  (Every request gets the 422, so
+        the events are kept: a refusal of everything is about the endpoint.)"""
+        for code, state in ((500, "pending"), (422, "pending")):
             with self.subTest(code=code):
                 space = self.space({"rules": [{"path": TELEMETRY, "status": 200, "code": code,
                                                "body_size": 200_000}]})
@@ -276,6 +277,41 @@ class Net(unittest.TestCase):
                 summary(f"200 with code {code} in a 200 kB body", N, lost)
                 self.assertEqual([ev["state"] for ev in events], [state] * N,
                                  "an event Space refused was marked sent")
+
+    # -- an endpoint that refuses everything
+
+    def test_a_refusal_every_request_gets_keeps_the_backlog(self):
+        """Issue 13, item 1: a wrong path in space.url (404, 405, 410) or an auth outage
+        (401, 403) used to turn a whole backlog dead in one run.  Now: at most the first
+        batch is tried, nothing becomes dead, the run exits 75 naming the answer, the next
+        run sends one probe, and once Space accepts again everything is delivered."""
+        backlog, tried, lost = 1000, 0, 0
+        for status in (401, 403, 404, 405, 410):
+            with self.subTest(status=status):
+                space = self.space({"rules": [{"status": status}]})
+                wd = Workdir(self, url=space.url)
+                wd.record(backlog)
+                res = wd.run()
+                self.assertEqual(res.code, EXIT_TEMPFAIL, repr(res))
+                self.assertEqual(res.outcome, "refused", repr(res))
+                self.assertIn(f"HTTP {status}", res.err)
+                self.assertLessEqual(len(space.requests()), N)
+                res = wd.run()
+                self.assertEqual(res.code, EXIT_TEMPFAIL, repr(res))
+                self.assertLessEqual(len(space.requests()), N + 1, "one probe only")
+                states = [ev["state"] for ev in wd.events()]
+                self.assertEqual(states, ["pending"] * backlog)
+                self.assertEqual(wd.drops(), {})
+                # Fixed (the token renewed, the URL corrected): all of it goes.
+                space.set_behaviour({})
+                res = wd.run("--ignore-backoff")
+                self.assertEqual(res.code, EXIT_OK, repr(res))
+                events = wd.events()
+                tried += 1
+                lost += backlog - sum(ev["state"] == "sent" for ev in events)
+        summary(f"Space refusing every request (401/403/404/405/410), "
+                f"a backlog of {backlog}", tried, lost)
+        self.assertEqual(lost, 0)
 
     # -- odd statuses
 

@@ -12,6 +12,11 @@
  * expanding it - an alias or a merge key ("<<") where one of our settings
  * lives - the file is refused rather than guessed at: guessing wrong about
  * disable_telemetry would send data after the user opted out.
+ *
+ * space.disable_telemetry is typed the way PyYAML's FullLoader (YAML 1.1)
+ * types it, because LangBot decides by Python truthiness and types the
+ * environment override by what the file holds (see config.h).  What cannot
+ * be typed for sure (an unknown tag) counts as disabled.
  */
 #include "config.h"
 
@@ -31,7 +36,20 @@
 /* instance_id.json is a few dozen bytes; anything much larger is not it. */
 #define LABELS_MAX_BYTES (64 * 1024)
 
-enum section { SEC_NONE, SEC_SPACE, SEC_SYSTEM };
+enum section { SEC_NONE, SEC_SPACE, SEC_SYSTEM, SEC_PROXY };
+
+/* What space.disable_telemetry holds, as PyYAML would construct it. */
+enum kind {
+	K_ABSENT, /* no such key */
+	K_NULL,
+	K_BOOL,
+	K_INT,
+	K_FLOAT,
+	K_STR, /* also dates and anything else PyYAML makes a non-number of */
+	K_SEQ,
+	K_MAP,
+	K_UNKNOWN /* a tag we do not know: counts as true (fail closed) */
+};
 
 /* Walk state for one document. */
 struct walk {
@@ -43,9 +61,14 @@ struct walk {
 
 	char *url; /* NULL: space.url absent */
 	int url_set;
-	int disabled;
-	int disabled_set;
+	int url_bad;       /* space.url is a sequence or a mapping */
+	int space_null;    /* the space key holds null: LangBot sends nothing */
+	int proxy_null;    /* the proxy key holds null (or is no mapping) */
+	enum kind dkind;   /* space.disable_telemetry */
+	int dtruthy;       /* ... and its Python truthiness */
 	char *instance_id; /* NULL: system.instance_id absent */
+	char *proxy[2];    /* proxy.http, proxy.https; NULL: absent */
+	int proxy_bad[2];  /* not a scalar */
 };
 
 static void set_err(char *err, size_t errlen, const char *name, const char *msg)
@@ -289,46 +312,317 @@ static int want_scalar(struct walk *w, const yaml_event_t *ev, const char *key)
 	return -1;
 }
 
-/*
- * LangBot's YAML gives a bool for true/false/yes/no/on/off and an int for
- * 1/0; a quoted "true" stays a string, which we read with the same
- * vocabulary as the environment (the user's intent is plain).  Anything
- * else is refused: a wrong guess either way is worse than asking.
- */
-static int read_bool(struct walk *w, const yaml_event_t *ev)
+/* PyYAML's YAML 1.1 bool words (bool_values, and its implicit resolver). */
+static int bool_word(const char *v, size_t n, int *val)
 {
-	static const char *const yes[] = {"true", "yes", "on", "1"};
-	static const char *const no[] = {"false", "no", "off", "0"};
+	static const char *const words[] = {
+	    "yes",   "Yes",   "YES",   "true", "True", "TRUE",
+	    "on",    "On",    "ON",    "no",   "No",   "NO",
+	    "false", "False", "FALSE", "off",  "Off",  "OFF"};
+	for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+		if (strlen(words[i]) == n && memcmp(v, words[i], n) == 0) {
+			*val = i < 9;
+			return 1;
+		}
+	return 0;
+}
+
+static int is_dec(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* All of s[0..n) is in set (and n > 0). */
+static int all_in(const char *s, size_t n, const char *set)
+{
+	if (n == 0)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!strchr(set, s[i]) || s[i] == '\0')
+			return 0;
+	return 1;
+}
+
+/* No digit of s[0..n) other than '0' (underscores, signs, ':' ignored). */
+static int all_zero(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((is_dec(s[i]) && s[i] != '0') ||
+		    strchr("abcdefABCDEF", s[i]))
+			return 0;
+	return 1;
+}
+
+/* ":[0-5]?[0-9]" repeated at least once, from s[0..n). */
+static int sexagesimal_tail(const char *s, size_t n)
+{
+	size_t i = 0;
+	int groups = 0;
+
+	while (i < n) {
+		if (s[i] != ':')
+			return 0;
+		i++;
+		if (i + 1 < n && s[i] >= '0' && s[i] <= '5' && is_dec(s[i + 1]))
+			i += 2;
+		else if (i < n && is_dec(s[i]))
+			i++;
+		else
+			return 0;
+		groups++;
+	}
+	return groups > 0;
+}
+
+/*
+ * PyYAML's int resolver: [-+]?0b[0-1_]+ | [-+]?0[0-7_]+ |
+ * [-+]?(0|[1-9][0-9_]*) | [-+]?0x[0-9a-fA-F_]+ |
+ * [-+]?[1-9][0-9_]*(:[0-5]?[0-9])+.  *zero: its value is 0.
+ */
+static int yaml_int(const char *s, size_t n, int *zero)
+{
+	size_t i = 0;
+
+	if (n > 0 && (s[0] == '-' || s[0] == '+'))
+		i++;
+	s += i;
+	n -= i;
+	if (n == 0)
+		return 0;
+	if (n > 2 && s[0] == '0' && s[1] == 'b') {
+		if (!all_in(s + 2, n - 2, "01_"))
+			return 0;
+		*zero = all_zero(s + 2, n - 2);
+		return 1;
+	}
+	if (n > 2 && s[0] == '0' && s[1] == 'x') {
+		if (!all_in(s + 2, n - 2, "0123456789abcdefABCDEF_"))
+			return 0;
+		*zero = all_zero(s + 2, n - 2);
+		return 1;
+	}
+	if (s[0] == '0') {
+		if (n > 1 && !all_in(s + 1, n - 1, "01234567_"))
+			return 0;
+		*zero = all_zero(s, n);
+		return 1;
+	}
+	if (!(s[0] >= '1' && s[0] <= '9'))
+		return 0;
+	i = 1;
+	while (i < n && (is_dec(s[i]) || s[i] == '_'))
+		i++;
+	if (i < n && !sexagesimal_tail(s + i, n - i))
+		return 0;
+	*zero = 0;
+	return 1;
+}
+
+/* [0-9_]* from s[*i]; returns how many characters. */
+static size_t digits_(const char *s, size_t n, size_t *i)
+{
+	size_t from = *i;
+	while (*i < n && (is_dec(s[*i]) || s[*i] == '_'))
+		(*i)++;
+	return *i - from;
+}
+
+/*
+ * PyYAML's float resolver:
+ *   [-+]?[0-9][0-9_]*\.[0-9_]*([eE][-+][0-9]+)?
+ *   \.[0-9_]+([eE][-+][0-9]+)?
+ *   [-+]?[0-9][0-9_]*(:[0-5]?[0-9])+\.[0-9_]*
+ *   [-+]?\.(inf|Inf|INF)   \.(nan|NaN|NAN)
+ */
+static int yaml_float(const char *s, size_t n, int *zero)
+{
+	size_t i = 0, mant_end;
+	int sign = 0;
+
+	*zero = 0;
+	if (n == 4 && (memcmp(s, ".nan", 4) == 0 || memcmp(s, ".NaN", 4) == 0 ||
+		       memcmp(s, ".NAN", 4) == 0))
+		return 1;
+	if (n > 0 && (s[0] == '-' || s[0] == '+')) {
+		sign = 1;
+		i++;
+	}
+	if (n - i == 4 &&
+	    (memcmp(s + i, ".inf", 4) == 0 || memcmp(s + i, ".Inf", 4) == 0 ||
+	     memcmp(s + i, ".INF", 4) == 0))
+		return 1;
+	if (i < n && s[i] == '.') {
+		if (sign)
+			return 0;
+		i++;
+		if (digits_(s, n, &i) == 0)
+			return 0;
+	} else {
+		if (i >= n || !is_dec(s[i]))
+			return 0;
+		digits_(s, n, &i);
+		if (i < n && s[i] == ':') {
+			size_t colon = i;
+			while (i < n && s[i] != '.')
+				i++;
+			if (i >= n || !sexagesimal_tail(s + colon, i - colon))
+				return 0;
+			i++;
+			digits_(s, n, &i);
+			if (i != n)
+				return 0;
+			*zero = all_zero(s, n);
+			return 1;
+		}
+		if (i >= n || s[i] != '.')
+			return 0;
+		i++;
+		digits_(s, n, &i);
+	}
+	mant_end = i;
+	if (i < n) {
+		if (!(s[i] == 'e' || s[i] == 'E') || i + 2 >= n ||
+		    !(s[i + 1] == '-' || s[i + 1] == '+'))
+			return 0;
+		i += 2;
+		while (i < n && is_dec(s[i]))
+			i++;
+		if (i != n)
+			return 0;
+	}
+	*zero = all_zero(s, mant_end);
+	return 1;
+}
+
+/*
+ * The kind and Python truthiness of a scalar as PyYAML's FullLoader
+ * constructs it: plain scalars through the YAML 1.1 resolvers, quoted ones
+ * as strings, tagged ones by their standard tag.
+ */
+static enum kind scalar_kind(const yaml_event_t *ev, int *truthy)
+{
 	const char *v = (const char *)ev->data.scalar.value;
 	size_t n = ev->data.scalar.length;
+	const char *tag = (const char *)ev->data.scalar.tag;
+	int b, zero;
 
-	if (want_scalar(w, ev, "space.disable_telemetry") != 0)
-		return -1;
+	*truthy = 1;
 	if (scalar_is_null(ev)) {
-		w->disabled = 0;
-		w->disabled_set = 0;
+		*truthy = 0;
+		return K_NULL;
+	}
+	if (tag && !ev->data.scalar.plain_implicit &&
+	    !ev->data.scalar.quoted_implicit && strcmp(tag, "!") != 0) {
+		if (strcmp(tag, "tag:yaml.org,2002:str") == 0) {
+			*truthy = n > 0;
+			return K_STR;
+		}
+		if (strcmp(tag, "tag:yaml.org,2002:bool") == 0) {
+			char low[8];
+			size_t i;
+			for (i = 0; i < n && i < sizeof low - 1; i++)
+				low[i] = (char)(v[i] >= 'A' && v[i] <= 'Z'
+						    ? v[i] - 'A' + 'a'
+						    : v[i]);
+			if (n < sizeof low && bool_word(low, n, &b)) {
+				*truthy = b;
+				return K_BOOL;
+			}
+		} else if (strcmp(tag, "tag:yaml.org,2002:int") == 0) {
+			if (yaml_int(v, n, &zero)) {
+				*truthy = !zero;
+				return K_INT;
+			}
+		} else if (strcmp(tag, "tag:yaml.org,2002:float") == 0) {
+			if (yaml_float(v, n, &zero)) {
+				*truthy = !zero;
+				return K_FLOAT;
+			}
+		}
+		return K_UNKNOWN;
+	}
+	if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || tag) {
+		/* Quoted, literal, folded, or "!"-tagged: a string. */
+		*truthy = n > 0;
+		return K_STR;
+	}
+	if (bool_word(v, n, &b)) {
+		*truthy = b;
+		return K_BOOL;
+	}
+	if (yaml_int(v, n, &zero)) {
+		*truthy = !zero;
+		return K_INT;
+	}
+	if (yaml_float(v, n, &zero)) {
+		*truthy = !zero;
+		return K_FLOAT;
+	}
+	if (n == 1 && v[0] == '=')
+		return K_UNKNOWN; /* YAML 1.1 "value" tag: no constructor */
+	*truthy = n > 0;
+	return K_STR;
+}
+
+/*
+ * Skips a sequence or mapping that ev starts, noting whether it has any
+ * entry (Python truthiness of a list or dict).
+ */
+static int skip_collection(struct walk *w, const struct input *in,
+			   const yaml_event_t *ev, int *nonempty)
+{
+	int level = 1;
+
+	*nonempty = 0;
+	if (enter(w, ev, w->depth + level) != 0)
+		return -1;
+	while (level > 0) {
+		yaml_event_t e;
+		int rc = 0;
+
+		if (next(w, in, &e) != 0)
+			return -1;
+		if (level == 1 && !is_end(&e))
+			*nonempty = 1;
+		if (is_start(&e)) {
+			level++;
+			rc = enter(w, &e, w->depth + level);
+		} else if (is_end(&e)) {
+			level--;
+		}
+		yaml_event_delete(&e);
+		if (rc != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* space.disable_telemetry: its kind and truthiness, never an error unless
+ * it is an alias (which PyYAML would resolve and we will not). */
+static int read_disable(struct walk *w, const struct input *in,
+			const yaml_event_t *ev)
+{
+	if (ev->type == YAML_ALIAS_EVENT) {
+		set_err_key(w, &ev->start_mark, "space.disable_telemetry",
+			    "is an alias; aliases are not supported here");
+		return -1;
+	}
+	if (ev->type == YAML_SCALAR_EVENT) {
+		w->dkind = scalar_kind(ev, &w->dtruthy);
 		return 0;
 	}
-	if (n == 0) { /* quoted '': a false-y string to LangBot */
-		w->disabled = 0;
-		w->disabled_set = 1;
-		return 0;
-	}
-	for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
-		if (strlen(yes[i]) == n && strncasecmp(v, yes[i], n) == 0) {
-			w->disabled = 1;
-			w->disabled_set = 1;
-			return 0;
-		}
-		if (strlen(no[i]) == n && strncasecmp(v, no[i], n) == 0) {
-			w->disabled = 0;
-			w->disabled_set = 1;
-			return 0;
-		}
-	}
-	set_err_key(w, &ev->start_mark, "space.disable_telemetry",
-		    "must be true or false");
-	return -1;
+	w->dkind = ev->type == YAML_SEQUENCE_START_EVENT ? K_SEQ : K_MAP;
+	if (ev->type == YAML_MAPPING_START_EVENT &&
+	    ev->data.mapping_start.tag && !ev->data.mapping_start.implicit)
+		w->dkind = K_UNKNOWN;
+	if (ev->type == YAML_SEQUENCE_START_EVENT &&
+	    ev->data.sequence_start.tag && !ev->data.sequence_start.implicit)
+		w->dkind = K_UNKNOWN;
+	if (skip_collection(w, in, ev, &w->dtruthy) != 0)
+		return -1;
+	if (w->dkind == K_UNKNOWN)
+		w->dtruthy = 1;
+	return 0;
 }
 
 static int read_string(struct walk *w, const yaml_event_t *ev, const char *key,
@@ -349,6 +643,24 @@ static int read_string(struct walk *w, const yaml_event_t *ev, const char *key,
 	return copy_scalar(w, ev, key, out);
 }
 
+/* A setting that should be a string but is a sequence or mapping: noted
+ * (bad) and skipped, so that the rest of the file still counts. */
+static int read_string_or_bad(struct walk *w, const struct input *in,
+			      const yaml_event_t *ev, const char *key,
+			      char **out, int *bad)
+{
+	if (ev->type == YAML_SEQUENCE_START_EVENT ||
+	    ev->type == YAML_MAPPING_START_EVENT) {
+		int nonempty;
+		free(*out);
+		*out = NULL;
+		*bad = 1;
+		return skip_collection(w, in, ev, &nonempty);
+	}
+	*bad = 0;
+	return read_string(w, ev, key, out);
+}
+
 /* Duplicate keys: the last one wins, as in PyYAML, so a section restarts. */
 static void reset_section(struct walk *w, enum section sec)
 {
@@ -356,8 +668,16 @@ static void reset_section(struct walk *w, enum section sec)
 		free(w->url);
 		w->url = NULL;
 		w->url_set = 0;
-		w->disabled = 0;
-		w->disabled_set = 0;
+		w->url_bad = 0;
+		w->space_null = 0;
+		w->dkind = K_ABSENT;
+		w->dtruthy = 0;
+	} else if (sec == SEC_PROXY) {
+		for (int i = 0; i < 2; i++) {
+			free(w->proxy[i]);
+			w->proxy[i] = NULL;
+			w->proxy_bad[i] = 0;
+		}
 	} else {
 		free(w->instance_id);
 		w->instance_id = NULL;
@@ -367,12 +687,23 @@ static void reset_section(struct walk *w, enum section sec)
 static int read_section(struct walk *w, const struct input *in,
 			const yaml_event_t *val, enum section sec)
 {
-	const char *sname = sec == SEC_SPACE ? "space" : "system";
+	const char *sname = sec == SEC_SPACE   ? "space"
+			    : sec == SEC_PROXY ? "proxy"
+					       : "system";
 	int rc = 0;
 
 	reset_section(w, sec);
-	if (scalar_is_null(val))
-		return 0; /* "space:" with nothing under it */
+	if (scalar_is_null(val)) {
+		/* "space:" with nothing under it: LangBot's "if not cfg". */
+		w->space_null = sec == SEC_SPACE;
+		w->proxy_null = sec == SEC_PROXY;
+		return 0;
+	}
+	if (sec == SEC_PROXY && val->type != YAML_MAPPING_START_EVENT) {
+		/* Not ours to judge: no proxy from the config. */
+		w->proxy_null = 1;
+		return skip_node(w, in, val);
+	}
 	if (val->type != YAML_MAPPING_START_EVENT) {
 		char msg[96];
 		if (val->type == YAML_ALIAS_EVENT)
@@ -389,7 +720,8 @@ static int read_section(struct walk *w, const struct input *in,
 	w->depth++;
 	for (;;) {
 		yaml_event_t key, v;
-		int which = 0; /* 1 url, 2 disable_telemetry, 3 instance_id */
+		/* 1 url, 2 disable_telemetry, 3 instance_id, 4/5 proxy */
+		int which = 0;
 
 		if (next(w, in, &key) != 0) {
 			rc = -1;
@@ -415,6 +747,10 @@ static int read_section(struct walk *w, const struct input *in,
 			else if (sec == SEC_SYSTEM &&
 				 scalar_eq(&key, "instance_id"))
 				which = 3;
+			else if (sec == SEC_PROXY && scalar_eq(&key, "http"))
+				which = 4;
+			else if (sec == SEC_PROXY && scalar_eq(&key, "https"))
+				which = 5;
 		} else {
 			rc = skip_node(w, in, &key); /* complex key */
 		}
@@ -428,12 +764,20 @@ static int read_section(struct walk *w, const struct input *in,
 		}
 		switch (which) {
 		case 1:
-			rc = read_string(w, &v, "space.url", &w->url);
+			rc = read_string_or_bad(w, in, &v, "space.url", &w->url,
+						&w->url_bad);
 			if (rc == 0)
 				w->url_set = 1;
 			break;
 		case 2:
-			rc = read_bool(w, &v);
+			rc = read_disable(w, in, &v);
+			break;
+		case 4:
+		case 5:
+			rc = read_string_or_bad(
+			    w, in, &v,
+			    which == 4 ? "proxy.http" : "proxy.https",
+			    &w->proxy[which - 4], &w->proxy_bad[which - 4]);
 			break;
 		case 3:
 			rc = read_string(w, &v, "system.instance_id",
@@ -479,6 +823,8 @@ static int read_top(struct walk *w, const struct input *in)
 				sec = SEC_SPACE;
 			else if (scalar_eq(&key, "system"))
 				sec = SEC_SYSTEM;
+			else if (scalar_eq(&key, "proxy"))
+				sec = SEC_PROXY;
 		} else {
 			rc = skip_node(w, in, &key);
 		}
@@ -576,34 +922,370 @@ int tsu_env_bool(const char *v)
 	       strcasecmp(v, "yes") == 0 || strcasecmp(v, "on") == 0;
 }
 
-int tsu_config_apply_env(tsu_config *cfg)
+int tsu_env_clearly_false(const char *v)
 {
-	const char *v;
+	if (!v)
+		return 0;
+	return v[0] == '\0' || strcasecmp(v, "false") == 0 ||
+	       strcmp(v, "0") == 0 || strcasecmp(v, "no") == 0 ||
+	       strcasecmp(v, "off") == 0;
+}
 
-	/* Set, even to "", overrides: that is how a user blanks the URL. */
-	v = getenv("SPACE__URL");
-	if (v) {
-		char *u = dup_url(v, strlen(v));
-		if (!u)
-			return -1;
-		free(cfg->space_url);
-		cfg->space_url = u;
-		cfg->url_from = "env";
+/* The code point of the UTF-8 sequence at s[0..n) and its length in *len;
+ * -1 (and *len 1) for a malformed one. */
+static long utf8_at(const unsigned char *s, size_t n, size_t *len)
+{
+	long c;
+	size_t k, i;
+
+	*len = 1;
+	if (s[0] < 0x80)
+		return s[0];
+	if ((s[0] & 0xe0) == 0xc0) {
+		k = 2;
+		c = s[0] & 0x1f;
+	} else if ((s[0] & 0xf0) == 0xe0) {
+		k = 3;
+		c = s[0] & 0x0f;
+	} else if ((s[0] & 0xf8) == 0xf0) {
+		k = 4;
+		c = s[0] & 0x07;
+	} else {
+		return -1;
 	}
-	v = getenv("SPACE__DISABLE_TELEMETRY");
-	if (v) {
-		cfg->disable_telemetry = tsu_env_bool(v);
-		cfg->disabled_from = "env";
-	}
-	v = getenv("SYSTEM__INSTANCE_ID");
-	if (v) {
-		char *id = strdup(v);
-		if (!id)
+	if (k > n)
+		return -1;
+	for (i = 1; i < k; i++) {
+		if ((s[i] & 0xc0) != 0x80)
 			return -1;
-		free(cfg->instance_id);
-		cfg->instance_id = id;
+		c = (c << 6) | (s[i] & 0x3f);
+	}
+	*len = k;
+	return c;
+}
+
+/* str.isspace() of one code point. */
+static int py_space(long c)
+{
+	return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20) ||
+	       c == 0x85 || c == 0xa0 || c == 0x1680 ||
+	       (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 ||
+	       c == 0x202f || c == 0x205f || c == 0x3000;
+}
+
+void tsu_py_strip(const char *s, size_t len, size_t *start, size_t *end)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t a = 0, b = len, k;
+
+	while (a < b) {
+		long c = utf8_at(u + a, b - a, &k);
+		if (c < 0 || !py_space(c))
+			break;
+		a += k;
+	}
+	while (b > a) {
+		/* Back to the start of the last character. */
+		size_t p = b - 1;
+		while (p > a && (u[p] & 0xc0) == 0x80 && b - p < 4)
+			p--;
+		long c = utf8_at(u + p, b - p, &k);
+		if (c < 0 || p + k != b || !py_space(c))
+			break;
+		b = p;
+	}
+	*start = a;
+	*end = b;
+}
+
+/* Position just past "scheme://" when the scheme is http or https. */
+static size_t http_scheme(const char *url)
+{
+	if (strncasecmp(url, "http://", 7) == 0)
+		return 7;
+	if (strncasecmp(url, "https://", 8) == 0)
+		return 8;
+	return 0;
+}
+
+int tsu_url_check(const char *url, char *err, size_t errlen)
+{
+	size_t p = http_scheme(url), host;
+
+	for (const unsigned char *c = (const unsigned char *)url; *c; c++)
+		if (*c <= 0x20 || *c == 0x7f) {
+			snprintf(err, errlen,
+				 "space.url contains a space or a control "
+				 "character");
+			return -1;
+		}
+	if (p == 0) {
+		snprintf(err, errlen,
+			 "space.url must start with http:// or https://");
+		return -1;
+	}
+	if (strpbrk(url, "?#")) {
+		snprintf(err, errlen,
+			 "space.url has a query string or a fragment ('?' or "
+			 "'#'); the endpoints (/api/v1/...) are appended to "
+			 "its path: remove everything from the '?' or '#'");
+		return -1;
+	}
+	/* The host: after any userinfo, before the path or port. */
+	host = p;
+	{
+		const char *slash = strchr(url + p, '/');
+		const char *at = strchr(url + p, '@');
+		if (at && (!slash || at < slash))
+			host = (size_t)(at - url) + 1;
+	}
+	if (url[host] == '\0' || url[host] == '/' || url[host] == ':') {
+		snprintf(err, errlen, "space.url has no host name");
+		return -1;
 	}
 	return 0;
+}
+
+char *tsu_url_redacted(const char *url)
+{
+	size_t p = strlen(url), n = strlen(url);
+	const char *sep = strstr(url, "://");
+	char *out;
+
+	if (sep) {
+		const char *auth = sep + 3;
+		const char *end = auth + strcspn(auth, "/?#");
+		const char *at = NULL, *colon;
+		for (const char *c = auth; c < end; c++)
+			if (*c == '@')
+				at = c; /* the last '@' ends the userinfo */
+		colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+		if (colon) {
+			p = (size_t)(colon + 1 - url);
+			out = malloc(n + 4);
+			if (!out)
+				return NULL;
+			memcpy(out, url, p);
+			memcpy(out + p, "***", 3);
+			strcpy(out + p + 3, at);
+			return out;
+		}
+	}
+	return strdup(url);
+}
+
+/* Python's bool(list) of LangBot's override of a list-valued key: the
+ * comma-separated items, stripped, empty ones dropped. */
+static int list_override_nonempty(const char *v)
+{
+	while (*v) {
+		size_t n = strcspn(v, ","), a, b;
+		tsu_py_strip(v, n, &a, &b);
+		if (b > a)
+			return 1;
+		v += n;
+		if (*v == ',')
+			v++;
+	}
+	return 0;
+}
+
+/* An environment variable that LangBot's loader would apply below
+ * space.disable_telemetry (SPACE__DISABLE_TELEMETRY__X): it turns the key
+ * into a non-empty mapping when the key is absent. */
+static int env_below_disable(void)
+{
+	extern char **environ;
+	static const char prefix[] = "SPACE__DISABLE_TELEMETRY__";
+
+	for (char **e = environ; e && *e; e++)
+		if (strncmp(*e, prefix, sizeof prefix - 1) == 0 &&
+		    (*e)[sizeof prefix - 1] != '=' &&
+		    (*e)[sizeof prefix - 1] != '\0')
+			return 1;
+	return 0;
+}
+
+/* Python truthiness of space.disable_telemetry after LangBot's override
+ * with the value e (NULL: unset), then failing closed. */
+static int decide_disabled(const struct walk *w, const char *e,
+			   const char **from)
+{
+	int t = w->dkind == K_ABSENT ? 0 : w->dtruthy;
+
+	*from = w->dkind == K_ABSENT ? "default" : "config";
+	if (e && !w->space_null) {
+		switch (w->dkind) {
+		case K_ABSENT:
+		case K_NULL:
+		case K_STR:
+			t = e[0] != '\0'; /* the raw string is stored */
+			break;
+		case K_BOOL:
+			t = tsu_env_bool(e);
+			break;
+		case K_INT:
+		case K_FLOAT:
+			/* int()/float() of a clearly false value: only "0"
+			 * is a number; the rest is stored as a string. */
+			t = !(e[0] == '\0' || strcmp(e, "0") == 0);
+			break;
+		case K_SEQ:
+			t = list_override_nonempty(e);
+			break;
+		case K_MAP: /* LangBot skips dicts */
+			break;
+		case K_UNKNOWN:
+			t = 1;
+			break;
+		}
+	}
+	if (e) {
+		*from = "env";
+		if (!tsu_env_clearly_false(e))
+			t = 1; /* beyond LangBot: fail closed */
+	}
+	if (env_below_disable()) {
+		*from = "env";
+		t = 1;
+	}
+	return t != 0;
+}
+
+/* The first reason nothing can be sent wins: a, b and c joined. */
+static void send_err(tsu_config *cfg, const char *a, const char *b,
+		     const char *c)
+{
+	if (cfg->send_error[0] == '\0')
+		snprintf(cfg->send_error, sizeof cfg->send_error, "%s%s%s", a,
+			 b, c);
+}
+
+/* A header value or proxy setting must not carry control characters;
+ * a header value must also be ASCII (as httpx requires). */
+static const char *bad_chars(const char *s, int ascii_only)
+{
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+		if (*c < 0x20 || *c == 0x7f)
+			return "a control character";
+		if (ascii_only && *c >= 0x80)
+			return "a non-ASCII character";
+	}
+	return NULL;
+}
+
+static const char *first_env(const char *const *names, const char **from)
+{
+	for (; *names; names++) {
+		const char *v = getenv(*names);
+		if (v && v[0]) {
+			*from = *names;
+			return v;
+		}
+	}
+	return NULL;
+}
+
+/* Token, proxy and no-proxy, once space_url is known. */
+static int sending_settings(tsu_config *cfg, const struct walk *w)
+{
+	static const char *const env_https[] = {"https_proxy", "HTTPS_PROXY",
+						"all_proxy", "ALL_PROXY", NULL};
+	static const char *const env_http[] = {"http_proxy", "HTTP_PROXY",
+					       "all_proxy", "ALL_PROXY", NULL};
+	static const char *const env_no[] = {"no_proxy", "NO_PROXY", NULL};
+	int https = strncasecmp(cfg->space_url, "https://", 8) == 0;
+	const char *v, *why, *from = "";
+	char msg[160];
+
+	v = getenv("LANGBOT_TELEMETRY_INGEST_TOKEN");
+	if (v) {
+		size_t a, b;
+		tsu_py_strip(v, strlen(v), &a, &b);
+		if (b > a) {
+			cfg->token = malloc(b - a + 1);
+			if (!cfg->token)
+				return -1;
+			memcpy(cfg->token, v + a, b - a);
+			cfg->token[b - a] = '\0';
+			why = bad_chars(cfg->token, 1);
+			if (why)
+				send_err(
+				    cfg,
+				    "LANGBOT_TELEMETRY_INGEST_TOKEN contains ",
+				    why, " (an HTTP header cannot carry it)");
+		}
+	}
+
+	/* proxy.http / proxy.https, after PROXY__HTTP / PROXY__HTTPS. */
+	v = w->proxy_bad[https] ? NULL : w->proxy[https];
+	from = https ? "proxy.https" : "proxy.http";
+	if (!w->proxy_null && !w->proxy_bad[https]) {
+		const char *e = getenv(https ? "PROXY__HTTPS" : "PROXY__HTTP");
+		if (e) {
+			v = e;
+			from = https ? "PROXY__HTTPS" : "PROXY__HTTP";
+		}
+	}
+	if (w->proxy_bad[https])
+		send_err(cfg, from, " must be a string, not a list or mapping",
+			 "");
+	if (!v || !v[0])
+		v = first_env(https ? env_https : env_http, &from);
+	cfg->proxy = strdup(v ? v : "");
+	cfg->proxy_from = v ? from : "none";
+	v = first_env(env_no, &from);
+	cfg->noproxy = strdup(v ? v : "");
+	if (!cfg->proxy || !cfg->noproxy)
+		return -1;
+	if ((why = bad_chars(cfg->proxy, 0)) != NULL) {
+		snprintf(msg, sizeof msg, "the proxy (%s) contains ",
+			 cfg->proxy_from);
+		send_err(cfg, msg, why, "");
+	}
+	if ((why = bad_chars(cfg->noproxy, 0)) != NULL)
+		send_err(cfg, "no_proxy contains ", why, "");
+	return 0;
+}
+
+/* The config from the walk and the environment, as LangBot would see it. */
+static int build(tsu_config *cfg, const struct walk *w)
+{
+	const char *e, *url = w->url;
+
+	cfg->url_from = w->url_set ? "config" : "default";
+	e = getenv("SPACE__URL");
+	if (e && !w->space_null && !w->url_bad) {
+		/* Set, even to "", overrides: that is how a user blanks it. */
+		url = e;
+		cfg->url_from = "env";
+	}
+	if (w->space_null || w->url_bad)
+		url = NULL;
+	cfg->space_url = dup_url(url ? url : "", url ? strlen(url) : 0);
+	if (!cfg->space_url)
+		return -1;
+	if (w->url_bad)
+		send_err(cfg,
+			 "space.url must be a string, not a list or mapping",
+			 "", "");
+	else if (cfg->space_url[0])
+		tsu_url_check(cfg->space_url, cfg->send_error,
+			      sizeof cfg->send_error);
+
+	cfg->disable_telemetry = decide_disabled(
+	    w, getenv("SPACE__DISABLE_TELEMETRY"), &cfg->disabled_from);
+
+	e = getenv("SYSTEM__INSTANCE_ID");
+	cfg->instance_id = strdup(e ? e : w->instance_id ? w->instance_id : "");
+	if (!cfg->instance_id)
+		return -1;
+	if (cfg->space_url[0] || w->url_bad)
+		return sending_settings(cfg, w);
+	cfg->proxy = strdup("");
+	cfg->noproxy = strdup("");
+	cfg->proxy_from = "none";
+	return cfg->proxy && cfg->noproxy ? 0 : -1;
 }
 
 void tsu_config_free(tsu_config *cfg)
@@ -612,8 +1294,20 @@ void tsu_config_free(tsu_config *cfg)
 		return;
 	free(cfg->space_url);
 	free(cfg->instance_id);
+	if (cfg->token) {
+		/* A credential: do not leave it in freed memory. */
+		volatile char *t = cfg->token;
+		while (*t)
+			*t++ = '\0';
+	}
+	free(cfg->token);
+	free(cfg->proxy);
+	free(cfg->noproxy);
 	cfg->space_url = NULL;
 	cfg->instance_id = NULL;
+	cfg->token = NULL;
+	cfg->proxy = NULL;
+	cfg->noproxy = NULL;
 }
 
 int tsu_config_parse(tsu_config *cfg, const char *name, const char *buf,
@@ -654,22 +1348,15 @@ int tsu_config_parse(tsu_config *cfg, const char *name, const char *buf,
 	rc = read_stream(&w, &in);
 	yaml_parser_delete(&w.parser);
 
-	if (rc == 0) {
-		cfg->space_url =
-		    dup_url(w.url ? w.url : "", w.url ? strlen(w.url) : 0);
-		cfg->instance_id = strdup(w.instance_id ? w.instance_id : "");
-		cfg->disable_telemetry = w.disabled;
-		cfg->url_from = w.url_set ? "config" : "default";
-		cfg->disabled_from = w.disabled_set ? "config" : "default";
-		/* As in LangBot, the environment has the last word. */
-		if (!cfg->space_url || !cfg->instance_id ||
-		    tsu_config_apply_env(cfg) != 0) {
-			set_err(err, errlen, name, "out of memory");
-			rc = -1;
-		}
+	/* As in LangBot, the environment has the last word. */
+	if (rc == 0 && build(cfg, &w) != 0) {
+		set_err(err, errlen, name, "out of memory");
+		rc = -1;
 	}
 	free(w.url);
 	free(w.instance_id);
+	free(w.proxy[0]);
+	free(w.proxy[1]);
 	if (rc != 0) {
 		tsu_config_free(cfg);
 		memset(cfg, 0, sizeof *cfg);

@@ -18,8 +18,10 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "config.h"
 #include "curl_api.h"
 #include "http.h"
@@ -28,6 +30,8 @@
 #include "queue.h"
 #include "timefmt.h"
 #include "uuid.h"
+
+#include <cjson/cJSON.h>
 
 #ifndef TELESPOOL_UPLOAD_VERSION
 #define TELESPOOL_UPLOAD_VERSION "0"
@@ -38,6 +42,10 @@
 #define LEASE_MARGIN_MS (10LL * 1000)
 /* Run-wide waits further away than this are from a clock that went back. */
 #define HORIZON_MS (TSU_RETRY_AFTER_MAX_MS + 3600LL * 1000)
+/* A config that fails to load gets this long to become readable (it may be
+ * in the middle of a rewrite), read again every CONFIG_RETRY_MS. */
+#define CONFIG_SETTLE_MS 2000
+#define CONFIG_RETRY_MS  50
 
 /* Keys in uploader_state. */
 #define KEY_RETRY_AFTER "retry_after_until" /* Space said wait until (ms) */
@@ -53,7 +61,7 @@ struct run {
 	int64_t deadline; /* monotonic ms */
 	int64_t run_id;
 	telespool__run rec; /* counts and outcome for upload_runs */
-	char detail[256];
+	char detail[1024];
 	int64_t attempted; /* requests that got an outcome this run */
 	int64_t start_mono;
 	int any_retry;    /* a retryable failure left rows behind */
@@ -64,6 +72,16 @@ struct run {
 	int watch_fd;             /* inotify on the config's directory, or -1 */
 	int optout_seen;   /* the config now says telemetry is disabled */
 	int config_broken; /* the config became unreadable during the run */
+
+	/* A config being rewritten, Space refusing a whole endpoint, and
+	 * the --auth-command helper's tokens. */
+	int config_unsettled; /* it failed to load: maybe being rewritten */
+	int config_changed;   /* it names another space.url now */
+	unsigned endpoint_ok; /* bit per endpoint_index(): accepted one */
+	int64_t refused;      /* rows kept after an endpoint-wide refusal */
+	char refusal[200];    /* what Space answered, for the run's detail */
+	int refused_endpoint; /* endpoint_index() of that answer */
+	tsu_auth *auth;       /* the helper's tokens, or NULL */
 };
 
 static void say(const char *fmt, ...)
@@ -133,6 +151,26 @@ static const char *endpoint_of(const char *event_type)
 	if (strcmp(event_type, "survey_dismiss") == 0)
 		return "/api/v1/survey/dismiss";
 	return NULL;
+}
+
+/* An answer that judges the event's content, not the endpoint or the
+ * credentials: 400, 413, 422, or a 2xx whose JSON code is 4xx. */
+static int about_the_event(long status)
+{
+	return (status >= 200 && status <= 299) || status == 400 ||
+	       status == 413 || status == 422;
+}
+
+/* A small number per endpoint, for endpoint_ok; -1 if unknown. */
+static int endpoint_index(const char *ep)
+{
+	static const char *const eps[] = {
+	    "/api/v1/telemetry", "/api/v1/survey/pending",
+	    "/api/v1/survey/respond", "/api/v1/survey/dismiss"};
+	for (int i = 0; ep && i < 4; i++)
+		if (strcmp(ep, eps[i]) == 0)
+			return i;
+	return -1;
 }
 
 static void iso(int64_t ms, char *out)
@@ -205,14 +243,70 @@ static void watch_config_file(struct run *r)
 				IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB);
 }
 
+/*
+ * Loads the config into *cfg, giving a file that fails to load up to
+ * CONFIG_SETTLE_MS to become readable: LangBot rewrites data/config.yaml in
+ * place at every start (truncate, then write), and an opt-out edited in
+ * place goes through an empty or partial file.  A load counts only if the
+ * file did not change while it was read.  During a run (want_url set), a
+ * config that is not an opt-out must also still name the run's space.url:
+ * a partial file can parse (without its space section) and must not be
+ * taken for the new config.  *seen gets the file's identity as read.
+ * Returns 0 (loaded, *cfg to free), -1 (still unreadable; err says why),
+ * or 1 (readable but naming another space.url; nothing to free).
+ */
+static int load_settled(const tsu_options *o, tsu_config *cfg,
+			struct stat *seen, char *err, size_t errlen,
+			volatile int *stop, const char *want_url)
+{
+	int64_t until = tsu_monotonic_ms() + CONFIG_SETTLE_MS;
+	int said = 0, rc;
+
+	for (;;) {
+		struct stat after;
+		rc = -1;
+		if (stat(o->config_path, seen) != 0)
+			memset(seen, 0, sizeof(*seen));
+		if (tsu_config_load(cfg, o->config_path, o->data_dir, err,
+				    errlen) == 0) {
+			if (stat(o->config_path, &after) != 0)
+				memset(&after, 0, sizeof(after));
+			if (!same_file(seen, &after)) {
+				snprintf(err, errlen,
+					 "%s: changed while being read",
+					 o->config_path);
+			} else if (!want_url || cfg->disable_telemetry ||
+				   strcmp(cfg->space_url, want_url) == 0) {
+				return 0;
+			} else {
+				snprintf(err, errlen,
+					 "%s: space.url changed during the run",
+					 o->config_path);
+				rc = 1;
+			}
+			tsu_config_free(cfg);
+		}
+		if (tsu_monotonic_ms() >= until || (stop && *stop))
+			return rc;
+		if (!said) {
+			say("%s; waiting up to %d ms for it to be rewritten",
+			    err, CONFIG_SETTLE_MS);
+			said = 1;
+		}
+		struct timespec ts = {0, CONFIG_RETRY_MS * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
 static int must_stop(void *ctx)
 {
 	struct run *r = ctx;
-	struct stat st;
+	struct stat st, after;
 	tsu_config c;
 	char err[512];
 
-	if (r->optout_seen || r->config_broken)
+	if (r->optout_seen || r->config_broken || r->config_unsettled ||
+	    r->config_changed)
 		return 1;
 	if (r->watch_fd >= 0) {
 		/* Empty the queue (the stat below decides), so that the
@@ -232,13 +326,49 @@ static int must_stop(void *ctx)
 	r->cfg_seen = st;
 	if (tsu_config_load(&c, r->o->config_path, r->o->data_dir, err,
 			    sizeof(err)) != 0) {
-		say("%s; stopping", err);
-		r->config_broken = 1;
+		/* Stop sending until it is readable again (settle()). */
+		r->config_unsettled = 1;
 		return 1;
 	}
 	r->optout_seen = c.disable_telemetry != 0;
+	if (stat(r->o->config_path, &after) != 0)
+		memset(&after, 0, sizeof(after));
+	/* Read mid-write, or a partial file without the run's space.url:
+	 * stop sending and read it again (settle()). */
+	if (!r->optout_seen && (!same_file(&st, &after) ||
+				strcmp(c.space_url, r->cfg.space_url) != 0))
+		r->config_unsettled = 1;
 	tsu_config_free(&c);
-	return r->optout_seen;
+	return r->optout_seen || r->config_unsettled;
+}
+
+/*
+ * The config failed to load (or changed while read) during the run: sends
+ * have stopped; wait a bounded time for it to settle.  Returns 1 when the
+ * run may go on sending, 0 when it must stop (opted out: optout_seen;
+ * still unreadable: config_broken).
+ */
+static int settle(struct run *r)
+{
+	tsu_config c;
+	char err[512];
+
+	r->config_unsettled = 0;
+	int rc = load_settled(r->o, &c, &r->cfg_seen, err, sizeof(err), r->stop,
+			      r->cfg.space_url);
+	if (rc > 0) {
+		/* Edited for good: the new space.url is for the next run. */
+		r->config_changed = 1;
+		return 0;
+	}
+	if (rc < 0) {
+		say("%s; stopping", err);
+		r->config_broken = 1;
+		return 0;
+	}
+	r->optout_seen = c.disable_telemetry != 0;
+	tsu_config_free(&c);
+	return !r->optout_seen;
 }
 
 struct verdicts {
@@ -249,18 +379,20 @@ struct verdicts {
 
 /*
  * Turns one batch's HTTP results into outcomes.  Returns the longest
- * Retry-After (ms) any answer carried, or 0; sets *all_failed when no
- * request succeeded and at least one failed retryably.
+ * Retry-After (ms) any answer carried, or 0; counts the requests sent, the
+ * retryable failures, and the refusals kept because their endpoint
+ * accepted nothing (*refused).
  */
 static int64_t judge(struct run *r, const telespool__batch *b, tsu_request *req,
 		     struct verdicts *v, int64_t now, int *throttled, int *sent,
-		     int *retryable)
+		     int *retryable, int *refused)
 {
 	int64_t retry_after = 0;
 
 	*throttled = 0;
 	*sent = 0;
 	*retryable = 0;
+	*refused = 0;
 	for (size_t i = 0; i < b->n; i++) {
 		const telespool__item *it = &b->items[i];
 		telespool__outcome *oc = &v->out[i];
@@ -310,9 +442,8 @@ static int64_t judge(struct run *r, const telespool__batch *b, tsu_request *req,
 		}
 		oc->last_error = v->why[i];
 		if (vd == TSU_DEAD) {
+			/* Decided below, once the batch's answers are known. */
 			oc->verdict = TELESPOOL__DEAD;
-			oc->drop_reason = "rejected";
-			r->rec.dead++;
 			continue;
 		}
 		(*retryable)++;
@@ -335,12 +466,98 @@ static int64_t judge(struct run *r, const telespool__batch *b, tsu_request *req,
 			r->any_retry = 1;
 		}
 	}
+	/*
+	 * A refusal (4xx, or a 2xx whose code is 4xx) is about the event only
+	 * when the same endpoint accepted another one, in this batch or
+	 * earlier in the run, and the answer is one that judges content (400,
+	 * 413, 422, or Space's own code in a 2xx).  A refusal every request to
+	 * an endpoint gets says the endpoint, the credentials or something in
+	 * between is wrong (a wrong space.url path, an expired ingest token, a
+	 * WAF), and 401/403/404/... for some events only are about their
+	 * credentials (one workspace's token) or a missing resource: those
+	 * rows are kept and retried with backoff, dead only at max_attempts
+	 * or the age limit.
+	 */
+	for (size_t i = 0; i < b->n; i++) {
+		int ep = endpoint_index(endpoint_of(b->items[i].event_type));
+		if (v->out[i].verdict == TELESPOOL__SENT && ep >= 0)
+			r->endpoint_ok |= 1u << ep;
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		const telespool__item *it = &b->items[i];
+		telespool__outcome *oc = &v->out[i];
+		int ep = endpoint_index(endpoint_of(it->event_type));
+		if (oc->verdict != TELESPOOL__DEAD || oc->drop_reason)
+			continue; /* not a refusal judged above */
+		if (ep >= 0 && (r->endpoint_ok & (1u << ep)) &&
+		    about_the_event(req[i].status)) {
+			oc->drop_reason = "rejected";
+			r->rec.dead++;
+			continue;
+		}
+		if (r->refusal[0] == '\0') {
+			snprintf(r->refusal, sizeof(r->refusal), "%s",
+				 v->why[i]);
+			r->refused_endpoint = ep;
+		}
+		r->refused++;
+		if (it->attempts + 1 >= r->o->max_attempts) {
+			oc->drop_reason = "max_attempts";
+			r->rec.dead++;
+		} else if (it->created_ms > 0 &&
+			   now - it->created_ms > r->o->max_age_ms) {
+			oc->drop_reason = "expired";
+			r->rec.dead++;
+		} else {
+			oc->verdict = TELESPOOL__RETRY;
+			oc->next_attempt_ms =
+			    now +
+			    tsu_backoff_ms(it->attempts, TSU_BACKOFF_BASE_MS,
+					   TSU_BACKOFF_CAP_MS, random64());
+			r->rec.retried++;
+			r->any_retry = 1;
+			(*refused)++;
+		}
+	}
 	/* Retry-After is a floor for every row of the batch. */
 	for (size_t i = 0; retry_after > 0 && i < b->n; i++)
 		if (v->out[i].verdict == TELESPOOL__RETRY &&
 		    v->out[i].next_attempt_ms < now + retry_after)
 			v->out[i].next_attempt_ms = now + retry_after;
 	return retry_after;
+}
+
+/* What to check after an endpoint-wide refusal, by the answer. */
+static const char *refusal_advice(const char *why)
+{
+	long status = 0;
+	if (sscanf(why, "HTTP %ld", &status) != 1)
+		status = 0;
+	if (status == 401 || status == 403)
+		return "check LANGBOT_TELEMETRY_INGEST_TOKEN (or "
+		       "--auth-command) and any proxy or firewall in between";
+	if (status == 407)
+		return "check the proxy's credentials (proxy.http/https, "
+		       "HTTPS_PROXY)";
+	if (status == 404 || status == 405 || status == 410)
+		return "check space.url: the endpoints are appended to it, so "
+		       "it must be Space's base URL with no extra path";
+	return "check space.url, the credentials, and any proxy in between";
+}
+
+static void refusal_detail(struct run *r)
+{
+	static const char *const eps[] = {
+	    "/api/v1/telemetry", "/api/v1/survey/pending",
+	    "/api/v1/survey/respond", "/api/v1/survey/dismiss"};
+	char *shown = tsu_url_redacted(r->cfg.space_url);
+	snprintf(r->detail, sizeof(r->detail),
+		 "Space answered %s to every request (%s%s); events kept: %s",
+		 r->refusal[0] ? r->refusal : "a refusal",
+		 shown ? shown : "space.url",
+		 r->refused_endpoint >= 0 ? eps[r->refused_endpoint] : "",
+		 refusal_advice(r->refusal));
+	free(shown);
 }
 
 static void progress(struct run *r)
@@ -357,12 +574,72 @@ static void progress(struct run *r)
 	fflush(stderr);
 }
 
+/* The event's workspace_uuid (stripped), malloc'd, or NULL when it has
+ * none: LangBot asks for a token only for an event that names one. */
+static char *workspace_of(const telespool__item *it)
+{
+	cJSON *root = cJSON_ParseWithLength(it->body, it->body_len);
+	const cJSON *w =
+	    cJSON_GetObjectItemCaseSensitive(root, "workspace_uuid");
+	char *out = NULL;
+
+	if (cJSON_IsString(w) && w->valuestring) {
+		size_t a, b;
+		tsu_py_strip(w->valuestring, strlen(w->valuestring), &a, &b);
+		if (b > a) {
+			out = malloc(b - a + 1);
+			if (out) {
+				memcpy(out, w->valuestring + a, b - a);
+				out[b - a] = '\0';
+			}
+		}
+	}
+	cJSON_Delete(root);
+	return out;
+}
+
+/*
+ * --auth-command: an Authorization header for each telemetry request whose
+ * event names a workspace, as LangBot 4.10.7+ sends when there is no
+ * ingest token (with a token, the token alone is sent, as in LangBot).
+ * Returns 0, or -1 when the helper failed (the run stops: auth_failed).
+ */
+static int authorize(struct run *r, const telespool__batch *b, tsu_request *req)
+{
+	char err[200];
+
+	if (!r->o->auth_cmd || !r->o->auth_cmd[0] || r->cfg.token)
+		return 0;
+	for (size_t i = 0; i < b->n; i++) {
+		if (!req[i].url || !req[i].with_token)
+			continue;
+		char *ws = workspace_of(&b->items[i]);
+		if (!ws)
+			continue;
+		if (!r->auth)
+			r->auth =
+			    tsu_auth_new(r->o->auth_cmd, TSU_AUTH_TIMEOUT_MS);
+		if (!r->auth || tsu_auth_get(r->auth, ws, &req[i].authorization,
+					     err, sizeof(err)) != 0) {
+			r->rec.outcome = "auth_failed";
+			snprintf(r->detail, sizeof(r->detail),
+				 "--auth-command failed for workspace %.64s: "
+				 "%s; nothing sent, events kept",
+				 ws, r->auth ? err : "out of memory");
+			free(ws);
+			return -1;
+		}
+		free(ws);
+	}
+	return 0;
+}
+
 /* Sends one claimed batch and records the outcomes.  Returns 1 to go on, 0
  * to stop the run (throttled, down, deadline), -1 on a spool failure. */
 static int send_batch(struct run *r, telespool__batch *b)
 {
 	tsu_request *req = calloc(b->n, sizeof(*req));
-	char(*urls)[1200] = calloc(b->n, sizeof(*urls));
+	char **urls = calloc(b->n, sizeof(*urls));
 	struct verdicts v = {calloc(b->n, sizeof(*v.out)),
 			     calloc(b->n, sizeof(*v.why)),
 			     calloc(b->n, sizeof(*v.survey))};
@@ -377,9 +654,20 @@ static int send_batch(struct run *r, telespool__batch *b)
 		const char *ep = endpoint_of(b->items[i].event_type);
 		if (ep == NULL)
 			continue;
-		snprintf(urls[i], sizeof(urls[i]), "%s%s", r->cfg.space_url,
-			 ep);
+		/* Any length: space.url is whatever the user configured. */
+		size_t ul = strlen(r->cfg.space_url), el = strlen(ep);
+		urls[i] = malloc(ul + el + 1);
+		if (!urls[i]) {
+			say("out of memory");
+			ret = -1;
+			goto out;
+		}
+		memcpy(urls[i], r->cfg.space_url, ul);
+		memcpy(urls[i] + ul, ep, el + 1);
 		req[i].url = urls[i];
+		/* LangBot sends its ingest token to the telemetry endpoint
+		 * only, never to the survey endpoints. */
+		req[i].with_token = strcmp(ep, "/api/v1/telemetry") == 0;
 		req[i].body = b->items[i].body;
 		req[i].body_len = b->items[i].body_len;
 		req[i].idempotency_key = b->items[i].event_id;
@@ -387,6 +675,26 @@ static int send_batch(struct run *r, telespool__batch *b)
 
 	/* The lease must outlive every request of the batch. */
 	int64_t claimed = tsu_monotonic_ms();
+	if (authorize(r, b, req) != 0) {
+		/* Nothing of the batch is sent; every row is released. */
+		telespool__outcome *rel = v.out;
+		for (size_t i = 0; i < b->n; i++) {
+			memset(&rel[i], 0, sizeof(rel[i]));
+			rel[i].id = b->items[i].id;
+			rel[i].verdict = TELESPOOL__RELEASE;
+			rel[i].lease_until = b->items[i].lease_until;
+		}
+		int frc =
+		    telespool__finish(r->sp, rel, b->n, telespool__now_ms());
+		if (frc != TELESPOOL_OK) {
+			r->exit_code = spool_failed(r, frc);
+			ret = -1;
+		} else {
+			r->released += (int64_t)b->n;
+			ret = 0;
+		}
+		goto out;
+	}
 	int64_t deadline = claimed + TSU_LEASE_MS - LEASE_MARGIN_MS;
 	if (deadline > r->deadline)
 		deadline = r->deadline;
@@ -394,9 +702,9 @@ static int send_batch(struct run *r, telespool__batch *b)
 		say("the HTTP transport failed; the batch is released");
 
 	int64_t now = telespool__now_ms();
-	int throttled, sent, retryable;
+	int throttled, sent, retryable, refused;
 	int64_t retry_after =
-	    judge(r, b, req, &v, now, &throttled, &sent, &retryable);
+	    judge(r, b, req, &v, now, &throttled, &sent, &retryable, &refused);
 	int rc = telespool__finish(r->sp, v.out, b->n, now);
 	if (rc != TELESPOOL_OK) {
 		/* The leases run out and the rows come back: nothing is lost,
@@ -425,6 +733,19 @@ static int send_batch(struct run *r, telespool__batch *b)
 			 " s",
 			 wait / 1000);
 		ret = 0;
+	} else if (sent == 0 && refused > 0) {
+		/* Space refused every request: the endpoint or the
+		 * credentials, not the events.  Keep them, stop, and let the
+		 * next runs probe with one request until a backoff passes. */
+		int64_t count = state_ms(r, KEY_DOWN_COUNT) + 1;
+		int64_t wait = tsu_backoff_ms((int)(count < 30 ? count : 30),
+					      TSU_BACKOFF_BASE_MS,
+					      TSU_BACKOFF_CAP_MS, random64());
+		set_state_ms(r, KEY_DOWN_COUNT, count);
+		set_state_ms(r, KEY_DOWN_UNTIL, now + wait);
+		r->rec.outcome = "refused";
+		refusal_detail(r);
+		ret = 0;
 	} else if (sent == 0 && retryable > 0) {
 		/* Every request of the batch failed (the first batch of a run is
 		 * a handful): Space is down or unreachable.  Stop, and let the next runs send one probe each
@@ -445,7 +766,8 @@ static int send_batch(struct run *r, telespool__batch *b)
 		set_state_ms(r, KEY_DOWN_COUNT, 0);
 		set_state_ms(r, KEY_DOWN_UNTIL, 0);
 	}
-	if (ret == 1 && (r->optout_seen || r->config_broken))
+	if (ret == 1 &&
+	    (r->optout_seen || r->config_broken || r->config_unsettled))
 		ret = 0; /* the caller purges, or stops with the config error */
 	else if (ret == 1 && r->stop && *r->stop)
 		ret = 0;
@@ -461,19 +783,21 @@ out:
 	free(v.survey);
 	free(v.why);
 	free(v.out);
+	for (size_t i = 0; urls && i < b->n; i++)
+		free(urls[i]);
 	free(urls);
 	free(req);
 	return ret;
 }
 
-static void dry_run_print(const telespool__batch *b, const tsu_config *cfg,
+static void dry_run_print(const telespool__batch *b, const char *shown,
 			  int verbose)
 {
 	for (size_t i = 0; i < b->n; i++) {
 		const char *ep = endpoint_of(b->items[i].event_type);
 		printf(
 		    "would POST %s%s  Idempotency-Key: %s  (%s, attempt %d)\n",
-		    cfg->space_url, ep ? ep : "(unknown event type)",
+		    shown, ep ? ep : "(unknown event type)",
 		    b->items[i].event_id, b->items[i].event_type,
 		    b->items[i].attempts + 1);
 		if (verbose)
@@ -498,6 +822,12 @@ static int dry_run(struct run *r)
 		say("dry run: nothing sent, nothing deleted");
 		return TSU_EXIT_OK;
 	}
+	if (r->cfg.send_error[0]) {
+		say("%s: %s", r->o->config_path, r->cfg.send_error);
+		say("dry run: a real run would send nothing and exit %d",
+		    TSU_EXIT_CONFIG);
+		return TSU_EXIT_CONFIG;
+	}
 	if (r->cfg.space_url[0] == '\0') {
 		say("dry run: space.url is empty, a real run would send "
 		    "nothing");
@@ -515,7 +845,9 @@ static int dry_run(struct run *r)
 		}
 		if (b.n == 0)
 			break;
-		dry_run_print(&b, &r->cfg, r->o->verbose);
+		char *shown = tsu_url_redacted(r->cfg.space_url);
+		dry_run_print(&b, shown ? shown : "(space.url)", r->o->verbose);
+		free(shown);
 		n += (int64_t)b.n;
 		after = b.items[b.n - 1].id;
 		telespool__batch_free(&b);
@@ -564,8 +896,9 @@ static int start_http(struct run *r)
 
 	snprintf(ua, sizeof(ua), "telespool/%s", TELESPOOL_UPLOAD_VERSION);
 	ho.user_agent = ua;
-	const char *token = getenv("LANGBOT_TELEMETRY_INGEST_TOKEN");
-	ho.token = token && token[0] ? token : NULL;
+	ho.token = r->cfg.token; /* stripped and checked by the config */
+	ho.proxy = r->cfg.proxy;
+	ho.noproxy = r->cfg.noproxy;
 	ho.cacert = r->o->cacert;
 	ho.max_in_flight = r->o->max_in_flight;
 	ho.verbose = r->o->verbose;
@@ -579,6 +912,21 @@ static int start_http(struct run *r)
 	watch_config(r);
 	tsu_http_set_check(r->http, must_stop, r, r->watch_fd);
 	return 0;
+}
+
+/* Whether a row is due now (one this run would have claimed next). */
+static int due_left(struct run *r)
+{
+	telespool__batch b;
+	int left;
+
+	if (telespool__peek(r->sp, telespool__now_ms(), TSU_LEASE_MS,
+			    HORIZON_MS, r->o->ignore_backoff, 0, 1,
+			    &b) != TELESPOOL_OK)
+		return 1; /* cannot tell: say that work may be left */
+	left = b.n > 0;
+	telespool__batch_free(&b);
+	return left;
 }
 
 /* The batches.  Returns an exit code. */
@@ -615,7 +963,7 @@ static int drain(struct run *r)
 	 * from a handful of requests, not from a hundred timeouts. */
 	int first = 1;
 	for (;;) {
-		if (must_stop(r))
+		if (must_stop(r) && !(r->config_unsettled && settle(r)))
 			break;
 		if (r->stop && *r->stop)
 			break;
@@ -659,12 +1007,17 @@ static int drain(struct run *r)
 			r->rec.outcome = "error";
 			return TSU_EXIT_ERROR;
 		}
+		if (go == 0 && r->config_unsettled && r->rec.outcome == NULL &&
+		    settle(r))
+			continue; /* the rewrite is over and did not opt out */
 		if (go == 0)
 			break;
 		probe = 0; /* a probe went through: Space is back */
 		first = 0;
 	}
 
+	if (r->config_unsettled)
+		settle(r); /* an opt-out being written must still be seen */
 	if (r->config_broken) {
 		r->rec.outcome = "config_error";
 		snprintf(r->detail, sizeof(r->detail),
@@ -674,22 +1027,36 @@ static int drain(struct run *r)
 	}
 	if (r->optout_seen)
 		return purge(r, "the flag changed during the run");
+	if (r->config_changed && r->rec.outcome == NULL) {
+		r->rec.outcome = "config_changed";
+		snprintf(r->detail, sizeof(r->detail),
+			 "space.url changed during the run; the rest waits for "
+			 "the next run");
+		return TSU_EXIT_TEMPFAIL;
+	}
 	if (r->rec.outcome == NULL && r->stop && *r->stop) {
 		r->rec.outcome = "interrupted";
 		snprintf(
 		    r->detail, sizeof(r->detail),
 		    "stopped by a signal; the rest waits for the next run");
+		return r->any_retry || due_left(r) ? TSU_EXIT_TEMPFAIL
+						   : TSU_EXIT_OK;
 	} else if (r->rec.outcome == NULL &&
-		   tsu_monotonic_ms() >= r->deadline) {
+		   tsu_monotonic_ms() >= r->deadline && due_left(r)) {
+		/* Whether the time ran out mid-request or between batches,
+		 * the outcome and the exit code are the same: rows are left. */
 		r->rec.outcome = "time_limit";
 		snprintf(
 		    r->detail, sizeof(r->detail),
 		    "--max-seconds reached; the rest waits for the next run");
+		return TSU_EXIT_TEMPFAIL;
 	}
 	if (r->rec.outcome == NULL)
 		r->rec.outcome = r->attempted ? "ok" : "nothing_due";
-	/* Events given back unsent wait for a later run, like retried ones. */
-	return r->any_retry || r->released ? TSU_EXIT_TEMPFAIL : TSU_EXIT_OK;
+	/* Events given back unsent (and not sent since) wait for a later
+	 * run, like retried ones. */
+	return r->any_retry || (r->released && due_left(r)) ? TSU_EXIT_TEMPFAIL
+							    : TSU_EXIT_OK;
 }
 
 static int file_exists(const char *path)
@@ -715,12 +1082,18 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 
 	/* 1. The config: a broken one stops the run before anything is touched.
 	 * Its identity is noted first, so a change after reading is seen. */
-	if (stat(o->config_path, &r.cfg_seen) != 0)
-		memset(&r.cfg_seen, 0, sizeof(r.cfg_seen));
-	if (tsu_config_load(&r.cfg, o->config_path, o->data_dir, err,
-			    sizeof(err)) != 0) {
+	if (load_settled(o, &r.cfg, &r.cfg_seen, err, sizeof(err), stop,
+			 NULL) != 0) {
 		say("%s", err);
 		say("nothing sent, nothing deleted (exit %d)", TSU_EXIT_CONFIG);
+		return TSU_EXIT_CONFIG;
+	}
+	/* A config that cannot send (a bad space.url, token or proxy) stops
+	 * the run before the spool is touched, unless it opts out. */
+	if (!r.cfg.disable_telemetry && r.cfg.send_error[0]) {
+		say("%s: %s", o->config_path, r.cfg.send_error);
+		say("nothing sent, nothing deleted (exit %d)", TSU_EXIT_CONFIG);
+		tsu_config_free(&r.cfg);
 		return TSU_EXIT_CONFIG;
 	}
 	if (!file_exists(o->db_path)) {
@@ -811,6 +1184,7 @@ end:
 	    (double)(tsu_monotonic_ms() - r.start_mono) / 1000.0,
 	    r.detail[0] ? " - " : "", r.detail);
 done:
+	tsu_auth_free(r.auth); /* wipes the helper's tokens */
 	tsu_http_free(r.http);
 	if (r.watch_fd >= 0)
 		close(r.watch_fd);

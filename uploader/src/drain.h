@@ -30,6 +30,7 @@ typedef struct tsu_options {
 	const char *config_path; /* default DATA_DIR/config.yaml */
 	const char *db_path;     /* default DATA_DIR/telemetry.db */
 	const char *cacert;      /* CA bundle for TLS, or NULL */
+	const char *auth_cmd;    /* --auth-command (auth.h), or NULL */
 	int max_seconds;         /* whole run; 0 = default 300 */
 	int ignore_backoff;
 	int dry_run;

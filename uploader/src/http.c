@@ -18,8 +18,10 @@
  * Answers: a body longer than TSU_HTTP_MAX_RESPONSE is cut off by the
  * write callback, which also ends the transfer (and the connection); since
  * the status line and headers came first, that is still TSU_NET_OK, with
- * truncated set.  Redirects are answers, never followed.  Proxies come from
- * the environment (http_proxy, https_proxy, no_proxy) as libcurl does.
+ * truncated set.  Redirects are answers, never followed.  The proxy is the
+ * one the caller names (from LangBot's config and HTTPS_PROXY / HTTP_PROXY
+ * in either case, see config.h); libcurl's own reading of the environment,
+ * which ignores upper-case HTTP_PROXY, is switched off.
  *
  * Threads: a tsu_http is used by one thread at a time.
  */
@@ -31,6 +33,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "config.h"
 #include "curl_api.h"
 
 #define DEF_CONNECT_TIMEOUT_MS 5000L
@@ -78,6 +81,16 @@ int64_t tsu_monotonic_ms(void)
 static int header_value_ok(const char *s)
 {
 	return strpbrk(s, "\r\n") == NULL;
+}
+
+/* Zeroes and frees a string that held a credential. */
+static void wipe(char *s)
+{
+	if (!s)
+		return;
+	for (volatile char *p = s; *p; p++)
+		*p = '\0';
+	free(s);
 }
 
 static char *join(const char *a, const char *b)
@@ -211,6 +224,9 @@ static int setup_easy(CURL *e, struct slot *s, const tsu_http_options *o)
 	SET(CURLOPT_TIMEOUT_MS, request_ms);
 	SET(CURLOPT_LOW_SPEED_LIMIT, low_bytes);
 	SET(CURLOPT_LOW_SPEED_TIME, low_secs);
+	/* "" disables the proxy: never libcurl's own guess from the env. */
+	SET(CURLOPT_PROXY, o->proxy ? o->proxy : "");
+	SET(CURLOPT_NOPROXY, o->noproxy ? o->noproxy : "");
 	SET(CURLOPT_SSL_VERIFYPEER, 1L);
 	SET(CURLOPT_SSL_VERIFYHOST, 2L);
 	if (o->cacert && *o->cacert) {
@@ -436,12 +452,16 @@ static void log_outcome(const tsu_http *h, const tsu_request *r,
 
 	if (!h->verbose)
 		return;
+	/* space.url may carry a password: never print it. */
+	char *shown = r->url ? tsu_url_redacted(r->url) : NULL;
+	const char *u = shown ? shown : "(URL)";
 	if (r->transport == TSU_NET_OK)
-		fprintf(stderr, "http: POST %s -> %ld%s (%lld ms)\n", r->url,
+		fprintf(stderr, "http: POST %s -> %ld%s (%lld ms)\n", u,
 			r->status, r->truncated ? ", body truncated" : "", ms);
 	else
-		fprintf(stderr, "http: POST %s -> failed: %s (%lld ms)\n",
-			r->url, r->detail, ms);
+		fprintf(stderr, "http: POST %s -> failed: %s (%lld ms)\n", u,
+			r->detail, ms);
+	free(shown);
 }
 
 static void release_slot(struct slot *s)
@@ -467,7 +487,7 @@ static void fail_request(tsu_request *r, const char *why)
 static int start(tsu_http *h, struct slot *s, tsu_request *r)
 {
 	struct curl_slist *l = NULL, *t;
-	char *key = NULL;
+	char *key = NULL, *auth = NULL;
 	/* NULL POSTFIELDS would make libcurl read the body from stdin. */
 	const char *body = r->body ? r->body : "";
 	CURLcode c;
@@ -478,6 +498,10 @@ static int start(tsu_http *h, struct slot *s, tsu_request *r)
 	}
 	if (r->idempotency_key && !header_value_ok(r->idempotency_key)) {
 		fail_request(r, "Idempotency-Key contains a line break");
+		return -1;
+	}
+	if (r->authorization && !header_value_ok(r->authorization)) {
+		fail_request(r, "Authorization contains a line break");
 		return -1;
 	}
 	if (r->idempotency_key && *r->idempotency_key) {
@@ -492,8 +516,20 @@ static int start(tsu_http *h, struct slot *s, tsu_request *r)
 	if (!(t = tsu_curl.slist_append(l, "Expect:")))
 		goto oom;
 	l = t;
-	if (h->token_header) {
+	if (h->token_header && r->with_token) {
 		if (!(t = tsu_curl.slist_append(l, h->token_header)))
+			goto oom;
+		l = t;
+	}
+	if (r->authorization && *r->authorization) {
+		/* libcurl copies the line; ours is wiped at once. */
+		auth = join("Authorization: ", r->authorization);
+		if (!auth)
+			goto oom;
+		t = tsu_curl.slist_append(l, auth);
+		wipe(auth);
+		auth = NULL;
+		if (!t)
 			goto oom;
 		l = t;
 	}

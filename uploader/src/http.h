@@ -16,7 +16,11 @@
 /* A field left 0 takes its default; max_in_flight is capped at 64. */
 typedef struct tsu_http_options {
 	const char *user_agent;  /* "telespool/<version>" */
-	const char *token;       /* X-LangBot-Telemetry-Token, or NULL */
+	const char *token;       /* X-LangBot-Telemetry-Token, or NULL; sent
+	                                only on requests with with_token set */
+	const char *proxy;       /* proxy URL; NULL or "" for none (the
+	                                environment is not consulted) */
+	const char *noproxy;     /* hosts that bypass it (CURLOPT_NOPROXY) */
 	const char *cacert;      /* CA bundle to verify Space with (replaces
 	                                the system store), or NULL */
 	long connect_timeout_ms; /* default 5000 */
@@ -34,6 +38,9 @@ typedef struct tsu_request {
 	const char *body;
 	size_t body_len;
 	const char *idempotency_key; /* Idempotency-Key header, or NULL */
+	int with_token;              /* add X-LangBot-Telemetry-Token */
+	const char *authorization;   /* Authorization header value, or NULL;
+	                                a credential, never logged */
 
 	/* out */
 	tsu_transport transport; /* TSU_NET_OK when an HTTP answer came */

@@ -66,6 +66,10 @@ static void usage(FILE *f)
 	      "  --cacert FILE       verify Space's certificate with this CA "
 	      "bundle\n"
 	      "                      (TLS verification cannot be turned off)\n"
+	      "  --auth-command CMD  run CMD WORKSPACE_UUID by /bin/sh for\n"
+	      "                      an Authorization: Bearer token on\n"
+	      "                      telemetry events that name a workspace\n"
+	      "                      (default: no Authorization header)\n"
 	      "  --batch N           events claimed per batch (default: 100)\n"
 	      "  --parallel N        requests in flight at once (default: 4)\n"
 	      "  --verbose           log each request and failure (never "
@@ -74,10 +78,12 @@ static void usage(FILE *f)
 	      "  --help              show this help\n"
 	      "  --version           show the version\n"
 	      "\n"
-	      "Environment: SPACE__URL, SPACE__DISABLE_TELEMETRY and\n"
-	      "SYSTEM__INSTANCE_ID override the config as in LangBot;\n"
-	      "LANGBOT_TELEMETRY_INGEST_TOKEN adds X-LangBot-Telemetry-Token;\n"
-	      "http_proxy, https_proxy and no_proxy are honoured.\n"
+	      "Environment: SPACE__URL, SPACE__DISABLE_TELEMETRY,\n"
+	      "PROXY__HTTP, PROXY__HTTPS and SYSTEM__INSTANCE_ID override\n"
+	      "the config as in LangBot; LANGBOT_TELEMETRY_INGEST_TOKEN adds\n"
+	      "X-LangBot-Telemetry-Token to /api/v1/telemetry; the proxy is\n"
+	      "proxy.http/https, else HTTPS_PROXY, HTTP_PROXY, ALL_PROXY,\n"
+	      "NO_PROXY (either case).\n"
 	      "\n"
 	      "Exit status (with --every: of each run, in its log line; the\n"
 	      "program itself exits 0 when stopped, 78 for a bad command "
@@ -274,6 +280,7 @@ int main(int argc, char **argv)
 		OPT_SPLAY,
 		OPT_EVERY,
 		OPT_CACERT,
+		OPT_AUTH,
 		OPT_BATCH,
 		OPT_PAR,
 		OPT_VERBOSE,
@@ -292,6 +299,7 @@ int main(int argc, char **argv)
 	    {"splay", required_argument, NULL, OPT_SPLAY},
 	    {"every", required_argument, NULL, OPT_EVERY},
 	    {"cacert", required_argument, NULL, OPT_CACERT},
+	    {"auth-command", required_argument, NULL, OPT_AUTH},
 	    {"batch", required_argument, NULL, OPT_BATCH},
 	    {"parallel", required_argument, NULL, OPT_PAR},
 	    {"verbose", no_argument, NULL, OPT_VERBOSE},
@@ -351,6 +359,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_CACERT:
 			o.cacert = optarg;
+			break;
+		case OPT_AUTH:
+			o.auth_cmd = optarg[0] ? optarg : NULL;
 			break;
 		case OPT_BATCH:
 			if (parse_int(optarg, "--batch", 1, 10000, &o.batch))

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "lock.h"
 #include "queue.h"
 #include "timefmt.h"
 
@@ -57,15 +58,21 @@ static void print_text(const telespool__status *s, const tsu_options *o,
 	human(file_size(o->db_path, ""), a, sizeof(a));
 	human(file_size(o->db_path, "-wal"), b, sizeof(b));
 	printf("on disk      %s, write-ahead log %s\n", a, b);
-	if (cfg_err)
+	if (cfg_err) {
 		printf("config       %s: %s\n", o->config_path, cfg_err);
-	else
+	} else {
+		/* The URL may carry a password: never shown. */
+		char *shown = tsu_url_redacted(cfg->space_url);
 		printf("config       %s: telemetry %s, space.url %s\n",
 		       o->config_path,
 		       cfg->disable_telemetry ? "DISABLED (opted out)"
 					      : "enabled",
-		       cfg->space_url[0] ? cfg->space_url
+		       cfg->space_url[0] ? (shown ? shown : "(set)")
 					 : "(empty: nothing is sent)");
+		free(shown);
+		if (cfg->send_error[0] && !cfg->disable_telemetry)
+			printf("cannot send  %s\n", cfg->send_error);
+	}
 	human(s->pending_bytes, a, sizeof(a));
 	printf("pending      %" PRId64 " event%s (%s)", s->pending,
 	       s->pending == 1 ? "" : "s", a);
@@ -87,11 +94,27 @@ static void print_text(const telespool__status *s, const tsu_options *o,
 		printf("oldest       %s\n", s->oldest_pending);
 	if (s->next_attempt[0])
 		printf("next attempt %s\n", s->next_attempt);
+	{
+		char lockerr[1024];
+		if (tsu_lock_problem(o->db_path, lockerr, sizeof(lockerr)))
+			printf("LOCK         %s\n", lockerr);
+	}
 	if (throttled[0])
 		printf("throttled    Space asked to wait until %s\n",
 		       throttled);
+	/* What the last run could not get past, and what to check. */
+	if (s->n_runs > 0 && s->runs[0].ended_at[0] &&
+	    (strcmp(s->runs[0].outcome, "refused") == 0 ||
+	     strcmp(s->runs[0].outcome, "auth_failed") == 0 ||
+	     strcmp(s->runs[0].outcome, "config_error") == 0))
+		printf("attention    %s\n", s->runs[0].detail);
 	if (down[0])
-		printf("server down  one probe per run until %s\n", down);
+		printf("%s one probe per run until %s\n",
+		       s->n_runs > 0 &&
+			       strcmp(s->runs[0].outcome, "refused") == 0
+			   ? "refused     "
+			   : "server down ",
+		       down);
 	if (s->n_drops == 0) {
 		printf("drops        none\n");
 	} else {
@@ -134,9 +157,16 @@ static void print_json(const telespool__status *s, const tsu_options *o,
 	if (cfg_err) {
 		cJSON_AddStringToObject(c, "error", cfg_err);
 	} else {
+		char *shown = tsu_url_redacted(cfg->space_url);
 		cJSON_AddBoolToObject(c, "telemetry_disabled",
 				      cfg->disable_telemetry);
-		cJSON_AddStringToObject(c, "space_url", cfg->space_url);
+		cJSON_AddStringToObject(c, "space_url", shown ? shown : "");
+		free(shown);
+		if (cfg->send_error[0])
+			cJSON_AddStringToObject(c, "send_error",
+						cfg->send_error);
+		else
+			cJSON_AddNullToObject(c, "send_error");
 	}
 	cJSON_AddNumberToObject(j, "pending", (double)s->pending);
 	cJSON_AddNumberToObject(j, "pending_bytes", (double)s->pending_bytes);
@@ -153,6 +183,13 @@ static void print_json(const telespool__status *s, const tsu_options *o,
 		cJSON_AddStringToObject(j, "next_attempt", s->next_attempt);
 	else
 		cJSON_AddNullToObject(j, "next_attempt");
+	{
+		char lockerr[1024];
+		if (tsu_lock_problem(o->db_path, lockerr, sizeof(lockerr)))
+			cJSON_AddStringToObject(j, "lock_error", lockerr);
+		else
+			cJSON_AddNullToObject(j, "lock_error");
+	}
 	if (throttled[0])
 		cJSON_AddStringToObject(j, "throttled_until", throttled);
 	else

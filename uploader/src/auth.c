@@ -1,0 +1,324 @@
+/*
+ * auth.c - runs the --auth-command credential helper and keeps what it
+ * printed, per workspace, in memory for one run.
+ *
+ * The helper is spawned in a process group of its own, so that a timeout
+ * kills whatever it started too; its stdout is read through a pipe, capped
+ * and bounded in time; its stderr is the operator's and passes through.
+ * Signals the uploader ignores (SIGPIPE) are reset to their defaults in
+ * the helper.
+ */
+#include "auth.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+
+extern char **environ;
+
+struct entry {
+	struct entry *next;
+	char *workspace;
+	char *value; /* "Bearer ...", or NULL for none */
+	char *error; /* the helper failed: why, or NULL */
+};
+
+struct tsu_auth {
+	const char *command;
+	long timeout_ms;
+	struct entry *entries;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void wipe(char *s, size_t n)
+{
+	volatile char *p = s;
+	while (n--)
+		*p++ = '\0';
+}
+
+static void wipe_str(char *s)
+{
+	if (s)
+		wipe(s, strlen(s));
+	free(s);
+}
+
+tsu_auth *tsu_auth_new(const char *command, long timeout_ms)
+{
+	tsu_auth *a = calloc(1, sizeof(*a));
+	if (!a)
+		return NULL;
+	a->command = command;
+	a->timeout_ms = timeout_ms > 0 ? timeout_ms : TSU_AUTH_TIMEOUT_MS;
+	return a;
+}
+
+void tsu_auth_free(tsu_auth *a)
+{
+	if (!a)
+		return;
+	while (a->entries) {
+		struct entry *e = a->entries;
+		a->entries = e->next;
+		free(e->workspace);
+		wipe_str(e->value);
+		free(e->error);
+		free(e);
+	}
+	free(a);
+}
+
+/* Waits for pid until deadline; then kills its group.  Returns the
+ * status, or -1 when it had to be killed. */
+static int reap(pid_t pid, int64_t deadline)
+{
+	int status;
+
+	for (;;) {
+		pid_t w = waitpid(pid, &status, WNOHANG);
+		if (w == pid)
+			return status;
+		if (w < 0 && errno != EINTR)
+			return -1;
+		if (now_ms() >= deadline) {
+			kill(-pid, SIGKILL);
+			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+				;
+			return -1;
+		}
+		struct timespec ts = {0, 5 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
+/*
+ * Runs the helper for workspace; on success *out is its output (malloc'd,
+ * NUL-terminated, the caller wipes it).  Returns 0 or -1 with err.
+ */
+static int run_helper(tsu_auth *a, const char *workspace, char **out,
+		      size_t *outlen, char *err, size_t errlen)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t none, defaults;
+	int fds[2], rc, status;
+	pid_t pid;
+	char *script, *buf = NULL;
+	size_t len = 0, cap = 1024;
+	int64_t deadline = now_ms() + a->timeout_ms;
+	int timed_out = 0, too_long = 0;
+
+	*out = NULL;
+	*outlen = 0;
+	/* The workspace is an argument, never part of the shell text. */
+	script = malloc(strlen(a->command) + sizeof " \"$@\"");
+	buf = malloc(cap);
+	char *ws = strdup(workspace);
+	if (!script || !buf || !ws || pipe(fds) != 0) {
+		snprintf(err, errlen, "cannot run it: %s",
+			 script && buf && ws ? strerror(errno)
+					     : "out of memory");
+		free(script);
+		free(buf);
+		free(ws);
+		return -1;
+	}
+	fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+	fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+	strcpy(script, a->command);
+	strcat(script, " \"$@\"");
+	char sh[] = "/bin/sh", dash_c[] = "-c", name[] = "telespool-auth";
+	char *argv[] = {sh, dash_c, script, name, ws, NULL};
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null",
+					 O_RDONLY, 0);
+	posix_spawnattr_init(&at);
+	sigemptyset(&none);
+	sigemptyset(&defaults);
+	sigaddset(&defaults, SIGPIPE);
+	sigaddset(&defaults, SIGTERM);
+	sigaddset(&defaults, SIGINT);
+	sigaddset(&defaults, SIGHUP);
+	sigaddset(&defaults, SIGXFSZ);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &defaults);
+	posix_spawnattr_setpgroup(&at, 0);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP |
+					  POSIX_SPAWN_SETSIGMASK |
+					  POSIX_SPAWN_SETSIGDEF);
+	rc = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	close(fds[1]);
+	free(script);
+	free(ws);
+	if (rc != 0) {
+		close(fds[0]);
+		free(buf);
+		snprintf(err, errlen, "cannot run /bin/sh: %s", strerror(rc));
+		return -1;
+	}
+
+	for (;;) {
+		int64_t left = deadline - now_ms();
+		struct pollfd p = {fds[0], POLLIN, 0};
+		if (left <= 0) {
+			timed_out = 1;
+			break;
+		}
+		int n = poll(&p, 1, (int)(left > 1000 ? 1000 : left));
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n <= 0)
+			continue;
+		if (len + 1 >= cap) {
+			if (cap > TSU_AUTH_MAX_OUTPUT) {
+				too_long = 1;
+				break;
+			}
+			char *nb = malloc(cap * 2);
+			if (!nb)
+				break;
+			memcpy(nb, buf, len);
+			wipe(buf, len);
+			free(buf);
+			buf = nb;
+			cap *= 2;
+		}
+		ssize_t r = read(fds[0], buf + len, cap - len - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fds[0]);
+	if (timed_out || too_long)
+		kill(-pid, SIGKILL);
+	status = reap(pid, timed_out || too_long ? now_ms() : deadline);
+	buf[len] = '\0';
+	if (timed_out || (status == -1 && !too_long)) {
+		snprintf(err, errlen, "timed out after %ld ms", a->timeout_ms);
+	} else if (too_long) {
+		snprintf(err, errlen, "printed more than %d bytes",
+			 TSU_AUTH_MAX_OUTPUT);
+	} else if (WIFSIGNALED(status)) {
+		snprintf(err, errlen, "killed by signal %d", WTERMSIG(status));
+	} else if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+		snprintf(err, errlen, "exited with status %d",
+			 WEXITSTATUS(status));
+	} else {
+		*out = buf;
+		*outlen = len;
+		return 0;
+	}
+	wipe(buf, len);
+	free(buf);
+	return -1;
+}
+
+/* "Bearer <token>" from the helper's first line, or NULL for an empty
+ * one.  Returns 0, or -1 with err for a token no header can carry. */
+static int to_value(const char *out, size_t len, char **value, char *err,
+		    size_t errlen)
+{
+	size_t n = strcspn(out, "\n"), a, b;
+	char *v;
+
+	if (n > len)
+		n = len;
+	*value = NULL;
+	tsu_py_strip(out, n, &a, &b);
+	if (b - a >= 7 && strncasecmp(out + a, "Bearer ", 7) == 0) {
+		size_t a2, b2;
+		tsu_py_strip(out + a + 7, b - a - 7, &a2, &b2);
+		b = a + 7 + b2;
+		a = a + 7 + a2;
+	}
+	if (b == a || (b - a == 6 && strncasecmp(out + a, "Bearer", 6) == 0))
+		return 0; /* nothing, or "Bearer" and nothing after it */
+	for (size_t i = a; i < b; i++) {
+		unsigned char c = (unsigned char)out[i];
+		if (c < 0x20 || c >= 0x7f) {
+			snprintf(err, errlen,
+				 "printed a token with a control or non-ASCII "
+				 "character");
+			return -1;
+		}
+	}
+	v = malloc(b - a + sizeof "Bearer ");
+	if (!v) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	memcpy(v, "Bearer ", 7);
+	memcpy(v + 7, out + a, b - a);
+	v[7 + b - a] = '\0';
+	*value = v;
+	return 0;
+}
+
+int tsu_auth_get(tsu_auth *a, const char *workspace, const char **value,
+		 char *err, size_t errlen)
+{
+	struct entry *e;
+	char *out = NULL, why[160];
+	size_t len = 0;
+
+	*value = NULL;
+	for (e = a->entries; e; e = e->next)
+		if (strcmp(e->workspace, workspace) == 0)
+			break;
+	if (!e) {
+		e = calloc(1, sizeof(*e));
+		if (!e || !(e->workspace = strdup(workspace))) {
+			free(e);
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		why[0] = '\0';
+		if (run_helper(a, workspace, &out, &len, why, sizeof(why)) ==
+		    0) {
+			to_value(out, len, &e->value, why, sizeof(why));
+			wipe(out, len);
+			free(out);
+		}
+		if (why[0] && !(e->error = strdup(why)))
+			e->error = NULL;
+		if (why[0] && !e->error) {
+			free(e->workspace);
+			free(e);
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		e->next = a->entries;
+		a->entries = e;
+	}
+	if (e->error) {
+		snprintf(err, errlen, "%s", e->error);
+		return -1;
+	}
+	*value = e->value;
+	return 0;
+}
