@@ -2268,6 +2268,84 @@ static void test_wal_bound(void)
 	       (long long)peak / 1024, (long long)allowed / 1024);
 }
 
+/*
+ * The uploader opens the spool with the default bounds, not LangBot's: it
+ * must still keep the WAL within the bound of LangBot's max_bytes while a
+ * reader pins it, however large the backlog it drains.
+ */
+static void test_wal_bound_uploader(void)
+{
+	char path[600], wal[700], qid[32];
+	path_in(path, sizeof(path), "walbound-up.db");
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.max_bytes = 8 * 1024 * 1024;
+	int64_t allowed =
+	    o.max_bytes + telespool__wal_limit(o.max_bytes) + 1024 * 1024;
+	telespool *host = open_ok(path, &o);
+	if (host == NULL)
+		return;
+	char *tb = traceback_text(1500);
+	for (int i = 0; i < 3000; i++) {
+		snprintf(qid, sizeof(qid), "b%d", i);
+		ASSERT_EQ(record_with_error(host, qid, tb), TELESPOOL_OK);
+	}
+	free(tb);
+	telespool_close(host);
+	telespool *up = open_ok(path, NULL);
+	if (up == NULL)
+		return;
+	int64_t run_id = 0;
+	ASSERT_EQ(telespool__run_start(up, wall_ms(), &run_id), TELESPOOL_OK);
+	sqlite3 *reader = raw_open(path);
+	ASSERT_EQ(raw_exec(reader, "BEGIN"), SQLITE_OK);
+	ASSERT_EQ(raw_int(reader, "SELECT count(*) FROM spool"), 3000);
+
+	int64_t peak = 0, sent = 0;
+	int rc = TELESPOOL_OK;
+	while (rc == TELESPOOL_OK) {
+		telespool__batch b;
+		rc = telespool__claim(up, wall_ms(), 60000, 86400000, 1, 100,
+				      &b);
+		if (rc != TELESPOOL_OK || b.n == 0)
+			break;
+		telespool__outcome oc[100];
+		memset(oc, 0, sizeof(oc));
+		for (size_t i = 0; i < b.n; i++) {
+			oc[i].id = b.items[i].id;
+			oc[i].verdict = TELESPOOL__SENT;
+		}
+		rc = telespool__finish(up, oc, b.n, wall_ms());
+		sent += (int64_t)b.n;
+		telespool__batch_free(&b);
+		int64_t foot = size_of(path) + size_of(wal);
+		if (foot > peak)
+			peak = foot;
+	}
+	ASSERT_EQ(rc, TELESPOOL_EBUSY);
+	ASSERT_CONTAINS(telespool_errmsg(up), "reader");
+	/* Nor does housekeeping (pruning every delivered row) go on. */
+	telespool__expiry ex;
+	ASSERT_EQ(telespool__expire(up, wall_ms(), 86400000, 0, &ex),
+		  TELESPOOL_EFULL);
+	int64_t foot = size_of(path) + size_of(wal);
+	if (foot > peak)
+		peak = foot;
+	if (peak > allowed)
+		TU_FAIL("file + WAL reached %lld bytes, bound %lld",
+			(long long)peak, (long long)allowed);
+	else
+		tu_passed++;
+	ASSERT_EQ(raw_exec(reader, "COMMIT"), SQLITE_OK);
+	sqlite3_close(reader);
+	telespool_close(up);
+	printf("FAULT: a reader pins the WAL while the uploader drains 3,000 "
+	       "events of an 8 MiB spool: %lld sent, then it stopped; peak "
+	       "file + WAL %lld KiB, bound %lld KiB\n",
+	       (long long)sent, (long long)peak / 1024,
+	       (long long)allowed / 1024);
+}
+
 /* ---- main ---- */
 
 static const struct tu_test tests[] = {
@@ -2300,6 +2378,7 @@ static const struct tu_test tests[] = {
     {"max_age", test_max_age},
     {"full_disk", test_full_disk},
     {"wal_bound", test_wal_bound},
+    {"wal_bound_uploader", test_wal_bound_uploader},
 };
 
 int main(int argc, char **argv)

@@ -537,6 +537,12 @@ int64_t telespool__wal_limit(int64_t max_bytes)
 				   : w;
 }
 
+void telespool__set_wal_limit(telespool *sp, int64_t bytes)
+{
+	/* A frame is a page and its 24-byte header. */
+	sp->wal_max_frames = bytes / (sp->page_size + 24);
+}
+
 void telespool__set_checkpoint(telespool *sp, int64_t pages)
 {
 	sp->ckpt_frames = pages > 0 ? pages : 1;
@@ -663,8 +669,7 @@ static int setup(telespool *sp, sqlite3 *db, const char *path)
 		sqlite3_finalize(ps);
 	}
 	if (src == SQLITE_OK) {
-		/* A frame is a page and its 24-byte header. */
-		sp->wal_max_frames = wal_limit / (sp->page_size + 24);
+		telespool__set_wal_limit(sp, wal_limit);
 		sp->wal_frames = 0;
 		sqlite3_wal_hook(db, wal_hook, sp);
 		telespool__set_checkpoint(sp, ckpt_bytes / sp->page_size);
@@ -794,6 +799,30 @@ static int lock_dir(const char *path, int busy_ms, int *fd_out)
 	}
 	*fd_out = fd;
 	return TELESPOOL_OK;
+}
+
+/*
+ * The uploader opens the spool with the default bounds, not LangBot's: a
+ * handle given its own max_bytes leaves its WAL bound in uploader_state
+ * ('wal_limit', bytes), which telespool__run_start() holds the uploader to
+ * when it is tighter.  Best effort, and written only when it changes.
+ */
+static void share_wal_limit(telespool *sp)
+{
+	char w[24];
+	sqlite3_stmt *st;
+	snprintf(w, sizeof(w), "%lld",
+		 (long long)telespool__wal_limit(sp->max_bytes));
+	if (sqlite3_prepare_v2(sp->db,
+			       "INSERT INTO uploader_state (key, value)"
+			       " VALUES ('wal_limit', ?1) ON CONFLICT (key)"
+			       " DO UPDATE SET value = excluded.value"
+			       " WHERE value IS NOT excluded.value",
+			       -1, &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_text(st, 1, w, -1, SQLITE_STATIC);
+	(void)sqlite3_step(st);
+	sqlite3_finalize(st);
 }
 
 /* Opens sp->path into sp->db with the settings and schema of a spool. */
@@ -937,6 +966,8 @@ int telespool_open(telespool **out, const char *path,
 	if (rc == TELESPOOL_OK) {
 		sqlite3_busy_handler(sp->db, NULL, NULL);
 		(void)telespool__purge_resume(sp);
+		if (opts->max_bytes > 0 && !sp->disabled)
+			share_wal_limit(sp);
 		sqlite3_busy_handler(sp->db, busy_wait, sp);
 	}
 	if (rc != TELESPOOL_OK) {

@@ -144,6 +144,9 @@ int telespool__wal_room(telespool *sp);
  * max_bytes / 2, at least 1 MiB and at most 64 MiB. */
 int64_t telespool__wal_limit(int64_t max_bytes);
 
+/* Sets the most bytes the WAL may hold for telespool__wal_room(). */
+void telespool__set_wal_limit(telespool *sp, int64_t bytes);
+
 /* Sets the WAL size (in pages) at which this handle's commits checkpoint. */
 void telespool__set_checkpoint(telespool *sp, int64_t pages);
 
