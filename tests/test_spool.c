@@ -952,6 +952,70 @@ static void test_move_aside_not_under_a_writer(void)
 	       acked, lost);
 }
 
+/*
+ * A spool reached through a symbolic link (data/telemetry.db -> elsewhere):
+ * SQLite keeps the file's WAL next to the target, so moving aside, the
+ * lock that guards it and the purge of the moved copies act there, never
+ * on the link, and a writer that opened the target directly counts.
+ */
+static void test_move_aside_through_a_symlink(void)
+{
+	char real_dir[600], link_dir[600], real[700], link_path[700], qid[32];
+	path_in(real_dir, sizeof(real_dir), "symreal");
+	path_in(link_dir, sizeof(link_dir), "symlink");
+	ASSERT_EQ(mkdir(real_dir, 0700), 0);
+	ASSERT_EQ(mkdir(link_dir, 0700), 0);
+	snprintf(real, sizeof(real), "%s/s.db", real_dir);
+	snprintf(link_path, sizeof(link_path), "%s/s.db", link_dir);
+	ASSERT_EQ(symlink(real, link_path), 0);
+	telespool *w = open_ok(link_path, NULL);
+	if (w == NULL)
+		return;
+	char *tb = traceback_text(1500);
+	for (int i = 0; i < 300; i++) {
+		snprintf(qid, sizeof(qid), "before-%d", i);
+		ASSERT_EQ(record_with_error(w, qid, tb), TELESPOOL_OK);
+	}
+	free(tb);
+	telespool_close(w);
+	int64_t size = path_int(real, "PRAGMA page_count") * 4096;
+	unsigned char junk[3 * 4096];
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (unsigned char)(i * 151 + 7);
+	int fd = open(real, O_WRONLY);
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_EQ(pwrite(fd, junk, sizeof(junk), (size / 2) & ~4095),
+		  (long)sizeof(junk));
+	close(fd);
+
+	/* A writer that opened the target itself keeps it from moving. */
+	w = open_ok(real, NULL);
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.on_corrupt = TELESPOOL_CORRUPT_MOVE_ASIDE;
+	telespool *m = NULL;
+	ASSERT_EQ(telespool_open(&m, link_path, &o), TELESPOOL_ECORRUPT);
+	ASSERT_CONTAINS(telespool_open_errmsg(), "has it open");
+	telespool_close(m);
+	telespool_close(w);
+
+	/* Alone: the target is moved aside beside itself; the link stays. */
+	m = open_ok(link_path, &o);
+	ASSERT_CONTAINS(telespool_open_errmsg(), "moved aside");
+	struct stat st;
+	ASSERT_EQ(lstat(link_path, &st), 0);
+	ASSERT_TRUE(S_ISLNK(st.st_mode));
+	ASSERT_EQ(count_corrupt_copies(real), 1);
+	ASSERT_EQ(count_corrupt_copies(link_path), 0);
+	ASSERT_EQ(drops_of(real, "corrupt_spool"), 1);
+
+	/* And opting out removes that copy. */
+	if (m != NULL)
+		ASSERT_EQ(telespool__purge(m, NULL, NULL), TELESPOOL_OK);
+	telespool_close(m);
+	ASSERT_EQ(count_corrupt_copies(real), 0);
+	ASSERT_EQ(count_corrupt_copies(link_path), 0);
+}
+
 static void test_open_bad_paths(void)
 {
 	char path[600];
@@ -2360,6 +2424,7 @@ static const struct tu_test tests[] = {
     {"corrupt_refused", test_corrupt_refused},
     {"corrupt_moved_aside", test_corrupt_moved_aside},
     {"move_aside_not_under_a_writer", test_move_aside_not_under_a_writer},
+    {"move_aside_through_a_symlink", test_move_aside_through_a_symlink},
     {"open_bad_paths", test_open_bad_paths},
     {"concurrent_first_open", test_concurrent_first_open},
     {"record_einval", test_record_einval},

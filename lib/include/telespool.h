@@ -83,7 +83,8 @@ typedef enum telespool_on_corrupt {
 	 * Only a file no other handle (in any process) has open is moved:
 	 * every handle holds a shared flock(2) on the spool's directory,
 	 * which moving takes exclusively; otherwise, or when the directory
-	 * cannot be locked, TELESPOOL_ECORRUPT as with REFUSE. */
+	 * cannot be locked, TELESPOOL_ECORRUPT as with REFUSE.  A path that
+	 * is a symbolic link stands for the file it points to. */
 	TELESPOOL_CORRUPT_MOVE_ASIDE = 1
 } telespool_on_corrupt;
 

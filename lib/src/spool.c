@@ -825,6 +825,35 @@ static void share_wal_limit(telespool *sp)
 	sqlite3_finalize(st);
 }
 
+/*
+ * The file a spool path names, through symbolic links: SQLite keeps the WAL
+ * beside that file, so the directory lock, moving aside, the purge of the
+ * moved copies and creating a new spool must act there too, never on the
+ * link (realpath(3) would not resolve a link to a file not made yet).
+ * malloc'd; NULL when out of memory.
+ */
+static char *resolve_links(const char *path)
+{
+	char cur[4096], target[4096], next[8200];
+	snprintf(cur, sizeof(cur), "%s", path);
+	for (int hops = 0; hops < 40; hops++) {
+		ssize_t n = readlink(cur, target, sizeof(target) - 1);
+		if (n < 0)
+			break; /* not a link, or nothing there */
+		target[n] = '\0';
+		const char *slash = strrchr(cur, '/');
+		if (target[0] == '/' || slash == NULL)
+			snprintf(next, sizeof(next), "%s", target);
+		else
+			snprintf(next, sizeof(next), "%.*s/%s",
+				 (int)(slash - cur), cur, target);
+		if (strlen(next) >= sizeof(cur))
+			break;
+		memcpy(cur, next, strlen(next) + 1);
+	}
+	return strdup(cur);
+}
+
 /* Opens sp->path into sp->db with the settings and schema of a spool. */
 static int open_db(telespool *sp)
 {
@@ -878,7 +907,7 @@ int telespool_open(telespool **out, const char *path,
 		return open_fail(TELESPOOL_ENOMEM, "out of memory");
 	pthread_mutex_init(&sp->mu, NULL);
 	sp->dir_fd = -1;
-	sp->path = strdup(path);
+	sp->path = resolve_links(path);
 	sp->instance_id = dup_clean(opts->instance_id);
 	sp->version = dup_clean(opts->version);
 	sp->edition = opts->edition ? dup_clean(opts->edition) : NULL;
@@ -907,7 +936,7 @@ int telespool_open(telespool **out, const char *path,
 		return open_fail(TELESPOOL_ENOMEM, "out of memory");
 	}
 
-	rc = lock_dir(path, sp->busy_timeout_ms, &sp->dir_fd);
+	rc = lock_dir(sp->path, sp->busy_timeout_ms, &sp->dir_fd);
 	if (rc != TELESPOOL_OK) {
 		telespool_close(sp);
 		return rc;
@@ -934,7 +963,7 @@ int telespool_open(telespool **out, const char *path,
 				       "unknown"
 				     : strerror(e));
 		}
-		if (move_aside(path, moved, sizeof(moved)) != 0) {
+		if (move_aside(sp->path, moved, sizeof(moved)) != 0) {
 			int e = errno;
 			telespool_close(sp);
 			return open_fail(TELESPOOL_ECORRUPT,
