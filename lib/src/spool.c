@@ -882,6 +882,54 @@ static int open_db(telespool *sp)
 	return TELESPOOL_OK;
 }
 
+/*
+ * on_corrupt = MOVE_ASIDE, once open_db() found the file damaged: renames it
+ * (move_aside) and opens a new spool in its place, counting the loss.  Only
+ * a file nobody else has open (lock_dir): a live writer would go on writing
+ * into the moved file, never to be sent nor purged.  Returns a telespool_rc,
+ * with open_err set on failure; the caller closes sp.
+ */
+static int move_aside_and_reopen(telespool *sp, char *moved, size_t movedlen)
+{
+	char why[sizeof(open_err)];
+	memcpy(why, open_err, sizeof(why));
+	if (sp->dir_fd < 0 || flock(sp->dir_fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = sp->dir_fd < 0 ? 0 : errno;
+		return open_fail(
+		    TELESPOOL_ECORRUPT, "%s; not moved aside: %s", why,
+		    e == EWOULDBLOCK
+			? "another telespool handle (LangBot or the "
+			  "uploader) has it open; stop them, then open "
+			  "it again"
+		    : e == 0 ? "its directory cannot be locked, so "
+			       "whether another process has it open is "
+			       "unknown"
+			     : strerror(e));
+	}
+	if (move_aside(sp->path, moved, movedlen) != 0) {
+		int e = errno;
+		return open_fail(TELESPOOL_ECORRUPT,
+				 "%s; moving it aside failed: %s", why,
+				 strerror(e));
+	}
+	int rc = open_db(sp);
+	if (rc == TELESPOOL_OK) {
+		char iso[TELESPOOL_ISO_LEN];
+		telespool__iso(telespool__now_ms(), iso);
+		rc = telespool__begin(sp);
+		if (rc == TELESPOOL_OK)
+			rc = telespool__count_drop(sp, "corrupt_spool", 1, iso);
+		if (rc == TELESPOOL_OK)
+			rc = telespool__commit(sp);
+		else
+			telespool__rollback(sp);
+		if (rc != TELESPOOL_OK)
+			snprintf(open_err, sizeof(open_err), "%s", sp->errmsg);
+	}
+	flock(sp->dir_fd, LOCK_SH); /* never blocks: we hold it */
+	return rc;
+}
+
 int telespool_open(telespool **out, const char *path,
 		   const telespool_options *opts)
 {
@@ -943,51 +991,8 @@ int telespool_open(telespool **out, const char *path,
 	}
 	rc = open_db(sp);
 	if (rc == TELESPOOL_ECORRUPT &&
-	    opts->on_corrupt == TELESPOOL_CORRUPT_MOVE_ASIDE) {
-		char why[sizeof(open_err)];
-		memcpy(why, open_err, sizeof(why));
-		/* Only a file nobody else has open: a live writer would go on
-		 * writing into the moved file, never to be sent nor purged. */
-		if (sp->dir_fd < 0 ||
-		    flock(sp->dir_fd, LOCK_EX | LOCK_NB) != 0) {
-			int e = sp->dir_fd < 0 ? 0 : errno;
-			telespool_close(sp);
-			return open_fail(
-			    TELESPOOL_ECORRUPT, "%s; not moved aside: %s", why,
-			    e == EWOULDBLOCK
-				? "another telespool handle (LangBot or the "
-				  "uploader) has it open; stop them, then open "
-				  "it again"
-			    : e == 0 ? "its directory cannot be locked, so "
-				       "whether another process has it open is "
-				       "unknown"
-				     : strerror(e));
-		}
-		if (move_aside(sp->path, moved, sizeof(moved)) != 0) {
-			int e = errno;
-			telespool_close(sp);
-			return open_fail(TELESPOOL_ECORRUPT,
-					 "%s; moving it aside failed: %s", why,
-					 strerror(e));
-		}
-		rc = open_db(sp);
-		if (rc == TELESPOOL_OK) {
-			char iso[TELESPOOL_ISO_LEN];
-			telespool__iso(telespool__now_ms(), iso);
-			rc = telespool__begin(sp);
-			if (rc == TELESPOOL_OK)
-				rc = telespool__count_drop(sp, "corrupt_spool",
-							   1, iso);
-			if (rc == TELESPOOL_OK)
-				rc = telespool__commit(sp);
-			else
-				telespool__rollback(sp);
-			if (rc != TELESPOOL_OK)
-				snprintf(open_err, sizeof(open_err), "%s",
-					 sp->errmsg);
-		}
-		flock(sp->dir_fd, LOCK_SH); /* never blocks: we hold it */
-	}
+	    opts->on_corrupt == TELESPOOL_CORRUPT_MOVE_ASIDE)
+		rc = move_aside_and_reopen(sp, moved, sizeof(moved));
 	/* An opt-out purge that a kill -9 or a reader interrupted is finished
 	 * before anything else.  Best effort and without waiting for locks
 	 * (the open's bound stands): the spool opens either way, the next
