@@ -887,12 +887,7 @@ static int remove_side_files(telespool *sp)
 	size_t blen = strlen(base);
 	int rc = TELESPOOL_OK;
 
-	if (slash == NULL)
-		snprintf(dir, sizeof(dir), ".");
-	else if (slash == path)
-		snprintf(dir, sizeof(dir), "/");
-	else
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	telespool__dir_of(path, dir, sizeof(dir));
 	DIR *d = opendir(dir);
 	if (d == NULL)
 		return telespool__fail(sp, TELESPOOL_EIO,

@@ -753,6 +753,17 @@ static int quick_check(telespool *sp, sqlite3 *db)
 	return rc;
 }
 
+void telespool__dir_of(const char *path, char *dir, size_t len)
+{
+	const char *slash = strrchr(path, '/');
+	if (slash == NULL)
+		snprintf(dir, len, ".");
+	else if (slash == path)
+		snprintf(dir, len, "/");
+	else
+		snprintf(dir, len, "%.*s", (int)(slash - path), path);
+}
+
 /*
  * Who has the spool open.  Every handle holds a shared flock(2) on the
  * spool's directory for its whole life; moving a damaged spool aside takes
@@ -769,15 +780,9 @@ static int quick_check(telespool *sp, sqlite3 *db)
 static int lock_dir(const char *path, int busy_ms, int *fd_out)
 {
 	char dir[4096];
-	const char *slash = strrchr(path, '/');
 
 	*fd_out = -1;
-	if (slash == NULL)
-		snprintf(dir, sizeof(dir), ".");
-	else if (slash == path)
-		snprintf(dir, sizeof(dir), "/");
-	else
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	telespool__dir_of(path, dir, sizeof(dir));
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return TELESPOOL_OK;

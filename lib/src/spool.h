@@ -144,6 +144,9 @@ int telespool__wal_room(telespool *sp);
  * max_bytes / 2, at least 1 MiB and at most 64 MiB. */
 int64_t telespool__wal_limit(int64_t max_bytes);
 
+/* The directory part of path into dir ("." when it has none). */
+void telespool__dir_of(const char *path, char *dir, size_t len);
+
 /* Sets the most bytes the WAL may hold for telespool__wal_room(). */
 void telespool__set_wal_limit(telespool *sp, int64_t bytes);
 
