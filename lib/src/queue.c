@@ -460,7 +460,13 @@ static int clean_survey(cJSON *node, int depth, size_t string_cap)
 			child->type &= ~cJSON_StringIsConst;
 		}
 		if (cJSON_IsString(child) && child->valuestring != NULL) {
-			char *v = utf8_clean(child->valuestring, string_cap);
+			/* Not the id: LangBot's answer quotes it. */
+			int id = depth == 1 && child->string != NULL &&
+				 (strcmp(child->string, "survey_id") == 0 ||
+				  strcmp(child->string, "id") == 0);
+			char *v =
+			    utf8_clean(child->valuestring,
+				       id ? SURVEY_STRING_MAX : string_cap);
 			if (v == NULL)
 				return -1;
 			cJSON_free(child->valuestring);
