@@ -188,7 +188,8 @@ TELESPOOL_EXTERN const char *telespool_open_errmsg(void);
 
 /*
  * Closes the handle and releases everything it owns.  NULL is a no-op.
- * Never fails; it does not wait for locks.
+ * Never fails.  It waits for locks only to write the drops it counted but
+ * could not write (TELESPOOL_EFULL), and then at most about 5 ms.
  */
 TELESPOOL_EXTERN void telespool_close(telespool *sp);
 

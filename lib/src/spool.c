@@ -37,8 +37,10 @@
 #define WAL_LIMIT_MAX   (64 * 1024 * 1024)
 #define HOST_CHECKPOINT (16 * 1024 * 1024)
 
-/* While the log is full, how often a record call tries a checkpoint. */
-#define WAL_RETRY_MS 10
+/* While the log is full, how often a record call tries a checkpoint, and
+ * how long a RESTART checkpoint waits for readers and writers. */
+#define WAL_RETRY_MS        10
+#define WAL_RESTART_WAIT_MS 2
 
 static _Thread_local char open_err[512];
 
@@ -548,24 +550,81 @@ void telespool__set_checkpoint(telespool *sp, int64_t pages)
 	sp->ckpt_frames = pages > 0 ? pages : 1;
 }
 
+/* The busy handler of a RESTART checkpoint: about WAL_RESTART_WAIT_MS. */
+static int restart_wait(void *ctx, int count)
+{
+	(void)ctx;
+	if (count >= WAL_RESTART_WAIT_MS * 5)
+		return 0;
+	sleep_us(200);
+	return 1;
+}
+
+/*
+ * One checkpoint of this connection; returns the frames the log holds once
+ * it is done (0 when all of them are copied: the next commit starts the
+ * log over), or -1 when another connection was checkpointing.  PASSIVE
+ * copies what the readers let through without waiting.  That is not
+ * enough while other connections commit all the time: some commit always
+ * lands while it copies, so the log never runs dry and never starts over
+ * (checkpoint starvation).  So when it leaves frames behind, a RESTART
+ * checkpoint copies the rest holding the writers off, waiting a little
+ * (WAL_RESTART_WAIT_MS) for them and for the readers.  A reader holding a
+ * transaction open still wins: then it costs that wait (the other writers
+ * too), and the next RESTART waits 10 ms, then twice as long each time up
+ * to 100 ms: 2 % of a handle's time while a reader pins the log.
+ */
+static int64_t checkpoint(telespool *sp, sqlite3 *db, const char *name)
+{
+	int log = -1, done = -1;
+	int src = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE,
+					    &log, &done);
+	if (log >= 0 && done >= log) {
+		sp->restart_fails = 0;
+		sp->restart_ms = 0;
+		return 0;
+	}
+	int64_t now = monotonic_ms();
+	if (now < sp->restart_ms)
+		return src == SQLITE_OK ? log : -1;
+	sqlite3_busy_handler(db, restart_wait, NULL);
+	/* SQLite never calls the busy handler for the checkpoint lock, which
+	 * another connection's (short) checkpoint may hold. */
+	for (int i = 0; i <= WAL_RESTART_WAIT_MS * 5; i++) {
+		if (i > 0)
+			sleep_us(200);
+		src = sqlite3_wal_checkpoint_v2(
+		    db, name, SQLITE_CHECKPOINT_RESTART, &log, &done);
+		if (src != SQLITE_BUSY || log >= 0)
+			break;
+	}
+	sqlite3_busy_handler(db, busy_wait, sp);
+	if (log >= 0 && done >= log) {
+		sp->restart_fails = 0;
+		return 0;
+	}
+	/* A reader kept it from copying everything: it may hold on for
+	 * long, so wait longer each time (10 ms, doubling up to 100 ms). */
+	if (log >= 0) {
+		int n = sp->restart_fails < 4 ? sp->restart_fails++ : 4;
+		int64_t wait = (int64_t)WAL_RETRY_MS << n;
+		sp->restart_ms = now + (wait < 100 ? wait : 100);
+	}
+	return log;
+}
+
 /*
  * After each commit of this connection: SQLite's own auto-checkpoint (a
- * PASSIVE checkpoint once the log holds ckpt_frames), keeping the log's
- * size for telespool__wal_room().  While a reader holds the log back each
- * try copies nothing and costs little; the bound keeps the log, and so
- * each lookup in it, from growing without end.
+ * checkpoint once the log holds ckpt_frames, escalated as checkpoint()
+ * says), keeping the log's size for telespool__wal_room().  The bound
+ * keeps the log, and so each lookup in it, from growing without end.
  */
 static int wal_hook(void *ctx, sqlite3 *db, const char *name, int frames)
 {
 	telespool *sp = ctx;
-	int log = -1, done = -1;
 
 	sp->wal_frames = frames;
-	if (frames < sp->ckpt_frames)
-		return SQLITE_OK;
-	int src = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE,
-					    &log, &done);
-	if (src == SQLITE_OK && done >= log)
+	if (frames >= sp->ckpt_frames && checkpoint(sp, db, name) == 0)
 		sp->wal_frames = 0; /* the next commit starts the log over */
 	return SQLITE_OK;
 }
@@ -576,16 +635,10 @@ int telespool__wal_room(telespool *sp)
 		return TELESPOOL_OK;
 	int64_t now = monotonic_ms();
 	if (now >= sp->wal_retry_ms) {
-		int log = -1, done = -1;
-		int src = sqlite3_wal_checkpoint_v2(
-		    sp->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-		if (src == SQLITE_OK && done >= log) {
-			sp->wal_frames = 0;
-			return TELESPOOL_OK;
-		}
-		/* Someone else's commit may have started it over. */
-		if (src == SQLITE_OK && log >= 0 && log <= sp->wal_max_frames) {
-			sp->wal_frames = log;
+		int64_t left = checkpoint(sp, sp->db, NULL);
+		/* All copied, or someone else's commit started it over. */
+		if (left >= 0 && left <= sp->wal_max_frames) {
+			sp->wal_frames = left;
 			return TELESPOOL_OK;
 		}
 		sp->wal_retry_ms = now + WAL_RETRY_MS;
@@ -1027,8 +1080,20 @@ const char *telespool_open_errmsg(void)
 	return open_err;
 }
 
+/* save_drops()'s busy handler: a few ms, what another handle's RESTART
+ * checkpoint may hold the file for (about twice WAL_RESTART_WAIT_MS). */
+static int close_wait(void *ctx, int count)
+{
+	(void)ctx;
+	if (count >= WAL_RESTART_WAIT_MS * 12)
+		return 0;
+	sleep_us(200);
+	return 1;
+}
+
 /* Drops counted in memory only (the disk or the WAL was full) are
- * written now if the file takes them at once: close never waits. */
+ * written now if the file takes them within a few ms: close hardly
+ * waits. */
 static void save_drops(telespool *sp)
 {
 	int any = 0;
@@ -1038,7 +1103,8 @@ static void save_drops(telespool *sp)
 		return;
 	char iso[TELESPOOL_ISO_LEN];
 	telespool__iso(telespool__now_ms(), iso);
-	sqlite3_busy_handler(sp->db, NULL, NULL);
+	sqlite3_busy_handler(sp->db, close_wait, NULL);
+	sp->restart_ms = INT64_MAX; /* nor hold the others off (checkpoint) */
 	if (telespool__begin(sp) != TELESPOOL_OK)
 		return;
 	if (telespool__flush_drops(sp, iso) == TELESPOOL_OK)

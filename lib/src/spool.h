@@ -92,6 +92,8 @@ struct telespool {
 	int64_t wal_max_frames;
 	int64_t ckpt_frames;
 	int64_t wal_retry_ms;
+	int64_t restart_ms; /* when a RESTART checkpoint may next be tried */
+	int restart_fails;  /* RESTARTs a reader held back in a row */
 
 	char errmsg[512];
 };
