@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,6 +30,8 @@ struct writer {
 	const char *path;
 	telespool *shared; /* NULL: open a handle of its own */
 	int proc, thread, n;
+	int64_t max_bytes; /* 0: the default */
+	const char *error; /* the traceback recorded, or NULL */
 	int errors;
 	char first_error[300];
 };
@@ -46,6 +49,7 @@ static void *write_events(void *arg)
 		 * machine gets TELESPOOL_EBUSY, as documented. */
 		telespool_options o = TELESPOOL_OPTIONS_INIT;
 		o.busy_timeout_ms = 10000;
+		o.max_bytes = w->max_bytes;
 		int rc = telespool_open(&sp, w->path, &o);
 		if (rc != TELESPOOL_OK) {
 			w->errors = w->n;
@@ -64,6 +68,7 @@ static void *write_events(void *arg)
 		q.duration_ms = i;
 		q.pipeline_plugins = plugins;
 		q.n_pipeline_plugins = 1;
+		q.error = w->error;
 		int rc = telespool_record_query(sp, &q);
 		if (rc != TELESPOOL_OK && w->errors++ == 0)
 			snprintf(w->first_error, sizeof(w->first_error),
@@ -199,9 +204,55 @@ static void test_shared_handle(void)
 		  total);
 }
 
+/*
+ * Threads writing flat out, no reader at all: some connection is always
+ * mid-transaction, so a PASSIVE checkpoint never copies the whole log and
+ * the log never starts over (checkpoint starvation).  With a small spool
+ * the WAL's bound is 2 MiB: the writers must still store every event, not
+ * refuse them as if a reader pinned the log.
+ */
+static void test_threads_small_bound(void)
+{
+	char path[600], tb[1200];
+	pthread_t th[4];
+	struct writer w[4];
+	int64_t total = 0;
+
+	snprintf(path, sizeof(path), "%s/small-bound.db", g_dir);
+	memset(tb, 0, sizeof(tb));
+	for (size_t i = 0; i + 1 < sizeof(tb); i++)
+		tb[i] = (char)('a' + i % 26);
+	for (int t = 0; t < 4; t++) {
+		w[t] = (struct writer){.path = path,
+				       .thread = t,
+				       .n = per_thread / 2,
+				       .max_bytes = 4 * 1024 * 1024,
+				       .error = tb};
+		ASSERT_EQ(pthread_create(&th[t], NULL, write_events, &w[t]), 0);
+	}
+	for (int t = 0; t < 4; t++) {
+		pthread_join(th[t], NULL);
+		if (w[t].errors)
+			TU_FAIL("thread %d: %d of %d failed, first: %s", t,
+				w[t].errors, w[t].n, w[t].first_error);
+		else
+			tu_passed++;
+		total += w[t].n - w[t].errors;
+	}
+	/* Stored, or evicted for max_bytes (counted): none refused. */
+	ASSERT_EQ(path_int(path, "SELECT (SELECT count(*) FROM events) +"
+				 " (SELECT coalesce(sum(count), 0) FROM drops"
+				 "  WHERE reason = 'evicted_max_bytes')"),
+		  total);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM drops"
+				 " WHERE reason = 'wal_pinned'"),
+		  0);
+}
+
 static const struct tu_test tests[] = {
     {"processes_and_reader", test_processes_and_reader},
     {"shared_handle", test_shared_handle},
+    {"threads_small_bound", test_threads_small_bound},
 };
 
 int main(int argc, char **argv)

@@ -820,6 +820,30 @@ static void test_hostile_surveys(void)
 				 " WHERE reason = 'survey_invalid'"),
 		  3);
 
+	/* Too large for a body: its strings are cut until it fits, but not
+	 * its id, or LangBot's answer could never be matched to it. */
+	const char *uuid = "6f1c2a8e-3b7d-4c59-9e0a-1d2b3c4d5e6f";
+	size_t big_len = 5 * 256 * 260 + 400;
+	char *big = malloc(big_len);
+	int o = snprintf(big, big_len, "{\"survey_id\": \"%s\"", uuid);
+	for (int q = 0; q < 5; q++) {
+		o += snprintf(big + o, big_len - (size_t)o, ", \"q%d\": [", q);
+		for (int i = 0; i < 256; i++) {
+			o += snprintf(big + o, big_len - (size_t)o, "%s\"",
+				      i ? ", " : "");
+			memset(big + o, 'a' + i % 26, 250);
+			o += 250;
+			big[o++] = '"';
+		}
+		big[o++] = ']';
+	}
+	snprintf(big + o, big_len - (size_t)o, "}");
+	ASSERT_EQ(telespool__exec(sp, "DELETE FROM surveys"), TELESPOOL_OK);
+	ASSERT_EQ(telespool_record_survey_trigger(sp, "big"), TELESPOOL_OK);
+	send_all(sp, now, big);
+	free(big);
+	assert_pending_survey(sp, uuid);
+
 	/* Space's text quoted in last_error is stored as valid UTF-8. */
 	record_n(sp, "le", 1, NULL);
 	telespool__batch b;

@@ -952,6 +952,70 @@ static void test_move_aside_not_under_a_writer(void)
 	       acked, lost);
 }
 
+/*
+ * A spool reached through a symbolic link (data/telemetry.db -> elsewhere):
+ * SQLite keeps the file's WAL next to the target, so moving aside, the
+ * lock that guards it and the purge of the moved copies act there, never
+ * on the link, and a writer that opened the target directly counts.
+ */
+static void test_move_aside_through_a_symlink(void)
+{
+	char real_dir[600], link_dir[600], real[700], link_path[700], qid[32];
+	path_in(real_dir, sizeof(real_dir), "symreal");
+	path_in(link_dir, sizeof(link_dir), "symlink");
+	ASSERT_EQ(mkdir(real_dir, 0700), 0);
+	ASSERT_EQ(mkdir(link_dir, 0700), 0);
+	snprintf(real, sizeof(real), "%s/s.db", real_dir);
+	snprintf(link_path, sizeof(link_path), "%s/s.db", link_dir);
+	ASSERT_EQ(symlink(real, link_path), 0);
+	telespool *w = open_ok(link_path, NULL);
+	if (w == NULL)
+		return;
+	char *tb = traceback_text(1500);
+	for (int i = 0; i < 300; i++) {
+		snprintf(qid, sizeof(qid), "before-%d", i);
+		ASSERT_EQ(record_with_error(w, qid, tb), TELESPOOL_OK);
+	}
+	free(tb);
+	telespool_close(w);
+	int64_t size = path_int(real, "PRAGMA page_count") * 4096;
+	unsigned char junk[3 * 4096];
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (unsigned char)(i * 151 + 7);
+	int fd = open(real, O_WRONLY);
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_EQ(pwrite(fd, junk, sizeof(junk), (size / 2) & ~4095),
+		  (long)sizeof(junk));
+	close(fd);
+
+	/* A writer that opened the target itself keeps it from moving. */
+	w = open_ok(real, NULL);
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.on_corrupt = TELESPOOL_CORRUPT_MOVE_ASIDE;
+	telespool *m = NULL;
+	ASSERT_EQ(telespool_open(&m, link_path, &o), TELESPOOL_ECORRUPT);
+	ASSERT_CONTAINS(telespool_open_errmsg(), "has it open");
+	telespool_close(m);
+	telespool_close(w);
+
+	/* Alone: the target is moved aside beside itself; the link stays. */
+	m = open_ok(link_path, &o);
+	ASSERT_CONTAINS(telespool_open_errmsg(), "moved aside");
+	struct stat st;
+	ASSERT_EQ(lstat(link_path, &st), 0);
+	ASSERT_TRUE(S_ISLNK(st.st_mode));
+	ASSERT_EQ(count_corrupt_copies(real), 1);
+	ASSERT_EQ(count_corrupt_copies(link_path), 0);
+	ASSERT_EQ(drops_of(real, "corrupt_spool"), 1);
+
+	/* And opting out removes that copy. */
+	if (m != NULL)
+		ASSERT_EQ(telespool__purge(m, NULL, NULL), TELESPOOL_OK);
+	telespool_close(m);
+	ASSERT_EQ(count_corrupt_copies(real), 0);
+	ASSERT_EQ(count_corrupt_copies(link_path), 0);
+}
+
 static void test_open_bad_paths(void)
 {
 	char path[600];
@@ -2268,6 +2332,84 @@ static void test_wal_bound(void)
 	       (long long)peak / 1024, (long long)allowed / 1024);
 }
 
+/*
+ * The uploader opens the spool with the default bounds, not LangBot's: it
+ * must still keep the WAL within the bound of LangBot's max_bytes while a
+ * reader pins it, however large the backlog it drains.
+ */
+static void test_wal_bound_uploader(void)
+{
+	char path[600], wal[700], qid[32];
+	path_in(path, sizeof(path), "walbound-up.db");
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.max_bytes = 8 * 1024 * 1024;
+	int64_t allowed =
+	    o.max_bytes + telespool__wal_limit(o.max_bytes) + 1024 * 1024;
+	telespool *host = open_ok(path, &o);
+	if (host == NULL)
+		return;
+	char *tb = traceback_text(1500);
+	for (int i = 0; i < 3000; i++) {
+		snprintf(qid, sizeof(qid), "b%d", i);
+		ASSERT_EQ(record_with_error(host, qid, tb), TELESPOOL_OK);
+	}
+	free(tb);
+	telespool_close(host);
+	telespool *up = open_ok(path, NULL);
+	if (up == NULL)
+		return;
+	int64_t run_id = 0;
+	ASSERT_EQ(telespool__run_start(up, wall_ms(), &run_id), TELESPOOL_OK);
+	sqlite3 *reader = raw_open(path);
+	ASSERT_EQ(raw_exec(reader, "BEGIN"), SQLITE_OK);
+	ASSERT_EQ(raw_int(reader, "SELECT count(*) FROM spool"), 3000);
+
+	int64_t peak = 0, sent = 0;
+	int rc = TELESPOOL_OK;
+	while (rc == TELESPOOL_OK) {
+		telespool__batch b;
+		rc = telespool__claim(up, wall_ms(), 60000, 86400000, 1, 100,
+				      &b);
+		if (rc != TELESPOOL_OK || b.n == 0)
+			break;
+		telespool__outcome oc[100];
+		memset(oc, 0, sizeof(oc));
+		for (size_t i = 0; i < b.n; i++) {
+			oc[i].id = b.items[i].id;
+			oc[i].verdict = TELESPOOL__SENT;
+		}
+		rc = telespool__finish(up, oc, b.n, wall_ms());
+		sent += (int64_t)b.n;
+		telespool__batch_free(&b);
+		int64_t foot = size_of(path) + size_of(wal);
+		if (foot > peak)
+			peak = foot;
+	}
+	ASSERT_EQ(rc, TELESPOOL_EBUSY);
+	ASSERT_CONTAINS(telespool_errmsg(up), "reader");
+	/* Nor does housekeeping (pruning every delivered row) go on. */
+	telespool__expiry ex;
+	ASSERT_EQ(telespool__expire(up, wall_ms(), 86400000, 0, &ex),
+		  TELESPOOL_EFULL);
+	int64_t foot = size_of(path) + size_of(wal);
+	if (foot > peak)
+		peak = foot;
+	if (peak > allowed)
+		TU_FAIL("file + WAL reached %lld bytes, bound %lld",
+			(long long)peak, (long long)allowed);
+	else
+		tu_passed++;
+	ASSERT_EQ(raw_exec(reader, "COMMIT"), SQLITE_OK);
+	sqlite3_close(reader);
+	telespool_close(up);
+	printf("FAULT: a reader pins the WAL while the uploader drains 3,000 "
+	       "events of an 8 MiB spool: %lld sent, then it stopped; peak "
+	       "file + WAL %lld KiB, bound %lld KiB\n",
+	       (long long)sent, (long long)peak / 1024,
+	       (long long)allowed / 1024);
+}
+
 /* ---- main ---- */
 
 static const struct tu_test tests[] = {
@@ -2282,6 +2424,7 @@ static const struct tu_test tests[] = {
     {"corrupt_refused", test_corrupt_refused},
     {"corrupt_moved_aside", test_corrupt_moved_aside},
     {"move_aside_not_under_a_writer", test_move_aside_not_under_a_writer},
+    {"move_aside_through_a_symlink", test_move_aside_through_a_symlink},
     {"open_bad_paths", test_open_bad_paths},
     {"concurrent_first_open", test_concurrent_first_open},
     {"record_einval", test_record_einval},
@@ -2300,6 +2443,7 @@ static const struct tu_test tests[] = {
     {"max_age", test_max_age},
     {"full_disk", test_full_disk},
     {"wal_bound", test_wal_bound},
+    {"wal_bound_uploader", test_wal_bound_uploader},
 };
 
 int main(int argc, char **argv)

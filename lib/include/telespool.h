@@ -84,7 +84,8 @@ typedef enum telespool_on_corrupt {
 	 * Only a file no other handle (in any process) has open is moved:
 	 * every handle holds a shared flock(2) on the spool's directory,
 	 * which moving takes exclusively; otherwise, or when the directory
-	 * cannot be locked, TELESPOOL_ECORRUPT as with REFUSE. */
+	 * cannot be locked, TELESPOOL_ECORRUPT as with REFUSE.  A path that
+	 * is a symbolic link stands for the file it points to. */
 	TELESPOOL_CORRUPT_MOVE_ASIDE = 1
 } telespool_on_corrupt;
 
@@ -160,14 +161,19 @@ typedef struct telespool_options {
  * Opens (creating with mode 0600 if needed) the spool at path and brings its
  * schema up to date.  On success *out is a new handle owned by the caller
  * (release with telespool_close()); on failure *out is NULL.  opts may be
- * NULL for defaults.  Bound: about 2 x busy_timeout_ms plus file I/O.
+ * NULL for defaults.  A path that is a symbolic link stands for the file it
+ * points to.  Before returning, it finishes an opt-out purge that was cut
+ * short (best effort, without waiting for locks).  Bound: about 3 x
+ * busy_timeout_ms plus file I/O.
  *
  * Returns TELESPOOL_OK; TELESPOOL_EINVAL (out or path NULL, an option out of
  * range); TELESPOOL_EBUSY (another process held the file locked past the
- * bound); TELESPOOL_ESCHEMA (written by a newer telespool: the file is left
+ * bound, or was moving a damaged spool aside in its directory);
+ * TELESPOOL_ESCHEMA (written by a newer telespool: the file is left
  * untouched); TELESPOOL_ECORRUPT (not a database: left untouched unless
  * on_corrupt says otherwise); TELESPOOL_EIO (cannot create, open or write,
- * e.g. permission denied or read-only); TELESPOOL_EFULL (disk full);
+ * e.g. permission denied or read-only, or not a regular file: nothing is
+ * written next to a device or a FIFO); TELESPOOL_EFULL (disk full);
  * TELESPOOL_ENOMEM.  Details of a failed open are only available through
  * the return code, since there is no handle: use telespool_open_errmsg().
  */
@@ -183,7 +189,8 @@ TELESPOOL_EXTERN const char *telespool_open_errmsg(void);
 
 /*
  * Closes the handle and releases everything it owns.  NULL is a no-op.
- * Never fails; it does not wait for locks.
+ * Never fails.  It waits for locks only to write the drops it counted but
+ * could not write (TELESPOOL_EFULL), and then at most about 5 ms.
  */
 TELESPOOL_EXTERN void telespool_close(telespool *sp);
 

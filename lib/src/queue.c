@@ -460,7 +460,13 @@ static int clean_survey(cJSON *node, int depth, size_t string_cap)
 			child->type &= ~cJSON_StringIsConst;
 		}
 		if (cJSON_IsString(child) && child->valuestring != NULL) {
-			char *v = utf8_clean(child->valuestring, string_cap);
+			/* Not the id: LangBot's answer quotes it. */
+			int id = depth == 1 && child->string != NULL &&
+				 (strcmp(child->string, "survey_id") == 0 ||
+				  strcmp(child->string, "id") == 0);
+			char *v =
+			    utf8_clean(child->valuestring,
+				       id ? SURVEY_STRING_MAX : string_cap);
 			if (v == NULL)
 				return -1;
 			cJSON_free(child->valuestring);
@@ -736,6 +742,12 @@ static int walk_older(telespool *sp, const char *select_sql,
 			free(ids);
 			return rc;
 		}
+		/* Not while a reader keeps the WAL from being reset. */
+		rc = telespool__wal_room(sp);
+		if (rc != TELESPOOL_OK) {
+			free(ids);
+			return rc;
+		}
 		rc = telespool__begin(sp);
 		st = rc == TELESPOOL_OK ? prep(sp, update_sql) : NULL;
 		if (st != NULL) {
@@ -881,12 +893,7 @@ static int remove_side_files(telespool *sp)
 	size_t blen = strlen(base);
 	int rc = TELESPOOL_OK;
 
-	if (slash == NULL)
-		snprintf(dir, sizeof(dir), ".");
-	else if (slash == path)
-		snprintf(dir, sizeof(dir), "/");
-	else
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	telespool__dir_of(path, dir, sizeof(dir));
 	DIR *d = opendir(dir);
 	if (d == NULL)
 		return telespool__fail(sp, TELESPOOL_EIO,
@@ -1086,7 +1093,18 @@ int telespool__run_start(telespool *sp, int64_t now_ms, int64_t *run_id)
 	 * rows (run_end), but not when it closes the spool: a checkpoint then
 	 * also deletes the WAL, which the next run must create and sync again,
 	 * and an idle run under cron would pay four syncs for nothing. */
-	int64_t half = telespool__wal_limit(sp->max_bytes) / 2 / sp->page_size;
+	/* LangBot's handles may bound the WAL tighter than this one's default
+	 * options (share_wal_limit, spool.c): hold to theirs, so that draining
+	 * a backlog while a reader pins the WAL stops at the same bound. */
+	int64_t limit = telespool__wal_limit(sp->max_bytes), shared = 0;
+	if (read_int(sp,
+		     "SELECT coalesce((SELECT CAST(value AS INTEGER)"
+		     " FROM uploader_state WHERE key = 'wal_limit'), 0)",
+		     &shared) == TELESPOOL_OK &&
+	    shared > 0 && shared < limit)
+		limit = shared;
+	telespool__set_wal_limit(sp, limit);
+	int64_t half = limit / 2 / sp->page_size;
 	telespool__set_checkpoint(sp, half < UPLOADER_CHECKPOINT_PAGES
 					  ? half
 					  : UPLOADER_CHECKPOINT_PAGES);

@@ -43,7 +43,9 @@ typedef struct telespool__batch {
  * horizon_ms in the future (the clock went back: do not wait forever), or
  * any next_attempt_at when ignore_backoff.  Rows whose lease has not expired
  * are skipped.  On success *out owns the items (telespool__batch_free);
- * out->n is 0 when nothing is due.
+ * out->n is 0 when nothing is due.  TELESPOOL_EBUSY, nothing claimed, while
+ * a reader keeps the WAL at its bound (telespool__wal_room(); the bound is
+ * LangBot's when it set a tighter one, see telespool__run_start()).
  */
 int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
 		     int64_t horizon_ms, int ignore_backoff, int max,
@@ -94,9 +96,10 @@ int telespool__reclaim_leases(telespool *sp, int64_t *n_reclaimed);
  * than retention_ms ago are deleted; then free pages are given back
  * (incremental vacuum).  Rows are found by a read-only walk that stops at
  * the first row recorded after the cutoff, and changed 1,000 at a time in
- * short transactions, so LangBot never waits long for the lock.  (Events
- * that use up their attempts are marked dead by the uploader when their
- * last attempt fails.) */
+ * short transactions, so LangBot never waits long for the lock; a chunk
+ * is not started while a reader keeps the WAL at its bound (TELESPOOL_EFULL,
+ * what was done stays).  (Events that use up their attempts are marked dead
+ * by the uploader when their last attempt fails.) */
 typedef struct telespool__expiry {
 	int64_t expired, pruned;
 } telespool__expiry;
@@ -129,7 +132,9 @@ int telespool__state_get(telespool *sp, const char *key, char **value);
 /* value NULL deletes the key. */
 int telespool__state_set(telespool *sp, const char *key, const char *value);
 
-/* upload_runs: a row at start, completed at the end. */
+/* upload_runs: a row at start, completed at the end.  run_start also
+ * takes on the checkpoints and holds this handle to the WAL bound a LangBot
+ * handle left in uploader_state ('wal_limit') when it is tighter. */
 int telespool__run_start(telespool *sp, int64_t now_ms, int64_t *run_id);
 typedef struct telespool__run {
 	int64_t sent, retried, dead, purged;

@@ -37,8 +37,10 @@
 #define WAL_LIMIT_MAX   (64 * 1024 * 1024)
 #define HOST_CHECKPOINT (16 * 1024 * 1024)
 
-/* While the log is full, how often a record call tries a checkpoint. */
-#define WAL_RETRY_MS 10
+/* While the log is full, how often a record call tries a checkpoint, and
+ * how long a RESTART checkpoint waits for readers and writers. */
+#define WAL_RETRY_MS        10
+#define WAL_RESTART_WAIT_MS 2
 
 static _Thread_local char open_err[512];
 
@@ -537,29 +539,92 @@ int64_t telespool__wal_limit(int64_t max_bytes)
 				   : w;
 }
 
+void telespool__set_wal_limit(telespool *sp, int64_t bytes)
+{
+	/* A frame is a page and its 24-byte header. */
+	sp->wal_max_frames = bytes / (sp->page_size + 24);
+}
+
 void telespool__set_checkpoint(telespool *sp, int64_t pages)
 {
 	sp->ckpt_frames = pages > 0 ? pages : 1;
 }
 
+/* The busy handler of a RESTART checkpoint: about WAL_RESTART_WAIT_MS. */
+static int restart_wait(void *ctx, int count)
+{
+	(void)ctx;
+	if (count >= WAL_RESTART_WAIT_MS * 5)
+		return 0;
+	sleep_us(200);
+	return 1;
+}
+
+/*
+ * One checkpoint of this connection; returns the frames the log holds once
+ * it is done (0 when all of them are copied: the next commit starts the
+ * log over), or -1 when another connection was checkpointing.  PASSIVE
+ * copies what the readers let through without waiting.  That is not
+ * enough while other connections commit all the time: some commit always
+ * lands while it copies, so the log never runs dry and never starts over
+ * (checkpoint starvation).  So when it leaves frames behind, a RESTART
+ * checkpoint copies the rest holding the writers off, waiting a little
+ * (WAL_RESTART_WAIT_MS) for them and for the readers.  A reader holding a
+ * transaction open still wins: then it costs that wait (the other writers
+ * too), and the next RESTART waits 10 ms, then twice as long each time up
+ * to 100 ms: 2 % of a handle's time while a reader pins the log.
+ */
+static int64_t checkpoint(telespool *sp, sqlite3 *db, const char *name)
+{
+	int log = -1, done = -1;
+	int src = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE,
+					    &log, &done);
+	if (log >= 0 && done >= log) {
+		sp->restart_fails = 0;
+		sp->restart_ms = 0;
+		return 0;
+	}
+	int64_t now = monotonic_ms();
+	if (now < sp->restart_ms)
+		return src == SQLITE_OK ? log : -1;
+	sqlite3_busy_handler(db, restart_wait, NULL);
+	/* SQLite never calls the busy handler for the checkpoint lock, which
+	 * another connection's (short) checkpoint may hold. */
+	for (int i = 0; i <= WAL_RESTART_WAIT_MS * 5; i++) {
+		if (i > 0)
+			sleep_us(200);
+		src = sqlite3_wal_checkpoint_v2(
+		    db, name, SQLITE_CHECKPOINT_RESTART, &log, &done);
+		if (src != SQLITE_BUSY || log >= 0)
+			break;
+	}
+	sqlite3_busy_handler(db, busy_wait, sp);
+	if (log >= 0 && done >= log) {
+		sp->restart_fails = 0;
+		return 0;
+	}
+	/* A reader kept it from copying everything: it may hold on for
+	 * long, so wait longer each time (10 ms, doubling up to 100 ms). */
+	if (log >= 0) {
+		int n = sp->restart_fails < 4 ? sp->restart_fails++ : 4;
+		int64_t wait = (int64_t)WAL_RETRY_MS << n;
+		sp->restart_ms = now + (wait < 100 ? wait : 100);
+	}
+	return log;
+}
+
 /*
  * After each commit of this connection: SQLite's own auto-checkpoint (a
- * PASSIVE checkpoint once the log holds ckpt_frames), keeping the log's
- * size for telespool__wal_room().  While a reader holds the log back each
- * try copies nothing and costs little; the bound keeps the log, and so
- * each lookup in it, from growing without end.
+ * checkpoint once the log holds ckpt_frames, escalated as checkpoint()
+ * says), keeping the log's size for telespool__wal_room().  The bound
+ * keeps the log, and so each lookup in it, from growing without end.
  */
 static int wal_hook(void *ctx, sqlite3 *db, const char *name, int frames)
 {
 	telespool *sp = ctx;
-	int log = -1, done = -1;
 
 	sp->wal_frames = frames;
-	if (frames < sp->ckpt_frames)
-		return SQLITE_OK;
-	int src = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE,
-					    &log, &done);
-	if (src == SQLITE_OK && done >= log)
+	if (frames >= sp->ckpt_frames && checkpoint(sp, db, name) == 0)
 		sp->wal_frames = 0; /* the next commit starts the log over */
 	return SQLITE_OK;
 }
@@ -570,16 +635,10 @@ int telespool__wal_room(telespool *sp)
 		return TELESPOOL_OK;
 	int64_t now = monotonic_ms();
 	if (now >= sp->wal_retry_ms) {
-		int log = -1, done = -1;
-		int src = sqlite3_wal_checkpoint_v2(
-		    sp->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-		if (src == SQLITE_OK && done >= log) {
-			sp->wal_frames = 0;
-			return TELESPOOL_OK;
-		}
-		/* Someone else's commit may have started it over. */
-		if (src == SQLITE_OK && log >= 0 && log <= sp->wal_max_frames) {
-			sp->wal_frames = log;
+		int64_t left = checkpoint(sp, sp->db, NULL);
+		/* All copied, or someone else's commit started it over. */
+		if (left >= 0 && left <= sp->wal_max_frames) {
+			sp->wal_frames = left;
 			return TELESPOOL_OK;
 		}
 		sp->wal_retry_ms = now + WAL_RETRY_MS;
@@ -663,8 +722,7 @@ static int setup(telespool *sp, sqlite3 *db, const char *path)
 		sqlite3_finalize(ps);
 	}
 	if (src == SQLITE_OK) {
-		/* A frame is a page and its 24-byte header. */
-		sp->wal_max_frames = wal_limit / (sp->page_size + 24);
+		telespool__set_wal_limit(sp, wal_limit);
 		sp->wal_frames = 0;
 		sqlite3_wal_hook(db, wal_hook, sp);
 		telespool__set_checkpoint(sp, ckpt_bytes / sp->page_size);
@@ -748,6 +806,17 @@ static int quick_check(telespool *sp, sqlite3 *db)
 	return rc;
 }
 
+void telespool__dir_of(const char *path, char *dir, size_t len)
+{
+	const char *slash = strrchr(path, '/');
+	if (slash == NULL)
+		snprintf(dir, len, ".");
+	else if (slash == path)
+		snprintf(dir, len, "/");
+	else
+		snprintf(dir, len, "%.*s", (int)(slash - path), path);
+}
+
 /*
  * Who has the spool open.  Every handle holds a shared flock(2) on the
  * spool's directory for its whole life; moving a damaged spool aside takes
@@ -764,15 +833,9 @@ static int quick_check(telespool *sp, sqlite3 *db)
 static int lock_dir(const char *path, int busy_ms, int *fd_out)
 {
 	char dir[4096];
-	const char *slash = strrchr(path, '/');
 
 	*fd_out = -1;
-	if (slash == NULL)
-		snprintf(dir, sizeof(dir), ".");
-	else if (slash == path)
-		snprintf(dir, sizeof(dir), "/");
-	else
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	telespool__dir_of(path, dir, sizeof(dir));
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return TELESPOOL_OK;
@@ -794,6 +857,59 @@ static int lock_dir(const char *path, int busy_ms, int *fd_out)
 	}
 	*fd_out = fd;
 	return TELESPOOL_OK;
+}
+
+/*
+ * The uploader opens the spool with the default bounds, not LangBot's: a
+ * handle given its own max_bytes leaves its WAL bound in uploader_state
+ * ('wal_limit', bytes), which telespool__run_start() holds the uploader to
+ * when it is tighter.  Best effort, and written only when it changes.
+ */
+static void share_wal_limit(telespool *sp)
+{
+	char w[24];
+	sqlite3_stmt *st;
+	snprintf(w, sizeof(w), "%lld",
+		 (long long)telespool__wal_limit(sp->max_bytes));
+	if (sqlite3_prepare_v2(sp->db,
+			       "INSERT INTO uploader_state (key, value)"
+			       " VALUES ('wal_limit', ?1) ON CONFLICT (key)"
+			       " DO UPDATE SET value = excluded.value"
+			       " WHERE value IS NOT excluded.value",
+			       -1, &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_text(st, 1, w, -1, SQLITE_STATIC);
+	(void)sqlite3_step(st);
+	sqlite3_finalize(st);
+}
+
+/*
+ * The file a spool path names, through symbolic links: SQLite keeps the WAL
+ * beside that file, so the directory lock, moving aside, the purge of the
+ * moved copies and creating a new spool must act there too, never on the
+ * link (realpath(3) would not resolve a link to a file not made yet).
+ * malloc'd; NULL when out of memory.
+ */
+static char *resolve_links(const char *path)
+{
+	char cur[4096], target[4096], next[8200];
+	snprintf(cur, sizeof(cur), "%s", path);
+	for (int hops = 0; hops < 40; hops++) {
+		ssize_t n = readlink(cur, target, sizeof(target) - 1);
+		if (n < 0)
+			break; /* not a link, or nothing there */
+		target[n] = '\0';
+		const char *slash = strrchr(cur, '/');
+		if (target[0] == '/' || slash == NULL)
+			snprintf(next, sizeof(next), "%s", target);
+		else
+			snprintf(next, sizeof(next), "%.*s/%s",
+				 (int)(slash - cur), cur, target);
+		if (strlen(next) >= sizeof(cur))
+			break;
+		memcpy(cur, next, strlen(next) + 1);
+	}
+	return strdup(cur);
 }
 
 /* Opens sp->path into sp->db with the settings and schema of a spool. */
@@ -824,6 +940,54 @@ static int open_db(telespool *sp)
 	return TELESPOOL_OK;
 }
 
+/*
+ * on_corrupt = MOVE_ASIDE, once open_db() found the file damaged: renames it
+ * (move_aside) and opens a new spool in its place, counting the loss.  Only
+ * a file nobody else has open (lock_dir): a live writer would go on writing
+ * into the moved file, never to be sent nor purged.  Returns a telespool_rc,
+ * with open_err set on failure; the caller closes sp.
+ */
+static int move_aside_and_reopen(telespool *sp, char *moved, size_t movedlen)
+{
+	char why[sizeof(open_err)];
+	memcpy(why, open_err, sizeof(why));
+	if (sp->dir_fd < 0 || flock(sp->dir_fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = sp->dir_fd < 0 ? 0 : errno;
+		return open_fail(
+		    TELESPOOL_ECORRUPT, "%s; not moved aside: %s", why,
+		    e == EWOULDBLOCK
+			? "another telespool handle (LangBot or the "
+			  "uploader) has it open; stop them, then open "
+			  "it again"
+		    : e == 0 ? "its directory cannot be locked, so "
+			       "whether another process has it open is "
+			       "unknown"
+			     : strerror(e));
+	}
+	if (move_aside(sp->path, moved, movedlen) != 0) {
+		int e = errno;
+		return open_fail(TELESPOOL_ECORRUPT,
+				 "%s; moving it aside failed: %s", why,
+				 strerror(e));
+	}
+	int rc = open_db(sp);
+	if (rc == TELESPOOL_OK) {
+		char iso[TELESPOOL_ISO_LEN];
+		telespool__iso(telespool__now_ms(), iso);
+		rc = telespool__begin(sp);
+		if (rc == TELESPOOL_OK)
+			rc = telespool__count_drop(sp, "corrupt_spool", 1, iso);
+		if (rc == TELESPOOL_OK)
+			rc = telespool__commit(sp);
+		else
+			telespool__rollback(sp);
+		if (rc != TELESPOOL_OK)
+			snprintf(open_err, sizeof(open_err), "%s", sp->errmsg);
+	}
+	flock(sp->dir_fd, LOCK_SH); /* never blocks: we hold it */
+	return rc;
+}
+
 int telespool_open(telespool **out, const char *path,
 		   const telespool_options *opts)
 {
@@ -849,7 +1013,7 @@ int telespool_open(telespool **out, const char *path,
 		return open_fail(TELESPOOL_ENOMEM, "out of memory");
 	pthread_mutex_init(&sp->mu, NULL);
 	sp->dir_fd = -1;
-	sp->path = strdup(path);
+	sp->path = resolve_links(path);
 	sp->instance_id = dup_clean(opts->instance_id);
 	sp->version = dup_clean(opts->version);
 	sp->edition = opts->edition ? dup_clean(opts->edition) : NULL;
@@ -878,58 +1042,15 @@ int telespool_open(telespool **out, const char *path,
 		return open_fail(TELESPOOL_ENOMEM, "out of memory");
 	}
 
-	rc = lock_dir(path, sp->busy_timeout_ms, &sp->dir_fd);
+	rc = lock_dir(sp->path, sp->busy_timeout_ms, &sp->dir_fd);
 	if (rc != TELESPOOL_OK) {
 		telespool_close(sp);
 		return rc;
 	}
 	rc = open_db(sp);
 	if (rc == TELESPOOL_ECORRUPT &&
-	    opts->on_corrupt == TELESPOOL_CORRUPT_MOVE_ASIDE) {
-		char why[sizeof(open_err)];
-		memcpy(why, open_err, sizeof(why));
-		/* Only a file nobody else has open: a live writer would go on
-		 * writing into the moved file, never to be sent nor purged. */
-		if (sp->dir_fd < 0 ||
-		    flock(sp->dir_fd, LOCK_EX | LOCK_NB) != 0) {
-			int e = sp->dir_fd < 0 ? 0 : errno;
-			telespool_close(sp);
-			return open_fail(
-			    TELESPOOL_ECORRUPT, "%s; not moved aside: %s", why,
-			    e == EWOULDBLOCK
-				? "another telespool handle (LangBot or the "
-				  "uploader) has it open; stop them, then open "
-				  "it again"
-			    : e == 0 ? "its directory cannot be locked, so "
-				       "whether another process has it open is "
-				       "unknown"
-				     : strerror(e));
-		}
-		if (move_aside(path, moved, sizeof(moved)) != 0) {
-			int e = errno;
-			telespool_close(sp);
-			return open_fail(TELESPOOL_ECORRUPT,
-					 "%s; moving it aside failed: %s", why,
-					 strerror(e));
-		}
-		rc = open_db(sp);
-		if (rc == TELESPOOL_OK) {
-			char iso[TELESPOOL_ISO_LEN];
-			telespool__iso(telespool__now_ms(), iso);
-			rc = telespool__begin(sp);
-			if (rc == TELESPOOL_OK)
-				rc = telespool__count_drop(sp, "corrupt_spool",
-							   1, iso);
-			if (rc == TELESPOOL_OK)
-				rc = telespool__commit(sp);
-			else
-				telespool__rollback(sp);
-			if (rc != TELESPOOL_OK)
-				snprintf(open_err, sizeof(open_err), "%s",
-					 sp->errmsg);
-		}
-		flock(sp->dir_fd, LOCK_SH); /* never blocks: we hold it */
-	}
+	    opts->on_corrupt == TELESPOOL_CORRUPT_MOVE_ASIDE)
+		rc = move_aside_and_reopen(sp, moved, sizeof(moved));
 	/* An opt-out purge that a kill -9 or a reader interrupted is finished
 	 * before anything else.  Best effort and without waiting for locks
 	 * (the open's bound stands): the spool opens either way, the next
@@ -937,6 +1058,8 @@ int telespool_open(telespool **out, const char *path,
 	if (rc == TELESPOOL_OK) {
 		sqlite3_busy_handler(sp->db, NULL, NULL);
 		(void)telespool__purge_resume(sp);
+		if (opts->max_bytes > 0 && !sp->disabled)
+			share_wal_limit(sp);
 		sqlite3_busy_handler(sp->db, busy_wait, sp);
 	}
 	if (rc != TELESPOOL_OK) {
@@ -957,8 +1080,20 @@ const char *telespool_open_errmsg(void)
 	return open_err;
 }
 
+/* save_drops()'s busy handler: a few ms, what another handle's RESTART
+ * checkpoint may hold the file for (about twice WAL_RESTART_WAIT_MS). */
+static int close_wait(void *ctx, int count)
+{
+	(void)ctx;
+	if (count >= WAL_RESTART_WAIT_MS * 12)
+		return 0;
+	sleep_us(200);
+	return 1;
+}
+
 /* Drops counted in memory only (the disk or the WAL was full) are
- * written now if the file takes them at once: close never waits. */
+ * written now if the file takes them within a few ms: close hardly
+ * waits. */
 static void save_drops(telespool *sp)
 {
 	int any = 0;
@@ -968,7 +1103,8 @@ static void save_drops(telespool *sp)
 		return;
 	char iso[TELESPOOL_ISO_LEN];
 	telespool__iso(telespool__now_ms(), iso);
-	sqlite3_busy_handler(sp->db, NULL, NULL);
+	sqlite3_busy_handler(sp->db, close_wait, NULL);
+	sp->restart_ms = INT64_MAX; /* nor hold the others off (checkpoint) */
 	if (telespool__begin(sp) != TELESPOOL_OK)
 		return;
 	if (telespool__flush_drops(sp, iso) == TELESPOOL_OK)

@@ -92,6 +92,8 @@ struct telespool {
 	int64_t wal_max_frames;
 	int64_t ckpt_frames;
 	int64_t wal_retry_ms;
+	int64_t restart_ms; /* when a RESTART checkpoint may next be tried */
+	int restart_fails;  /* RESTARTs a reader held back in a row */
 
 	char errmsg[512];
 };
@@ -143,6 +145,12 @@ int telespool__wal_room(telespool *sp);
 /* The most bytes the WAL may hold for a spool bounded by max_bytes:
  * max_bytes / 2, at least 1 MiB and at most 64 MiB. */
 int64_t telespool__wal_limit(int64_t max_bytes);
+
+/* The directory part of path into dir ("." when it has none). */
+void telespool__dir_of(const char *path, char *dir, size_t len);
+
+/* Sets the most bytes the WAL may hold for telespool__wal_room(). */
+void telespool__set_wal_limit(telespool *sp, int64_t bytes);
 
 /* Sets the WAL size (in pages) at which this handle's commits checkpoint. */
 void telespool__set_checkpoint(telespool *sp, int64_t pages);

@@ -580,6 +580,11 @@ class TestErrors(SpoolTest):
             features, depth = features.get("x"), depth + 1
         self.assertLessEqual(depth, 8)
         self.assertGreaterEqual(depth, 7)
+        # Deep and with a key json cannot encode: the same TypeError as when shallow.
+        for value in ({(1, 2): 3, "deep": deep}, {"deep": deep, "odd": {(1, 2): 3}}):
+            with self.assertRaises(TypeError) as cm:
+                sp.record_heartbeat(features=value)
+            self.assertIn("telespool: features cannot be serialised as JSON", str(cm.exception))
         # A survey stored by some other means, deeper than json.loads goes: an Error.
         self.add_survey("s-deep", "[" * 5000 + "]" * 5000)
         with self.assertRaises(telespool.Error) as cm:

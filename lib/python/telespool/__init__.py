@@ -355,12 +355,13 @@ def _enc_json(value, field):
     if isinstance(value, str):
         return _enc(value, field)
     try:
-        text = json.dumps(value, ensure_ascii=False, default=str)
+        try:
+            text = json.dumps(value, ensure_ascii=False, default=str)
+        except RecursionError:
+            # Deeper than json can go: keep what the library keeps anyway.
+            text = json.dumps(_cut_depth(value), ensure_ascii=False, default=str)
     except (TypeError, ValueError) as e:
         raise TypeError(f"telespool: {field} cannot be serialised as JSON: {e}") from None
-    except RecursionError:
-        # Deeper than json can go: keep what the library keeps anyway.
-        text = json.dumps(_cut_depth(value), ensure_ascii=False, default=str)
     return _enc(text, field)
 
 
