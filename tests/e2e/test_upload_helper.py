@@ -117,6 +117,22 @@ class TestUploadHelper(E2E):
         self.assertFalse(broken.ok)
         self.assertEqual(no_dir.exit_code, 78, no_dir)
 
+    def test_a_run_that_records_nothing_is_not_given_the_previous_runs_outcome(self):
+        space = self.space()
+        lb = self.langbot(space)
+        lb.record_queries(1)
+
+        async def back_to_back():
+            first = await upload.upload_once(cwd=lb.root, program=UPLOAD)
+            # Exits 78 before it records a run; the previous run is the newest one recorded.
+            bad = await upload.upload_once(cwd=lb.root, program=UPLOAD, extra_args=["--bogus"])
+            return first, bad
+
+        first, bad = asyncio.run(back_to_back())
+        self.assertEqual((first.outcome, first.sent), ("ok", 1), first)
+        self.assertEqual((bad.outcome, bad.exit_code, bad.sent), ("config_error", 78, 0), bad)
+        self.assertIn("--bogus", bad.detail)
+
     def test_run_periodically_until_cancelled(self):
         space = self.space()
         lb = self.langbot(space)

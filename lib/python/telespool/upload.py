@@ -58,6 +58,10 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 _NAME = "telespool-upload"
 _KILL_AFTER = 5.0            # seconds between SIGTERM and SIGKILL
 _STATUS_TIMEOUT = 30.0       # bound of the --status --json child
+# How much earlier than this process's launch time a run's started_at may read and still be
+# the run it launched: the program records whole milliseconds, truncated.  Anything looser
+# takes the previous run for this one when this one recorded none (a bad argument, no spool).
+_CLOCK_SLACK = 0.002
 
 
 def _is_program(path: str) -> bool:
@@ -252,7 +256,7 @@ async def upload_once(*, data_dir: str = "data", config: Optional[str] = None,
         run = None
         for r in (status or {}).get("runs") or []:
             t = _iso_ms(r.get("started_at"))
-            if t is not None and t >= started - 1.0:
+            if t is not None and t >= started - _CLOCK_SLACK:
                 run = r
                 break
         pending = status.get("pending") if isinstance(status, dict) else None
