@@ -19,7 +19,9 @@ How a run is bounded: the child gets ``--max-seconds`` (it stops sending by itse
 ``timeout`` it is sent SIGTERM (it stops within a second at its next safe point, recording the
 outcomes of the requests in flight), and SIGKILL 5 s later.  Cancelling the awaiting task does
 the same before CancelledError goes on.  The run's outcome is read from the spool's record of
-its runs (``telespool-upload --status --json``), the same words as ``upload_runs.outcome``.
+its runs (``telespool-upload --status --json``, a second child bounded the same way by 30 s),
+the same words as ``upload_runs.outcome``.  So a call returns within ``timeout`` + 40 s even
+when the program hangs and ignores SIGTERM (a working program: ``timeout`` + 1 s).
 
 The program is found (the first that applies): ``program=``; ``TELESPOOL_UPLOAD`` (a path);
 the wheel's ``telespool/_bin/telespool-upload``; a source tree's ``build/uploader/``; then
