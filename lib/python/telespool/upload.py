@@ -152,18 +152,22 @@ def _iso_ms(text: str) -> Optional[float]:
     return dt.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
+def _signal_group(proc: asyncio.subprocess.Process, sig: int) -> None:
+    """Signals the child and whatever it started: it leads a session (and group) of its own."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
 async def _stop(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM, then SIGKILL after _KILL_AFTER seconds; reaps the child."""
-    if proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), _KILL_AFTER)
-    except asyncio.TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
+    """SIGTERM, then SIGKILL after _KILL_AFTER seconds, to the child's process group; reaps
+    the child.  The group, because a descendant left behind holding the output pipes would
+    keep the run from ever ending."""
+    if proc.returncode is None:
+        _signal_group(proc, signal.SIGTERM)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(proc.wait(), _KILL_AFTER)
+    _signal_group(proc, signal.SIGKILL)
+    await proc.wait()
 
 
 async def _run(argv: Sequence[str], env: Optional[Mapping[str, str]], cwd: Optional[str],
@@ -180,7 +184,13 @@ async def _run(argv: Sequence[str], env: Optional[Mapping[str, str]], cwd: Optio
         timed_out = not done
         if timed_out:
             await _stop(proc)
-        out, err = await comm
+            # Only a descendant that left the child's session could still hold the pipes.
+            done, _ = await asyncio.wait({comm}, timeout=_KILL_AFTER)
+        if done:
+            out, err = await comm
+        else:
+            comm.cancel()
+            out, err = b"", b""
     except BaseException:       # cancelled: stop the child, then let the cancellation go on
         await asyncio.shield(_stop(proc))
         comm.cancel()
