@@ -16,8 +16,9 @@ inside the wheel), without ever blocking its event loop or raising into it.
     # or, with no task manager:  task = upload.start_periodic(900)  ...  task.cancel()
 
 How a run is bounded: the child gets ``--max-seconds`` (it stops sending by itself then); past
-``timeout`` it is sent SIGTERM (it stops within a second at its next safe point, recording the
-outcomes of the requests in flight), and SIGKILL 5 s later.  Cancelling the awaiting task does
+``timeout`` it is sent SIGTERM (it stops within a second at its next safe point: the requests
+in flight are abandoned, their events released for the next run, the run's outcome recorded),
+and SIGKILL 5 s later.  Cancelling the awaiting task does
 the same before CancelledError goes on.  The run's outcome is read from the spool's record of
 its runs (``telespool-upload --status --json``, a second child bounded the same way by 30 s),
 the same words as ``upload_runs.outcome``.  So a call returns within ``timeout`` + 40 s even
