@@ -182,9 +182,18 @@ class build_py(_build_py):
     """The Python files, then CMake's library and program into the package."""
 
     def run(self) -> None:
+        # A module deleted from the package since the last build must not ship from build/.
+        shutil.rmtree(Path(self.build_lib) / "telespool", ignore_errors=True)
         super().run()
         build_temp = Path(self.get_finalized_command("build").build_temp).resolve()
         cmake_dir = build_temp / "cmake"
+        home = _cache_value(cmake_dir, "CMAKE_HOME_DIRECTORY")
+        if home is not None and Path(home).resolve() != ROOT:
+            # The checkout was moved or copied with its build tree; CMake refuses a cache made
+            # for another source directory.
+            print(f"telespool: {cmake_dir} was configured for {home}; starting it afresh",
+                  flush=True)
+            shutil.rmtree(cmake_dir)
         cmake = shutil.which("cmake")
         if cmake is None:
             raise SystemExit("telespool: cmake is needed to build the wheel")

@@ -8,6 +8,7 @@ stops the child when its task is cancelled, never raises, and runs periodically.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from harness import E2E, TELEMETRY, UPLOAD
@@ -72,6 +73,21 @@ class TestUploadHelper(E2E):
         again = asyncio.run(upload.upload_once(cwd=lb.root, program=UPLOAD))
         self.assertEqual((again.outcome, again.sent), ("ok", 2), again)
 
+    def test_a_run_whose_descendant_holds_the_pipes_still_ends(self):
+        # A wrapper (TELESPOOL_UPLOAD may name any program) whose child outlives it with
+        # stdout and stderr open: the pipes never reach end-of-file until that child dies.
+        lb = self.langbot(url="")
+        wrapper = os.path.join(lb.root, "wrapper.sh")
+        with open(wrapper, "w") as f:
+            f.write('#!/bin/sh\ncase "$*" in *--status*) exit 1;; esac\n'
+                    'sleep 600 &\nexec sleep 600\n')
+        os.chmod(wrapper, 0o755)
+        t0 = time.monotonic()
+        result = asyncio.run(asyncio.wait_for(
+            upload.upload_once(cwd=lb.root, program=wrapper, timeout=0.5), 120))
+        self.assertEqual((result.outcome, result.exit_code), ("timeout", None), result)
+        self.assertLess(time.monotonic() - t0, 0.5 + 5.0 + 5.0 + 30.0)
+
     def test_cancelling_stops_the_child(self):
         space = self.space({"rules": [{"path": TELEMETRY, "action": "stall"}]})
         lb = self.langbot(space)
@@ -116,6 +132,22 @@ class TestUploadHelper(E2E):
         self.assertIn("config.yaml", broken.detail)     # the reason, not only "exit 78"
         self.assertFalse(broken.ok)
         self.assertEqual(no_dir.exit_code, 78, no_dir)
+
+    def test_a_run_that_records_nothing_is_not_given_the_previous_runs_outcome(self):
+        space = self.space()
+        lb = self.langbot(space)
+        lb.record_queries(1)
+
+        async def back_to_back():
+            first = await upload.upload_once(cwd=lb.root, program=UPLOAD)
+            # Exits 78 before it records a run; the previous run is the newest one recorded.
+            bad = await upload.upload_once(cwd=lb.root, program=UPLOAD, extra_args=["--bogus"])
+            return first, bad
+
+        first, bad = asyncio.run(back_to_back())
+        self.assertEqual((first.outcome, first.sent), ("ok", 1), first)
+        self.assertEqual((bad.outcome, bad.exit_code, bad.sent), ("config_error", 78, 0), bad)
+        self.assertIn("--bogus", bad.detail)
 
     def test_run_periodically_until_cancelled(self):
         space = self.space()

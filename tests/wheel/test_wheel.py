@@ -133,6 +133,7 @@ class TestWheel(unittest.TestCase):
                            cwd=cls.tmp, env=env, capture_output=True, text=True, timeout=600)
         if p.returncode != 0:
             raise AssertionError(f"pip wheel failed:\n{p.stdout}\n{p.stderr}")
+        cls.checkout, cls.dist, cls.build_env = src, dist, env
         wheels = [f for f in os.listdir(dist) if f.endswith(".whl")]
         if len(wheels) != 1:
             raise AssertionError(f"expected one wheel, got {wheels}")
@@ -192,6 +193,30 @@ class TestWheel(unittest.TestCase):
                 self.assertEqual(licences, {"libsqlite3-dev", "libyaml-dev", "libcjson1"})
                 self.assertIn(b"Permission is hereby granted",
                               z.read("telespool/_licenses/libyaml-dev"))
+
+    def test_builds_again_after_the_checkout_moved(self):
+        # The first build left lib/python/build/ (CMake's cache names the old directory) and
+        # a module since deleted from the package.
+        moved = os.path.join(self.tmp, "moved")
+        os.rename(self.checkout, moved)
+        self.addCleanup(os.rename, moved, self.checkout)
+        build = os.path.join(moved, "lib", "python", "build")
+        pkgs = [os.path.join(build, d, "telespool") for d in os.listdir(build)
+                if d.startswith("lib") and os.path.isdir(os.path.join(build, d, "telespool"))]
+        self.assertEqual(len(pkgs), 1, os.listdir(build))
+        stale = os.path.join(pkgs[0], "gone.py")
+        with open(stale, "w") as f:
+            f.write("# deleted from the package since the last build\n")
+        dist = os.path.join(self.tmp, "dist-moved")
+        p = subprocess.run([self.py, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                            os.path.join(moved, "lib", "python"), "-w", dist],
+                           cwd=self.tmp, env=self.build_env, capture_output=True, text=True,
+                           timeout=600)
+        self.assertEqual(p.returncode, 0, f"{p.stdout}\n{p.stderr}")
+        with zipfile.ZipFile(os.path.join(dist, os.path.basename(self.wheel))) as z:
+            names = set(z.namelist())
+        self.assertIn("telespool/_bin/telespool-upload", names)
+        self.assertNotIn("telespool/gone.py", names)
 
     def test_binaries_need_only_glibc_and_what_is_inside(self):
         inside = set(os.listdir(os.path.join(self.pkg, "_lib")))

@@ -16,10 +16,13 @@ inside the wheel), without ever blocking its event loop or raising into it.
     # or, with no task manager:  task = upload.start_periodic(900)  ...  task.cancel()
 
 How a run is bounded: the child gets ``--max-seconds`` (it stops sending by itself then); past
-``timeout`` it is sent SIGTERM (it stops within a second at its next safe point, recording the
-outcomes of the requests in flight), and SIGKILL 5 s later.  Cancelling the awaiting task does
+``timeout`` it is sent SIGTERM (it stops within a second at its next safe point: the requests
+in flight are abandoned, their events released for the next run, the run's outcome recorded),
+and SIGKILL 5 s later.  Cancelling the awaiting task does
 the same before CancelledError goes on.  The run's outcome is read from the spool's record of
-its runs (``telespool-upload --status --json``), the same words as ``upload_runs.outcome``.
+its runs (``telespool-upload --status --json``, a second child bounded the same way by 30 s),
+the same words as ``upload_runs.outcome``.  So a call returns within ``timeout`` + 40 s even
+when the program hangs and ignores SIGTERM (a working program: ``timeout`` + 1 s).
 
 The program is found (the first that applies): ``program=``; ``TELESPOOL_UPLOAD`` (a path);
 the wheel's ``telespool/_bin/telespool-upload``; a source tree's ``build/uploader/``; then
@@ -58,6 +61,10 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 _NAME = "telespool-upload"
 _KILL_AFTER = 5.0            # seconds between SIGTERM and SIGKILL
 _STATUS_TIMEOUT = 30.0       # bound of the --status --json child
+# How much earlier than this process's launch time a run's started_at may read and still be
+# the run it launched: the program records whole milliseconds, truncated.  Anything looser
+# takes the previous run for this one when this one recorded none (a bad argument, no spool).
+_CLOCK_SLACK = 0.002
 
 
 def _is_program(path: str) -> bool:
@@ -146,18 +153,22 @@ def _iso_ms(text: str) -> Optional[float]:
     return dt.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
+def _signal_group(proc: asyncio.subprocess.Process, sig: int) -> None:
+    """Signals the child and whatever it started: it leads a session (and group) of its own."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
 async def _stop(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM, then SIGKILL after _KILL_AFTER seconds; reaps the child."""
-    if proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), _KILL_AFTER)
-    except asyncio.TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
+    """SIGTERM, then SIGKILL after _KILL_AFTER seconds, to the child's process group; reaps
+    the child.  The group, because a descendant left behind holding the output pipes would
+    keep the run from ever ending."""
+    if proc.returncode is None:
+        _signal_group(proc, signal.SIGTERM)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(proc.wait(), _KILL_AFTER)
+    _signal_group(proc, signal.SIGKILL)
+    await proc.wait()
 
 
 async def _run(argv: Sequence[str], env: Optional[Mapping[str, str]], cwd: Optional[str],
@@ -174,7 +185,13 @@ async def _run(argv: Sequence[str], env: Optional[Mapping[str, str]], cwd: Optio
         timed_out = not done
         if timed_out:
             await _stop(proc)
-        out, err = await comm
+            # Only a descendant that left the child's session could still hold the pipes.
+            done, _ = await asyncio.wait({comm}, timeout=_KILL_AFTER)
+        if done:
+            out, err = await comm
+        else:
+            comm.cancel()
+            out, err = b"", b""
     except BaseException:       # cancelled: stop the child, then let the cancellation go on
         await asyncio.shield(_stop(proc))
         comm.cancel()
@@ -252,7 +269,7 @@ async def upload_once(*, data_dir: str = "data", config: Optional[str] = None,
         run = None
         for r in (status or {}).get("runs") or []:
             t = _iso_ms(r.get("started_at"))
-            if t is not None and t >= started - 1.0:
+            if t is not None and t >= started - _CLOCK_SLACK:
                 run = r
                 break
         pending = status.get("pending") if isinstance(status, dict) else None
