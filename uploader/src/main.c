@@ -236,8 +236,13 @@ static int every(const tsu_options *o, int64_t interval_ms)
 		int64_t started = tsu_monotonic_ms();
 		int code = tsu_drain(o, &stop_flag);
 		runs++;
-		if (stop_flag)
+		if (stop_flag) {
+			fprintf(stderr,
+				"telespool-upload: run %llu: exit %d (%s); "
+				"stopping\n",
+				runs, code, exit_meaning(code));
 			break;
+		}
 		int64_t next = started + jittered(interval_ms);
 		int64_t wait = next - tsu_monotonic_ms();
 		if (wait < 0)
