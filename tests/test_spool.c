@@ -1192,8 +1192,10 @@ static void test_body_query(void)
 	if (sp == NULL)
 		return;
 
+	/* A caller built against the 0.1.0 header: the 4.10.6 body. */
 	const char *plugins[] = {"WebSearch", "Memory"};
 	telespool_query q = TELESPOOL_QUERY_INIT;
+	q.struct_version = 1;
 	q.query_id = "q-0001";
 	q.adapter = "TelegramAdapter";
 	q.runner = "local-agent";
@@ -1238,6 +1240,7 @@ static void test_body_query(void)
 
 	/* Every string NULL: "" everywhere, duration 0, no plugins. */
 	telespool_query empty = TELESPOOL_QUERY_INIT;
+	empty.struct_version = 1;
 	empty.duration_ms = -5;
 	ASSERT_EQ(telespool_record_query(sp, &empty), TELESPOOL_OK);
 	b = last_body(path);

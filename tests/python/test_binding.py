@@ -33,14 +33,19 @@ except ImportError as e:
     import telespool
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-QUERY_KEYS = ["event_type", "query_id", "adapter", "runner", "model_name", "duration_ms",
-              "version", "instance_id", "pipeline_plugins", "error", "timestamp"]
+# LangBot 4.10.8's query body (pkg/pipeline/process/handlers/chat.py), in its order.
+QUERY_KEYS = ["event_type", "query_id", "adapter", "runner", "runner_category", "duration_ms",
+              "model_name", "version", "instance_id", "workspace_uuid", "runtime_instance_id",
+              "edition", "pipeline_plugins", "features", "error", "timestamp"]
 INSTANCE = "instance_0b7d8c1e-5a7f-4a53-9c1e-2f8a6b0d4e11"
 VERSION = "v4.3.1"
 
 
 def parse_ts(text: str) -> datetime.datetime:
-    """An ISO 8601 UTC timestamp ('...Z' or '+00:00'); fails on anything else."""
+    """An ISO 8601 UTC timestamp ('...Z', '+00:00', or naive as datetime.utcnow().isoformat()
+    writes it); fails on anything else."""
+    if re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?", text):
+        text += "+00:00"
     assert text.endswith("Z") or text.endswith("+00:00"), text
     ts = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     assert ts.utcoffset() == datetime.timedelta(0), text
@@ -170,9 +175,10 @@ class TestQuery(SpoolTest):
                              "adapter": "TelegramAdapter", "runner": "local-agent",
                              "model_name": "gpt-4o", "duration_ms": 812, "version": VERSION,
                              "instance_id": INSTANCE, "pipeline_plugins": ["hello", "w"],
-                             "error": ""})
-        for k in QUERY_KEYS:
-            want = {"duration_ms": int, "pipeline_plugins": list}.get(k, str)
+                             "error": "", "runner_category": "", "workspace_uuid": "",
+                             "runtime_instance_id": INSTANCE, "edition": "", "features": []})
+        for k in QUERY_KEYS:   # (bodies() reads objects as lists of pairs)
+            want = {"duration_ms": int, "pipeline_plugins": list, "features": list}.get(k, str)
             self.assertIs(type(b[k]), want, k)
         ts = parse_ts(b["timestamp"])
         slack = datetime.timedelta(seconds=2)
@@ -188,14 +194,17 @@ class TestQuery(SpoolTest):
     def test_optional_fields(self):
         sp = self.open(edition="community")
         sp.record_query(query_id="q", adapter="a", runner="r", model_name="m", duration_ms=1,
-                        pipeline_plugins=[], error="", runner_category="agent")
+                        pipeline_plugins=[], error="", runner_category="agent",
+                        features={"tool_calls": {"mcp": 2}}, instance_id="inst-q",
+                        workspace_uuid="ws-1", runtime_instance_id="inst-rt")
         (pairs,) = self.bodies()
-        keys = [k for k, _ in pairs]
-        self.assertEqual(sorted(keys), sorted(QUERY_KEYS + ["runner_category", "edition"]))
-        self.assertEqual([k for k in keys if k in QUERY_KEYS], QUERY_KEYS)
+        self.assertEqual([k for k, _ in pairs], QUERY_KEYS)
         b = dict(pairs)
         self.assertEqual((b["runner_category"], b["edition"]), ("agent", "community"))
         self.assertEqual(b["pipeline_plugins"], [])
+        self.assertEqual((b["instance_id"], b["workspace_uuid"], b["runtime_instance_id"]),
+                         ("inst-q", "ws-1", "inst-rt"))
+        self.assertEqual(b["features"], [("tool_calls", [("mcp", 2)])])
 
     def test_nulls_are_normalised(self):
         sp = self.open()
@@ -205,13 +214,18 @@ class TestQuery(SpoolTest):
         b = dict(pairs)
         for k in ("query_id", "adapter", "runner", "model_name", "error"):
             self.assertEqual(b[k], "", k)
-        self.assertEqual((b["duration_ms"], b["pipeline_plugins"]), (0, []))
+        # pipeline_plugins None is LangBot's "every plugin": null, not [].
+        self.assertEqual((b["duration_ms"], b["pipeline_plugins"]), (0, None))
 
     def test_positional_and_error_text(self):
         sp = self.open()
         tb = 'Traceback (most recent call last):\n  File "x.py", line 3, in f\nKeyError: 1\n'
-        sp.record_query("q", "AiocqhttpAdapter", "dify-service-api", "deepseek-chat", 5,
-                        ("p1",), tb)
+        with self.assertRaises(TypeError):   # keyword-only
+            sp.record_query("q", "AiocqhttpAdapter", "dify-service-api", "deepseek-chat", 5,
+                            ("p1",), tb)
+        sp.record_query(query_id="q", adapter="AiocqhttpAdapter", runner="dify-service-api",
+                        model_name="deepseek-chat", duration_ms=5, pipeline_plugins=("p1",),
+                        error=tb)
         b = self.body()
         self.assertEqual((b["adapter"], b["runner"], b["model_name"], b["pipeline_plugins"]),
                          ("AiocqhttpAdapter", "dify-service-api", "deepseek-chat", ["p1"]))
