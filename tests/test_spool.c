@@ -2383,6 +2383,14 @@ static void test_body_query_v2(void)
 				 "\"weather\"],\"features\":{\"tool_calls"
 				 "\":{\"mcp\":2},\"score\":1.0},") != NULL);
 	free(text);
+	/* Migration 0003: the events view shows the new fields. */
+	text = path_text(path, "SELECT workspace_uuid || ',' || "
+			       "runtime_instance_id || ',' || runner_category"
+			       " || ',' || edition || ',' || features FROM "
+			       "events ORDER BY id DESC LIMIT 1");
+	ASSERT_STREQ(text, "ws-1,instance_rt,agent,community,{\"tool_calls\":"
+			   "{\"mcp\":2},\"score\":1.0}");
+	free(text);
 	assert_generic_agrees(sp, path);
 
 	/* NULL plugins: null ("every plugin"); an empty list: []. */
