@@ -9,6 +9,7 @@ Each test works in a fresh temporary directory and checks the spool with the std
 from __future__ import annotations
 
 import datetime
+import enum
 import glob
 import json
 import os
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import typing
 import threading
 import time
 import unittest
@@ -847,6 +849,34 @@ class TestConcurrency(SpoolTest):
             parse_ts(b["timestamp"])
         sys.stderr.write(f"\n  10,000 events from 2 processes x 2 threads in {elapsed:.2f} s "
                          f"({4 * per_thread / elapsed:.0f} events/s)\n")
+
+
+class TestApi(SpoolTest):
+    def test_return_codes_are_an_intenum_with_aliases(self):
+        self.assertTrue(issubclass(telespool.RC, enum.IntEnum))
+        self.assertIs(telespool.EBUSY, telespool.RC.EBUSY)
+        self.assertEqual(telespool.EBUSY, -3)
+        self.assertEqual(telespool.RC(-6).name, "EDISABLED")
+        sp = self.open(disabled=True)
+        with self.assertRaises(telespool.DisabledError) as cm:
+            sp.record({"event_type": "query"})
+        self.assertIs(cm.exception.code, telespool.RC.EDISABLED)
+
+    def test_every_failure_is_an_error(self):
+        for bad in (lambda: telespool.Spool(3.5), lambda: telespool.Spool(None),
+                    lambda: self.open().record_query(adapter=object()),
+                    lambda: self.open().record({1, 2}),
+                    lambda: self.open().record({"features": {"x": float("nan")}})):
+            with self.assertRaises(telespool.Error):
+                bad()
+        with self.assertRaises(TypeError):       # also a TypeError, as before
+            self.open().record_query(adapter=object())
+
+    def test_typed_package(self):
+        pkg = os.path.dirname(telespool.__file__)
+        self.assertTrue(os.path.exists(os.path.join(pkg, "py.typed")))
+        hints = typing.get_type_hints(telespool.Spool.record)
+        self.assertIn("payload", hints)
 
 
 if __name__ == "__main__":

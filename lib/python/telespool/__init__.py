@@ -8,15 +8,23 @@ touches the network.
     import telespool
 
     with telespool.Spool("data/telemetry.db", instance_id="instance_...",
-                         version="v4.3.1") as sp:
+                         version="v4.10.8", edition="community") as sp:
+        sp.record(payload)                    # LangBot's payload dict, as it is
         sp.record_query(query_id="...", adapter="TelegramAdapter", runner="local-agent",
                         model_name="gpt-4o", duration_ms=812, pipeline_plugins=["hello"],
-                        error=None)
-        sp.record_heartbeat(features={"bots": 2})
-        sp.record_survey_trigger(event="first_bot_response_success")
+                        features={"tool_call_rounds": 1}, error=None,
+                        instance_id="instance_...", workspace_uuid="...")
+        sp.record_workspace_heartbeat(workspace_uuid="...", features={"bot_count": 2})
+        sp.record_survey_trigger("first_bot_response_success")
         survey = sp.pending_survey()          # dict, or None
-        sp.record_survey_response(survey_id="...", answers={"q1": "a"}, completed=True)
-        sp.record_survey_dismiss(survey_id="...")
+        sp.record_survey_response("...", {"q1": "a"}, completed=True)
+        sp.record_survey_dismiss("...")
+
+``record(payload)`` stores the exact bytes LangBot 4.10.8 would have POSTed for that payload
+(its sender's normalisation, then ``json.dumps(ensure_ascii=False, separators=(",", ":"),
+allow_nan=False)``), cleaned and redacted; the typed calls store the same bytes for the same
+event.  For LangBot itself, :mod:`telespool.langbot` wraps all of this in LangBot's own
+TelemetryManager and SurveyManager interfaces.
 
 Finding the library (the first that applies):
   1. ``TELESPOOL_LIBRARY``: the path of the shared library; nothing else is tried when it is set.
@@ -26,8 +34,9 @@ Finding the library (the first that applies):
   4. The system loader: ``ctypes.util.find_library("telespool")``, then ``libtelespool.so.0``.
 If none loads, importing this module raises ImportError listing every attempt.
 
-Errors.  Every failure the library reports raises a subclass of :class:`Error`, which carries
-``code`` (the library's negative return code, also the module constants ``EBUSY`` ...) and
+Errors.  Every failure the binding meets raises a subclass of :class:`Error`, which carries
+``code`` (the library's negative return code as an :class:`RC` member; the module constants
+``EBUSY`` ... are the same members) and
 ``message`` (the library's detail text: telespool_errmsg(), or telespool_open_errmsg() for
 opening):
 
@@ -37,6 +46,8 @@ opening):
   Error               ERROR (-1)  unexpected failure (also the base class of all below)
   InvalidArgument     EINVAL      bad argument or option; also a ValueError.  Also raised by
                                   any call on a closed Spool (like a closed Python file)
+  ArgumentTypeError   EINVAL      an argument of the wrong Python type; an InvalidArgument
+                                  that is also a TypeError
   BusyError           EBUSY       the file stayed locked by someone else past busy_timeout_ms
   FullError           EFULL       disk (or file size limit) full; the event was not stored
   SchemaError         ESCHEMA     the file was written by a newer telespool (left untouched)
@@ -47,7 +58,8 @@ opening):
   ==================  ==========  =============================================================
 
 Telemetry must never take LangBot down: catch :class:`Error` around record calls.  Arguments
-of the wrong Python type raise TypeError before the library is called (see below).
+of the wrong Python type raise ArgumentTypeError (a TypeError too) before the library is
+called (see below).
 
 Arguments.
   * String fields accept ``str``, ``None`` (passed as NULL: stored as ``""``) and numbers
@@ -56,8 +68,11 @@ Arguments.
     library as invalid UTF-8, which the library replaces with U+FFFD.  NUL characters are
     removed before the call (C strings end at a NUL; the library removes NULs from names
     anyway), so ``"a\\x00b"`` is stored as ``"ab"``.
+  * The record calls take keyword arguments only, except the one obvious argument of
+    ``record``, ``record_heartbeat`` and the survey calls.
   * ``pipeline_plugins``: a list/tuple (or other iterable, but not a string) of string fields;
-    ``None`` items are skipped, ``None`` means no plugins.
+    ``None`` items are skipped.  ``None`` is sent as null (LangBot: the pipeline enables every
+    plugin), ``[]`` as ``[]``.
   * ``duration_ms``: ``int`` or ``float`` (truncated to an int; NaN is 0); ``None`` is 0.
     Negative values are stored as 0 by the library.
   * ``features`` / ``answers``: a ``dict`` (or other JSON-serialisable value) is encoded with
@@ -65,7 +80,8 @@ Arguments.
     ``str()``; a circular reference or a key that is not a str/number/bool/None is a
     TypeError); a ``str`` is passed through as JSON text.  The library rejects anything that
     is not a JSON object (including NaN/Infinity) with InvalidArgument.  ``features=None``
-    means ``{}``; ``answers`` must be given.
+    means ``{}``; ``answers`` must be given.  (``record(payload)`` encodes the whole payload
+    as LangBot does instead: no ``default=str``.)
 
 Threads and processes.  A Spool may be shared by threads: each call and the reading of its
 error detail happen under one lock, and ctypes releases the GIL while the library works (other
@@ -546,8 +562,11 @@ class Spool:
         self._h = None
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self.path = os.fspath(path)
-        bpath = os.fsencode(self.path)
+        try:
+            self.path = os.fspath(path)
+            bpath = os.fsencode(self.path)
+        except (TypeError, UnicodeError) as e:
+            raise ArgumentTypeError(f"telespool: path: {e}") from None
         if b"\0" in bpath:
             raise InvalidArgument(EINVAL, "path contains a NUL character")
         if isinstance(on_corrupt, str):
