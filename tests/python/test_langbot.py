@@ -132,6 +132,40 @@ class TestTelemetryManager(AdapterTest):
         self.assertEqual((tm.recorded, tm.dropped), (5, 3))
         self.assertEqual(len(self.rows()), 5)
 
+    def test_event_loop_runs_while_the_spool_is_locked(self):
+        """The uploader holds the write lock: start_send_task returns without the event
+        stored, and while send() waits for its record, other tasks on the loop run (the
+        lock is released only once one of them has)."""
+        async def run():
+            tm = langbot.TelemetryManager(make_ap({"url": URL}), path=self.db,
+                                          busy_timeout_ms=60000)
+            await tm.initialize()
+            holder = sqlite3.connect(self.db, timeout=10, isolation_level=None,
+                                     check_same_thread=False)
+            holder.execute("BEGIN IMMEDIATE")
+            await tm.start_send_task(query(1))
+            self.assertEqual(tm.recorded, 0)          # returned before the write
+            ticked = asyncio.Event()
+            released = threading.Event()
+
+            def release_after_tick(loop):
+                asyncio.run_coroutine_threadsafe(ticked.wait(), loop).result(60)
+                holder.execute("COMMIT")
+                holder.close()
+                released.set()
+
+            loop = asyncio.get_running_loop()
+            threading.Thread(target=release_after_tick, args=(loop,)).start()
+            loop.call_soon(ticked.set)                # runs only if send() yields the loop
+            await tm.send(query(2))
+            self.assertTrue(released.is_set())
+            await tm.shutdown()
+            return tm
+
+        tm = asyncio.run(run())
+        self.assertEqual(tm.recorded, 2)
+        self.assertEqual(len(self.rows()), 2)
+
     def test_never_raises(self):
         class BrokenAp:
             logger = logging.getLogger("test_langbot")
