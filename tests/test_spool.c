@@ -2111,6 +2111,9 @@ static void test_record_json_bytes(void)
 	/* Another event type LangBot may add: kept, sent to telemetry. */
 	expect_json_body(sp, path, "{\"event_type\":\"plugin_installed\"}",
 			 "{\"event_type\":\"plugin_installed\"}", "query");
+	/* Keys that cleaning makes equal: the first one stays. */
+	expect_json_body(sp, path, "{\"a\\u0000\":1,\"a\":2}",
+			 "{\"a\":1,\"event_type\":\"query\"}", "query");
 	/* A repeated key keeps its first place and its last value. */
 	expect_json_body(sp, path, "{\"a\":1,\"b\":2,\"a\":{\"c\":3}}",
 			 "{\"a\":{\"c\":3},\"b\":2,\"event_type\":\"query\"}",
@@ -2495,6 +2498,22 @@ static void test_record_json_surveys(void)
 	t = last_body_text(path);
 	ASSERT_STREQ(t, "{\"survey_id\":7,\"instance_id\":\"i\"}");
 	free(t);
+	/* A long numeric survey id (not an account id) closes its survey. */
+	ASSERT_EQ(path_exec(path, "INSERT INTO surveys (survey_id, body, "
+				  "received_at) VALUES ('12345678901234', "
+				  "'{\"survey_id\":\"12345678901234\"}', "
+				  "'2026-01-01T00:00:00.000Z')"),
+		  SQLITE_OK);
+	char *pending_json = NULL;
+	ASSERT_EQ(telespool_pending_survey(sp, &pending_json), TELESPOOL_OK);
+	ASSERT_TRUE(pending_json != NULL);
+	telespool_free(pending_json);
+	ASSERT_EQ(telespool_record_json_to(sp, "/api/v1/survey/dismiss",
+					   "{\"survey_id\":\"12345678901234\","
+					   "\"instance_id\":\"i\"}"),
+		  TELESPOOL_OK);
+	ASSERT_EQ(telespool_pending_survey(sp, &pending_json), TELESPOOL_OK);
+	ASSERT_TRUE(pending_json == NULL);
 	telespool_close(sp);
 }
 

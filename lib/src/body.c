@@ -722,6 +722,18 @@ static int clean_key(struct pj *m)
 	return 0;
 }
 
+/* Non-zero when a member before m (in obj) has m's (cleaned) key: two keys
+ * that differed only in what cleaning removes.  The later one is dropped,
+ * so that the body stays an object with unique keys. */
+static int key_taken(const struct pj *obj, const struct pj *m)
+{
+	for (const struct pj *o = obj->child; o != NULL && o != m; o = o->next)
+		if (o->key_len == m->key_len &&
+		    memcmp(o->key, m->key, m->key_len) == 0)
+			return 1;
+	return 0;
+}
+
 /* Strings redacted and capped at cap; containers bounded.  -1: no memory */
 static int clean_any(struct pj *v, int level, size_t cap)
 {
@@ -741,6 +753,10 @@ static int clean_any(struct pj *v, int level, size_t cap)
 		}
 		if (v->type == PJ_OBJ && clean_key(c) != 0)
 			return -1;
+		if (v->type == PJ_OBJ && key_taken(v, c)) {
+			telespool__pj_remove(v, c);
+			continue;
+		}
 		if (clean_any(c, level + 1, cap) != 0)
 			return -1;
 	}
@@ -760,6 +776,10 @@ static int clean_payload(struct pj *p, enum telespool__endpoint ep, size_t cap,
 		}
 		if (clean_key(m) != 0)
 			return -1;
+		if (key_taken(p, m)) {
+			telespool__pj_remove(p, m);
+			continue;
+		}
 		const char *k = m->key;
 		int rc;
 		if (m->type == PJ_STR && ep == TELESPOOL__EP_TELEMETRY &&
@@ -907,12 +927,18 @@ int telespool__endpoint_of(const char *path)
 	return -1;
 }
 
-/* The survey's identifying text, for the spool's own bookkeeping. */
+/* The survey's identifying text, for the spool's own bookkeeping: cleaned
+ * as in the body (an id keeps a plain run of digits, see clean_id()). */
 static char *text_of(const struct pj *v)
 {
 	if (v == NULL || (v->type != PJ_STR && v->type != PJ_NUM) ||
 	    v->len == 0)
 		return NULL;
+	size_t n = 0;
+	while (n < v->len && n <= 20 && v->str[n] >= '0' && v->str[n] <= '9')
+		n++;
+	if (n > 0 && n <= 20 && n == v->len)
+		return strdup(v->str);
 	char *s = telespool__clean_name(v->str, v->len, TELESPOOL_NAME_MAX);
 	if (s != NULL && s[0] == '\0') {
 		free(s);
