@@ -505,6 +505,33 @@ static const char *const name_keys[] = {"event_type",
 					"event",
 					NULL};
 
+/* Keys of LangBot's bodies: plain identifiers, which cleaning leaves as
+ * they are (so it is not run on them). */
+static const char *const known_keys[] = {"event_type",
+					 "query_id",
+					 "adapter",
+					 "runner",
+					 "runner_category",
+					 "duration_ms",
+					 "model_name",
+					 "version",
+					 "instance_id",
+					 "workspace_uuid",
+					 "runtime_instance_id",
+					 "edition",
+					 "pipeline_plugins",
+					 "features",
+					 "error",
+					 "timestamp",
+					 "workspace_create_ts",
+					 "instance_create_ts",
+					 "survey_id",
+					 "event",
+					 "answers",
+					 "metadata",
+					 "completed",
+					 NULL};
+
 static int in_list(const char *const *list, const char *key)
 {
 	for (; *list != NULL; list++)
@@ -689,14 +716,16 @@ static int normalise(struct pj *p, const char **why)
 	return TELESPOOL_OK;
 }
 
-/* Replaces v's text with cleaned (a malloc'd string); -1 if NULL. */
+/* Sets v's cleaned text (a malloc'd string, printed instead of v->str,
+ * which keeps the original for a second pass with a smaller cap); -1 if
+ * cleaned is NULL. */
 static int take_text(struct pj *v, char *cleaned)
 {
 	if (cleaned == NULL)
 		return -1;
-	free(v->str);
-	v->str = cleaned;
-	v->len = strlen(cleaned);
+	free(v->out);
+	v->out = cleaned;
+	v->out_len = strlen(cleaned);
 	return 0;
 }
 
@@ -705,14 +734,20 @@ static int clean_id_node(struct pj *v)
 	size_t n = 0;
 	while (n < v->len && n <= 20 && v->str[n] >= '0' && v->str[n] <= '9')
 		n++;
-	if (n > 0 && n <= 20 && n == v->len)
+	if (n > 0 && n <= 20 && n == v->len) {
+		free(v->out);
+		v->out = NULL;
 		return 0;
+	}
 	return take_text(
 	    v, telespool__clean_name(v->str, v->len, TELESPOOL_NAME_MAX));
 }
 
 static int clean_key(struct pj *m)
 {
+	/* LangBot's own keys are plain identifiers: nothing to clean. */
+	if (strlen(m->key) == m->key_len && in_list(known_keys, m->key))
+		return 0;
 	char *k = telespool__clean_name(m->key, m->key_len, TELESPOOL_NAME_MAX);
 	if (k == NULL)
 		return -1;
@@ -734,52 +769,57 @@ static int key_taken(const struct pj *obj, const struct pj *m)
 	return 0;
 }
 
-/* Strings redacted and capped at cap; containers bounded.  -1: no memory */
-static int clean_any(struct pj *v, int level, size_t cap)
+/*
+ * The first pass, which no cap changes: containers bounded (members beyond
+ * JSON_MAX_MEMBERS, containers at PAYLOAD_DROP_LEVEL, at most
+ * TELESPOOL_PLUGINS_MAX plugins), keys cleaned and made unique.  level is
+ * that of v's children.  -1 when out of memory.
+ */
+static int shape(struct pj *v, int level, int plugins)
 {
-	if (v->type == PJ_STR)
-		return take_text(
-		    v, telespool__clean_text(v->str, v->len, cap, 0, NULL));
-	if (v->type != PJ_OBJ && v->type != PJ_ARR)
-		return 0;
 	int members = 0;
+	size_t max = plugins ? TELESPOOL_PLUGINS_MAX : JSON_MAX_MEMBERS;
 	for (struct pj *c = v->child, *next; c != NULL; c = next) {
 		next = c->next;
-		if (++members > JSON_MAX_MEMBERS ||
-		    (level + 1 >= PAYLOAD_DROP_LEVEL &&
-		     (c->type == PJ_OBJ || c->type == PJ_ARR))) {
+		int nested = c->type == PJ_OBJ || c->type == PJ_ARR;
+		if ((size_t)++members > max ||
+		    (nested && level >= PAYLOAD_DROP_LEVEL)) {
 			telespool__pj_remove(v, c);
 			continue;
 		}
-		if (v->type == PJ_OBJ && clean_key(c) != 0)
-			return -1;
-		if (v->type == PJ_OBJ && key_taken(v, c)) {
-			telespool__pj_remove(v, c);
-			continue;
+		if (v->type == PJ_OBJ) {
+			if (clean_key(c) != 0)
+				return -1;
+			if (key_taken(v, c)) {
+				telespool__pj_remove(v, c);
+				continue;
+			}
 		}
-		if (clean_any(c, level + 1, cap) != 0)
+		int is_plugins = level == 1 && c->type == PJ_ARR &&
+				 strcmp(c->key, "pipeline_plugins") == 0;
+		if (nested && shape(c, level + 1, is_plugins) != 0)
 			return -1;
 	}
 	return 0;
 }
 
-/* The payload's own members, by what they carry. */
+/* Every string below v redacted and capped at cap.  -1: no memory. */
+static int clean_strings(struct pj *v, size_t cap)
+{
+	if (v->type == PJ_STR)
+		return take_text(
+		    v, telespool__clean_text(v->str, v->len, cap, 0, NULL));
+	for (struct pj *c = v->child; c != NULL; c = c->next)
+		if (clean_strings(c, cap) != 0)
+			return -1;
+	return 0;
+}
+
+/* The second pass: the payload's own members, by what they carry. */
 static int clean_payload(struct pj *p, enum telespool__endpoint ep, size_t cap,
 			 size_t error_cap, int strict)
 {
-	int members = 0;
-	for (struct pj *m = p->child, *next; m != NULL; m = next) {
-		next = m->next;
-		if (++members > JSON_MAX_MEMBERS) {
-			telespool__pj_remove(p, m);
-			continue;
-		}
-		if (clean_key(m) != 0)
-			return -1;
-		if (key_taken(p, m)) {
-			telespool__pj_remove(p, m);
-			continue;
-		}
+	for (struct pj *m = p->child; m != NULL; m = m->next) {
 		const char *k = m->key;
 		int rc;
 		if (m->type == PJ_STR && ep == TELESPOOL__EP_TELEMETRY &&
@@ -797,112 +837,79 @@ static int clean_payload(struct pj *p, enum telespool__endpoint ep, size_t cap,
 		else if (m->type == PJ_ARR && ep == TELESPOOL__EP_TELEMETRY &&
 			 strcmp(k, "pipeline_plugins") == 0) {
 			rc = 0;
-			size_t i = 0;
-			for (struct pj *c = m->child, *cn; c && !rc; c = cn) {
-				cn = c->next;
-				if (++i > TELESPOOL_PLUGINS_MAX)
-					telespool__pj_remove(m, c);
-				else if (c->type == PJ_STR)
-					rc = take_text(c,
-						       telespool__clean_name(
-							   c->str, c->len,
-							   TELESPOOL_NAME_MAX));
-				else
-					rc = clean_any(c, 2, cap);
-			}
+			for (struct pj *c = m->child; c && !rc; c = c->next)
+				rc = c->type == PJ_STR
+					 ? take_text(c, telespool__clean_name(
+							    c->str, c->len,
+							    TELESPOOL_NAME_MAX))
+					 : clean_strings(c, cap);
 		} else
-			rc = clean_any(m, 1, cap);
+			rc = clean_strings(m, cap);
 		if (rc != 0)
 			return -1;
 	}
 	return 0;
 }
 
-static struct pj *pj_dup(const struct pj *v)
-{
-	struct pj *d = telespool__pj_new(v->type);
-	if (d == NULL)
-		return NULL;
-	d->is_float = v->is_float;
-	d->key_hash = v->key_hash;
-	d->key_len = v->key_len;
-	d->len = v->len;
-	if ((v->key && (d->key = strdup(v->key)) == NULL) ||
-	    (v->str && (d->str = malloc(v->len + 1)) == NULL)) {
-		telespool__pj_free(d);
-		return NULL;
-	}
-	if (v->str)
-		memcpy(d->str, v->str, v->len + 1);
-	for (const struct pj *c = v->child; c != NULL; c = c->next) {
-		struct pj *cd = pj_dup(c);
-		if (cd == NULL) {
-			telespool__pj_free(d);
-			return NULL;
-		}
-		telespool__pj_append(d, cd);
-	}
-	return d;
-}
-
 static const char *const too_large =
     "the payload is larger than 64 KiB even with every cap applied";
 
-/* Cleans a copy of p and prints it into ev, shrinking the traceback, then
- * every other string, then emptying the payload's containers, until the
- * body fits TELESPOOL_BODY_MAX. */
-static int print_capped(struct telespool__event *ev, const struct pj *p,
+/* Cleans p and prints it into ev, shrinking the traceback, then every other
+ * string, then emptying the payload's containers, until the body fits
+ * TELESPOOL_BODY_MAX.  Each pass cleans the original strings again. */
+static int print_capped(struct telespool__event *ev, struct pj *p,
 			enum telespool__endpoint ep, int strict,
 			const char **why)
 {
 	static const size_t caps[] = {JSON_STRING_MAX, 1024, 256, 64, 16, 0};
-	const struct pj *err_in = ep == TELESPOOL__EP_TELEMETRY
-				      ? telespool__pj_get(p, "error")
-				      : NULL;
-	if (err_in != NULL && err_in->type != PJ_STR)
-		err_in = NULL;
+	const size_t ncaps = sizeof(caps) / sizeof(caps[0]);
+	if (shape(p, 1, 0) != 0) {
+		*why = oom;
+		return TELESPOOL_ENOMEM;
+	}
+	struct pj *err = ep == TELESPOOL__EP_TELEMETRY
+			     ? telespool__pj_get(p, "error")
+			     : NULL;
+	if (err != NULL && err->type != PJ_STR)
+		err = NULL;
 	size_t error_cap = TELESPOOL_ERROR_MAX;
-	for (size_t i = 0; i <= sizeof(caps) / sizeof(caps[0]); i++) {
-		int last = i == sizeof(caps) / sizeof(caps[0]);
-		struct pj *t = pj_dup(p);
-		if (t == NULL || clean_payload(t, ep, caps[last ? i - 1 : i],
-					       error_cap, strict) != 0) {
-			telespool__pj_free(t);
+	for (size_t i = 0; i <= ncaps; i++) {
+		int last = i == ncaps;
+		if (clean_payload(p, ep, caps[last ? i - 1 : i], error_cap,
+				  strict) != 0) {
 			*why = oom;
 			return TELESPOOL_ENOMEM;
 		}
 		if (last) /* keep the shape, drop the values */
-			for (struct pj *m = t->child; m != NULL; m = m->next)
+			for (struct pj *m = p->child; m != NULL; m = m->next)
 				if (m->type == PJ_OBJ || m->type == PJ_ARR) {
 					telespool__pj_free(m->child);
 					m->child = m->last = NULL;
 					m->n = 0;
 				}
-		struct pj *err = err_in ? telespool__pj_get(t, "error") : NULL;
 		for (;;) {
 			free(ev->body);
-			ev->body = telespool__pj_print(t, &ev->body_len);
+			ev->body = telespool__pj_print(p, &ev->body_len);
 			if (ev->body == NULL ||
 			    ev->body_len <= TELESPOOL_BODY_MAX || err == NULL ||
-			    err->len == 0)
+			    err->out_len == 0)
 				break;
 			/* JSON escapes can make the traceback longer than
 			 * its cap: cut it further, as the typed call does. */
-			size_t have = err->len,
+			size_t have = err->out_len,
 			       over = ev->body_len - TELESPOOL_BODY_MAX;
 			size_t cap = have > over + 256 ? have - over - 256 : 0;
 			if (cap > have - have / 8)
 				cap = have - have / 8;
 			error_cap = cap;
 			if (take_text(err, telespool__clean_text(
-					       err_in->str, err_in->len, cap,
-					       strict, NULL)) != 0) {
+					       err->str, err->len, cap, strict,
+					       NULL)) != 0) {
 				free(ev->body);
 				ev->body = NULL;
 				break;
 			}
 		}
-		telespool__pj_free(t);
 		if (ev->body == NULL) {
 			*why = oom;
 			return TELESPOOL_ENOMEM;

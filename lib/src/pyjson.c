@@ -8,6 +8,7 @@
 #include <locale.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,7 @@ void telespool__pj_free(struct pj *v)
 		telespool__pj_free(v->child);
 		free(v->key);
 		free(v->str);
+		free(v->out);
 		free(v);
 		v = next;
 	}
@@ -769,6 +771,16 @@ struct pj *telespool__pj_parse(const char *text, size_t len, const char **why,
 
 /* ---- printing ------------------------------------------------------- */
 
+/* Non-zero when one of the 8 bytes in w is a control character, '"' or
+ * '\\' (exact for "any"; the same test as body.c's writer). */
+static uint64_t needs_escape8(uint64_t w)
+{
+	const uint64_t ones = 0x0101010101010101ULL, high = ones * 0x80;
+	uint64_t quote = w ^ (ones * '"'), bslash = w ^ (ones * '\\');
+	return ((w - ones * 0x20) | (quote - ones) | (bslash - ones)) & ~w &
+	       high;
+}
+
 static int put_str(struct sbuf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -776,6 +788,12 @@ static int put_str(struct sbuf *b, const char *s, size_t n)
 		return -1;
 	const char *run = s;
 	for (size_t i = 0; i < n; i++) {
+		/* Eight bytes at a time while none needs escaping. */
+		uint64_t w;
+		while (n - i >= 8 && (memcpy(&w, s + i, 8), !needs_escape8(w)))
+			i += 8;
+		if (i >= n)
+			break;
 		unsigned char c = (unsigned char)s[i];
 		if (c >= 0x20 && c != '"' && c != '\\')
 			continue;
@@ -832,7 +850,8 @@ static int put_value(struct sbuf *b, const struct pj *v)
 	case PJ_NUM:
 		return sb_put(b, v->str, v->len);
 	case PJ_STR:
-		return put_str(b, v->str, v->len);
+		return v->out ? put_str(b, v->out, v->out_len)
+			      : put_str(b, v->str, v->len);
 	case PJ_ARR:
 	case PJ_OBJ:
 		break;
@@ -854,7 +873,9 @@ static int put_value(struct sbuf *b, const struct pj *v)
 
 char *telespool__pj_print(const struct pj *v, size_t *len)
 {
-	struct sbuf b = {NULL, 0, 0};
+	struct sbuf b = {malloc(1024), 0, 1024};
+	if (b.p == NULL)
+		return NULL;
 	if (put_value(&b, v) != 0) {
 		free(b.p);
 		return NULL;

@@ -24,6 +24,8 @@ struct pj {
 	size_t key_len;
 	char *str; /* PJ_STR: decoded UTF-8; PJ_NUM: canonical Python text */
 	size_t len;
+	char *out; /* PJ_STR: when set, printed instead of str (cleaned) */
+	size_t out_len;
 	int is_float;            /* PJ_NUM: a float (else an int) */
 	struct pj *child, *last; /* containers */
 	struct pj *next;         /* next member or item */
