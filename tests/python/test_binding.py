@@ -12,6 +12,7 @@ import datetime
 import enum
 import glob
 import json
+import math
 import os
 import re
 import sqlite3
@@ -849,6 +850,46 @@ class TestConcurrency(SpoolTest):
             parse_ts(b["timestamp"])
         sys.stderr.write(f"\n  10,000 events from 2 processes x 2 threads in {elapsed:.2f} s "
                          f"({4 * per_thread / elapsed:.0f} events/s)\n")
+
+
+class TestRecordBytes(SpoolTest):
+    """record() stores json.dumps(sender_normalise(payload), ensure_ascii=False,
+    separators=(",", ":"), allow_nan=False): checked over values where C and Python print
+    differently unless done with care."""
+
+    @staticmethod
+    def dumps(payload):
+        return json.dumps(telespool.sender_normalise(payload), ensure_ascii=False,
+                          separators=(",", ":"), allow_nan=False)
+
+    def last(self):
+        return self.sql("SELECT body FROM spool ORDER BY id DESC LIMIT 1")[0][0]
+
+    def test_floats_as_python_prints_them(self):
+        import random
+        import struct
+        rng = random.Random(20260821)
+        values = [0.0, -0.0, 1.0, 0.1, 1e16, 1e15, 1e-4, 1e-5, 5e-324, 2.2250738585072014e-308,
+                  1.7976931348623157e308, 9007199254740993.0, 0.30000000000000004, 123456.789]
+        values += [float(2 ** e) for e in range(-1074, 1024, 7)]
+        while len(values) < 3000:
+            x = struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0]
+            if math.isfinite(x):
+                values.append(x)
+        sp = self.open()
+        for i in range(0, len(values), 200):
+            payload = {"features": {"v": values[i:i + 200]}}
+            sp.record(payload)
+            self.assertEqual(self.last(), self.dumps(payload))
+
+    def test_ints_strings_and_order(self):
+        sp = self.open()
+        payload = {"z": 2 ** 200, "a": -(10 ** 30), "event_type": "query",
+                   "s": "中文 \u2028 \U0001F600 \"q\" \\ \n\t", "n": None, "t": True,
+                   "nested": {"b": [1, 2.5, {"c": "d"}], "a": {}}, "query_id": 7}
+        sp.record(payload)
+        self.assertEqual(self.last(), self.dumps(payload))
+        self.assertEqual(list(json.loads(self.last())), list(payload))   # order kept
 
 
 class TestApi(SpoolTest):
