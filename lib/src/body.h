@@ -85,6 +85,12 @@ int telespool__body_query2(struct telespool__event *ev,
 			   const struct telespool__ident *id,
 			   const telespool_query *q, int strict, int64_t now_us,
 			   const char **why);
+/* The same body through the payload tree: what telespool__body_query2()
+ * falls back to past the caps, and its reference in the tests. */
+int telespool__body_query2_tree(struct telespool__event *ev,
+				const struct telespool__ident *id,
+				const telespool_query *q, int strict,
+				int64_t now_us, const char **why);
 int telespool__body_workspace_heartbeat(struct telespool__event *ev,
 					const struct telespool__ident *id,
 					const telespool_heartbeat *hb,

@@ -26,7 +26,9 @@ struct pj {
 	size_t len;
 	char *out; /* PJ_STR: when set, printed instead of str (cleaned) */
 	size_t out_len;
-	int is_float;            /* PJ_NUM: a float (else an int) */
+	int trusted;  /* PJ_STR: already clean (the caller's own, cleaned
+		      * before): cleaning leaves it as it is */
+	int is_float; /* PJ_NUM: a float (else an int) */
 	struct pj *child, *last; /* containers */
 	struct pj *next;         /* next member or item */
 	size_t n;                /* containers: number of children */

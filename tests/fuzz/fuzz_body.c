@@ -118,12 +118,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 
 	q.struct_version = 2;
-	q.features_json = field[5];
+	q.features_json = size % 3 ? field[5] : NULL;
 	q.workspace_uuid = field[6];
-	if (telespool__body_query2(&ev, &id, &q, 0, (int64_t)size * 999983,
-				   &why) == 0) {
+	q.runner_category = field[7];
+	q.pipeline_plugins = size % 5 ? plugins : NULL;
+	/* The typed call's direct writer and the payload tree agree. */
+	struct telespool__event tree;
+	int64_t when = (int64_t)size * 999983;
+	int rc2 = telespool__body_query2(&ev, &id, &q, 0, when, &why);
+	int rct = telespool__body_query2_tree(&tree, &id, &q, 0, when, &why);
+	if (rc2 != rct)
+		abort();
+	if (rc2 == 0) {
 		check_py(&ev);
+		if (ev.body_len != tree.body_len ||
+		    memcmp(ev.body, tree.body, ev.body_len) != 0)
+			abort();
 		telespool__event_free(&ev);
+		telespool__event_free(&tree);
 	}
 
 	memcpy(buf, data, size);
