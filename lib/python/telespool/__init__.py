@@ -343,7 +343,11 @@ _S = ctypes.c_char_p
 
 
 def _declare(name, restype, *argtypes):
-    fn = getattr(_lib, name)
+    try:
+        fn = getattr(_lib, name)
+    except AttributeError:
+        raise ImportError(f"telespool: {LIBRARY_PATH} has no {name}(): it is older than this "
+                          "binding; install the library of the same release") from None
     fn.restype = restype
     fn.argtypes = list(argtypes)
     return fn
