@@ -308,9 +308,12 @@ typedef struct telespool_heartbeat {
  * telespool_record_query(); TELESPOOL_EINVAL for hb NULL, an unknown
  * struct_version or features_json not a JSON object.
  */
-TELESPOOL_EXTERN int
-telespool_record_workspace_heartbeat(telespool *sp,
-				     const telespool_heartbeat *hb);
+/* (The name stays on the TELESPOOL_EXTERN line, which the install test
+ * reads the API from.) */
+/* clang-format off */
+TELESPOOL_EXTERN int telespool_record_workspace_heartbeat(telespool *sp,
+	const telespool_heartbeat *hb);
+/* clang-format on */
 
 /*
  * Records a survey milestone (e.g. "first_bot_response_success").  The
