@@ -19,12 +19,16 @@ The event loop.  No method raises (failures are logged at debug level on ``ap.lo
 counted).  Recording runs in one worker thread per manager: the coroutines only copy the
 payload and hand it over, so they hold the event loop for microseconds, never for a disk
 write or a lock wait.  Each record in the worker waits at most ``busy_timeout_ms`` (default
-100 ms) for a lock held by the uploader.  ``start_send_task`` keeps at most ``max_queued``
+2000 ms: the wait is off the loop, and a longer one loses fewer events) for a lock held by the
+uploader.  ``start_send_task`` keeps at most ``max_queued``
 (10,000) events waiting for the worker and drops (and counts) the rest, as LangBot's own
 sender drops beyond 8 in flight.  ``send`` waits for its event to be stored (in the worker,
 not on the loop).  ``shutdown`` waits for the queue to drain for at most
 ``shutdown_timeout`` seconds (default 5).  The only synchronous call,
-``SurveyManager.get_pending_survey``, reads one row (WAL readers do not wait for writers).
+``SurveyManager.get_pending_survey``, reads one row (WAL readers do not wait for writers); it
+shares its spool handle only with that manager's own survey records, whose lock waits are
+bounded by its ``busy_timeout_ms`` (default 100 ms), so it holds the loop for at most about
+that long, and for microseconds otherwise.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ from . import SURVEY_DISMISS, SURVEY_PENDING, SURVEY_RESPOND, TELEMETRY, Disable
 __all__ = ["TelemetryManager", "SurveyManager", "space_config", "telemetry_enabled"]
 
 DEFAULT_PATH = os.path.join("data", "telemetry.db")
-DEFAULT_BUSY_TIMEOUT_MS = 100
+DEFAULT_BUSY_TIMEOUT_MS = 2000         # TelemetryManager: its records wait in the worker
+SURVEY_BUSY_TIMEOUT_MS = 100           # SurveyManager: get_pending_survey runs on the loop
 DEFAULT_MAX_QUEUED = 10000
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 
@@ -89,8 +94,10 @@ class _Recorder:
     """The spool and the one worker thread that writes to it, shared by the two managers'
     implementations."""
 
-    def __init__(self, ap: Any, path: str, options: dict):
+    def __init__(self, ap: Any, path: str, options: dict,
+                 busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS):
         self.ap = ap
+        self.busy_timeout_ms = busy_timeout_ms
         self.path = path
         self.options = options
         self.spool: Optional[Spool] = None
@@ -113,7 +120,7 @@ class _Recorder:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="telespool")
         opts = dict(self.options)
-        opts.setdefault("busy_timeout_ms", DEFAULT_BUSY_TIMEOUT_MS)
+        opts.setdefault("busy_timeout_ms", self.busy_timeout_ms)
         opts["disabled"] = not enabled
         loop = asyncio.get_running_loop()
         try:
@@ -195,7 +202,7 @@ class TelemetryManager:
     ``TelemetryManager(ap)`` is all LangBot needs.  Keyword arguments: ``path`` of the spool
     (default ``data/telemetry.db`` in LangBot's working directory), ``max_queued``,
     ``shutdown_timeout``, and any :class:`telespool.Spool` option (``busy_timeout_ms``
-    defaults to 100 here; ``disabled`` is decided from LangBot's configuration).
+    defaults to 2000 here; ``disabled`` is decided from LangBot's configuration).
     Attributes ``recorded``, ``dropped`` and ``failed`` count events since start.
     """
 
@@ -280,7 +287,7 @@ class SurveyManager:
                  version: Optional[str] = None,
                  shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT, **spool_options: Any):
         self.ap = ap
-        self._rec = _Recorder(ap, path, spool_options)
+        self._rec = _Recorder(ap, path, spool_options, SURVEY_BUSY_TIMEOUT_MS)
         self._instance_id = instance_id
         self._version = version
         self._space_url = ""
