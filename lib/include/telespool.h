@@ -12,7 +12,9 @@
  *     failure on a handle comes from telespool_errmsg().
  *   - Strings are NUL-terminated UTF-8.  Invalid UTF-8 is replaced with
  *     U+FFFD and over-long values are capped (see README "Caps"): a dirty
- *     event is cleaned and stored, never rejected.
+ *     event is cleaned and stored, never rejected.  (JSON text given to
+ *     telespool_record_json() is refused only where LangBot's own sender
+ *     could not have sent it either; see there.)
  *   - The library copies every string it is given; the caller keeps
  *     ownership of its arguments.  Memory the library returns through an
  *     out-parameter belongs to the caller and is released with
