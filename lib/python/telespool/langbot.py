@@ -211,6 +211,7 @@ class TelemetryManager:
                  shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT, **spool_options: Any):
         self.ap = ap
         self.telemetry_config: Any = {}
+        self.send_tasks: list = []   # LangBot's attribute; nothing is in flight here
         self.max_queued = max_queued
         self.shutdown_timeout = shutdown_timeout
         self._rec = _Recorder(ap, path, spool_options)
