@@ -18,6 +18,7 @@ QUERIES=(
   "Each upload run: when, and how much left the machine|SELECT * FROM upload_runs;"
   "The last delivery errors|SELECT event_id, attempts, last_error FROM events WHERE last_error IS NOT NULL;"
   "Events by model|SELECT model_name, count(*) FROM events GROUP BY model_name;"
+  "Events by workspace|SELECT workspace_uuid, count(*) FROM events GROUP BY workspace_uuid;"
   "The table's columns|.schema spool"
 )
 
@@ -121,8 +122,14 @@ run 7 && {
   expect models '^gpt-4o\|[0-9]+$'
   expect models '^deepseek-chat\|[0-9]+$'
 }
-# 8: .schema
+# 8: by workspace (the sample's queries name none: ""; the heartbeat and the
+# trigger have no such key: NULL)
 run 8 && {
+  lines workspaces 2
+  expect workspaces '^\|[0-9]+$'
+}
+# 9: .schema
+run 9 && {
   expect schema 'CREATE TABLE spool'
   expect schema 'event_id +TEXT NOT NULL,'
   expect schema 'CREATE INDEX spool_done'

@@ -1397,8 +1397,10 @@ static void test_body_query(void)
 	if (sp == NULL)
 		return;
 
+	/* A caller built against the 0.1.0 header: the 4.10.6 body. */
 	const char *plugins[] = {"WebSearch", "Memory"};
 	telespool_query q = TELESPOOL_QUERY_INIT;
+	q.struct_version = 1;
 	q.query_id = "q-0001";
 	q.adapter = "TelegramAdapter";
 	q.runner = "local-agent";
@@ -1443,6 +1445,7 @@ static void test_body_query(void)
 
 	/* Every string NULL: "" everywhere, duration 0, no plugins. */
 	telespool_query empty = TELESPOOL_QUERY_INIT;
+	empty.struct_version = 1;
 	empty.duration_ms = -5;
 	ASSERT_EQ(telespool_record_query(sp, &empty), TELESPOOL_OK);
 	b = last_body(path);
@@ -2410,6 +2413,487 @@ static void test_wal_bound_uploader(void)
 	       (long long)allowed / 1024);
 }
 
+/* ---- LangBot's payloads as they are (telespool_record_json) ---- */
+
+/* Records payload through the generic path and checks the stored body is
+ * exactly want (and its event_type column). */
+static void expect_json_body(telespool *sp, const char *path,
+			     const char *payload, const char *want,
+			     const char *type)
+{
+	int rc = telespool_record_json(sp, payload);
+	if (rc != TELESPOOL_OK) {
+		TU_FAIL("record_json %s: %s: %s", payload,
+			telespool_strerror(rc), telespool_errmsg(sp));
+		return;
+	}
+	char *got = last_body_text(path);
+	ASSERT_STREQ(got, want);
+	free(got);
+	char *t = path_text(path, "SELECT event_type FROM events ORDER BY id "
+				  "DESC LIMIT 1");
+	ASSERT_STREQ(t, type);
+	free(t);
+}
+
+static void test_record_json_bytes(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "record-json.db");
+	telespool *sp = open_ok(path, NULL);
+	if (sp == NULL)
+		return;
+	/* Numbers as Python prints them: floats in repr, ints exactly. */
+	expect_json_body(
+	    sp, path,
+	    "{\"event_type\":\"query\",\"query_id\":12,\"duration_ms\":812.9,"
+	    "\"features\":{\"f\":1.0,\"e\":1E-7,\"n\":-0,\"z\":-0.0,\"big\":"
+	    "123456789012345678901234567890,\"x\":1e16,\"y\":1e15,\"p\":0.1,"
+	    "\"q\":2.5e-5,\"r\":123.456e2,\"s\":5e-324,\"t\":"
+	    "1.7976931348623157e308,\"u\":0.0001}}",
+	    "{\"event_type\":\"query\",\"query_id\":\"12\",\"duration_ms\":812,"
+	    "\"features\":{\"f\":1.0,\"e\":1e-07,\"n\":0,\"z\":-0.0,\"big\":"
+	    "123456789012345678901234567890,\"x\":1e+16,\"y\":"
+	    "1000000000000000.0,\"p\":0.1,\"q\":2.5e-05,\"r\":12345.6,\"s\":"
+	    "5e-324,\"t\":1.7976931348623157e+308,\"u\":0.0001}}",
+	    "query");
+	/* Strings: only '"', '\\' and control characters escaped; a missing
+	 * event_type is added last, as LangBot's sender does. */
+	expect_json_body(
+	    sp, path,
+	    " { \"a\" : \"x\\u00e9\\ud83d\\ude00\\u2028\\/\\\"\\\\"
+	    "\\n\\tend\" , \"lone\":\"\\udc00\" } ",
+	    "{\"a\":\"x\xc3\xa9\xf0\x9f\x98\x80\xe2\x80\xa8/\\\"\\\\"
+	    "\\n\\tend\",\"lone\":\"\xef\xbf\xbd\","
+	    "\"event_type\":\"query\"}",
+	    "query");
+	/* The sender's str(): None "", True "True", numbers their text; an
+	 * empty event_type becomes "query" in its place. */
+	expect_json_body(
+	    sp, path,
+	    "{\"event_type\":\"\",\"adapter\":true,\"runner\":false,"
+	    "\"model_name\":null,\"version\":4.10,\"edition\":3,\"error\":"
+	    "null,\"timestamp\":1e2,\"query_id\":null}",
+	    "{\"event_type\":\"query\",\"adapter\":\"True\",\"runner\":"
+	    "\"False\",\"model_name\":\"\",\"version\":\"4.1\",\"edition\":"
+	    "\"3\",\"error\":\"\",\"timestamp\":\"100.0\",\"query_id\":\"\"}",
+	    "query");
+	expect_json_body(
+	    sp, path,
+	    "{\"event_type\":\"instance_heartbeat\",\"features\":"
+	    "[1],\"pipeline_plugins\":null,\"x\":[]}",
+	    "{\"event_type\":\"instance_heartbeat\",\"features\":{},"
+	    "\"pipeline_plugins\":null,\"x\":[]}",
+	    "instance_heartbeat");
+	/* Another event type LangBot may add: kept, sent to telemetry. */
+	expect_json_body(sp, path, "{\"event_type\":\"plugin_installed\"}",
+			 "{\"event_type\":\"plugin_installed\"}", "query");
+	/* Keys that cleaning makes equal: the first one stays. */
+	expect_json_body(sp, path, "{\"a\\u0000\":1,\"a\":2}",
+			 "{\"a\":1,\"event_type\":\"query\"}", "query");
+	/* A repeated key keeps its first place and its last value. */
+	expect_json_body(sp, path, "{\"a\":1,\"b\":2,\"a\":{\"c\":3}}",
+			 "{\"a\":{\"c\":3},\"b\":2,\"event_type\":\"query\"}",
+			 "query");
+	/* duration_ms: Python's int(), 0 when it fails, clamped. */
+	static const char *const durations[][2] = {
+	    {"\" 1_200 \"", "1200"},
+	    {"\"12.5\"", "0"},
+	    {"null", "0"},
+	    {"-5", "0"},
+	    {"1e300", "1000000000000"},
+	    {"true", "1"},
+	    {"false", "0"},
+	    {"\"1__2\"", "0"},
+	    {"[1]", "0"},
+	    {"\"+07\"", "7"},
+	    {"99.99", "99"},
+	    {"\"\"", "0"},
+	    {"\"_1\"", "0"},
+	    {"{}", "0"},
+	    {"123456789012345678901234567890", "1000000000000"}};
+	for (size_t i = 0; i < sizeof(durations) / sizeof(durations[0]); i++) {
+		char in[128], want[128];
+		snprintf(in, sizeof(in), "{\"duration_ms\":%s}",
+			 durations[i][0]);
+		snprintf(want, sizeof(want),
+			 "{\"duration_ms\":%s,\"event_type\":\"query\"}",
+			 durations[i][1]);
+		expect_json_body(sp, path, in, want, "query");
+	}
+	/* Cleaning: names trimmed, secrets redacted at any depth. */
+	char *before = NULL;
+	ASSERT_EQ(telespool_record_json(
+		      sp, "{\"model_name\":\"  gpt-4o \",\"features\":{\"a\":"
+			  "{\"b\":[\"key sk-proj-abcdefghijklmnopqrstuvwxyz0123"
+			  "456789ABCD\"]}}}"),
+		  TELESPOOL_OK);
+	before = last_body_text(path);
+	ASSERT_TRUE(before && strstr(before, "\"model_name\":\"gpt-4o\""));
+	ASSERT_TRUE(before && strstr(before, "<redacted:") != NULL);
+	ASSERT_TRUE(before && strstr(before, "abcdefghijklmnop") == NULL);
+	free(before);
+	telespool_close(sp);
+}
+
+static void expect_json_einval(telespool *sp, const char *payload,
+			       const char *says)
+{
+	ASSERT_EQ(telespool_record_json(sp, payload), TELESPOOL_EINVAL);
+	const char *msg = telespool_errmsg(sp);
+	if (strstr(msg, says) == NULL)
+		TU_FAIL("\"%s\" does not contain \"%s\"", msg, says);
+	else
+		tu_passed++;
+}
+
+static char *nested(int depth)
+{
+	char *s = malloc((size_t)depth * 6 + 16);
+	size_t n = 0;
+	for (int i = 0; i < depth; i++)
+		n += (size_t)sprintf(s + n, "{\"a\":");
+	n += (size_t)sprintf(s + n, "1");
+	for (int i = 0; i < depth; i++)
+		s[n++] = '}';
+	s[n] = '\0';
+	return s;
+}
+
+static void test_record_json_einval(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "record-json-einval.db");
+	telespool *sp = open_ok(path, NULL);
+	if (sp == NULL)
+		return;
+	ASSERT_EQ(telespool_record_json(NULL, "{}"), TELESPOOL_EINVAL);
+	expect_json_einval(sp, NULL, "payload_json is NULL");
+	expect_json_einval(sp, "", "not a JSON object");
+	expect_json_einval(sp, "not json", "not a JSON object");
+	expect_json_einval(sp, "[1]", "not a JSON object");
+	expect_json_einval(sp, "\"s\"", "not a JSON object");
+	expect_json_einval(sp, "{} x", "text after the JSON value");
+	expect_json_einval(sp, "{\"a\":1,}", "not a JSON object");
+	expect_json_einval(sp, "{\"a\":NaN}", "NaN");
+	expect_json_einval(sp, "{\"a\":Infinity}", "NaN and Infinity");
+	expect_json_einval(sp, "{\"a\":-Infinity}", "Infinity");
+	expect_json_einval(sp, "{\"a\":1e400}", "Infinity");
+	expect_json_einval(sp, "{\"a\":\"x\ny\"}", "control character");
+	expect_json_einval(sp, "{\"a\":\"\\q\"}", "bad escape");
+	expect_json_einval(sp, "{\"adapter\":[1]}", "str()");
+	expect_json_einval(sp, "{\"query_id\":{}}", "str()");
+	char *deep = nested(600);
+	expect_json_einval(sp, deep, "deeper than 512");
+	free(deep);
+	char *digits = malloc(4400);
+	memcpy(digits, "{\"a\":", 5);
+	memset(digits + 5, '7', 4301);
+	memcpy(digits + 5 + 4301, "}", 2);
+	expect_json_einval(sp, digits, "4300 digits");
+	size_t huge = 4 * 1024 * 1024 + 16;
+	char *big = malloc(huge + 1);
+	memset(big, ' ', huge);
+	memcpy(big, "{}", 2);
+	big[huge] = '\0';
+	expect_json_einval(sp, big, "larger than 4 MiB");
+	free(big);
+	ASSERT_EQ(telespool_record_json_to(sp, "/api/v1/other", "{}"),
+		  TELESPOOL_EINVAL);
+	ASSERT_EQ(telespool_record_json_to(sp, "/api/v1/survey/pending",
+					   "{\"event\":\"\"}"),
+		  TELESPOOL_EINVAL);
+	ASSERT_EQ(telespool_record_json_to(sp, "/api/v1/survey/respond",
+					   "{\"answers\":{}}"),
+		  TELESPOOL_EINVAL);
+	ASSERT_EQ(count_events(path), 0); /* nothing stored */
+
+	/* At the limits: accepted. */
+	digits[5 + 4300] = '}';
+	digits[5 + 4301] = '\0';
+	ASSERT_EQ(telespool_record_json(sp, digits), TELESPOOL_OK);
+	free(digits);
+	deep = nested(500);
+	ASSERT_EQ(telespool_record_json(sp, deep), TELESPOOL_OK);
+	free(deep);
+	char *body = last_body_text(path);
+	/* Containers nested 9 levels down are dropped (a cap). */
+	ASSERT_STREQ(body, "{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":{\"a\":"
+			   "{\"a\":{}}}}}}}},\"event_type\":\"query\"}");
+	free(body);
+	ASSERT_EQ(count_events(path), 2);
+	telespool_close(sp);
+
+	/* Opted out: nothing stored, whatever the payload. */
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.disabled = 1;
+	sp = open_ok(path, &o);
+	if (sp == NULL)
+		return;
+	ASSERT_EQ(telespool_record_json(sp, "{}"), TELESPOOL_EDISABLED);
+	ASSERT_EQ(count_events(path), 2);
+	telespool_close(sp);
+}
+
+static void test_record_json_caps(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "record-json-caps.db");
+	telespool *sp = open_ok(path, NULL);
+	if (sp == NULL)
+		return;
+	/* A 1 MiB traceback with escapes: stored, cut to fit 64 KiB. */
+	size_t n = 1024 * 1024;
+	char *p = malloc(n + 64);
+	size_t k = (size_t)sprintf(p, "{\"error\":\"");
+	while (k < n)
+		k += (size_t)sprintf(p + k, "  File \\\"x.py\\\", line 1\\n");
+	k += (size_t)sprintf(p + k, "ValueError: end\"}");
+	ASSERT_EQ(telespool_record_json(sp, p), TELESPOOL_OK);
+	free(p);
+	char *body = last_body_text(path);
+	ASSERT_TRUE(body && strlen(body) <= 65536 && strlen(body) > 40000);
+	ASSERT_TRUE(body && strstr(body, "ValueError: end") != NULL);
+	free(body);
+	/* 300 members: 256 kept; a 5,000-byte string: capped at 4 KiB. */
+	p = malloc(300 * 16 + 5100);
+	k = (size_t)sprintf(p, "{\"s\":\"");
+	memset(p + k, 'x', 5000);
+	k += 5000;
+	k += (size_t)sprintf(p + k, "\"");
+	for (int i = 0; i < 299; i++)
+		k += (size_t)sprintf(p + k, ",\"k%d\":%d", i, i);
+	sprintf(p + k, "}");
+	ASSERT_EQ(telespool_record_json(sp, p), TELESPOOL_OK);
+	free(p);
+	cJSON *b = last_body(path);
+	ASSERT_EQ(cJSON_GetArraySize(b), 256);
+	const cJSON *s = cJSON_GetObjectItemCaseSensitive(b, "s");
+	ASSERT_TRUE(cJSON_IsString(s) && strlen(s->valuestring) <= 4096 &&
+		    strlen(s->valuestring) > 3000);
+	cJSON_Delete(b);
+	telespool_close(sp);
+}
+
+static const char *const query2_keys[] = {"event_type",
+					  "query_id",
+					  "adapter",
+					  "runner",
+					  "runner_category",
+					  "duration_ms",
+					  "model_name",
+					  "version",
+					  "instance_id",
+					  "workspace_uuid",
+					  "runtime_instance_id",
+					  "edition",
+					  "pipeline_plugins",
+					  "features",
+					  "error",
+					  "timestamp",
+					  NULL};
+
+/* The newest body, recorded again through the generic path, is stored
+ * unchanged: the typed call and record_json() agree byte for byte. */
+static void assert_generic_agrees(telespool *sp, const char *path)
+{
+	char *typed = last_body_text(path);
+	ASSERT_EQ(telespool_record_json(sp, typed), TELESPOOL_OK);
+	char *generic = last_body_text(path);
+	ASSERT_STREQ(generic, typed);
+	free(typed);
+	free(generic);
+}
+
+static int is_python_iso(const char *s, int aware)
+{
+	const char *shape = "dddd-dd-ddTdd:dd:dd";
+	size_t n = strlen(s), i;
+	for (i = 0; shape[i]; i++)
+		if (i >= n || (shape[i] == 'd' ? (s[i] < '0' || s[i] > '9')
+					       : s[i] != shape[i]))
+			return 0;
+	if (s[i] == '.') {
+		for (int j = 1; j <= 6; j++)
+			if (s[i + (size_t)j] < '0' || s[i + (size_t)j] > '9')
+				return 0;
+		i += 7;
+	}
+	return strcmp(s + i, aware ? "+00:00" : "") == 0;
+}
+
+static void test_body_query_v2(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "body-query-v2.db");
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.instance_id = "instance_rt";
+	o.version = "v4.10.8";
+	o.edition = "community";
+	telespool *sp = open_ok(path, &o);
+	if (sp == NULL)
+		return;
+	const char *plugins[] = {"hello", NULL, "weather"};
+	telespool_query q = TELESPOOL_QUERY_INIT;
+	ASSERT_EQ(q.struct_version, 2);
+	q.query_id = "42";
+	q.adapter = "TelegramAdapter";
+	q.runner = "local-agent";
+	q.runner_category = "agent";
+	q.model_name = "gpt-4o";
+	q.duration_ms = 812;
+	q.pipeline_plugins = plugins;
+	q.n_pipeline_plugins = 3;
+	q.features_json = "{\"tool_calls\":{\"mcp\":2},\"score\":1.0}";
+	q.instance_id = "instance_q";
+	q.workspace_uuid = "ws-1";
+	ASSERT_EQ(telespool_record_query(sp, &q), TELESPOOL_OK);
+	cJSON *b = last_body(path);
+	assert_keys(b, query2_keys);
+	assert_str_member(b, "instance_id", "instance_q");
+	assert_str_member(b, "runtime_instance_id", "instance_rt");
+	assert_str_member(b, "workspace_uuid", "ws-1");
+	assert_str_member(b, "edition", "community");
+	const cJSON *ts = cJSON_GetObjectItemCaseSensitive(b, "timestamp");
+	ASSERT_TRUE(cJSON_IsString(ts) && is_python_iso(ts->valuestring, 0));
+	cJSON_Delete(b);
+	char *text = last_body_text(path);
+	ASSERT_TRUE(text &&
+		    strstr(text, "\"pipeline_plugins\":[\"hello\","
+				 "\"weather\"],\"features\":{\"tool_calls"
+				 "\":{\"mcp\":2},\"score\":1.0},") != NULL);
+	free(text);
+	/* Migration 0003: the events view shows the new fields. */
+	text = path_text(path, "SELECT workspace_uuid || ',' || "
+			       "runtime_instance_id || ',' || runner_category"
+			       " || ',' || edition || ',' || features FROM "
+			       "events ORDER BY id DESC LIMIT 1");
+	ASSERT_STREQ(text, "ws-1,instance_rt,agent,community,{\"tool_calls\":"
+			   "{\"mcp\":2},\"score\":1.0}");
+	free(text);
+	assert_generic_agrees(sp, path);
+
+	/* NULL plugins: null ("every plugin"); an empty list: []. */
+	telespool_query e = TELESPOOL_QUERY_INIT;
+	ASSERT_EQ(telespool_record_query(sp, &e), TELESPOOL_OK);
+	text = last_body_text(path);
+	ASSERT_TRUE(text && strstr(text, "\"query_id\":\"\",\"adapter\":\"\","
+					 "\"runner\":\"\",\"runner_category\":"
+					 "\"\",\"duration_ms\":0,") != NULL);
+	ASSERT_TRUE(text &&
+		    strstr(text, "\"pipeline_plugins\":null,"
+				 "\"features\":{},\"error\":\"\",") != NULL);
+	free(text);
+	assert_generic_agrees(sp, path);
+	e.pipeline_plugins = plugins;
+	e.n_pipeline_plugins = 0;
+	ASSERT_EQ(telespool_record_query(sp, &e), TELESPOOL_OK);
+	text = last_body_text(path);
+	ASSERT_TRUE(text && strstr(text, "\"pipeline_plugins\":[],") != NULL);
+	free(text);
+
+	e.features_json = "[1]";
+	ASSERT_EQ(telespool_record_query(sp, &e), TELESPOOL_EINVAL);
+	ASSERT_TRUE(strstr(telespool_errmsg(sp), "features_json") != NULL);
+	e.features_json = "{\"x\":NaN}";
+	ASSERT_EQ(telespool_record_query(sp, &e), TELESPOOL_EINVAL);
+	e.struct_version = 3;
+	e.features_json = NULL;
+	ASSERT_EQ(telespool_record_query(sp, &e), TELESPOOL_EINVAL);
+
+	/* One heartbeat per workspace, LangBot 4.10.8's keys and order. */
+	static const char *const hb_keys[] = {"event_type",
+					      "query_id",
+					      "version",
+					      "instance_id",
+					      "workspace_uuid",
+					      "workspace_create_ts",
+					      "instance_create_ts",
+					      "edition",
+					      "features",
+					      "timestamp",
+					      NULL};
+	telespool_heartbeat hb = TELESPOOL_HEARTBEAT_INIT;
+	hb.workspace_uuid = "ws-2";
+	hb.workspace_create_ts = 1732000000;
+	hb.features_json = "{\"bot_count\":2,\"adapters\":[\"A\",\"B\"]}";
+	ASSERT_EQ(telespool_record_workspace_heartbeat(sp, &hb), TELESPOOL_OK);
+	b = last_body(path);
+	assert_keys(b, hb_keys);
+	assert_str_member(b, "event_type", "instance_heartbeat");
+	assert_str_member(b, "query_id", "");
+	assert_int_member(b, "workspace_create_ts", 1732000000);
+	ts = cJSON_GetObjectItemCaseSensitive(b, "timestamp");
+	ASSERT_TRUE(cJSON_IsString(ts) && is_python_iso(ts->valuestring, 1));
+	cJSON_Delete(b);
+	assert_generic_agrees(sp, path);
+	ASSERT_EQ(telespool_record_workspace_heartbeat(sp, NULL),
+		  TELESPOOL_EINVAL);
+	hb.struct_version = 0;
+	ASSERT_EQ(telespool_record_workspace_heartbeat(sp, &hb),
+		  TELESPOOL_EINVAL);
+	telespool_close(sp);
+}
+
+static void test_record_json_surveys(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "record-json-surveys.db");
+	telespool *sp = open_ok(path, NULL);
+	if (sp == NULL)
+		return;
+	const char *pending =
+	    "{\"instance_id\":\"i\",\"event\":\"first_bot_response_success\"}";
+	ASSERT_EQ(
+	    telespool_record_json_to(sp, "/api/v1/survey/pending", pending),
+	    TELESPOOL_OK);
+	ASSERT_EQ(
+	    telespool_record_json_to(sp, "/api/v1/survey/pending", pending),
+	    TELESPOOL_OK); /* at most once */
+	ASSERT_EQ(count_events(path), 1);
+	char *t = last_body_text(path);
+	ASSERT_STREQ(t, pending);
+	free(t);
+	const char *respond =
+	    "{\"survey_id\":\"s-1\",\"instance_id\":\"i\",\"answers\":{\"q\":"
+	    "4.5},\"metadata\":{\"version\":\"v\",\"instance_id\":\"i\"},"
+	    "\"completed\":true}";
+	ASSERT_EQ(
+	    telespool_record_json_to(sp, "/api/v1/survey/respond", respond),
+	    TELESPOOL_OK);
+	t = last_body_text(path);
+	ASSERT_STREQ(t, respond);
+	free(t);
+	ASSERT_EQ(telespool_record_json_to(sp, "/api/v1/survey/dismiss",
+					   "{\"survey_id\":7,\"instance_id\":"
+					   "\"i\"}"),
+		  TELESPOOL_OK);
+	t = path_text(path, "SELECT group_concat(event_type) FROM events");
+	ASSERT_STREQ(t, "survey_trigger,survey_response,survey_dismiss");
+	free(t);
+	/* Survey bodies are not normalised: no event_type is added. */
+	t = last_body_text(path);
+	ASSERT_STREQ(t, "{\"survey_id\":7,\"instance_id\":\"i\"}");
+	free(t);
+	/* A long numeric survey id (not an account id) closes its survey. */
+	ASSERT_EQ(path_exec(path, "INSERT INTO surveys (survey_id, body, "
+				  "received_at) VALUES ('12345678901234', "
+				  "'{\"survey_id\":\"12345678901234\"}', "
+				  "'2026-01-01T00:00:00.000Z')"),
+		  SQLITE_OK);
+	char *pending_json = NULL;
+	ASSERT_EQ(telespool_pending_survey(sp, &pending_json), TELESPOOL_OK);
+	ASSERT_TRUE(pending_json != NULL);
+	telespool_free(pending_json);
+	ASSERT_EQ(telespool_record_json_to(sp, "/api/v1/survey/dismiss",
+					   "{\"survey_id\":\"12345678901234\","
+					   "\"instance_id\":\"i\"}"),
+		  TELESPOOL_OK);
+	ASSERT_EQ(telespool_pending_survey(sp, &pending_json), TELESPOOL_OK);
+	ASSERT_TRUE(pending_json == NULL);
+	telespool_close(sp);
+}
+
 /* ---- main ---- */
 
 static const struct tu_test tests[] = {
@@ -2444,6 +2928,11 @@ static const struct tu_test tests[] = {
     {"full_disk", test_full_disk},
     {"wal_bound", test_wal_bound},
     {"wal_bound_uploader", test_wal_bound_uploader},
+    {"record_json_bytes", test_record_json_bytes},
+    {"record_json_einval", test_record_json_einval},
+    {"record_json_caps", test_record_json_caps},
+    {"body_query_v2", test_body_query_v2},
+    {"record_json_surveys", test_record_json_surveys},
 };
 
 int main(int argc, char **argv)

@@ -12,7 +12,9 @@
  *     failure on a handle comes from telespool_errmsg().
  *   - Strings are NUL-terminated UTF-8.  Invalid UTF-8 is replaced with
  *     U+FFFD and over-long values are capped (see README "Caps"): a dirty
- *     event is cleaned and stored, never rejected.
+ *     event is cleaned and stored, never rejected.  (JSON text given to
+ *     telespool_record_json() is refused only where LangBot's own sender
+ *     could not have sent it either; see there.)
  *   - The library copies every string it is given; the caller keeps
  *     ownership of its arguments.  Memory the library returns through an
  *     out-parameter belongs to the caller and is released with
@@ -194,26 +196,47 @@ TELESPOOL_EXTERN const char *telespool_open_errmsg(void);
  */
 TELESPOOL_EXTERN void telespool_close(telespool *sp);
 
-#define TELESPOOL_QUERY_VERSION 1
+#define TELESPOOL_QUERY_VERSION 2
 
-/* One processed chat query.  Initialise with TELESPOOL_QUERY_INIT. */
+/*
+ * One processed chat query.  Initialise with TELESPOOL_QUERY_INIT.
+ *
+ * struct_version 2 (what TELESPOOL_QUERY_INIT gives) stores LangBot 4.10.8's
+ * body: every key LangBot's chat handler sends, in its order, a NULL string
+ * sent as "", features, per-call identities, pipeline_plugins NULL sent as
+ * null ("every plugin") and the naive microsecond timestamp of
+ * datetime.utcnow().isoformat().  The bytes are those the generic
+ * telespool_record_json() stores for the same event.  A caller built with
+ * struct_version 1 keeps the body of 4.10.6 (no workspace fields, optional
+ * runner_category and edition, "...Z" millisecond timestamp,
+ * pipeline_plugins NULL sent as []).
+ */
 typedef struct telespool_query {
 	unsigned int struct_version; /* TELESPOOL_QUERY_VERSION */
 	const char *query_id;        /* NULL is stored as "" */
 	const char *adapter;         /* e.g. "TelegramAdapter" */
 	const char *runner;          /* e.g. "local-agent" */
-	const char *runner_category; /* optional; added when non-NULL */
+	const char *runner_category; /* v1: added when non-NULL */
 	const char *model_name;      /* e.g. "gpt-4o" */
 	int64_t duration_ms;         /* negative values are stored as 0 */
-	const char *const *pipeline_plugins; /* may be NULL when n is 0 */
+	/* v2: NULL is null (LangBot: the pipeline enables every plugin); a
+	 * non-NULL pointer with n_pipeline_plugins 0 is [].  NULL items are
+	 * skipped. */
+	const char *const *pipeline_plugins;
 	size_t n_pipeline_plugins;
 	const char *error; /* traceback, or NULL; redacted before storing */
+
+	/* Since struct_version 2. */
+	const char *features_json;  /* JSON object of feature usage; NULL: {} */
+	const char *instance_id;    /* the query's; NULL: the handle's */
+	const char *workspace_uuid; /* NULL is stored as "" */
+	const char *runtime_instance_id; /* NULL: the handle's instance_id */
 } telespool_query;
 
 #define TELESPOOL_QUERY_INIT                                                   \
 	{                                                                      \
 		TELESPOOL_QUERY_VERSION, NULL, NULL, NULL, NULL, NULL, 0,      \
-		    NULL, 0, NULL                                              \
+		    NULL, 0, NULL, NULL, NULL, NULL, NULL                      \
 	}
 
 /*
@@ -226,7 +249,8 @@ typedef struct telespool_query {
  * acknowledged before one can be lost).
  *
  * Returns TELESPOOL_OK; TELESPOOL_EINVAL (sp or q NULL, pipeline_plugins
- * NULL with n_pipeline_plugins > 0, unknown struct_version);
+ * NULL with n_pipeline_plugins > 0, unknown struct_version, features_json
+ * not a JSON object);
  * TELESPOOL_EDISABLED; TELESPOOL_EBUSY (locked past busy_timeout_ms);
  * TELESPOOL_EFULL (disk full, or the WAL at its bound while a reader holds
  * a transaction open; counted in drops as 'disk_full' or 'wal_pinned');
@@ -237,12 +261,99 @@ TELESPOOL_EXTERN int telespool_record_query(telespool *sp,
 					    const telespool_query *q);
 
 /*
- * Records the daily "instance_heartbeat" event.  features_json is a JSON
- * object of configuration counts (NULL means {}); anything but a JSON object
- * is TELESPOOL_EINVAL.  Returns as telespool_record_query().
+ * Records the daily "instance_heartbeat" event of LangBot 4.10.6 and
+ * earlier (keys event_type, instance_id, version, edition,
+ * instance_create_ts, features, timestamp; no workspace).  For LangBot
+ * 4.10.8 use telespool_record_workspace_heartbeat().  features_json is a
+ * JSON object of configuration counts (NULL means {}); anything but a JSON
+ * object is TELESPOOL_EINVAL.  Returns as telespool_record_query().
  */
 TELESPOOL_EXTERN int telespool_record_heartbeat(telespool *sp,
 						const char *features_json);
+
+/*
+ * The generic record path: payload_json is the payload LangBot hands its
+ * TelemetryManager.send(), as a JSON object, for /api/v1/telemetry.  It is
+ * normalised exactly as LangBot's sender does (query_id and each of
+ * adapter, runner, runner_category, model_name, version, edition, error,
+ * timestamp, event_type that is present becomes a string: null is "", true
+ * "True", a number its Python str(); an empty or missing event_type becomes
+ * "query", a missing one added last; features that is not an object becomes
+ * {}; duration_ms becomes Python's int() of it, 0 when that fails), then
+ * cleaned and redacted (the traceback redaction on error, the secret
+ * patterns on every other string at any depth) and capped (README "Caps";
+ * duration_ms is clamped to 0 .. 10^12), and stored as the exact body
+ * LangBot would have POSTed: json.dumps(payload, ensure_ascii=False,
+ * separators=(",", ":"), allow_nan=False) with the same keys in the same
+ * order, the same JSON types, integers of any size kept exactly, floats in
+ * Python's repr.  Keys telespool does not know are kept as they are
+ * (redacted like any other string).  A key given twice keeps its first
+ * place and its last value, as Python's json.loads() does.
+ *
+ * event_type "instance_heartbeat" is stored as a heartbeat, any other as a
+ * query event; both are POSTed to /api/v1/telemetry.
+ *
+ * Returns as telespool_record_query(); TELESPOOL_EINVAL when sp or
+ * payload_json is NULL, the text is not one JSON object, is larger than
+ * 4 MiB, is nested deeper than 512 levels, holds NaN or Infinity (or a
+ * float beyond the double range) or an integer of more than 4300 digits
+ * (LangBot's sender would fail on those: nothing would be sent), holds an
+ * array or object where LangBot's sender turns the value into a string (its
+ * Python str() is not reproduced: convert it first), or is larger than
+ * 64 KiB even with every cap applied.  telespool_errmsg() says which.
+ */
+TELESPOOL_EXTERN int telespool_record_json(telespool *sp,
+					   const char *payload_json);
+
+/*
+ * Like telespool_record_json() for a body LangBot POSTs elsewhere: endpoint
+ * is "/api/v1/telemetry" (the same as telespool_record_json(); NULL means
+ * this too), "/api/v1/survey/pending" (body {"instance_id", "event"}: a
+ * milestone, checked at most once per spool as by
+ * telespool_record_survey_trigger()), "/api/v1/survey/respond" (body with
+ * "survey_id": marks that survey answered) or "/api/v1/survey/dismiss"
+ * (marks it dismissed).  Survey bodies are stored as given (LangBot does not
+ * normalise them), cleaned, redacted and capped.  Returns as
+ * telespool_record_json(); also TELESPOOL_EINVAL for another endpoint, a
+ * pending body without a non-empty string "event", or a respond or dismiss
+ * body without a non-empty "survey_id".
+ */
+TELESPOOL_EXTERN int telespool_record_json_to(telespool *sp,
+					      const char *endpoint,
+					      const char *payload_json);
+
+#define TELESPOOL_HEARTBEAT_VERSION 1
+
+/* One workspace's heartbeat.  Initialise with TELESPOOL_HEARTBEAT_INIT. */
+typedef struct telespool_heartbeat {
+	unsigned int struct_version; /* TELESPOOL_HEARTBEAT_VERSION */
+	const char *workspace_uuid;  /* NULL is stored as "" */
+	int64_t workspace_create_ts; /* unix seconds; 0 if unknown */
+	const char *features_json;   /* JSON object; NULL means {} */
+	const char *instance_id;     /* NULL: the handle's */
+} telespool_heartbeat;
+
+#define TELESPOOL_HEARTBEAT_INIT                                               \
+	{                                                                      \
+		TELESPOOL_HEARTBEAT_VERSION, NULL, 0, NULL, NULL               \
+	}
+
+/*
+ * Records LangBot 4.10.8's "instance_heartbeat" for one workspace (LangBot
+ * sends one per active workspace), with its keys in its order: event_type,
+ * query_id (""), version, instance_id, workspace_uuid, workspace_create_ts,
+ * instance_create_ts, edition, features, timestamp (UTC with microseconds
+ * and "+00:00", as datetime.now(timezone.utc).isoformat()).  The same bytes
+ * as telespool_record_json() stores for that payload.  Returns as
+ * telespool_record_query(); TELESPOOL_EINVAL for hb NULL, an unknown
+ * struct_version or features_json not a JSON object.
+ */
+/* (The name stays on the TELESPOOL_EXTERN line, which the install test
+ * reads the API from.) */
+/* clang-format off */
+TELESPOOL_EXTERN int telespool_record_workspace_heartbeat(telespool *sp,
+	const telespool_heartbeat *hb);
+/* clang-format on */
 
 /*
  * Records a survey milestone (e.g. "first_bot_response_success").  The

@@ -58,6 +58,44 @@ int telespool__body_survey_dismiss(struct telespool__event *ev,
 				   const struct telespool__ident *id,
 				   const char *survey_id, const char **why);
 
+/* Where a generic payload goes (telespool_record_json_to()). */
+enum telespool__endpoint {
+	TELESPOOL__EP_TELEMETRY,
+	TELESPOOL__EP_SURVEY_PENDING,
+	TELESPOOL__EP_SURVEY_RESPOND,
+	TELESPOOL__EP_SURVEY_DISMISS
+};
+
+/* The endpoint named by its path (NULL: telemetry); -1 if unknown. */
+int telespool__endpoint_of(const char *path);
+
+/*
+ * LangBot's payload as JSON text: for telemetry, normalised as LangBot's
+ * sender does, then cleaned, redacted and capped, and printed as Python's
+ * json.dumps() would (pyjson.h).  Returns as the functions above.
+ */
+int telespool__body_json(struct telespool__event *ev, const char *json_text,
+			 enum telespool__endpoint ep, int strict,
+			 const char **why);
+
+/* The typed calls of LangBot 4.10.8, built as the payload LangBot would
+ * send and then through the same path as telespool__body_json().
+ * timestamp is the event time in unix microseconds. */
+int telespool__body_query2(struct telespool__event *ev,
+			   const struct telespool__ident *id,
+			   const telespool_query *q, int strict, int64_t now_us,
+			   const char **why);
+/* The same body through the payload tree: what telespool__body_query2()
+ * falls back to past the caps, and its reference in the tests. */
+int telespool__body_query2_tree(struct telespool__event *ev,
+				const struct telespool__ident *id,
+				const telespool_query *q, int strict,
+				int64_t now_us, const char **why);
+int telespool__body_workspace_heartbeat(struct telespool__event *ev,
+					const struct telespool__ident *id,
+					const telespool_heartbeat *hb,
+					int64_t now_us, const char **why);
+
 void telespool__event_free(struct telespool__event *ev);
 
 #endif

@@ -340,11 +340,16 @@ int telespool_record_query(telespool *sp, const telespool_query *q)
 		telespool__unlock(sp);
 		return TELESPOOL_EINVAL;
 	}
-	int64_t now = telespool__now_ms();
+	int64_t now_us = telespool__now_us();
+	int64_t now = now_us / 1000;
 	telespool__iso(now, now_iso);
 	struct telespool__ident id = ident_of(sp);
-	rc = telespool__body_query(&ev, &id, q, sp->strict_errors, now_iso,
-				   &why);
+	if (q->struct_version >= 2)
+		rc = telespool__body_query2(&ev, &id, q, sp->strict_errors,
+					    now_us, &why);
+	else
+		rc = telespool__body_query(&ev, &id, q, sp->strict_errors,
+					   now_iso, &why);
 	return finish_record(sp, rc, &ev, why, now, now_iso, SIDE_NONE);
 }
 
@@ -362,6 +367,70 @@ int telespool_record_heartbeat(telespool *sp, const char *features_json)
 	struct telespool__ident id = ident_of(sp);
 	rc = telespool__body_heartbeat(&ev, &id, features_json, now_iso, &why);
 	return finish_record(sp, rc, &ev, why, now, now_iso, SIDE_NONE);
+}
+
+int telespool_record_workspace_heartbeat(telespool *sp,
+					 const telespool_heartbeat *hb)
+{
+	struct telespool__event ev;
+	const char *why = "heartbeat is NULL";
+	char now_iso[TELESPOOL_ISO_LEN];
+
+	int rc = begin_record(sp);
+	if (rc != TELESPOOL_OK)
+		return rc;
+	int64_t now_us = telespool__now_us();
+	int64_t now = now_us / 1000;
+	telespool__iso(now, now_iso);
+	struct telespool__ident id = ident_of(sp);
+	if (hb == NULL) {
+		rc = TELESPOOL_EINVAL;
+	} else if (hb->struct_version < 1 ||
+		   hb->struct_version > TELESPOOL_HEARTBEAT_VERSION) {
+		rc = TELESPOOL_EINVAL;
+		why = "heartbeat.struct_version is not supported: initialise "
+		      "with TELESPOOL_HEARTBEAT_INIT";
+	} else {
+		rc = telespool__body_workspace_heartbeat(&ev, &id, hb, now_us,
+							 &why);
+	}
+	return finish_record(sp, rc, &ev, why, now, now_iso, SIDE_NONE);
+}
+
+int telespool_record_json_to(telespool *sp, const char *endpoint,
+			     const char *payload_json)
+{
+	static const enum side_effect sides[] = {SIDE_NONE, SIDE_MILESTONE,
+						 SIDE_ANSWERED, SIDE_DISMISSED};
+	struct telespool__event ev;
+	const char *why = "payload_json is NULL";
+	char now_iso[TELESPOOL_ISO_LEN];
+
+	int rc = begin_record(sp);
+	if (rc != TELESPOOL_OK)
+		return rc;
+	int64_t now = telespool__now_ms();
+	telespool__iso(now, now_iso);
+	int ep = telespool__endpoint_of(endpoint);
+	if (ep < 0) {
+		rc = TELESPOOL_EINVAL;
+		why = "endpoint is not one of /api/v1/telemetry, "
+		      "/api/v1/survey/pending, /api/v1/survey/respond, "
+		      "/api/v1/survey/dismiss";
+	} else if (payload_json == NULL) {
+		rc = TELESPOOL_EINVAL;
+	} else {
+		rc = telespool__body_json(&ev, payload_json,
+					  (enum telespool__endpoint)ep,
+					  sp->strict_errors, &why);
+	}
+	return finish_record(sp, rc, &ev, why, now, now_iso,
+			     ep < 0 ? SIDE_NONE : sides[ep]);
+}
+
+int telespool_record_json(telespool *sp, const char *payload_json)
+{
+	return telespool_record_json_to(sp, NULL, payload_json);
 }
 
 int telespool_record_survey_trigger(telespool *sp, const char *event)

@@ -84,6 +84,37 @@ void telespool__iso(int64_t ms, char *out)
 	out[24] = '\0';
 }
 
+int64_t telespool__now_us(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+		return 0;
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void telespool__iso_python(int64_t us, int with_offset, char *out)
+{
+	int64_t ms = us >= 0 ? us / 1000 : -((-us + 999) / 1000);
+	unsigned micro = (unsigned)(us - ms * 1000);
+
+	telespool__iso(ms, out); /* YYYY-MM-DDTHH:MM:SS.sssZ */
+	micro += (unsigned)(out[20] - '0') * 100000 +
+		 (unsigned)(out[21] - '0') * 10000 +
+		 (unsigned)(out[22] - '0') * 1000;
+	size_t n = 19;
+	if (micro != 0) {
+		out[19] = '.';
+		put(out + 20, 6, micro);
+		n = 26;
+	}
+	if (with_offset) {
+		memcpy(out + n, "+00:00", 6);
+		n += 6;
+	}
+	out[n] = '\0';
+}
+
 static int digits(const char *s, int n, int *out)
 {
 	int v = 0;

@@ -16,6 +16,17 @@ int64_t telespool__now_ms(void);
  * clamped to 0000..9999 so the text always has the same width. */
 void telespool__iso(int64_t ms, char *out);
 
+/* Wall clock, unix microseconds. */
+int64_t telespool__now_us(void);
+
+#define TELESPOOL_PYISO_LEN 33 /* with the NUL */
+
+/* Formats unix microseconds as Python's datetime.isoformat() does for a
+ * UTC time: "YYYY-MM-DDTHH:MM:SS.ffffff", the fraction left out when the
+ * microsecond is 0, and "+00:00" after it when with_offset (an aware
+ * datetime).  out holds at least TELESPOOL_PYISO_LEN bytes. */
+void telespool__iso_python(int64_t us, int with_offset, char *out);
+
 /* Parses text made by telespool__iso(); -1 if it is not such text. */
 int64_t telespool__iso_parse(const char *s);
 

@@ -1,10 +1,13 @@
 /*
  * fuzz_body.c - libFuzzer target for the JSON body builder: whatever a
- * caller passes, every body is valid JSON, valid UTF-8 and under the cap,
- * and byte for byte what cJSON prints for it (the query body is written
- * without cJSON: same escapes, same order, no spaces).
+ * caller passes, every body is valid JSON, valid UTF-8 and under the cap.
+ * The 4.10.6 bodies are byte for byte what cJSON prints for them (the query
+ * body is written without cJSON: same escapes, same order, no spaces); the
+ * bodies of LangBot's payloads as they are (pyjson.c, Python's json.dumps
+ * form) read back and print again as the same bytes.
  * The input is split at 0x01 bytes into the query's fields; the whole input
- * is also tried as heartbeat features and as survey answers.
+ * is also tried as heartbeat features, as survey answers, and as a payload
+ * for each endpoint of telespool_record_json_to().
  */
 #include <cjson/cJSON.h>
 #include <stdint.h>
@@ -12,6 +15,7 @@
 #include <string.h>
 
 #include "body.h"
+#include "pyjson.h"
 #include "redact.h"
 #include "../text_checks.h"
 
@@ -31,6 +35,32 @@ static void check(const struct telespool__event *ev)
 		abort();
 	cJSON_free(again);
 	cJSON_Delete(j);
+}
+
+/* A body in Python's json.dumps form: JSON, and a fixed point of
+ * pyjson's reading and printing. */
+static void check_py(const struct telespool__event *ev)
+{
+	if (ev->body_len > TELESPOOL_BODY_MAX ||
+	    strlen(ev->body) != ev->body_len ||
+	    !tc_valid_utf8(ev->body, ev->body_len))
+		abort();
+	cJSON *j = cJSON_Parse(ev->body);
+	if (j == NULL || !cJSON_IsObject(j))
+		abort();
+	cJSON_Delete(j);
+	const char *why;
+	int oom = 0;
+	struct pj *v = telespool__pj_parse(ev->body, ev->body_len, &why, &oom);
+	if (v == NULL)
+		abort();
+	size_t len = 0;
+	char *again = telespool__pj_print(v, &len);
+	if (again == NULL || len != ev->body_len ||
+	    memcmp(again, ev->body, len) != 0)
+		abort();
+	free(again);
+	telespool__pj_free(v);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -67,6 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	struct telespool__ident id = {inst, "v4.3.1", edition, 1700000000};
 	telespool_query q = TELESPOOL_QUERY_INIT;
+	q.struct_version = 1;
 	q.query_id = field[0];
 	q.adapter = field[1];
 	q.runner = field[2];
@@ -86,8 +117,43 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			telespool__event_free(&ev);
 		}
 
+	q.struct_version = 2;
+	q.features_json = size % 3 ? field[5] : NULL;
+	q.workspace_uuid = field[6];
+	q.runner_category = field[7];
+	q.pipeline_plugins = size % 5 ? plugins : NULL;
+	/* The typed call's direct writer and the payload tree agree. */
+	struct telespool__event tree;
+	int64_t when = (int64_t)size * 999983;
+	int rc2 = telespool__body_query2(&ev, &id, &q, 0, when, &why);
+	int rct = telespool__body_query2_tree(&tree, &id, &q, 0, when, &why);
+	if (rc2 != rct)
+		abort();
+	if (rc2 == 0) {
+		check_py(&ev);
+		if (ev.body_len != tree.body_len ||
+		    memcmp(ev.body, tree.body, ev.body_len) != 0)
+			abort();
+		telespool__event_free(&ev);
+		telespool__event_free(&tree);
+	}
+
 	memcpy(buf, data, size);
 	buf[size] = '\0';
+	for (int ep = TELESPOOL__EP_TELEMETRY;
+	     ep <= TELESPOOL__EP_SURVEY_DISMISS; ep++)
+		if (telespool__body_json(&ev, buf, (enum telespool__endpoint)ep,
+					 ep == 1, &why) == 0) {
+			check_py(&ev);
+			telespool__event_free(&ev);
+		}
+	telespool_heartbeat hb = TELESPOOL_HEARTBEAT_INIT;
+	hb.features_json = buf;
+	hb.workspace_uuid = field[0];
+	if (telespool__body_workspace_heartbeat(&ev, &id, &hb, 1, &why) == 0) {
+		check_py(&ev);
+		telespool__event_free(&ev);
+	}
 	if (telespool__body_heartbeat(&ev, &id, buf, "2026-01-01T00:00:00.000Z",
 				      &why) == 0) {
 		check(&ev);
@@ -95,11 +161,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (telespool__body_survey_response(&ev, &id, "s1", buf, 1, &why) ==
 	    0) {
-		check(&ev);
+		check_py(&ev);
 		telespool__event_free(&ev);
 	}
 	if (telespool__body_survey_trigger(&ev, &id, buf, &why) == 0) {
-		check(&ev);
+		check_py(&ev);
 		telespool__event_free(&ev);
 	}
 	free(inst);

@@ -9,8 +9,10 @@ Each test works in a fresh temporary directory and checks the spool with the std
 from __future__ import annotations
 
 import datetime
+import enum
 import glob
 import json
+import math
 import os
 import re
 import sqlite3
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import typing
 import threading
 import time
 import unittest
@@ -33,14 +36,19 @@ except ImportError as e:
     import telespool
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-QUERY_KEYS = ["event_type", "query_id", "adapter", "runner", "model_name", "duration_ms",
-              "version", "instance_id", "pipeline_plugins", "error", "timestamp"]
+# LangBot 4.10.8's query body (pkg/pipeline/process/handlers/chat.py), in its order.
+QUERY_KEYS = ["event_type", "query_id", "adapter", "runner", "runner_category", "duration_ms",
+              "model_name", "version", "instance_id", "workspace_uuid", "runtime_instance_id",
+              "edition", "pipeline_plugins", "features", "error", "timestamp"]
 INSTANCE = "instance_0b7d8c1e-5a7f-4a53-9c1e-2f8a6b0d4e11"
 VERSION = "v4.3.1"
 
 
 def parse_ts(text: str) -> datetime.datetime:
-    """An ISO 8601 UTC timestamp ('...Z' or '+00:00'); fails on anything else."""
+    """An ISO 8601 UTC timestamp ('...Z', '+00:00', or naive as datetime.utcnow().isoformat()
+    writes it); fails on anything else."""
+    if re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?", text):
+        text += "+00:00"
     assert text.endswith("Z") or text.endswith("+00:00"), text
     ts = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     assert ts.utcoffset() == datetime.timedelta(0), text
@@ -170,9 +178,10 @@ class TestQuery(SpoolTest):
                              "adapter": "TelegramAdapter", "runner": "local-agent",
                              "model_name": "gpt-4o", "duration_ms": 812, "version": VERSION,
                              "instance_id": INSTANCE, "pipeline_plugins": ["hello", "w"],
-                             "error": ""})
-        for k in QUERY_KEYS:
-            want = {"duration_ms": int, "pipeline_plugins": list}.get(k, str)
+                             "error": "", "runner_category": "", "workspace_uuid": "",
+                             "runtime_instance_id": INSTANCE, "edition": "", "features": []})
+        for k in QUERY_KEYS:   # (bodies() reads objects as lists of pairs)
+            want = {"duration_ms": int, "pipeline_plugins": list, "features": list}.get(k, str)
             self.assertIs(type(b[k]), want, k)
         ts = parse_ts(b["timestamp"])
         slack = datetime.timedelta(seconds=2)
@@ -188,14 +197,17 @@ class TestQuery(SpoolTest):
     def test_optional_fields(self):
         sp = self.open(edition="community")
         sp.record_query(query_id="q", adapter="a", runner="r", model_name="m", duration_ms=1,
-                        pipeline_plugins=[], error="", runner_category="agent")
+                        pipeline_plugins=[], error="", runner_category="agent",
+                        features={"tool_calls": {"mcp": 2}}, instance_id="inst-q",
+                        workspace_uuid="ws-1", runtime_instance_id="inst-rt")
         (pairs,) = self.bodies()
-        keys = [k for k, _ in pairs]
-        self.assertEqual(sorted(keys), sorted(QUERY_KEYS + ["runner_category", "edition"]))
-        self.assertEqual([k for k in keys if k in QUERY_KEYS], QUERY_KEYS)
+        self.assertEqual([k for k, _ in pairs], QUERY_KEYS)
         b = dict(pairs)
         self.assertEqual((b["runner_category"], b["edition"]), ("agent", "community"))
         self.assertEqual(b["pipeline_plugins"], [])
+        self.assertEqual((b["instance_id"], b["workspace_uuid"], b["runtime_instance_id"]),
+                         ("inst-q", "ws-1", "inst-rt"))
+        self.assertEqual(b["features"], [("tool_calls", [("mcp", 2)])])
 
     def test_nulls_are_normalised(self):
         sp = self.open()
@@ -205,13 +217,18 @@ class TestQuery(SpoolTest):
         b = dict(pairs)
         for k in ("query_id", "adapter", "runner", "model_name", "error"):
             self.assertEqual(b[k], "", k)
-        self.assertEqual((b["duration_ms"], b["pipeline_plugins"]), (0, []))
+        # pipeline_plugins None is LangBot's "every plugin": null, not [].
+        self.assertEqual((b["duration_ms"], b["pipeline_plugins"]), (0, None))
 
     def test_positional_and_error_text(self):
         sp = self.open()
         tb = 'Traceback (most recent call last):\n  File "x.py", line 3, in f\nKeyError: 1\n'
-        sp.record_query("q", "AiocqhttpAdapter", "dify-service-api", "deepseek-chat", 5,
-                        ("p1",), tb)
+        with self.assertRaises(TypeError):   # keyword-only
+            sp.record_query("q", "AiocqhttpAdapter", "dify-service-api", "deepseek-chat", 5,
+                            ("p1",), tb)
+        sp.record_query(query_id="q", adapter="AiocqhttpAdapter", runner="dify-service-api",
+                        model_name="deepseek-chat", duration_ms=5, pipeline_plugins=("p1",),
+                        error=tb)
         b = self.body()
         self.assertEqual((b["adapter"], b["runner"], b["model_name"], b["pipeline_plugins"]),
                          ("AiocqhttpAdapter", "dify-service-api", "deepseek-chat", ["p1"]))
@@ -879,6 +896,74 @@ class TestConcurrency(SpoolTest):
             parse_ts(b["timestamp"])
         sys.stderr.write(f"\n  10,000 events from 2 processes x 2 threads in {elapsed:.2f} s "
                          f"({4 * per_thread / elapsed:.0f} events/s)\n")
+
+
+class TestRecordBytes(SpoolTest):
+    """record() stores json.dumps(sender_normalise(payload), ensure_ascii=False,
+    separators=(",", ":"), allow_nan=False): checked over values where C and Python print
+    differently unless done with care."""
+
+    @staticmethod
+    def dumps(payload):
+        return json.dumps(telespool.sender_normalise(payload), ensure_ascii=False,
+                          separators=(",", ":"), allow_nan=False)
+
+    def last(self):
+        return self.sql("SELECT body FROM spool ORDER BY id DESC LIMIT 1")[0][0]
+
+    def test_floats_as_python_prints_them(self):
+        import random
+        import struct
+        rng = random.Random(20260821)
+        values = [0.0, -0.0, 1.0, 0.1, 1e16, 1e15, 1e-4, 1e-5, 5e-324, 2.2250738585072014e-308,
+                  1.7976931348623157e308, 9007199254740993.0, 0.30000000000000004, 123456.789]
+        values += [float(2 ** e) for e in range(-1074, 1024, 7)]
+        while len(values) < 3000:
+            x = struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0]
+            if math.isfinite(x):
+                values.append(x)
+        sp = self.open()
+        for i in range(0, len(values), 200):
+            payload = {"features": {"v": values[i:i + 200]}}
+            sp.record(payload)
+            self.assertEqual(self.last(), self.dumps(payload))
+
+    def test_ints_strings_and_order(self):
+        sp = self.open()
+        payload = {"z": 2 ** 200, "a": -(10 ** 30), "event_type": "query",
+                   "s": "中文 \u2028 \U0001F600 \"q\" \\ \n\t", "n": None, "t": True,
+                   "nested": {"b": [1, 2.5, {"c": "d"}], "a": {}}, "query_id": 7}
+        sp.record(payload)
+        self.assertEqual(self.last(), self.dumps(payload))
+        self.assertEqual(list(json.loads(self.last())), list(payload))   # order kept
+
+
+class TestApi(SpoolTest):
+    def test_return_codes_are_an_intenum_with_aliases(self):
+        self.assertTrue(issubclass(telespool.RC, enum.IntEnum))
+        self.assertIs(telespool.EBUSY, telespool.RC.EBUSY)
+        self.assertEqual(telespool.EBUSY, -3)
+        self.assertEqual(telespool.RC(-6).name, "EDISABLED")
+        sp = self.open(disabled=True)
+        with self.assertRaises(telespool.DisabledError) as cm:
+            sp.record({"event_type": "query"})
+        self.assertIs(cm.exception.code, telespool.RC.EDISABLED)
+
+    def test_every_failure_is_an_error(self):
+        for bad in (lambda: telespool.Spool(3.5), lambda: telespool.Spool(None),
+                    lambda: self.open().record_query(adapter=object()),
+                    lambda: self.open().record({1, 2}),
+                    lambda: self.open().record({"features": {"x": float("nan")}})):
+            with self.assertRaises(telespool.Error):
+                bad()
+        with self.assertRaises(TypeError):       # also a TypeError, as before
+            self.open().record_query(adapter=object())
+
+    def test_typed_package(self):
+        pkg = os.path.dirname(telespool.__file__)
+        self.assertTrue(os.path.exists(os.path.join(pkg, "py.typed")))
+        hints = typing.get_type_hints(telespool.Spool.record)
+        self.assertIn("payload", hints)
 
 
 if __name__ == "__main__":

@@ -8,15 +8,23 @@ touches the network.
     import telespool
 
     with telespool.Spool("data/telemetry.db", instance_id="instance_...",
-                         version="v4.3.1") as sp:
+                         version="v4.10.8", edition="community") as sp:
+        sp.record(payload)                    # LangBot's payload dict, as it is
         sp.record_query(query_id="...", adapter="TelegramAdapter", runner="local-agent",
                         model_name="gpt-4o", duration_ms=812, pipeline_plugins=["hello"],
-                        error=None)
-        sp.record_heartbeat(features={"bots": 2})
-        sp.record_survey_trigger(event="first_bot_response_success")
+                        features={"tool_call_rounds": 1}, error=None,
+                        instance_id="instance_...", workspace_uuid="...")
+        sp.record_workspace_heartbeat(workspace_uuid="...", features={"bot_count": 2})
+        sp.record_survey_trigger("first_bot_response_success")
         survey = sp.pending_survey()          # dict, or None
-        sp.record_survey_response(survey_id="...", answers={"q1": "a"}, completed=True)
-        sp.record_survey_dismiss(survey_id="...")
+        sp.record_survey_response("...", {"q1": "a"}, completed=True)
+        sp.record_survey_dismiss("...")
+
+``record(payload)`` stores the exact bytes LangBot 4.10.8 would have POSTed for that payload
+(its sender's normalisation, then ``json.dumps(ensure_ascii=False, separators=(",", ":"),
+allow_nan=False)``), cleaned and redacted; the typed calls store the same bytes for the same
+event.  For LangBot itself, :mod:`telespool.langbot` wraps all of this in LangBot's own
+TelemetryManager and SurveyManager interfaces.
 
 Finding the library (the first that applies):
   1. ``TELESPOOL_LIBRARY``: the path of the shared library; nothing else is tried when it is set.
@@ -27,8 +35,9 @@ Finding the library (the first that applies):
   5. The system loader: ``ctypes.util.find_library("telespool")``, then ``libtelespool.so.0``.
 If none loads, importing this module raises ImportError listing every attempt.
 
-Errors.  Every failure the library reports raises a subclass of :class:`Error`, which carries
-``code`` (the library's negative return code, also the module constants ``EBUSY`` ...) and
+Errors.  Every failure the binding meets raises a subclass of :class:`Error`, which carries
+``code`` (the library's negative return code as an :class:`RC` member; the module constants
+``EBUSY`` ... are the same members) and
 ``message`` (the library's detail text: telespool_errmsg(), or telespool_open_errmsg() for
 opening):
 
@@ -38,6 +47,8 @@ opening):
   Error               ERROR (-1)  unexpected failure (also the base class of all below)
   InvalidArgument     EINVAL      bad argument or option; also a ValueError.  Also raised by
                                   any call on a closed Spool (like a closed Python file)
+  ArgumentTypeError   EINVAL      an argument of the wrong Python type; an InvalidArgument
+                                  that is also a TypeError
   BusyError           EBUSY       the file stayed locked by someone else past busy_timeout_ms
   FullError           EFULL       disk (or file size limit) full; the event was not stored
   SchemaError         ESCHEMA     the file was written by a newer telespool (left untouched)
@@ -48,7 +59,8 @@ opening):
   ==================  ==========  =============================================================
 
 Telemetry must never take LangBot down: catch :class:`Error` around record calls.  Arguments
-of the wrong Python type raise TypeError before the library is called (see below).
+of the wrong Python type raise ArgumentTypeError (a TypeError too) before the library is
+called (see below).
 
 Arguments.
   * String fields accept ``str``, ``None`` (passed as NULL: stored as ``""``) and numbers
@@ -57,8 +69,11 @@ Arguments.
     library as invalid UTF-8, which the library replaces with U+FFFD.  NUL characters are
     removed before the call (C strings end at a NUL; the library removes NULs from names
     anyway), so ``"a\\x00b"`` is stored as ``"ab"``.
+  * The record calls take keyword arguments only, except the one obvious argument of
+    ``record``, ``record_heartbeat`` and the survey calls.
   * ``pipeline_plugins``: a list/tuple (or other iterable, but not a string) of string fields;
-    ``None`` items are skipped, ``None`` means no plugins.
+    ``None`` items are skipped.  ``None`` is sent as null (LangBot: the pipeline enables every
+    plugin), ``[]`` as ``[]``.
   * ``duration_ms``: ``int`` or ``float`` (truncated to an int; NaN is 0); ``None`` is 0.
     Negative values are stored as 0 by the library.
   * ``features`` / ``answers``: a ``dict`` (or other JSON-serialisable value) is encoded with
@@ -67,7 +82,8 @@ Arguments.
     TypeError; a value nested deeper than ``json`` can encode keeps the 8 levels the library
     keeps anyway); a ``str`` is passed through as JSON text.  The library rejects anything that
     is not a JSON object (including NaN/Infinity) with InvalidArgument.  ``features=None``
-    means ``{}``; ``answers`` must be given.
+    means ``{}``; ``answers`` must be given.  (``record(payload)`` encodes the whole payload
+    as LangBot does instead: no ``default=str``.)
 
 Threads and processes.  A Spool may be shared by threads: each call and the reading of its
 error detail happen under one lock, and ctypes releases the GIL while the library works (other
@@ -81,33 +97,52 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import enum
 import json
 import math
 import os
 import threading
+from typing import Any, Iterable, Mapping, Optional, Union
 
 __all__ = [
-    "Spool", "Error", "InvalidArgument", "BusyError", "FullError", "SchemaError",
+    "Spool", "Error", "InvalidArgument", "ArgumentTypeError", "BusyError", "FullError", "SchemaError",
     "DisabledError", "CorruptError", "StorageError", "OutOfMemoryError",
     "OK", "ERROR", "EINVAL", "EBUSY", "EFULL", "ESCHEMA", "EDISABLED", "ECORRUPT", "EIO",
-    "ENOMEM", "CORRUPT_REFUSE", "CORRUPT_MOVE_ASIDE", "strerror", "library_version",
-    "LIBRARY_PATH",
+    "ENOMEM", "sender_normalise", "CORRUPT_REFUSE", "CORRUPT_MOVE_ASIDE", "strerror", "library_version",
+    "LIBRARY_PATH", "RC", "TELEMETRY", "SURVEY_PENDING", "SURVEY_RESPOND", "SURVEY_DISMISS",
 ]
 
 from ._version import __version__  # noqa: E402  (CMakeLists.txt's project(VERSION))
 
 # ---- constants (telespool.h) -------------------------------------------------------------
 
-OK = 0
-ERROR = -1
-EINVAL = -2
-EBUSY = -3
-EFULL = -4
-ESCHEMA = -5
-EDISABLED = -6
-ECORRUPT = -7
-EIO = -8
-ENOMEM = -9
+
+class RC(enum.IntEnum):
+    """The library's return codes (telespool_rc).  The module constants ``OK``, ``EINVAL``
+    ... are the same members, kept as aliases."""
+
+    OK = 0
+    ERROR = -1       #: unexpected failure
+    EINVAL = -2      #: bad argument
+    EBUSY = -3       #: locked by someone else past busy_timeout_ms
+    EFULL = -4       #: disk full; nothing stored, drop counted
+    ESCHEMA = -5     #: file written by a newer telespool
+    EDISABLED = -6   #: telemetry is opted out; nothing stored
+    ECORRUPT = -7    #: not a database, or a damaged one
+    EIO = -8         #: cannot open, read or write
+    ENOMEM = -9      #: out of memory
+
+
+OK = RC.OK
+ERROR = RC.ERROR
+EINVAL = RC.EINVAL
+EBUSY = RC.EBUSY
+EFULL = RC.EFULL
+ESCHEMA = RC.ESCHEMA
+EDISABLED = RC.EDISABLED
+ECORRUPT = RC.ECORRUPT
+EIO = RC.EIO
+ENOMEM = RC.ENOMEM
 
 CORRUPT_REFUSE = 0
 CORRUPT_MOVE_ASIDE = 1
@@ -119,7 +154,15 @@ DEFAULT_MAX_AGE_DAYS = 30
 MAX_BUSY_TIMEOUT_MS = 60000
 
 _OPTIONS_VERSION = 2
-_QUERY_VERSION = 1
+_QUERY_VERSION = 2
+_HEARTBEAT_VERSION = 1
+
+#: Where record(endpoint=...) can send a body: the paths LangBot POSTs to.
+TELEMETRY = "/api/v1/telemetry"
+SURVEY_PENDING = "/api/v1/survey/pending"
+SURVEY_RESPOND = "/api/v1/survey/respond"
+SURVEY_DISMISS = "/api/v1/survey/dismiss"
+_ENDPOINTS = (TELEMETRY, SURVEY_PENDING, SURVEY_RESPOND, SURVEY_DISMISS)
 _ABI_MAJOR = 0   # the library's major version this binding speaks
 _ABI_MINOR = 1   # ... and the oldest minor version
 
@@ -136,8 +179,15 @@ class Error(Exception):
     ``message`` the library's detail text ("" when it gave none).
     """
 
+    code: int
+    message: str
+
     def __init__(self, code: int, message: str = ""):
         super().__init__(code, message)
+        try:
+            code = RC(code)
+        except ValueError:
+            pass
         self.code = code
         self.message = message
 
@@ -150,6 +200,14 @@ class Error(Exception):
 
 class InvalidArgument(Error, ValueError):
     """EINVAL: a bad argument or option, or a call on a closed Spool."""
+
+
+class ArgumentTypeError(InvalidArgument, TypeError):
+    """An argument of the wrong Python type (EINVAL); also a TypeError.  Raised by the
+    binding before the library is called."""
+
+    def __init__(self, message: str):
+        super().__init__(EINVAL, message)
 
 
 class BusyError(Error):
@@ -269,6 +327,20 @@ class _Query(ctypes.Structure):
         ("pipeline_plugins", ctypes.POINTER(ctypes.c_char_p)),
         ("n_pipeline_plugins", ctypes.c_size_t),
         ("error", ctypes.c_char_p),
+        ("features_json", ctypes.c_char_p),
+        ("instance_id", ctypes.c_char_p),
+        ("workspace_uuid", ctypes.c_char_p),
+        ("runtime_instance_id", ctypes.c_char_p),
+    ]
+
+
+class _Heartbeat(ctypes.Structure):
+    _fields_ = [
+        ("struct_version", ctypes.c_uint),
+        ("workspace_uuid", ctypes.c_char_p),
+        ("workspace_create_ts", ctypes.c_int64),
+        ("features_json", ctypes.c_char_p),
+        ("instance_id", ctypes.c_char_p),
     ]
 
 
@@ -277,7 +349,11 @@ _S = ctypes.c_char_p
 
 
 def _declare(name, restype, *argtypes):
-    fn = getattr(_lib, name)
+    try:
+        fn = getattr(_lib, name)
+    except AttributeError:
+        raise ImportError(f"telespool: {LIBRARY_PATH} has no {name}(): it is older than this "
+                          "binding; install the library of the same release") from None
     fn.restype = restype
     fn.argtypes = list(argtypes)
     return fn
@@ -288,6 +364,9 @@ _open = _declare("telespool_open", ctypes.c_int, ctypes.POINTER(_P), _S,
 _open_errmsg = _declare("telespool_open_errmsg", _S)
 _close = _declare("telespool_close", None, _P)
 _record_query = _declare("telespool_record_query", ctypes.c_int, _P, ctypes.POINTER(_Query))
+_record_workspace_heartbeat = _declare("telespool_record_workspace_heartbeat", ctypes.c_int,
+                                       _P, ctypes.POINTER(_Heartbeat))
+_record_json_to = _declare("telespool_record_json_to", ctypes.c_int, _P, _S, _S)
 _record_heartbeat = _declare("telespool_record_heartbeat", ctypes.c_int, _P, _S)
 _record_survey_trigger = _declare("telespool_record_survey_trigger", ctypes.c_int, _P, _S)
 _record_survey_response = _declare("telespool_record_survey_response", ctypes.c_int,
@@ -344,7 +423,7 @@ def _enc(value, field="pipeline_plugins item"):
         return _enc(str.__str__(value), field)
     if isinstance(value, (int, float)):
         return str(value).encode("ascii")
-    raise TypeError(f"telespool: {field} must be a str, a number or None, "
+    raise ArgumentTypeError(f"telespool: {field} must be a str, a number or None, "
                     f"not {type(value).__name__}")
 
 
@@ -361,7 +440,7 @@ def _enc_json(value, field):
             # Deeper than json can go: keep what the library keeps anyway.
             text = json.dumps(_cut_depth(value), ensure_ascii=False, default=str)
     except (TypeError, ValueError) as e:
-        raise TypeError(f"telespool: {field} cannot be serialised as JSON: {e}") from None
+        raise ArgumentTypeError(f"telespool: {field} cannot be serialised as JSON: {e}") from None
     return _enc(text, field)
 
 
@@ -391,7 +470,7 @@ def _int(value, field, lo, hi, *, clamp):
             return hi if value > 0 else lo
         value = int(value)
     elif not isinstance(value, int):
-        raise TypeError(f"telespool: {field} must be an int, a float or None, "
+        raise ArgumentTypeError(f"telespool: {field} must be an int, a float or None, "
                         f"not {type(value).__name__}")
     if lo <= value <= hi:
         return int(value)
@@ -407,16 +486,16 @@ def _plugins(value):
         if value is None:
             return None, 0
         if isinstance(value, (str, bytes, bytearray)):
-            raise TypeError("telespool: pipeline_plugins must be a list of str, not "
+            raise ArgumentTypeError("telespool: pipeline_plugins must be a list of str, not "
                             + t.__name__)
         try:
             value = tuple(value)
         except TypeError:
-            raise TypeError("telespool: pipeline_plugins must be a list of str or None, "
+            raise ArgumentTypeError("telespool: pipeline_plugins must be a list of str or None, "
                             f"not {t.__name__}") from None
     n = len(value)
     if n == 0:
-        return None, 0
+        return _NO_PLUGINS, 0   # [] (a NULL array would be null: "every plugin")
     if n <= 16:
         # A LangBot instance has a few pipelines, so the same lists come back on every
         # query: their ctypes arrays (which keep their bytes alive) are kept, a few
@@ -438,6 +517,39 @@ def _plugins(value):
 
 
 _plugin_arrays = {}
+_NO_PLUGINS = (ctypes.c_char_p * 1)()
+
+
+# Keys LangBot's sender turns into strings (pkg/telemetry/telemetry.py, TelemetryManager.send).
+_SENDER_STRINGS = ("adapter", "runner", "runner_category", "model_name", "version", "edition",
+                   "error", "timestamp", "event_type")
+
+
+def sender_normalise(payload: Mapping[str, Any]) -> dict:
+    """A copy of payload normalised exactly as LangBot 4.10.8's TelemetryManager.send() does
+    before it POSTs: the body it sends is ``json.dumps`` of this.  Raises InvalidArgument where
+    LangBot's sender would fail (a ``str()`` that raises)."""
+    s = dict(payload)
+    try:
+        if "query_id" in s:
+            s["query_id"] = "" if s["query_id"] is None else str(s["query_id"])
+        for key in _SENDER_STRINGS:
+            if key in s:
+                v = s[key]
+                s[key] = "" if v is None else str(v)
+    except Exception as e:
+        raise InvalidArgument(EINVAL, f"a payload field cannot be turned into a string "
+                                      f"(LangBot's sender would fail too): {e!r}") from None
+    if not s.get("event_type"):
+        s["event_type"] = "query"
+    if "features" in s and not isinstance(s["features"], dict):
+        s["features"] = {}
+    if "duration_ms" in s:
+        try:
+            s["duration_ms"] = int(s["duration_ms"]) if s["duration_ms"] is not None else 0
+        except Exception:
+            s["duration_ms"] = 0
+    return s
 
 
 _ON_CORRUPT = {"refuse": CORRUPT_REFUSE, "move_aside": CORRUPT_MOVE_ASIDE}
@@ -485,8 +597,11 @@ class Spool:
         self._h = None
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self.path = os.fspath(path)
-        bpath = os.fsencode(self.path)
+        try:
+            self.path = os.fspath(path)
+            bpath = os.fsencode(self.path)
+        except (TypeError, UnicodeError) as e:
+            raise ArgumentTypeError(f"telespool: path: {e}") from None
         if b"\0" in bpath:
             raise InvalidArgument(EINVAL, "path contains a NUL character")
         if isinstance(on_corrupt, str):
@@ -578,13 +693,26 @@ class Spool:
             if rc:
                 raise _error(rc, _text(_errmsg(h)))
 
-    def record_query(self, query_id=None, adapter=None, runner=None, model_name=None,
-                     duration_ms=None, pipeline_plugins=None, error=None,
-                     runner_category=None) -> None:
-        """Records one processed chat query (event_type "query").
+    def record_query(self, *, query_id: Any = None, adapter: Any = None, runner: Any = None,
+                     model_name: Any = None, duration_ms: Union[int, float, None] = None,
+                     pipeline_plugins: Optional[Iterable[Any]] = None, error: Any = None,
+                     runner_category: Any = None, features: Any = None,
+                     instance_id: Any = None, workspace_uuid: Any = None,
+                     runtime_instance_id: Any = None) -> None:
+        """Records one processed chat query (event_type "query") with LangBot 4.10.8's body:
+        the same bytes as :meth:`record` stores for the payload LangBot's chat handler builds.
 
         ``error`` is the traceback of a failed query (None or "" when it succeeded); it is
-        redacted by the library.  ``runner_category`` is added to the body when not None.
+        redacted by the library.  ``pipeline_plugins`` None is sent as null (LangBot: the
+        pipeline enables every plugin), ``[]`` as ``[]``.  ``features`` is the query's
+        feature-usage dict (None: ``{}``).  ``instance_id`` and ``workspace_uuid`` come from
+        the query's execution context (None: the Spool's instance_id, and ""),
+        ``runtime_instance_id`` is the process's own instance id (None: the Spool's).
+
+        Raises :class:`ArgumentTypeError` for an argument of the wrong type,
+        :class:`InvalidArgument` for features that are not a JSON object, and the
+        :class:`Error` subclass of any failure of the library (DisabledError when opted out,
+        BusyError, FullError, ...).  Nothing is stored when it raises.
         """
         # The hot path of the binding: plain str fields are encoded inline.
         enc = _enc
@@ -606,7 +734,12 @@ class Spool:
                           enc(runner, "runner"), enc(model_name, "model_name"))
         q = _Query(_QUERY_VERSION, a, b, c,
                    None if runner_category is None else enc(runner_category, "runner_category"),
-                   d, dur, plugins, n, None if error is None else enc(error, "error"))
+                   d, dur, plugins, n, None if error is None else enc(error, "error"),
+                   None if features is None else _enc_json(features, "features"),
+                   None if instance_id is None else enc(instance_id, "instance_id"),
+                   None if workspace_uuid is None else enc(workspace_uuid, "workspace_uuid"),
+                   None if runtime_instance_id is None
+                   else enc(runtime_instance_id, "runtime_instance_id"))
         with self._lock:
             h = self._h
             if h is None or self._pid != os.getpid():
@@ -615,28 +748,97 @@ class Spool:
             if rc:
                 raise _error(rc, _text(_errmsg(h)))
 
-    def record_heartbeat(self, features=None) -> None:
-        """Records the daily "instance_heartbeat" event; features is a dict of
-        configuration counts (None means {})."""
+    def record(self, payload: Mapping[str, Any], *, endpoint: str = TELEMETRY) -> None:
+        """Records LangBot's payload as it is: the dict LangBot hands
+        ``TelemetryManager.send()`` (a query event, a heartbeat, or any event LangBot adds
+        later), stored as the exact body LangBot would have POSTed.
+
+        The payload is normalised as LangBot's sender does (``query_id`` and each of
+        ``adapter, runner, runner_category, model_name, version, edition, error, timestamp,
+        event_type`` that is present becomes ``""`` if None else ``str()``; an empty
+        ``event_type`` becomes ``"query"``; ``features`` that is not a dict becomes ``{}``;
+        ``duration_ms`` becomes ``int()``, 0 when that fails), encoded with
+        ``json.dumps(ensure_ascii=False, separators=(",", ":"), allow_nan=False)``, then
+        cleaned, redacted and capped by the library.  Keys telespool does not know are kept.
+
+        ``endpoint`` is the path LangBot would POST to: :data:`TELEMETRY` (default), or for
+        the bodies of LangBot's SurveyManager :data:`SURVEY_PENDING` (``{"instance_id",
+        "event"}``; a milestone is checked at most once per spool), :data:`SURVEY_RESPOND`
+        (marks the survey answered) or :data:`SURVEY_DISMISS` (marks it dismissed).  Survey
+        bodies are not normalised (LangBot does not normalise them either).
+
+        Raises :class:`ArgumentTypeError` when payload is not a mapping or holds a value
+        ``json.dumps`` cannot encode; :class:`InvalidArgument` where LangBot's sender would
+        fail too (``str()`` raising, NaN or Infinity, a circular reference, an int of more than
+        4300 digits), for an unknown endpoint, a survey body without its id, or a body over
+        the size caps; and the :class:`Error` subclass of any failure of the library.
+        Nothing is stored when it raises.
+        """
+        if endpoint not in _ENDPOINTS:
+            raise InvalidArgument(EINVAL, f"endpoint {endpoint!r} is not one of "
+                                          + ", ".join(_ENDPOINTS))
+        try:
+            body = dict(payload)
+        except (TypeError, ValueError):
+            raise ArgumentTypeError("telespool: payload must be a dict (a mapping), not "
+                                    + type(payload).__name__) from None
+        if endpoint == TELEMETRY:
+            body = sender_normalise(body)
+        try:
+            text = json.dumps(body, ensure_ascii=False, separators=(",", ":"),
+                              allow_nan=False)
+        except TypeError as e:
+            raise ArgumentTypeError(f"telespool: the payload cannot be encoded as JSON: {e}") \
+                from None
+        except (ValueError, RecursionError) as e:
+            raise InvalidArgument(EINVAL, "the payload cannot be encoded as JSON (LangBot's "
+                                          f"sender would fail too): {e}") from None
+        self._call(_record_json_to, endpoint.encode("ascii"),
+                   text.encode("utf-8", "surrogatepass"))
+
+    def record_workspace_heartbeat(self, *, workspace_uuid: Any, workspace_create_ts: int = 0,
+                                   features: Any = None, instance_id: Any = None) -> None:
+        """Records LangBot 4.10.8's "instance_heartbeat" for one workspace (LangBot sends
+        one per active workspace): the same bytes as :meth:`record` stores for the payload
+        LangBot's heartbeat builds.  ``features`` is the dict of configuration counts (None:
+        ``{}``); ``instance_id`` None is the Spool's.  Raises as :meth:`record_query`."""
+        hb = _Heartbeat(_HEARTBEAT_VERSION, _enc(workspace_uuid, "workspace_uuid"),
+                        _int(workspace_create_ts, "workspace_create_ts", _I64_MIN, _I64_MAX,
+                             clamp=True),
+                        _enc_json(features, "features"),
+                        None if instance_id is None else _enc(instance_id, "instance_id"))
+        self._call(_record_workspace_heartbeat, ctypes.byref(hb))
+
+    def record_heartbeat(self, features: Any = None) -> None:
+        """Records the heartbeat of LangBot 4.10.6 and earlier (no workspace; see
+        :meth:`record_workspace_heartbeat` for 4.10.8).  features is a dict of configuration
+        counts (None means {}).  Raises as :meth:`record_query`."""
         self._call(_record_heartbeat, _enc_json(features, "features"))
 
-    def record_survey_trigger(self, event) -> None:
+    def record_survey_trigger(self, event: str) -> None:
         """Records a survey milestone, e.g. "first_bot_response_success".  A milestone is
-        checked at most once per spool: recording it again does nothing."""
+        checked at most once per spool: recording it again does nothing.  Raises
+        InvalidArgument for an empty event, and as :meth:`record_query`."""
         self._call(_record_survey_trigger, _enc(event, "event"))
 
-    def record_survey_response(self, survey_id, answers, completed=True) -> None:
-        """Records the answers (a dict) to a survey and marks it answered."""
+    def record_survey_response(self, survey_id: Any, answers: Any, *,
+                               completed: bool = True) -> None:
+        """Records the answers (a dict) to a survey and marks it answered.  Raises
+        InvalidArgument for an empty survey_id or answers that are not a JSON object, and
+        as :meth:`record_query`."""
         self._call(_record_survey_response, _enc(survey_id, "survey_id"),
                    _enc_json(answers, "answers"), 1 if completed else 0)
 
-    def record_survey_dismiss(self, survey_id) -> None:
-        """Records the dismissal of a survey and marks it dismissed."""
+    def record_survey_dismiss(self, survey_id: Any) -> None:
+        """Records the dismissal of a survey and marks it dismissed.  Raises
+        InvalidArgument for an empty survey_id, and as :meth:`record_query`."""
         self._call(_record_survey_dismiss, _enc(survey_id, "survey_id"))
 
-    def pending_survey(self):
+    def pending_survey(self) -> Optional[dict]:
         """The survey LangBot Space offered that is neither answered nor dismissed, as a
-        dict (the JSON object Space sent), or None.  Always None when disabled."""
+        dict (the JSON object Space sent), or None.  Always None when disabled.  Raises the
+        :class:`Error` subclass of any failure of the library, and Error when the stored
+        survey is not a JSON object."""
         out = ctypes.c_void_p()
         with self._lock:
             h = self._h
