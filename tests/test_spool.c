@@ -2352,8 +2352,10 @@ static void test_wal_bound_uploader(void)
 	telespool *host = open_ok(path, &o);
 	if (host == NULL)
 		return;
+	/* Well inside max_bytes, so that nothing is evicted before the drain. */
+	const int n_events = 1500;
 	char *tb = traceback_text(1500);
-	for (int i = 0; i < 3000; i++) {
+	for (int i = 0; i < n_events; i++) {
 		snprintf(qid, sizeof(qid), "b%d", i);
 		ASSERT_EQ(record_with_error(host, qid, tb), TELESPOOL_OK);
 	}
@@ -2366,7 +2368,7 @@ static void test_wal_bound_uploader(void)
 	ASSERT_EQ(telespool__run_start(up, wall_ms(), &run_id), TELESPOOL_OK);
 	sqlite3 *reader = raw_open(path);
 	ASSERT_EQ(raw_exec(reader, "BEGIN"), SQLITE_OK);
-	ASSERT_EQ(raw_int(reader, "SELECT count(*) FROM spool"), 3000);
+	ASSERT_EQ(raw_int(reader, "SELECT count(*) FROM spool"), n_events);
 
 	int64_t peak = 0, sent = 0;
 	int rc = TELESPOOL_OK;
@@ -2406,10 +2408,10 @@ static void test_wal_bound_uploader(void)
 	ASSERT_EQ(raw_exec(reader, "COMMIT"), SQLITE_OK);
 	sqlite3_close(reader);
 	telespool_close(up);
-	printf("FAULT: a reader pins the WAL while the uploader drains 3,000 "
+	printf("FAULT: a reader pins the WAL while the uploader drains %d "
 	       "events of an 8 MiB spool: %lld sent, then it stopped; peak "
 	       "file + WAL %lld KiB, bound %lld KiB\n",
-	       (long long)sent, (long long)peak / 1024,
+	       n_events, (long long)sent, (long long)peak / 1024,
 	       (long long)allowed / 1024);
 }
 
