@@ -550,11 +550,10 @@ void telespool__set_checkpoint(telespool *sp, int64_t pages)
 	sp->ckpt_frames = pages > 0 ? pages : 1;
 }
 
-/* The busy handler of a RESTART checkpoint: about WAL_RESTART_WAIT_MS. */
+/* The busy handler of a RESTART checkpoint: *ctx ms, in 200 us steps. */
 static int restart_wait(void *ctx, int count)
 {
-	(void)ctx;
-	if (count >= WAL_RESTART_WAIT_MS * 5)
+	if (count >= *(const int *)ctx * 5)
 		return 0;
 	sleep_us(200);
 	return 1;
@@ -572,9 +571,12 @@ static int restart_wait(void *ctx, int count)
  * (WAL_RESTART_WAIT_MS) for them and for the readers.  A reader holding a
  * transaction open still wins: then it costs that wait (the other writers
  * too), and the next RESTART waits 10 ms, then twice as long each time up
- * to 100 ms: 2 % of a handle's time while a reader pins the log.
+ * to 100 ms: 2 % of a handle's time while a reader pins the log.  wait_ms
+ * is how long the RESTART may wait; force ignores that back-off (the log
+ * is at its bound, see telespool__wal_room()).
  */
-static int64_t checkpoint(telespool *sp, sqlite3 *db, const char *name)
+static int64_t checkpoint(telespool *sp, sqlite3 *db, const char *name,
+			  int wait_ms, int force)
 {
 	int log = -1, done = -1;
 	int src = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE,
@@ -585,12 +587,12 @@ static int64_t checkpoint(telespool *sp, sqlite3 *db, const char *name)
 		return 0;
 	}
 	int64_t now = monotonic_ms();
-	if (now < sp->restart_ms)
+	if (now < sp->restart_ms && !force)
 		return src == SQLITE_OK ? log : -1;
-	sqlite3_busy_handler(db, restart_wait, NULL);
+	sqlite3_busy_handler(db, restart_wait, &wait_ms);
 	/* SQLite never calls the busy handler for the checkpoint lock, which
 	 * another connection's (short) checkpoint may hold. */
-	for (int i = 0; i <= WAL_RESTART_WAIT_MS * 5; i++) {
+	for (int i = 0; i <= wait_ms * 5; i++) {
 		if (i > 0)
 			sleep_us(200);
 		src = sqlite3_wal_checkpoint_v2(
@@ -601,6 +603,7 @@ static int64_t checkpoint(telespool *sp, sqlite3 *db, const char *name)
 	sqlite3_busy_handler(db, busy_wait, sp);
 	if (log >= 0 && done >= log) {
 		sp->restart_fails = 0;
+		sp->restart_ms = 0;
 		return 0;
 	}
 	/* A reader kept it from copying everything: it may hold on for
@@ -624,10 +627,25 @@ static int wal_hook(void *ctx, sqlite3 *db, const char *name, int frames)
 	telespool *sp = ctx;
 
 	sp->wal_frames = frames;
-	if (frames >= sp->ckpt_frames && checkpoint(sp, db, name) == 0)
+	if (frames >= sp->ckpt_frames &&
+	    checkpoint(sp, db, name, WAL_RESTART_WAIT_MS, 0) == 0)
 		sp->wal_frames = 0; /* the next commit starts the log over */
 	return SQLITE_OK;
 }
+
+/*
+ * At the bound the short RESTART of wal_hook() is not enough proof that a
+ * reader pins the log: on a loaded machine another writer of the same file
+ * can be descheduled inside its transaction for longer than 2 ms.  So
+ * before refusing, a RESTART may wait up to half the busy timeout (at most
+ * WAL_BOUND_WAIT_MS), well inside the bound every call already has.  A
+ * reader that outlasts it is taken for one that holds on: the next such
+ * wait comes WAL_RETRY_MS later, then twice as late each time up to
+ * WAL_BOUND_RETRY_MAX_MS (one call a second per handle pays the wait while
+ * a reader pins the log; the others are refused at once).
+ */
+#define WAL_BOUND_WAIT_MS      100
+#define WAL_BOUND_RETRY_MAX_MS 1000
 
 int telespool__wal_room(telespool *sp)
 {
@@ -635,13 +653,24 @@ int telespool__wal_room(telespool *sp)
 		return TELESPOOL_OK;
 	int64_t now = monotonic_ms();
 	if (now >= sp->wal_retry_ms) {
-		int64_t left = checkpoint(sp, sp->db, NULL);
+		int wait = sp->busy_timeout_ms / 2;
+		if (wait > WAL_BOUND_WAIT_MS)
+			wait = WAL_BOUND_WAIT_MS;
+		if (wait < WAL_RESTART_WAIT_MS)
+			wait = WAL_RESTART_WAIT_MS;
+		int64_t left = checkpoint(sp, sp->db, NULL, wait, 1);
 		/* All copied, or someone else's commit started it over. */
 		if (left >= 0 && left <= sp->wal_max_frames) {
 			sp->wal_frames = left;
+			sp->wal_retry_gap = 0;
 			return TELESPOOL_OK;
 		}
-		sp->wal_retry_ms = now + WAL_RETRY_MS;
+		sp->wal_retry_gap = sp->wal_retry_gap == 0
+					? WAL_RETRY_MS
+					: sp->wal_retry_gap * 2;
+		if (sp->wal_retry_gap > WAL_BOUND_RETRY_MAX_MS)
+			sp->wal_retry_gap = WAL_BOUND_RETRY_MAX_MS;
+		sp->wal_retry_ms = monotonic_ms() + sp->wal_retry_gap;
 	}
 	return telespool__fail(
 	    sp, TELESPOOL_EFULL,

@@ -92,8 +92,9 @@ struct telespool {
 	int64_t wal_max_frames;
 	int64_t ckpt_frames;
 	int64_t wal_retry_ms;
-	int64_t restart_ms; /* when a RESTART checkpoint may next be tried */
-	int restart_fails;  /* RESTARTs a reader held back in a row */
+	int64_t wal_retry_gap; /* ms between waits at the WAL bound */
+	int64_t restart_ms;    /* when a RESTART checkpoint may next be tried */
+	int restart_fails;     /* RESTARTs a reader held back in a row */
 
 	char errmsg[512];
 };
