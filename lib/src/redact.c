@@ -1377,7 +1377,7 @@ static size_t scan_digits(struct red *r, size_t i)
 	if (i >= 5 && (memcmp(s + i - 5, "line ", 5) == 0 ||
 		       memcmp(s + i - 5, "Line ", 5) == 0))
 		return e; /* a traceback's line number */
-	if (len <= 7 && after_code_key(s, i))
+	if (len <= 10 && after_code_key(s, i))
 		return e; /* Lark 230013, QQ 100016: error codes */
 	b = i;
 	if (prev == '-' && i - 1 >= r->from)
@@ -1972,11 +1972,11 @@ static size_t strict_filter(char *t, size_t n)
 static size_t normalize(char *t, size_t n)
 {
 	static const char cyr_d0[64] = {
-	    /* U+0400..U+043F by their second byte 0x80..0xBF */
-	    0,   0,   0,   0, 0, 0,   0, 0, 0, 0, 0,   0, 0,   0,   0,   0,
-	    'A', 0,   'B', 0, 0, 'E', 0, 0, 0, 0, 'K', 0, 'M', 'H', 'O', 0,
-	    'P', 'C', 'T', 0, 0, 'X', 0, 0, 0, 0, 0,   0, 0,   0,   0,   0,
-	    'a', 0,   0,   0, 0, 'e', 0, 0, 0, 0, 0,   0, 0,   0,   'o', 0,
+	    /* U+0400..U+043F by their second byte, minus 0x80 */
+	    [0x10] = 'A', [0x12] = 'B', [0x15] = 'E', [0x1a] = 'K',
+	    [0x1c] = 'M', [0x1d] = 'H', [0x1e] = 'O', [0x20] = 'P',
+	    [0x21] = 'C', [0x22] = 'T', [0x25] = 'X', [0x30] = 'a',
+	    [0x35] = 'e', [0x3a] = 'k', [0x3e] = 'o',
 	};
 	unsigned char *s = (unsigned char *)t;
 	size_t rd = 0, wr = 0;
@@ -2011,6 +2011,11 @@ static size_t normalize(char *t, size_t n)
 			continue;
 		}
 		a = 0;
+		if (c == 0xc2 && rd + 1 < n && s[rd + 1] == 0xa0) {
+			s[wr++] = ' '; /* NBSP */
+			rd += 2;
+			continue;
+		}
 		if (c == 0xef && rd + 2 < n &&
 		    (s[rd + 1] == 0xbc || s[rd + 1] == 0xbd)) {
 			cp = 0xf000u | ((unsigned)(s[rd + 1] & 0x3f) << 6) |
@@ -2091,7 +2096,7 @@ static const char *const code_keys[] = {
     "code",       "errcode",     "err_code",   "error_code",    "retcode",
     "status",     "status_code", "statuscode", "errno",         "type",
     "error_type", "err_type",    "param",      "input_type",    "http_status",
-    "errorcode",  "reason_code", "subcode",    "error_subcode",
+    "errorcode",  "reason_code", "subcode",    "error_subcode", "error",
 };
 
 /* Keys that make a {...} an error envelope, walked instead of dropped. */
@@ -2123,6 +2128,8 @@ struct tpl {
 	size_t val_at;      /* where the last key's value starts */
 	int keep_val;       /* that key is an error code or type */
 	const char *cred;   /* that key is a credential: its kind */
+	size_t env_end;     /* inside an error envelope up to here */
+	size_t skip_q;      /* the closing quote of b'{...}', walked through */
 	int noq[3];         /* no more ' " ` after this point */
 };
 
@@ -2142,6 +2149,9 @@ static void tp_emit(struct tpl *t, size_t b, size_t e, const char *kind,
 	char buf[64];
 	size_t len = n_chars(t->s, b, e);
 	int w;
+
+	if (strcmp(kind, "str") == 0 && e - b >= 2)
+		len = n_chars(t->s, b + 1, e - 1); /* without the quotes */
 
 	sb_put(t->o, (const char *)t->s + t->from, b - t->from);
 	if (!with_len)
@@ -2194,23 +2204,39 @@ static int qidx(unsigned char q)
 }
 
 /* The closing quote of the quote at i, or 0 (then it is an apostrophe). */
+/* The first q in s[k..e) not escaped by a backslash, or 0. */
+static size_t find_quote(const unsigned char *s, size_t k, size_t e,
+			 unsigned char q)
+{
+	const unsigned char *p;
+	size_t b;
+
+	while (k < e && (p = memchr(s + k, q, e - k)) != NULL) {
+		k = (size_t)(p - s);
+		for (b = k; b > 0 && s[b - 1] == '\\'; b--)
+			;
+		if ((k - b) % 2 == 0)
+			return k;
+		k++;
+	}
+	return 0;
+}
+
 static size_t close_quote(struct tpl *t, size_t i)
 {
 	const unsigned char *s = t->s;
-	const unsigned char *p;
 	unsigned char q = s[i];
+	size_t c;
 
 	if (t->noq[qidx(q)])
 		return 0;
 	if (q == '\'' && i > t->b && is_alpha(s[i - 1]) && i + 1 < t->e &&
 	    is_alpha(s[i + 1]))
 		return 0; /* don't */
-	p = memchr(s + i + 1, q, t->e - i - 1);
-	if (!p) {
+	c = find_quote(s, i + 1, t->e, q);
+	if (!c)
 		t->noq[qidx(q)] = 1;
-		return 0;
-	}
-	return (size_t)(p - s);
+	return c;
 }
 
 static int is_ident_str(const unsigned char *s, size_t b, size_t e, size_t max)
@@ -2401,6 +2427,30 @@ static void tp_key(struct tpl *t, size_t kb, size_t ke, size_t p)
 	t->cred = cred_kind(s, kb, ke, t->b);
 }
 
+/*
+ * Whether the [...] or (...) at b (closer c) holds values: it opens with a
+ * quote or a bracket, or lists items (the first a number, or none of
+ * them "key:" or "key=");
+ * "[Errno 111]", "[type=missing, input_value=...]", "(url: ..., status:
+ * 403)" are walked instead.
+ */
+static int is_collection(const unsigned char *s, size_t b, size_t c)
+{
+	size_t k = b + 1;
+
+	if (c - b > 256)
+		return 1;
+	while (k < c && s[k] == ' ')
+		k++;
+	if (k < c && (s[k] == '\'' || s[k] == '"' || s[k] == '{' ||
+		      s[k] == '[' || s[k] == '('))
+		return 1;
+	if (!memchr(s + b, ',', c - b))
+		return 0; /* "(415) 555-0100" is left to the patterns */
+	return (k < c && (is_digit(s[k]) || s[k] == '-')) ||
+	       (!memchr(s + b, ':', c - b) && !memchr(s + b, '=', c - b));
+}
+
 static int has_close_tag(const unsigned char *s, size_t k, size_t e)
 {
 	const unsigned char *p;
@@ -2424,11 +2474,17 @@ static void template_msg(struct tpl *t)
 
 	t->from = t->b;
 	t->val_at = SIZE_MAX;
+	t->env_end = 0;
+	t->skip_q = SIZE_MAX;
 	t->noq[0] = t->noq[1] = t->noq[2] = 0;
 	while (i < e) {
 		unsigned char ch = s[i];
 		int at_val = i == t->val_at;
 
+		if (i == t->skip_q) {
+			i++;
+			continue;
+		}
 		if (at_val && t->cred) {
 			const char *kind = t->cred;
 			size_t sep = i;
@@ -2477,8 +2533,16 @@ static void template_msg(struct tpl *t)
 			}
 			if ((at_val && t->keep_val &&
 			     is_code_value(s, i + 1, c)) ||
-			    is_status_phrase(s, i + 1, c) || c == i + 1) {
-				i = c + 1;
+			    is_status_phrase(s, i + 1, c) || c == i + 1 ||
+			    (is_ident_str(s, i + 1, c, 40) &&
+			     has_prefix(s, e, c + 1, " object", 7))) {
+				i = c + 1; /* 'NoneType' object has no ... */
+				continue;
+			}
+			if (s[i + 1] == '{' || s[i + 1] == '[') {
+				t->skip_q =
+				    c; /* b'{"code": ...}': walk the JSON */
+				i++;
 				continue;
 			}
 			tp_emit(t, i, c + 1, "str", 1);
@@ -2493,7 +2557,10 @@ static void template_msg(struct tpl *t)
 			}
 			c += t->b;
 			if (ch == '{') {
-				if (c == i + 1 || is_envelope(t, i, c)) {
+				if (c == i + 1 || i < t->env_end ||
+				    is_envelope(t, i, c)) {
+					if (c > t->env_end)
+						t->env_end = c;
 					i++;
 					continue;
 				}
@@ -2506,10 +2573,7 @@ static void template_msg(struct tpl *t)
 				continue;
 			}
 			if (ch == '[') {
-				if (c - i > 256 || memchr(s + i, ',', c - i) ||
-				    memchr(s + i, '\'', c - i) ||
-				    memchr(s + i, '"', c - i) ||
-				    memchr(s + i, '{', c - i)) {
+				if (is_collection(s, i, c)) {
 					tp_emit(t, i, c + 1, "list", 1);
 					i = c + 1;
 					continue;
@@ -2519,7 +2583,7 @@ static void template_msg(struct tpl *t)
 			}
 			/* ( after a name is a call or a repr: walk it */
 			if ((i == t->b || !is_word(s[i - 1])) && c > i + 1 &&
-			    (c - i > 256 || memchr(s + i, ',', c - i) ||
+			    (is_collection(s, i, c) ||
 			     (at_val && !t->keep_val))) {
 				tp_emit(t, i, c + 1, "tuple", 1);
 				i = c + 1;
@@ -2587,6 +2651,13 @@ static void template_msg(struct tpl *t)
 				i = k;
 				continue;
 			}
+			/* a JWT's dotted parts are the patterns' to take */
+			if (w - i >= 10 && has_prefix(s, w, i, "eyJ", 3)) {
+				while (w < e && (is_keych(s[w]) || s[w] == '.'))
+					w++;
+				i = w;
+				continue;
+			}
 			/* long identifiers: ids, tokens, hashes */
 			{
 				size_t digits = 0, letters = 0;
@@ -2634,7 +2705,6 @@ static void match_brackets(const unsigned char *s, size_t n, uint32_t *cl,
 {
 	size_t k, top = 0;
 	int noq[3] = {0, 0, 0};
-	const unsigned char *p;
 
 	for (k = 0; k < n; k++) {
 		unsigned char c = s[k];
@@ -2659,19 +2729,21 @@ static void match_brackets(const unsigned char *s, size_t n, uint32_t *cl,
 		} else if ((c == '\'' || c == '"') && !noq[qidx(c)] &&
 			   !(c == '\'' && k > 0 && is_alpha(s[k - 1]) &&
 			     k + 1 < n && is_alpha(s[k + 1]))) {
-			p = memchr(s + k + 1, c, n - k - 1);
-			if (!p) {
+			size_t q = find_quote(s, k + 1, n, c);
+
+			if (!q) {
 				noq[qidx(c)] = 1;
 				continue;
 			}
-			while (k < (size_t)(p - s))
+			while (k < q)
 				cl[++k] = 0;
 		}
 	}
 }
 
-/* Copies a message line with "\\\"" and "\\'" (escapes of any depth) made
- * plain quotes, so that reprs of escaped JSON parse like JSON. */
+/* Copies a message line with quotes escaped twice or more made plain
+ * quotes, so that reprs of escaped JSON parse like JSON (a quote escaped
+ * once is part of the string around it). */
 static size_t unescape_quotes(const unsigned char *s, size_t n,
 			      unsigned char *d)
 {
@@ -2682,7 +2754,8 @@ static size_t unescape_quotes(const unsigned char *s, size_t n,
 			j = k;
 			while (j < n && s[j] == '\\')
 				j++;
-			if (j < n && (s[j] == '"' || s[j] == '\'')) {
+			if (j < n && j - k >= 2 &&
+			    (s[j] == '"' || s[j] == '\'')) {
 				d[o++] = s[j];
 				k = j + 1;
 				continue;
@@ -2706,7 +2779,8 @@ static void guard(const unsigned char *t, size_t n, int tmpl, struct sbuf *out)
 {
 	struct lstate st = {LK_NONE, 0, 0};
 	struct sbuf mid = {NULL, 0, 0, 0}, ln = {NULL, 0, 0, 0};
-	uint32_t *cl = NULL, *stk = NULL;
+	struct sbuf pre = {NULL, 0, 0, 0};
+	uint32_t *cl = NULL, *stk = NULL, *np;
 	size_t rd = 0, end, m, ce, name, seg = 0, maxl = 0;
 	int kind, code, seg_code = 1;
 	const unsigned char *nl;
@@ -2754,8 +2828,33 @@ static void guard(const unsigned char *t, size_t n, int tmpl, struct sbuf *out)
 			size_t mb = kind == LK_EXC ? m + name : m, ll;
 
 			sb_put(&mid, (const char *)t + rd, mb - rd);
-			ll = unescape_quotes(t + mb, end - mb,
-					     (unsigned char *)ln.p);
+			/* the patterns first, on the raw message: a quote
+			 * paired wrongly must not hide a 'password': '...' */
+			pre.len = 0;
+			redact_mode((const char *)t + mb, end - mb, &pre, 0);
+			if (pre.len > maxl) {
+				if (pre.len >= UINT32_MAX ||
+				    sb_reserve(&ln, pre.len) != 0 ||
+				    !(np = realloc(cl, (pre.len + 1) *
+							   sizeof *cl))) {
+					out->oom = 1;
+					goto done;
+				}
+				cl = np;
+				if (!(np = realloc(stk, (pre.len + 1) *
+							    sizeof *stk))) {
+					out->oom = 1;
+					goto done;
+				}
+				stk = np;
+				maxl = pre.len;
+			}
+			if (pre.oom) {
+				out->oom = 1;
+				goto done;
+			}
+			ll = unescape_quotes((const unsigned char *)pre.p,
+					     pre.len, (unsigned char *)ln.p);
 			match_brackets((unsigned char *)ln.p, ll, cl, stk);
 			tp.s = (const unsigned char *)ln.p;
 			tp.b = 0;
@@ -2774,6 +2873,7 @@ static void guard(const unsigned char *t, size_t n, int tmpl, struct sbuf *out)
 	redact_mode(mid.p + seg, mid.len - seg, out, seg_code);
 done:
 	free(mid.p);
+	free(pre.p);
 	free(ln.p);
 	free(cl);
 	free(stk);
@@ -2793,9 +2893,12 @@ static int in_placeholder(const char *t, size_t len, size_t pos, size_t *ps,
 		if (t[k - 1] != '<')
 			continue;
 		b = k - 1;
-		if (len - b < 10 || memcmp(t + b, "<redacted:", 10) != 0)
-			return 0;
-		for (e = b + 10; e < len && e - b < 40 && t[e] != '>'; e++)
+		/* "<redacted:ip>", and the guard's "<str:42>", "<id>" */
+		for (e = b + 1; e < len && e - b < 48 &&
+				((t[e] >= 'a' && t[e] <= 'z') || t[e] == '_' ||
+				 t[e] == ':' || t[e] == '.' ||
+				 (t[e] >= '0' && t[e] <= '9'));
+		     e++)
 			;
 		if (e >= len || t[e] != '>' || pos <= b || pos > e)
 			return 0;
