@@ -36,10 +36,27 @@
  *    line under a frame stays readable.
  *  - A lone \r is dropped like any other control character; \r\n becomes \n.
  *
- * Known gaps: user text in an exception message that carries no key is kept
- * unless strict mode is on; national phone formats other than Chinese (e.g.
- * "(415) 555-0100" without +1) are kept; a password containing white space
- * is redacted only up to the first space.
+ *  - After a colon a password or secret runs to the line's end, a comma or
+ *    a semicolon ("password: two words"); after '=' to white space.
+ *  - A number after a "code", "status" or "errno" key is an error code
+ *    (Lark 230013), and CamelCase before ':' is an exception name
+ *    (InvalidToken: Not Found), not a key.
+ *
+ * The error traceback (clean_error) goes through a guard first, which works
+ * from the traceback's structure: each line is classified (header, frame,
+ * source, caret, chain separator, exception, anything else); the structure
+ * is kept, source lines go to the patterns in code mode (a bare variable
+ * after "key=" is code), and every message is templated: quoted strings,
+ * dicts, lists, tuples, XML, key=value values, URL paths, data: payloads
+ * and long identifiers become "<kind:length>" placeholders, while the words
+ * around them and the codes of error envelopes stay.  The patterns run on a
+ * message before its template too, so a wrongly paired quote hides nothing.
+ * Evasive spellings (zero-width characters, full-width forms, other
+ * digits, look-alike letters, %XX) are undone first.
+ *
+ * Known gaps: unquoted prose in an exception message ("ValueError: my
+ * words") is kept unless strict mode is on; the patterns alone (clean_text)
+ * do not undo evasive spellings.
  */
 #include "redact.h"
 
@@ -2353,8 +2370,14 @@ static size_t tp_url(struct tpl *t, size_t colon)
 	       s[he] != '#')
 		he++;
 	e = he;
-	while (e < t->e && url_ch(s[e]))
-		e++;
+	while (e < t->e) {
+		if (url_ch(s[e]))
+			e++;
+		else if (e > he && s[e] == '<' && (k = ph_end(s, e, t->e)) != 0)
+			e = k; /* an id the patterns took out of the path */
+		else
+			break;
+	}
 	while (e > he && (s[e - 1] == '.' || s[e - 1] == ',' ||
 			  s[e - 1] == ':' || s[e - 1] == ';'))
 		e--;
@@ -2507,6 +2530,8 @@ static void template_msg(struct tpl *t)
 			     s[w] == '>' && has_close_tag(s, w, e))) {
 				for (k = e; k > i && s[k - 1] != '>'; k--)
 					;
+				if (k <= i)
+					k = e; /* cut before its first '>' */
 				tp_emit(t, i, k, "xml", 1);
 				i = k;
 				continue;
