@@ -581,6 +581,8 @@ static void test_guard(void)
 	T_ERR("E: login failed, password: two words, token='abc'", 0,
 	      "E: login failed, password: <redacted:password>, "
 	      "token='<redacted:token>'");
+	T_ERR("E: echostr=P9nAzC/qYX3+4RPcs==, nonce=13", 0,
+	      "E: echostr=<val:19>, nonce=13");
 	T_ERR("E: long <str:1.2k> and <json:15k> stay", 0,
 	      "E: long <str:1.2k> and <json:15k> stay");
 	/* evasive forms are undone before the patterns */

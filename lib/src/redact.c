@@ -2655,7 +2655,9 @@ static void template_msg(struct tpl *t)
 			}
 			if (at_val) {
 				k = w;
-				while (k < e && (s[k] == '.' || is_keych(s[k])))
+				/* base64 and paths too: up to a delimiter */
+				while (k < e && !value_term(s[k]) &&
+				       s[k] != '(')
 					k++;
 				if (t->keep_val ||
 				    word_in(s + i, k - i, code_words,
