@@ -299,7 +299,7 @@ int telespool__body_query(struct telespool__event *ev,
 	const char *error_in = q->error ? q->error : "";
 	size_t error_len = strlen(error_in);
 	ev->error = telespool__clean_error(error_in, error_len,
-					  TELESPOOL_ERROR_MAX, strict, NULL);
+					   TELESPOOL_ERROR_MAX, strict, NULL);
 	ev->duration_ms = q->duration_ms < 0              ? 0
 			  : q->duration_ms > DURATION_MAX ? DURATION_MAX
 							  : q->duration_ms;
@@ -325,7 +325,7 @@ int telespool__body_query(struct telespool__event *ev,
 				cap = have - have / 8; /* a good step */
 			free(ev->error);
 			ev->error = telespool__clean_error(error_in, error_len,
-							  cap, strict, NULL);
+							   cap, strict, NULL);
 			if (ev->error == NULL)
 				break;
 			query_json(&body, ev, id, category, &plugins);
