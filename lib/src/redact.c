@@ -2474,6 +2474,37 @@ static int is_collection(const unsigned char *s, size_t b, size_t c)
 	       (!memchr(s + b, ':', c - b) && !memchr(s + b, '=', c - b));
 }
 
+/*
+ * A token s[i..w) with a key's prefix: *whole set if it is long enough for
+ * the patterns; the kind returned if it is a key cut short (wrapped across
+ * lines, or split by a space): 10+ characters after the prefix, 2+ digits
+ * and an upper-case letter (keys are mixed case; "app-v2-release-2024" is
+ * not one).
+ */
+static const char *key_prefix(const unsigned char *s, size_t i, size_t w,
+			      int *whole)
+{
+	size_t k, d, len;
+	int up;
+
+	for (k = 0; k < sizeof prefixes / sizeof prefixes[0]; k++) {
+		len = prefixes[k].len;
+		if (!has_prefix(s, w, i, prefixes[k].pre, len))
+			continue;
+		if (w - i >= len + prefixes[k].min) {
+			*whole = 1;
+			return NULL;
+		}
+		for (d = 0, up = 0, len += i; len < w; len++) {
+			d += is_digit(s[len]);
+			up |= is_upper(s[len]);
+		}
+		if (w - i >= prefixes[k].len + 10u && d >= 2 && up)
+			return prefixes[k].kind;
+	}
+	return NULL;
+}
+
 static int has_close_tag(const unsigned char *s, size_t k, size_t e)
 {
 	const unsigned char *p;
@@ -2689,19 +2720,18 @@ static void template_msg(struct tpl *t)
 			{
 				size_t digits = 0, letters = 0;
 				int secret = 0;
+				const char *kind;
 
 				for (k = i; k < w; k++) {
 					digits += is_digit(s[k]);
 					letters += is_alpha(s[k]);
 				}
-				for (k = 0;
-				     k < sizeof prefixes / sizeof prefixes[0];
-				     k++)
-					if (has_prefix(s, w, i, prefixes[k].pre,
-						       prefixes[k].len) &&
-					    w - i >= prefixes[k].len +
-							 prefixes[k].min)
-						secret = 1;
+				kind = key_prefix(s, i, w, &secret);
+				if (kind) { /* a key cut short */
+					tp_red(t, i, w, kind);
+					i = w;
+					continue;
+				}
 				if (!secret &&
 				    !(w - i > 2 && s[i] == '0' &&
 				      s[i + 1] == 'x') &&
