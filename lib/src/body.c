@@ -300,8 +300,8 @@ int telespool__body_query(struct telespool__event *ev,
 	ev->model_name = clean_name(q->model_name);
 	const char *error_in = q->error ? q->error : "";
 	size_t error_len = strlen(error_in);
-	ev->error = telespool__clean_text(error_in, error_len,
-					  TELESPOOL_ERROR_MAX, strict, NULL);
+	ev->error = telespool__clean_error(error_in, error_len,
+					   TELESPOOL_ERROR_MAX, strict, NULL);
 	ev->duration_ms = q->duration_ms < 0              ? 0
 			  : q->duration_ms > DURATION_MAX ? DURATION_MAX
 							  : q->duration_ms;
@@ -326,8 +326,8 @@ int telespool__body_query(struct telespool__event *ev,
 			if (cap > have - have / 8)
 				cap = have - have / 8; /* a good step */
 			free(ev->error);
-			ev->error = telespool__clean_text(error_in, error_len,
-							  cap, strict, NULL);
+			ev->error = telespool__clean_error(error_in, error_len,
+							   cap, strict, NULL);
 			if (ev->error == NULL)
 				break;
 			query_json(&body, ev, id, category, &plugins);

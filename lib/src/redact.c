@@ -36,10 +36,27 @@
  *    line under a frame stays readable.
  *  - A lone \r is dropped like any other control character; \r\n becomes \n.
  *
- * Known gaps: user text in an exception message that carries no key is kept
- * unless strict mode is on; national phone formats other than Chinese (e.g.
- * "(415) 555-0100" without +1) are kept; a password containing white space
- * is redacted only up to the first space.
+ *  - After a colon a password or secret runs to the line's end, a comma or
+ *    a semicolon ("password: two words"); after '=' to white space.
+ *  - A number after a "code", "status" or "errno" key is an error code
+ *    (Lark 230013), and CamelCase before ':' is an exception name
+ *    (InvalidToken: Not Found), not a key.
+ *
+ * The error traceback (clean_error) goes through a guard first, which works
+ * from the traceback's structure: each line is classified (header, frame,
+ * source, caret, chain separator, exception, anything else); the structure
+ * is kept, source lines go to the patterns in code mode (a bare variable
+ * after "key=" is code), and every message is templated: quoted strings,
+ * dicts, lists, tuples, XML, key=value values, URL paths, data: payloads
+ * and long identifiers become "<kind:length>" placeholders, while the words
+ * around them and the codes of error envelopes stay.  The patterns run on a
+ * message before its template too, so a wrongly paired quote hides nothing.
+ * Evasive spellings (zero-width characters, full-width forms, other
+ * digits, look-alike letters, %XX) are undone first.
+ *
+ * Known gaps: unquoted prose in an exception message ("ValueError: my
+ * words") is kept unless strict mode is on; the patterns alone (clean_text)
+ * do not undo evasive spellings.
  */
 #include "redact.h"
 
@@ -340,6 +357,7 @@ struct red {
 	size_t jwt_fail; /* no JWT starts before this offset */
 	size_t auth_end; /* end of the last URL authority scanned */
 	size_t auth_at;  /* its last '@', or SIZE_MAX */
+	int code;        /* source lines: a bare identifier value is code */
 };
 
 /* Replaces s[b..e) with a placeholder; returns e, where the walk goes on. */
@@ -422,6 +440,8 @@ static size_t try_private_key(struct red *r, size_t i)
 	/* No END (the block was cut): stop at the line where key data ends. */
 	if (k < n && nl != SIZE_MAX && !looks_like_key(s, nl + 1, k))
 		k = nl;
+	while (k > j && s[k - 1] == '\n')
+		k--; /* the line break is not part of the key */
 	return emit(r, i, k, "private_key");
 }
 
@@ -629,6 +649,10 @@ static const struct keyword keywords[] = {
     KW("fromusername", KW_SUFFIX, "id"),
     KW("tousername", KW_SUFFIX, "id"),
     KW("corpid", KW_SUFFIX, "id"),
+    KW("wxid", KW_SUFFIX, "id"),
+    KW("fileid", KW_SUFFIX, "secret"), /* QQ media: fileid=, rkey= */
+    KW("file_id", KW_SUFFIX, "secret"),
+    KW("rkey", KW_SUFFIX, "secret"),
     KW("phone", KW_SUFFIX, "phone"),
     KW("mobile", KW_SUFFIX, "phone"),
     /* what: message content in event and request reprs */
@@ -708,6 +732,32 @@ static const struct keyword *match_key(const unsigned char *s, size_t kb,
 	return NULL;
 }
 
+/* InvalidToken, ApiKeyError: a class name (two humps), not a key. */
+static int is_camel(const unsigned char *s, size_t kb, size_t ke)
+{
+	size_t k;
+
+	if (!is_upper(s[kb]))
+		return 0;
+	for (k = kb + 1; k + 1 < ke; k++)
+		if (s[k] >= 'a' && s[k] <= 'z' && is_upper(s[k + 1]))
+			return 1;
+	return 0;
+}
+
+/* Where a value that may hold spaces ends: the line's end, , or ; */
+static size_t multiword_end(const unsigned char *s, size_t n, size_t ve)
+{
+	size_t k = ve;
+
+	while (k < n && s[k] != '\n' && s[k] != ',' && s[k] != ';' &&
+	       s[k] != '"' && s[k] != '\'' && s[k] != ')' && s[k] != '}')
+		k++;
+	while (k > ve && (s[k - 1] == ' ' || s[k - 1] == '\t'))
+		k--;
+	return k;
+}
+
 /* f"Bearer {token}" in a source line: a template, not a value. */
 static int is_template(const unsigned char *s, size_t b, size_t e)
 {
@@ -743,6 +793,9 @@ static size_t try_assign(struct red *r, size_t i)
 	if (!kw)
 		return 0;
 	kind = kw->kind;
+	/* "telegram.error.InvalidToken: Not Found" names an exception */
+	if (s[i] == ':' && is_camel(s, kb, ke))
+		return 0;
 
 	/* the value */
 	v = i + 1;
@@ -802,6 +855,9 @@ static size_t try_assign(struct red *r, size_t i)
 			if ((w == n || value_term(s[w])) && w - c == ke - kb &&
 			    ci_same(s + c, s + kb, w - c))
 				return 0; /* password=password, key=self.key */
+			/* Plain(text=reply_text) on a source line: a variable */
+			if (r->code && (w == n || value_term(s[w])))
+				return 0;
 		}
 		ve = vb;
 		if (strcmp(kind, "authorization") == 0) {
@@ -813,6 +869,12 @@ static size_t try_assign(struct red *r, size_t i)
 		} else {
 			while (ve < n && !value_term(s[ve]))
 				ve++;
+			/* "password: two words": a password runs to the line's
+			 * end (or a , ;) after a colon */
+			if (s[i] == ':' && !r->code &&
+			    (strcmp(kind, "password") == 0 ||
+			     strcmp(kind, "secret") == 0))
+				ve = multiword_end(s, n, ve);
 		}
 	}
 	if (strcmp(kind, "authorization") == 0) {
@@ -1238,6 +1300,61 @@ static int after_session_prefix(const unsigned char *s, size_t i)
 		(i == 6 || !is_word(s[i - 7])));
 }
 
+/*
+ * Whether the number at i is the value of an error code or status key
+ * ('code': 230013, "errcode":100016, retcode=1200, status 404): a
+ * provider's error code, kept for debugging.
+ */
+static int after_code_key(const unsigned char *s, size_t i)
+{
+	static const char *const keys[] = {"code", "status", "errno"};
+	size_t k = i, gap = 0, t, l;
+
+	while (k > 0 && gap < 4 &&
+	       (s[k - 1] == ' ' || s[k - 1] == ':' || s[k - 1] == '=' ||
+		s[k - 1] == '"' || s[k - 1] == '\'' || s[k - 1] == '\\')) {
+		k--;
+		gap++;
+	}
+	if (gap == 0)
+		return 0;
+	for (t = 0; t < sizeof keys / sizeof keys[0]; t++) {
+		l = strlen(keys[t]);
+		if (k >= l && ci_eq(s + k - l, keys[t], l))
+			return 1;
+	}
+	return 0;
+}
+
+/* (415) 555-0100, 415-555-0100, 415.555.0100 at i (3 digits to e). */
+static size_t us_phone_end(const unsigned char *s, size_t n, size_t i, size_t e)
+{
+	size_t p = e, g;
+	unsigned char sep;
+
+	if (e - i != 3)
+		return 0;
+	if (i > 0 && s[i - 1] == '(') {
+		if (p + 1 >= n || s[p] != ')')
+			return 0;
+		p++;
+		if (p < n && s[p] == ' ')
+			p++;
+		sep = '-';
+	} else {
+		if (p >= n || (s[p] != '-' && s[p] != '.'))
+			return 0;
+		sep = s[p++];
+	}
+	g = run_end_max(s, n, p, is_digit, 4);
+	if (g - p != 3 || g >= n || s[g] != sep)
+		return 0;
+	p = run_end_max(s, n, g + 1, is_digit, 5);
+	if (p - (g + 1) != 4 || !num_ends(s, n, p))
+		return 0;
+	return p;
+}
+
 static size_t scan_digits(struct red *r, size_t i)
 {
 	const unsigned char *s = r->s;
@@ -1261,6 +1378,9 @@ static size_t scan_digits(struct red *r, size_t i)
 		return t;
 	if (prev != '.' && (t = try_ipv4(r, i)) != 0)
 		return t;
+	if (prev != '.' && prev != '-' && (t = us_phone_end(s, n, i, e)) != 0)
+		return emit(r, prev == '(' && i - 1 >= r->from ? i - 1 : i, t,
+			    "phone");
 	if (i >= 2 && (prev == '.' || prev == '-') && is_alnum(s[i - 2])) {
 		/* 3.1415926, v1.123456, uuid-446655440000, 2024-123456 ... */
 		if (prev == '-' && (t = try_cn_phone(r, i, e)) != 0)
@@ -1274,6 +1394,8 @@ static size_t scan_digits(struct red *r, size_t i)
 	if (i >= 5 && (memcmp(s + i - 5, "line ", 5) == 0 ||
 		       memcmp(s + i - 5, "Line ", 5) == 0))
 		return e; /* a traceback's line number */
+	if (len <= 10 && after_code_key(s, i))
+		return e; /* Lark 230013, QQ 100016: error codes */
 	b = i;
 	if (prev == '-' && i - 1 >= r->from)
 		b = i - 1; /* Telegram chat id -1001234567890 */
@@ -1310,6 +1432,18 @@ static size_t try_home(struct red *r, size_t i)
 	e = p;
 	while (e < n && !name_term(s[e]))
 		e++;
+	if (e < n && (s[e] == ' ' || s[e] == '\t')) {
+		/* "C:\Users\First Last\": a name with spaces ends at the
+		 * next separator, if one comes before the quote or line ends */
+		size_t k = e;
+
+		while (k < n && k - p < 64 && s[k] != '/' && s[k] != '\\' &&
+		       s[k] != '\n' && s[k] != '"' && s[k] != '\'' &&
+		       s[k] != '`' && s[k] != ',' && s[k] != ':')
+			k++;
+		if (k < n && k - p < 64 && (s[k] == '/' || s[k] == '\\'))
+			e = k;
+	}
 	if (e == p)
 		return 0;
 	if ((e - p == 6 && (memcmp(s + p, "Shared", 6) == 0 ||
@@ -1317,6 +1451,151 @@ static size_t try_home(struct red *r, size_t i)
 	    (e - p == 7 && memcmp(s + p, "Default", 7) == 0))
 		return e; /* not a person */
 	return emit(r, p, e, "user");
+}
+
+/* -- chat-platform ids, data: URLs, webhook paths -- */
+
+static int is_lhex(unsigned char c)
+{
+	return is_digit(c) || (c >= 'a' && c <= 'f');
+}
+
+/*
+ * WeChat wxid_..., Lark ou_/oc_/on_ + 32 hex, WeCom corp ids ww + 16 hex,
+ * and the 28-character openids of WeChat official accounts (o + 27 of
+ * base64url, mixed case with a digit).
+ */
+static size_t try_platform_id(struct red *r, size_t i)
+{
+	const unsigned char *s = r->s;
+	size_t n = r->n, e, k;
+	int up = 0, lo = 0, dg = 0;
+
+	e = run_end_max(r->s, n, i, is_keych, 65);
+	if (e < n && (is_keych(s[e]) || s[e] == '.'))
+		return 0;
+	if (e - i >= 11 && ci_eq(s + i, "wxid_", 5))
+		return emit(r, i, e, "id");
+	if (e - i == 35 && s[i] == 'o' && s[i + 2] == '_' &&
+	    (s[i + 1] == 'u' || s[i + 1] == 'c' || s[i + 1] == 'n') &&
+	    run_end(s, e, i + 3, is_lhex) == e)
+		return emit(r, i, e, "id");
+	if (e - i == 18 && s[i] == 'w' && s[i + 1] == 'w' &&
+	    run_end(s, e, i + 2, is_lhex) == e)
+		return emit(r, i, e, "id");
+	if (e - i == 28 && s[i] == 'o') {
+		for (k = i + 1; k < e; k++) {
+			up |= is_upper(s[k]);
+			lo |= s[k] >= 'a' && s[k] <= 'z';
+			dg |= is_digit(s[k]);
+		}
+		if (up && lo && dg)
+			return emit(r, i, e, "id");
+	}
+	return 0;
+}
+
+/* "12345678@chatroom", "wxid_x@openim": a WeChat room or contact */
+static size_t try_chatroom(struct red *r, size_t i)
+{
+	const unsigned char *s = r->s;
+	size_t n = r->n, b = i;
+
+	if (!has_prefix(s, n, i, "@chatroom", 9) &&
+	    !has_prefix(s, n, i, "@openim", 7))
+		return 0;
+	while (b > r->from && i - b < 64 && is_keych(s[b - 1]))
+		b--;
+	if (b == i)
+		return 0;
+	return emit(r, b, i, "id");
+}
+
+static int is_b64ch(unsigned char c)
+{
+	return is_alnum(c) || c == '+' || c == '/' || c == '=' || c == '-' ||
+	       c == '_' || c == '%';
+}
+
+/* data:image/png;base64,iVBOR...: the payload goes, the type stays. */
+static size_t try_data_url(struct red *r, size_t i)
+{
+	const unsigned char *s = r->s;
+	size_t n = r->n, k, e;
+
+	if (i < 4 || !ci_eq(s + i - 4, "data", 4) ||
+	    (i > 4 && is_alnum(s[i - 5])))
+		return 0;
+	for (k = i + 1; k < n && k - i < 80 && s[k] != ','; k++)
+		if (!(is_keych(s[k]) || s[k] == '/' || s[k] == ';' ||
+		      s[k] == '=' || s[k] == '+' || s[k] == '.'))
+			return 0;
+	if (k >= n || s[k] != ',' || memchr(s + i, '/', k - i) == NULL)
+		return 0;
+	e = run_end(s, n, k + 1, is_b64ch);
+	if (e - (k + 1) < 8)
+		return 0;
+	return emit(r, k + 1, e, "data");
+}
+
+/*
+ * Webhook URLs carry their secret in the path: Discord
+ * /webhooks/<id>/<token>, Slack /services/T.../B.../<secret>, Lark and
+ * Feishu /hook/<uuid>.  The path after the marker goes.
+ */
+static size_t try_webhook(struct red *r, size_t i)
+{
+	static const char *const marks[] = {"/webhooks/", "/services/",
+					    "/hook/"};
+	const unsigned char *s = r->s;
+	size_t n = r->n, t, l, b, e;
+
+	for (t = 0; t < sizeof marks / sizeof marks[0]; t++) {
+		l = strlen(marks[t]);
+		if (!has_prefix(s, n, i, marks[t], l))
+			continue;
+		b = i + l;
+		e = b;
+		while (e < n && (is_keych(s[e]) || s[e] == '/'))
+			e++;
+		while (e > b && s[e - 1] == '/')
+			e--;
+		if (e - b < 16 || !has_digit(s, b, e))
+			return 0;
+		return emit(r, b, e, "webhook");
+	}
+	return 0;
+}
+
+/* 密码：, 口令:, 密钥 =, 令牌: a Chinese credential key before i. */
+static size_t try_cjk_key(struct red *r, size_t i, size_t after)
+{
+	static const char *const keys[] = {"密码", "口令", "密钥", "令牌",
+					   "验证码"};
+	const unsigned char *s = r->s;
+	size_t n = r->n, k = i, t, l, vb, ve;
+
+	while (k > 0 && s[k - 1] == ' ')
+		k--;
+	for (t = 0; t < sizeof keys / sizeof keys[0]; t++) {
+		l = strlen(keys[t]);
+		if (k >= l && memcmp(s + k - l, keys[t], l) == 0)
+			break;
+	}
+	if (t == sizeof keys / sizeof keys[0])
+		return 0;
+	vb = after;
+	while (vb < n && s[vb] == ' ')
+		vb++;
+	ve = vb;
+	while (ve < n && s[ve] != '\n' && s[ve] != ',' && s[ve] != ';' &&
+	       !has_prefix(s, n, ve, "，", 3) && !has_prefix(s, n, ve, "。", 3))
+		ve++;
+	while (ve > vb && s[ve - 1] == ' ')
+		ve--;
+	if (ve == vb)
+		return 0;
+	return emit(r, vb, ve, "password");
 }
 
 /* -- the walk -- */
@@ -1356,6 +1635,11 @@ static size_t scan_word(struct red *r, size_t i)
 	case 'O':
 		t = try_discord(r, i);
 		break;
+	case 'w':
+	case 'W':
+	case 'o':
+		t = try_platform_id(r, i);
+		break;
 	}
 	if (!t && is_hex(c) && (i == 0 || (s[i - 1] != '.' && s[i - 1] != ':')))
 		t = try_ipv6(r, i);
@@ -1369,6 +1653,8 @@ static size_t try_colon(struct red *r, size_t i)
 
 	if (n - i >= 3 && s[i + 1] == '/' && s[i + 2] == '/')
 		return try_url_auth(r, i);
+	if ((t = try_data_url(r, i)) != 0 || (t = try_cjk_key(r, i, i + 1)))
+		return t;
 	if (i + 1 < n && s[i + 1] == ':' &&
 	    (i == 0 ||
 	     (!is_word(s[i - 1]) && s[i - 1] != ':' && s[i - 1] != '.')) &&
@@ -1377,9 +1663,11 @@ static size_t try_colon(struct red *r, size_t i)
 	return try_assign(r, i);
 }
 
-/* Appends s[0..n) to out with every finding replaced. */
-static void redact(const unsigned char *s, size_t n, struct sbuf *out)
+/* Appends s[0..n) to out with every finding replaced; code: the text is
+ * source code, where a bare identifier after "key=" is a variable. */
+static void redact_mode(const char *text, size_t n, struct sbuf *out, int code)
 {
+	const unsigned char *s = (const unsigned char *)text;
 	struct red r;
 	size_t i = 0, t;
 	unsigned char c;
@@ -1389,6 +1677,7 @@ static void redact(const unsigned char *s, size_t n, struct sbuf *out)
 	r.n = n;
 	r.out = out;
 	r.auth_at = SIZE_MAX;
+	r.code = code;
 	while (i < n) {
 		c = s[i];
 		t = 0;
@@ -1398,8 +1687,14 @@ static void redact(const unsigned char *s, size_t n, struct sbuf *out)
 				continue;
 			}
 		} else if (is_alpha(c)) {
-			if (i == 0 || !is_word(s[i - 1]))
+			/* prefixes after any boundary but a letter or digit
+			 * ("_sk-..."); "sk-" glued to letters if long */
+			if (i == 0 || !is_alnum(s[i - 1]))
 				t = scan_word(&r, i);
+			else if (c == 's' && i + 3 < n && s[i + 1] == 'k' &&
+				 (s[i + 2] == '-' || s[i + 2] == '_') &&
+				 run_end(s, n, i + 3, is_keystar) - i >= 35)
+				t = try_prefixes(&r, i);
 		} else {
 			switch (c) {
 			case '-':
@@ -1409,7 +1704,9 @@ static void redact(const unsigned char *s, size_t n, struct sbuf *out)
 				t = try_plus_phone(&r, i);
 				break;
 			case '@':
-				t = try_email(&r, i);
+				t = try_chatroom(&r, i);
+				if (!t)
+					t = try_email(&r, i);
 				if (!t)
 					t = try_mention(&r, i);
 				break;
@@ -1420,8 +1717,17 @@ static void redact(const unsigned char *s, size_t n, struct sbuf *out)
 				t = try_colon(&r, i);
 				break;
 			case '/':
+				t = try_home(&r, i);
+				if (!t)
+					t = try_webhook(&r, i);
+				break;
 			case '\\':
 				t = try_home(&r, i);
+				break;
+			case 0xef: /* full-width colon */
+				if (i + 2 < n && s[i + 1] == 0xbc &&
+				    s[i + 2] == 0x9a)
+					t = try_cjk_key(&r, i, i + 3);
 				break;
 			}
 		}
@@ -1429,8 +1735,13 @@ static void redact(const unsigned char *s, size_t n, struct sbuf *out)
 	}
 	if (n > r.from)
 		sb_put(out, (const char *)s + r.from, n - r.from);
-	if (!out->oom)
+	if (!out->oom && out->p)
 		out->p[out->len] = '\0';
+}
+
+static void redact(const unsigned char *s, size_t n, struct sbuf *out)
+{
+	redact_mode((const char *)s, n, out, 0);
 }
 
 /* ---- strict mode: traceback structure only ----------------------------- */
@@ -1483,8 +1794,8 @@ static int is_frame(const char *p, size_t n)
 static size_t exc_name(const char *p, size_t n, int *strong)
 {
 	static const char *const tails[] = {
-	    "Error",     "Exception", "Warning",  "Exit",
-	    "Interrupt", "Timeout",   "TimedOut", "Iteration",
+	    "Error",   "Exception", "Warning",   "Exit",  "Interrupt",
+	    "Timeout", "TimedOut",  "Iteration", "Group", "Failed",
 	};
 	const unsigned char *u = (const unsigned char *)p;
 	size_t k = 0, last = 0, t, l;
@@ -1496,12 +1807,16 @@ static size_t exc_name(const char *p, size_t n, int *strong)
 		last = k;
 		k = run_end(u, n, k, is_word);
 		if (k < n && u[k] == '.') {
-			dotted = 1;
+			/* pkg.mod.Name: modules are lower case ("Jane.Doe:"
+			 * is a person) */
+			dotted = !is_upper(u[last]) && dotted != -1 ? 1 : -1;
 			k++;
 			continue;
 		}
 		break;
 	}
+	if (dotted < 0)
+		dotted = 0;
 	if ((k < n && u[k] != ':') || !is_upper(u[last]))
 		return 0;
 	*strong = dotted;
@@ -1537,62 +1852,112 @@ static int only_carets(const char *p, size_t n)
 }
 
 /*
+ * One line of a traceback, classified.  Margins (indentation and an
+ * ExceptionGroup's "  | ") are skipped; a source line is one indented
+ * deeper than the frame above it, which a Cython or <frozen> frame
+ * (no source) never has, so the message line after one stays a message.
+ */
+struct lstate {
+	int prev;
+	size_t frame_indent;
+	int no_source;
+};
+
+static int group_rule(const char *p, size_t n)
+{
+	size_t k, dashes = 0;
+
+	for (k = 0; k < n; k++) {
+		if (p[k] == '-')
+			dashes++;
+		else if (!(p[k] == '+' || p[k] == ' ' || p[k] == '.' ||
+			   is_digit((unsigned char)p[k])))
+			return 0;
+	}
+	return dashes >= 8; /* "+---------------- 1 ----------------" */
+}
+
+static int classify(const char *t, size_t rd, size_t end, struct lstate *st,
+		    size_t *mp, size_t *cep, size_t *name)
+{
+	size_t m, ce, k;
+	int kind, strong = 0;
+	const char *c;
+
+	for (m = rd;
+	     m < end && (t[m] == ' ' || t[m] == '\t' || t[m] == '|' ||
+			 (t[m] == '+' && m + 1 < end && t[m + 1] != '-'));
+	     m++)
+		;
+	for (ce = end; ce > m && (t[ce - 1] == ' ' || t[ce - 1] == '\t'); ce--)
+		;
+	c = t + m;
+	*mp = m;
+	*cep = ce;
+	*name = 0;
+	if (ce == m)
+		kind = LK_BLANK;
+	else if (line_is(c, ce - m, "Traceback (most recent call last):") ||
+		 line_is(
+		     c, ce - m,
+		     "Exception Group Traceback (most recent call last):") ||
+		 line_is(c, ce - m, "Stack (most recent call last):"))
+		kind = LK_HEADER;
+	else if (line_is(c, ce - m,
+			 "During handling of the above exception, another "
+			 "exception occurred:") ||
+		 line_is(c, ce - m,
+			 "The above exception was the direct cause of the "
+			 "following exception:") ||
+		 group_rule(c, ce - m))
+		kind = LK_SEP;
+	else if (is_frame(c, ce - m)) {
+		kind = LK_FRAME;
+		st->frame_indent = m - rd;
+		/* File "x.pyx", line 1, in f / File "<frozen ...>": no source */
+		for (k = 6; k < ce - m && c[k] != '"'; k++)
+			;
+		st->no_source =
+		    c[6] == '<' ||
+		    (k >= 10 && (memcmp(c + k - 4, ".pyx", 4) == 0 ||
+				 memcmp(c + k - 4, ".pxd", 4) == 0 ||
+				 memcmp(c + k - 4, ".pxi", 4) == 0));
+	} else if (st->prev == LK_FRAME && !st->no_source &&
+		   m - rd > st->frame_indent)
+		kind = LK_SOURCE;
+	else if ((st->prev == LK_SOURCE || st->prev == LK_CARET) &&
+		 only_carets(c, ce - m))
+		kind = LK_CARET;
+	else if (is_repeat(c, ce - m))
+		kind = LK_REPEAT;
+	else if ((k = exc_name(c, ce - m, &strong)) != 0 &&
+		 (strong || st->prev == LK_FRAME || st->prev == LK_SOURCE ||
+		  st->prev == LK_CARET || st->prev == LK_REPEAT)) {
+		kind = LK_EXC;
+		*name = k;
+	} else
+		kind = LK_NONE;
+	st->prev = kind;
+	return kind;
+}
+
+/*
  * Keeps, in place, the lines that carry no message: headers, frames, the
  * source line under a frame, caret lines, chain separators, and of each
  * exception line its type name.  Returns the new length.
  */
 static size_t strict_filter(char *t, size_t n)
 {
-	size_t rd = 0, wr = 0, end, m, ce, keep, k;
-	int prev = LK_NONE, last_out = LK_BLANK, kind, strong;
-	const char *nl, *c;
+	struct lstate st = {LK_NONE, 0, 0};
+	size_t rd = 0, wr = 0, end, m, ce, name, keep;
+	int last_out = LK_BLANK, kind;
+	const char *nl;
 
 	while (rd < n) {
 		nl = memchr(t + rd, '\n', n - rd);
 		end = nl ? (size_t)(nl - t) : n;
-		/* margins: indentation and ExceptionGroup's "  | " */
-		for (m = rd; m < end && (t[m] == ' ' || t[m] == '\t' ||
-					 t[m] == '|' || t[m] == '+');
-		     m++)
-			;
-		for (ce = end;
-		     ce > m && (t[ce - 1] == ' ' || t[ce - 1] == '\t'); ce--)
-			;
-		c = t + m;
-		keep = ce;
-		strong = 0;
-		if (ce == m)
-			kind = LK_BLANK;
-		else if (line_is(c, ce - m,
-				 "Traceback (most recent call last):") ||
-			 line_is(c, ce - m,
-				 "Exception Group Traceback (most recent call "
-				 "last):") ||
-			 line_is(c, ce - m, "Stack (most recent call last):"))
-			kind = LK_HEADER;
-		else if (line_is(c, ce - m,
-				 "During handling of the above exception, "
-				 "another exception occurred:") ||
-			 line_is(c, ce - m,
-				 "The above exception was the direct cause "
-				 "of the following exception:"))
-			kind = LK_SEP;
-		else if (is_frame(c, ce - m))
-			kind = LK_FRAME;
-		else if (prev == LK_FRAME && m > rd)
-			kind = LK_SOURCE;
-		else if ((prev == LK_SOURCE || prev == LK_CARET) &&
-			 only_carets(c, ce - m))
-			kind = LK_CARET;
-		else if (is_repeat(c, ce - m))
-			kind = LK_REPEAT;
-		else if ((k = exc_name(c, ce - m, &strong)) != 0 &&
-			 (strong || prev == LK_FRAME || prev == LK_SOURCE ||
-			  prev == LK_CARET || prev == LK_REPEAT))
-			kind = LK_EXC, keep = m + k;
-		else
-			kind = LK_NONE;
-
+		kind = classify(t, rd, end, &st, &m, &ce, &name);
+		keep = kind == LK_EXC ? m + name : ce;
 		if (kind == LK_BLANK) {
 			if (wr > 0 && last_out != LK_BLANK && nl)
 				t[wr++] = '\n';
@@ -1604,12 +1969,971 @@ static size_t strict_filter(char *t, size_t n)
 				t[wr++] = '\n';
 			last_out = kind;
 		}
-		prev = kind;
 		rd = nl ? end + 1 : n;
 	}
 	while (wr > 0 && t[wr - 1] == '\n')
 		wr--;
 	return wr;
+}
+
+/* ---- the traceback guard: a message keeps its template ----------------- */
+
+/*
+ * Undoes what hides a secret from the patterns: zero-width and direction
+ * characters go; full-width letters, digits and @ : = / . _ - + % become
+ * ASCII, as do other Unicode decimal digits (Arabic-Indic, Devanagari,
+ * mathematical) and Cyrillic or Greek look-alikes next to an ASCII letter
+ * or digit; %XX escapes of printable ASCII are decoded.  Everything only
+ * shrinks, so it works in place.  Returns the new length.
+ */
+static size_t normalize(char *t, size_t n)
+{
+	static const char cyr_d0[64] = {
+	    /* U+0400..U+043F by their second byte, minus 0x80 */
+	    [0x10] = 'A', [0x12] = 'B', [0x15] = 'E', [0x1a] = 'K',
+	    [0x1c] = 'M', [0x1d] = 'H', [0x1e] = 'O', [0x20] = 'P',
+	    [0x21] = 'C', [0x22] = 'T', [0x25] = 'X', [0x30] = 'a',
+	    [0x35] = 'e', [0x3a] = 'k', [0x3e] = 'o',
+	};
+	unsigned char *s = (unsigned char *)t;
+	size_t rd = 0, wr = 0;
+	unsigned cp;
+	char a;
+
+	while (rd < n) {
+		unsigned char c = s[rd];
+
+		if (c < 0x80) {
+			if (c == '%' && rd + 2 < n && is_hex(s[rd + 1]) &&
+			    is_hex(s[rd + 2])) {
+				unsigned v =
+				    (unsigned)((is_digit(s[rd + 1])
+						    ? s[rd + 1] - '0'
+						    : (s[rd + 1] | 0x20) - 'a' +
+							  10)
+					       << 4) |
+				    (unsigned)(is_digit(s[rd + 2])
+						   ? s[rd + 2] - '0'
+						   : (s[rd + 2] | 0x20) - 'a' +
+							 10);
+
+				if (v > 0x20 && v < 0x7f && v != '%') {
+					s[wr++] = (unsigned char)v;
+					rd += 3;
+					continue;
+				}
+			}
+			s[wr++] = c;
+			rd++;
+			continue;
+		}
+		a = 0;
+		if (c == 0xc2 && rd + 1 < n && s[rd + 1] == 0xa0) {
+			s[wr++] = ' '; /* NBSP */
+			rd += 2;
+			continue;
+		}
+		if (c == 0xef && rd + 2 < n &&
+		    (s[rd + 1] == 0xbc || s[rd + 1] == 0xbd)) {
+			cp = 0xf000u | ((unsigned)(s[rd + 1] & 0x3f) << 6) |
+			     (s[rd + 2] & 0x3fu);
+			if (cp >= 0xff01 && cp <= 0xff5e) {
+				a = (char)(cp - 0xfee0);
+				if (!is_alnum((unsigned char)a) &&
+				    !in_set((unsigned char)a, "@:=/._-+%"))
+					a = 0;
+			}
+			if (a) {
+				s[wr++] = (unsigned char)a;
+				rd += 3;
+				continue;
+			}
+		} else if (c == 0xef && rd + 2 < n && s[rd + 1] == 0xbb &&
+			   s[rd + 2] == 0xbf) {
+			rd += 3; /* U+FEFF */
+			continue;
+		} else if (c == 0xe2 && rd + 2 < n &&
+			   ((s[rd + 1] == 0x80 &&
+			     ((s[rd + 2] >= 0x8b && s[rd + 2] <= 0x8f) ||
+			      (s[rd + 2] >= 0xaa && s[rd + 2] <= 0xae))) ||
+			    (s[rd + 1] == 0x81 && s[rd + 2] >= 0xa0 &&
+			     s[rd + 2] <= 0xa4))) {
+			rd += 3; /* U+200B..U+200F, U+202A..U+202E, U+2060.. */
+			continue;
+		} else if (c == 0xd9 && rd + 1 < n && s[rd + 1] >= 0xa0 &&
+			   s[rd + 1] <= 0xa9) {
+			s[wr++] = (unsigned char)('0' + s[rd + 1] - 0xa0);
+			rd += 2;
+			continue;
+		} else if (c == 0xe0 && rd + 2 < n && s[rd + 1] == 0xa5 &&
+			   s[rd + 2] >= 0xa6 && s[rd + 2] <= 0xaf) {
+			s[wr++] = (unsigned char)('0' + s[rd + 2] - 0xa6);
+			rd += 3;
+			continue;
+		} else if (c == 0xf0 && rd + 3 < n && s[rd + 1] == 0x9d &&
+			   s[rd + 2] == 0x9f && s[rd + 3] >= 0x8e) {
+			s[wr++] =
+			    (unsigned char)('0' + (s[rd + 3] - 0x8e) % 10);
+			rd += 4;
+			continue;
+		} else if ((c == 0xd0 || c == 0xd1 || c == 0xce || c == 0xcf) &&
+			   rd + 1 < n) {
+			unsigned char d = s[rd + 1];
+
+			if (c == 0xd0 && d >= 0x80 && d <= 0xbf)
+				a = cyr_d0[d - 0x80];
+			else if (c == 0xd1)
+				a = d == 0x80   ? 'p'
+				    : d == 0x81 ? 'c'
+				    : d == 0x83 ? 'y'
+				    : d == 0x85 ? 'x'
+				    : d == 0x95 ? 's'
+				    : d == 0x96 ? 'i'
+				    : d == 0x98 ? 'j'
+						: 0;
+			else if (c == 0xce)
+				a = d == 0xbf ? 'o' : d == 0xb1 ? 'a' : 0;
+			else
+				a = d == 0x81 ? 'p' : 0;
+			if (a && ((wr > 0 && is_alnum(s[wr - 1])) ||
+				  (rd + 2 < n && is_alnum(s[rd + 2])))) {
+				s[wr++] = (unsigned char)a;
+				rd += 2;
+				continue;
+			}
+		}
+		s[wr++] = c;
+		rd++;
+	}
+	return wr;
+}
+
+/* Keys whose scalar value a message keeps: error codes and types. */
+static const char *const code_keys[] = {
+    "code",       "errcode",     "err_code",   "error_code",    "retcode",
+    "status",     "status_code", "statuscode", "errno",         "type",
+    "error_type", "err_type",    "param",      "input_type",    "http_status",
+    "errorcode",  "reason_code", "subcode",    "error_subcode", "error",
+};
+
+/* Keys that make a {...} an error envelope, walked instead of dropped. */
+static const char *const envelope_keys[] = {
+    "error",  "errors",  "code",       "errcode",     "err_code",  "retcode",
+    "errmsg", "err_msg", "error_code", "status_code", "error_msg", "errorCode",
+};
+
+static int word_in_ci(const unsigned char *s, size_t len,
+		      const char *const *set, size_t count)
+{
+	size_t k;
+
+	for (k = 0; k < count; k++)
+		if (strlen(set[k]) == len && ci_eq(s, set[k], len))
+			return 1;
+	return 0;
+}
+
+#define IN_CODE_KEYS(s, l)                                                     \
+	word_in_ci(s, l, code_keys, sizeof code_keys / sizeof code_keys[0])
+
+struct tpl {
+	const unsigned char *s;
+	size_t b, e; /* the message */
+	size_t from; /* first byte not yet copied out */
+	struct sbuf *o;
+	const uint32_t *cl; /* closer of the bracket at b + k, or 0 */
+	size_t val_at;      /* where the last key's value starts */
+	int keep_val;       /* that key is an error code or type */
+	const char *cred;   /* that key is a credential: its kind */
+	size_t env_end;     /* inside an error envelope up to here */
+	size_t skip_q;      /* the closing quote of b'{...}', walked through */
+	int noq[3];         /* no more ' " ` after this point */
+};
+
+static size_t n_chars(const unsigned char *s, size_t b, size_t e)
+{
+	size_t k = 0;
+
+	for (; b < e; b++)
+		k += (s[b] & 0xc0) != 0x80;
+	return k;
+}
+
+/* Replaces s[b..e) with "<kind:length>" (or "<kind>" if len is 0). */
+static void tp_emit(struct tpl *t, size_t b, size_t e, const char *kind,
+		    int with_len)
+{
+	char buf[64];
+	size_t len = n_chars(t->s, b, e);
+	int w;
+
+	if (strcmp(kind, "str") == 0 && e - b >= 2)
+		len = n_chars(t->s, b + 1, e - 1); /* without the quotes */
+
+	sb_put(t->o, (const char *)t->s + t->from, b - t->from);
+	if (!with_len)
+		w = snprintf(buf, sizeof buf, "<%s>", kind);
+	else if (len < 1000)
+		w = snprintf(buf, sizeof buf, "<%s:%zu>", kind, len);
+	else if (len < 100000)
+		w = snprintf(buf, sizeof buf, "<%s:%zu.%zuk>", kind, len / 1000,
+			     len % 1000 / 100);
+	else
+		w = snprintf(buf, sizeof buf, "<%s:%zuk>", kind, len / 1000);
+	if (w > 0)
+		sb_put(t->o, buf, (size_t)w);
+	t->from = e;
+}
+
+/* Replaces s[b..e) with "<redacted:KIND>", as the patterns would. */
+static void tp_red(struct tpl *t, size_t b, size_t e, const char *kind)
+{
+	sb_put(t->o, (const char *)t->s + t->from, b - t->from);
+	sb_put(t->o, "<redacted:", 10);
+	sb_put(t->o, kind, strlen(kind));
+	sb_put(t->o, ">", 1);
+	t->from = e;
+}
+
+/* "<str:42>", "<redacted:ip>", "<module>": the end of one at i, or 0. */
+static size_t ph_end(const unsigned char *s, size_t i, size_t e)
+{
+	size_t k = i + 1;
+
+	while (k < e && k - i < 24 &&
+	       ((s[k] >= 'a' && s[k] <= 'z') || s[k] == '_'))
+		k++;
+	if (k == i + 1 || k >= e)
+		return 0;
+	if (s[k] == ':') {
+		k++;
+		while (k < e && k - i < 48 &&
+		       ((s[k] >= 'a' && s[k] <= 'z') || is_digit(s[k]) ||
+			s[k] == '_' || s[k] == '.'))
+			k++;
+	}
+	return k < e && s[k] == '>' ? k + 1 : 0;
+}
+
+static int qidx(unsigned char q)
+{
+	return q == '\'' ? 0 : q == '"' ? 1 : 2;
+}
+
+/* The closing quote of the quote at i, or 0 (then it is an apostrophe). */
+/* The first q in s[k..e) not escaped by a backslash, or 0. */
+static size_t find_quote(const unsigned char *s, size_t k, size_t e,
+			 unsigned char q)
+{
+	const unsigned char *p;
+	size_t b;
+
+	while (k < e && (p = memchr(s + k, q, e - k)) != NULL) {
+		k = (size_t)(p - s);
+		for (b = k; b > 0 && s[b - 1] == '\\'; b--)
+			;
+		if ((k - b) % 2 == 0)
+			return k;
+		k++;
+	}
+	return 0;
+}
+
+static size_t close_quote(struct tpl *t, size_t i)
+{
+	const unsigned char *s = t->s;
+	unsigned char q = s[i];
+	size_t c;
+
+	if (t->noq[qidx(q)])
+		return 0;
+	if (q == '\'' && i > t->b && is_alpha(s[i - 1]) && i + 1 < t->e &&
+	    is_alpha(s[i + 1]))
+		return 0; /* don't */
+	c = find_quote(s, i + 1, t->e, q);
+	if (!c)
+		t->noq[qidx(q)] = 1;
+	return c;
+}
+
+static int is_ident_str(const unsigned char *s, size_t b, size_t e, size_t max)
+{
+	size_t k, digits = 0;
+
+	if (e <= b || e - b > max || !(is_alpha(s[b]) || s[b] == '_'))
+		return 0;
+	for (k = b; k < e; k++) {
+		if (!(is_word(s[k]) || s[k] == '.' || s[k] == '-'))
+			return 0;
+		digits = is_digit(s[k]) ? digits + 1 : 0;
+		if (digits >= 6)
+			return 0;
+	}
+	return 1;
+}
+
+/* A short scalar: an identifier, a number, an HTTP status phrase. */
+static int is_code_value(const unsigned char *s, size_t b, size_t e)
+{
+	size_t k;
+
+	if (e <= b || e - b > 64)
+		return 0;
+	if (is_ident_str(s, b, e, 64))
+		return 1;
+	k = run_end(s, e, b, is_digit);
+	if (k > b && k - b <= 10 && (k == e || (s[k] == ' ' && k - b == 3)))
+		return k == e || is_ident_str(s, k + 1, e, 40) ||
+		       run_end(s, e, k + 1, is_alpha) == e;
+	if (b < e && s[b] == '-' && run_end(s, e, b + 1, is_digit) == e &&
+	    e - b > 1)
+		return 1; /* -1 */
+	return 0;
+}
+
+/* "403 Forbidden", "429 Too Many Requests" */
+static int is_status_phrase(const unsigned char *s, size_t b, size_t e)
+{
+	size_t k;
+
+	if (e - b < 5 || e - b > 40 || run_end(s, e, b, is_digit) != b + 3 ||
+	    s[b + 3] != ' ' || s[b] < '1' || s[b] > '5')
+		return 0;
+	for (k = b + 4; k < e; k++)
+		if (!(is_alpha(s[k]) || s[k] == ' ' || s[k] == '-'))
+			return 0;
+	return 1;
+}
+
+/* Whether the {...} at b (closer c) has an error envelope key at its top. */
+static int is_envelope(struct tpl *t, size_t b, size_t c)
+{
+	const unsigned char *s = t->s;
+	size_t k = b + 1, q, cl;
+
+	while (k < c) {
+		unsigned char ch = s[k];
+
+		if (ch == '{' || ch == '[' || ch == '(') {
+			cl = t->cl[k - t->b];
+			k = cl ? t->b + cl + 1 : k + 1;
+			continue;
+		}
+		if (ch == '\'' || ch == '"') {
+			const unsigned char *p =
+			    memchr(s + k + 1, ch, c - k - 1);
+
+			if (!p)
+				return 0;
+			q = (size_t)(p - s);
+			/* a key: followed by ':' */
+			{
+				size_t a = q + 1;
+
+				while (a < c && s[a] == ' ')
+					a++;
+				if (a < c && s[a] == ':' &&
+				    word_in_ci(s + k + 1, q - k - 1,
+					       envelope_keys,
+					       sizeof envelope_keys /
+						   sizeof envelope_keys[0]))
+					return 1;
+			}
+			k = q + 1;
+			continue;
+		}
+		k++;
+	}
+	return 0;
+}
+
+/* Hosts whose URL paths are documentation, not anyone's data. */
+static const char *const doc_hosts[] = {
+    "errors.pydantic.dev",  "sqlalche.me",           "docs.python.org",
+    "platform.openai.com",  "docs.anthropic.com",    "docs.aiohttp.org",
+    "www.python-httpx.org", "developer.mozilla.org", "docs.langbot.app",
+};
+
+static int url_ch(unsigned char c)
+{
+	return c > 0x20 && !in_set(c, "\"'`<>()[]{}|\\^");
+}
+
+/* scheme://host[:port] kept, the rest "<path:N>"; colon: after the scheme */
+static size_t tp_url(struct tpl *t, size_t colon)
+{
+	const unsigned char *s = t->s;
+	size_t h = colon + 3, he, e, k;
+
+	he = h;
+	while (he < t->e && url_ch(s[he]) && s[he] != '/' && s[he] != '?' &&
+	       s[he] != '#')
+		he++;
+	e = he;
+	while (e < t->e) {
+		if (url_ch(s[e]))
+			e++;
+		else if (e > he && s[e] == '<' && (k = ph_end(s, e, t->e)) != 0)
+			e = k; /* an id the patterns took out of the path */
+		else
+			break;
+	}
+	while (e > he && (s[e - 1] == '.' || s[e - 1] == ',' ||
+			  s[e - 1] == ':' || s[e - 1] == ';'))
+		e--;
+	if (e - he <= 1)
+		return e;
+	for (k = 0; k < sizeof doc_hosts / sizeof doc_hosts[0]; k++)
+		if (he - h == strlen(doc_hosts[k]) &&
+		    memcmp(s + h, doc_hosts[k], he - h) == 0)
+			return e;
+	tp_emit(t, he, e, "path", 1);
+	return e;
+}
+
+/* The value of a credential key: through its quote, or to , ; ) } EOL. */
+static size_t tp_cred(struct tpl *t, size_t i, unsigned char sep,
+		      const char *kind)
+{
+	const unsigned char *s = t->s;
+	size_t ve, c;
+
+	if ((s[i] == '\'' || s[i] == '"' || s[i] == '`') &&
+	    (c = close_quote(t, i)) != 0) {
+		if (c > i + 1)
+			tp_red(t, i + 1, c, kind);
+		return c + 1;
+	}
+	ve = i;
+	while (ve < t->e && !value_term(s[ve]))
+		ve++;
+	if (word_in(s + i, ve - i, code_words,
+		    sizeof code_words / sizeof code_words[0]))
+		return ve;
+	if (sep == ':')
+		ve = multiword_end(s, t->e, ve);
+	if (ve > i)
+		tp_red(t, i, ve, kind);
+	return ve;
+}
+
+static const char *cred_kind(const unsigned char *s, size_t kb, size_t ke,
+			     size_t b)
+{
+	const struct keyword *kw;
+
+	if (ke == kb)
+		return NULL;
+	kw = match_key(s, kb, ke, kb == b || !is_keyname(s[kb - 1]));
+	if (!kw || is_camel(s, kb, ke))
+		return NULL;
+	if (strcmp(kw->kind, "password") == 0 ||
+	    strcmp(kw->kind, "secret") == 0 || strcmp(kw->kind, "token") == 0 ||
+	    strcmp(kw->kind, "api_key") == 0 ||
+	    strcmp(kw->kind, "private_key") == 0 ||
+	    strcmp(kw->kind, "authorization") == 0)
+		return kw->kind;
+	return NULL;
+}
+
+/* After a key ending at ke, with its separator at p: note where its value
+ * starts and what it is. */
+static void tp_key(struct tpl *t, size_t kb, size_t ke, size_t p)
+{
+	const unsigned char *s = t->s;
+	size_t v = p + 1;
+
+	while (v < t->e && s[v] == ' ')
+		v++;
+	t->val_at = v;
+	t->keep_val = IN_CODE_KEYS(s + kb, ke - kb);
+	t->cred = cred_kind(s, kb, ke, t->b);
+}
+
+/*
+ * Whether the [...] or (...) at b (closer c) holds values: it opens with a
+ * quote or a bracket, or lists items (the first a number, or none of
+ * them "key:" or "key=");
+ * "[Errno 111]", "[type=missing, input_value=...]", "(url: ..., status:
+ * 403)" are walked instead.
+ */
+static int is_collection(const unsigned char *s, size_t b, size_t c)
+{
+	size_t k = b + 1;
+
+	if (c - b > 256)
+		return 1;
+	while (k < c && s[k] == ' ')
+		k++;
+	if (k < c && (s[k] == '\'' || s[k] == '"' || s[k] == '{' ||
+		      s[k] == '[' || s[k] == '('))
+		return 1;
+	if (!memchr(s + b, ',', c - b))
+		return 0; /* "(415) 555-0100" is left to the patterns */
+	return (k < c && (is_digit(s[k]) || s[k] == '-')) ||
+	       (!memchr(s + b, ':', c - b) && !memchr(s + b, '=', c - b));
+}
+
+/*
+ * A token s[i..w) with a key's prefix: *whole set if it is long enough for
+ * the patterns; the kind returned if it is a key cut short (wrapped across
+ * lines, or split by a space): 10+ characters after the prefix, 2+ digits
+ * and an upper-case letter (keys are mixed case; "app-v2-release-2024" is
+ * not one).
+ */
+static const char *key_prefix(const unsigned char *s, size_t i, size_t w,
+			      int *whole)
+{
+	size_t k, d, len;
+	int up;
+
+	for (k = 0; k < sizeof prefixes / sizeof prefixes[0]; k++) {
+		len = prefixes[k].len;
+		if (!has_prefix(s, w, i, prefixes[k].pre, len))
+			continue;
+		if (w - i >= len + prefixes[k].min) {
+			*whole = 1;
+			return NULL;
+		}
+		for (d = 0, up = 0, len += i; len < w; len++) {
+			d += is_digit(s[len]);
+			up |= is_upper(s[len]);
+		}
+		if (w - i >= prefixes[k].len + 10u && d >= 2 && up)
+			return prefixes[k].kind;
+	}
+	return NULL;
+}
+
+static int has_close_tag(const unsigned char *s, size_t k, size_t e)
+{
+	const unsigned char *p;
+
+	while (k < e && (p = memchr(s + k, '<', e - k)) != NULL) {
+		k = (size_t)(p - s) + 1;
+		if (k < e && s[k] == '/')
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Templates one message (s[b..e), one line): words stay, values go.  See
+ * the comment at the top of the file for what becomes what.
+ */
+static void template_msg(struct tpl *t)
+{
+	const unsigned char *s = t->s;
+	size_t i = t->b, e = t->e, c, k, w;
+
+	t->from = t->b;
+	t->val_at = SIZE_MAX;
+	t->env_end = 0;
+	t->skip_q = SIZE_MAX;
+	t->noq[0] = t->noq[1] = t->noq[2] = 0;
+	while (i < e) {
+		unsigned char ch = s[i];
+		int at_val = i == t->val_at;
+
+		if (i == t->skip_q) {
+			i++;
+			continue;
+		}
+		if (at_val && t->cred) {
+			const char *kind = t->cred;
+			size_t sep = i;
+
+			while (sep > t->b && s[sep - 1] == ' ')
+				sep--;
+			t->cred = NULL;
+			i = tp_cred(t, i, sep > t->b ? s[sep - 1] : '=', kind);
+			continue;
+		}
+		if (ch == '<') {
+			if ((k = ph_end(s, i, e)) != 0) {
+				i = k;
+				continue;
+			}
+			if (has_prefix(s, e, i, "<?xml", 5) ||
+			    has_prefix(s, e, i, "<![CDATA[", 9) ||
+			    (i + 1 < e && is_alpha(s[i + 1]) &&
+			     (w = run_end(s, e, i + 1, is_keych)) < e &&
+			     s[w] == '>' && has_close_tag(s, w, e))) {
+				for (k = e; k > i && s[k - 1] != '>'; k--)
+					;
+				if (k <= i)
+					k = e; /* cut before its first '>' */
+				tp_emit(t, i, k, "xml", 1);
+				i = k;
+				continue;
+			}
+			i++;
+			continue;
+		}
+		if (ch == '\'' || ch == '"' || ch == '`') {
+			c = close_quote(t, i);
+			if (!c) {
+				i++;
+				continue;
+			}
+			/* a key: 'name': */
+			k = c + 1;
+			while (k < e && s[k] == ' ')
+				k++;
+			if (k < e && s[k] == ':' &&
+			    !has_prefix(s, e, k, "://", 3) &&
+			    is_ident_str(s, i + 1, c, 40) && !at_val) {
+				tp_key(t, i + 1, c, k);
+				i = k + 1;
+				continue;
+			}
+			if ((at_val && t->keep_val &&
+			     is_code_value(s, i + 1, c)) ||
+			    is_status_phrase(s, i + 1, c) || c == i + 1 ||
+			    (is_ident_str(s, i + 1, c, 40) &&
+			     has_prefix(s, e, c + 1, " object", 7))) {
+				i = c + 1; /* 'NoneType' object has no ... */
+				continue;
+			}
+			if (s[i + 1] == '{' || s[i + 1] == '[') {
+				t->skip_q =
+				    c; /* b'{"code": ...}': walk the JSON */
+				i++;
+				continue;
+			}
+			tp_emit(t, i, c + 1, "str", 1);
+			i = c + 1;
+			continue;
+		}
+		if (ch == '{' || ch == '[' || ch == '(') {
+			c = t->cl[i - t->b];
+			if (!c) {
+				i++;
+				continue;
+			}
+			c += t->b;
+			if (ch == '{') {
+				if (c == i + 1 || i < t->env_end ||
+				    is_envelope(t, i, c)) {
+					if (c > t->env_end)
+						t->env_end = c;
+					i++;
+					continue;
+				}
+				k = i + 1;
+				while (k < c && s[k] == ' ')
+					k++;
+				tp_emit(t, i, c + 1,
+					s[k] == '"' ? "json" : "dict", 1);
+				i = c + 1;
+				continue;
+			}
+			if (ch == '[') {
+				if (is_collection(s, i, c)) {
+					tp_emit(t, i, c + 1, "list", 1);
+					i = c + 1;
+					continue;
+				}
+				i++;
+				continue;
+			}
+			/* ( after a name is a call or a repr: walk it */
+			if ((i == t->b || !is_word(s[i - 1])) && c > i + 1 &&
+			    (is_collection(s, i, c) ||
+			     (at_val && !t->keep_val))) {
+				tp_emit(t, i, c + 1, "tuple", 1);
+				i = c + 1;
+				continue;
+			}
+			i++;
+			continue;
+		}
+		if (is_keych(ch) && (i == t->b || !is_keych(s[i - 1]))) {
+			w = run_end(s, e, i, is_keych);
+			/* scheme://, data: */
+			if (w + 2 < e && s[w] == ':' && s[w + 1] == '/' &&
+			    s[w + 2] == '/' && is_alpha(ch)) {
+				i = tp_url(t, w);
+				continue;
+			}
+			if (w - i == 4 && ci_eq(s + i, "data", 4) && w < e &&
+			    s[w] == ':') {
+				k = w + 1;
+				while (k < e && !value_term(s[k]))
+					k++;
+				if (k - w > 12) {
+					sb_put(t->o, (const char *)s + t->from,
+					       w + 1 - t->from);
+					t->from = w + 1;
+					tp_emit(t, w + 1, k, "data", 1);
+					i = k;
+					continue;
+				}
+			}
+			/* key= and code-key: */
+			if (w < e && s[w] == '=' &&
+			    !(w + 1 < e && s[w + 1] == '=') && !at_val) {
+				tp_key(t, i, w, w);
+				i = w + 1;
+				continue;
+			}
+			if (w < e && s[w] == ':' && !at_val &&
+			    (IN_CODE_KEYS(s + i, w - i) ||
+			     cred_kind(s, i, w, t->b))) {
+				tp_key(t, i, w, w);
+				i = w + 1;
+				continue;
+			}
+			if (at_val) {
+				k = w;
+				/* base64 and paths too: up to a delimiter */
+				while (k < e && !value_term(s[k]) &&
+				       s[k] != '(')
+					k++;
+				if (t->keep_val ||
+				    word_in(s + i, k - i, code_words,
+					    sizeof code_words /
+						sizeof code_words[0]) ||
+				    (run_end(s, k, i, is_digit) == k &&
+				     k - i <= 5) ||
+				    (k < e && s[k] == '(')) {
+					i = k;
+					continue;
+				}
+				if (run_end(s, k, i, is_digit) == k &&
+				    k - i >= 6) {
+					i = k; /* the patterns make it an id */
+					continue;
+				}
+				tp_emit(t, i, k, "val", 1);
+				i = k;
+				continue;
+			}
+			/* a JWT's dotted parts are the patterns' to take */
+			if (w - i >= 10 && has_prefix(s, w, i, "eyJ", 3)) {
+				while (w < e && (is_keych(s[w]) || s[w] == '.'))
+					w++;
+				i = w;
+				continue;
+			}
+			/* long identifiers: ids, tokens, hashes */
+			{
+				size_t digits = 0, letters = 0;
+				int secret = 0;
+				const char *kind;
+
+				for (k = i; k < w; k++) {
+					digits += is_digit(s[k]);
+					letters += is_alpha(s[k]);
+				}
+				kind = key_prefix(s, i, w, &secret);
+				if (kind) { /* a key cut short */
+					tp_red(t, i, w, kind);
+					i = w;
+					continue;
+				}
+				if (!secret &&
+				    !(w - i > 2 && s[i] == '0' &&
+				      s[i + 1] == 'x') &&
+				    ((w - i >= 20 && digits && letters) ||
+				     (w - i >= 32 && digits && !letters) ||
+				     (w - i >= 10 &&
+				      ci_eq(s + i, "wxid_", 5)))) {
+					tp_emit(t, i, w, "id", 0);
+					i = w;
+					continue;
+				}
+			}
+			i = w;
+			continue;
+		}
+		i++;
+	}
+	sb_put(t->o, (const char *)s + t->from, e - t->from);
+	t->from = e;
+}
+
+/*
+ * For each bracket opener at line offset k, cl[k] is the offset of its
+ * closer (or 0); quoted strings are skipped.  One pass with a stack.
+ */
+static void match_brackets(const unsigned char *s, size_t n, uint32_t *cl,
+			   uint32_t *stk)
+{
+	size_t k, top = 0;
+	int noq[3] = {0, 0, 0};
+
+	for (k = 0; k < n; k++) {
+		unsigned char c = s[k];
+
+		cl[k] = 0;
+		if (c == '{' || c == '[' || c == '(') {
+			stk[top++] = (uint32_t)k;
+		} else if (c == '}' || c == ']' || c == ')') {
+			unsigned char want = c == '}'   ? '{'
+					     : c == ']' ? '['
+							: '(';
+
+			/* unwind to the matching opener, if any is open */
+			size_t d = top;
+
+			while (d > 0 && s[stk[d - 1]] != want)
+				d--;
+			if (d > 0) {
+				cl[stk[d - 1]] = (uint32_t)k;
+				top = d - 1;
+			}
+		} else if ((c == '\'' || c == '"') && !noq[qidx(c)] &&
+			   !(c == '\'' && k > 0 && is_alpha(s[k - 1]) &&
+			     k + 1 < n && is_alpha(s[k + 1]))) {
+			size_t q = find_quote(s, k + 1, n, c);
+
+			if (!q) {
+				noq[qidx(c)] = 1;
+				continue;
+			}
+			while (k < q)
+				cl[++k] = 0;
+		}
+	}
+}
+
+/* Copies a message line with quotes escaped twice or more made plain
+ * quotes, so that reprs of escaped JSON parse like JSON (a quote escaped
+ * once is part of the string around it). */
+static size_t unescape_quotes(const unsigned char *s, size_t n,
+			      unsigned char *d)
+{
+	size_t k = 0, o = 0, j;
+
+	while (k < n) {
+		if (s[k] == '\\') {
+			j = k;
+			while (j < n && s[j] == '\\')
+				j++;
+			if (j < n && j - k >= 2 &&
+			    (s[j] == '"' || s[j] == '\'')) {
+				d[o++] = s[j];
+				k = j + 1;
+				continue;
+			}
+			memcpy(d + o, s + k, j - k);
+			o += j - k;
+			k = j;
+			continue;
+		}
+		d[o++] = s[k++];
+	}
+	return o;
+}
+
+/*
+ * The guard: line by line, the traceback's structure (frames, source
+ * lines, headers) is kept and every message is templated (if tmpl), then
+ * the patterns run over it all, source lines in code mode.  Appends to out.
+ */
+static void guard(const unsigned char *t, size_t n, int tmpl, struct sbuf *out)
+{
+	struct lstate st = {LK_NONE, 0, 0};
+	struct sbuf mid = {NULL, 0, 0, 0}, ln = {NULL, 0, 0, 0};
+	struct sbuf pre = {NULL, 0, 0, 0};
+	uint32_t *cl = NULL, *stk = NULL, *np;
+	size_t rd = 0, end, m, ce, name, seg = 0, maxl = 0;
+	int kind, code, seg_code = 1;
+	const unsigned char *nl;
+	struct tpl tp;
+
+	memset(&tp, 0, sizeof tp);
+	if (tmpl) {
+		/* the longest line bounds the bracket tables */
+		for (rd = 0; rd < n; rd = end + 1) {
+			nl = memchr(t + rd, '\n', n - rd);
+			end = nl ? (size_t)(nl - t) : n;
+			if (end - rd > maxl)
+				maxl = end - rd;
+		}
+		if (maxl >= UINT32_MAX)
+			tmpl = 0; /* 4 GB on one line: the patterns only */
+		else {
+			cl = malloc((maxl + 1) * sizeof *cl);
+			stk = malloc((maxl + 1) * sizeof *stk);
+			if (!cl || !stk || sb_reserve(&ln, maxl) != 0) {
+				out->oom = 1;
+				goto done;
+			}
+		}
+	}
+	if (sb_reserve(&mid, n + n / 8 + 16) != 0) {
+		out->oom = 1;
+		goto done;
+	}
+	for (rd = 0; rd < n; rd = end + 1) {
+		nl = memchr(t + rd, '\n', n - rd);
+		end = nl ? (size_t)(nl - t) : n;
+		kind = classify((const char *)t, rd, end, &st, &m, &ce, &name);
+		code = kind != LK_EXC && kind != LK_NONE;
+		if (kind == LK_BLANK)
+			code = seg_code;
+		if (code != seg_code) {
+			redact_mode(mid.p + seg, mid.len - seg, out, seg_code);
+			seg = mid.len;
+			seg_code = code;
+		}
+		if (code || !tmpl) {
+			sb_put(&mid, (const char *)t + rd, end - rd);
+		} else {
+			size_t mb = kind == LK_EXC ? m + name : m, ll;
+
+			sb_put(&mid, (const char *)t + rd, mb - rd);
+			/* the patterns first, on the raw message: a quote
+			 * paired wrongly must not hide a 'password': '...' */
+			pre.len = 0;
+			redact_mode((const char *)t + mb, end - mb, &pre, 0);
+			if (pre.len > maxl) {
+				if (pre.len >= UINT32_MAX ||
+				    sb_reserve(&ln, pre.len) != 0 ||
+				    !(np = realloc(cl, (pre.len + 1) *
+							   sizeof *cl))) {
+					out->oom = 1;
+					goto done;
+				}
+				cl = np;
+				if (!(np = realloc(stk, (pre.len + 1) *
+							    sizeof *stk))) {
+					out->oom = 1;
+					goto done;
+				}
+				stk = np;
+				maxl = pre.len;
+			}
+			if (pre.oom) {
+				out->oom = 1;
+				goto done;
+			}
+			ll = unescape_quotes((const unsigned char *)pre.p,
+					     pre.len, (unsigned char *)ln.p);
+			match_brackets((unsigned char *)ln.p, ll, cl, stk);
+			tp.s = (const unsigned char *)ln.p;
+			tp.b = 0;
+			tp.e = ll;
+			tp.o = &mid;
+			tp.cl = cl;
+			template_msg(&tp);
+		}
+		if (nl)
+			sb_put(&mid, "\n", 1);
+		if (mid.oom) {
+			out->oom = 1;
+			goto done;
+		}
+	}
+	redact_mode(mid.p + seg, mid.len - seg, out, seg_code);
+done:
+	free(mid.p);
+	free(pre.p);
+	free(ln.p);
+	free(cl);
+	free(stk);
 }
 
 /* ---- pass 3: cap and truncate ------------------------------------------ */
@@ -1626,9 +2950,12 @@ static int in_placeholder(const char *t, size_t len, size_t pos, size_t *ps,
 		if (t[k - 1] != '<')
 			continue;
 		b = k - 1;
-		if (len - b < 10 || memcmp(t + b, "<redacted:", 10) != 0)
-			return 0;
-		for (e = b + 10; e < len && e - b < 40 && t[e] != '>'; e++)
+		/* "<redacted:ip>", and the guard's "<str:42>", "<id>" */
+		for (e = b + 1; e < len && e - b < 48 &&
+				((t[e] >= 'a' && t[e] <= 'z') || t[e] == '_' ||
+				 t[e] == ':' || t[e] == '.' ||
+				 (t[e] >= '0' && t[e] <= '9'));
+		     e++)
 			;
 		if (e >= len || t[e] != '>' || pos <= b || pos > e)
 			return 0;
@@ -1758,8 +3085,8 @@ char *telespool__clean_name(const char *s, size_t len, size_t max_bytes)
 	return out.p;
 }
 
-char *telespool__clean_text(const char *s, size_t len, size_t max_bytes,
-			    int strict, size_t *out_len)
+static char *clean_free_text(const char *s, size_t len, size_t max_bytes,
+			     int strict, int guarded, size_t *out_len)
 {
 	struct sbuf out = {NULL, 0, 0, 0};
 	char *a, *p;
@@ -1775,10 +3102,12 @@ char *telespool__clean_text(const char *s, size_t len, size_t max_bytes,
 	if (!a)
 		return NULL;
 	an = clean_bytes(a, (const unsigned char *)s, len, 1);
+	if (guarded)
+		an = normalize(a, an);
 	if (strict)
 		an = strict_filter(a, an);
 	if (sb_reserve(&out, an + an / 16 + 32) == 0)
-		redact((const unsigned char *)a, an, &out);
+		guard((const unsigned char *)a, an, guarded && !strict, &out);
 	free(a);
 	if (out.oom) {
 		free(out.p);
@@ -1792,4 +3121,16 @@ char *telespool__clean_text(const char *s, size_t len, size_t max_bytes,
 	if (out_len)
 		*out_len = out.len;
 	return out.p;
+}
+
+char *telespool__clean_text(const char *s, size_t len, size_t max_bytes,
+			    int strict, size_t *out_len)
+{
+	return clean_free_text(s, len, max_bytes, strict, 0, out_len);
+}
+
+char *telespool__clean_error(const char *s, size_t len, size_t max_bytes,
+			     int strict, size_t *out_len)
+{
+	return clean_free_text(s, len, max_bytes, strict, 1, out_len);
 }

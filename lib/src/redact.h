@@ -42,4 +42,22 @@ char *telespool__clean_name(const char *s, size_t len, size_t max_bytes);
 char *telespool__clean_text(const char *s, size_t len, size_t max_bytes,
 			    int strict, size_t *out_len);
 
+/*
+ * The error traceback: what clean_text does, behind a guard that works
+ * from the traceback's structure.  Frames, source lines (redacted only for
+ * literal values), headers and exception type names are kept; every
+ * exception message keeps the words its library wrote and loses the values
+ * inserted into it (quoted strings, dict, list, tuple, JSON and XML
+ * fragments, key=value values, URL paths and queries, long identifiers),
+ * each becoming a typed placeholder with its length in characters
+ * ("<str:42>", "<json:1.2k>", "<path:31>", "<id>"); error codes, HTTP
+ * statuses and error types ("code", "errcode", "type", "status" keys of
+ * error envelopes) are kept.  Zero-width characters, full-width forms,
+ * Unicode digits, look-alike letters and %XX escapes are undone first, so
+ * they hide nothing from the patterns.  strict as in clean_text.  Same
+ * ownership and failure as clean_text.
+ */
+char *telespool__clean_error(const char *s, size_t len, size_t max_bytes,
+			     int strict, size_t *out_len);
+
 #endif

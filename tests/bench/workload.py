@@ -6,6 +6,8 @@ successful chat queries (no traceback); one in ten carries a realistic 1.5-2.5 K
 secrets in it (API keys, a DSN, a bearer token, an e-mail address), which the library redacts.
 
     python3 tests/bench/workload.py OUT.json      writes EVENTS as JSON (for bench_record.c)
+    python3 tests/bench/workload.py --traceback-kib 10 OUT.json
+                                                 the same, every event with a 10 KiB traceback
 """
 
 from __future__ import annotations
@@ -114,6 +116,23 @@ def langbot_payload(ev: dict, timestamp: str) -> dict:
     }
 
 
+def long_traceback(size: int) -> str:
+    """The three tracebacks chained ("During handling of ...") up to size bytes: the
+    record benchmark's traceback case (every event carries it)."""
+    tb, i = "", 0
+    while len(tb.encode()) < size:
+        if tb:
+            tb += "\nDuring handling of the above exception, another exception occurred:\n\n"
+        tb += TRACEBACKS[i % len(TRACEBACKS)]
+        i += 1
+    return tb.encode()[:size].decode("utf-8", "ignore")
+
+
 if __name__ == "__main__":
-    with open(sys.argv[1], "w", encoding="utf-8") as f:
-        json.dump({"instance_id": INSTANCE_ID, "version": VERSION, "events": EVENTS}, f)
+    # workload.py [--traceback-kib N] OUT.json
+    events = EVENTS
+    if len(sys.argv) == 4 and sys.argv[1] == "--traceback-kib":
+        tb = long_traceback(int(sys.argv[2]) * 1024)
+        events = [dict(ev, error=tb) for ev in EVENTS]
+    with open(sys.argv[-1], "w", encoding="utf-8") as f:
+        json.dump({"instance_id": INSTANCE_ID, "version": VERSION, "events": events}, f)

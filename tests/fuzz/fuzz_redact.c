@@ -1,6 +1,6 @@
 /*
- * fuzz_redact.c - libFuzzer target: clean_name() and clean_text() on
- * arbitrary bytes.
+ * fuzz_redact.c - libFuzzer target: clean_name(), clean_text() and
+ * clean_error() on arbitrary bytes.
  *
  * Whatever LangBot hands over, the result must be valid UTF-8 without NULs
  * or control characters, within the cap, with no placeholder cut in half,
@@ -45,6 +45,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	b = telespool__clean_text(in, size, cap_text, strict, &len2);
 	if (!b || len2 != len || memcmp(a, b, len) != 0)
 		abort(); /* pure: same input, same output */
+	free(b);
+	free(a);
+
+	/* the traceback guard: the same guarantees */
+	a = telespool__clean_error(in, size, cap_text, strict, &len);
+	if (!a)
+		abort();
+	if (len > cap_text || strlen(a) != len ||
+	    !(tc_valid_utf8(a, len) && tc_no_controls(a, len, 1)))
+		abort();
+	if (!memchr(in, ':', size) && !tc_placeholders_whole(a))
+		abort();
+	b = telespool__clean_error(in, size, cap_text, strict, &len2);
+	if (!b || len2 != len || memcmp(a, b, len) != 0)
+		abort();
 	free(b);
 	free(a);
 
