@@ -2896,6 +2896,53 @@ static void test_record_json_surveys(void)
 	telespool_close(sp);
 }
 
+/* Every way an error reaches the spool goes through the traceback guard:
+ * the generic path, the typed 4.10.8 call (and its capped fallback), not
+ * only the 4.10.6 body.  The guard keeps the exception's type and template
+ * and drops the user's words quoted into its message. */
+static void test_error_guard_every_path(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "error-guard.db");
+	telespool *sp = open_ok(path, NULL);
+	if (sp == NULL)
+		return;
+	const char *secret = "my cat Whiskers eats lasagna";
+	char tb[512];
+	snprintf(tb, sizeof(tb),
+		 "Traceback (most recent call last):\n"
+		 "  File \"/app/pkg/handler.py\", line 42, in handle\n"
+		 "    reply = check(text=message_text)\n"
+		 "ValueError: cannot parse input_value='%s'\n",
+		 secret);
+
+	char payload[1024];
+	snprintf(payload, sizeof(payload),
+		 "{\"event_type\":\"query\",\"query_id\":\"1\","
+		 "\"error\":\"%s\"}",
+		 "Traceback (most recent call last):\\n  File "
+		 "\\\"/app/pkg/handler.py\\\", line 42, in handle\\n"
+		 "ValueError: cannot parse input_value='my cat Whiskers eats "
+		 "lasagna'\\n");
+	ASSERT_EQ(telespool_record_json(sp, payload), TELESPOOL_OK);
+	char *b = last_body_text(path);
+	ASSERT_CONTAINS(b, "ValueError: cannot parse input_value=");
+	ASSERT_CONTAINS(b, "handler.py");
+	ASSERT_NOT_CONTAINS(b, "Whiskers");
+	free(b);
+
+	telespool_query q = TELESPOOL_QUERY_INIT;
+	q.query_id = "2";
+	q.error = tb;
+	ASSERT_EQ(telespool_record_query(sp, &q), TELESPOOL_OK);
+	b = last_body_text(path);
+	ASSERT_CONTAINS(b, "ValueError: cannot parse input_value=");
+	ASSERT_CONTAINS(b, "reply = check(text=message_text)");
+	ASSERT_NOT_CONTAINS(b, "Whiskers");
+	free(b);
+	telespool_close(sp);
+}
+
 /* ---- main ---- */
 
 static const struct tu_test tests[] = {
@@ -2935,6 +2982,7 @@ static const struct tu_test tests[] = {
     {"record_json_caps", test_record_json_caps},
     {"body_query_v2", test_body_query_v2},
     {"record_json_surveys", test_record_json_surveys},
+    {"error_guard_every_path", test_error_guard_every_path},
 };
 
 int main(int argc, char **argv)

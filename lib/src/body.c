@@ -828,9 +828,9 @@ static int clean_payload(struct pj *p, enum telespool__endpoint ep, size_t cap,
 			rc = 0;
 		else if (m->type == PJ_STR && ep == TELESPOOL__EP_TELEMETRY &&
 			 strcmp(k, "error") == 0)
-			rc = take_text(m, telespool__clean_text(m->str, m->len,
-								error_cap,
-								strict, NULL));
+			rc = take_text(m, telespool__clean_error(m->str, m->len,
+								 error_cap,
+								 strict, NULL));
 		else if (m->type == PJ_STR && (strcmp(k, "query_id") == 0 ||
 					       strcmp(k, "survey_id") == 0))
 			rc = clean_id_node(m);
@@ -906,7 +906,7 @@ static int print_capped(struct telespool__event *ev, struct pj *p,
 			if (cap > have - have / 8)
 				cap = have - have / 8;
 			error_cap = cap;
-			if (take_text(err, telespool__clean_text(
+			if (take_text(err, telespool__clean_error(
 					       err->str, err->len, cap, strict,
 					       NULL)) != 0) {
 				free(ev->body);
@@ -1381,8 +1381,8 @@ int telespool__body_query2(struct telespool__event *ev,
 	ev->model_name = clean_name(q->model_name);
 	const char *error_in = q->error ? q->error : "";
 	size_t error_len = strlen(error_in);
-	ev->error = telespool__clean_text(error_in, error_len,
-					  TELESPOOL_ERROR_MAX, strict, NULL);
+	ev->error = telespool__clean_error(error_in, error_len,
+					   TELESPOOL_ERROR_MAX, strict, NULL);
 	ev->duration_ms = q->duration_ms < 0              ? 0
 			  : q->duration_ms > DURATION_MAX ? DURATION_MAX
 							  : q->duration_ms;
