@@ -18,8 +18,10 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "concurrency.h"
 #include "config.h"
 #include "curl_api.h"
 #include "http.h"
@@ -43,6 +45,13 @@
 #define KEY_RETRY_AFTER "retry_after_until" /* Space said wait until (ms) */
 #define KEY_DOWN_UNTIL  "down_until"        /* Space looked down until (ms) */
 #define KEY_DOWN_COUNT  "down_count"        /* consecutive down runs */
+#define KEY_CONCURRENCY "concurrency" /* last run's "level peak cuts mode" */
+/* A Retry-After up to this long is waited out within the run (if the run
+ * has the time) instead of ending it. */
+#define PAUSE_MAX_MS (60LL * 1000)
+/* An adaptive run's batch holds this many times the requests in flight, at
+ * least, so that the limit is kept full over several round trips. */
+#define BATCH_PER_SLOT 4
 
 struct run {
 	const tsu_options *o;
@@ -62,8 +71,11 @@ struct run {
 	int64_t pending_at_start; /* for the progress line */
 	struct stat cfg_seen;     /* the config file as last read */
 	int watch_fd;             /* inotify on the config's directory, or -1 */
-	int optout_seen;   /* the config now says telemetry is disabled */
-	int config_broken; /* the config became unreadable during the run */
+	int optout_seen;       /* the config now says telemetry is disabled */
+	int config_broken;     /* the config became unreadable during the run */
+	tsu_cc cc;             /* requests in flight (adaptive or --parallel) */
+	int64_t throttle_wait; /* ms Space asked us to wait, last batch */
+	int pauses;            /* Retry-After waits sat out within the run */
 };
 
 static void say(const char *fmt, ...)
@@ -419,6 +431,7 @@ static int send_batch(struct run *r, telespool__batch *b)
 		int64_t wait =
 		    retry_after > 0 ? retry_after : TSU_BACKOFF_BASE_MS;
 		set_state_ms(r, KEY_RETRY_AFTER, now + wait);
+		r->throttle_wait = retry_after; /* 0 without a Retry-After */
 		r->rec.outcome = "throttled";
 		snprintf(r->detail, sizeof(r->detail),
 			 "Space asked to slow down; next try after %" PRId64
@@ -567,7 +580,7 @@ static int start_http(struct run *r)
 	const char *token = getenv("LANGBOT_TELEMETRY_INGEST_TOKEN");
 	ho.token = token && token[0] ? token : NULL;
 	ho.cacert = r->o->cacert;
-	ho.max_in_flight = r->o->max_in_flight;
+	ho.cc = &r->cc;
 	ho.verbose = r->o->verbose;
 	char err[512];
 	if (tsu_curl_load(err, sizeof(err)) != 0) {
@@ -579,6 +592,47 @@ static int start_http(struct run *r)
 	watch_config(r);
 	tsu_http_set_check(r->http, must_stop, r, r->watch_fd);
 	return 0;
+}
+
+/*
+ * Space answered 429/503 with a Retry-After of at most PAUSE_MAX_MS (a
+ * throttle without one still ends the run): sit it out here, asking
+ * must_stop() every 100 ms, rather than end the run and leave the backlog
+ * to the next one.  Returns 1 when the wait is over and the run goes on,
+ * 0 when the run must end (the wait is too long or outlasts the run, a
+ * signal, an opt-out); the run-wide wait stays stored either way.
+ */
+static int sit_out_retry_after(struct run *r)
+{
+	int64_t wait = r->throttle_wait;
+	int64_t until = tsu_monotonic_ms() + wait;
+
+	r->throttle_wait = 0;
+	if (wait > PAUSE_MAX_MS || until >= r->deadline)
+		return 0;
+	while (tsu_monotonic_ms() < until) {
+		struct timespec ts = {0, 100 * 1000000L};
+		if ((r->stop && *r->stop) || must_stop(r))
+			return 0;
+		nanosleep(&ts, NULL);
+	}
+	if ((r->stop && *r->stop) || must_stop(r))
+		return 0;
+	set_state_ms(r, KEY_RETRY_AFTER, 0);
+	r->rec.outcome = NULL;
+	r->detail[0] = '\0';
+	r->pauses++;
+	return 1;
+}
+
+/* Where the limit of requests in flight ended, for the summary and for
+ * --status (uploader_state "concurrency": "level peak cuts mode"). */
+static void note_concurrency(struct run *r)
+{
+	char v[64];
+	snprintf(v, sizeof(v), "%d %d %d %s", tsu_cc_limit(&r->cc), r->cc.peak,
+		 r->cc.cuts, r->cc.pinned ? "fixed" : "adaptive");
+	telespool__state_set(r->sp, KEY_CONCURRENCY, v);
 }
 
 /* The batches.  Returns an exit code. */
@@ -621,11 +675,14 @@ static int drain(struct run *r)
 			break;
 		if (tsu_monotonic_ms() >= r->deadline)
 			break;
+		int level = tsu_cc_limit(&r->cc);
+		/* With --parallel, --batch is exact (the rows one kill can
+		 * leave claimed); adaptive, it is a floor. */
+		int per_slot = r->cc.pinned ? 0 : level * BATCH_PER_SLOT;
 		int max = probe   ? 1
-			  : first ? (r->o->max_in_flight < r->o->batch
-					 ? r->o->max_in_flight
-					 : r->o->batch)
-				  : r->o->batch;
+			  : first ? (level < r->o->batch ? level : r->o->batch)
+			  : per_slot > r->o->batch ? per_slot
+						   : r->o->batch;
 		telespool__batch b;
 		now = telespool__now_ms();
 		int rc = telespool__claim(r->sp, now, TSU_LEASE_MS, HORIZON_MS,
@@ -659,6 +716,9 @@ static int drain(struct run *r)
 			r->rec.outcome = "error";
 			return TSU_EXIT_ERROR;
 		}
+		if (go == 0 && r->throttle_wait > 0 && sit_out_retry_after(r))
+			go =
+			    1; /* waited out Retry-After: on with a lower limit */
 		if (go == 0)
 			break;
 		probe = 0; /* a probe went through: Space is back */
@@ -708,6 +768,7 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 	r.watch_fd = -1;
 	r.o = o;
 	r.stop = stop;
+	tsu_cc_init(&r.cc, o->max_in_flight, 0);
 	r.start_mono = tsu_monotonic_ms();
 	r.deadline =
 	    r.start_mono + 1000LL * (o->max_seconds > 0 ? o->max_seconds
@@ -803,13 +864,25 @@ end:
 		r.rec.outcome = "ok";
 	r.rec.detail = r.detail;
 	telespool__run_end(r.sp, r.run_id, telespool__now_ms(), &r.rec);
+	if (r.http)
+		note_concurrency(&r);
 	if (o->progress)
 		fputc('\n', stderr);
+	/* The level of concurrency rides in the detail part of the line, so
+	 * that the line keeps its documented shape. */
+	char level[96] = "";
+	if (r.http)
+		snprintf(level, sizeof(level),
+			 "%s%d in flight (%s, peak %d%s%s)",
+			 r.detail[0] ? "; " : "", tsu_cc_limit(&r.cc),
+			 r.cc.pinned ? "fixed" : "adaptive", r.cc.peak,
+			 r.cc.cuts ? ", cut" : "",
+			 r.pauses ? ", waited out Retry-After" : "");
 	say("%s: sent %" PRId64 ", retried %" PRId64 ", dead %" PRId64
-	    ", purged %" PRId64 " in %.1f s%s%s",
+	    ", purged %" PRId64 " in %.1f s%s%s%s",
 	    r.rec.outcome, r.rec.sent, r.rec.retried, r.rec.dead, r.rec.purged,
 	    (double)(tsu_monotonic_ms() - r.start_mono) / 1000.0,
-	    r.detail[0] ? " - " : "", r.detail);
+	    r.detail[0] || level[0] ? " - " : "", r.detail, level);
 done:
 	tsu_http_free(r.http);
 	if (r.watch_fd >= 0)

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "concurrency.h"
 #include "drain.h"
 #include "status.h"
 #include "telespool.h"
@@ -54,8 +55,13 @@ static void usage(FILE *f)
 	      "  --cacert FILE       verify Space's certificate with this CA "
 	      "bundle\n"
 	      "                      (TLS verification cannot be turned off)\n"
-	      "  --batch N           events claimed per batch (default: 100)\n"
-	      "  --parallel N        requests in flight at once (default: 4)\n"
+	      "  --batch N           events claimed per batch (default: 100;"
+	      "\n"
+	      "                      adaptive: 4 per request in flight if "
+	      "more)\n"
+	      "  --parallel N        requests in flight at once, fixed "
+	      "(1..128; default:\n"
+	      "                      adaptive, from 4 up to 128)\n"
 	      "  --verbose           log each request and failure (never "
 	      "bodies,\n"
 	      "                      except with --dry-run)\n"
@@ -196,7 +202,7 @@ int main(int argc, char **argv)
 				return TSU_EXIT_CONFIG;
 			break;
 		case OPT_PAR:
-			if (parse_int(optarg, "--parallel", 1, 64,
+			if (parse_int(optarg, "--parallel", 1, TSU_CC_CEILING,
 				      &o.max_in_flight))
 				return TSU_EXIT_CONFIG;
 			break;
