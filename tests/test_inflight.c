@@ -6,6 +6,8 @@
 #include "concurrency.h"
 #include "testutil.h"
 
+#include <stdint.h>
+
 #define MS 1000LL /* us */
 
 /* Runs `rounds` round trips of `rtt_us` with every slot busy (the
@@ -224,6 +226,53 @@ static void test_ignored_signals(void)
 	ASSERT_EQ(tsu_cc_limit(&cc), TSU_CC_INITIAL + 1);
 }
 
+static void test_resume_after_a_cut(void)
+{
+	tsu_cc cc;
+	tsu_cc_init(&cc, 0, 0);
+	tsu_cc_resume(&cc, 20);
+	ASSERT_EQ(tsu_cc_limit(&cc), TSU_CC_INITIAL); /* still starts small */
+	int64_t t = good_rounds(&cc, 0, 3, 100 * MS);
+	ASSERT_EQ(tsu_cc_limit(&cc), 20); /* slow start stops at 20 ... */
+	good_rounds(&cc, t, 5, 100 * MS);
+	ASSERT_TRUE(tsu_cc_limit(&cc) >= 24 && tsu_cc_limit(&cc) <= 25);
+	/* ... then one per round trip. */
+	tsu_cc_init(&cc, 7, 0);
+	tsu_cc_resume(&cc, 20); /* pinned: no-op */
+	ASSERT_EQ(tsu_cc_limit(&cc), 7);
+	tsu_cc_init(&cc, 0, 0);
+	tsu_cc_resume(&cc, 0); /* nothing known */
+	good_rounds(&cc, 0, 6, 100 * MS);
+	ASSERT_EQ(tsu_cc_limit(&cc), TSU_CC_CEILING);
+	tsu_cc_init(&cc, 0, 0);
+	tsu_cc_resume(&cc, 1000); /* above the ceiling */
+	good_rounds(&cc, 0, 6, 100 * MS);
+	ASSERT_EQ(tsu_cc_limit(&cc), TSU_CC_CEILING);
+}
+
+static void test_catchup_cutoff(void)
+{
+	const int64_t min = 60 * 1000, now = 1767225600000LL;
+	/* The last run 15 min ago: twice that, from the oldest event. */
+	ASSERT_EQ(tsu_catchup_cutoff_ms(now - 75 * min, now - 15 * min, now),
+		  now - 45 * min);
+	/* Runs a minute apart: at least 10 min of the backlog per run. */
+	ASSERT_EQ(tsu_catchup_cutoff_ms(now - 75 * min, now - 1 * min, now),
+		  now - 65 * min);
+	/* No previous run, one more than a day ago, one in the future (the
+	 * clock went back): no limit. */
+	ASSERT_EQ(tsu_catchup_cutoff_ms(now - 75 * min, 0, now), INT64_MAX);
+	ASSERT_EQ(
+	    tsu_catchup_cutoff_ms(now - 75 * min, now - 25 * 60 * min, now),
+	    INT64_MAX);
+	ASSERT_EQ(tsu_catchup_cutoff_ms(now - 75 * min, now + min, now),
+		  INT64_MAX);
+	/* A day ago exactly still paces (48 h of backlog per run). */
+	ASSERT_EQ(
+	    tsu_catchup_cutoff_ms(now - 75 * min, now - 24 * 60 * min, now),
+	    now - 75 * min + 48 * 60 * min);
+}
+
 int main(void)
 {
 	test_defaults_and_pinned();
@@ -234,5 +283,7 @@ int main(void)
 	test_throttle_cuts_to_the_delivered_rate();
 	test_rising_latency_cuts();
 	test_ignored_signals();
+	test_resume_after_a_cut();
+	test_catchup_cutoff();
 	return TEST_REPORT();
 }

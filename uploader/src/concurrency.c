@@ -41,6 +41,13 @@ void tsu_cc_init(tsu_cc *cc, int pinned, int ceiling)
 	cc->latency_check_us = INT64_MIN;
 }
 
+void tsu_cc_resume(tsu_cc *cc, int last_level)
+{
+	if (cc->pinned || last_level <= 0)
+		return;
+	cc->ssthresh = clampd(last_level, cc->limit, cc->ceiling);
+}
+
 int tsu_cc_limit(const tsu_cc *cc)
 {
 	int n = (int)cc->limit;
@@ -156,4 +163,17 @@ void tsu_cc_sample(tsu_cc *cc, tsu_cc_signal s, int64_t started_us,
 		cc->limit = cc->ceiling;
 	if (tsu_cc_limit(cc) > cc->peak)
 		cc->peak = tsu_cc_limit(cc);
+}
+
+int64_t tsu_catchup_cutoff_ms(int64_t oldest_ms, int64_t prev_run_ms,
+			      int64_t now_ms)
+{
+	int64_t gap = now_ms - prev_run_ms;
+
+	if (prev_run_ms <= 0 || gap < 0 || gap > 24LL * 3600 * 1000)
+		return INT64_MAX;
+	gap *= TSU_CATCHUP_FACTOR;
+	if (gap < TSU_CATCHUP_MIN_MS)
+		gap = TSU_CATCHUP_MIN_MS;
+	return oldest_ms + gap;
 }

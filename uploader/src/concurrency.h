@@ -74,6 +74,15 @@ typedef struct tsu_cc {
  */
 void tsu_cc_init(tsu_cc *cc, int pinned, int ceiling);
 
+/*
+ * A run after one that was cut (within TSU_CC_MEMORY_MS): slow start ends
+ * at the level the last run settled at, then the limit grows by one per
+ * round trip, as TCP keeps ssthresh across an idle restart.  No-op when
+ * pinned or when last_level is 0.
+ */
+#define TSU_CC_MEMORY_MS (3600LL * 1000)
+void tsu_cc_resume(tsu_cc *cc, int last_level);
+
 /* Requests that may be in flight now: 1..ceiling. */
 int tsu_cc_limit(const tsu_cc *cc);
 
@@ -87,5 +96,25 @@ tsu_cc_signal tsu_cc_signal_of(tsu_transport transport, long status);
  */
 void tsu_cc_sample(tsu_cc *cc, tsu_cc_signal s, int64_t started_us,
 		   int64_t finished_us, int in_flight);
+
+/*
+ * Catch-up pacing: how far through an old backlog one run may go, so that
+ * a fleet coming back from a Space outage does not send an hour's backlog
+ * in one period.  A run sends events created up to
+ *
+ *     oldest + max(TSU_CATCHUP_FACTOR x (now - previous run's start),
+ *                  TSU_CATCHUP_MIN_MS)
+ *
+ * (oldest: the run's oldest due event), i.e. at most twice the time since
+ * the last run's worth of events: in steady state that is everything, after
+ * an outage a backlog shrinks by one interval per run and the fleet sends
+ * about twice its usual rate.  Returns that cutoff (unix ms), or INT64_MAX
+ * for no limit: no previous run, or a previous run in the future (the clock
+ * went back) or more than a day ago.
+ */
+#define TSU_CATCHUP_FACTOR 2
+#define TSU_CATCHUP_MIN_MS (10LL * 60 * 1000)
+int64_t tsu_catchup_cutoff_ms(int64_t oldest_ms, int64_t prev_run_ms,
+			      int64_t now_ms);
 
 #endif

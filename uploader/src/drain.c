@@ -46,6 +46,9 @@
 #define KEY_DOWN_UNTIL  "down_until"        /* Space looked down until (ms) */
 #define KEY_DOWN_COUNT  "down_count"        /* consecutive down runs */
 #define KEY_CONCURRENCY "concurrency" /* last run's "level peak cuts mode" */
+#define KEY_LAST_RUN                                                           \
+	"last_run_at" /* when the last run that had something
+                                         to send began (ms) */
 /* A Retry-After up to this long is waited out within the run (if the run
  * has the time) instead of ending it. */
 #define PAUSE_MAX_MS (60LL * 1000)
@@ -339,10 +342,14 @@ static int64_t judge(struct run *r, const telespool__batch *b, tsu_request *req,
 			r->rec.dead++;
 		} else {
 			oc->verdict = TELESPOOL__RETRY;
+			/* Space said when (Retry-After, the floor below): the
+			 * row's own exponential backoff is for failures. */
 			oc->next_attempt_ms =
-			    now +
-			    tsu_backoff_ms(it->attempts, TSU_BACKOFF_BASE_MS,
-					   TSU_BACKOFF_CAP_MS, random64());
+			    now + (ra > 0 ? 0
+					  : tsu_backoff_ms(it->attempts,
+							   TSU_BACKOFF_BASE_MS,
+							   TSU_BACKOFF_CAP_MS,
+							   random64()));
 			r->rec.retried++;
 			r->any_retry = 1;
 		}
@@ -625,6 +632,23 @@ static int sit_out_retry_after(struct run *r)
 	return 1;
 }
 
+/* A recent run that was cut: this one's slow start ends where it settled. */
+static void resume_concurrency(struct run *r, int64_t prev_run, int64_t now)
+{
+	char *v = NULL;
+	int level = 0, peak = 0, cuts = 0;
+	char mode[16] = "";
+
+	if (prev_run <= 0 || now - prev_run < 0 ||
+	    now - prev_run > TSU_CC_MEMORY_MS)
+		return;
+	if (telespool__state_get(r->sp, KEY_CONCURRENCY, &v) == TELESPOOL_OK &&
+	    v && sscanf(v, "%d %d %d %15s", &level, &peak, &cuts, mode) == 4 &&
+	    cuts > 0 && strcmp(mode, "adaptive") == 0)
+		tsu_cc_resume(&r->cc, level);
+	telespool_free(v);
+}
+
 /* Where the limit of requests in flight ended, for the summary and for
  * --status (uploader_state "concurrency": "level peak cuts mode"). */
 static void note_concurrency(struct run *r)
@@ -633,6 +657,42 @@ static void note_concurrency(struct run *r)
 	snprintf(v, sizeof(v), "%d %d %d %s", tsu_cc_limit(&r->cc), r->cc.peak,
 		 r->cc.cuts, r->cc.pinned ? "fixed" : "adaptive");
 	telespool__state_set(r->sp, KEY_CONCURRENCY, v);
+}
+
+static const char *iso_text(int64_t ms)
+{
+	static char t[32];
+	iso(ms, t);
+	return t;
+}
+
+/*
+ * Puts back the rows of b recorded after cutoff (catch-up pacing): their
+ * leases are released, nothing is charged, b keeps the older rows.
+ * Returns how many were put back, or -1 if the spool failed.
+ */
+static int keep_until(struct run *r, telespool__batch *b, int64_t cutoff)
+{
+	size_t k = 0;
+	while (k < b->n && b->items[k].created_ms <= cutoff)
+		k++;
+	if (k == b->n)
+		return 0;
+	size_t n = b->n - k;
+	telespool__outcome *rel = calloc(n, sizeof(*rel));
+	if (rel == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		rel[i].id = b->items[k + i].id;
+		rel[i].verdict = TELESPOOL__RELEASE;
+		rel[i].lease_until = b->items[k + i].lease_until;
+	}
+	int rc = telespool__finish(r->sp, rel, n, telespool__now_ms());
+	free(rel);
+	for (size_t i = k; i < b->n; i++)
+		free(b->items[i].body);
+	b->n = k;
+	return rc == TELESPOOL_OK ? (int)n : -1;
 }
 
 /* The batches.  Returns an exit code. */
@@ -665,6 +725,14 @@ static int drain(struct run *r)
 			r->pending_at_start = st.pending;
 	}
 
+	/* Catch-up pacing (concurrency.h): how far into an old backlog this
+	 * run goes, from when the last run began.  A manual flush
+	 * (--ignore-backoff) sends everything. */
+	int64_t prev_run = state_ms(r, KEY_LAST_RUN);
+	int64_t cutoff = INT64_MAX;
+	int caught_up = 0;
+	resume_concurrency(r, prev_run, now);
+
 	/* The first batch of a run is small: if Space is down we learn it
 	 * from a handful of requests, not from a hundred timeouts. */
 	int first = 1;
@@ -691,6 +759,26 @@ static int drain(struct run *r)
 			return spool_failed(r, rc);
 		if (b.n == 0)
 			break;
+		if (first) {
+			/* Written only once there is something to send: a
+			 * run that cannot claim (a damaged file) writes
+			 * nothing. */
+			set_state_ms(r, KEY_LAST_RUN, now);
+			if (!r->o->ignore_backoff)
+				cutoff = tsu_catchup_cutoff_ms(
+				    b.items[0].created_ms, prev_run, now);
+		}
+		int rc_keep = keep_until(r, &b, cutoff);
+		if (rc_keep < 0) {
+			telespool__batch_free(&b);
+			return spool_failed(r, TELESPOOL_ERROR);
+		}
+		if (rc_keep > 0)
+			caught_up = 1; /* this batch is the run's last */
+		if (b.n == 0) {
+			telespool__batch_free(&b);
+			break;
+		}
 		if (r->http == NULL && start_http(r) != 0) {
 			telespool__outcome *rel = calloc(b.n, sizeof(*rel));
 			for (size_t i = 0; rel && i < b.n; i++) {
@@ -719,7 +807,7 @@ static int drain(struct run *r)
 		if (go == 0 && r->throttle_wait > 0 && sit_out_retry_after(r))
 			go =
 			    1; /* waited out Retry-After: on with a lower limit */
-		if (go == 0)
+		if (go == 0 || caught_up)
 			break;
 		probe = 0; /* a probe went through: Space is back */
 		first = 0;
@@ -746,6 +834,11 @@ static int drain(struct run *r)
 		    r->detail, sizeof(r->detail),
 		    "--max-seconds reached; the rest waits for the next run");
 	}
+	if (r->rec.outcome == NULL && caught_up)
+		snprintf(r->detail, sizeof(r->detail),
+			 "catching up: events recorded after %s wait for the "
+			 "next run",
+			 iso_text(cutoff));
 	if (r->rec.outcome == NULL)
 		r->rec.outcome = r->attempted ? "ok" : "nothing_due";
 	/* Events given back unsent wait for a later run, like retried ones. */
@@ -863,9 +956,10 @@ end:
 	if (r.rec.outcome == NULL)
 		r.rec.outcome = "ok";
 	r.rec.detail = r.detail;
-	telespool__run_end(r.sp, r.run_id, telespool__now_ms(), &r.rec);
+	/* Before run_end: the run's record stays the last write. */
 	if (r.http)
 		note_concurrency(&r);
+	telespool__run_end(r.sp, r.run_id, telespool__now_ms(), &r.rec);
 	if (o->progress)
 		fputc('\n', stderr);
 	/* The level of concurrency rides in the detail part of the line, so

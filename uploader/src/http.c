@@ -640,6 +640,7 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 {
 	size_t next = 0, done = 0, i;
 	int active = 0;
+	int held = 0; /* Space answered 429/503: start no more */
 	const char *why = NULL;
 	CURLMcode mc = CURLM_OK;
 
@@ -654,7 +655,7 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 		CURLMsg *m;
 
 		/* Fill the free handles up to the limit; the others wait. */
-		int cap = h->cc ? tsu_cc_limit(h->cc) : h->nslots;
+		int cap = held ? 0 : h->cc ? tsu_cc_limit(h->cc) : h->nslots;
 		for (i = 0;
 		     i < (size_t)h->nslots && next < n && active < cap;) {
 			struct slot *s = &h->slots[i];
@@ -697,12 +698,13 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 			s = (struct slot *)(void *)priv;
 			finish(s, m->data.result);
 			log_outcome(h, s->req, s->started_ms);
+			tsu_cc_signal sig =
+			    tsu_cc_signal_of(s->req->transport, s->req->status);
+			if (sig == TSU_CC_THROTTLED)
+				held = 1;
 			if (h->cc)
-				tsu_cc_sample(
-				    h->cc,
-				    tsu_cc_signal_of(s->req->transport,
-						     s->req->status),
-				    s->started_us, monotonic_us(), active);
+				tsu_cc_sample(h->cc, sig, s->started_us,
+					      monotonic_us(), active);
 			tsu_curl.multi_remove_handle(h->multi, s->easy);
 			release_slot(s);
 			active--;
@@ -713,7 +715,12 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 		why = halted(h, deadline_ms, stop);
 		if (why)
 			break;
-		if (active < (h->cc ? tsu_cc_limit(h->cc) : h->nslots) &&
+		if (held && active == 0) {
+			why = "not sent: Space asked to slow down";
+			break;
+		}
+		if (!held &&
+		    active < (h->cc ? tsu_cc_limit(h->cc) : h->nslots) &&
 		    next < n)
 			continue; /* a handle came free: start the next at once */
 		{

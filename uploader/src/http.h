@@ -62,7 +62,10 @@ int tsu_http_new(tsu_http **out, const tsu_http_options *opts);
 
 /*
  * Performs the n requests, at most max_in_flight (or the controller's
- * limit, asked before each start) at once, reusing connections.  Returns when every request has an outcome, or when
+ * limit, asked before each start) at once, reusing connections.  Once an
+ * answer is 429 or 503, no further request is started: those in flight
+ * finish, the others end TSU_NET_ABORTED ("not sent: Space asked to slow
+ * down"), so that a Retry-After is not answered with the rest of a batch.  Returns when every request has an outcome, or when
  * deadline_ms (CLOCK_MONOTONIC, ms; 0 = none) passes or *stop becomes
  * non-zero (may be NULL): the unfinished ones get TSU_NET_ABORTED.
  * Redirects are not followed (a 3xx is an answer).  A request that cannot
