@@ -250,6 +250,39 @@ static void test_resume_after_a_cut(void)
 	ASSERT_EQ(tsu_cc_limit(&cc), TSU_CC_CEILING);
 }
 
+static void test_cap_for_http1(void)
+{
+	tsu_cc cc;
+	tsu_cc_init(&cc, 0, 0);
+	good_rounds(&cc, 0, 6, 100 * MS);
+	ASSERT_EQ(tsu_cc_limit(&cc), TSU_CC_CEILING);
+	tsu_cc_cap(&cc, TSU_CC_CEILING_H1);
+	ASSERT_EQ(tsu_cc_limit(&cc), TSU_CC_CEILING_H1);
+	good_rounds(&cc, 0, 20, 100 * MS);
+	ASSERT_EQ(tsu_cc_limit(&cc), TSU_CC_CEILING_H1);
+	tsu_cc_cap(&cc, TSU_CC_CEILING); /* never raised again */
+	ASSERT_EQ(cc.ceiling, TSU_CC_CEILING_H1);
+	tsu_cc_init(&cc, 100, 0); /* --parallel 100 over HTTP/1.1: as asked */
+	tsu_cc_cap(&cc, TSU_CC_CEILING_H1);
+	ASSERT_EQ(tsu_cc_limit(&cc), 100);
+}
+
+static void test_long_round_trips_take_bigger_batches(void)
+{
+	tsu_cc cc;
+	tsu_cc_init(&cc, 0, 0);
+	good_rounds(&cc, 0, 5, 200); /* loopback: 0.2 ms */
+	ASSERT_EQ(tsu_cc_limit(&cc), TSU_CC_CEILING);
+	ASSERT_EQ(tsu_cc_batch(&cc, 100), 100);
+	tsu_cc_init(&cc, 0, 0);
+	good_rounds(&cc, 0, 5, 100 * MS);
+	ASSERT_EQ(tsu_cc_batch(&cc, 100), 4 * TSU_CC_CEILING);
+	ASSERT_EQ(tsu_cc_batch(&cc, 1000), 1000);
+	tsu_cc_init(&cc, 64, 0); /* pinned: --batch is exact */
+	good_rounds(&cc, 0, 5, 100 * MS);
+	ASSERT_EQ(tsu_cc_batch(&cc, 100), 100);
+}
+
 static void test_catchup_cutoff(void)
 {
 	const int64_t min = 60 * 1000, now = 1767225600000LL;
@@ -285,5 +318,7 @@ int main(void)
 	test_ignored_signals();
 	test_resume_after_a_cut();
 	test_catchup_cutoff();
+	test_cap_for_http1();
+	test_long_round_trips_take_bigger_batches();
 	return TEST_REPORT();
 }

@@ -39,12 +39,11 @@
 #include "drain.h"
 #include "policy.h"
 
-#define US             1000000LL
-#define PI             3.14159265358979323846
-#define EPOCH_MS       1767225600000LL /* the simulation's t = 0: 2026-01-01 */
-#define PAUSE_MAX_MS   (60LL * 1000)   /* drain.c */
-#define BATCH_PER_SLOT 4               /* drain.c */
-#define MAX_SECONDS    300             /* drain.c's default run length */
+#define US           1000000LL
+#define PI           3.14159265358979323846
+#define EPOCH_MS     1767225600000LL /* the simulation's t = 0: 2026-01-01 */
+#define PAUSE_MAX_MS (60LL * 1000)   /* drain.c */
+#define MAX_SECONDS  300             /* drain.c's default run length */
 
 struct opts {
 	int instances;
@@ -326,15 +325,13 @@ static void schedule_next_run(struct inst *in, int i, int64_t t)
 }
 
 /* drain.c's batch size: 1 for a probe, the level for the first batch,
- * then --batch (100) or 4 per request in flight. */
+ * then tsu_cc_batch(). */
 static int batch_size(struct inst *in)
 {
 	int level = tsu_cc_limit(&in->cc), batch = TSU_DEFAULT_BATCH;
-	int per_slot = in->cc.pinned ? 0 : level * BATCH_PER_SLOT;
-	return in->probe          ? 1
-	       : in->first        ? (level < batch ? level : batch)
-	       : per_slot > batch ? per_slot
-				  : batch;
+	return in->probe   ? 1
+	       : in->first ? (level < batch ? level : batch)
+			   : tsu_cc_batch(&in->cc, batch);
 }
 
 static void send_round(struct inst *in, int i, int64_t t)

@@ -8,13 +8,15 @@
 
 #define US_PER_S          1000000LL
 #define MIN_WINDOW_US     (10 * US_PER_S) /* latency floor: 2 windows */
-#define LATENCY_TOLERANCE 5000            /* us above twice the floor */
+#define LATENCY_TOLERANCE 1000            /* us above twice the floor */
 #define LATENCY_CUT       0.8
 #define FAILURE_CUT       0.5
-#define THROTTLE_CUT_MAX  0.9 /* a 429 cuts at least this much ... */
-#define THROTTLE_CUT_MIN  0.5 /* ... and at most this much */
-#define THROTTLE_HEADROOM 0.9 /* of rate x round trip */
-#define SRTT_DIV          8   /* srtt += (rtt - srtt) / 8, as TCP */
+#define THROTTLE_CUT_MAX  0.9   /* a 429 cuts at least this much ... */
+#define THROTTLE_CUT_MIN  0.5   /* ... and at most this much */
+#define THROTTLE_HEADROOM 0.9   /* of rate x round trip */
+#define BATCH_PER_SLOT    4     /* rows claimed per request in flight ... */
+#define LONG_RTT_US       10000 /* ... when round trips take this long */
+#define SRTT_DIV          8     /* srtt += (rtt - srtt) / 8, as TCP */
 
 static double clampd(double v, double lo, double hi)
 {
@@ -39,6 +41,26 @@ void tsu_cc_init(tsu_cc *cc, int pinned, int ceiling)
 	cc->min_window_us = INT64_MIN;
 	cc->rate_start_us = INT64_MIN;
 	cc->latency_check_us = INT64_MIN;
+}
+
+int tsu_cc_batch(const tsu_cc *cc, int batch)
+{
+	int per_slot = BATCH_PER_SLOT * tsu_cc_limit(cc);
+
+	if (cc->pinned || cc->srtt_us < LONG_RTT_US || per_slot <= batch)
+		return batch;
+	return per_slot;
+}
+
+void tsu_cc_cap(tsu_cc *cc, int ceiling)
+{
+	if (cc->pinned || ceiling < 1 || ceiling >= cc->ceiling)
+		return;
+	cc->ceiling = ceiling;
+	if (cc->limit > ceiling)
+		cc->limit = ceiling;
+	if (cc->ssthresh > ceiling)
+		cc->ssthresh = ceiling;
 }
 
 void tsu_cc_resume(tsu_cc *cc, int last_level)
@@ -153,7 +175,9 @@ void tsu_cc_sample(tsu_cc *cc, tsu_cc_signal s, int64_t started_us,
 			return;
 		}
 	}
-	if (finished_us < cc->hold_us || 2 * in_flight < (int)cc->limit)
+	/* Growth needs the limit in use and this answer's latency flat. */
+	if (finished_us < cc->hold_us || 2 * in_flight < (int)cc->limit ||
+	    rtt > 2 * floor_us + LATENCY_TOLERANCE)
 		return;
 	if (cc->limit < cc->ssthresh)
 		cc->limit += 1; /* slow start: doubles per round trip */

@@ -14,12 +14,13 @@
  *                                       for TSU_CC_HOLD_MS afterwards
  *   timeout, connection failure, 408,   halved
  *   other 5xx
- *   latency above 2 x its floor + 5 ms  x 0.8
+ *   latency above 2 x its floor + 1 ms  x 0.8
  *
  * at most once per round trip (answers to requests sent before a cut say
  * nothing about the new limit), never below 1 nor above the ceiling
  * (TSU_CC_CEILING unless set lower).  The limit grows only while it is in
- * use (at least half of it in flight): a small spool proves nothing.
+ * use (at least half of it in flight: a small spool proves nothing) and
+ * only on answers whose own round trip is within 2 x the floor + 1 ms.
  * Retry-After itself is honoured by the drain loop, not here.
  *
  * Pure: no I/O, no clock, no globals; the caller passes the times in, so the
@@ -32,9 +33,10 @@
 
 #include "policy.h"
 
-#define TSU_CC_INITIAL 4           /* requests in flight at the start */
-#define TSU_CC_CEILING 128         /* the most ever in flight */
-#define TSU_CC_HOLD_MS (30 * 1000) /* no growth after a 429/503 */
+#define TSU_CC_INITIAL    4           /* requests in flight at the start */
+#define TSU_CC_CEILING    128         /* the most ever in flight (HTTP/2) */
+#define TSU_CC_CEILING_H1 32          /* over HTTP/1.x: one connection each */
+#define TSU_CC_HOLD_MS    (30 * 1000) /* no growth after a 429/503 */
 
 /* What one finished request says about Space's load. */
 typedef enum tsu_cc_signal {
@@ -83,8 +85,25 @@ void tsu_cc_init(tsu_cc *cc, int pinned, int ceiling);
 #define TSU_CC_MEMORY_MS (3600LL * 1000)
 void tsu_cc_resume(tsu_cc *cc, int last_level);
 
+/*
+ * Lowers the ceiling (never raises it): the transport calls it with
+ * TSU_CC_CEILING_H1 when answers come over HTTP/1.x, where every request in
+ * flight is a connection of its own, a socket and a TLS handshake for
+ * Space.  A pinned limit (--parallel) is left alone.
+ */
+void tsu_cc_cap(tsu_cc *cc, int ceiling);
+
 /* Requests that may be in flight now: 1..ceiling. */
 int tsu_cc_limit(const tsu_cc *cc);
+
+/*
+ * Rows to claim for the next batch: batch, or 4 per request in flight when
+ * that is more and round trips are long (10 ms or more): a batch ends when
+ * its last answer comes, so over a long round trip it must hold several
+ * round trips' worth to keep the limit full; over a short one the pause
+ * between batches costs little, and smaller batches less memory.
+ */
+int tsu_cc_batch(const tsu_cc *cc, int batch);
 
 /* The signal of a finished request (transport outcome and HTTP status). */
 tsu_cc_signal tsu_cc_signal_of(tsu_transport transport, long status);

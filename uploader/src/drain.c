@@ -52,9 +52,6 @@
 /* A Retry-After up to this long is waited out within the run (if the run
  * has the time) instead of ending it. */
 #define PAUSE_MAX_MS (60LL * 1000)
-/* An adaptive run's batch holds this many times the requests in flight, at
- * least, so that the limit is kept full over several round trips. */
-#define BATCH_PER_SLOT 4
 
 struct run {
 	const tsu_options *o;
@@ -746,11 +743,9 @@ static int drain(struct run *r)
 		int level = tsu_cc_limit(&r->cc);
 		/* With --parallel, --batch is exact (the rows one kill can
 		 * leave claimed); adaptive, it is a floor. */
-		int per_slot = r->cc.pinned ? 0 : level * BATCH_PER_SLOT;
 		int max = probe   ? 1
 			  : first ? (level < r->o->batch ? level : r->o->batch)
-			  : per_slot > r->o->batch ? per_slot
-						   : r->o->batch;
+				  : tsu_cc_batch(&r->cc, r->o->batch);
 		telespool__batch b;
 		now = telespool__now_ms();
 		int rc = telespool__claim(r->sp, now, TSU_LEASE_MS, HORIZON_MS,

@@ -223,6 +223,10 @@ static int setup_easy(CURL *e, struct slot *s, const tsu_http_options *o)
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
 	/* h2 only where ALPN negotiates it; plain http:// stays HTTP/1.1. */
 	SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	/* Answers and bodies are small: the smallest buffers libcurl takes
+	 * (1 KiB to receive, 16 KiB to send) keep 128 handles cheap. */
+	SET(CURLOPT_BUFFERSIZE, 1024L);
+	SET(CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
 	SET(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
 	SET(CURLOPT_TIMEOUT_MS, request_ms);
 	SET(CURLOPT_LOW_SPEED_LIMIT, low_bytes);
@@ -702,9 +706,19 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 			    tsu_cc_signal_of(s->req->transport, s->req->status);
 			if (sig == TSU_CC_THROTTLED)
 				held = 1;
-			if (h->cc)
+			if (h->cc) {
+				long v = 0;
+				/* HTTP/1.x: a connection per request. */
+				if (s->req->transport == TSU_NET_OK &&
+				    tsu_curl.easy_getinfo(s->easy,
+							  CURLINFO_HTTP_VERSION,
+							  &v) == CURLE_OK &&
+				    (v == CURL_HTTP_VERSION_1_0 ||
+				     v == CURL_HTTP_VERSION_1_1))
+					tsu_cc_cap(h->cc, TSU_CC_CEILING_H1);
 				tsu_cc_sample(h->cc, sig, s->started_us,
 					      monotonic_us(), active);
+			}
 			tsu_curl.multi_remove_handle(h->multi, s->easy);
 			release_slot(s);
 			active--;
