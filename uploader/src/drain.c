@@ -46,9 +46,8 @@
 #define KEY_DOWN_UNTIL  "down_until"        /* Space looked down until (ms) */
 #define KEY_DOWN_COUNT  "down_count"        /* consecutive down runs */
 #define KEY_CONCURRENCY "concurrency" /* last run's "level peak cuts mode" */
-#define KEY_LAST_RUN                                                           \
-	"last_run_at" /* when the last run that had something
-                                         to send began (ms) */
+/* When the last run that had something to send began (ms). */
+#define KEY_LAST_RUN "last_run_at"
 /* A Retry-After up to this long is waited out within the run (if the run
  * has the time) instead of ending it. */
 #define PAUSE_MAX_MS (60LL * 1000)
@@ -799,9 +798,9 @@ static int drain(struct run *r)
 			r->rec.outcome = "error";
 			return TSU_EXIT_ERROR;
 		}
+		/* Waited out a Retry-After: on, with a lower limit. */
 		if (go == 0 && r->throttle_wait > 0 && sit_out_retry_after(r))
-			go =
-			    1; /* waited out Retry-After: on with a lower limit */
+			go = 1;
 		if (go == 0 || caught_up)
 			break;
 		probe = 0; /* a probe went through: Space is back */
