@@ -234,22 +234,21 @@ static void record_until(struct inst *in, int64_t t)
 		in->last_record_us = to;
 		if (n == 0)
 			continue;
-		if (in->nchunks == in->chunk_cap) {
-			/* compact, then grow */
+		if (in->nchunks == in->chunk_cap && in->chunk_head > 0) {
+			/* compact first, then grow */
 			memmove(in->chunks, in->chunks + in->chunk_head,
 				(size_t)(in->nchunks - in->chunk_head) *
 				    sizeof(*in->chunks));
 			in->nchunks -= in->chunk_head;
 			in->chunk_head = 0;
-			if (in->nchunks == in->chunk_cap) {
-				in->chunk_cap =
-				    in->chunk_cap ? 2 * in->chunk_cap : 8;
-				in->chunks = realloc(in->chunks,
-						     (size_t)in->chunk_cap *
-							 sizeof(*in->chunks));
-				if (!in->chunks)
-					abort();
-			}
+		}
+		if (in->nchunks == in->chunk_cap) {
+			in->chunk_cap = in->chunk_cap ? 2 * in->chunk_cap : 8;
+			in->chunks =
+			    realloc(in->chunks, (size_t)in->chunk_cap *
+						    sizeof(*in->chunks));
+			if (!in->chunks)
+				abort();
 		}
 		in->chunks[in->nchunks++] = (struct chunk){from, n};
 		in->pending += n;
