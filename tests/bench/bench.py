@@ -28,9 +28,11 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+import wan  # noqa: E402
 import workload  # noqa: E402
 
 PY = "/usr/bin/python3"  # Debian's: python3-httpx lives there
+TSU_CEILING = 128  # the uploader's most requests in flight (uploader/src/concurrency.h)
 
 
 def log(msg):
@@ -79,11 +81,11 @@ class Nginx:
     def __init__(self, work):
         self.dir = os.path.join(work, "nginx")
         os.makedirs(os.path.join(self.dir, "logs"), exist_ok=True)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port, self.tls_port = free_port(), free_port()
+        self.certs = wan.make_certs(self.dir)
         self.conf = os.path.join(self.dir, "nginx.conf")
         d = self.dir
+        c = self.certs
         with open(self.conf, "w") as f:
             f.write(f"""# Throwaway nginx for telespool's benchmark (tests/bench).
 worker_processes 1;
@@ -108,6 +110,16 @@ http {{
         location /api/v1/ {{
             default_type application/json;
             # nginx reads and discards the POST body before answering.
+            return 200 '{{"code":0,"msg":"ok","data":{{}}}}';
+        }}
+    }}
+    # The same over TLS with h2 offered (ALPN), as Space is reached: for the WAN rows.
+    server {{
+        listen 127.0.0.1:{self.tls_port} ssl http2;
+        ssl_certificate {c["cert"]};
+        ssl_certificate_key {c["key"]};
+        location /api/v1/ {{
+            default_type application/json;
             return 200 '{{"code":0,"msg":"ok","data":{{}}}}';
         }}
     }}
@@ -152,6 +164,19 @@ http {{
                 return [ln for ln in f if "[error]" in ln or "[crit]" in ln or "[alert]" in ln]
         except OSError:
             return []
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def peak_of(stderr):
+    """The peak number of requests in flight from the uploader's summary line."""
+    import re
+    m = re.search(r"in flight \(\w+, peak (\d+)", stderr or "")
+    return int(m.group(1)) if m else 0
 
 
 def rm_db(path):
@@ -206,21 +231,23 @@ class Bench:
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=self.env)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
-    def data_dir(self, name, disabled=False):
+    def data_dir(self, name, disabled=False, url=None):
         d = os.path.join(self.work, name)
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "config.yaml"), "w") as f:
-            f.write(f"space:\n  url: '{self.nginx.url}'\n"
+            f.write(f"space:\n  url: '{url or self.nginx.url}'\n"
                     f"  disable_telemetry: {'true' if disabled else 'false'}\n"
                     f"system:\n  instance_id: '{workload.INSTANCE_ID}'\n")
         return d
 
-    def upload(self, db, disabled=False, extra=(), popen=False, rss=False):
+    def upload(self, db, disabled=False, extra=(), popen=False, rss=False, url=None,
+               max_seconds=3600):
         """Runs telespool-upload on db; returns wall time, CPU (wait4), exit code, and with
         rss=True its peak RSS as measured by /usr/bin/time (a child of this big Python
         process would inherit its high-water mark through exec, Linux keeps it)."""
-        d = self.data_dir("updata-off" if disabled else "updata", disabled)
-        cmd = [self.upload_bin, "--data-dir", d, "--db", db, "--max-seconds", "3600", *extra]
+        d = self.data_dir("updata-off" if disabled else "updata", disabled, url)
+        cmd = [self.upload_bin, "--data-dir", d, "--db", db, "--max-seconds", str(max_seconds),
+               *extra]
         rss_file = os.path.join(self.work, "rss.txt")
         if rss:
             cmd = ["/usr/bin/time", "-f", "%M", "-o", rss_file] + cmd
@@ -591,6 +618,92 @@ class Bench:
         self.res["ratio_full_normal"] = median(
             [f["rate"] / nn["rate"] for f, nn in zip(got["full"], got["normal"])])
 
+    # -- WAN: round trips and a rate-limited Space --
+
+    def wan(self):
+        """Drain rates through a delaying proxy (100 ms and 300 ms round trips, TLS and
+        h2 from nginx behind it) for telespool's defaults and LangBot's pattern, side by
+        side; then a Space that accepts R requests/s and answers 429 + Retry-After beyond."""
+        ca = self.nginx.certs["ca"]
+        rounds = 1 if self.quick else 2
+        rows = []
+        for rtt in (100, 300):
+            px = wan.Helper("proxy", "--port", str(port := free_port()), "--upstream-port",
+                            str(self.nginx.tls_port), "--delay-ms", str(rtt))
+            url = f"https://127.0.0.1:{port}"
+            # Enough events for several seconds at each side's physical limit.
+            nt = int(TSU_CEILING / (rtt / 1000) * 6)
+            nh = int(8 / (rtt / 1000) * 6)
+            tr, hr, peaks = [], [], []
+            try:
+                for r in range(rounds):
+                    db = self.spool(nt)
+                    u = self.upload(db, url=url, extra=("--cacert", ca))
+                    run = self.last_run(db)
+                    if u["rc"] != 0 or run[0] != nt or run[4] != "ok":
+                        raise SystemExit(f"WAN drain at {rtt} ms failed: {u} {run}")
+                    peaks.append(peak_of(u["stderr"]))
+                    tr.append(nt / u["wall_s"])
+                    rm_db(db)
+                    h = self.py("httpx", url=url + "/api/v1/telemetry", n=nh, cacert=ca)
+                    if h["statuses"] != {"200": nh}:
+                        raise SystemExit(f"httpx at {rtt} ms: {h['statuses']}")
+                    hr.append(h["rate"])
+                    log(f"WAN {rtt} ms round {r + 1}/{rounds}: telespool {tr[-1]:,.0f}/s"
+                        f" (peak {peaks[-1]} in flight), LangBot's pattern {hr[-1]:,.0f}/s")
+            finally:
+                px.stop()
+            self.drop_master(nt, "pending")
+            rows.append({"rtt_ms": rtt, "n": nt, "n_httpx": nh, "telespool": median(tr),
+                         "httpx": median(hr), "peak": max(peaks),
+                         "ratio": median([t / h for t, h in zip(tr, hr)]),
+                         "limit_telespool": TSU_CEILING / (rtt / 1000),
+                         "limit_httpx": 8 / (rtt / 1000)})
+        self.res["wan"] = rows
+
+        # A Space limited to R requests/s, 100 ms away.
+        rate, secs = 200, (30 if self.quick else 45)
+        logf = os.path.join(self.work, "limited.log")
+        sp = wan.Helper("limited", "--port", str(port := free_port()), "--rate", str(rate),
+                        "--delay-ms", "100", "--log", logf)
+        try:
+            db = self.spool(rate * secs * 2)
+            u = self.upload(db, url=f"http://127.0.0.1:{port}", max_seconds=secs)
+        finally:
+            sp.stop()
+        with open(logf) as f:
+            answers = [(float(t), st) for t, st in (ln.split() for ln in f if ln.strip())]
+        rm_db(db)
+        t0 = answers[0][0]
+        # After the first 10 s, up to the last whole second before the run's deadline.
+        w0, w1 = t0 + 10, t0 + secs - 2
+        win = [st for t, st in answers if w0 <= t < w1]
+        ok, n429 = win.count("200"), win.count("429")
+        self.res["limited"] = {"rate": rate, "secs": secs, "window_s": w1 - w0,
+                               "delivered": ok / (w1 - w0), "ratio": ok / (w1 - w0) / rate,
+                               "share_429": n429 / max(1, len(win)), "n429": n429,
+                               "n": len(win), "summary": u["stderr"].splitlines()[-1],
+                               "total_429": sum(1 for _, st in answers if st == "429")}
+        lim = self.res["limited"]
+        log(f"rate-limited Space ({rate}/s, 100 ms): delivered {lim['delivered']:,.0f}/s"
+            f" after 10 s ({lim['ratio']:.2f} of R), 429s {lim['share_429'] * 100:.1f} %"
+            f" ({n429} of {len(win)}); {lim['summary']}")
+
+    def wan_figures(self, fig):
+        for w in self.res["wan"]:
+            fig(f"drain rate at {w['rtt_ms']} ms RTT (TLS, h2), defaults / LangBot's pattern",
+                f"{w['ratio']:.1f}x", ">= 10x", w["ratio"] >= 10,
+                f"{w['telespool']:,.0f}/s (peak {w['peak']} in flight; physical limit"
+                f" 128/RTT = {w['limit_telespool']:,.0f}/s) vs {w['httpx']:,.0f}/s (8 in"
+                f" flight; physical limit {w['limit_httpx']:,.0f}/s)")
+        lim = self.res["limited"]
+        fig(f"Space limited to {lim['rate']}/s (100 ms): delivered / R after the first 10 s",
+            f"{lim['ratio']:.2f}", ">= 0.8", lim["ratio"] >= 0.8,
+            f"{lim['delivered']:,.0f}/s over {lim['window_s']:.0f} s")
+        fig(f"Space limited to {lim['rate']}/s: share of 429 answers after the first 10 s",
+            f"{lim['share_429'] * 100:.1f} %", "<= 5 %", lim["share_429"] <= 0.05,
+            f"{lim['n429']} of {lim['n']}; {lim['total_429']} in the whole run")
+
     # -- the tables --
 
     def tables(self):
@@ -633,6 +746,7 @@ class Bench:
         fig("drain rate (1 POST/event, nginx) / LangBot's httpx pattern (same nginx)",
             f"{r['ratio_drain_httpx']:.1f}x", ">= 20x", r["ratio_drain_httpx"] >= 20,
             f"{r['drain']['rate']:,.0f}/s vs {r['httpx']['rate']:,.0f}/s")
+        self.wan_figures(fig)
         fig(f"uploader peak RSS draining a {biggest['n']:,}-event spool",
             f"{biggest['drain_rss_kb'] / 1024:.1f} MB", "<= 16 MB",
             biggest["drain_rss_kb"] <= 16 * 1024,
@@ -730,7 +844,28 @@ class Bench:
         chk += [f"| {c[0]} | {c[1]} | {c[2]} | {'PASS' if c[3] else 'FAIL'} |" for c in checks]
         return out, ctx, sc_out, growth, chk
 
+    def run_wan_only(self):
+        """--wan-only: the WAN and rate-limit rows alone."""
+        m = Machine()
+        subprocess.run([PY, os.path.join(HERE, "workload.py"), self.workload], check=True)
+        self.nginx.start()
+        try:
+            self.wan()
+        finally:
+            self.nginx.stop()
+        mach = m.report()
+        figs = []
+        self.wan_figures(lambda *f: figs.append(f))
+        print(f"\ntelespool benchmark (WAN rows only), {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+        print(f"machine: {mach['cpus']} CPUs; {mach['busy_cores']:.2f} cores busy on average,"
+              f" {mach['other_cores']:.2f} by other processes; nginx {self.nginx_version()}")
+        for f in figs:
+            print(f"| {f[0]} | {f[1]} | {f[2]} | {'PASS' if f[3] else 'FAIL'} | {f[4]} |")
+        return sum(1 for f in figs if not f[3])
+
     def run(self):
+        if self.a.wan_only:
+            return self.run_wan_only()
         m = Machine()
         subprocess.run([PY, os.path.join(HERE, "workload.py"), self.workload], check=True)
         self.nginx.start()
@@ -739,6 +874,7 @@ class Bench:
             self.record_rounds()
             self.durability_rounds()
             self.httpx_and_drain()
+            self.wan()
             self.contend()
             self.loop_record()
             self.scaling()
@@ -793,6 +929,7 @@ def main():
     ap.add_argument("--bench-bin", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--wan-only", action="store_true")
     args = ap.parse_args()
     b = Bench(args)
 

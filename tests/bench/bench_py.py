@@ -117,7 +117,8 @@ def bench_httpx(args):
         sem = asyncio.Semaphore(args.inflight)
         limits = httpx.Limits(max_connections=args.inflight,
                               max_keepalive_connections=args.inflight)
-        async with httpx.AsyncClient(timeout=10, limits=limits) as client:
+        verify = args.cacert or True
+        async with httpx.AsyncClient(timeout=10, limits=limits, verify=verify) as client:
             async def send(payload):
                 try:
                     r = await client.post(args.url, json=payload)
@@ -223,6 +224,7 @@ def main():
     ap.add_argument("--url")
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--inflight", type=int, default=8)
+    ap.add_argument("--cacert", default="")
     ap.add_argument("--max-events", type=int, default=0)
     ap.add_argument("--max-bytes", type=int, default=0)
     ap.add_argument("--seconds", type=float, default=8.0)

@@ -2,16 +2,17 @@
 # telespool's benchmark suite: prints one table of figures, each a ratio measured side by
 # side in this run, and how the costs grow with the spool's size.  Not part of the test run.
 #
-#   bash tests/bench/run.sh [--quick]
+#   bash tests/bench/run.sh [--quick] [--wan-only]
 #
 # --quick (about a minute on 2 cores) stops at 100,000-event spools; the full run (about
-# 3 minutes) goes to 1,000,000.  BUILD_DIR=DIR uses an existing build tree (its
-# lib/libtelespool.so and uploader/telespool-upload; a Release build gives the figures the
-# targets mean); otherwise a Release tree is built in ${TMPDIR:-/tmp}/telespool-bench-build.
+# 3 minutes) goes to 1,000,000.  --wan-only (about a minute) prints only the round-trip and
+# rate-limit rows.  BUILD_DIR=DIR uses an existing build tree (its lib/libtelespool.so and
+# uploader/telespool-upload; a Release build gives the figures the targets mean); otherwise
+# a Release tree is built in ${TMPDIR:-/tmp}/telespool-bench-build.
 # KEEP=1 keeps the scratch directory (spools, nginx logs, results.json).
 #
-# Needs, besides the build dependencies (.ci/deps): nginx-light, python3-httpx and time
-#   apt-get install nginx-light python3-httpx time
+# Needs, besides the build dependencies (.ci/deps): nginx-light, python3-httpx, time, openssl
+#   apt-get install nginx-light python3-httpx time openssl
 # A throwaway nginx is started on a free loopback port from the scratch directory and stopped
 # at the end; the system's nginx is never touched.  What each figure means: README.md here.
 set -euo pipefail
@@ -19,11 +20,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
 quick=
+wan=
 for arg in "$@"; do
   case "$arg" in
     --quick) quick=--quick ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
-    *) echo "run.sh: unknown argument '$arg' (only --quick)" >&2; exit 2 ;;
+    --wan-only) wan=--wan-only ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument '$arg' (only --quick, --wan-only)" >&2; exit 2 ;;
   esac
 done
 
@@ -72,4 +75,4 @@ cc -O2 -Wall -Wextra -o "$work/bench_record" "$here/bench_record.c" -I"$root/lib
   -L"$BUILD_DIR/lib" -Wl,-rpath,"$BUILD_DIR/lib" -ltelespool -lsqlite3 -lcjson -lpthread
 
 /usr/bin/python3 "$here/bench.py" --build-dir "$BUILD_DIR" --bench-bin "$work/bench_record" \
-  --work "$work" $quick
+  --work "$work" $quick $wan

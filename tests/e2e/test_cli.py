@@ -29,7 +29,7 @@ class CommandLine(E2E):
 
     def test_bad_options_exit_78(self):
         lb = self.langbot()
-        for args in (["--bogus"], ["--batch", "0"], ["--batch", "x"], ["--parallel", "65"],
+        for args in (["--bogus"], ["--batch", "0"], ["--batch", "x"], ["--parallel", "129"],
                      ["--max-seconds", "-1"], ["stray-argument"], ["--max-seconds"],
                      ["--json"]):
             with self.subTest(args=args):

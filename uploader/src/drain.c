@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "concurrency.h"
 #include "config.h"
 #include "curl_api.h"
 #include "http.h"
@@ -51,6 +52,12 @@
 #define KEY_RETRY_AFTER "retry_after_until" /* Space said wait until (ms) */
 #define KEY_DOWN_UNTIL  "down_until"        /* Space looked down until (ms) */
 #define KEY_DOWN_COUNT  "down_count"        /* consecutive down runs */
+#define KEY_CONCURRENCY "concurrency" /* last run's "level peak cuts mode" */
+/* When the last run that had something to send began (ms). */
+#define KEY_LAST_RUN "last_run_at"
+/* A Retry-After up to this long is waited out within the run (if the run
+ * has the time) instead of ending it. */
+#define PAUSE_MAX_MS (60LL * 1000)
 
 struct run {
 	const tsu_options *o;
@@ -75,13 +82,16 @@ struct run {
 
 	/* A config being rewritten, Space refusing a whole endpoint, and
 	 * the --auth-command helper's tokens. */
-	int config_unsettled; /* it failed to load: maybe being rewritten */
-	int config_changed;   /* it names another space.url now */
-	unsigned endpoint_ok; /* bit per endpoint_index(): accepted one */
-	int64_t refused;      /* rows kept after an endpoint-wide refusal */
-	char refusal[200];    /* what Space answered, for the run's detail */
-	int refused_endpoint; /* endpoint_index() of that answer */
-	tsu_auth *auth;       /* the helper's tokens, or NULL */
+	int config_unsettled;  /* it failed to load: maybe being rewritten */
+	int config_changed;    /* it names another space.url now */
+	unsigned endpoint_ok;  /* bit per endpoint_index(): accepted one */
+	int64_t refused;       /* rows kept after an endpoint-wide refusal */
+	char refusal[200];     /* what Space answered, for the run's detail */
+	int refused_endpoint;  /* endpoint_index() of that answer */
+	tsu_auth *auth;        /* the helper's tokens, or NULL */
+	tsu_cc cc;             /* requests in flight (adaptive or --parallel) */
+	int64_t throttle_wait; /* ms Space asked us to wait, last batch */
+	int pauses;            /* Retry-After waits sat out within the run */
 };
 
 static void say(const char *fmt, ...)
@@ -458,10 +468,14 @@ static int64_t judge(struct run *r, const telespool__batch *b, tsu_request *req,
 			r->rec.dead++;
 		} else {
 			oc->verdict = TELESPOOL__RETRY;
+			/* Space said when (Retry-After, the floor below): the
+			 * row's own exponential backoff is for failures. */
 			oc->next_attempt_ms =
-			    now +
-			    tsu_backoff_ms(it->attempts, TSU_BACKOFF_BASE_MS,
-					   TSU_BACKOFF_CAP_MS, random64());
+			    now + (ra > 0 ? 0
+					  : tsu_backoff_ms(it->attempts,
+							   TSU_BACKOFF_BASE_MS,
+							   TSU_BACKOFF_CAP_MS,
+							   random64()));
 			r->rec.retried++;
 			r->any_retry = 1;
 		}
@@ -727,6 +741,7 @@ static int send_batch(struct run *r, telespool__batch *b)
 		int64_t wait =
 		    retry_after > 0 ? retry_after : TSU_BACKOFF_BASE_MS;
 		set_state_ms(r, KEY_RETRY_AFTER, now + wait);
+		r->throttle_wait = retry_after; /* 0 without a Retry-After */
 		r->rec.outcome = "throttled";
 		snprintf(r->detail, sizeof(r->detail),
 			 "Space asked to slow down; next try after %" PRId64
@@ -900,7 +915,7 @@ static int start_http(struct run *r)
 	ho.proxy = r->cfg.proxy;
 	ho.noproxy = r->cfg.noproxy;
 	ho.cacert = r->o->cacert;
-	ho.max_in_flight = r->o->max_in_flight;
+	ho.cc = &r->cc;
 	ho.verbose = r->o->verbose;
 	char err[512];
 	if (tsu_curl_load(err, sizeof(err)) != 0) {
@@ -927,6 +942,100 @@ static int due_left(struct run *r)
 	left = b.n > 0;
 	telespool__batch_free(&b);
 	return left;
+}
+
+/*
+ * Space answered 429/503 with a Retry-After of at most PAUSE_MAX_MS (a
+ * throttle without one still ends the run): sit it out here, asking
+ * must_stop() every 100 ms, rather than end the run and leave the backlog
+ * to the next one.  Returns 1 when the wait is over and the run goes on,
+ * 0 when the run must end (the wait is too long or outlasts the run, a
+ * signal, an opt-out); the run-wide wait stays stored either way.
+ */
+static int sit_out_retry_after(struct run *r)
+{
+	int64_t wait = r->throttle_wait;
+	int64_t until = tsu_monotonic_ms() + wait;
+
+	r->throttle_wait = 0;
+	if (wait > PAUSE_MAX_MS || until >= r->deadline)
+		return 0;
+	while (tsu_monotonic_ms() < until) {
+		struct timespec ts = {0, 100 * 1000000L};
+		if ((r->stop && *r->stop) || must_stop(r))
+			return 0;
+		nanosleep(&ts, NULL);
+	}
+	if ((r->stop && *r->stop) || must_stop(r))
+		return 0;
+	set_state_ms(r, KEY_RETRY_AFTER, 0);
+	r->rec.outcome = NULL;
+	r->detail[0] = '\0';
+	r->pauses++;
+	return 1;
+}
+
+/* A recent run that was cut: this one's slow start ends where it settled. */
+static void resume_concurrency(struct run *r, int64_t prev_run, int64_t now)
+{
+	char *v = NULL;
+	int level = 0, peak = 0, cuts = 0;
+	char mode[16] = "";
+
+	if (prev_run <= 0 || now - prev_run < 0 ||
+	    now - prev_run > TSU_CC_MEMORY_MS)
+		return;
+	if (telespool__state_get(r->sp, KEY_CONCURRENCY, &v) == TELESPOOL_OK &&
+	    v && sscanf(v, "%d %d %d %15s", &level, &peak, &cuts, mode) == 4 &&
+	    cuts > 0 && strcmp(mode, "adaptive") == 0)
+		tsu_cc_resume(&r->cc, level);
+	telespool_free(v);
+}
+
+/* Where the limit of requests in flight ended, for the summary and for
+ * --status (uploader_state "concurrency": "level peak cuts mode"). */
+static void note_concurrency(struct run *r)
+{
+	char v[64];
+	snprintf(v, sizeof(v), "%d %d %d %s", tsu_cc_limit(&r->cc), r->cc.peak,
+		 r->cc.cuts, r->cc.pinned ? "fixed" : "adaptive");
+	telespool__state_set(r->sp, KEY_CONCURRENCY, v);
+}
+
+static const char *iso_text(int64_t ms)
+{
+	static char t[32];
+	iso(ms, t);
+	return t;
+}
+
+/*
+ * Puts back the rows of b recorded after cutoff (catch-up pacing): their
+ * leases are released, nothing is charged, b keeps the older rows.
+ * Returns how many were put back, or -1 if the spool failed.
+ */
+static int keep_until(struct run *r, telespool__batch *b, int64_t cutoff)
+{
+	size_t k = 0;
+	while (k < b->n && b->items[k].created_ms <= cutoff)
+		k++;
+	if (k == b->n)
+		return 0;
+	size_t n = b->n - k;
+	telespool__outcome *rel = calloc(n, sizeof(*rel));
+	if (rel == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		rel[i].id = b->items[k + i].id;
+		rel[i].verdict = TELESPOOL__RELEASE;
+		rel[i].lease_until = b->items[k + i].lease_until;
+	}
+	int rc = telespool__finish(r->sp, rel, n, telespool__now_ms());
+	free(rel);
+	for (size_t i = k; i < b->n; i++)
+		free(b->items[i].body);
+	b->n = k;
+	return rc == TELESPOOL_OK ? (int)n : -1;
 }
 
 /* The batches.  Returns an exit code. */
@@ -959,6 +1068,14 @@ static int drain(struct run *r)
 			r->pending_at_start = st.pending;
 	}
 
+	/* Catch-up pacing (concurrency.h): how far into an old backlog this
+	 * run goes, from when the last run began.  A manual flush
+	 * (--ignore-backoff) sends everything. */
+	int64_t prev_run = state_ms(r, KEY_LAST_RUN);
+	int64_t cutoff = INT64_MAX;
+	int caught_up = 0;
+	resume_concurrency(r, prev_run, now);
+
 	/* The first batch of a run is small: if Space is down we learn it
 	 * from a handful of requests, not from a hundred timeouts. */
 	int first = 1;
@@ -969,11 +1086,12 @@ static int drain(struct run *r)
 			break;
 		if (tsu_monotonic_ms() >= r->deadline)
 			break;
+		int level = tsu_cc_limit(&r->cc);
+		/* With --parallel, --batch is exact (the rows one kill can
+		 * leave claimed); adaptive, it is a floor. */
 		int max = probe   ? 1
-			  : first ? (r->o->max_in_flight < r->o->batch
-					 ? r->o->max_in_flight
-					 : r->o->batch)
-				  : r->o->batch;
+			  : first ? (level < r->o->batch ? level : r->o->batch)
+				  : tsu_cc_batch(&r->cc, r->o->batch);
 		telespool__batch b;
 		now = telespool__now_ms();
 		int rc = telespool__claim(r->sp, now, TSU_LEASE_MS, HORIZON_MS,
@@ -982,6 +1100,26 @@ static int drain(struct run *r)
 			return spool_failed(r, rc);
 		if (b.n == 0)
 			break;
+		if (first) {
+			/* Written only once there is something to send: a
+			 * run that cannot claim (a damaged file) writes
+			 * nothing. */
+			set_state_ms(r, KEY_LAST_RUN, now);
+			if (!r->o->ignore_backoff)
+				cutoff = tsu_catchup_cutoff_ms(
+				    b.items[0].created_ms, prev_run, now);
+		}
+		int rc_keep = keep_until(r, &b, cutoff);
+		if (rc_keep < 0) {
+			telespool__batch_free(&b);
+			return spool_failed(r, TELESPOOL_ERROR);
+		}
+		if (rc_keep > 0)
+			caught_up = 1; /* this batch is the run's last */
+		if (b.n == 0) {
+			telespool__batch_free(&b);
+			break;
+		}
 		if (r->http == NULL && start_http(r) != 0) {
 			telespool__outcome *rel = calloc(b.n, sizeof(*rel));
 			for (size_t i = 0; rel && i < b.n; i++) {
@@ -1010,7 +1148,10 @@ static int drain(struct run *r)
 		if (go == 0 && r->config_unsettled && r->rec.outcome == NULL &&
 		    settle(r))
 			continue; /* the rewrite is over and did not opt out */
-		if (go == 0)
+		/* Waited out a Retry-After: on, with a lower limit. */
+		if (go == 0 && r->throttle_wait > 0 && sit_out_retry_after(r))
+			go = 1;
+		if (go == 0 || caught_up)
 			break;
 		probe = 0; /* a probe went through: Space is back */
 		first = 0;
@@ -1051,6 +1192,11 @@ static int drain(struct run *r)
 		    "--max-seconds reached; the rest waits for the next run");
 		return TSU_EXIT_TEMPFAIL;
 	}
+	if (r->rec.outcome == NULL && caught_up)
+		snprintf(r->detail, sizeof(r->detail),
+			 "catching up: events recorded after %s wait for the "
+			 "next run",
+			 iso_text(cutoff));
 	if (r->rec.outcome == NULL)
 		r->rec.outcome = r->attempted ? "ok" : "nothing_due";
 	/* Events given back unsent (and not sent since) wait for a later
@@ -1075,6 +1221,7 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 	r.watch_fd = -1;
 	r.o = o;
 	r.stop = stop;
+	tsu_cc_init(&r.cc, o->max_in_flight, 0);
 	r.start_mono = tsu_monotonic_ms();
 	r.deadline =
 	    r.start_mono + 1000LL * (o->max_seconds > 0 ? o->max_seconds
@@ -1175,14 +1322,27 @@ end:
 	if (r.rec.outcome == NULL)
 		r.rec.outcome = "ok";
 	r.rec.detail = r.detail;
+	/* Before run_end: the run's record stays the last write. */
+	if (r.http)
+		note_concurrency(&r);
 	telespool__run_end(r.sp, r.run_id, telespool__now_ms(), &r.rec);
 	if (o->progress)
 		fputc('\n', stderr);
+	/* The level of concurrency rides in the detail part of the line, so
+	 * that the line keeps its documented shape. */
+	char level[96] = "";
+	if (r.http)
+		snprintf(level, sizeof(level),
+			 "%s%d in flight (%s, peak %d%s%s)",
+			 r.detail[0] ? "; " : "", tsu_cc_limit(&r.cc),
+			 r.cc.pinned ? "fixed" : "adaptive", r.cc.peak,
+			 r.cc.cuts ? ", cut" : "",
+			 r.pauses ? ", waited out Retry-After" : "");
 	say("%s: sent %" PRId64 ", retried %" PRId64 ", dead %" PRId64
-	    ", purged %" PRId64 " in %.1f s%s%s",
+	    ", purged %" PRId64 " in %.1f s%s%s%s",
 	    r.rec.outcome, r.rec.sent, r.rec.retried, r.rec.dead, r.rec.purged,
 	    (double)(tsu_monotonic_ms() - r.start_mono) / 1000.0,
-	    r.detail[0] ? " - " : "", r.detail);
+	    r.detail[0] || level[0] ? " - " : "", r.detail, level);
 done:
 	tsu_auth_free(r.auth); /* wipes the helper's tokens */
 	tsu_http_free(r.http);

@@ -16,7 +16,7 @@
 
 /* Defaults of the tunables below. */
 #define TSU_DEFAULT_BATCH        100
-#define TSU_DEFAULT_IN_FLIGHT    4
+#define TSU_DEFAULT_IN_FLIGHT    0 /* adaptive (concurrency.h) */
 #define TSU_DEFAULT_MAX_ATTEMPTS 30
 #define TSU_DEFAULT_MAX_AGE_MS   (7LL * 86400 * 1000)
 #define TSU_DEFAULT_RETENTION_MS (7LL * 86400 * 1000)
@@ -35,8 +35,8 @@ typedef struct tsu_options {
 	int ignore_backoff;
 	int dry_run;
 	int verbose;
-	int batch;            /* rows claimed per batch */
-	int max_in_flight;    /* parallel requests */
+	int batch;            /* rows claimed per batch, at least */
+	int max_in_flight;    /* parallel requests; 0 = adaptive */
 	int max_attempts;     /* then dead */
 	int64_t max_age_ms;   /* then dead */
 	int64_t retention_ms; /* sent/dead rows kept this long */

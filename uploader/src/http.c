@@ -1,13 +1,16 @@
 /*
  * http.c - the uploader's HTTP transport on libcurl's multi interface.
  *
- * One CURLM and a fixed pool of max_in_flight easy handles live as long as
- * the tsu_http, so the connections in the multi's cache survive from one
+ * One CURLM and a pool of easy handles (max_in_flight, or the controller's
+ * ceiling; each created when first needed) live as long as the tsu_http,
+ * so the connections in the multi's cache survive from one
  * tsu_http_perform() to the next (HTTP/1.1 keep-alive, or one HTTP/2
- * connection multiplexing the requests when Space offers h2 over TLS).
+ * connection multiplexing the requests when Space offers h2 over TLS:
+ * CURLOPT_PIPEWAIT makes a new request over TLS wait for its ALPN
+ * answer instead of opening connections of its own).
  * Every exchange is bounded: connect and total time, a low-speed floor, and
  * the number of response bytes kept.  Requests are added to the multi one
- * per free easy handle, so at most max_in_flight are ever in flight.
+ * per free easy handle while fewer than the limit are in flight.
  *
  * Signals: CURLOPT_NOSIGNAL is set (no alarm() around name resolution,
  * which would be unsafe with the uploader's own handlers; the threaded
@@ -41,7 +44,7 @@
 #define DEF_LOW_SPEED_BYTES    1L
 #define DEF_LOW_SPEED_SECONDS  10L
 #define DEF_MAX_IN_FLIGHT      4
-#define MAX_MAX_IN_FLIGHT      64
+#define MAX_MAX_IN_FLIGHT      TSU_CC_CEILING
 #define POLL_SLICE_MS          100 /* *stop and the deadline are looked at this often */
 
 /* One easy handle of the pool and the request it is carrying, if any. */
@@ -52,6 +55,7 @@ struct slot {
 	size_t cap;                 /* bytes allocated at req->response */
 	int oom;                    /* the write callback ran out of memory */
 	int64_t started_ms;
+	int64_t started_us; /* for the controller */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -59,6 +63,9 @@ struct tsu_http {
 	CURLM *multi;
 	struct slot *slots;
 	int nslots;
+	tsu_cc *cc;                /* or NULL: all nslots may be in flight */
+	tsu_http_options opts;     /* for handles created later */
+	char *user_agent, *cacert; /* opts' strings, owned */
 	int verbose;
 	char *token_header;      /* "X-LangBot-Telemetry-Token: ...", or NULL */
 	int (*check)(void *ctx); /* non-zero: abort (tsu_http_set_check) */
@@ -75,6 +82,15 @@ int64_t tsu_monotonic_ms(void)
 	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
 		return 0;
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t monotonic_us(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+		return 0;
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* Header values must not smuggle extra header lines into the request. */
@@ -220,6 +236,10 @@ static int setup_easy(CURL *e, struct slot *s, const tsu_http_options *o)
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
 	/* h2 only where ALPN negotiates it; plain http:// stays HTTP/1.1. */
 	SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	/* Answers and bodies are small: the smallest buffers libcurl takes
+	 * (1 KiB to receive, 16 KiB to send) keep 128 handles cheap. */
+	SET(CURLOPT_BUFFERSIZE, 1024L);
+	SET(CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
 	SET(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
 	SET(CURLOPT_TIMEOUT_MS, request_ms);
 	SET(CURLOPT_LOW_SPEED_LIMIT, low_bytes);
@@ -247,10 +267,25 @@ static int setup_easy(CURL *e, struct slot *s, const tsu_http_options *o)
 	return c == CURLE_OK ? 0 : -1;
 }
 
+/* Creates the slot's easy handle the first time it is needed. */
+static int easy_of(tsu_http *h, struct slot *s)
+{
+	if (s->easy)
+		return 0;
+	s->easy = tsu_curl.easy_init();
+	if (!s->easy || setup_easy(s->easy, s, &h->opts) != 0) {
+		if (s->easy)
+			tsu_curl.easy_cleanup(s->easy);
+		s->easy = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 int tsu_http_new(tsu_http **out, const tsu_http_options *opts)
 {
 	tsu_http *h;
-	int n, i;
+	int n;
 	CURLMcode mc = CURLM_OK;
 
 	if (!out)
@@ -261,7 +296,9 @@ int tsu_http_new(tsu_http **out, const tsu_http_options *opts)
 	if ((opts->token && !header_value_ok(opts->token)) ||
 	    (opts->user_agent && !header_value_ok(opts->user_agent)))
 		return -1;
-	n = opts->max_in_flight > 0 ? opts->max_in_flight : DEF_MAX_IN_FLIGHT;
+	n = opts->cc                  ? opts->cc->ceiling
+	    : opts->max_in_flight > 0 ? opts->max_in_flight
+				      : DEF_MAX_IN_FLIGHT;
 	if (n > MAX_MAX_IN_FLIGHT)
 		n = MAX_MAX_IN_FLIGHT;
 
@@ -280,9 +317,17 @@ int tsu_http_new(tsu_http **out, const tsu_http_options *opts)
 	}
 	h->verbose = opts->verbose;
 	h->watch_fd = -1;
+	h->cc = opts->cc;
+	h->opts = *opts;
+	h->opts.token = NULL; /* kept as token_header */
+	h->user_agent = opts->user_agent ? strdup(opts->user_agent) : NULL;
+	h->cacert = opts->cacert ? strdup(opts->cacert) : NULL;
+	h->opts.user_agent = h->user_agent;
+	h->opts.cacert = h->cacert;
 	h->slots = calloc((size_t)n, sizeof *h->slots);
 	h->multi = tsu_curl.multi_init();
-	if (!h->slots || !h->multi)
+	if (!h->slots || !h->multi || (opts->user_agent && !h->user_agent) ||
+	    (opts->cacert && !h->cacert))
 		goto fail;
 	h->nslots = n;
 	if (opts->token && *opts->token) {
@@ -305,12 +350,10 @@ int tsu_http_new(tsu_http **out, const tsu_http_options *opts)
 					   (long)n);
 	if (mc != CURLM_OK)
 		goto fail;
-	for (i = 0; i < n; i++) {
-		h->slots[i].easy = tsu_curl.easy_init();
-		if (!h->slots[i].easy ||
-		    setup_easy(h->slots[i].easy, &h->slots[i], opts) != 0)
-			goto fail;
-	}
+	/* The first handle now, so that a setup failure shows here; the
+	 * others when the limit first reaches them. */
+	if (easy_of(h, &h->slots[0]) != 0)
+		goto fail;
 	*out = h;
 	return 0;
 fail:
@@ -328,11 +371,14 @@ void tsu_http_free(tsu_http *h)
 		struct slot *s = &h->slots[i];
 		/* Handles are only in the multi during tsu_http_perform(). */
 		tsu_curl.slist_free_all(s->headers);
-		tsu_curl.easy_cleanup(s->easy);
+		if (s->easy)
+			tsu_curl.easy_cleanup(s->easy);
 	}
 	tsu_curl.multi_cleanup(h->multi); /* closes the cached connections */
 	free(h->slots);
 	free(h->token_header);
+	free(h->user_agent);
+	free(h->cacert);
 	free(h);
 	tsu_curl.global_cleanup();
 }
@@ -549,6 +595,14 @@ static int start(tsu_http *h, struct slot *s, tsu_request *r)
 		c = tsu_curl.easy_setopt(s->easy, CURLOPT_POSTFIELDS, body);
 	if (c == CURLE_OK)
 		c = tsu_curl.easy_setopt(s->easy, CURLOPT_HTTPHEADER, l);
+	/* Over TLS, wait for the first connection's ALPN answer rather than
+	 * open one connection per request: with h2 they all share it.  Not
+	 * over plain HTTP, where libcurl would only learn it from the first
+	 * answer, so one slow answer would hold up every other request. */
+	if (c == CURLE_OK)
+		c = tsu_curl.easy_setopt(
+		    s->easy, CURLOPT_PIPEWAIT,
+		    strncasecmp(r->url, "https://", 8) == 0 ? 1L : 0L);
 	if (c != CURLE_OK) {
 		tsu_curl.slist_free_all(l);
 		fail_request(r, tsu_curl.easy_strerror(c));
@@ -560,6 +614,7 @@ static int start(tsu_http *h, struct slot *s, tsu_request *r)
 	s->oom = 0;
 	s->errbuf[0] = '\0';
 	s->started_ms = tsu_monotonic_ms();
+	s->started_us = monotonic_us();
 	return 0;
 oom:
 	free(key);
@@ -625,6 +680,7 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 {
 	size_t next = 0, done = 0, i;
 	int active = 0;
+	int held = 0; /* Space answered 429/503: start no more */
 	const char *why = NULL;
 	CURLMcode mc = CURLM_OK;
 
@@ -638,13 +694,21 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 		int running, left;
 		CURLMsg *m;
 
-		/* Fill the free handles; the others wait their turn. */
-		for (i = 0; i < (size_t)h->nslots && next < n;) {
+		/* Fill the free handles up to the limit; the others wait. */
+		int cap = held ? 0 : h->cc ? tsu_cc_limit(h->cc) : h->nslots;
+		for (i = 0;
+		     i < (size_t)h->nslots && next < n && active < cap;) {
 			struct slot *s = &h->slots[i];
 			tsu_request *r;
 			if (s->req) {
 				i++;
 				continue;
+			}
+			if (easy_of(h, s) != 0) {
+				if (active > 0)
+					break; /* go on with fewer */
+				mc = CURLM_OUT_OF_MEMORY;
+				goto fail;
 			}
 			r = &reqs[next++];
 			if (start(h, s, r) != 0) {
@@ -674,6 +738,23 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 			s = (struct slot *)(void *)priv;
 			finish(s, m->data.result);
 			log_outcome(h, s->req, s->started_ms);
+			tsu_cc_signal sig =
+			    tsu_cc_signal_of(s->req->transport, s->req->status);
+			if (sig == TSU_CC_THROTTLED)
+				held = 1;
+			if (h->cc) {
+				long v = 0;
+				/* HTTP/1.x: a connection per request. */
+				if (s->req->transport == TSU_NET_OK &&
+				    tsu_curl.easy_getinfo(s->easy,
+							  CURLINFO_HTTP_VERSION,
+							  &v) == CURLE_OK &&
+				    (v == CURL_HTTP_VERSION_1_0 ||
+				     v == CURL_HTTP_VERSION_1_1))
+					tsu_cc_cap(h->cc, TSU_CC_CEILING_H1);
+				tsu_cc_sample(h->cc, sig, s->started_us,
+					      monotonic_us(), active);
+			}
 			tsu_curl.multi_remove_handle(h->multi, s->easy);
 			release_slot(s);
 			active--;
@@ -684,7 +765,13 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 		why = halted(h, deadline_ms, stop);
 		if (why)
 			break;
-		if (active < h->nslots && next < n)
+		if (held && active == 0) {
+			why = "not sent: Space asked to slow down";
+			break;
+		}
+		if (!held &&
+		    active < (h->cc ? tsu_cc_limit(h->cc) : h->nslots) &&
+		    next < n)
 			continue; /* a handle came free: start the next at once */
 		{
 			int wait_ms = POLL_SLICE_MS;

@@ -9,11 +9,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "concurrency.h"
 #include "policy.h"
 
 #define TSU_HTTP_MAX_RESPONSE (64 * 1024) /* bytes of response body kept */
 
-/* A field left 0 takes its default; max_in_flight is capped at 64. */
+/* A field left 0 takes its default; max_in_flight is capped at
+ * TSU_CC_CEILING. */
 typedef struct tsu_http_options {
 	const char *user_agent;  /* "telespool/<version>" */
 	const char *token;       /* X-LangBot-Telemetry-Token, or NULL; sent
@@ -27,8 +29,10 @@ typedef struct tsu_http_options {
 	long request_timeout_ms; /* whole request; default 10000 (LangBot's) */
 	long low_speed_bytes;    /* abort if slower than this ... */
 	long low_speed_seconds;  /* ... for this long; defaults 1 B/s, 10 s */
-	int max_in_flight;       /* default 4 */
-	int verbose;             /* log requests to stderr */
+	int max_in_flight;       /* default 4; ignored with cc */
+	tsu_cc *cc;  /* borrowed, or NULL: decides how many are in flight and
+	                 learns from every finished request */
+	int verbose; /* log requests to stderr */
 } tsu_http_options;
 
 /* One POST and its outcome. */
@@ -64,8 +68,11 @@ typedef struct tsu_http tsu_http;
 int tsu_http_new(tsu_http **out, const tsu_http_options *opts);
 
 /*
- * Performs the n requests, at most max_in_flight at once, reusing
- * connections.  Returns when every request has an outcome, or when
+ * Performs the n requests, at most max_in_flight (or the controller's
+ * limit, asked before each start) at once, reusing connections.  Once an
+ * answer is 429 or 503, no further request is started: those in flight
+ * finish, the others end TSU_NET_ABORTED ("not sent: Space asked to slow
+ * down"), so that a Retry-After is not answered with the rest of a batch.  Returns when every request has an outcome, or when
  * deadline_ms (CLOCK_MONOTONIC, ms; 0 = none) passes or *stop becomes
  * non-zero (may be NULL): the unfinished ones get TSU_NET_ABORTED.
  * Redirects are not followed (a 3xx is an answer).  A request that cannot

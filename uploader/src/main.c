@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "concurrency.h"
 #include "drain.h"
 #include "http.h"
 #include "status.h"
@@ -70,8 +71,14 @@ static void usage(FILE *f)
 	      "                      an Authorization: Bearer token on\n"
 	      "                      telemetry events that name a workspace\n"
 	      "                      (default: no Authorization header)\n"
-	      "  --batch N           events claimed per batch (default: 100)\n"
-	      "  --parallel N        requests in flight at once (default: 4)\n"
+	      "  --batch N           events claimed per batch (default: 100; "
+	      "more over\n"
+	      "                      long round trips: 4 per request in "
+	      "flight)\n"
+	      "  --parallel N        requests in flight at once, fixed "
+	      "(1..128; default:\n"
+	      "                      adaptive, from 4 up to 128, 32 over "
+	      "HTTP/1.x)\n"
 	      "  --verbose           log each request and failure (never "
 	      "bodies,\n"
 	      "                      except with --dry-run)\n"
@@ -373,7 +380,7 @@ int main(int argc, char **argv)
 				return TSU_EXIT_CONFIG;
 			break;
 		case OPT_PAR:
-			if (parse_int(optarg, "--parallel", 1, 64,
+			if (parse_int(optarg, "--parallel", 1, TSU_CC_CEILING,
 				      &o.max_in_flight))
 				return TSU_EXIT_CONFIG;
 			break;

@@ -48,6 +48,24 @@ static void wait_of(telespool *sp, const char *key, int64_t now, char *out)
 	telespool_free(v);
 }
 
+/* The last run's concurrency (uploader_state "concurrency", written by
+ * drain.c: "level peak cuts mode"); have = 0 when no run has sent yet. */
+static struct {
+	int have, level, peak, cuts;
+	char mode[16];
+} inflight;
+
+static void read_inflight(telespool *sp)
+{
+	char *v = NULL;
+	inflight.have = 0;
+	if (telespool__state_get(sp, "concurrency", &v) == TELESPOOL_OK && v)
+		inflight.have =
+		    sscanf(v, "%d %d %d %15s", &inflight.level, &inflight.peak,
+			   &inflight.cuts, inflight.mode) == 4;
+	telespool_free(v);
+}
+
 static void print_text(const telespool__status *s, const tsu_options *o,
 		       const tsu_config *cfg, const char *cfg_err,
 		       const char *throttled, const char *down)
@@ -115,6 +133,11 @@ static void print_text(const telespool__status *s, const tsu_options *o,
 			   ? "refused     "
 			   : "server down ",
 		       down);
+	if (inflight.have)
+		printf("in flight    %d at the end of the last sending run "
+		       "(%s, peak %d, cut %d time%s)\n",
+		       inflight.level, inflight.mode, inflight.peak,
+		       inflight.cuts, inflight.cuts == 1 ? "" : "s");
 	if (s->n_drops == 0) {
 		printf("drops        none\n");
 	} else {
@@ -203,6 +226,15 @@ static void print_json(const telespool__status *s, const tsu_options *o,
 					s->purge_incomplete);
 	else
 		cJSON_AddNullToObject(j, "purge_incomplete_since");
+	if (inflight.have) {
+		cJSON *f = cJSON_AddObjectToObject(j, "in_flight");
+		cJSON_AddNumberToObject(f, "level", inflight.level);
+		cJSON_AddNumberToObject(f, "peak", inflight.peak);
+		cJSON_AddNumberToObject(f, "cuts", inflight.cuts);
+		cJSON_AddStringToObject(f, "mode", inflight.mode);
+	} else {
+		cJSON_AddNullToObject(j, "in_flight");
+	}
 	cJSON *d = cJSON_AddObjectToObject(j, "drops");
 	for (size_t i = 0; i < s->n_drops; i++)
 		cJSON_AddNumberToObject(d, s->drops[i].reason,
@@ -264,6 +296,7 @@ int tsu_status(const tsu_options *o, int json)
 	char throttled[32], down[32];
 	wait_of(sp, "retry_after_until", now, throttled);
 	wait_of(sp, "down_until", now, down);
+	read_inflight(sp);
 	if (rc != TELESPOOL_OK) {
 		fprintf(stderr, "telespool-upload: cannot read %s: %s\n",
 			o->db_path, why);
