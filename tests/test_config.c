@@ -333,6 +333,16 @@ static void test_bools(void)
 	    "!custom x",
 	    "=",
 	    "!!python/none ''",
+	    /* Strings to PyYAML: ".<digit>" starts its float, "._" does not. */
+	    "._",
+	    "._0",
+	    "._e+1",
+	    /* No digit after 0b / 0x, or "._" tagged as a float: PyYAML
+	     * raises, LangBot cannot load its config and sends nothing. */
+	    "0b_",
+	    "-0x__",
+	    "!!int 0b_",
+	    "!!float ._",
 	    /* Non-empty collections. */
 	    "[true]",
 	    "[false]",

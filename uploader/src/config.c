@@ -343,6 +343,16 @@ static int all_in(const char *s, size_t n, const char *set)
 	return 1;
 }
 
+/* Some decimal or hex digit in s[0..n): PyYAML's int() of "0b_" or "0x_"
+ * (underscores dropped) raises, so those are no number it can build. */
+static int any_digit(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] != '_')
+			return 1;
+	return 0;
+}
+
 /* No digit of s[0..n) other than '0' (underscores, signs, ':' ignored). */
 static int all_zero(const char *s, size_t n)
 {
@@ -390,13 +400,14 @@ static int yaml_int(const char *s, size_t n, int *zero)
 	if (n == 0)
 		return 0;
 	if (n > 2 && s[0] == '0' && s[1] == 'b') {
-		if (!all_in(s + 2, n - 2, "01_"))
+		if (!all_in(s + 2, n - 2, "01_") || !any_digit(s + 2, n - 2))
 			return 0;
 		*zero = all_zero(s + 2, n - 2);
 		return 1;
 	}
 	if (n > 2 && s[0] == '0' && s[1] == 'x') {
-		if (!all_in(s + 2, n - 2, "0123456789abcdefABCDEF_"))
+		if (!all_in(s + 2, n - 2, "0123456789abcdefABCDEF_") ||
+		    !any_digit(s + 2, n - 2))
 			return 0;
 		*zero = all_zero(s + 2, n - 2);
 		return 1;
@@ -430,7 +441,7 @@ static size_t digits_(const char *s, size_t n, size_t *i)
 /*
  * PyYAML's float resolver:
  *   [-+]?[0-9][0-9_]*\.[0-9_]*([eE][-+][0-9]+)?
- *   \.[0-9_]+([eE][-+][0-9]+)?
+ *   \.[0-9][0-9_]*([eE][-+][0-9]+)?
  *   [-+]?[0-9][0-9_]*(:[0-5]?[0-9])+\.[0-9_]*
  *   [-+]?\.(inf|Inf|INF)   \.(nan|NaN|NAN)
  */
@@ -455,8 +466,9 @@ static int yaml_float(const char *s, size_t n, int *zero)
 		if (sign)
 			return 0;
 		i++;
-		if (digits_(s, n, &i) == 0)
+		if (i >= n || !is_dec(s[i])) /* "._" is a string */
 			return 0;
+		digits_(s, n, &i);
 	} else {
 		if (i >= n || !is_dec(s[i]))
 			return 0;
