@@ -100,6 +100,14 @@ static void t_token_and_cache(void)
 	ASSERT_EQ(tsu_auth_get(a, "ws", &v, err, sizeof err), 0);
 	ASSERT_TRUE(v == NULL);
 	tsu_auth_free(a);
+
+	/* Exactly the cap is still accepted. */
+	a = tsu_auth_new(
+	    script("cap.sh", "head -c 16383 /dev/zero | tr '\\0' a; echo\n"),
+	    0);
+	ASSERT_EQ(tsu_auth_get(a, "ws", &v, err, sizeof err), 0);
+	ASSERT_TRUE(v != NULL && strlen(v) == 7 + 16383);
+	tsu_auth_free(a);
 }
 
 static void t_failures(void)
@@ -114,6 +122,10 @@ static void t_failures(void)
 	    {"printf 'sekrit\\001\\n'\n", "control or non-ASCII"},
 	    {"printf 'sekrit\\303\\251\\n'\n", "control or non-ASCII"},
 	    {"head -c 40000 /dev/zero | tr '\\0' a\n", "more than 16384 bytes"},
+	    /* The cap is the documented one, not the buffer's next size. */
+	    {"head -c 16385 /dev/zero | tr '\\0' a\n", "more than 16384 bytes"},
+	    /* A NUL would cut the token short without a word. */
+	    {"printf 'tok\\000sekrit\\n'\n", "control or non-ASCII"},
 	};
 	const char *v;
 	char err[256];

@@ -193,10 +193,8 @@ static int run_helper(tsu_auth *a, const char *workspace, char **out,
 		if (n <= 0)
 			continue;
 		if (len + 1 >= cap) {
-			if (cap > TSU_AUTH_MAX_OUTPUT) {
-				too_long = 1;
-				break;
-			}
+			/* len <= TSU_AUTH_MAX_OUTPUT here, so cap stays
+			 * below twice that. */
 			char *nb = malloc(cap * 2);
 			if (!nb)
 				break;
@@ -212,6 +210,10 @@ static int run_helper(tsu_auth *a, const char *workspace, char **out,
 		if (r <= 0)
 			break;
 		len += (size_t)r;
+		if (len > TSU_AUTH_MAX_OUTPUT) {
+			too_long = 1;
+			break;
+		}
 	}
 	close(fds[0]);
 	if (timed_out || too_long)
@@ -243,11 +245,12 @@ static int run_helper(tsu_auth *a, const char *workspace, char **out,
 static int to_value(const char *out, size_t len, char **value, char *err,
 		    size_t errlen)
 {
-	size_t n = strcspn(out, "\n"), a, b;
+	/* By length: a NUL in the line is a control character, never the
+	 * end of the token. */
+	const char *nl = memchr(out, '\n', len);
+	size_t n = nl ? (size_t)(nl - out) : len, a, b;
 	char *v;
 
-	if (n > len)
-		n = len;
 	*value = NULL;
 	tsu_py_strip(out, n, &a, &b);
 	if (b - a >= 7 && strncasecmp(out + a, "Bearer ", 7) == 0) {
