@@ -168,6 +168,13 @@ static void t_timeout(void)
 	ASSERT_CONTAINS(err, "timed out after 300 ms");
 	tsu_auth_free(a);
 
+	/* The helper exits, a child it left behind keeps its stdout open:
+	 * what the helper printed counts, without waiting for the child. */
+	a = tsu_auth_new(script("bg.sh", "echo tok\nsleep 5 &\n"), 2000);
+	ASSERT_EQ(tsu_auth_get(a, "ws", &v, err, sizeof err), 0);
+	ASSERT_STREQ(v, "Bearer tok");
+	tsu_auth_free(a);
+
 	/* Output closed early but the helper lingers: still bounded. */
 	a = tsu_auth_new(script("linger.sh", "echo tok; exec >&-; sleep 30\n"),
 			 300);

@@ -125,7 +125,7 @@ static int run_helper(tsu_auth *a, const char *workspace, char **out,
 	char *script, *buf = NULL;
 	size_t len = 0, cap = 1024;
 	int64_t deadline = now_ms() + a->timeout_ms;
-	int timed_out = 0, too_long = 0;
+	int timed_out = 0, too_long = 0, exited = 0;
 
 	*out = NULL;
 	*outlen = 0;
@@ -187,10 +187,21 @@ static int run_helper(tsu_auth *a, const char *workspace, char **out,
 			timed_out = 1;
 			break;
 		}
-		int n = poll(&p, 1, (int)(left > 1000 ? 1000 : left));
+		int n =
+		    poll(&p, 1, exited ? 0 : (int)(left > 100 ? 100 : left));
 		if (n < 0 && errno != EINTR)
 			break;
-		if (n <= 0)
+		if (n == 0 && exited)
+			break; /* all it wrote before exiting has been read */
+		if (n == 0) {
+			/* A child the helper left running may hold the pipe
+			 * open long after the helper exited: its exit, not
+			 * the end of the output, ends the wait. */
+			if (waitpid(pid, &status, WNOHANG) == pid)
+				exited = 1;
+			continue;
+		}
+		if (n < 0)
 			continue;
 		if (len + 1 >= cap) {
 			/* len <= TSU_AUTH_MAX_OUTPUT here, so cap stays
@@ -216,9 +227,10 @@ static int run_helper(tsu_auth *a, const char *workspace, char **out,
 		}
 	}
 	close(fds[0]);
-	if (timed_out || too_long)
-		kill(-pid, SIGKILL);
-	status = reap(pid, timed_out || too_long ? now_ms() : deadline);
+	if ((timed_out || too_long) && !exited)
+		kill(-pid, SIGKILL); /* once reaped, its pid is not ours */
+	if (!exited)
+		status = reap(pid, timed_out || too_long ? now_ms() : deadline);
 	buf[len] = '\0';
 	if (timed_out || (status == -1 && !too_long)) {
 		snprintf(err, errlen, "timed out after %ld ms", a->timeout_ms);
