@@ -769,7 +769,9 @@ static void test_url_checks(void)
 		const char *in, *out;
 	} red[] = {
 	    {"https://user:secret@host/p", "https://user:***@host/p"},
-	    {"https://user@host/p", "https://user@host/p"},
+	    /* A user name alone is often the credential (a token). */
+	    {"https://user@host/p", "https://***@host/p"},
+	    {"https://tok%40en@host", "https://***@host"},
 	    {"https://u:p@x@host:1/p@q", "https://u:***@host:1/p@q"},
 	    {"https://host/a:b@c", "https://host/a:b@c"},
 	    {"http://:pw@h", "http://:***@h"},

@@ -1072,8 +1072,10 @@ char *tsu_url_redacted(const char *url)
 			if (*c == '@')
 				at = c; /* the last '@' ends the userinfo */
 		colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-		if (colon) {
-			p = (size_t)(colon + 1 - url);
+		if (at) {
+			/* user:***, or *** for a user name alone (often a
+			 * token, as in https://TOKEN@host). */
+			p = (size_t)((colon ? colon + 1 : auth) - url);
 			out = malloc(n + 4);
 			if (!out)
 				return NULL;
