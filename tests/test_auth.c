@@ -110,6 +110,27 @@ static void t_token_and_cache(void)
 	tsu_auth_free(a);
 }
 
+/* A descriptor the uploader holds without O_CLOEXEC (libcurl's sockets
+ * are such) is not the helper's to inherit. */
+static void t_no_inherited_fds(void)
+{
+	const char *v = NULL;
+	char err[256];
+	int fd = dup2(STDERR_FILENO, 20);
+
+	ASSERT_EQ(fd, 20);
+	tsu_auth *a = tsu_auth_new(
+	    script("fds.sh", "[ -e /proc/$$/fd/20 ] && echo leaked || "
+			     "echo clean\n"),
+	    0);
+	ASSERT_EQ(tsu_auth_get(a, "ws", &v, err, sizeof err), 0);
+	ASSERT_STREQ(v, "Bearer clean");
+	tsu_auth_free(a);
+	/* Still open, and still usable, in the uploader. */
+	ASSERT_EQ(write(fd, "", 0), 0);
+	close(fd);
+}
+
 static void t_failures(void)
 {
 	static const struct {
@@ -189,6 +210,7 @@ int main(int argc, char **argv)
 {
 	static const struct tu_test tests[] = {
 	    {"token_and_cache", t_token_and_cache},
+	    {"no_inherited_fds", t_no_inherited_fds},
 	    {"failures", t_failures},
 	    {"timeout", t_timeout},
 	};

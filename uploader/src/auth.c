@@ -6,10 +6,11 @@
  * kills whatever it started too; its stdout is read through a pipe, capped
  * and bounded in time; its stderr is the operator's and passes through.
  * Signals the uploader ignores (SIGPIPE) are reset to their defaults in
- * the helper.
+ * the helper, and it inherits no descriptor but stdin, stdout and stderr.
  */
 #include "auth.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -111,6 +112,38 @@ static int reap(pid_t pid, int64_t deadline)
 }
 
 /*
+ * Marks every descriptor above stderr close-on-exec, so that the helper
+ * inherits none of the uploader's: libcurl opens its sockets without
+ * O_CLOEXEC.  The uploader execs nothing else, so this changes nothing
+ * for it.
+ */
+static void cloexec_all(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	if (!d) {
+		for (int fd = 3; fd < 1024; fd++) {
+			int fl = fcntl(fd, F_GETFD);
+			if (fl >= 0)
+				fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+		}
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		char *end;
+		long fd = strtol(e->d_name, &end, 10);
+		if (*end != '\0' || end == e->d_name || fd < 3 ||
+		    fd == dirfd(d))
+			continue;
+		int fl = fcntl((int)fd, F_GETFD);
+		if (fl >= 0)
+			fcntl((int)fd, F_SETFD, fl | FD_CLOEXEC);
+	}
+	closedir(d);
+}
+
+/*
  * Starts "/bin/sh -c 'COMMAND "$@"' telespool-auth WORKSPACE" in a process
  * group of its own, stdin from /dev/null, stdout into a pipe.  Returns 0
  * with *pid and the pipe's read end in *rfd, or -1 with err.  Every spawn
@@ -145,6 +178,7 @@ static int spawn_helper(const char *command, const char *workspace, pid_t *pid,
 	sigemptyset(&defaults);
 	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
 		sigaddset(&defaults, sigs[i]);
+	cloexec_all();
 	rc = fcntl(fds[0], F_SETFD, FD_CLOEXEC) == -1 ||
 		     fcntl(fds[1], F_SETFD, FD_CLOEXEC) == -1
 		 ? errno
