@@ -764,6 +764,15 @@ static void test_url_checks(void)
 		free(big);
 	}
 
+	/* A bad SPACE__URL is named as such: the file may be fine. */
+	setenv("SPACE__URL", "https://h/?x", 1);
+	ASSERT_EQ(load_text("space:\n  url: https://ok\n", &cfg, e2, sizeof e2),
+		  0);
+	ASSERT_CONTAINS(cfg.send_error, "SPACE__URL");
+	ASSERT_CONTAINS(cfg.send_error, "query string");
+	tsu_config_free(&cfg);
+	clear_env();
+
 	/* Redaction for display. */
 	static const struct {
 		const char *in, *out;

@@ -1283,9 +1283,17 @@ static int build(tsu_config *cfg, const struct walk *w)
 		send_err(cfg,
 			 "space.url must be a string, not a list or mapping",
 			 "", "");
-	else if (cfg->space_url[0])
-		tsu_url_check(cfg->space_url, cfg->send_error,
-			      sizeof cfg->send_error);
+	else if (cfg->space_url[0] &&
+		 tsu_url_check(cfg->space_url, cfg->send_error,
+			       sizeof cfg->send_error) != 0 &&
+		 strcmp(cfg->url_from, "env") == 0) {
+		/* Name where the bad URL is: the file may be fine. */
+		char why[256]; /* the texts above are shorter */
+		snprintf(why, sizeof why, "%s",
+			 cfg->send_error + strlen("space.url"));
+		snprintf(cfg->send_error, sizeof cfg->send_error,
+			 "SPACE__URL (overriding space.url)%s", why);
+	}
 
 	cfg->disable_telemetry = decide_disabled(
 	    w, getenv("SPACE__DISABLE_TELEMETRY"), &cfg->disabled_from);
