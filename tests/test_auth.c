@@ -100,6 +100,35 @@ static void t_token_and_cache(void)
 	ASSERT_EQ(tsu_auth_get(a, "ws", &v, err, sizeof err), 0);
 	ASSERT_TRUE(v == NULL);
 	tsu_auth_free(a);
+
+	/* Exactly the cap is still accepted. */
+	a = tsu_auth_new(
+	    script("cap.sh", "head -c 16383 /dev/zero | tr '\\0' a; echo\n"),
+	    0);
+	ASSERT_EQ(tsu_auth_get(a, "ws", &v, err, sizeof err), 0);
+	ASSERT_TRUE(v != NULL && strlen(v) == 7 + 16383);
+	tsu_auth_free(a);
+}
+
+/* A descriptor the uploader holds without O_CLOEXEC (libcurl's sockets
+ * are such) is not the helper's to inherit. */
+static void t_no_inherited_fds(void)
+{
+	const char *v = NULL;
+	char err[256];
+	int fd = dup2(STDERR_FILENO, 20);
+
+	ASSERT_EQ(fd, 20);
+	tsu_auth *a = tsu_auth_new(
+	    script("fds.sh", "[ -e /proc/$$/fd/20 ] && echo leaked || "
+			     "echo clean\n"),
+	    0);
+	ASSERT_EQ(tsu_auth_get(a, "ws", &v, err, sizeof err), 0);
+	ASSERT_STREQ(v, "Bearer clean");
+	tsu_auth_free(a);
+	/* Still open, and still usable, in the uploader. */
+	ASSERT_EQ(write(fd, "", 0), 0);
+	close(fd);
 }
 
 static void t_failures(void)
@@ -114,6 +143,10 @@ static void t_failures(void)
 	    {"printf 'sekrit\\001\\n'\n", "control or non-ASCII"},
 	    {"printf 'sekrit\\303\\251\\n'\n", "control or non-ASCII"},
 	    {"head -c 40000 /dev/zero | tr '\\0' a\n", "more than 16384 bytes"},
+	    /* The cap is the documented one, not the buffer's next size. */
+	    {"head -c 16385 /dev/zero | tr '\\0' a\n", "more than 16384 bytes"},
+	    /* A NUL would cut the token short without a word. */
+	    {"printf 'tok\\000sekrit\\n'\n", "control or non-ASCII"},
 	};
 	const char *v;
 	char err[256];
@@ -156,6 +189,13 @@ static void t_timeout(void)
 	ASSERT_CONTAINS(err, "timed out after 300 ms");
 	tsu_auth_free(a);
 
+	/* The helper exits, a child it left behind keeps its stdout open:
+	 * what the helper printed counts, without waiting for the child. */
+	a = tsu_auth_new(script("bg.sh", "echo tok\nsleep 5 &\n"), 2000);
+	ASSERT_EQ(tsu_auth_get(a, "ws", &v, err, sizeof err), 0);
+	ASSERT_STREQ(v, "Bearer tok");
+	tsu_auth_free(a);
+
 	/* Output closed early but the helper lingers: still bounded. */
 	a = tsu_auth_new(script("linger.sh", "echo tok; exec >&-; sleep 30\n"),
 			 300);
@@ -170,6 +210,7 @@ int main(int argc, char **argv)
 {
 	static const struct tu_test tests[] = {
 	    {"token_and_cache", t_token_and_cache},
+	    {"no_inherited_fds", t_no_inherited_fds},
 	    {"failures", t_failures},
 	    {"timeout", t_timeout},
 	};

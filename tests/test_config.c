@@ -333,6 +333,16 @@ static void test_bools(void)
 	    "!custom x",
 	    "=",
 	    "!!python/none ''",
+	    /* Strings to PyYAML: ".<digit>" starts its float, "._" does not. */
+	    "._",
+	    "._0",
+	    "._e+1",
+	    /* No digit after 0b / 0x, or "._" tagged as a float: PyYAML
+	     * raises, LangBot cannot load its config and sends nothing. */
+	    "0b_",
+	    "-0x__",
+	    "!!int 0b_",
+	    "!!float ._",
 	    /* Non-empty collections. */
 	    "[true]",
 	    "[false]",
@@ -754,12 +764,23 @@ static void test_url_checks(void)
 		free(big);
 	}
 
+	/* A bad SPACE__URL is named as such: the file may be fine. */
+	setenv("SPACE__URL", "https://h/?x", 1);
+	ASSERT_EQ(load_text("space:\n  url: https://ok\n", &cfg, e2, sizeof e2),
+		  0);
+	ASSERT_CONTAINS(cfg.send_error, "SPACE__URL");
+	ASSERT_CONTAINS(cfg.send_error, "query string");
+	tsu_config_free(&cfg);
+	clear_env();
+
 	/* Redaction for display. */
 	static const struct {
 		const char *in, *out;
 	} red[] = {
 	    {"https://user:secret@host/p", "https://user:***@host/p"},
-	    {"https://user@host/p", "https://user@host/p"},
+	    /* A user name alone is often the credential (a token). */
+	    {"https://user@host/p", "https://***@host/p"},
+	    {"https://tok%40en@host", "https://***@host"},
 	    {"https://u:p@x@host:1/p@q", "https://u:***@host:1/p@q"},
 	    {"https://host/a:b@c", "https://host/a:b@c"},
 	    {"http://:pw@h", "http://:***@h"},

@@ -6,10 +6,11 @@
  * kills whatever it started too; its stdout is read through a pipe, capped
  * and bounded in time; its stderr is the operator's and passes through.
  * Signals the uploader ignores (SIGPIPE) are reset to their defaults in
- * the helper.
+ * the helper, and it inherits no descriptor but stdin, stdout and stderr.
  */
 #include "auth.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -111,118 +112,203 @@ static int reap(pid_t pid, int64_t deadline)
 }
 
 /*
+ * Marks every descriptor above stderr close-on-exec, so that the helper
+ * inherits none of the uploader's: libcurl opens its sockets without
+ * O_CLOEXEC.  The uploader execs nothing else, so this changes nothing
+ * for it.
+ */
+static void cloexec_all(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	if (!d) {
+		for (int fd = 3; fd < 1024; fd++) {
+			int fl = fcntl(fd, F_GETFD);
+			if (fl >= 0)
+				fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+		}
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		char *end;
+		long fd = strtol(e->d_name, &end, 10);
+		if (*end != '\0' || end == e->d_name || fd < 3 ||
+		    fd == dirfd(d))
+			continue;
+		int fl = fcntl((int)fd, F_GETFD);
+		if (fl >= 0)
+			fcntl((int)fd, F_SETFD, fl | FD_CLOEXEC);
+	}
+	closedir(d);
+}
+
+/*
+ * Starts "/bin/sh -c 'COMMAND "$@"' telespool-auth WORKSPACE" in a process
+ * group of its own, stdin from /dev/null, stdout into a pipe.  Returns 0
+ * with *pid and the pipe's read end in *rfd, or -1 with err.  Every spawn
+ * setting is checked: a child left with the uploader's own stdout would
+ * print the token into the run's log.
+ */
+static int spawn_helper(const char *command, const char *workspace, pid_t *pid,
+			int *rfd, char *err, size_t errlen)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t none, defaults;
+	int fds[2], rc;
+	static const int sigs[] = {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGXFSZ};
+
+	/* The workspace is an argument, never part of the shell text. */
+	char *script = malloc(strlen(command) + sizeof " \"$@\"");
+	char *ws = strdup(workspace);
+	if (!script || !ws || pipe(fds) != 0) {
+		snprintf(err, errlen, "cannot run it: %s",
+			 script && ws ? strerror(errno) : "out of memory");
+		free(script);
+		free(ws);
+		return -1;
+	}
+	strcpy(script, command);
+	strcat(script, " \"$@\"");
+	char sh[] = "/bin/sh", dash_c[] = "-c", name[] = "telespool-auth";
+	char *argv[] = {sh, dash_c, script, name, ws, NULL};
+
+	sigemptyset(&none);
+	sigemptyset(&defaults);
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		sigaddset(&defaults, sigs[i]);
+	cloexec_all();
+	rc = fcntl(fds[0], F_SETFD, FD_CLOEXEC) == -1 ||
+		     fcntl(fds[1], F_SETFD, FD_CLOEXEC) == -1
+		 ? errno
+		 : posix_spawn_file_actions_init(&fa);
+	if (rc == 0 && (rc = posix_spawnattr_init(&at)) != 0)
+		posix_spawn_file_actions_destroy(&fa);
+	if (rc == 0) {
+		if ((rc = posix_spawn_file_actions_adddup2(
+			 &fa, fds[1], STDOUT_FILENO)) == 0 &&
+		    (rc = posix_spawn_file_actions_addopen(
+			 &fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0)) == 0 &&
+		    (rc = posix_spawnattr_setsigmask(&at, &none)) == 0 &&
+		    (rc = posix_spawnattr_setsigdefault(&at, &defaults)) == 0 &&
+		    (rc = posix_spawnattr_setpgroup(&at, 0)) == 0 &&
+		    (rc = posix_spawnattr_setflags(
+			 &at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+				  POSIX_SPAWN_SETSIGDEF)) == 0)
+			rc = posix_spawn(pid, "/bin/sh", &fa, &at, argv,
+					 environ);
+		posix_spawn_file_actions_destroy(&fa);
+		posix_spawnattr_destroy(&at);
+	}
+	close(fds[1]);
+	free(script);
+	free(ws);
+	if (rc != 0) {
+		close(fds[0]);
+		snprintf(err, errlen, "cannot run /bin/sh: %s", strerror(rc));
+		return -1;
+	}
+	*rfd = fds[0];
+	return 0;
+}
+
+/* How reading the helper's output ended. */
+enum ending { END_EOF, END_TIMEOUT, END_TOO_LONG, END_NOMEM };
+
+/*
+ * Reads the helper's stdout from rfd into *buf (capacity *cap, grown as
+ * needed; what it replaces is wiped) until EOF, the deadline, more than
+ * TSU_AUTH_MAX_OUTPUT bytes, or the helper's exit with nothing left to
+ * read (*exited set, *status its wait status).
+ */
+static enum ending read_output(int rfd, pid_t pid, int64_t deadline, char **buf,
+			       size_t *len, size_t *cap, int *status,
+			       int *exited)
+{
+	for (;;) {
+		int64_t left = deadline - now_ms();
+		struct pollfd p = {rfd, POLLIN, 0};
+		if (left <= 0)
+			return END_TIMEOUT;
+		int n =
+		    poll(&p, 1, *exited ? 0 : (int)(left > 100 ? 100 : left));
+		if (n < 0 && errno != EINTR)
+			return END_EOF;
+		if (n == 0 && *exited)
+			return END_EOF; /* all it wrote before exiting */
+		if (n == 0) {
+			/* A child the helper left running may hold the pipe
+			 * open long after the helper exited: its exit, not
+			 * the end of the output, ends the wait. */
+			if (waitpid(pid, status, WNOHANG) == pid)
+				*exited = 1;
+			continue;
+		}
+		if (n < 0)
+			continue;
+		if (*len + 1 >= *cap) {
+			/* *len <= TSU_AUTH_MAX_OUTPUT here, so *cap stays
+			 * below twice that. */
+			char *nb = malloc(*cap * 2);
+			if (!nb)
+				return END_NOMEM;
+			memcpy(nb, *buf, *len);
+			wipe(*buf, *len);
+			free(*buf);
+			*buf = nb;
+			*cap *= 2;
+		}
+		ssize_t r = read(rfd, *buf + *len, *cap - *len - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return END_EOF;
+		*len += (size_t)r;
+		if (*len > TSU_AUTH_MAX_OUTPUT)
+			return END_TOO_LONG;
+	}
+}
+
+/*
  * Runs the helper for workspace; on success *out is its output (malloc'd,
  * NUL-terminated, the caller wipes it).  Returns 0 or -1 with err.
  */
 static int run_helper(tsu_auth *a, const char *workspace, char **out,
 		      size_t *outlen, char *err, size_t errlen)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
-	sigset_t none, defaults;
-	int fds[2], rc, status;
+	int rfd, status = 0, exited = 0;
 	pid_t pid;
-	char *script, *buf = NULL;
 	size_t len = 0, cap = 1024;
+	char *buf = malloc(cap);
 	int64_t deadline = now_ms() + a->timeout_ms;
-	int timed_out = 0, too_long = 0;
+	enum ending end;
 
 	*out = NULL;
 	*outlen = 0;
-	/* The workspace is an argument, never part of the shell text. */
-	script = malloc(strlen(a->command) + sizeof " \"$@\"");
-	buf = malloc(cap);
-	char *ws = strdup(workspace);
-	if (!script || !buf || !ws || pipe(fds) != 0) {
-		snprintf(err, errlen, "cannot run it: %s",
-			 script && buf && ws ? strerror(errno)
-					     : "out of memory");
-		free(script);
-		free(buf);
-		free(ws);
+	if (!buf) {
+		snprintf(err, errlen, "cannot run it: out of memory");
 		return -1;
 	}
-	fcntl(fds[0], F_SETFD, FD_CLOEXEC);
-	fcntl(fds[1], F_SETFD, FD_CLOEXEC);
-	strcpy(script, a->command);
-	strcat(script, " \"$@\"");
-	char sh[] = "/bin/sh", dash_c[] = "-c", name[] = "telespool-auth";
-	char *argv[] = {sh, dash_c, script, name, ws, NULL};
-
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
-	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null",
-					 O_RDONLY, 0);
-	posix_spawnattr_init(&at);
-	sigemptyset(&none);
-	sigemptyset(&defaults);
-	sigaddset(&defaults, SIGPIPE);
-	sigaddset(&defaults, SIGTERM);
-	sigaddset(&defaults, SIGINT);
-	sigaddset(&defaults, SIGHUP);
-	sigaddset(&defaults, SIGXFSZ);
-	posix_spawnattr_setsigmask(&at, &none);
-	posix_spawnattr_setsigdefault(&at, &defaults);
-	posix_spawnattr_setpgroup(&at, 0);
-	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP |
-					  POSIX_SPAWN_SETSIGMASK |
-					  POSIX_SPAWN_SETSIGDEF);
-	rc = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&at);
-	close(fds[1]);
-	free(script);
-	free(ws);
-	if (rc != 0) {
-		close(fds[0]);
+	if (spawn_helper(a->command, workspace, &pid, &rfd, err, errlen) != 0) {
 		free(buf);
-		snprintf(err, errlen, "cannot run /bin/sh: %s", strerror(rc));
 		return -1;
 	}
-
-	for (;;) {
-		int64_t left = deadline - now_ms();
-		struct pollfd p = {fds[0], POLLIN, 0};
-		if (left <= 0) {
-			timed_out = 1;
-			break;
-		}
-		int n = poll(&p, 1, (int)(left > 1000 ? 1000 : left));
-		if (n < 0 && errno != EINTR)
-			break;
-		if (n <= 0)
-			continue;
-		if (len + 1 >= cap) {
-			if (cap > TSU_AUTH_MAX_OUTPUT) {
-				too_long = 1;
-				break;
-			}
-			char *nb = malloc(cap * 2);
-			if (!nb)
-				break;
-			memcpy(nb, buf, len);
-			wipe(buf, len);
-			free(buf);
-			buf = nb;
-			cap *= 2;
-		}
-		ssize_t r = read(fds[0], buf + len, cap - len - 1);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-	}
-	close(fds[0]);
-	if (timed_out || too_long)
-		kill(-pid, SIGKILL);
-	status = reap(pid, timed_out || too_long ? now_ms() : deadline);
+	end =
+	    read_output(rfd, pid, deadline, &buf, &len, &cap, &status, &exited);
+	close(rfd);
+	if (end != END_EOF && !exited)
+		kill(-pid, SIGKILL); /* once reaped, its pid is not ours */
+	if (!exited)
+		status = reap(pid, end != END_EOF ? now_ms() : deadline);
 	buf[len] = '\0';
-	if (timed_out || (status == -1 && !too_long)) {
+	if (end == END_TIMEOUT || (status == -1 && end == END_EOF)) {
 		snprintf(err, errlen, "timed out after %ld ms", a->timeout_ms);
-	} else if (too_long) {
+	} else if (end == END_TOO_LONG) {
 		snprintf(err, errlen, "printed more than %d bytes",
 			 TSU_AUTH_MAX_OUTPUT);
+	} else if (end == END_NOMEM) {
+		snprintf(err, errlen, "out of memory");
 	} else if (WIFSIGNALED(status)) {
 		snprintf(err, errlen, "killed by signal %d", WTERMSIG(status));
 	} else if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
@@ -243,11 +329,12 @@ static int run_helper(tsu_auth *a, const char *workspace, char **out,
 static int to_value(const char *out, size_t len, char **value, char *err,
 		    size_t errlen)
 {
-	size_t n = strcspn(out, "\n"), a, b;
+	/* By length: a NUL in the line is a control character, never the
+	 * end of the token. */
+	const char *nl = memchr(out, '\n', len);
+	size_t n = nl ? (size_t)(nl - out) : len, a, b;
 	char *v;
 
-	if (n > len)
-		n = len;
 	*value = NULL;
 	tsu_py_strip(out, n, &a, &b);
 	if (b - a >= 7 && strncasecmp(out + a, "Bearer ", 7) == 0) {

@@ -9,9 +9,11 @@
  * argument, stdin from /dev/null, and must print the workspace owner's
  * Space access token on its first line of stdout ("Bearer " in front is
  * accepted) and exit 0.  An empty line means "no token": no header, as
- * LangBot does when it finds none.  The token lives in memory only, for
- * the run (one helper call per workspace per run at most), and is wiped
- * when the run ends; it is never stored, logged or shown.
+ * LangBot does when it finds none.  Its output ends when it exits: a child
+ * it leaves running with stdout open does not hold the run.  The token
+ * lives in memory only, for the run (one helper call per workspace per run
+ * at most), and is wiped when the run ends; it is never stored, logged or
+ * shown.
  */
 #ifndef TSU_AUTH_H
 #define TSU_AUTH_H

@@ -343,6 +343,16 @@ static int all_in(const char *s, size_t n, const char *set)
 	return 1;
 }
 
+/* Some decimal or hex digit in s[0..n): PyYAML's int() of "0b_" or "0x_"
+ * (underscores dropped) raises, so those are no number it can build. */
+static int any_digit(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] != '_')
+			return 1;
+	return 0;
+}
+
 /* No digit of s[0..n) other than '0' (underscores, signs, ':' ignored). */
 static int all_zero(const char *s, size_t n)
 {
@@ -390,13 +400,14 @@ static int yaml_int(const char *s, size_t n, int *zero)
 	if (n == 0)
 		return 0;
 	if (n > 2 && s[0] == '0' && s[1] == 'b') {
-		if (!all_in(s + 2, n - 2, "01_"))
+		if (!all_in(s + 2, n - 2, "01_") || !any_digit(s + 2, n - 2))
 			return 0;
 		*zero = all_zero(s + 2, n - 2);
 		return 1;
 	}
 	if (n > 2 && s[0] == '0' && s[1] == 'x') {
-		if (!all_in(s + 2, n - 2, "0123456789abcdefABCDEF_"))
+		if (!all_in(s + 2, n - 2, "0123456789abcdefABCDEF_") ||
+		    !any_digit(s + 2, n - 2))
 			return 0;
 		*zero = all_zero(s + 2, n - 2);
 		return 1;
@@ -430,7 +441,7 @@ static size_t digits_(const char *s, size_t n, size_t *i)
 /*
  * PyYAML's float resolver:
  *   [-+]?[0-9][0-9_]*\.[0-9_]*([eE][-+][0-9]+)?
- *   \.[0-9_]+([eE][-+][0-9]+)?
+ *   \.[0-9][0-9_]*([eE][-+][0-9]+)?
  *   [-+]?[0-9][0-9_]*(:[0-5]?[0-9])+\.[0-9_]*
  *   [-+]?\.(inf|Inf|INF)   \.(nan|NaN|NAN)
  */
@@ -455,8 +466,9 @@ static int yaml_float(const char *s, size_t n, int *zero)
 		if (sign)
 			return 0;
 		i++;
-		if (digits_(s, n, &i) == 0)
+		if (i >= n || !is_dec(s[i])) /* "._" is a string */
 			return 0;
+		digits_(s, n, &i);
 	} else {
 		if (i >= n || !is_dec(s[i]))
 			return 0;
@@ -1060,8 +1072,10 @@ char *tsu_url_redacted(const char *url)
 			if (*c == '@')
 				at = c; /* the last '@' ends the userinfo */
 		colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-		if (colon) {
-			p = (size_t)(colon + 1 - url);
+		if (at) {
+			/* user:***, or *** for a user name alone (often a
+			 * token, as in https://TOKEN@host). */
+			p = (size_t)((colon ? colon + 1 : auth) - url);
 			out = malloc(n + 4);
 			if (!out)
 				return NULL;
@@ -1269,9 +1283,17 @@ static int build(tsu_config *cfg, const struct walk *w)
 		send_err(cfg,
 			 "space.url must be a string, not a list or mapping",
 			 "", "");
-	else if (cfg->space_url[0])
-		tsu_url_check(cfg->space_url, cfg->send_error,
-			      sizeof cfg->send_error);
+	else if (cfg->space_url[0] &&
+		 tsu_url_check(cfg->space_url, cfg->send_error,
+			       sizeof cfg->send_error) != 0 &&
+		 strcmp(cfg->url_from, "env") == 0) {
+		/* Name where the bad URL is: the file may be fine. */
+		char why[256]; /* the texts above are shorter */
+		snprintf(why, sizeof why, "%s",
+			 cfg->send_error + strlen("space.url"));
+		snprintf(cfg->send_error, sizeof cfg->send_error,
+			 "SPACE__URL (overriding space.url)%s", why);
+	}
 
 	cfg->disable_telemetry = decide_disabled(
 	    w, getenv("SPACE__DISABLE_TELEMETRY"), &cfg->disabled_from);

@@ -101,8 +101,9 @@ void tsu_py_strip(const char *s, size_t len, size_t *start, size_t *end);
  */
 int tsu_url_check(const char *url, char *err, size_t errlen);
 
-/* url with the password of its userinfo (scheme://user:PASSWORD@host)
- * replaced by "***", malloc'd (NULL when out of memory).  For display. */
+/* url with the password of its userinfo (scheme://user:PASSWORD@host), or
+ * a user name given alone (scheme://TOKEN@host), replaced by "***",
+ * malloc'd (NULL when out of memory).  For display. */
 char *tsu_url_redacted(const char *url);
 
 void tsu_config_free(tsu_config *cfg);
