@@ -25,7 +25,8 @@ class LoopbackProxy:
         self.url = f"http://127.0.0.1:{self.port}"
         self.lines = []
         self.lock = threading.Lock()
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
 
     def _serve(self):
         while True:
@@ -121,6 +122,14 @@ class LoopbackProxy:
             return list(self.lines)
 
     def stop(self):
+        # shutdown() wakes the accept() in _serve; a bare close() would leave it
+        # blocked on the descriptor number, which the next socket opened (another
+        # test's server) can take over, so this proxy would answer its requests.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.thread.join(timeout=10)
         self.sock.close()
 
 

@@ -85,6 +85,12 @@ class RawServer:
                 conn.close()
 
     def stop(self):
+        # shutdown() first: it wakes the accept() thread, which a bare close()
+        # leaves blocked on a descriptor number the next socket may reuse.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
         for c in self.conns:
             try:
