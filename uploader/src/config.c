@@ -240,13 +240,17 @@ static int enter(struct walk *w, const yaml_event_t *ev, int depth)
 
 /*
  * Skips the node that ev starts (ev itself is not consumed: the caller
- * deletes it).  Iterative, so a deep file cannot exhaust the stack.
+ * deletes it), noting in *nonempty (if not NULL) whether a sequence or
+ * mapping has any entry (Python truthiness of a list or dict).  Iterative,
+ * so a deep file cannot exhaust the stack.
  */
 static int skip_node(struct walk *w, const struct input *in,
-		     const yaml_event_t *ev)
+		     const yaml_event_t *ev, int *nonempty)
 {
 	int level;
 
+	if (nonempty != NULL)
+		*nonempty = 0;
 	if (!is_start(ev))
 		return 0; /* scalar or alias: nothing below it */
 	level = 1;
@@ -258,6 +262,8 @@ static int skip_node(struct walk *w, const struct input *in,
 
 		if (next(w, in, &e) != 0)
 			return -1;
+		if (nonempty != NULL && level == 1 && !is_end(&e))
+			*nonempty = 1;
 		if (is_start(&e)) {
 			level++;
 			rc = enter(w, &e, w->depth + level);
@@ -576,39 +582,6 @@ static enum kind scalar_kind(const yaml_event_t *ev, int *truthy)
 	return K_STR;
 }
 
-/*
- * Skips a sequence or mapping that ev starts, noting whether it has any
- * entry (Python truthiness of a list or dict).
- */
-static int skip_collection(struct walk *w, const struct input *in,
-			   const yaml_event_t *ev, int *nonempty)
-{
-	int level = 1;
-
-	*nonempty = 0;
-	if (enter(w, ev, w->depth + level) != 0)
-		return -1;
-	while (level > 0) {
-		yaml_event_t e;
-		int rc = 0;
-
-		if (next(w, in, &e) != 0)
-			return -1;
-		if (level == 1 && !is_end(&e))
-			*nonempty = 1;
-		if (is_start(&e)) {
-			level++;
-			rc = enter(w, &e, w->depth + level);
-		} else if (is_end(&e)) {
-			level--;
-		}
-		yaml_event_delete(&e);
-		if (rc != 0)
-			return -1;
-	}
-	return 0;
-}
-
 /* space.disable_telemetry: its kind and truthiness, never an error unless
  * it is an alias (which PyYAML would resolve and we will not). */
 static int read_disable(struct walk *w, const struct input *in,
@@ -630,7 +603,7 @@ static int read_disable(struct walk *w, const struct input *in,
 	if (ev->type == YAML_SEQUENCE_START_EVENT &&
 	    ev->data.sequence_start.tag && !ev->data.sequence_start.implicit)
 		w->dkind = K_UNKNOWN;
-	if (skip_collection(w, in, ev, &w->dtruthy) != 0)
+	if (skip_node(w, in, ev, &w->dtruthy) != 0)
 		return -1;
 	if (w->dkind == K_UNKNOWN)
 		w->dtruthy = 1;
@@ -663,11 +636,10 @@ static int read_string_or_bad(struct walk *w, const struct input *in,
 {
 	if (ev->type == YAML_SEQUENCE_START_EVENT ||
 	    ev->type == YAML_MAPPING_START_EVENT) {
-		int nonempty;
 		free(*out);
 		*out = NULL;
 		*bad = 1;
-		return skip_collection(w, in, ev, &nonempty);
+		return skip_node(w, in, ev, NULL);
 	}
 	*bad = 0;
 	return read_string(w, ev, key, out);
@@ -714,7 +686,7 @@ static int read_section(struct walk *w, const struct input *in,
 	if (sec == SEC_PROXY && val->type != YAML_MAPPING_START_EVENT) {
 		/* Not ours to judge: no proxy from the config. */
 		w->proxy_null = 1;
-		return skip_node(w, in, val);
+		return skip_node(w, in, val, NULL);
 	}
 	if (val->type != YAML_MAPPING_START_EVENT) {
 		char msg[96];
@@ -764,7 +736,7 @@ static int read_section(struct walk *w, const struct input *in,
 			else if (sec == SEC_PROXY && scalar_eq(&key, "https"))
 				which = 5;
 		} else {
-			rc = skip_node(w, in, &key); /* complex key */
+			rc = skip_node(w, in, &key, NULL); /* complex key */
 		}
 		yaml_event_delete(&key);
 		if (rc != 0)
@@ -796,7 +768,7 @@ static int read_section(struct walk *w, const struct input *in,
 					 &w->instance_id);
 			break;
 		default:
-			rc = skip_node(w, in, &v);
+			rc = skip_node(w, in, &v, NULL);
 			break;
 		}
 		yaml_event_delete(&v);
@@ -838,7 +810,7 @@ static int read_top(struct walk *w, const struct input *in)
 			else if (scalar_eq(&key, "proxy"))
 				sec = SEC_PROXY;
 		} else {
-			rc = skip_node(w, in, &key);
+			rc = skip_node(w, in, &key, NULL);
 		}
 		yaml_event_delete(&key);
 		if (rc != 0)
@@ -849,7 +821,7 @@ static int read_top(struct walk *w, const struct input *in)
 		if (sec != SEC_NONE)
 			rc = read_section(w, in, &v, sec);
 		else
-			rc = skip_node(w, in, &v);
+			rc = skip_node(w, in, &v, NULL);
 		yaml_event_delete(&v);
 		if (rc != 0)
 			return -1;

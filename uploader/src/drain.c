@@ -648,6 +648,19 @@ static int authorize(struct run *r, const telespool__batch *b, tsu_request *req)
 	return 0;
 }
 
+/* Space refused or failed every request: the following runs send one
+ * probe each until a backoff that grows with each such run has passed.
+ * Returns that backoff in ms. */
+static int64_t space_down(struct run *r, int64_t now)
+{
+	int64_t count = state_ms(r, KEY_DOWN_COUNT) + 1;
+	int64_t wait =
+	    tsu_backoff_ms((int)(count < 30 ? count : 30), TSU_BACKOFF_BASE_MS,
+			   TSU_BACKOFF_CAP_MS, random64());
+	set_state_ms(r, KEY_DOWN_COUNT, count);
+	set_state_ms(r, KEY_DOWN_UNTIL, now + wait);
+	return wait;
+}
 /* Sends one claimed batch and records the outcomes.  Returns 1 to go on, 0
  * to stop the run (throttled, down, deadline), -1 on a spool failure. */
 static int send_batch(struct run *r, telespool__batch *b)
@@ -752,12 +765,7 @@ static int send_batch(struct run *r, telespool__batch *b)
 		/* Space refused every request: the endpoint or the
 		 * credentials, not the events.  Keep them, stop, and let the
 		 * next runs probe with one request until a backoff passes. */
-		int64_t count = state_ms(r, KEY_DOWN_COUNT) + 1;
-		int64_t wait = tsu_backoff_ms((int)(count < 30 ? count : 30),
-					      TSU_BACKOFF_BASE_MS,
-					      TSU_BACKOFF_CAP_MS, random64());
-		set_state_ms(r, KEY_DOWN_COUNT, count);
-		set_state_ms(r, KEY_DOWN_UNTIL, now + wait);
+		space_down(r, now);
 		r->rec.outcome = "refused";
 		refusal_detail(r);
 		ret = 0;
@@ -765,12 +773,7 @@ static int send_batch(struct run *r, telespool__batch *b)
 		/* Every request of the batch failed (the first batch of a run is
 		 * a handful): Space is down or unreachable.  Stop, and let the next runs send one probe each
 		 * until the wait below has passed. */
-		int64_t count = state_ms(r, KEY_DOWN_COUNT) + 1;
-		int64_t wait = tsu_backoff_ms((int)(count < 30 ? count : 30),
-					      TSU_BACKOFF_BASE_MS,
-					      TSU_BACKOFF_CAP_MS, random64());
-		set_state_ms(r, KEY_DOWN_COUNT, count);
-		set_state_ms(r, KEY_DOWN_UNTIL, now + wait);
+		int64_t wait = space_down(r, now);
 		r->rec.outcome = "server_down";
 		snprintf(r->detail, sizeof(r->detail),
 			 "Space unreachable or failing (%s); next probe after "
