@@ -511,6 +511,19 @@ static void test_guard(void)
 	T_TEXT("  File \"/app/x.py\", line 3, in f\n    x = Plain(text='hi')",
 	       "  File \"/app/x.py\", line 3, in f\n"
 	       "    x = Plain(text='<redacted:text>')");
+	/* a yaml or jinja2 mark's excerpt is the document: user text */
+	T_ERR("yaml.constructor.ConstructorError: could not determine a "
+	      "constructor\n  in \"x.yaml\", line 7, column 14\n"
+	      "    smtp_pass: !secret Hunter2-Olivia-1987\n"
+	      "               ^",
+	      0,
+	      "yaml.constructor.ConstructorError: could not determine a "
+	      "constructor\n  in <str:6>, line 7, column 14\n"
+	      "    <excerpt:38>\n"
+	      "               ^");
+	T_ERR("jinja2.exceptions.TemplateSyntaxError: unexpected '}'\n"
+	      "  line 1\n    Dear {{ name }}}, your loan was declined",
+	      1, "jinja2.exceptions.TemplateSyntaxError");
 	/* outside a source line an unquoted value is a value */
 	T_TEXT("Plain(text=hello)", "Plain(text=<redacted:text>)");
 

@@ -1755,7 +1755,8 @@ enum line_kind {
 	LK_SOURCE,
 	LK_CARET,
 	LK_REPEAT,
-	LK_EXC
+	LK_EXC,
+	LK_EXCERPT
 };
 
 static int line_is(const char *p, size_t n, const char *lit)
@@ -1861,7 +1862,38 @@ struct lstate {
 	int prev;
 	size_t frame_indent;
 	int no_source;
+	int mark;           /* the line before is a document's mark */
+	size_t mark_indent; /* and its indentation */
 };
+
+/*
+ * yaml's `in "<file>", line 14, column 22` and jinja2's `line 1`: the
+ * lines under one, indented deeper, quote the document (user text).
+ */
+static int is_mark(const char *p, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)p;
+	size_t k = n, d;
+
+	if (!(n >= 6 && memcmp(p, "line ", 5) == 0) &&
+	    !(n >= 4 && memcmp(p, "in ", 3) == 0))
+		return 0;
+	for (d = 0; d < 2; d++) {
+		size_t e = k;
+
+		while (k > 0 && is_digit(u[k - 1]))
+			k--;
+		if (k == e)
+			return 0;
+		if (k >= 5 && memcmp(p + k - 5, "line ", 5) == 0)
+			return k == 5 ||
+			       (k >= 7 && p[k - 6] == ' ' && p[k - 7] == ',');
+		if (d == 1 || k < 9 || memcmp(p + k - 9, ", column ", 9) != 0)
+			return 0;
+		k -= 9;
+	}
+	return 0;
+}
 
 static int group_rule(const char *p, size_t n)
 {
@@ -1925,9 +1957,12 @@ static int classify(const char *t, size_t rd, size_t end, struct lstate *st,
 	} else if (st->prev == LK_FRAME && !st->no_source &&
 		   m - rd > st->frame_indent)
 		kind = LK_SOURCE;
-	else if ((st->prev == LK_SOURCE || st->prev == LK_CARET) &&
+	else if ((st->prev == LK_SOURCE || st->prev == LK_CARET ||
+		  st->prev == LK_EXCERPT) &&
 		 only_carets(c, ce - m))
 		kind = LK_CARET;
+	else if (st->mark && m - rd > st->mark_indent)
+		kind = LK_EXCERPT;
 	else if (is_repeat(c, ce - m))
 		kind = LK_REPEAT;
 	else if ((k = exc_name(c, ce - m, &strong)) != 0 &&
@@ -1937,6 +1972,11 @@ static int classify(const char *t, size_t rd, size_t end, struct lstate *st,
 		*name = k;
 	} else
 		kind = LK_NONE;
+	if (kind != LK_EXCERPT) {
+		st->mark = (kind == LK_NONE || kind == LK_EXC) &&
+			   is_mark(c + *name, ce - m - *name);
+		st->mark_indent = m - rd;
+	}
 	st->prev = kind;
 	return kind;
 }
@@ -1948,7 +1988,7 @@ static int classify(const char *t, size_t rd, size_t end, struct lstate *st,
  */
 static size_t strict_filter(char *t, size_t n)
 {
-	struct lstate st = {LK_NONE, 0, 0};
+	struct lstate st = {LK_NONE, 0, 0, 0, 0};
 	size_t rd = 0, wr = 0, end, m, ce, name, keep;
 	int last_out = LK_BLANK, kind;
 	const char *nl;
@@ -1962,7 +2002,7 @@ static size_t strict_filter(char *t, size_t n)
 			if (wr > 0 && last_out != LK_BLANK && nl)
 				t[wr++] = '\n';
 			last_out = LK_BLANK;
-		} else if (kind != LK_NONE) {
+		} else if (kind != LK_NONE && kind != LK_EXCERPT) {
 			memmove(t + wr, t + rd, keep - rd);
 			wr += keep - rd;
 			if (nl)
@@ -2834,7 +2874,7 @@ static size_t unescape_quotes(const unsigned char *s, size_t n,
  */
 static void guard(const unsigned char *t, size_t n, int tmpl, struct sbuf *out)
 {
-	struct lstate st = {LK_NONE, 0, 0};
+	struct lstate st = {LK_NONE, 0, 0, 0, 0};
 	struct sbuf mid = {NULL, 0, 0, 0}, ln = {NULL, 0, 0, 0};
 	struct sbuf pre = {NULL, 0, 0, 0};
 	uint32_t *cl = NULL, *stk = NULL, *np;
@@ -2879,7 +2919,16 @@ static void guard(const unsigned char *t, size_t n, int tmpl, struct sbuf *out)
 			seg = mid.len;
 			seg_code = code;
 		}
-		if (code || !tmpl) {
+		if (kind == LK_EXCERPT && ph_end(t, m, ce) != ce) {
+			/* a document's line: user text, whatever it says */
+			char buf[32];
+			int w = snprintf(buf, sizeof buf, "<excerpt:%zu>",
+					 n_chars(t, m, ce));
+
+			sb_put(&mid, (const char *)t + rd, m - rd);
+			sb_put(&mid, buf, (size_t)w);
+			sb_put(&mid, (const char *)t + ce, end - ce);
+		} else if (code || !tmpl) {
 			sb_put(&mid, (const char *)t + rd, end - rd);
 		} else {
 			size_t mb = kind == LK_EXC ? m + name : m, ll;
