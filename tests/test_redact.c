@@ -524,6 +524,9 @@ static void test_guard(void)
 	T_ERR("jinja2.exceptions.TemplateSyntaxError: unexpected '}'\n"
 	      "  line 1\n    Dear {{ name }}}, your loan was declined",
 	      1, "jinja2.exceptions.TemplateSyntaxError");
+	/* CJK quotes quote */
+	T_ERR("RuntimeError: 请求失败：用户消息：“帮我查一下病历” 「私事」", 0,
+	      "RuntimeError: 请求失败:用户消息:<str:7> <str:2>");
 	/* outside a source line an unquoted value is a value */
 	T_TEXT("Plain(text=hello)", "Plain(text=<redacted:text>)");
 

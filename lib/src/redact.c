@@ -2207,7 +2207,9 @@ static void tp_emit(struct tpl *t, size_t b, size_t e, const char *kind,
 	size_t len = n_chars(t->s, b, e);
 	int w;
 
-	if (strcmp(kind, "str") == 0 && e - b >= 2)
+	if (strcmp(kind, "str") == 0 && e - b >= 6 && t->s[b] >= 0x80)
+		len = n_chars(t->s, b + 3, e - 3); /* “…” */
+	else if (strcmp(kind, "str") == 0 && e - b >= 2)
 		len = n_chars(t->s, b + 1, e - 1); /* without the quotes */
 
 	sb_put(t->o, (const char *)t->s + t->from, b - t->from);
@@ -2258,6 +2260,21 @@ static size_t ph_end(const unsigned char *s, size_t i, size_t e)
 static int qidx(unsigned char q)
 {
 	return q == '\'' ? 0 : q == '"' ? 1 : 2;
+}
+
+/* The first 3-byte sequence q in s[0..n), or NULL. */
+static const unsigned char *find3(const unsigned char *s, size_t n,
+				  const char *q)
+{
+	const unsigned char *p;
+
+	while (n >= 3 && (p = memchr(s, q[0], n - 2)) != NULL) {
+		if (memcmp(p, q, 3) == 0)
+			return p;
+		n -= (size_t)(p - s) + 1;
+		s = p + 1;
+	}
+	return NULL;
 }
 
 /* The closing quote of the quote at i, or 0 (then it is an apostrophe). */
@@ -2609,6 +2626,26 @@ static void template_msg(struct tpl *t)
 			}
 			i++;
 			continue;
+		}
+		if (ch == 0xe2 || ch == 0xe3) {
+			/* “…” ‘…’ 「…」 『…』 quote as ' and " do */
+			static const char *const cjk_q[][2] = {
+			    {"\xe2\x80\x9c", "\xe2\x80\x9d"},
+			    {"\xe2\x80\x98", "\xe2\x80\x99"},
+			    {"\xe3\x80\x8c", "\xe3\x80\x8d"},
+			    {"\xe3\x80\x8e", "\xe3\x80\x8f"},
+			};
+			const unsigned char *p = NULL;
+
+			for (k = 0; k < 4 && !p; k++)
+				if (has_prefix(s, e, i, cjk_q[k][0], 3))
+					p = find3(s + i + 3, e - i - 3,
+						  cjk_q[k][1]);
+			if (p) {
+				tp_emit(t, i, (size_t)(p - s) + 3, "str", 1);
+				i = (size_t)(p - s) + 3;
+				continue;
+			}
 		}
 		if (ch == '\'' || ch == '"' || ch == '`') {
 			c = close_quote(t, i);
