@@ -527,6 +527,12 @@ static void test_guard(void)
 	/* CJK quotes quote */
 	T_ERR("RuntimeError: 请求失败：用户消息：“帮我查一下病历” 「私事」", 0,
 	      "RuntimeError: 请求失败:用户消息:<str:7> <str:2>");
+	/* a name before an account id, a Discord user name */
+	T_ERR("E: 用户 李晓华(3391827745) in #support-team from amelia.n#0 "
+	      "and bob_9#1234: x#12",
+	      0,
+	      "E: 用户 <redacted:user>(<redacted:id>) in #support-team from "
+	      "<redacted:user> and <redacted:user>: x#12");
 	/* outside a source line an unquoted value is a value */
 	T_TEXT("Plain(text=hello)", "Plain(text=<redacted:text>)");
 

@@ -2574,6 +2574,21 @@ static int has_close_tag(const unsigned char *s, size_t k, size_t e)
 	return 0;
 }
 
+/* The start of the name that ends at i (letters, digits, CJK, . _ -),
+ * not before what was copied out already; i if none. */
+static size_t name_start(const struct tpl *t, size_t i)
+{
+	const unsigned char *s = t->s;
+	size_t k = i;
+
+	while (k > t->from && (s[k - 1] >= 0x80 || is_word(s[k - 1]) ||
+			       s[k - 1] == '.' || s[k - 1] == '-'))
+		k--;
+	while (k < i && (s[k] == '.' || s[k] == '-'))
+		k++;
+	return k;
+}
+
 /*
  * Templates one message (s[b..e), one line): words stay, values go.  See
  * the comment at the top of the file for what becomes what.
@@ -2625,6 +2640,19 @@ static void template_msg(struct tpl *t)
 				continue;
 			}
 			i++;
+			continue;
+		}
+		if (ch == '#' && i + 1 < e && (k = name_start(t, i)) < i &&
+		    ((s[i + 1] == '0' && (i + 2 == e || !is_word(s[i + 2]))) ||
+		     (run_end(s, e, i + 1, is_digit) == i + 5 &&
+		      (i + 5 == e || !is_word(s[i + 5]))))) {
+			/* a Discord user name: name#0, name#1234 */
+			w = s[i + 1] == '0' &&
+				    (i + 2 == e || !is_digit(s[i + 2]))
+				? i + 2
+				: i + 5;
+			tp_red(t, k, w, "user");
+			i = w;
 			continue;
 		}
 		if (ch == 0xe2 || ch == 0xe3) {
@@ -2711,6 +2739,14 @@ static void template_msg(struct tpl *t)
 					i = c + 1;
 					continue;
 				}
+				i++;
+				continue;
+			}
+			/* nickname(<redacted:id>): a display name */
+			if (c == i + 14 &&
+			    memcmp(s + i + 1, "<redacted:id>", 13) == 0 &&
+			    (k = name_start(t, i)) < i) {
+				tp_red(t, k, i, "user");
 				i++;
 				continue;
 			}
