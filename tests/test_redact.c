@@ -525,14 +525,18 @@ static void test_guard(void)
 	      "  line 1\n    Dear {{ name }}}, your loan was declined",
 	      1, "jinja2.exceptions.TemplateSyntaxError");
 	/* CJK quotes quote */
-	T_ERR("RuntimeError: 请求失败：用户消息：“帮我查一下病历” 「私事」", 0,
-	      "RuntimeError: 请求失败:用户消息:<str:7> <str:2>");
+	T_ERR("RuntimeError: 请求失败：“帮我查一下病历” 「私事」", 0,
+	      "RuntimeError: 请求失败:<str:7> <str:2>");
 	/* a name before an account id, a Discord user name */
 	T_ERR("E: 用户 李晓华(3391827745) in #support-team from amelia.n#0 "
 	      "and bob_9#1234: x#12",
 	      0,
 	      "E: 用户 <redacted:user>(<redacted:id>) in #support-team from "
 	      "<redacted:user> and <redacted:user>: x#12");
+	/* 发送: a message's text, commas and all */
+	T_ERR("[INFO] : 用户 \"Sophie\" 发送: 我怀孕了，不知道该怎么说", 0,
+	      "[INFO] : 用户 <str:6> 发送: <redacted:text>");
+	T_TEXT("消息：今晚八点，老地方", "消息：<redacted:text>");
 	/* outside a source line an unquoted value is a value */
 	T_TEXT("Plain(text=hello)", "Plain(text=<redacted:text>)");
 

@@ -1567,13 +1567,16 @@ static size_t try_webhook(struct red *r, size_t i)
 	return 0;
 }
 
-/* 密码：, 口令:, 密钥 =, 令牌: a Chinese credential key before i. */
+/* 密码：, 口令:, 密钥 =, 令牌: a Chinese credential key before i; 发送:,
+ * 消息:, 内容: a message's text, up to the line's end. */
 static size_t try_cjk_key(struct red *r, size_t i, size_t after)
 {
-	static const char *const keys[] = {"密码", "口令", "密钥", "令牌",
-					   "验证码"};
+	static const char *const keys[] = {
+	    "密码", "口令", "密钥", "令牌", "验证码", /* credentials */
+	    "发送", "消息", "内容", "说",   "提问",   "回复", "原文"};
 	const unsigned char *s = r->s;
 	size_t n = r->n, k = i, t, l, vb, ve;
+	int text;
 
 	while (k > 0 && s[k - 1] == ' ')
 		k--;
@@ -1584,18 +1587,21 @@ static size_t try_cjk_key(struct red *r, size_t i, size_t after)
 	}
 	if (t == sizeof keys / sizeof keys[0])
 		return 0;
+	text = t >= 5;
 	vb = after;
 	while (vb < n && s[vb] == ' ')
 		vb++;
 	ve = vb;
-	while (ve < n && s[ve] != '\n' && s[ve] != ',' && s[ve] != ';' &&
-	       !has_prefix(s, n, ve, "，", 3) && !has_prefix(s, n, ve, "。", 3))
+	while (ve < n && s[ve] != '\n' &&
+	       (text || (s[ve] != ',' && s[ve] != ';' &&
+			 !has_prefix(s, n, ve, "，", 3) &&
+			 !has_prefix(s, n, ve, "。", 3))))
 		ve++;
 	while (ve > vb && s[ve - 1] == ' ')
 		ve--;
 	if (ve == vb)
 		return 0;
-	return emit(r, vb, ve, "password");
+	return emit(r, vb, ve, text ? "text" : "password");
 }
 
 /* -- the walk -- */
