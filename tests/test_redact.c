@@ -537,6 +537,15 @@ static void test_guard(void)
 	T_ERR("[INFO] : 用户 \"Sophie\" 发送: 我怀孕了，不知道该怎么说", 0,
 	      "[INFO] : 用户 <str:6> 发送: <redacted:text>");
 	T_TEXT("消息：今晚八点，老地方", "消息：<redacted:text>");
+	/* a quoted URL keeps its host */
+	T_ERR("httpx.HTTPStatusError: Client error '403 Forbidden' for url "
+	      "'https://api.weixin.qq.com/cgi-bin/user/info?openid=oUpF8uMu'",
+	      0,
+	      "httpx.HTTPStatusError: Client error '403 Forbidden' for url "
+	      "'https://api.weixin.qq.com<path:39>'");
+	T_ERR("E: url=URL('https://oapi.dingtalk.com/robot/send?x=1'), "
+	      "'https://a.b/c d'",
+	      0, "E: url=URL('https://oapi.dingtalk.com<path:15>'), <str:15>");
 	/* outside a source line an unquoted value is a value */
 	T_TEXT("Plain(text=hello)", "Plain(text=<redacted:text>)");
 

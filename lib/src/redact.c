@@ -2454,6 +2454,24 @@ static size_t tp_url(struct tpl *t, size_t colon)
 	return e;
 }
 
+/* s[b..c) is one URL, nothing else: the colon after its scheme, or 0. */
+static size_t quoted_url(const unsigned char *s, size_t b, size_t c)
+{
+	size_t k = run_end(s, c, b, is_alpha), colon = k, p;
+
+	if (k == b || k - b > 10 || k + 3 >= c ||
+	    !has_prefix(s, c, k, "://", 3))
+		return 0;
+	for (k += 3; k < c;)
+		if (url_ch(s[k]))
+			k++;
+		else if (s[k] == '<' && (p = ph_end(s, k, c)) != 0)
+			k = p;
+		else
+			return 0;
+	return colon;
+}
+
 /* The value of a credential key: through its quote, or to , ; ) } EOL. */
 static size_t tp_cred(struct tpl *t, size_t i, unsigned char sep,
 		      const char *kind)
@@ -2704,6 +2722,12 @@ static void template_msg(struct tpl *t)
 			    (is_ident_str(s, i + 1, c, 40) &&
 			     has_prefix(s, e, c + 1, " object", 7))) {
 				i = c + 1; /* 'NoneType' object has no ... */
+				continue;
+			}
+			if ((k = quoted_url(s, i + 1, c)) != 0) {
+				/* 'https://host/...': the host stays */
+				t->skip_q = c;
+				i = tp_url(t, k);
 				continue;
 			}
 			if (s[i + 1] == '{' || s[i + 1] == '[') {
