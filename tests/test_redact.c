@@ -546,6 +546,12 @@ static void test_guard(void)
 	T_ERR("E: url=URL('https://oapi.dingtalk.com/robot/send?x=1'), "
 	      "'https://a.b/c d'",
 	      0, "E: url=URL('https://oapi.dingtalk.com<path:15>'), <str:15>");
+	/* HTTP status lines and reason phrases are kept */
+	T_ERR("E: POST https://api.telegram.org \"HTTP/1.1 403 Forbidden\" "
+	      "message='Unauthorized' 'HTTP/2 200 OK' 'Jane Doe'",
+	      0,
+	      "E: POST https://api.telegram.org \"HTTP/1.1 403 Forbidden\" "
+	      "message='Unauthorized' 'HTTP/2 200 OK' <str:8>");
 	/* outside a source line an unquoted value is a value */
 	T_TEXT("Plain(text=hello)", "Plain(text=<redacted:text>)");
 

@@ -2354,11 +2354,44 @@ static int is_code_value(const unsigned char *s, size_t b, size_t e)
 	return 0;
 }
 
-/* "403 Forbidden", "429 Too Many Requests" */
+/* "403 Forbidden", "429 Too Many Requests", "HTTP/1.1 403 Forbidden",
+ * "Unauthorized" */
 static int is_status_phrase(const unsigned char *s, size_t b, size_t e)
 {
+	static const char *const phrases[] = {
+	    "Bad Request",
+	    "Unauthorized",
+	    "Forbidden",
+	    "Not Found",
+	    "Conflict",
+	    "Too Many Requests",
+	    "Payment Required",
+	    "Request Timeout",
+	    "Gone",
+	    "Unprocessable Entity",
+	    "Internal Server Error",
+	    "Bad Gateway",
+	    "Service Unavailable",
+	    "Gateway Timeout",
+	    "Not Implemented",
+	    "Method Not Allowed",
+	    "Payload Too Large",
+	    "OK",
+	    "Proxy Authentication Required",
+	};
 	size_t k;
 
+	for (k = 0; k < sizeof phrases / sizeof phrases[0]; k++)
+		if (e - b == strlen(phrases[k]) &&
+		    memcmp(s + b, phrases[k], e - b) == 0)
+			return 1;
+	if (e - b > 9 && memcmp(s + b, "HTTP/", 5) == 0) {
+		k = run_end(s, e, b + 5, is_digit);
+		if (k < e && s[k] == '.')
+			k = run_end(s, e, k + 1, is_digit);
+		if (k > b + 5 && k < e && s[k] == ' ')
+			b = k + 1;
+	}
 	if (e - b < 5 || e - b > 40 || run_end(s, e, b, is_digit) != b + 3 ||
 	    s[b + 3] != ' ' || s[b] < '1' || s[b] > '5')
 		return 0;
