@@ -552,6 +552,13 @@ static void test_guard(void)
 	      0,
 	      "E: POST https://api.telegram.org \"HTTP/1.1 403 Forbidden\" "
 	      "message='Unauthorized' 'HTTP/2 200 OK' <str:8>");
+	/* jinja2's frame: a function name with spaces */
+	T_ERR("  File \"<template>\", line 3, in top-level template code\n"
+	      "jinja2.exceptions.UndefinedError: 'dict object' has no "
+	      "attribute 'nick'",
+	      1,
+	      "  File \"<template>\", line 3, in top-level template code\n"
+	      "jinja2.exceptions.UndefinedError");
 	/* outside a source line an unquoted value is a value */
 	T_TEXT("Plain(text=hello)", "Plain(text=<redacted:text>)");
 

@@ -1791,6 +1791,10 @@ static int is_frame(const char *p, size_t n)
 		return 1; /* SyntaxError frames have no function */
 	if (n - k < 6 || memcmp(p + k, ", in ", 5) != 0)
 		return 0;
+	/* a function name, or jinja2's "top-level template code" (other
+	 * words with spaces may be anyone's) */
+	if (line_is(p + k + 5, n - k - 5, "top-level template code"))
+		return 1;
 	for (k += 5, q = k; k < n; k++)
 		if (!is_word(u[k]) && u[k] != '.' && u[k] != '<' && u[k] != '>')
 			return 0;
