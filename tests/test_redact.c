@@ -559,6 +559,11 @@ static void test_guard(void)
 	      1,
 	      "  File \"<template>\", line 3, in top-level template code\n"
 	      "jinja2.exceptions.UndefinedError");
+	/* pymysql's (errno, "text") keeps the errno */
+	T_ERR("pymysql.err.IntegrityError: (1062, \"Duplicate entry "
+	      "'li@x.cn' for key 'users.email'\")",
+	      0, "pymysql.err.IntegrityError: (1062, <str:56>)");
+	T_ERR("E: x (1062, 'x')", 0, "E: x <tuple:11>");
 	/* outside a source line an unquoted value is a value */
 	T_TEXT("Plain(text=hello)", "Plain(text=<redacted:text>)");
 

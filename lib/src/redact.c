@@ -2650,6 +2650,25 @@ static size_t name_start(const struct tpl *t, size_t i)
 	return k;
 }
 
+/* The message opens with (errno, 'text'): pymysql, MySQLdb, aiomysql. */
+static int mysql_errno(const struct tpl *t, size_t i, size_t c)
+{
+	const unsigned char *s = t->s;
+	size_t k = i, d;
+
+	while (k > t->b && (s[k - 1] == ' ' || s[k - 1] == ':'))
+		k--;
+	if (k != t->b)
+		return 0;
+	d = run_end(s, c, i + 1, is_digit);
+	if (!(d > i + 1 && d - i - 1 <= 5 && has_prefix(s, c, d, ", ", 2)))
+		return 0;
+	return ((s[d + 2] == '\'' || s[d + 2] == '"') &&
+		s[c - 1] == s[d + 2]) ||
+	       (has_prefix(s, c, d + 2, "<str:", 5) &&
+		ph_end(s, d + 2, c + 1) == c);
+}
+
 /*
  * Templates one message (s[b..e), one line): words stay, values go.  See
  * the comment at the top of the file for what becomes what.
@@ -2814,6 +2833,12 @@ static void template_msg(struct tpl *t)
 			    memcmp(s + i + 1, "<redacted:id>", 13) == 0 &&
 			    (k = name_start(t, i)) < i) {
 				tp_red(t, k, i, "user");
+				i++;
+				continue;
+			}
+			/* pymysql's (1406, "Data too long ..."): the errno
+			 * stays, the text is a string */
+			if (mysql_errno(t, i, c)) {
 				i++;
 				continue;
 			}
