@@ -2000,7 +2000,7 @@ static size_t strict_filter(char *t, size_t n)
 {
 	struct lstate st = {LK_NONE, 0, 0, 0, 0};
 	size_t rd = 0, wr = 0, end, m, ce, name, keep;
-	int last_out = LK_BLANK, kind;
+	int last_out = LK_BLANK, kind, st_excerpt = 0;
 	const char *nl;
 
 	while (rd < n) {
@@ -2008,11 +2008,15 @@ static size_t strict_filter(char *t, size_t n)
 		end = nl ? (size_t)(nl - t) : n;
 		kind = classify(t, rd, end, &st, &m, &ce, &name);
 		keep = kind == LK_EXC ? m + name : ce;
+		/* the carets under an excerpt go with it */
+		st_excerpt =
+		    kind == LK_EXCERPT || (kind == LK_CARET && st_excerpt);
 		if (kind == LK_BLANK) {
 			if (wr > 0 && last_out != LK_BLANK && nl)
 				t[wr++] = '\n';
 			last_out = LK_BLANK;
-		} else if (kind != LK_NONE && kind != LK_EXCERPT) {
+		} else if (kind != LK_NONE && kind != LK_EXCERPT &&
+			   !(kind == LK_CARET && st_excerpt)) {
 			memmove(t + wr, t + rd, keep - rd);
 			wr += keep - rd;
 			if (nl)
