@@ -567,6 +567,13 @@ static void test_guard(void)
 	      "'li@x.cn' for key 'users.email'\")",
 	      0, "pymysql.err.IntegrityError: (1062, <str:56>)");
 	T_ERR("E: x (1062, 'x')", 0, "E: x <tuple:11>");
+	/* a log line's "NAME said: text" */
+	T_ERR("INFO [group_1] Hannah Schmidt said: send it to my address, ok\n"
+	      "x said: hi\nValueError: the server said: no",
+	      0,
+	      "INFO [group_1] <redacted:user> said: <redacted:text>\n"
+	      "x said: <redacted:text>\nValueError: the server said: "
+	      "<redacted:text>");
 	/* outside a source line an unquoted value is a value */
 	T_TEXT("Plain(text=hello)", "Plain(text=<redacted:text>)");
 

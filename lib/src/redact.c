@@ -1604,6 +1604,59 @@ static size_t try_cjk_key(struct red *r, size_t i, size_t after)
 	return emit(r, vb, ve, text ? "text" : "password");
 }
 
+/* "Hannah Schmidt said: ..." in a log line: the speaker's name (up to
+ * three capitalised words) is a user, the rest of the line a message. */
+static size_t try_said(struct red *r, size_t i, size_t after)
+{
+	static const char *const verbs[] = {"said",  "says",    "wrote",
+					    "asked", "replied", "sent"};
+	const unsigned char *s = r->s;
+	size_t n = r->n, k = i, t, l, vb, ve, nb, w, words;
+
+	if (r->code)
+		return 0;
+	for (t = 0; t < sizeof verbs / sizeof verbs[0]; t++) {
+		l = strlen(verbs[t]);
+		if (k >= l && memcmp(s + k - l, verbs[t], l) == 0 &&
+		    (k == l || !is_word(s[k - l - 1])))
+			break;
+	}
+	if (t == sizeof verbs / sizeof verbs[0])
+		return 0;
+	vb = after;
+	while (vb < n && s[vb] == ' ')
+		vb++;
+	ve = vb;
+	while (ve < n && s[ve] != '\n')
+		ve++;
+	while (ve > vb && s[ve - 1] == ' ')
+		ve--;
+	if (ve == vb)
+		return 0;
+	/* the speaker: capitalised words before the verb */
+	nb = k - l;
+	for (words = 0; words < 3; words++) {
+		w = nb;
+		while (w > 0 && s[w - 1] == ' ')
+			w--;
+		k = w;
+		while (k > 0 && (is_alpha(s[k - 1]) || s[k - 1] >= 0x80 ||
+				 s[k - 1] == '-' || s[k - 1] == '.'))
+			k--;
+		if (k == w || !(is_upper(s[k]) || s[k] >= 0x80) ||
+		    (k > 0 && s[k - 1] != ' '))
+			break;
+		nb = k;
+	}
+	if (words > 0 && nb >= r->from) {
+		k = i - l;
+		while (k > nb && s[k - 1] == ' ')
+			k--;
+		emit(r, nb, k, "user");
+	}
+	return emit(r, vb, ve, "text");
+}
+
 /* -- the walk -- */
 
 static size_t scan_word(struct red *r, size_t i)
@@ -1659,7 +1712,8 @@ static size_t try_colon(struct red *r, size_t i)
 
 	if (n - i >= 3 && s[i + 1] == '/' && s[i + 2] == '/')
 		return try_url_auth(r, i);
-	if ((t = try_data_url(r, i)) != 0 || (t = try_cjk_key(r, i, i + 1)))
+	if ((t = try_data_url(r, i)) != 0 || (t = try_cjk_key(r, i, i + 1)) ||
+	    (t = try_said(r, i, i + 1)))
 		return t;
 	if (i + 1 < n && s[i + 1] == ':' &&
 	    (i == 0 ||
