@@ -49,8 +49,13 @@
  * after "key=" is code), and every message is templated: quoted strings,
  * dicts, lists, tuples, XML, key=value values, URL paths, data: payloads
  * and long identifiers become "<kind:length>" placeholders, while the words
- * around them and the codes of error envelopes stay.  The patterns run on a
- * message before its template too, so a wrongly paired quote hides nothing.
+ * around them and the codes of error envelopes stay (a quoted URL keeps its
+ * host, a quoted HTTP status line or reason phrase and a MySQL errno stay;
+ * Chinese quotes quote; a name before "(<account id>)", a Discord name#0
+ * and a log line's "NAME said:" are users).  A line quoted under a yaml or
+ * jinja2 mark ("line 7, column 14") is the document: "<excerpt:N>".  The
+ * patterns run on a message before its template too, so a wrongly paired
+ * quote hides nothing.
  * Evasive spellings (zero-width characters, full-width forms, other
  * digits, look-alike letters, %XX) are undone first.
  *
