@@ -49,8 +49,13 @@
  * after "key=" is code), and every message is templated: quoted strings,
  * dicts, lists, tuples, XML, key=value values, URL paths, data: payloads
  * and long identifiers become "<kind:length>" placeholders, while the words
- * around them and the codes of error envelopes stay.  The patterns run on a
- * message before its template too, so a wrongly paired quote hides nothing.
+ * around them and the codes of error envelopes stay (a quoted URL keeps its
+ * host, a quoted HTTP status line or reason phrase and a MySQL errno stay;
+ * Chinese quotes quote; a name before "(<account id>)", a Discord name#0
+ * and a log line's "NAME said:" are users).  A line quoted under a yaml or
+ * jinja2 mark ("line 7, column 14") is the document: "<excerpt:N>".  The
+ * patterns run on a message before its template too, so a wrongly paired
+ * quote hides nothing.
  * Evasive spellings (zero-width characters, full-width forms, other
  * digits, look-alike letters, %XX) are undone first.
  *
@@ -1567,13 +1572,16 @@ static size_t try_webhook(struct red *r, size_t i)
 	return 0;
 }
 
-/* 密码：, 口令:, 密钥 =, 令牌: a Chinese credential key before i. */
+/* 密码：, 口令:, 密钥 =, 令牌: a Chinese credential key before i; 发送:,
+ * 消息:, 内容: a message's text, up to the line's end. */
 static size_t try_cjk_key(struct red *r, size_t i, size_t after)
 {
-	static const char *const keys[] = {"密码", "口令", "密钥", "令牌",
-					   "验证码"};
+	static const char *const keys[] = {
+	    "密码", "口令", "密钥", "令牌", "验证码", /* credentials */
+	    "发送", "消息", "内容", "说",   "提问",   "回复", "原文"};
 	const unsigned char *s = r->s;
 	size_t n = r->n, k = i, t, l, vb, ve;
+	int text;
 
 	while (k > 0 && s[k - 1] == ' ')
 		k--;
@@ -1584,18 +1592,74 @@ static size_t try_cjk_key(struct red *r, size_t i, size_t after)
 	}
 	if (t == sizeof keys / sizeof keys[0])
 		return 0;
+	text = t >= 5;
 	vb = after;
 	while (vb < n && s[vb] == ' ')
 		vb++;
 	ve = vb;
-	while (ve < n && s[ve] != '\n' && s[ve] != ',' && s[ve] != ';' &&
-	       !has_prefix(s, n, ve, "，", 3) && !has_prefix(s, n, ve, "。", 3))
+	while (ve < n && s[ve] != '\n' &&
+	       (text || (s[ve] != ',' && s[ve] != ';' &&
+			 !has_prefix(s, n, ve, "，", 3) &&
+			 !has_prefix(s, n, ve, "。", 3))))
 		ve++;
 	while (ve > vb && s[ve - 1] == ' ')
 		ve--;
 	if (ve == vb)
 		return 0;
-	return emit(r, vb, ve, "password");
+	return emit(r, vb, ve, text ? "text" : "password");
+}
+
+/* "Hannah Schmidt said: ..." in a log line: the speaker's name (up to
+ * three capitalised words) is a user, the rest of the line a message. */
+static size_t try_said(struct red *r, size_t i, size_t after)
+{
+	static const char *const verbs[] = {"said",  "says",    "wrote",
+					    "asked", "replied", "sent"};
+	const unsigned char *s = r->s;
+	size_t n = r->n, k = i, t, l, vb, ve, nb, w, words;
+
+	if (r->code)
+		return 0;
+	for (t = 0; t < sizeof verbs / sizeof verbs[0]; t++) {
+		l = strlen(verbs[t]);
+		if (k >= l && memcmp(s + k - l, verbs[t], l) == 0 &&
+		    (k == l || !is_word(s[k - l - 1])))
+			break;
+	}
+	if (t == sizeof verbs / sizeof verbs[0])
+		return 0;
+	vb = after;
+	while (vb < n && s[vb] == ' ')
+		vb++;
+	ve = vb;
+	while (ve < n && s[ve] != '\n')
+		ve++;
+	while (ve > vb && s[ve - 1] == ' ')
+		ve--;
+	if (ve == vb)
+		return 0;
+	/* the speaker: capitalised words before the verb */
+	nb = k - l;
+	for (words = 0; words < 3; words++) {
+		w = nb;
+		while (w > 0 && s[w - 1] == ' ')
+			w--;
+		k = w;
+		while (k > 0 && (is_alpha(s[k - 1]) || s[k - 1] >= 0x80 ||
+				 s[k - 1] == '-' || s[k - 1] == '.'))
+			k--;
+		if (k == w || !(is_upper(s[k]) || s[k] >= 0x80) ||
+		    (k > 0 && s[k - 1] != ' '))
+			break;
+		nb = k;
+	}
+	if (words > 0 && nb >= r->from) {
+		k = i - l;
+		while (k > nb && s[k - 1] == ' ')
+			k--;
+		emit(r, nb, k, "user");
+	}
+	return emit(r, vb, ve, "text");
 }
 
 /* -- the walk -- */
@@ -1653,7 +1717,8 @@ static size_t try_colon(struct red *r, size_t i)
 
 	if (n - i >= 3 && s[i + 1] == '/' && s[i + 2] == '/')
 		return try_url_auth(r, i);
-	if ((t = try_data_url(r, i)) != 0 || (t = try_cjk_key(r, i, i + 1)))
+	if ((t = try_data_url(r, i)) != 0 || (t = try_cjk_key(r, i, i + 1)) ||
+	    (t = try_said(r, i, i + 1)))
 		return t;
 	if (i + 1 < n && s[i + 1] == ':' &&
 	    (i == 0 ||
@@ -1755,7 +1820,8 @@ enum line_kind {
 	LK_SOURCE,
 	LK_CARET,
 	LK_REPEAT,
-	LK_EXC
+	LK_EXC,
+	LK_EXCERPT
 };
 
 static int line_is(const char *p, size_t n, const char *lit)
@@ -1784,6 +1850,10 @@ static int is_frame(const char *p, size_t n)
 		return 1; /* SyntaxError frames have no function */
 	if (n - k < 6 || memcmp(p + k, ", in ", 5) != 0)
 		return 0;
+	/* a function name, or jinja2's "top-level template code" (other
+	 * words with spaces may be anyone's) */
+	if (line_is(p + k + 5, n - k - 5, "top-level template code"))
+		return 1;
 	for (k += 5, q = k; k < n; k++)
 		if (!is_word(u[k]) && u[k] != '.' && u[k] != '<' && u[k] != '>')
 			return 0;
@@ -1861,7 +1931,38 @@ struct lstate {
 	int prev;
 	size_t frame_indent;
 	int no_source;
+	int mark;           /* the line before is a document's mark */
+	size_t mark_indent; /* and its indentation */
 };
+
+/*
+ * yaml's `in "<file>", line 14, column 22` and jinja2's `line 1`: the
+ * lines under one, indented deeper, quote the document (user text).
+ */
+static int is_mark(const char *p, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)p;
+	size_t k = n, d;
+
+	if (!(n >= 6 && memcmp(p, "line ", 5) == 0) &&
+	    !(n >= 4 && memcmp(p, "in ", 3) == 0))
+		return 0;
+	for (d = 0; d < 2; d++) {
+		size_t e = k;
+
+		while (k > 0 && is_digit(u[k - 1]))
+			k--;
+		if (k == e)
+			return 0;
+		if (k >= 5 && memcmp(p + k - 5, "line ", 5) == 0)
+			return k == 5 ||
+			       (k >= 7 && p[k - 6] == ' ' && p[k - 7] == ',');
+		if (d == 1 || k < 9 || memcmp(p + k - 9, ", column ", 9) != 0)
+			return 0;
+		k -= 9;
+	}
+	return 0;
+}
 
 static int group_rule(const char *p, size_t n)
 {
@@ -1925,9 +2026,12 @@ static int classify(const char *t, size_t rd, size_t end, struct lstate *st,
 	} else if (st->prev == LK_FRAME && !st->no_source &&
 		   m - rd > st->frame_indent)
 		kind = LK_SOURCE;
-	else if ((st->prev == LK_SOURCE || st->prev == LK_CARET) &&
+	else if ((st->prev == LK_SOURCE || st->prev == LK_CARET ||
+		  st->prev == LK_EXCERPT) &&
 		 only_carets(c, ce - m))
 		kind = LK_CARET;
+	else if (st->mark && m - rd > st->mark_indent)
+		kind = LK_EXCERPT;
 	else if (is_repeat(c, ce - m))
 		kind = LK_REPEAT;
 	else if ((k = exc_name(c, ce - m, &strong)) != 0 &&
@@ -1937,6 +2041,11 @@ static int classify(const char *t, size_t rd, size_t end, struct lstate *st,
 		*name = k;
 	} else
 		kind = LK_NONE;
+	if (kind != LK_EXCERPT) {
+		st->mark = (kind == LK_NONE || kind == LK_EXC) &&
+			   is_mark(c + *name, ce - m - *name);
+		st->mark_indent = m - rd;
+	}
 	st->prev = kind;
 	return kind;
 }
@@ -1948,9 +2057,9 @@ static int classify(const char *t, size_t rd, size_t end, struct lstate *st,
  */
 static size_t strict_filter(char *t, size_t n)
 {
-	struct lstate st = {LK_NONE, 0, 0};
+	struct lstate st = {LK_NONE, 0, 0, 0, 0};
 	size_t rd = 0, wr = 0, end, m, ce, name, keep;
-	int last_out = LK_BLANK, kind;
+	int last_out = LK_BLANK, kind, st_excerpt = 0;
 	const char *nl;
 
 	while (rd < n) {
@@ -1958,11 +2067,15 @@ static size_t strict_filter(char *t, size_t n)
 		end = nl ? (size_t)(nl - t) : n;
 		kind = classify(t, rd, end, &st, &m, &ce, &name);
 		keep = kind == LK_EXC ? m + name : ce;
+		/* the carets under an excerpt go with it */
+		st_excerpt =
+		    kind == LK_EXCERPT || (kind == LK_CARET && st_excerpt);
 		if (kind == LK_BLANK) {
 			if (wr > 0 && last_out != LK_BLANK && nl)
 				t[wr++] = '\n';
 			last_out = LK_BLANK;
-		} else if (kind != LK_NONE) {
+		} else if (kind != LK_NONE && kind != LK_EXCERPT &&
+			   !(kind == LK_CARET && st_excerpt)) {
 			memmove(t + wr, t + rd, keep - rd);
 			wr += keep - rd;
 			if (nl)
@@ -2167,7 +2280,9 @@ static void tp_emit(struct tpl *t, size_t b, size_t e, const char *kind,
 	size_t len = n_chars(t->s, b, e);
 	int w;
 
-	if (strcmp(kind, "str") == 0 && e - b >= 2)
+	if (strcmp(kind, "str") == 0 && e - b >= 6 && t->s[b] >= 0x80)
+		len = n_chars(t->s, b + 3, e - 3); /* “…” */
+	else if (strcmp(kind, "str") == 0 && e - b >= 2)
 		len = n_chars(t->s, b + 1, e - 1); /* without the quotes */
 
 	sb_put(t->o, (const char *)t->s + t->from, b - t->from);
@@ -2218,6 +2333,21 @@ static size_t ph_end(const unsigned char *s, size_t i, size_t e)
 static int qidx(unsigned char q)
 {
 	return q == '\'' ? 0 : q == '"' ? 1 : 2;
+}
+
+/* The first 3-byte sequence q in s[0..n), or NULL. */
+static const unsigned char *find3(const unsigned char *s, size_t n,
+				  const char *q)
+{
+	const unsigned char *p;
+
+	while (n >= 3 && (p = memchr(s, q[0], n - 2)) != NULL) {
+		if (memcmp(p, q, 3) == 0)
+			return p;
+		n -= (size_t)(p - s) + 1;
+		s = p + 1;
+	}
+	return NULL;
 }
 
 /* The closing quote of the quote at i, or 0 (then it is an apostrophe). */
@@ -2291,11 +2421,44 @@ static int is_code_value(const unsigned char *s, size_t b, size_t e)
 	return 0;
 }
 
-/* "403 Forbidden", "429 Too Many Requests" */
+/* "403 Forbidden", "429 Too Many Requests", "HTTP/1.1 403 Forbidden",
+ * "Unauthorized" */
 static int is_status_phrase(const unsigned char *s, size_t b, size_t e)
 {
+	static const char *const phrases[] = {
+	    "Bad Request",
+	    "Unauthorized",
+	    "Forbidden",
+	    "Not Found",
+	    "Conflict",
+	    "Too Many Requests",
+	    "Payment Required",
+	    "Request Timeout",
+	    "Gone",
+	    "Unprocessable Entity",
+	    "Internal Server Error",
+	    "Bad Gateway",
+	    "Service Unavailable",
+	    "Gateway Timeout",
+	    "Not Implemented",
+	    "Method Not Allowed",
+	    "Payload Too Large",
+	    "OK",
+	    "Proxy Authentication Required",
+	};
 	size_t k;
 
+	for (k = 0; k < sizeof phrases / sizeof phrases[0]; k++)
+		if (e - b == strlen(phrases[k]) &&
+		    memcmp(s + b, phrases[k], e - b) == 0)
+			return 1;
+	if (e - b > 9 && memcmp(s + b, "HTTP/", 5) == 0) {
+		k = run_end(s, e, b + 5, is_digit);
+		if (k < e && s[k] == '.')
+			k = run_end(s, e, k + 1, is_digit);
+		if (k > b + 5 && k < e && s[k] == ' ')
+			b = k + 1;
+	}
 	if (e - b < 5 || e - b > 40 || run_end(s, e, b, is_digit) != b + 3 ||
 	    s[b + 3] != ' ' || s[b] < '1' || s[b] > '5')
 		return 0;
@@ -2389,6 +2552,24 @@ static size_t tp_url(struct tpl *t, size_t colon)
 			return e;
 	tp_emit(t, he, e, "path", 1);
 	return e;
+}
+
+/* s[b..c) is one URL, nothing else: the colon after its scheme, or 0. */
+static size_t quoted_url(const unsigned char *s, size_t b, size_t c)
+{
+	size_t k = run_end(s, c, b, is_alpha), colon = k, p;
+
+	if (k == b || k - b > 10 || k + 3 >= c ||
+	    !has_prefix(s, c, k, "://", 3))
+		return 0;
+	for (k += 3; k < c;)
+		if (url_ch(s[k]))
+			k++;
+		else if (s[k] == '<' && (p = ph_end(s, k, c)) != 0)
+			k = p;
+		else
+			return 0;
+	return colon;
 }
 
 /* The value of a credential key: through its quote, or to , ; ) } EOL. */
@@ -2517,6 +2698,40 @@ static int has_close_tag(const unsigned char *s, size_t k, size_t e)
 	return 0;
 }
 
+/* The start of the name that ends at i (letters, digits, CJK, . _ -),
+ * not before what was copied out already; i if none. */
+static size_t name_start(const struct tpl *t, size_t i)
+{
+	const unsigned char *s = t->s;
+	size_t k = i;
+
+	while (k > t->from && (s[k - 1] >= 0x80 || is_word(s[k - 1]) ||
+			       s[k - 1] == '.' || s[k - 1] == '-'))
+		k--;
+	while (k < i && (s[k] == '.' || s[k] == '-'))
+		k++;
+	return k;
+}
+
+/* The message opens with (errno, 'text'): pymysql, MySQLdb, aiomysql. */
+static int mysql_errno(const struct tpl *t, size_t i, size_t c)
+{
+	const unsigned char *s = t->s;
+	size_t k = i, d;
+
+	while (k > t->b && (s[k - 1] == ' ' || s[k - 1] == ':'))
+		k--;
+	if (k != t->b)
+		return 0;
+	d = run_end(s, c, i + 1, is_digit);
+	if (!(d > i + 1 && d - i - 1 <= 5 && has_prefix(s, c, d, ", ", 2)))
+		return 0;
+	return ((s[d + 2] == '\'' || s[d + 2] == '"') &&
+		s[c - 1] == s[d + 2]) ||
+	       (has_prefix(s, c, d + 2, "<str:", 5) &&
+		ph_end(s, d + 2, c + 1) == c);
+}
+
 /*
  * Templates one message (s[b..e), one line): words stay, values go.  See
  * the comment at the top of the file for what becomes what.
@@ -2570,6 +2785,39 @@ static void template_msg(struct tpl *t)
 			i++;
 			continue;
 		}
+		if (ch == '#' && i + 1 < e && (k = name_start(t, i)) < i &&
+		    ((s[i + 1] == '0' && (i + 2 == e || !is_word(s[i + 2]))) ||
+		     (run_end(s, e, i + 1, is_digit) == i + 5 &&
+		      (i + 5 == e || !is_word(s[i + 5]))))) {
+			/* a Discord user name: name#0, name#1234 */
+			w = s[i + 1] == '0' &&
+				    (i + 2 == e || !is_digit(s[i + 2]))
+				? i + 2
+				: i + 5;
+			tp_red(t, k, w, "user");
+			i = w;
+			continue;
+		}
+		if (ch == 0xe2 || ch == 0xe3) {
+			/* “…” ‘…’ 「…」 『…』 quote as ' and " do */
+			static const char *const cjk_q[][2] = {
+			    {"\xe2\x80\x9c", "\xe2\x80\x9d"},
+			    {"\xe2\x80\x98", "\xe2\x80\x99"},
+			    {"\xe3\x80\x8c", "\xe3\x80\x8d"},
+			    {"\xe3\x80\x8e", "\xe3\x80\x8f"},
+			};
+			const unsigned char *p = NULL;
+
+			for (k = 0; k < 4 && !p; k++)
+				if (has_prefix(s, e, i, cjk_q[k][0], 3))
+					p = find3(s + i + 3, e - i - 3,
+						  cjk_q[k][1]);
+			if (p) {
+				tp_emit(t, i, (size_t)(p - s) + 3, "str", 1);
+				i = (size_t)(p - s) + 3;
+				continue;
+			}
+		}
 		if (ch == '\'' || ch == '"' || ch == '`') {
 			c = close_quote(t, i);
 			if (!c) {
@@ -2593,6 +2841,12 @@ static void template_msg(struct tpl *t)
 			    (is_ident_str(s, i + 1, c, 40) &&
 			     has_prefix(s, e, c + 1, " object", 7))) {
 				i = c + 1; /* 'NoneType' object has no ... */
+				continue;
+			}
+			if ((k = quoted_url(s, i + 1, c)) != 0) {
+				/* 'https://host/...': the host stays */
+				t->skip_q = c;
+				i = tp_url(t, k);
 				continue;
 			}
 			if (s[i + 1] == '{' || s[i + 1] == '[') {
@@ -2634,6 +2888,20 @@ static void template_msg(struct tpl *t)
 					i = c + 1;
 					continue;
 				}
+				i++;
+				continue;
+			}
+			/* nickname(<redacted:id>): a display name */
+			if (c == i + 14 &&
+			    memcmp(s + i + 1, "<redacted:id>", 13) == 0 &&
+			    (k = name_start(t, i)) < i) {
+				tp_red(t, k, i, "user");
+				i++;
+				continue;
+			}
+			/* pymysql's (1406, "Data too long ..."): the errno
+			 * stays, the text is a string */
+			if (mysql_errno(t, i, c)) {
 				i++;
 				continue;
 			}
@@ -2834,7 +3102,7 @@ static size_t unescape_quotes(const unsigned char *s, size_t n,
  */
 static void guard(const unsigned char *t, size_t n, int tmpl, struct sbuf *out)
 {
-	struct lstate st = {LK_NONE, 0, 0};
+	struct lstate st = {LK_NONE, 0, 0, 0, 0};
 	struct sbuf mid = {NULL, 0, 0, 0}, ln = {NULL, 0, 0, 0};
 	struct sbuf pre = {NULL, 0, 0, 0};
 	uint32_t *cl = NULL, *stk = NULL, *np;
@@ -2879,7 +3147,16 @@ static void guard(const unsigned char *t, size_t n, int tmpl, struct sbuf *out)
 			seg = mid.len;
 			seg_code = code;
 		}
-		if (code || !tmpl) {
+		if (kind == LK_EXCERPT && ph_end(t, m, ce) != ce) {
+			/* a document's line: user text, whatever it says */
+			char buf[32];
+			int w = snprintf(buf, sizeof buf, "<excerpt:%zu>",
+					 n_chars(t, m, ce));
+
+			sb_put(&mid, (const char *)t + rd, m - rd);
+			sb_put(&mid, buf, (size_t)w);
+			sb_put(&mid, (const char *)t + ce, end - ce);
+		} else if (code || !tmpl) {
 			sb_put(&mid, (const char *)t + rd, end - rd);
 		} else {
 			size_t mb = kind == LK_EXC ? m + name : m, ll;
