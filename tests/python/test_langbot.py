@@ -132,6 +132,27 @@ class TestTelemetryManager(AdapterTest):
         self.assertEqual((tm.recorded, tm.dropped), (5, 3))
         self.assertEqual(len(self.rows()), 5)
 
+    def test_shutdown_timeout_abandons_the_queue(self):
+        """At shutdown_timeout the events still queued are dropped (and counted): a worker
+        stuck behind a lock must not keep LangBot's process from exiting while it works
+        through the queue one busy timeout at a time."""
+        gate = threading.Event()
+
+        async def run():
+            tm = langbot.TelemetryManager(make_ap({"url": URL}), path=self.db,
+                                          shutdown_timeout=0.1)
+            await tm.initialize()
+            tm._rec._executor.submit(gate.wait)      # the worker is stuck
+            for i in range(50):
+                await tm.start_send_task(query(i))
+            await tm.shutdown()                      # times out: the gate is still shut
+            gate.set()
+            return tm
+
+        tm = asyncio.run(run())                      # waits for the worker to finish
+        self.assertEqual((tm.recorded, tm.dropped), (0, 50))
+        self.assertEqual(self.rows(), [])
+
     def test_event_loop_runs_while_the_spool_is_locked(self):
         """The uploader holds the write lock: start_send_task returns without the event
         stored, and while send() waits for its record, other tasks on the loop run (the

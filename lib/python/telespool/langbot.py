@@ -24,7 +24,8 @@ uploader.  ``start_send_task`` keeps at most ``max_queued``
 (10,000) events waiting for the worker and drops (and counts) the rest, as LangBot's own
 sender drops beyond 8 in flight.  ``send`` waits for its event to be stored (in the worker,
 not on the loop).  ``shutdown`` waits for the queue to drain for at most
-``shutdown_timeout`` seconds (default 5).  The only synchronous call,
+``shutdown_timeout`` seconds (default 5), then drops (and counts) what is still queued: only
+the record in progress, at most one ``busy_timeout_ms``, can then delay LangBot's exit.  The only synchronous call,
 ``SurveyManager.get_pending_survey``, reads one row (WAL readers do not wait for writers); it
 shares its spool handle only with that manager's own survey records, whose lock waits are
 bounded by its ``busy_timeout_ms`` (default 100 ms), so it holds the loop for at most about
@@ -106,6 +107,7 @@ class _Recorder:
         self.dropped = 0
         self.failed = 0
         self._queued = 0
+        self._abandoned = False
         self._lock = threading.Lock()
         self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
 
@@ -133,6 +135,10 @@ class _Recorder:
     def _record(self, payload: dict, endpoint: str) -> bool:
         try:
             if self.spool is None or not self.enabled:
+                return False
+            if self._abandoned:
+                with self._lock:
+                    self.dropped += 1
                 return False
             self.spool.record(payload, endpoint=endpoint)
             with self._lock:
@@ -190,8 +196,14 @@ class _Recorder:
             await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(
                 None, drain_and_close), timeout)
         except asyncio.TimeoutError:
-            self.log(f"telespool: {self._queued} events still queued after {timeout} s "
-                     "at shutdown; not recorded")
+            # What is still queued is dropped, or the worker would keep LangBot's process
+            # from exiting while it works through the queue (one busy timeout per event
+            # when the spool is locked): at most the record in progress finishes.
+            with self._lock:
+                self._abandoned = True
+                left = self._queued
+            self.log(f"telespool: {left} events still queued after {timeout} s "
+                     "at shutdown; dropped")
         except Exception as e:
             self.log(f"telespool: shutdown: {e}")
 
@@ -260,7 +272,8 @@ class TelemetryManager:
             self._rec.log(f"telespool: send: {e}")
 
     async def shutdown(self) -> None:
-        """Waits (at most shutdown_timeout seconds) for queued events, then closes."""
+        """Waits (at most shutdown_timeout seconds) for queued events, then closes; events
+        still queued then are dropped and counted in ``dropped``."""
         try:
             await self._rec.close(self.shutdown_timeout)
         except Exception as e:
