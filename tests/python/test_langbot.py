@@ -132,6 +132,24 @@ class TestTelemetryManager(AdapterTest):
         self.assertEqual((tm.recorded, tm.dropped), (5, 3))
         self.assertEqual(len(self.rows()), 5)
 
+    def test_opt_out_at_runtime(self):
+        """LangBot's send() reads the space section (the dict it took at initialize) at
+        every call: set disable_telemetry in it at runtime and nothing more is sent."""
+        async def run():
+            ap = make_ap({"url": URL})
+            tm = langbot.TelemetryManager(ap, path=self.db)
+            await tm.initialize()
+            await tm.send(query(1))
+            ap.instance_config.data["space"]["disable_telemetry"] = True
+            await tm.send(query(2))
+            await tm.start_send_task(query(3))
+            await tm.shutdown()
+            return tm
+
+        tm = asyncio.run(run())
+        self.assertEqual(tm.recorded, 1)
+        self.assertEqual(len(self.rows()), 1)
+
     def test_shutdown_timeout_abandons_the_queue(self):
         """At shutdown_timeout the events still queued are dropped (and counted): a worker
         stuck behind a lock must not keep LangBot's process from exiting while it works

@@ -13,7 +13,9 @@ Opt-out is decided as LangBot decides it, on the configuration LangBot already l
 its environment overrides applied): an empty ``space`` section, a falsy ``space.url`` or a
 truthy ``space.disable_telemetry`` (Python truthiness: the string ``"false"`` is truthy, so it
 means disabled, as it does in LangBot) records nothing.  The spool is then opened with
-``disabled=True``, so that not even a stray call stores anything.
+``disabled=True``, so that not even a stray call stores anything.  As in LangBot, the section
+is read again at every call: ``disable_telemetry`` set in it at runtime stops recording at
+once (enabling it at runtime does not reopen a spool opened disabled: that takes a restart).
 
 The event loop.  No method raises (failures are logged at debug level on ``ap.logger`` and
 counted).  Recording runs in one worker thread per manager: the coroutines only copy the
@@ -257,6 +259,8 @@ class TelemetryManager:
     async def start_send_task(self, payload: dict) -> None:
         """Queues payload for recording and returns at once (LangBot's fire-and-forget)."""
         try:
+            if not telemetry_enabled(self.telemetry_config):
+                return
             self._rec.submit(payload, TELEMETRY, self.max_queued)
         except Exception as e:
             self._rec.log(f"telespool: start_send_task: {e}")
@@ -265,6 +269,8 @@ class TelemetryManager:
         """Records payload and returns once it is stored (or was refused); the disk write
         happens in the worker thread, not on the event loop."""
         try:
+            if not telemetry_enabled(self.telemetry_config):
+                return
             fut = self._rec.submit(payload, TELEMETRY)
             if fut is not None:
                 await asyncio.wrap_future(fut)
