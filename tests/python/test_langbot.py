@@ -11,6 +11,7 @@ import tempfile
 import threading
 import types
 import unittest
+import unittest.mock
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -296,6 +297,35 @@ class TestSurveyManager(AdapterTest):
 
         asyncio.run(again())
         self.assertEqual(len(self.rows()), 4)
+
+    def test_takes_over_langbots_own_survey_state(self):
+        """Switching over keeps what LangBot's own SurveyManager persisted: a milestone it
+        already fired is not fired again, and its count towards 100 carries on."""
+        class LangBotSurveyManager:
+            def __init__(self, ap):
+                self.ap = ap
+
+            async def initialize(self):   # LangBot loads these from its metadata table
+                self._triggered_events = {"first_bot_response_success"}
+                self._bot_response_count = langbot.BOT_RESPONSE_MILESTONE - 1
+
+        names = ["langbot", "langbot.pkg", "langbot.pkg.survey", "langbot.pkg.survey.manager"]
+        fake = {n: types.ModuleType(n) for n in names}
+        fake["langbot.pkg.survey.manager"].SurveyManager = LangBotSurveyManager
+        for parent, child in zip(names, names[1:]):
+            setattr(fake[parent], child.rsplit(".", 1)[1], fake[child])
+
+        async def run():
+            sm = self.manager({"url": URL})
+            await sm.initialize()
+            await sm.trigger_event("first_bot_response_success")
+            await sm.record_bot_response_success()
+            await sm.shutdown()
+
+        with unittest.mock.patch.dict(sys.modules, fake):
+            asyncio.run(run())
+        self.assertEqual([json.loads(body)["event"] for _, body in self.rows()],
+                         ["bot_response_success_100"])
 
     def test_opted_out_records_nothing(self):
         for space in (..., {"url": ""}, {"url": URL, "disable_telemetry": "false"}):

@@ -296,7 +296,9 @@ class SurveyManager:
     opted out) or it could not be stored.  :meth:`submit_feedback` carries user text, files
     and an e-mail address: that is not telemetry and never enters the spool, so it is handed
     to LangBot's own SurveyManager.  The bot-response count towards
-    ``bot_response_success_100`` is kept in ``<path>-survey.json`` next to the spool.
+    ``bot_response_success_100`` is kept in ``<path>-survey.json`` next to the spool; at
+    :meth:`initialize` the milestones and the count LangBot's own SurveyManager persisted
+    before the switch are taken over (a milestone it fired is not fired again).
 
     Keyword arguments: ``path`` (default ``data/telemetry.db``), ``instance_id`` and
     ``version`` (default: LangBot's ``constants.instance_id`` and
@@ -339,6 +341,36 @@ class SurveyManager:
             state = await self._rec.run(self._load_state)
             self._triggered_events = set(state.get("triggered", []))
             self._bot_response_count = int(state.get("bot_response_count", 0))
+        except Exception as e:
+            self._rec.log(f"telespool: survey initialize: {e}")
+        await self._adopt_langbot_state()
+
+    async def _langbot_manager(self) -> Any:
+        """LangBot's own SurveyManager (initialised once), or None outside LangBot."""
+        if self._feedback is None:
+            from langbot.pkg.survey.manager import \
+                SurveyManager as LangBotSurveyManager  # type: ignore[import-not-found]
+            fb = LangBotSurveyManager(self.ap)
+            await fb.initialize()
+            self._feedback = fb
+        return self._feedback
+
+    async def _adopt_langbot_state(self) -> None:
+        """The milestones and the count LangBot's own SurveyManager persisted (in its
+        metadata table) before the switch count too: a milestone it already fired is not
+        fired again, and its count carries on."""
+        try:
+            fb = await self._langbot_manager()
+            events = {e for e in getattr(fb, "_triggered_events", ()) if isinstance(e, str)}
+            count = int(getattr(fb, "_bot_response_count", 0) or 0)
+        except Exception:
+            return  # not inside LangBot, or its state cannot be read
+        try:
+            if events <= self._triggered_events and count <= self._bot_response_count:
+                return
+            self._triggered_events |= events
+            self._bot_response_count = max(self._bot_response_count, count)
+            await self._rec.run(self._save_state)
         except Exception as e:
             self._rec.log(f"telespool: survey initialize: {e}")
 
@@ -456,13 +488,8 @@ class SurveyManager:
         try:
             if not self._is_space_configured():
                 return False
-            if self._feedback is None:
-                from langbot.pkg.survey.manager import \
-                    SurveyManager as LangBotSurveyManager  # type: ignore[import-not-found]
-                fb = LangBotSurveyManager(self.ap)
-                await fb.initialize()
-                self._feedback = fb
-            return bool(await self._feedback.submit_feedback(content, attachments, user_email))
+            fb = await self._langbot_manager()
+            return bool(await fb.submit_feedback(content, attachments, user_email))
         except Exception as e:
             self._rec.log(f"telespool: submit_feedback: {e}")
             return False
