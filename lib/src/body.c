@@ -146,22 +146,10 @@ static void jb_raw(struct jbuf *b, const char *s, size_t n)
 
 #define JB_LIT(b, lit) jb_raw((b), (lit), sizeof(lit) - 1)
 
-/* Non-zero when one of the 8 bytes in w is a control character, '"' or
- * '\\' (the usual bit tricks for "has a byte below n" and "has a zero
- * byte"; exact for "any", which is all that is asked). */
-static uint64_t needs_escape8(uint64_t w)
-{
-	const uint64_t ones = 0x0101010101010101ULL, high = ones * 0x80;
-	uint64_t quote = w ^ (ones * '"'), bslash = w ^ (ones * '\\');
-	return ((w - ones * 0x20) | (quote - ones) | (bslash - ones)) & ~w &
-	       high;
-}
-
 /* A JSON string: s is valid UTF-8 (cleaned), copied as it is except for
  * '"', '\\' and control characters. */
 static void jb_str(struct jbuf *b, const char *s)
 {
-	static const char hex[] = "0123456789abcdef";
 	size_t n = strlen(s);
 	jb_need(b, n + 2);
 	if (b->oom)
@@ -171,7 +159,8 @@ static void jb_str(struct jbuf *b, const char *s)
 	for (const char *c = s;; c++) {
 		/* Eight bytes at a time while none needs escaping. */
 		uint64_t w;
-		while (end - c >= 8 && (memcpy(&w, c, 8), !needs_escape8(w)))
+		while (end - c >= 8 &&
+		       (memcpy(&w, c, 8), !telespool__json_needs_escape8(w)))
 			c += 8;
 		unsigned char ch = (unsigned char)*c;
 		if (ch >= 0x20 && ch != '"' && ch != '\\')
@@ -179,36 +168,8 @@ static void jb_str(struct jbuf *b, const char *s)
 		jb_raw(b, run, (size_t)(c - run));
 		if (ch == '\0')
 			break;
-		char esc[6] = {'\\', 0, 0, 0, 0, 0};
-		size_t k = 2;
-		switch (ch) {
-		case '"':
-			esc[1] = '"';
-			break;
-		case '\\':
-			esc[1] = '\\';
-			break;
-		case '\b':
-			esc[1] = 'b';
-			break;
-		case '\f':
-			esc[1] = 'f';
-			break;
-		case '\n':
-			esc[1] = 'n';
-			break;
-		case '\r':
-			esc[1] = 'r';
-			break;
-		case '\t':
-			esc[1] = 't';
-			break;
-		default:
-			memcpy(esc + 1, "u00", 3);
-			esc[4] = hex[ch >> 4];
-			esc[5] = hex[ch & 15];
-			k = 6;
-		}
+		char esc[6];
+		size_t k = telespool__json_escape(ch, esc);
 		jb_raw(b, esc, k);
 		run = c + 1;
 	}
