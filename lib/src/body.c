@@ -244,17 +244,12 @@ static void query_json(struct jbuf *b, const struct telespool__event *ev,
 	JB_LIT(b, "}");
 }
 
-int telespool__body_query(struct telespool__event *ev,
-			  const struct telespool__ident *id,
-			  const telespool_query *q, int strict,
-			  const char *timestamp_iso, const char **why)
+/* The fields both query writers take from q: ids and names cleaned, the
+ * traceback through the guard at its cap, duration_ms clamped.  A field
+ * left NULL is out of memory.  Returns the length of q's traceback. */
+static size_t query_fields(struct telespool__event *ev,
+			   const telespool_query *q, int strict)
 {
-	event_init(ev, "query");
-	if (q->n_pipeline_plugins > 0 && q->pipeline_plugins == NULL) {
-		*why = "pipeline_plugins is NULL but n_pipeline_plugins > 0";
-		return TELESPOOL_EINVAL;
-	}
-
 	ev->query_id = clean_id(q->query_id);
 	ev->adapter = clean_name(q->adapter);
 	ev->runner = clean_name(q->runner);
@@ -266,6 +261,22 @@ int telespool__body_query(struct telespool__event *ev,
 	ev->duration_ms = q->duration_ms < 0              ? 0
 			  : q->duration_ms > DURATION_MAX ? DURATION_MAX
 							  : q->duration_ms;
+	return error_len;
+}
+
+int telespool__body_query(struct telespool__event *ev,
+			  const struct telespool__ident *id,
+			  const telespool_query *q, int strict,
+			  const char *timestamp_iso, const char **why)
+{
+	event_init(ev, "query");
+	if (q->n_pipeline_plugins > 0 && q->pipeline_plugins == NULL) {
+		*why = "pipeline_plugins is NULL but n_pipeline_plugins > 0";
+		return TELESPOOL_EINVAL;
+	}
+
+	const char *error_in = q->error ? q->error : "";
+	size_t error_len = query_fields(ev, q, strict);
 	snprintf(ev->timestamp, sizeof(ev->timestamp), "%s", timestamp_iso);
 
 	char *category =
@@ -1336,17 +1347,7 @@ int telespool__body_query2(struct telespool__event *ev,
 	for (int i = 0; i < NSTR; i++)
 		bad |= (c[i] = trusted[i] ? strdup(raw[i] ? raw[i] : "")
 					  : clean_name(raw[i])) == NULL;
-	ev->query_id = clean_id(q->query_id);
-	ev->adapter = clean_name(q->adapter);
-	ev->runner = clean_name(q->runner);
-	ev->model_name = clean_name(q->model_name);
-	const char *error_in = q->error ? q->error : "";
-	size_t error_len = strlen(error_in);
-	ev->error = telespool__clean_error(error_in, error_len,
-					   TELESPOOL_ERROR_MAX, strict, NULL);
-	ev->duration_ms = q->duration_ms < 0              ? 0
-			  : q->duration_ms > DURATION_MAX ? DURATION_MAX
-							  : q->duration_ms;
+	query_fields(ev, q, strict);
 	struct jbuf plugins = {NULL, 0, 0, 0}, b = {NULL, 0, 0, 0};
 	bad |= !ev->query_id || !ev->adapter || !ev->runner ||
 	       !ev->model_name || !ev->error;
