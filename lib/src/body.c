@@ -318,27 +318,20 @@ int telespool__body_query(struct telespool__event *ev,
 	return TELESPOOL_OK;
 }
 
-/*
- * Cleans caller-supplied JSON in place: strings redacted and capped at
- * string_cap, keys cleaned, containers bounded in depth and members.
- * Returns 0, or -1 when out of memory.
- */
-static int clean_json(cJSON *node, int depth, size_t string_cap)
+int telespool__clean_cjson(cJSON *node, int depth, size_t cap,
+			   const struct telespool__cjson_cleaner *how)
 {
-	cJSON *child = node->child;
 	int members = 0;
-
-	while (child != NULL) {
-		cJSON *next = child->next;
-		if (++members > JSON_MAX_MEMBERS ||
-		    (depth >= JSON_MAX_DEPTH &&
+	for (cJSON *child = node->child, *next; child != NULL; child = next) {
+		next = child->next;
+		if (++members > how->max_members ||
+		    (depth >= how->max_depth &&
 		     (cJSON_IsObject(child) || cJSON_IsArray(child)))) {
 			cJSON_Delete(cJSON_DetachItemViaPointer(node, child));
-			child = next;
 			continue;
 		}
 		if (child->string != NULL) {
-			char *key = clean_name(child->string);
+			char *key = how->key(child->string);
 			if (key == NULL)
 				return -1;
 			if (!(child->type & cJSON_StringIsConst))
@@ -347,21 +340,33 @@ static int clean_json(cJSON *node, int depth, size_t string_cap)
 			child->type &= ~cJSON_StringIsConst;
 		}
 		if (cJSON_IsString(child) && child->valuestring != NULL) {
-			const char *v = child->valuestring;
-			char *c = telespool__clean_text(v, strlen(v),
-							string_cap, 0, NULL);
-			if (c == NULL)
+			char *v = how->value(child->valuestring, child->string,
+					     depth, cap);
+			if (v == NULL)
 				return -1;
 			cJSON_free(child->valuestring);
-			child->valuestring = c;
+			child->valuestring = v;
 		} else if (cJSON_IsObject(child) || cJSON_IsArray(child)) {
-			if (clean_json(child, depth + 1, string_cap) != 0)
+			if (telespool__clean_cjson(child, depth + 1, cap,
+						   how) != 0)
 				return -1;
 		}
-		child = next;
 	}
 	return 0;
 }
+
+static char *clean_json_value(const char *s, const char *key, int depth,
+			      size_t cap)
+{
+	(void)key;
+	(void)depth;
+	return telespool__clean_text(s, strlen(s), cap, 0, NULL);
+}
+
+/* Caller-supplied JSON: strings redacted and capped, keys cleaned,
+ * containers bounded in depth and members. */
+static const struct telespool__cjson_cleaner json_cleaner = {
+    JSON_MAX_DEPTH, JSON_MAX_MEMBERS, clean_name, clean_json_value};
 
 /* cJSON and the redactor may use different allocators only if someone
  * installed cJSON hooks; we never do, so free() and cJSON_free() agree. */
@@ -389,7 +394,9 @@ static int build_with_json(struct telespool__event *ev, const char *json_text,
 	static const size_t caps[] = {JSON_STRING_MAX, 1024, 256, 64, 16, 0};
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
 		cJSON *values = cJSON_Duplicate(orig, 1);
-		if (values == NULL || clean_json(values, 1, caps[i]) != 0) {
+		if (values == NULL ||
+		    telespool__clean_cjson(values, 1, caps[i], &json_cleaner) !=
+			0) {
 			cJSON_Delete(values);
 			return fail(ev, orig, TELESPOOL_ENOMEM, why, oom);
 		}
