@@ -151,6 +151,29 @@ class TestTelemetryManager(AdapterTest):
         self.assertEqual(tm.recorded, 1)
         self.assertEqual(len(self.rows()), 1)
 
+    def test_a_cancelled_send_frees_its_place(self):
+        """A send() cancelled while its event waits for the worker (LangBot cancels its
+        tasks at shutdown) does not keep a place in the queue bound."""
+        async def run():
+            tm = langbot.TelemetryManager(make_ap({"url": URL}), path=self.db, max_queued=1)
+            await tm.initialize()
+            gate = threading.Event()
+            tm._rec._executor.submit(gate.wait)      # the worker is busy
+            task = asyncio.ensure_future(tm.send(query(1)))
+            await asyncio.sleep(0)                   # send() hands its event over
+            self.assertEqual(tm._rec._queued, 1)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            gate.set()
+            await tm.start_send_task(query(2))       # the place is free again
+            await tm.shutdown()
+            return tm
+
+        tm = asyncio.run(run())
+        self.assertEqual((tm.recorded, tm.dropped), (1, 0))
+        self.assertEqual(len(self.rows()), 1)
+
     def test_shutdown_timeout_abandons_the_queue(self):
         """At shutdown_timeout the events still queued are dropped (and counted): a worker
         stuck behind a lock must not keep LangBot's process from exiting while it works

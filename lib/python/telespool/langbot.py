@@ -153,9 +153,11 @@ class _Recorder:
                 self.failed += 1
             self.log(f"telespool: event not recorded: {e}")
             return False
-        finally:
-            with self._lock:
-                self._queued -= 1
+
+    def _done(self, _fut: concurrent.futures.Future) -> None:
+        # Run or cancelled before it ran (a send() whose task was cancelled).
+        with self._lock:
+            self._queued -= 1
 
     def submit(self, payload: Any, endpoint: str = TELEMETRY,
                limit: Optional[int] = None) -> Optional[concurrent.futures.Future]:
@@ -170,11 +172,13 @@ class _Recorder:
                 return None
             self._queued += 1
         try:
-            return ex.submit(self._record, body, endpoint)
+            fut = ex.submit(self._record, body, endpoint)
         except RuntimeError:  # shut down meanwhile
             with self._lock:
                 self._queued -= 1
             return None
+        fut.add_done_callback(self._done)
+        return fut
 
     async def run(self, fn, *args) -> Any:
         """fn(*args) in the worker thread (after the events queued before it)."""
