@@ -257,6 +257,29 @@ class TestTelemetryManager(AdapterTest):
         self.assertEqual(tm2.failed, 1)
         self.assertEqual(self.rows(), [])
 
+    def test_spool_busy_at_start_is_opened_later(self):
+        """The uploader holds the spool's lock while LangBot starts (it is creating or
+        migrating it): the open fails, and the next event opens it once it is free,
+        rather than nothing being recorded until LangBot restarts."""
+        holder = sqlite3.connect(self.db, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+
+        async def run():
+            tm = langbot.TelemetryManager(make_ap({"url": URL}), path=self.db,
+                                          busy_timeout_ms=10)
+            await tm.initialize()
+            self.assertIsNone(tm._rec.spool)
+            await tm.send(query(1))                  # still locked: not recorded
+            holder.execute("COMMIT")
+            holder.close()
+            await tm.send(query(2))
+            await tm.shutdown()
+            return tm
+
+        tm = asyncio.run(run())
+        self.assertEqual((tm.recorded, tm.failed), (1, 1))
+        self.assertEqual([json.loads(b)["query_id"] for _, b in self.rows()], ["2"])
+
     def test_unopenable_spool(self):
         async def run():
             tm = langbot.TelemetryManager(make_ap({"url": URL}),

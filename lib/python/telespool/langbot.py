@@ -22,7 +22,8 @@ counted).  Recording runs in one worker thread per manager: the coroutines only 
 payload and hand it over, so they hold the event loop for microseconds, never for a disk
 write or a lock wait.  Each record in the worker waits at most ``busy_timeout_ms`` (default
 2000 ms: the wait is off the loop, and a longer one loses fewer events) for a lock held by the
-uploader.  ``start_send_task`` keeps at most ``max_queued``
+uploader.  A spool that could not be opened at start (locked while the uploader creates or
+migrates it) is opened again by the next event.  ``start_send_task`` keeps at most ``max_queued``
 (10,000) events waiting for the worker and drops (and counts) the rest, as LangBot's own
 sender drops beyond 8 in flight.  ``send`` waits for its event to be stored (in the worker,
 not on the loop).  ``shutdown`` waits for the queue to drain for at most
@@ -112,6 +113,7 @@ class _Recorder:
         self._abandoned = False
         self._lock = threading.Lock()
         self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._opts: dict = {}
 
     def log(self, msg: str) -> None:
         try:
@@ -126,22 +128,33 @@ class _Recorder:
         opts = dict(self.options)
         opts.setdefault("busy_timeout_ms", self.busy_timeout_ms)
         opts["disabled"] = not enabled
-        loop = asyncio.get_running_loop()
+        self._opts = opts
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
+
+    def _open(self) -> None:
+        """Opens the spool (in the worker); leaves it None, logged, when that fails."""
         try:
-            self.spool = await loop.run_in_executor(
-                self._executor, lambda: Spool(self.path, **opts))
+            self.spool = Spool(self.path, **self._opts)
         except Exception as e:
             self.spool = None
             self.log(f"telespool: cannot open {self.path}: {e}")
 
     def _record(self, payload: dict, endpoint: str) -> bool:
         try:
-            if self.spool is None or not self.enabled:
+            if not self.enabled:
                 return False
             if self._abandoned:
                 with self._lock:
                     self.dropped += 1
                 return False
+            if self.spool is None:
+                # Not opened at start (locked by the uploader creating or migrating
+                # it, the directory not there yet): try again, once per event.
+                self._open()
+                if self.spool is None:
+                    with self._lock:
+                        self.failed += 1
+                    return False
             self.spool.record(payload, endpoint=endpoint)
             with self._lock:
                 self.recorded += 1
@@ -163,7 +176,7 @@ class _Recorder:
                limit: Optional[int] = None) -> Optional[concurrent.futures.Future]:
         """Hands a copy of payload to the worker; None when it is not taken."""
         ex = self._executor
-        if ex is None or not self.enabled or self.spool is None:
+        if ex is None or not self.enabled:
             return None
         body = dict(payload)
         with self._lock:
@@ -191,12 +204,11 @@ class _Recorder:
         ex, self._executor = self._executor, None
         if ex is None:
             return
-        spool = self.spool
 
         def drain_and_close():
             ex.shutdown(wait=True)
-            if spool is not None:
-                spool.close()
+            if self.spool is not None:
+                self.spool.close()
 
         try:
             await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(
