@@ -19,16 +19,16 @@ once (enabling it at runtime does not reopen a spool opened disabled: that takes
 
 The event loop.  No method raises (failures are logged at debug level on ``ap.logger`` and
 counted).  Recording runs in one worker thread per manager: the coroutines only copy the
-payload and hand it over, so they hold the event loop for microseconds, never for a disk
-write or a lock wait.  Each record in the worker waits at most ``busy_timeout_ms`` (default
-2000 ms: the wait is off the loop, and a longer one loses fewer events) for a lock held by the
-uploader.  A spool that could not be opened at start (locked while the uploader creates or
-migrates it) is opened again by the next event.  ``start_send_task`` keeps at most ``max_queued``
-(10,000) events waiting for the worker and drops (and counts) the rest, as LangBot's own
-sender drops beyond 8 in flight.  ``send`` waits for its event to be stored (in the worker,
-not on the loop).  ``shutdown`` waits for the queue to drain for at most
-``shutdown_timeout`` seconds (default 5), then drops (and counts) what is still queued: only
-the record in progress, at most one ``busy_timeout_ms``, can then delay LangBot's exit.  The only synchronous call,
+payload and hand it over, so they hold the event loop for microseconds, never for a disk write
+or a lock wait.  Each record in the worker waits at most ``busy_timeout_ms`` (default 2000 ms:
+the wait is off the loop, and a longer one loses fewer events) for a lock held by the uploader.
+A spool that could not be opened at start (locked while the uploader creates or migrates it) is
+opened again by the next event.  ``start_send_task`` keeps at most ``max_queued`` (10,000)
+events waiting for the worker and drops (and counts) the rest, as LangBot's own sender drops
+beyond 8 in flight.  ``send`` waits for its event to be stored (in the worker, not on the
+loop).  ``shutdown`` waits for the queue to drain for at most ``shutdown_timeout`` seconds
+(default 5), then drops (and counts) what is still queued: only the record in progress, at most
+one ``busy_timeout_ms``, can then delay LangBot's exit.  The only synchronous call,
 ``SurveyManager.get_pending_survey``, reads one row (WAL readers do not wait for writers); it
 shares its spool handle only with that manager's own survey records, whose lock waits are
 bounded by its ``busy_timeout_ms`` (default 100 ms), so it holds the loop for at most about
