@@ -146,22 +146,10 @@ static void jb_raw(struct jbuf *b, const char *s, size_t n)
 
 #define JB_LIT(b, lit) jb_raw((b), (lit), sizeof(lit) - 1)
 
-/* Non-zero when one of the 8 bytes in w is a control character, '"' or
- * '\\' (the usual bit tricks for "has a byte below n" and "has a zero
- * byte"; exact for "any", which is all that is asked). */
-static uint64_t needs_escape8(uint64_t w)
-{
-	const uint64_t ones = 0x0101010101010101ULL, high = ones * 0x80;
-	uint64_t quote = w ^ (ones * '"'), bslash = w ^ (ones * '\\');
-	return ((w - ones * 0x20) | (quote - ones) | (bslash - ones)) & ~w &
-	       high;
-}
-
 /* A JSON string: s is valid UTF-8 (cleaned), copied as it is except for
  * '"', '\\' and control characters. */
 static void jb_str(struct jbuf *b, const char *s)
 {
-	static const char hex[] = "0123456789abcdef";
 	size_t n = strlen(s);
 	jb_need(b, n + 2);
 	if (b->oom)
@@ -171,7 +159,8 @@ static void jb_str(struct jbuf *b, const char *s)
 	for (const char *c = s;; c++) {
 		/* Eight bytes at a time while none needs escaping. */
 		uint64_t w;
-		while (end - c >= 8 && (memcpy(&w, c, 8), !needs_escape8(w)))
+		while (end - c >= 8 &&
+		       (memcpy(&w, c, 8), !telespool__json_needs_escape8(w)))
 			c += 8;
 		unsigned char ch = (unsigned char)*c;
 		if (ch >= 0x20 && ch != '"' && ch != '\\')
@@ -179,36 +168,8 @@ static void jb_str(struct jbuf *b, const char *s)
 		jb_raw(b, run, (size_t)(c - run));
 		if (ch == '\0')
 			break;
-		char esc[6] = {'\\', 0, 0, 0, 0, 0};
-		size_t k = 2;
-		switch (ch) {
-		case '"':
-			esc[1] = '"';
-			break;
-		case '\\':
-			esc[1] = '\\';
-			break;
-		case '\b':
-			esc[1] = 'b';
-			break;
-		case '\f':
-			esc[1] = 'f';
-			break;
-		case '\n':
-			esc[1] = 'n';
-			break;
-		case '\r':
-			esc[1] = 'r';
-			break;
-		case '\t':
-			esc[1] = 't';
-			break;
-		default:
-			memcpy(esc + 1, "u00", 3);
-			esc[4] = hex[ch >> 4];
-			esc[5] = hex[ch & 15];
-			k = 6;
-		}
+		char esc[6];
+		size_t k = telespool__json_escape(ch, esc);
 		jb_raw(b, esc, k);
 		run = c + 1;
 	}
@@ -283,17 +244,12 @@ static void query_json(struct jbuf *b, const struct telespool__event *ev,
 	JB_LIT(b, "}");
 }
 
-int telespool__body_query(struct telespool__event *ev,
-			  const struct telespool__ident *id,
-			  const telespool_query *q, int strict,
-			  const char *timestamp_iso, const char **why)
+/* The fields both query writers take from q: ids and names cleaned, the
+ * traceback through the guard at its cap, duration_ms clamped.  A field
+ * left NULL is out of memory.  Returns the length of q's traceback. */
+static size_t query_fields(struct telespool__event *ev,
+			   const telespool_query *q, int strict)
 {
-	event_init(ev, "query");
-	if (q->n_pipeline_plugins > 0 && q->pipeline_plugins == NULL) {
-		*why = "pipeline_plugins is NULL but n_pipeline_plugins > 0";
-		return TELESPOOL_EINVAL;
-	}
-
 	ev->query_id = clean_id(q->query_id);
 	ev->adapter = clean_name(q->adapter);
 	ev->runner = clean_name(q->runner);
@@ -305,6 +261,22 @@ int telespool__body_query(struct telespool__event *ev,
 	ev->duration_ms = q->duration_ms < 0              ? 0
 			  : q->duration_ms > DURATION_MAX ? DURATION_MAX
 							  : q->duration_ms;
+	return error_len;
+}
+
+int telespool__body_query(struct telespool__event *ev,
+			  const struct telespool__ident *id,
+			  const telespool_query *q, int strict,
+			  const char *timestamp_iso, const char **why)
+{
+	event_init(ev, "query");
+	if (q->n_pipeline_plugins > 0 && q->pipeline_plugins == NULL) {
+		*why = "pipeline_plugins is NULL but n_pipeline_plugins > 0";
+		return TELESPOOL_EINVAL;
+	}
+
+	const char *error_in = q->error ? q->error : "";
+	size_t error_len = query_fields(ev, q, strict);
 	snprintf(ev->timestamp, sizeof(ev->timestamp), "%s", timestamp_iso);
 
 	char *category =
@@ -346,27 +318,20 @@ int telespool__body_query(struct telespool__event *ev,
 	return TELESPOOL_OK;
 }
 
-/*
- * Cleans caller-supplied JSON in place: strings redacted and capped at
- * string_cap, keys cleaned, containers bounded in depth and members.
- * Returns 0, or -1 when out of memory.
- */
-static int clean_json(cJSON *node, int depth, size_t string_cap)
+int telespool__clean_cjson(cJSON *node, int depth, size_t cap,
+			   const struct telespool__cjson_cleaner *how)
 {
-	cJSON *child = node->child;
 	int members = 0;
-
-	while (child != NULL) {
-		cJSON *next = child->next;
-		if (++members > JSON_MAX_MEMBERS ||
-		    (depth >= JSON_MAX_DEPTH &&
+	for (cJSON *child = node->child, *next; child != NULL; child = next) {
+		next = child->next;
+		if (++members > how->max_members ||
+		    (depth >= how->max_depth &&
 		     (cJSON_IsObject(child) || cJSON_IsArray(child)))) {
 			cJSON_Delete(cJSON_DetachItemViaPointer(node, child));
-			child = next;
 			continue;
 		}
 		if (child->string != NULL) {
-			char *key = clean_name(child->string);
+			char *key = how->key(child->string);
 			if (key == NULL)
 				return -1;
 			if (!(child->type & cJSON_StringIsConst))
@@ -375,21 +340,33 @@ static int clean_json(cJSON *node, int depth, size_t string_cap)
 			child->type &= ~cJSON_StringIsConst;
 		}
 		if (cJSON_IsString(child) && child->valuestring != NULL) {
-			const char *v = child->valuestring;
-			char *c = telespool__clean_text(v, strlen(v),
-							string_cap, 0, NULL);
-			if (c == NULL)
+			char *v = how->value(child->valuestring, child->string,
+					     depth, cap);
+			if (v == NULL)
 				return -1;
 			cJSON_free(child->valuestring);
-			child->valuestring = c;
+			child->valuestring = v;
 		} else if (cJSON_IsObject(child) || cJSON_IsArray(child)) {
-			if (clean_json(child, depth + 1, string_cap) != 0)
+			if (telespool__clean_cjson(child, depth + 1, cap,
+						   how) != 0)
 				return -1;
 		}
-		child = next;
 	}
 	return 0;
 }
+
+static char *clean_json_value(const char *s, const char *key, int depth,
+			      size_t cap)
+{
+	(void)key;
+	(void)depth;
+	return telespool__clean_text(s, strlen(s), cap, 0, NULL);
+}
+
+/* Caller-supplied JSON: strings redacted and capped, keys cleaned,
+ * containers bounded in depth and members. */
+static const struct telespool__cjson_cleaner json_cleaner = {
+    JSON_MAX_DEPTH, JSON_MAX_MEMBERS, clean_name, clean_json_value};
 
 /* cJSON and the redactor may use different allocators only if someone
  * installed cJSON hooks; we never do, so free() and cJSON_free() agree. */
@@ -417,7 +394,9 @@ static int build_with_json(struct telespool__event *ev, const char *json_text,
 	static const size_t caps[] = {JSON_STRING_MAX, 1024, 256, 64, 16, 0};
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
 		cJSON *values = cJSON_Duplicate(orig, 1);
-		if (values == NULL || clean_json(values, 1, caps[i]) != 0) {
+		if (values == NULL ||
+		    telespool__clean_cjson(values, 1, caps[i], &json_cleaner) !=
+			0) {
 			cJSON_Delete(values);
 			return fail(ev, orig, TELESPOOL_ENOMEM, why, oom);
 		}
@@ -1375,17 +1354,7 @@ int telespool__body_query2(struct telespool__event *ev,
 	for (int i = 0; i < NSTR; i++)
 		bad |= (c[i] = trusted[i] ? strdup(raw[i] ? raw[i] : "")
 					  : clean_name(raw[i])) == NULL;
-	ev->query_id = clean_id(q->query_id);
-	ev->adapter = clean_name(q->adapter);
-	ev->runner = clean_name(q->runner);
-	ev->model_name = clean_name(q->model_name);
-	const char *error_in = q->error ? q->error : "";
-	size_t error_len = strlen(error_in);
-	ev->error = telespool__clean_error(error_in, error_len,
-					   TELESPOOL_ERROR_MAX, strict, NULL);
-	ev->duration_ms = q->duration_ms < 0              ? 0
-			  : q->duration_ms > DURATION_MAX ? DURATION_MAX
-							  : q->duration_ms;
+	query_fields(ev, q, strict);
 	struct jbuf plugins = {NULL, 0, 0, 0}, b = {NULL, 0, 0, 0};
 	bad |= !ev->query_id || !ev->adapter || !ev->runner ||
 	       !ev->model_name || !ev->error;

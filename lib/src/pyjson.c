@@ -771,26 +771,16 @@ struct pj *telespool__pj_parse(const char *text, size_t len, const char **why,
 
 /* ---- printing ------------------------------------------------------- */
 
-/* Non-zero when one of the 8 bytes in w is a control character, '"' or
- * '\\' (exact for "any"; the same test as body.c's writer). */
-static uint64_t needs_escape8(uint64_t w)
-{
-	const uint64_t ones = 0x0101010101010101ULL, high = ones * 0x80;
-	uint64_t quote = w ^ (ones * '"'), bslash = w ^ (ones * '\\');
-	return ((w - ones * 0x20) | (quote - ones) | (bslash - ones)) & ~w &
-	       high;
-}
-
 static int put_str(struct sbuf *b, const char *s, size_t n)
 {
-	static const char hex[] = "0123456789abcdef";
 	if (sb_put(b, "\"", 1) != 0)
 		return -1;
 	const char *run = s;
 	for (size_t i = 0; i < n; i++) {
 		/* Eight bytes at a time while none needs escaping. */
 		uint64_t w;
-		while (n - i >= 8 && (memcpy(&w, s + i, 8), !needs_escape8(w)))
+		while (n - i >= 8 && (memcpy(&w, s + i, 8),
+				      !telespool__json_needs_escape8(w)))
 			i += 8;
 		if (i >= n)
 			break;
@@ -799,36 +789,8 @@ static int put_str(struct sbuf *b, const char *s, size_t n)
 			continue;
 		if (sb_put(b, run, (size_t)(s + i - run)) != 0)
 			return -1;
-		char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
-		size_t k = 2;
-		switch (c) {
-		case '"':
-			esc[1] = '"';
-			break;
-		case '\\':
-			esc[1] = '\\';
-			break;
-		case '\b':
-			esc[1] = 'b';
-			break;
-		case '\f':
-			esc[1] = 'f';
-			break;
-		case '\n':
-			esc[1] = 'n';
-			break;
-		case '\r':
-			esc[1] = 'r';
-			break;
-		case '\t':
-			esc[1] = 't';
-			break;
-		default:
-			memcpy(esc + 1, "u00", 3);
-			esc[4] = hex[c >> 4];
-			esc[5] = hex[c & 15];
-			k = 6;
-		}
+		char esc[6];
+		size_t k = telespool__json_escape(c, esc);
 		if (sb_put(b, esc, k) != 0)
 			return -1;
 		run = s + i + 1;

@@ -14,6 +14,8 @@
 #define TELESPOOL_PYJSON_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 enum pj_type { PJ_NULL, PJ_FALSE, PJ_TRUE, PJ_NUM, PJ_STR, PJ_ARR, PJ_OBJ };
 
@@ -82,5 +84,58 @@ double telespool__pj_strtod(const char *s);
  * memory.
  */
 char *telespool__pj_print(const struct pj *v, size_t *len);
+
+/*
+ * Nonzero when one of the eight bytes in w needs escaping in a JSON string
+ * (below 0x20, '"' or '\\'): the usual bit tricks for "has a byte below n"
+ * and "has a zero byte", exact for "any", which is all that is asked.  The
+ * writers skip eight bytes at a time while this is zero.
+ */
+static inline uint64_t telespool__json_needs_escape8(uint64_t w)
+{
+	const uint64_t ones = 0x0101010101010101ULL, high = ones * 0x80;
+	uint64_t quote = w ^ (ones * '"'), bslash = w ^ (ones * '\\');
+	return ((w - ones * 0x20) | (quote - ones) | (bslash - ones)) & ~w &
+	       high;
+}
+
+/*
+ * The escape json.dumps writes for byte c (below 0x20, '"' or '\\') into
+ * esc (6 bytes): \" \\ \b \f \n \r \t, or \u00XX in lower-case hex.
+ * Returns its length (2 or 6).
+ */
+static inline size_t telespool__json_escape(unsigned char c, char esc[6])
+{
+	static const char hex[] = "0123456789abcdef";
+	esc[0] = '\\';
+	switch (c) {
+	case '"':
+		esc[1] = '"';
+		return 2;
+	case '\\':
+		esc[1] = '\\';
+		return 2;
+	case '\b':
+		esc[1] = 'b';
+		return 2;
+	case '\f':
+		esc[1] = 'f';
+		return 2;
+	case '\n':
+		esc[1] = 'n';
+		return 2;
+	case '\r':
+		esc[1] = 'r';
+		return 2;
+	case '\t':
+		esc[1] = 't';
+		return 2;
+	default:
+		memcpy(esc + 1, "u00", 3);
+		esc[4] = hex[c >> 4];
+		esc[5] = hex[c & 15];
+		return 6;
+	}
+}
 
 #endif

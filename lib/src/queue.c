@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "body.h"
 #include "redact.h"
 #include "spool.h"
 #include "timefmt.h"
@@ -436,48 +437,24 @@ static char *utf8_clean(const char *s, size_t max)
 	return out;
 }
 
-/* Cleans a parsed survey in place: valid UTF-8 strings and keys, capped,
- * containers at most SURVEY_MAX_DEPTH deep with SURVEY_MAX_MEMBERS each.
- * Returns 0, or -1 when out of memory. */
-static int clean_survey(cJSON *node, int depth, size_t string_cap)
+static char *clean_survey_key(const char *key)
 {
-	int members = 0;
-	for (cJSON *child = node->child, *next; child != NULL; child = next) {
-		next = child->next;
-		if (++members > SURVEY_MAX_MEMBERS ||
-		    (depth >= SURVEY_MAX_DEPTH &&
-		     (cJSON_IsObject(child) || cJSON_IsArray(child)))) {
-			cJSON_Delete(cJSON_DetachItemViaPointer(node, child));
-			continue;
-		}
-		if (child->string != NULL) {
-			char *key = utf8_clean(child->string, SURVEY_KEY_MAX);
-			if (key == NULL)
-				return -1;
-			if (!(child->type & cJSON_StringIsConst))
-				cJSON_free(child->string);
-			child->string = key;
-			child->type &= ~cJSON_StringIsConst;
-		}
-		if (cJSON_IsString(child) && child->valuestring != NULL) {
-			/* Not the id: LangBot's answer quotes it. */
-			int id = depth == 1 && child->string != NULL &&
-				 (strcmp(child->string, "survey_id") == 0 ||
-				  strcmp(child->string, "id") == 0);
-			char *v =
-			    utf8_clean(child->valuestring,
-				       id ? SURVEY_STRING_MAX : string_cap);
-			if (v == NULL)
-				return -1;
-			cJSON_free(child->valuestring);
-			child->valuestring = v;
-		} else if (cJSON_IsObject(child) || cJSON_IsArray(child)) {
-			if (clean_survey(child, depth + 1, string_cap) != 0)
-				return -1;
-		}
-	}
-	return 0;
+	return utf8_clean(key, SURVEY_KEY_MAX);
 }
+
+static char *clean_survey_value(const char *s, const char *key, int depth,
+				size_t cap)
+{
+	/* Not the id: LangBot's answer quotes it. */
+	int id = depth == 1 && key != NULL &&
+		 (strcmp(key, "survey_id") == 0 || strcmp(key, "id") == 0);
+	return utf8_clean(s, id ? SURVEY_STRING_MAX : cap);
+}
+
+/* A parsed survey: valid UTF-8 strings and keys, capped, containers at most
+ * SURVEY_MAX_DEPTH deep with SURVEY_MAX_MEMBERS each. */
+static const struct telespool__cjson_cleaner survey_cleaner = {
+    SURVEY_MAX_DEPTH, SURVEY_MAX_MEMBERS, clean_survey_key, clean_survey_value};
 
 /* The JSON text without its \u0000 escapes: cJSON keeps strings as C
  * strings, so one would silently cut the rest of its string off. */
@@ -527,7 +504,8 @@ static char *survey_text(const char *json, int *oom)
 	}
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
 		cJSON *c = cJSON_Duplicate(orig, 1);
-		if (c == NULL || clean_survey(c, 1, caps[i]) != 0) {
+		if (c == NULL || telespool__clean_cjson(c, 1, caps[i],
+							&survey_cleaner) != 0) {
 			cJSON_Delete(c);
 			*oom = 1;
 			break;

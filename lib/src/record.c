@@ -282,7 +282,15 @@ static int store(telespool *sp, struct telespool__event *ev, int64_t now_ms,
 	return rc;
 }
 
-static int begin_record(telespool *sp)
+/* The moment of a record call, read once under the handle's lock. */
+struct rec_time {
+	int64_t us, ms;
+	char iso[TELESPOOL_ISO_LEN];
+};
+
+/* Takes the lock and reads the time; refuses (lock released) when sp is
+ * NULL or disabled. */
+static int begin_record(telespool *sp, struct rec_time *now)
 {
 	if (sp == NULL)
 		return TELESPOOL_EINVAL;
@@ -294,15 +302,18 @@ static int begin_record(telespool *sp)
 		telespool__unlock(sp);
 		return TELESPOOL_EDISABLED;
 	}
+	now->us = telespool__now_us();
+	now->ms = now->us / 1000;
+	telespool__iso(now->ms, now->iso);
 	return TELESPOOL_OK;
 }
 
 static int finish_record(telespool *sp, int rc, struct telespool__event *ev,
-			 const char *why, int64_t now_ms, const char *now_iso,
+			 const char *why, const struct rec_time *now,
 			 enum side_effect side)
 {
 	if (rc == TELESPOOL_OK)
-		rc = store(sp, ev, now_ms, now_iso, side);
+		rc = store(sp, ev, now->ms, now->iso, side);
 	else
 		telespool__fail(sp, rc, "%s", why ? why : "invalid event");
 	telespool__unlock(sp);
@@ -320,7 +331,7 @@ int telespool_record_query(telespool *sp, const telespool_query *q)
 {
 	struct telespool__event ev;
 	const char *why = NULL;
-	char now_iso[TELESPOOL_ISO_LEN];
+	struct rec_time now;
 
 	if (sp != NULL && q == NULL) {
 		telespool__lock(sp);
@@ -328,7 +339,7 @@ int telespool_record_query(telespool *sp, const telespool_query *q)
 		telespool__unlock(sp);
 		return TELESPOOL_EINVAL;
 	}
-	int rc = begin_record(sp);
+	int rc = begin_record(sp, &now);
 	if (rc != TELESPOOL_OK)
 		return rc;
 	if (q->struct_version < 1 ||
@@ -340,33 +351,28 @@ int telespool_record_query(telespool *sp, const telespool_query *q)
 		telespool__unlock(sp);
 		return TELESPOOL_EINVAL;
 	}
-	int64_t now_us = telespool__now_us();
-	int64_t now = now_us / 1000;
-	telespool__iso(now, now_iso);
 	struct telespool__ident id = ident_of(sp);
 	if (q->struct_version >= 2)
 		rc = telespool__body_query2(&ev, &id, q, sp->strict_errors,
-					    now_us, &why);
+					    now.us, &why);
 	else
 		rc = telespool__body_query(&ev, &id, q, sp->strict_errors,
-					   now_iso, &why);
-	return finish_record(sp, rc, &ev, why, now, now_iso, SIDE_NONE);
+					   now.iso, &why);
+	return finish_record(sp, rc, &ev, why, &now, SIDE_NONE);
 }
 
 int telespool_record_heartbeat(telespool *sp, const char *features_json)
 {
 	struct telespool__event ev;
 	const char *why = NULL;
-	char now_iso[TELESPOOL_ISO_LEN];
+	struct rec_time now;
 
-	int rc = begin_record(sp);
+	int rc = begin_record(sp, &now);
 	if (rc != TELESPOOL_OK)
 		return rc;
-	int64_t now = telespool__now_ms();
-	telespool__iso(now, now_iso);
 	struct telespool__ident id = ident_of(sp);
-	rc = telespool__body_heartbeat(&ev, &id, features_json, now_iso, &why);
-	return finish_record(sp, rc, &ev, why, now, now_iso, SIDE_NONE);
+	rc = telespool__body_heartbeat(&ev, &id, features_json, now.iso, &why);
+	return finish_record(sp, rc, &ev, why, &now, SIDE_NONE);
 }
 
 int telespool_record_workspace_heartbeat(telespool *sp,
@@ -374,14 +380,11 @@ int telespool_record_workspace_heartbeat(telespool *sp,
 {
 	struct telespool__event ev;
 	const char *why = "heartbeat is NULL";
-	char now_iso[TELESPOOL_ISO_LEN];
+	struct rec_time now;
 
-	int rc = begin_record(sp);
+	int rc = begin_record(sp, &now);
 	if (rc != TELESPOOL_OK)
 		return rc;
-	int64_t now_us = telespool__now_us();
-	int64_t now = now_us / 1000;
-	telespool__iso(now, now_iso);
 	struct telespool__ident id = ident_of(sp);
 	if (hb == NULL) {
 		rc = TELESPOOL_EINVAL;
@@ -391,10 +394,10 @@ int telespool_record_workspace_heartbeat(telespool *sp,
 		why = "heartbeat.struct_version is not supported: initialise "
 		      "with TELESPOOL_HEARTBEAT_INIT";
 	} else {
-		rc = telespool__body_workspace_heartbeat(&ev, &id, hb, now_us,
+		rc = telespool__body_workspace_heartbeat(&ev, &id, hb, now.us,
 							 &why);
 	}
-	return finish_record(sp, rc, &ev, why, now, now_iso, SIDE_NONE);
+	return finish_record(sp, rc, &ev, why, &now, SIDE_NONE);
 }
 
 int telespool_record_json_to(telespool *sp, const char *endpoint,
@@ -404,13 +407,11 @@ int telespool_record_json_to(telespool *sp, const char *endpoint,
 						 SIDE_ANSWERED, SIDE_DISMISSED};
 	struct telespool__event ev;
 	const char *why = "payload_json is NULL";
-	char now_iso[TELESPOOL_ISO_LEN];
+	struct rec_time now;
 
-	int rc = begin_record(sp);
+	int rc = begin_record(sp, &now);
 	if (rc != TELESPOOL_OK)
 		return rc;
-	int64_t now = telespool__now_ms();
-	telespool__iso(now, now_iso);
 	int ep = telespool__endpoint_of(endpoint);
 	if (ep < 0) {
 		rc = TELESPOOL_EINVAL;
@@ -424,7 +425,7 @@ int telespool_record_json_to(telespool *sp, const char *endpoint,
 					  (enum telespool__endpoint)ep,
 					  sp->strict_errors, &why);
 	}
-	return finish_record(sp, rc, &ev, why, now, now_iso,
+	return finish_record(sp, rc, &ev, why, &now,
 			     ep < 0 ? SIDE_NONE : sides[ep]);
 }
 
@@ -437,17 +438,15 @@ int telespool_record_survey_trigger(telespool *sp, const char *event)
 {
 	struct telespool__event ev;
 	const char *why = "event (the milestone) is NULL";
-	char now_iso[TELESPOOL_ISO_LEN];
+	struct rec_time now;
 
-	int rc = begin_record(sp);
+	int rc = begin_record(sp, &now);
 	if (rc != TELESPOOL_OK)
 		return rc;
-	int64_t now = telespool__now_ms();
-	telespool__iso(now, now_iso);
 	struct telespool__ident id = ident_of(sp);
 	rc = event ? telespool__body_survey_trigger(&ev, &id, event, &why)
 		   : TELESPOOL_EINVAL;
-	return finish_record(sp, rc, &ev, why, now, now_iso, SIDE_MILESTONE);
+	return finish_record(sp, rc, &ev, why, &now, SIDE_MILESTONE);
 }
 
 int telespool_record_survey_response(telespool *sp, const char *survey_id,
@@ -455,36 +454,32 @@ int telespool_record_survey_response(telespool *sp, const char *survey_id,
 {
 	struct telespool__event ev;
 	const char *why = "survey_id is NULL";
-	char now_iso[TELESPOOL_ISO_LEN];
+	struct rec_time now;
 
-	int rc = begin_record(sp);
+	int rc = begin_record(sp, &now);
 	if (rc != TELESPOOL_OK)
 		return rc;
-	int64_t now = telespool__now_ms();
-	telespool__iso(now, now_iso);
 	struct telespool__ident id = ident_of(sp);
 	rc = survey_id ? telespool__body_survey_response(
 			     &ev, &id, survey_id, answers_json, completed, &why)
 		       : TELESPOOL_EINVAL;
-	return finish_record(sp, rc, &ev, why, now, now_iso, SIDE_ANSWERED);
+	return finish_record(sp, rc, &ev, why, &now, SIDE_ANSWERED);
 }
 
 int telespool_record_survey_dismiss(telespool *sp, const char *survey_id)
 {
 	struct telespool__event ev;
 	const char *why = "survey_id is NULL";
-	char now_iso[TELESPOOL_ISO_LEN];
+	struct rec_time now;
 
-	int rc = begin_record(sp);
+	int rc = begin_record(sp, &now);
 	if (rc != TELESPOOL_OK)
 		return rc;
-	int64_t now = telespool__now_ms();
-	telespool__iso(now, now_iso);
 	struct telespool__ident id = ident_of(sp);
 	rc = survey_id
 		 ? telespool__body_survey_dismiss(&ev, &id, survey_id, &why)
 		 : TELESPOOL_EINVAL;
-	return finish_record(sp, rc, &ev, why, now, now_iso, SIDE_DISMISSED);
+	return finish_record(sp, rc, &ev, why, &now, SIDE_DISMISSED);
 }
 
 int telespool_pending_survey(telespool *sp, char **out_json)

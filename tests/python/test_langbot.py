@@ -11,6 +11,7 @@ import tempfile
 import threading
 import types
 import unittest
+import unittest.mock
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -132,6 +133,68 @@ class TestTelemetryManager(AdapterTest):
         self.assertEqual((tm.recorded, tm.dropped), (5, 3))
         self.assertEqual(len(self.rows()), 5)
 
+    def test_opt_out_at_runtime(self):
+        """LangBot's send() reads the space section (the dict it took at initialize) at
+        every call: set disable_telemetry in it at runtime and nothing more is sent."""
+        async def run():
+            ap = make_ap({"url": URL})
+            tm = langbot.TelemetryManager(ap, path=self.db)
+            await tm.initialize()
+            await tm.send(query(1))
+            ap.instance_config.data["space"]["disable_telemetry"] = True
+            await tm.send(query(2))
+            await tm.start_send_task(query(3))
+            await tm.shutdown()
+            return tm
+
+        tm = asyncio.run(run())
+        self.assertEqual(tm.recorded, 1)
+        self.assertEqual(len(self.rows()), 1)
+
+    def test_a_cancelled_send_frees_its_place(self):
+        """A send() cancelled while its event waits for the worker (LangBot cancels its
+        tasks at shutdown) does not keep a place in the queue bound."""
+        async def run():
+            tm = langbot.TelemetryManager(make_ap({"url": URL}), path=self.db, max_queued=1)
+            await tm.initialize()
+            gate = threading.Event()
+            tm._rec._executor.submit(gate.wait)      # the worker is busy
+            task = asyncio.ensure_future(tm.send(query(1)))
+            await asyncio.sleep(0)                   # send() hands its event over
+            self.assertEqual(tm._rec._queued, 1)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            gate.set()
+            await tm.start_send_task(query(2))       # the place is free again
+            await tm.shutdown()
+            return tm
+
+        tm = asyncio.run(run())
+        self.assertEqual((tm.recorded, tm.dropped), (1, 0))
+        self.assertEqual(len(self.rows()), 1)
+
+    def test_shutdown_timeout_abandons_the_queue(self):
+        """At shutdown_timeout the events still queued are dropped (and counted): a worker
+        stuck behind a lock must not keep LangBot's process from exiting while it works
+        through the queue one busy timeout at a time."""
+        gate = threading.Event()
+
+        async def run():
+            tm = langbot.TelemetryManager(make_ap({"url": URL}), path=self.db,
+                                          shutdown_timeout=0.1)
+            await tm.initialize()
+            tm._rec._executor.submit(gate.wait)      # the worker is stuck
+            for i in range(50):
+                await tm.start_send_task(query(i))
+            await tm.shutdown()                      # times out: the gate is still shut
+            gate.set()
+            return tm
+
+        tm = asyncio.run(run())                      # waits for the worker to finish
+        self.assertEqual((tm.recorded, tm.dropped), (0, 50))
+        self.assertEqual(self.rows(), [])
+
     def test_event_loop_runs_while_the_spool_is_locked(self):
         """The uploader holds the write lock: start_send_task returns without the event
         stored, and while send() waits for its record, other tasks on the loop run (the
@@ -193,6 +256,29 @@ class TestTelemetryManager(AdapterTest):
         tm2 = asyncio.run(run())
         self.assertEqual(tm2.failed, 1)
         self.assertEqual(self.rows(), [])
+
+    def test_spool_busy_at_start_is_opened_later(self):
+        """The uploader holds the spool's lock while LangBot starts (it is creating or
+        migrating it): the open fails, and the next event opens it once it is free,
+        rather than nothing being recorded until LangBot restarts."""
+        holder = sqlite3.connect(self.db, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+
+        async def run():
+            tm = langbot.TelemetryManager(make_ap({"url": URL}), path=self.db,
+                                          busy_timeout_ms=10)
+            await tm.initialize()
+            self.assertIsNone(tm._rec.spool)
+            await tm.send(query(1))                  # still locked: not recorded
+            holder.execute("COMMIT")
+            holder.close()
+            await tm.send(query(2))
+            await tm.shutdown()
+            return tm
+
+        tm = asyncio.run(run())
+        self.assertEqual((tm.recorded, tm.failed), (1, 1))
+        self.assertEqual([json.loads(b)["query_id"] for _, b in self.rows()], ["2"])
 
     def test_unopenable_spool(self):
         async def run():
@@ -257,6 +343,35 @@ class TestSurveyManager(AdapterTest):
 
         asyncio.run(again())
         self.assertEqual(len(self.rows()), 4)
+
+    def test_takes_over_langbots_own_survey_state(self):
+        """Switching over keeps what LangBot's own SurveyManager persisted: a milestone it
+        already fired is not fired again, and its count towards 100 carries on."""
+        class LangBotSurveyManager:
+            def __init__(self, ap):
+                self.ap = ap
+
+            async def initialize(self):   # LangBot loads these from its metadata table
+                self._triggered_events = {"first_bot_response_success"}
+                self._bot_response_count = langbot.BOT_RESPONSE_MILESTONE - 1
+
+        names = ["langbot", "langbot.pkg", "langbot.pkg.survey", "langbot.pkg.survey.manager"]
+        fake = {n: types.ModuleType(n) for n in names}
+        fake["langbot.pkg.survey.manager"].SurveyManager = LangBotSurveyManager
+        for parent, child in zip(names, names[1:]):
+            setattr(fake[parent], child.rsplit(".", 1)[1], fake[child])
+
+        async def run():
+            sm = self.manager({"url": URL})
+            await sm.initialize()
+            await sm.trigger_event("first_bot_response_success")
+            await sm.record_bot_response_success()
+            await sm.shutdown()
+
+        with unittest.mock.patch.dict(sys.modules, fake):
+            asyncio.run(run())
+        self.assertEqual([json.loads(body)["event"] for _, body in self.rows()],
+                         ["bot_response_success_100"])
 
     def test_opted_out_records_nothing(self):
         for space in (..., {"url": ""}, {"url": URL, "disable_telemetry": "false"}):

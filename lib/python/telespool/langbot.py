@@ -13,18 +13,22 @@ Opt-out is decided as LangBot decides it, on the configuration LangBot already l
 its environment overrides applied): an empty ``space`` section, a falsy ``space.url`` or a
 truthy ``space.disable_telemetry`` (Python truthiness: the string ``"false"`` is truthy, so it
 means disabled, as it does in LangBot) records nothing.  The spool is then opened with
-``disabled=True``, so that not even a stray call stores anything.
+``disabled=True``, so that not even a stray call stores anything.  As in LangBot, the section
+is read again at every call: ``disable_telemetry`` set in it at runtime stops recording at
+once (enabling it at runtime does not reopen a spool opened disabled: that takes a restart).
 
 The event loop.  No method raises (failures are logged at debug level on ``ap.logger`` and
 counted).  Recording runs in one worker thread per manager: the coroutines only copy the
-payload and hand it over, so they hold the event loop for microseconds, never for a disk
-write or a lock wait.  Each record in the worker waits at most ``busy_timeout_ms`` (default
-2000 ms: the wait is off the loop, and a longer one loses fewer events) for a lock held by the
-uploader.  ``start_send_task`` keeps at most ``max_queued``
-(10,000) events waiting for the worker and drops (and counts) the rest, as LangBot's own
-sender drops beyond 8 in flight.  ``send`` waits for its event to be stored (in the worker,
-not on the loop).  ``shutdown`` waits for the queue to drain for at most
-``shutdown_timeout`` seconds (default 5).  The only synchronous call,
+payload and hand it over, so they hold the event loop for microseconds, never for a disk write
+or a lock wait.  Each record in the worker waits at most ``busy_timeout_ms`` (default 2000 ms:
+the wait is off the loop, and a longer one loses fewer events) for a lock held by the uploader.
+A spool that could not be opened at start (locked while the uploader creates or migrates it) is
+opened again by the next event.  ``start_send_task`` keeps at most ``max_queued`` (10,000)
+events waiting for the worker and drops (and counts) the rest, as LangBot's own sender drops
+beyond 8 in flight.  ``send`` waits for its event to be stored (in the worker, not on the
+loop).  ``shutdown`` waits for the queue to drain for at most ``shutdown_timeout`` seconds
+(default 5), then drops (and counts) what is still queued: only the record in progress, at most
+one ``busy_timeout_ms``, can then delay LangBot's exit.  The only synchronous call,
 ``SurveyManager.get_pending_survey``, reads one row (WAL readers do not wait for writers); it
 shares its spool handle only with that manager's own survey records, whose lock waits are
 bounded by its ``busy_timeout_ms`` (default 100 ms), so it holds the loop for at most about
@@ -106,8 +110,10 @@ class _Recorder:
         self.dropped = 0
         self.failed = 0
         self._queued = 0
+        self._abandoned = False
         self._lock = threading.Lock()
         self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._opts: dict = {}
 
     def log(self, msg: str) -> None:
         try:
@@ -122,18 +128,33 @@ class _Recorder:
         opts = dict(self.options)
         opts.setdefault("busy_timeout_ms", self.busy_timeout_ms)
         opts["disabled"] = not enabled
-        loop = asyncio.get_running_loop()
+        self._opts = opts
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
+
+    def _open(self) -> None:
+        """Opens the spool (in the worker); leaves it None, logged, when that fails."""
         try:
-            self.spool = await loop.run_in_executor(
-                self._executor, lambda: Spool(self.path, **opts))
+            self.spool = Spool(self.path, **self._opts)
         except Exception as e:
             self.spool = None
             self.log(f"telespool: cannot open {self.path}: {e}")
 
     def _record(self, payload: dict, endpoint: str) -> bool:
         try:
-            if self.spool is None or not self.enabled:
+            if not self.enabled:
                 return False
+            if self._abandoned:
+                with self._lock:
+                    self.dropped += 1
+                return False
+            if self.spool is None:
+                # Not opened at start (locked by the uploader creating or migrating
+                # it, the directory not there yet): try again, once per event.
+                self._open()
+                if self.spool is None:
+                    with self._lock:
+                        self.failed += 1
+                    return False
             self.spool.record(payload, endpoint=endpoint)
             with self._lock:
                 self.recorded += 1
@@ -145,15 +166,17 @@ class _Recorder:
                 self.failed += 1
             self.log(f"telespool: event not recorded: {e}")
             return False
-        finally:
-            with self._lock:
-                self._queued -= 1
+
+    def _done(self, _fut: concurrent.futures.Future) -> None:
+        # Run or cancelled before it ran (a send() whose task was cancelled).
+        with self._lock:
+            self._queued -= 1
 
     def submit(self, payload: Any, endpoint: str = TELEMETRY,
                limit: Optional[int] = None) -> Optional[concurrent.futures.Future]:
         """Hands a copy of payload to the worker; None when it is not taken."""
         ex = self._executor
-        if ex is None or not self.enabled or self.spool is None:
+        if ex is None or not self.enabled:
             return None
         body = dict(payload)
         with self._lock:
@@ -162,11 +185,13 @@ class _Recorder:
                 return None
             self._queued += 1
         try:
-            return ex.submit(self._record, body, endpoint)
+            fut = ex.submit(self._record, body, endpoint)
         except RuntimeError:  # shut down meanwhile
             with self._lock:
                 self._queued -= 1
             return None
+        fut.add_done_callback(self._done)
+        return fut
 
     async def run(self, fn, *args) -> Any:
         """fn(*args) in the worker thread (after the events queued before it)."""
@@ -179,19 +204,24 @@ class _Recorder:
         ex, self._executor = self._executor, None
         if ex is None:
             return
-        spool = self.spool
 
         def drain_and_close():
             ex.shutdown(wait=True)
-            if spool is not None:
-                spool.close()
+            if self.spool is not None:
+                self.spool.close()
 
         try:
             await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(
                 None, drain_and_close), timeout)
         except asyncio.TimeoutError:
-            self.log(f"telespool: {self._queued} events still queued after {timeout} s "
-                     "at shutdown; not recorded")
+            # What is still queued is dropped, or the worker would keep LangBot's process
+            # from exiting while it works through the queue (one busy timeout per event
+            # when the spool is locked): at most the record in progress finishes.
+            with self._lock:
+                self._abandoned = True
+                left = self._queued
+            self.log(f"telespool: {left} events still queued after {timeout} s "
+                     "at shutdown; dropped")
         except Exception as e:
             self.log(f"telespool: shutdown: {e}")
 
@@ -245,6 +275,8 @@ class TelemetryManager:
     async def start_send_task(self, payload: dict) -> None:
         """Queues payload for recording and returns at once (LangBot's fire-and-forget)."""
         try:
+            if not telemetry_enabled(self.telemetry_config):
+                return
             self._rec.submit(payload, TELEMETRY, self.max_queued)
         except Exception as e:
             self._rec.log(f"telespool: start_send_task: {e}")
@@ -253,6 +285,8 @@ class TelemetryManager:
         """Records payload and returns once it is stored (or was refused); the disk write
         happens in the worker thread, not on the event loop."""
         try:
+            if not telemetry_enabled(self.telemetry_config):
+                return
             fut = self._rec.submit(payload, TELEMETRY)
             if fut is not None:
                 await asyncio.wrap_future(fut)
@@ -260,7 +294,8 @@ class TelemetryManager:
             self._rec.log(f"telespool: send: {e}")
 
     async def shutdown(self) -> None:
-        """Waits (at most shutdown_timeout seconds) for queued events, then closes."""
+        """Waits (at most shutdown_timeout seconds) for queued events, then closes; events
+        still queued then are dropped and counted in ``dropped``."""
         try:
             await self._rec.close(self.shutdown_timeout)
         except Exception as e:
@@ -277,7 +312,9 @@ class SurveyManager:
     opted out) or it could not be stored.  :meth:`submit_feedback` carries user text, files
     and an e-mail address: that is not telemetry and never enters the spool, so it is handed
     to LangBot's own SurveyManager.  The bot-response count towards
-    ``bot_response_success_100`` is kept in ``<path>-survey.json`` next to the spool.
+    ``bot_response_success_100`` is kept in ``<path>-survey.json`` next to the spool; at
+    :meth:`initialize` the milestones and the count LangBot's own SurveyManager persisted
+    before the switch are taken over (a milestone it fired is not fired again).
 
     Keyword arguments: ``path`` (default ``data/telemetry.db``), ``instance_id`` and
     ``version`` (default: LangBot's ``constants.instance_id`` and
@@ -320,6 +357,36 @@ class SurveyManager:
             state = await self._rec.run(self._load_state)
             self._triggered_events = set(state.get("triggered", []))
             self._bot_response_count = int(state.get("bot_response_count", 0))
+        except Exception as e:
+            self._rec.log(f"telespool: survey initialize: {e}")
+        await self._adopt_langbot_state()
+
+    async def _langbot_manager(self) -> Any:
+        """LangBot's own SurveyManager (initialised once), or None outside LangBot."""
+        if self._feedback is None:
+            from langbot.pkg.survey.manager import \
+                SurveyManager as LangBotSurveyManager  # type: ignore[import-not-found]
+            fb = LangBotSurveyManager(self.ap)
+            await fb.initialize()
+            self._feedback = fb
+        return self._feedback
+
+    async def _adopt_langbot_state(self) -> None:
+        """The milestones and the count LangBot's own SurveyManager persisted (in its
+        metadata table) before the switch count too: a milestone it already fired is not
+        fired again, and its count carries on."""
+        try:
+            fb = await self._langbot_manager()
+            events = {e for e in getattr(fb, "_triggered_events", ()) if isinstance(e, str)}
+            count = int(getattr(fb, "_bot_response_count", 0) or 0)
+        except Exception:
+            return  # not inside LangBot, or its state cannot be read
+        try:
+            if events <= self._triggered_events and count <= self._bot_response_count:
+                return
+            self._triggered_events |= events
+            self._bot_response_count = max(self._bot_response_count, count)
+            await self._rec.run(self._save_state)
         except Exception as e:
             self._rec.log(f"telespool: survey initialize: {e}")
 
@@ -437,13 +504,8 @@ class SurveyManager:
         try:
             if not self._is_space_configured():
                 return False
-            if self._feedback is None:
-                from langbot.pkg.survey.manager import \
-                    SurveyManager as LangBotSurveyManager  # type: ignore[import-not-found]
-                fb = LangBotSurveyManager(self.ap)
-                await fb.initialize()
-                self._feedback = fb
-            return bool(await self._feedback.submit_feedback(content, attachments, user_email))
+            fb = await self._langbot_manager()
+            return bool(await fb.submit_feedback(content, attachments, user_email))
         except Exception as e:
             self._rec.log(f"telespool: submit_feedback: {e}")
             return False
