@@ -2,11 +2,12 @@
  * testutil.h - the few assertion macros the C tests share.  Each failed
  * assertion prints both values and where, and ends its test case (inside
  * tu_main(), on the thread that runs the case: an assertion that fails on
- * another thread is counted and the case goes on); a test program ends with
- * TEST_REPORT(), which prints "N passed, N failed" and gives the exit code.
+ * another thread, or in a forked child, is counted and the case goes on);
+ * a test program ends with TEST_REPORT(), which prints "N passed, N
+ * failed" and gives the exit code.
  *
  * Below them, the scaffolding of testutil.c (a private directory, raw files,
- * raw SQLite), which test_spool, test_queue and test_concurrency link.
+ * raw SQLite), which every C test links.
  */
 #ifndef TELESPOOL_TESTUTIL_H
 #define TELESPOOL_TESTUTIL_H
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Static: each test program, its own executable, has its own counters.
  * testutil.c asserts nothing and defines TESTUTIL_NO_COUNTERS. */
@@ -26,9 +28,10 @@ static int tu_passed, tu_failed;
 static jmp_buf tu_case_end;
 static int tu_in_case;
 static pthread_t tu_case_thread;
+static pid_t tu_case_pid;
 #define TU_END_CASE()                                                          \
 	do {                                                                   \
-		if (tu_in_case &&                                              \
+		if (tu_in_case && getpid() == tu_case_pid &&                   \
 		    pthread_equal(pthread_self(), tu_case_thread))             \
 			longjmp(tu_case_end, 1);                               \
 	} while (0)
@@ -194,6 +197,7 @@ static inline int tu_main(const struct tu_test *tests, size_t n, int argc,
 		printf("-- %s\n", tests[i].name);
 		fflush(stdout);
 		tu_case_thread = pthread_self();
+		tu_case_pid = getpid();
 		if (setjmp(tu_case_end) == 0) {
 			tu_in_case = 1;
 			tests[i].fn();
