@@ -1,13 +1,10 @@
 # Run after each C test executable is built (tests/CMakeLists.txt,
 # telespool_c_test): asks it for its cases (`EXE --list`, tu_main in
 # tests/testutil.h) and writes OUT, which ctest includes, with one test per
-# case: NAME/case (labels "c;LABELS"), valgrind_NAME/case (label
-# "valgrind") and tsan_NAME/case (label "tsan"), as CMake's
-# gtest_discover_tests does.  Variables: EXE NAME OUT LABELS VALGRIND THREADS
-# (LABELS and VALGRIND ";"-lists, passed with "|" for ";").
-foreach(v LABELS VALGRIND)
-  string(REPLACE "|" ";" ${v} "${${v}}")
-endforeach()
+# case: NAME/case (labels "c;LABELS") and, with THREADS, tsan_NAME/case
+# (label "tsan"), as CMake's gtest_discover_tests does.  Variables: EXE NAME
+# OUT LABELS THREADS (LABELS a ";"-list, passed with "|" for ";").
+string(REPLACE "|" ";" LABELS "${LABELS}")
 execute_process(COMMAND "${EXE}" --list OUTPUT_VARIABLE out RESULT_VARIABLE rc
   TIMEOUT 60)
 if(NOT rc EQUAL 0)
@@ -23,15 +20,6 @@ foreach(c IN LISTS cases)
   string(APPEND text
     "add_test([==[${NAME}/${c}]==] [==[${EXE}]==] [==[${c}]==])\n"
     "set_tests_properties([==[${NAME}/${c}]==] PROPERTIES LABELS [==[c;${LABELS}]==] TIMEOUT 300)\n")
-  if(VALGRIND)
-    set(vg "")
-    foreach(a IN LISTS VALGRIND)
-      string(APPEND vg " [==[${a}]==]")
-    endforeach()
-    string(APPEND text
-      "add_test([==[valgrind_${NAME}/${c}]==]${vg} [==[${EXE}]==] [==[${c}]==])\n"
-      "set_tests_properties([==[valgrind_${NAME}/${c}]==] PROPERTIES LABELS valgrind TIMEOUT 900 ENVIRONMENT TELESPOOL_UNDER_VALGRIND=1)\n")
-  endif()
   if(THREADS)
     string(APPEND text
       "add_test([==[tsan_${NAME}/${c}]==] [==[${EXE}]==] [==[${c}]==])\n"
