@@ -1393,59 +1393,32 @@ static void test_permission_denied(void)
 	ASSERT_TRUE(chmod(g_dir, 0700) == 0);
 }
 
-static void remove_tree(const char *dir)
+static const struct tu_test tests[] = {
+    {"langbot_config", test_langbot_config},
+    {"missing_keys", test_missing_keys},
+    {"bools", test_bools},
+    {"optout_matrix", test_optout_matrix},
+    {"urls", test_urls},
+    {"duplicates", test_duplicates},
+    {"env", test_env},
+    {"py_strip", test_py_strip},
+    {"url_checks", test_url_checks},
+    {"token_and_proxy", test_token_and_proxy},
+    {"instance_id", test_instance_id},
+    {"syntax_errors", test_syntax_errors},
+    {"shape_errors", test_shape_errors},
+    {"aliases_elsewhere", test_aliases_elsewhere},
+    {"yaml_bomb", test_yaml_bomb},
+    {"depth", test_depth},
+    {"sizes", test_sizes},
+    {"encodings", test_encodings},
+    {"file_errors", test_file_errors},
+    {"permission_denied", test_permission_denied},
+};
+
+int main(int argc, char **argv)
 {
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	char p[1024];
-
-	if (!d)
-		return;
-	while ((e = readdir(d)) != NULL) {
-		struct stat st;
-
-		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-			continue;
-		snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-		if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-			remove_tree(p);
-		else
-			unlink(p);
-	}
-	closedir(d);
-	rmdir(dir);
-}
-
-int main(void)
-{
-	const char *tmp = getenv("TMPDIR");
-
-	snprintf(g_dir, sizeof g_dir, "%s/tsu-config-XXXXXX",
-		 tmp && tmp[0] && strlen(tmp) < 400 ? tmp : "/tmp");
-	if (!mkdtemp(g_dir)) {
-		perror("mkdtemp");
-		return 2;
-	}
-	test_langbot_config();
-	test_missing_keys();
-	test_bools();
-	test_optout_matrix();
-	test_urls();
-	test_duplicates();
-	test_env();
-	test_py_strip();
-	test_url_checks();
-	test_token_and_proxy();
-	test_instance_id();
-	test_syntax_errors();
-	test_shape_errors();
-	test_aliases_elsewhere();
-	test_yaml_bomb();
-	test_depth();
-	test_sizes();
-	test_encodings();
-	test_file_errors();
-	test_permission_denied();
-	remove_tree(g_dir);
-	return TEST_REPORT();
+	make_temp_dir(g_dir, sizeof g_dir, "tsu-config");
+	return tu_main(tests, sizeof(tests) / sizeof(tests[0]), argc, argv,
+		       g_dir);
 }

@@ -1353,7 +1353,24 @@ out:
 	rmdir(dir);
 }
 
-int main(void)
+static const struct tu_test tests[] = {
+    {"headers_and_body", t_headers_and_body},
+    {"token_absent", t_token_absent},
+    {"proxy", t_proxy},
+    {"reuse", t_reuse},
+    {"max_in_flight", t_max_in_flight},
+    {"answers", t_answers},
+    {"body_cap", t_body_cap},
+    {"timeouts", t_timeouts},
+    {"connect_timeout", t_connect_timeout},
+    {"stop", t_stop},
+    {"failures", t_failures},
+    {"verbose", t_verbose},
+    {"tls_verify", t_tls_verify},
+    {"bench", t_bench},
+};
+
+int main(int argc, char **argv)
 {
 	int64_t t0 = tsu_monotonic_ms();
 	static const char *const proxies[] = {
@@ -1367,21 +1384,9 @@ int main(void)
 		unsetenv(proxies[i]);
 	signal(SIGPIPE, SIG_IGN);
 
-	t_headers_and_body();
-	t_token_absent();
-	t_proxy();
-	t_reuse();
-	t_max_in_flight();
-	t_answers();
-	t_body_cap();
-	t_timeouts();
-	t_connect_timeout();
-	t_stop();
-	t_failures();
-	t_verbose();
-	t_tls_verify();
-	t_bench();
-
-	printf("%lld ms\n", (long long)(tsu_monotonic_ms() - t0));
-	return TEST_REPORT();
+	int rc =
+	    tu_main(tests, sizeof(tests) / sizeof(tests[0]), argc, argv, NULL);
+	if (argc != 2 || strcmp(argv[1], "--list") != 0)
+		printf("%lld ms\n", (long long)(tsu_monotonic_ms() - t0));
+	return rc;
 }

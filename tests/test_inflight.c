@@ -306,19 +306,26 @@ static void test_catchup_cutoff(void)
 	    now - 75 * min + 48 * 60 * min);
 }
 
-int main(void)
+static const struct tu_test tests[] = {
+    {"defaults_and_pinned", test_defaults_and_pinned},
+    {"signals", test_signals},
+    {"slow_start_reaches_the_ceiling", test_slow_start_reaches_the_ceiling},
+    {"no_growth_while_unused", test_no_growth_while_unused},
+    {"failure_halves_once_per_round_trip",
+     test_failure_halves_once_per_round_trip},
+    {"throttle_cuts_to_the_delivered_rate",
+     test_throttle_cuts_to_the_delivered_rate},
+    {"rising_latency_cuts", test_rising_latency_cuts},
+    {"ignored_signals", test_ignored_signals},
+    {"resume_after_a_cut", test_resume_after_a_cut},
+    {"catchup_cutoff", test_catchup_cutoff},
+    {"cap_for_http1", test_cap_for_http1},
+    {"long_round_trips_take_bigger_batches",
+     test_long_round_trips_take_bigger_batches},
+};
+
+int main(int argc, char **argv)
 {
-	test_defaults_and_pinned();
-	test_signals();
-	test_slow_start_reaches_the_ceiling();
-	test_no_growth_while_unused();
-	test_failure_halves_once_per_round_trip();
-	test_throttle_cuts_to_the_delivered_rate();
-	test_rising_latency_cuts();
-	test_ignored_signals();
-	test_resume_after_a_cut();
-	test_catchup_cutoff();
-	test_cap_for_http1();
-	test_long_round_trips_take_bigger_batches();
-	return TEST_REPORT();
+	return tu_main(tests, sizeof(tests) / sizeof(tests[0]), argc, argv,
+		       NULL);
 }

@@ -512,14 +512,18 @@ static void test_survey(void)
 	ASSERT_TRUE(tsu_survey_from_response(NULL, 10) == NULL);
 }
 
-int main(void)
+static const struct tu_test tests[] = {
+    {"classify_status", test_classify_status},
+    {"classify_body_edges", test_classify_body_edges},
+    {"classify_transport", test_classify_transport},
+    {"backoff", test_backoff},
+    {"retry_after_seconds", test_retry_after_seconds},
+    {"retry_after_dates", test_retry_after_dates},
+    {"survey", test_survey},
+};
+
+int main(int argc, char **argv)
 {
-	test_classify_status();
-	test_classify_body_edges();
-	test_classify_transport();
-	test_backoff();
-	test_retry_after_seconds();
-	test_retry_after_dates();
-	test_survey();
-	return TEST_REPORT();
+	return tu_main(tests, sizeof(tests) / sizeof(tests[0]), argc, argv,
+		       NULL);
 }

@@ -3,8 +3,9 @@
  * identity is replaced, what makes a traceback useful survives, output is
  * always valid UTF-8 within its cap, and adversarial input stays linear.
  *
- * Usage: test_redact [CORPUS_DIR [ERRORS_DIR]]
- *   (tests/corpus/tracebacks, tests/corpus/errors)
+ * Usage: test_redact [--list | CASE...] (tu_main, tests/testutil.h); the
+ * corpus is TEST_CORPUS_DIR/tracebacks and TEST_CORPUS_DIR/errors
+ * (tests/CMakeLists.txt defines it as tests/corpus).
  * Each NAME.txt there comes with NAME.secrets (strings that must be gone),
  * NAME.keep (strings that must survive, strict mode too) and optionally
  * NAME.strict-secrets (message text that only strict mode removes).
@@ -1791,30 +1792,66 @@ static void test_oom(void)
 }
 #endif
 
-int main(int argc, char **argv)
+#ifndef TEST_CORPUS_DIR
+#define TEST_CORPUS_DIR "tests/corpus"
+#endif
+
+static void t_corpus(void)
 {
 	char *sample = NULL;
 	size_t sample_len = 0;
 
-	test_credentials();
-	test_identities();
-	test_survival();
-	test_strict();
-	test_guard();
-	test_cleaning();
-	test_truncation();
-	test_corpus(argc > 1 ? argv[1] : "tests/corpus/tracebacks", &sample,
-		    &sample_len);
-	test_errors_corpus(argc > 2 ? argv[2] : "tests/corpus/errors");
-	test_property();
-#ifdef TEST_REDACT_OOM
-	test_oom();
-#endif
-	if (!getenv("TEST_REDACT_QUICK")) {
-		test_adversarial();
-		if (sample)
-			report_speed(sample, sample_len);
-	}
+	test_corpus(TEST_CORPUS_DIR "/tracebacks", &sample, &sample_len);
 	free(sample);
-	return TEST_REPORT();
+}
+
+static void t_errors_corpus(void)
+{
+	test_errors_corpus(TEST_CORPUS_DIR "/errors");
+}
+
+/* Skipped with TEST_REDACT_QUICK set. */
+static void t_adversarial(void)
+{
+	if (!getenv("TEST_REDACT_QUICK"))
+		test_adversarial();
+}
+
+/* The throughput table of the README (on the corpus's first traceback);
+ * skipped with TEST_REDACT_QUICK set. */
+static void t_speed(void)
+{
+	char *sample = NULL;
+	size_t sample_len = 0;
+
+	if (getenv("TEST_REDACT_QUICK"))
+		return;
+	test_corpus(TEST_CORPUS_DIR "/tracebacks", &sample, &sample_len);
+	if (sample)
+		report_speed(sample, sample_len);
+	free(sample);
+}
+
+static const struct tu_test tests[] = {
+    {"credentials", test_credentials},
+    {"identities", test_identities},
+    {"survival", test_survival},
+    {"strict", test_strict},
+    {"guard", test_guard},
+    {"cleaning", test_cleaning},
+    {"truncation", test_truncation},
+    {"corpus", t_corpus},
+    {"errors_corpus", t_errors_corpus},
+    {"property", test_property},
+#ifdef TEST_REDACT_OOM
+    {"oom", test_oom},
+#endif
+    {"adversarial", t_adversarial},
+    {"speed", t_speed},
+};
+
+int main(int argc, char **argv)
+{
+	return tu_main(tests, sizeof(tests) / sizeof(tests[0]), argc, argv,
+		       NULL);
 }

@@ -1,23 +1,42 @@
 /*
  * testutil.h - the few assertion macros the C tests share.  Each failed
- * assertion prints both values and where; a test program ends with
- * TEST_REPORT(), which prints "N passed, N failed" and gives the exit code.
+ * assertion prints both values and where, and ends its test case (inside
+ * tu_main(), on the thread that runs the case: an assertion that fails on
+ * another thread, or in a forked child, is counted and the case goes on);
+ * a test program ends with TEST_REPORT(), which prints "N passed, N
+ * failed" and gives the exit code.
  *
  * Below them, the scaffolding of testutil.c (a private directory, raw files,
- * raw SQLite), which test_spool, test_queue and test_concurrency link.
+ * raw SQLite), which every C test links.
  */
 #ifndef TELESPOOL_TESTUTIL_H
 #define TELESPOOL_TESTUTIL_H
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Static: each test program, its own executable, has its own counters.
  * testutil.c asserts nothing and defines TESTUTIL_NO_COUNTERS. */
 #ifndef TESTUTIL_NO_COUNTERS
 static int tu_passed, tu_failed;
+/* Set while tu_main() runs a case: where a failed assertion jumps to. */
+static jmp_buf tu_case_end;
+static int tu_in_case;
+static pthread_t tu_case_thread;
+static pid_t tu_case_pid;
+#define TU_END_CASE()                                                          \
+	do {                                                                   \
+		if (tu_in_case && getpid() == tu_case_pid &&                   \
+		    pthread_equal(pthread_self(), tu_case_thread))             \
+			longjmp(tu_case_end, 1);                               \
+	} while (0)
+#else
+#define TU_END_CASE() ((void)0)
 #endif
 
 /* A named test function, for tu_main(). */
@@ -32,6 +51,7 @@ struct tu_test {
 		fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                \
 		fprintf(stderr, __VA_ARGS__);                                  \
 		fputc('\n', stderr);                                           \
+		TU_END_CASE();                                                 \
 	} while (0)
 
 #define ASSERT_TRUE(c)                                                         \
@@ -127,27 +147,68 @@ int path_exec(const char *path, const char *sql);
 int64_t drops_of(const char *path, const char *reason);
 
 #ifndef TESTUTIL_NO_COUNTERS
+/* A fresh directory of dir's pattern (made by make_temp_dir: "...-XXXXXX"
+ * once filled in) in dir, so that each case starts empty; the old one is
+ * removed unless keep. */
+static inline void tu_fresh_dir(char *dir, int keep)
+{
+	size_t n = strlen(dir);
+	if (!keep)
+		rm_rf(dir);
+	if (n >= 6)
+		memcpy(dir + n - 6, "XXXXXX", 6);
+	if (n < 6 || mkdtemp(dir) == NULL) {
+		perror("mkdtemp");
+		exit(2);
+	}
+}
+
 /*
- * The main loop every C test shares: runs the tests named on the command
- * line (all of them without arguments; an unknown name fails), each
- * announced and, on failure, named again; removes dir when everything passed, keeps it for a look
- * otherwise.  Returns the exit code.
+ * The main loop every C test shares.  "--list" prints the case names, one
+ * a line (tests/CMakeLists.txt registers each with ctest from it);
+ * otherwise it runs the cases named on the command line (all of them
+ * without names; an unknown name fails), each announced and, on failure,
+ * named again.  Each case runs in a fresh dir (the caller's, made with
+ * make_temp_dir(), is replaced before every case; NULL: no directory) and
+ * ends at its first failed assertion.  The last dir is removed when
+ * everything passed, kept for a look otherwise (with the failed case's
+ * files).  Returns the exit code.
  */
 static inline int tu_main(const struct tu_test *tests, size_t n, int argc,
-			  char **argv, const char *dir)
+			  char **argv, char *dir)
 {
+	if (argc == 2 && strcmp(argv[1], "--list") == 0) {
+		for (size_t i = 0; i < n; i++)
+			printf("%s\n", tests[i].name);
+		if (dir)
+			rm_rf(dir);
+		return 0;
+	}
+	int ran = 0, kept = 0;
 	for (size_t i = 0; i < n; i++) {
 		int wanted = argc < 2;
 		for (int a = 1; a < argc; a++)
 			wanted |= strcmp(argv[a], tests[i].name) == 0;
 		if (!wanted)
 			continue;
+		if (dir && ran++)
+			tu_fresh_dir(dir, kept);
 		int failed = tu_failed;
 		printf("-- %s\n", tests[i].name);
 		fflush(stdout);
-		tests[i].fn();
-		if (tu_failed != failed)
+		tu_case_thread = pthread_self();
+		tu_case_pid = getpid();
+		if (setjmp(tu_case_end) == 0) {
+			tu_in_case = 1;
+			tests[i].fn();
+		}
+		tu_in_case = 0;
+		kept = tu_failed != failed;
+		if (kept) {
 			printf("   FAILED: %s\n", tests[i].name);
+			if (dir)
+				printf("   its files are kept in %s\n", dir);
+		}
 	}
 	for (int a = 1; a < argc; a++) {
 		size_t i = 0;
@@ -156,10 +217,8 @@ static inline int tu_main(const struct tu_test *tests, size_t n, int argc,
 		if (i == n)
 			TU_FAIL("no test named %s", argv[a]);
 	}
-	if (tu_failed == 0)
+	if (dir && !kept)
 		rm_rf(dir);
-	else
-		printf("files kept in %s\n", dir);
 	return TEST_REPORT();
 }
 #endif

@@ -153,11 +153,29 @@ typedef struct telespool_options {
 	int durability;
 } telespool_options;
 
+/*
+ * The struct_version, every other field 0 or NULL (its default): a field
+ * appended later needs no change here (libgit2's {GIT_*_OPTIONS_VERSION}).
+ * C gets a designated initializer, which -Wextra's
+ * -Wmissing-field-initializers accepts; C++ (no designated initializers
+ * before C++20, and the warning for {VERSION}) gets a value-initialized
+ * struct with the version set, so that -Wextra -Werror builds stay quiet in
+ * both.  Use it as "telespool_options o = TELESPOOL_OPTIONS_INIT;".
+ */
+#ifdef __cplusplus
+static inline telespool_options telespool__cxx_options_init(void)
+{
+	telespool_options o = telespool_options();
+	o.struct_version = TELESPOOL_OPTIONS_VERSION;
+	return o;
+}
+#define TELESPOOL_OPTIONS_INIT telespool__cxx_options_init()
+#else
 #define TELESPOOL_OPTIONS_INIT                                                 \
 	{                                                                      \
-		TELESPOOL_OPTIONS_VERSION, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, \
-		    0, 0, 0                                                    \
+		.struct_version = TELESPOOL_OPTIONS_VERSION                    \
 	}
+#endif
 
 /*
  * Opens (creating with mode 0600 if needed) the spool at path and brings its
@@ -233,11 +251,22 @@ typedef struct telespool_query {
 	const char *runtime_instance_id; /* NULL: the handle's instance_id */
 } telespool_query;
 
+/* As TELESPOOL_OPTIONS_INIT: the struct_version, everything else NULL or
+ * 0. */
+#ifdef __cplusplus
+static inline telespool_query telespool__cxx_query_init(void)
+{
+	telespool_query q = telespool_query();
+	q.struct_version = TELESPOOL_QUERY_VERSION;
+	return q;
+}
+#define TELESPOOL_QUERY_INIT telespool__cxx_query_init()
+#else
 #define TELESPOOL_QUERY_INIT                                                   \
 	{                                                                      \
-		TELESPOOL_QUERY_VERSION, NULL, NULL, NULL, NULL, NULL, 0,      \
-		    NULL, 0, NULL, NULL, NULL, NULL, NULL                      \
+		.struct_version = TELESPOOL_QUERY_VERSION                      \
 	}
+#endif
 
 /*
  * Records one query event: builds the JSON body POSTed later to

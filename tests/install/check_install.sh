@@ -239,6 +239,19 @@ consumers_pkgconfig() {
 	if out=$("$cc" "${sanflags[@]}" -std=c11 -Wall -Werror "$src/tests/install/consumer.c" \
 		$cflags -o "$tmp/pc-$label" $libs 2>&1); then
 		pass "$label: a program builds with pkg-config --cflags --libs telespool"
+		# TELESPOOL_OPTIONS_INIT and TELESPOOL_QUERY_INIT, quiet under
+		# -Wextra for C99 and C++ callers alike.
+		# shellcheck disable=SC2086
+		check "$label: the header compiles warning-free as C99" \
+			"$cc" -std=c99 -Wall -Wextra -Wpedantic -Werror -fsyntax-only \
+			$cflags "$src/tests/install/consumer.c"
+		local std
+		for std in c++98 c++11 c++20; do
+			# shellcheck disable=SC2086
+			check "$label: the header compiles warning-free as $std" \
+				c++ -x c++ -std=$std -Wall -Wextra -Wpedantic -Werror \
+				-fsyntax-only $cflags "$src/tests/install/consumer.c"
+		done
 		if needed_telespool "$tmp/pc-$label"; then
 			local resolved
 			resolved=$(env "${runenv[@]}" ldd "$tmp/pc-$label" | awk '/libtelespool/ {print $3}')
