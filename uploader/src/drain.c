@@ -614,10 +614,10 @@ static int start_http(struct run *r)
 			 "cannot set up libcurl: %s", err);
 		return -1;
 	}
-	if (tsu_http_new(&r->http, &ho) != 0) {
+	if (tsu_http_new(&r->http, &ho, err, sizeof(err)) != 0) {
+		tsu_say("cannot set up libcurl: %s", err);
 		snprintf(r->detail, sizeof(r->detail),
-			 "cannot set up libcurl (a bad option, or out of "
-			 "memory)");
+			 "cannot set up libcurl: %s", err);
 		return -1;
 	}
 	tsu_watch_start(&r->w);

@@ -282,20 +282,32 @@ static int easy_of(tsu_http *h, struct slot *s)
 	return 0;
 }
 
-int tsu_http_new(tsu_http **out, const tsu_http_options *opts)
+/* tsu_http_new() failed: why into err (if any), -1. */
+static int new_failed(tsu_http **out, char *err, size_t errlen, const char *why)
+{
+	if (out)
+		*out = NULL;
+	if (err && errlen)
+		copy_text(err, errlen, why);
+	return -1;
+}
+
+int tsu_http_new(tsu_http **out, const tsu_http_options *opts, char *err,
+		 size_t errlen)
 {
 	tsu_http *h;
 	int n;
 	CURLMcode mc = CURLM_OK;
 
-	if (!out)
-		return -1;
+	if (!out || !opts)
+		return new_failed(out, err, errlen, "no options");
 	*out = NULL;
-	if (!opts)
-		return -1;
-	if ((opts->token && !header_value_ok(opts->token)) ||
-	    (opts->user_agent && !header_value_ok(opts->user_agent)))
-		return -1;
+	if (opts->token && !header_value_ok(opts->token))
+		return new_failed(out, err, errlen,
+				  "the ingest token contains a line break");
+	if (opts->user_agent && !header_value_ok(opts->user_agent))
+		return new_failed(out, err, errlen,
+				  "the User-Agent contains a line break");
 	n = opts->cc                  ? opts->cc->ceiling
 	    : opts->max_in_flight > 0 ? opts->max_in_flight
 				      : DEF_MAX_IN_FLIGHT;
@@ -306,14 +318,16 @@ int tsu_http_new(tsu_http **out, const tsu_http_options *opts)
 	 * Reference-counted by libcurl, undone in tsu_http_free().  Before
 	 * 7.84 it was not thread-safe; the uploader is single-threaded.
 	 */
-	char err[256];
-	if (tsu_curl_load(err, sizeof err) != 0 ||
-	    tsu_curl.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		return -1;
+	char why[256];
+	if (tsu_curl_load(why, sizeof why) != 0)
+		return new_failed(out, err, errlen, why);
+	if (tsu_curl.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return new_failed(out, err, errlen,
+				  "curl_global_init() failed");
 	h = calloc(1, sizeof *h);
 	if (!h) {
 		tsu_curl.global_cleanup();
-		return -1;
+		return new_failed(out, err, errlen, "out of memory");
 	}
 	h->verbose = opts->verbose;
 	h->watch_fd = -1;
@@ -327,14 +341,18 @@ int tsu_http_new(tsu_http **out, const tsu_http_options *opts)
 	h->slots = calloc((size_t)n, sizeof *h->slots);
 	h->multi = tsu_curl.multi_init();
 	if (!h->slots || !h->multi || (opts->user_agent && !h->user_agent) ||
-	    (opts->cacert && !h->cacert))
+	    (opts->cacert && !h->cacert)) {
+		copy_text(why, sizeof why, "out of memory");
 		goto fail;
+	}
 	h->nslots = n;
 	if (opts->token && *opts->token) {
 		h->token_header =
 		    join("X-LangBot-Telemetry-Token: ", opts->token);
-		if (!h->token_header)
+		if (!h->token_header) {
+			copy_text(why, sizeof why, "out of memory");
 			goto fail;
+		}
 	}
 	mc = tsu_curl.multi_setopt(h->multi, CURLMOPT_PIPELINING,
 				   (long)CURLPIPE_MULTIPLEX);
@@ -348,17 +366,23 @@ int tsu_http_new(tsu_http **out, const tsu_http_options *opts)
 	if (mc == CURLM_OK)
 		mc = tsu_curl.multi_setopt(h->multi, CURLMOPT_MAXCONNECTS,
 					   (long)n);
-	if (mc != CURLM_OK)
+	if (mc != CURLM_OK) {
+		copy_text(why, sizeof why, tsu_curl.multi_strerror(mc));
 		goto fail;
+	}
 	/* The first handle now, so that a setup failure shows here; the
 	 * others when the limit first reaches them. */
-	if (easy_of(h, &h->slots[0]) != 0)
+	if (easy_of(h, &h->slots[0]) != 0) {
+		copy_text(why, sizeof why,
+			  "cannot set up a transfer (a bad --cacert or proxy, "
+			  "or out of memory)");
 		goto fail;
+	}
 	*out = h;
 	return 0;
 fail:
 	tsu_http_free(h);
-	return -1;
+	return new_failed(out, err, errlen, why);
 }
 
 void tsu_http_free(tsu_http *h)
