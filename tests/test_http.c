@@ -524,7 +524,7 @@ static void one_shot(tsu_http_options o, tsu_request *r, struct server *sv,
 
 	url_for(url, sizeof url, scheme, sv->port);
 	make_reqs(r, 1, url);
-	ASSERT_EQ(tsu_http_new(&h, &o), 0);
+	ASSERT_EQ(tsu_http_new(&h, &o, NULL, 0), 0);
 	if (h)
 		ASSERT_EQ(tsu_http_perform(h, r, 1, 0, NULL), 0);
 	tsu_http_free(h);
@@ -567,7 +567,7 @@ static void t_headers_and_body(void)
 	r.with_token = 1;
 	r.authorization = "Bearer sekrit";
 	o.token = "tok-123";
-	ASSERT_EQ(tsu_http_new(&h, &o), 0);
+	ASSERT_EQ(tsu_http_new(&h, &o, NULL, 0), 0);
 	ASSERT_EQ(tsu_http_perform(h, &r, 1, 0, NULL), 0);
 	ASSERT_EQ(r.transport, TSU_NET_OK);
 	ASSERT_EQ(r.status, 200);
@@ -666,7 +666,7 @@ static void t_proxy(void)
 	/* The test server plays the proxy: it gets the absolute-form line. */
 	snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", sv.port);
 	o.proxy = proxy;
-	ASSERT_EQ(tsu_http_new(&h, &o), 0);
+	ASSERT_EQ(tsu_http_new(&h, &o, NULL, 0), 0);
 	make_reqs(&r, 1, target);
 	ASSERT_EQ(tsu_http_perform(h, &r, 1, 0, NULL), 0);
 	ASSERT_EQ(r.status, 200);
@@ -684,7 +684,7 @@ static void t_proxy(void)
 
 	/* NO_PROXY's list: direct, so the .invalid name does not resolve. */
 	o.noproxy = "localhost,telespool-proxied.invalid";
-	ASSERT_EQ(tsu_http_new(&h, &o), 0);
+	ASSERT_EQ(tsu_http_new(&h, &o, NULL, 0), 0);
 	make_reqs(&r, 1, target);
 	ASSERT_EQ(tsu_http_perform(h, &r, 1, 0, NULL), 0);
 	ASSERT_EQ(r.transport, TSU_NET_DNS);
@@ -697,7 +697,7 @@ static void t_proxy(void)
 	o.proxy = NULL;
 	o.noproxy = NULL;
 	url_for(url, sizeof url, "http", sv.port);
-	ASSERT_EQ(tsu_http_new(&h, &o), 0);
+	ASSERT_EQ(tsu_http_new(&h, &o, NULL, 0), 0);
 	make_reqs(&r, 1, url);
 	ASSERT_EQ(tsu_http_perform(h, &r, 1, 0, NULL), 0);
 	ASSERT_EQ(r.status, 200);
@@ -725,7 +725,7 @@ static void t_reuse(void)
 	}
 	url_for(url, sizeof url, "http", sv.port);
 	o.max_in_flight = 1;
-	ASSERT_EQ(tsu_http_new(&h, &o), 0);
+	ASSERT_EQ(tsu_http_new(&h, &o, NULL, 0), 0);
 	for (call = 0; call < 5; call++) {
 		make_reqs(r, 3, url);
 		ASSERT_EQ(tsu_http_perform(h, r, 3, 0, NULL), 0);
@@ -746,7 +746,7 @@ static void t_reuse(void)
 	}
 	url_for(url, sizeof url, "http", sv.port);
 	o.max_in_flight = 4;
-	ASSERT_EQ(tsu_http_new(&h, &o), 0);
+	ASSERT_EQ(tsu_http_new(&h, &o, NULL, 0), 0);
 	for (call = 0; call < 10; call++) {
 		make_reqs(r, 8, url);
 		ASSERT_EQ(tsu_http_perform(h, r, 8, 0, NULL), 0);
@@ -777,7 +777,7 @@ static void t_max_in_flight(void)
 	}
 	url_for(url, sizeof url, "http", sv.port);
 	o.max_in_flight = 3;
-	ASSERT_EQ(tsu_http_new(&h, &o), 0);
+	ASSERT_EQ(tsu_http_new(&h, &o, NULL, 0), 0);
 	make_reqs(r, 12, url);
 	ASSERT_EQ(tsu_http_perform(h, r, 12, 0, NULL), 0);
 	for (i = 0; i < 12; i++)
@@ -913,7 +913,7 @@ static void t_timeouts(void)
 	}
 	url_for(url, sizeof url, "http", sv.port);
 	o.request_timeout_ms = 400;
-	ASSERT_EQ(tsu_http_new(&h, &o), 0);
+	ASSERT_EQ(tsu_http_new(&h, &o, NULL, 0), 0);
 	make_reqs(r, 1, url);
 	t0 = tsu_monotonic_ms();
 	ASSERT_EQ(tsu_http_perform(h, r, 1, 0, NULL), 0);
@@ -925,7 +925,7 @@ static void t_timeouts(void)
 
 	o.request_timeout_ms = 10000;
 	o.max_in_flight = 2;
-	ASSERT_EQ(tsu_http_new(&h, &o), 0);
+	ASSERT_EQ(tsu_http_new(&h, &o, NULL, 0), 0);
 	make_reqs(r, 3, url);
 	t0 = tsu_monotonic_ms();
 	ASSERT_EQ(tsu_http_perform(h, r, 3, t0 + 300, NULL), 0);
@@ -982,7 +982,7 @@ static void t_connect_timeout(void)
 
 	url_for(url, sizeof url, "http", ntohs(a.sin_port));
 	o.connect_timeout_ms = 300;
-	ASSERT_EQ(tsu_http_new(&h, &o), 0);
+	ASSERT_EQ(tsu_http_new(&h, &o, NULL, 0), 0);
 	make_reqs(&r, 1, url);
 	t0 = tsu_monotonic_ms();
 	ASSERT_EQ(tsu_http_perform(h, &r, 1, 0, NULL), 0);
@@ -1014,7 +1014,7 @@ static void t_stop(void)
 	}
 	url_for(url, sizeof url, "http", sv.port);
 	o.request_timeout_ms = 10000;
-	ASSERT_EQ(tsu_http_new(&h, &o), 0);
+	ASSERT_EQ(tsu_http_new(&h, &o, NULL, 0), 0);
 	make_reqs(r, 1, url);
 	g_stop = 0;
 	t0 = tsu_monotonic_ms();
@@ -1055,7 +1055,7 @@ static void t_failures(void)
 	ASSERT_TRUE(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
 	ASSERT_TRUE(getsockname(fd, (struct sockaddr *)&a, &alen) == 0);
 	url_for(refused, sizeof refused, "http", ntohs(a.sin_port));
-	ASSERT_EQ(tsu_http_new(&h, &o), 0);
+	ASSERT_EQ(tsu_http_new(&h, &o, NULL, 0), 0);
 	make_reqs(r, 1, refused);
 	ASSERT_EQ(tsu_http_perform(h, r, 1, 0, NULL), 0);
 	ASSERT_EQ(r[0].transport, TSU_NET_CONNECT);
@@ -1100,13 +1100,21 @@ static void t_failures(void)
 
 	h = NULL;
 	o.token = "tok\nX-Evil: 1";
-	ASSERT_EQ(tsu_http_new(&h, &o), -1);
+	char err[128] = "";
+	ASSERT_EQ(tsu_http_new(&h, &o, err, sizeof(err)), -1);
 	ASSERT_TRUE(h == NULL);
-	ASSERT_EQ(tsu_http_new(&h, NULL), -1);
-	ASSERT_EQ(tsu_http_new(NULL, &o), -1);
+	/* Every failure says why; the token itself is never in the text. */
+	ASSERT_STREQ(err, "the ingest token contains a line break");
+	o.token = "tok";
+	o.user_agent = "ua\r\n";
+	ASSERT_EQ(tsu_http_new(&h, &o, err, sizeof(err)), -1);
+	ASSERT_STREQ(err, "the User-Agent contains a line break");
+	ASSERT_EQ(tsu_http_new(&h, &o, NULL, 0), -1);
+	ASSERT_EQ(tsu_http_new(&h, NULL, NULL, 0), -1);
+	ASSERT_EQ(tsu_http_new(NULL, &o, NULL, 0), -1);
 	tsu_http_free(NULL);
 	o = base_opts();
-	ASSERT_EQ(tsu_http_new(&h, &o), 0);
+	ASSERT_EQ(tsu_http_new(&h, &o, NULL, 0), 0);
 	ASSERT_EQ(tsu_http_perform(h, NULL, 0, 0, NULL), 0);
 	ASSERT_EQ(tsu_http_perform(h, NULL, 1, 0, NULL), -1);
 	tsu_http_free(h);
@@ -1167,7 +1175,7 @@ static void t_bench(void)
 	}
 	url_for(url, sizeof url, "http", sv.port);
 	o.max_in_flight = 4;
-	ASSERT_EQ(tsu_http_new(&h, &o), 0);
+	ASSERT_EQ(tsu_http_new(&h, &o, NULL, 0), 0);
 	t0 = tsu_monotonic_ms();
 	while (sent < total) {
 		size_t n =
@@ -1320,7 +1328,7 @@ static void t_tls_verify(void)
 	url_for(url, sizeof url, "https", port);
 
 	/* Self-signed, not in the system store: verification fails. */
-	ASSERT_EQ(tsu_http_new(&h, &o), 0);
+	ASSERT_EQ(tsu_http_new(&h, &o, NULL, 0), 0);
 	make_reqs(&r, 1, url);
 	ASSERT_EQ(tsu_http_perform(h, &r, 1, 0, NULL), 0);
 	ASSERT_EQ(r.transport, TSU_NET_TLS);
@@ -1328,7 +1336,7 @@ static void t_tls_verify(void)
 
 	/* With that certificate as the CA bundle it verifies. */
 	o.cacert = cert;
-	ASSERT_EQ(tsu_http_new(&h, &o), 0);
+	ASSERT_EQ(tsu_http_new(&h, &o, NULL, 0), 0);
 	make_reqs(&r, 1, url);
 	ASSERT_EQ(tsu_http_perform(h, &r, 1, 0, NULL), 0);
 	ASSERT_EQ(r.transport, TSU_NET_OK);
@@ -1339,7 +1347,7 @@ static void t_tls_verify(void)
 
 	/* A missing bundle is a TLS failure, not a crash. */
 	o.cacert = "/nonexistent/ca.pem";
-	ASSERT_EQ(tsu_http_new(&h, &o), 0);
+	ASSERT_EQ(tsu_http_new(&h, &o, NULL, 0), 0);
 	make_reqs(&r, 1, url);
 	ASSERT_EQ(tsu_http_perform(h, &r, 1, 0, NULL), 0);
 	ASSERT_EQ(r.transport, TSU_NET_TLS);

@@ -12,17 +12,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *verdict_name(tsu_verdict v)
+static const char *verdict_name(telespool__verdict v)
 {
-	return v == TSU_SENT ? "SENT" : v == TSU_RETRY ? "RETRY" : "DEAD";
+	return v == TELESPOOL__SENT    ? "SENT"
+	       : v == TELESPOOL__RETRY ? "RETRY"
+				       : "DEAD";
 }
 
 /* Classifies with a body given as a C string and checks the verdict. */
 static void check_status(int line, long status, const char *body,
-			 tsu_verdict want, const char *want_reason)
+			 telespool__verdict want, const char *want_reason)
 {
 	char reason[128];
-	tsu_verdict v =
+	telespool__verdict v =
 	    tsu_classify(TSU_NET_OK, status, body, body ? strlen(body) : 0,
 			 NULL, reason, sizeof reason);
 
@@ -48,98 +50,111 @@ static int printable(const char *s)
 static void test_classify_status(void)
 {
 	check_status(__LINE__, 200, "{\"code\":0,\"msg\":\"ok\",\"data\":null}",
-		     TSU_SENT, "HTTP 200");
+		     TELESPOOL__SENT, "HTTP 200");
 	check_status(__LINE__, 200,
 		     "{\"code\":422,\"msg\":\"bad field\",\"data\":null}",
-		     TSU_DEAD, "HTTP 200 code 422: bad field");
-	check_status(__LINE__, 200, "{\"code\":400}", TSU_DEAD,
+		     TELESPOOL__DEAD, "HTTP 200 code 422: bad field");
+	check_status(__LINE__, 200, "{\"code\":400}", TELESPOOL__DEAD,
 		     "HTTP 200 code 400");
-	check_status(__LINE__, 200, "{\"code\":499,\"msg\":\"\"}", TSU_DEAD,
-		     "HTTP 200 code 499");
+	check_status(__LINE__, 200, "{\"code\":499,\"msg\":\"\"}",
+		     TELESPOOL__DEAD, "HTTP 200 code 499");
 	check_status(__LINE__, 200, "{\"code\":503,\"msg\":\"busy\"}",
-		     TSU_RETRY, "HTTP 200 code 503: busy");
-	check_status(__LINE__, 200, "{\"code\":500}", TSU_RETRY,
+		     TELESPOOL__RETRY, "HTTP 200 code 503: busy");
+	check_status(__LINE__, 200, "{\"code\":500}", TELESPOOL__RETRY,
 		     "HTTP 200 code 500");
-	check_status(__LINE__, 200, "{\"code\":399}", TSU_SENT, "HTTP 200");
-	check_status(__LINE__, 200, "{\"code\":-1}", TSU_SENT, "HTTP 200");
-	check_status(__LINE__, 200, "<html>ok</html>", TSU_SENT, "HTTP 200");
-	check_status(__LINE__, 200, "{\"code\":", TSU_SENT, "HTTP 200");
-	check_status(__LINE__, 200, "[422]", TSU_SENT, "HTTP 200");
-	check_status(__LINE__, 200, "{\"code\":\"422\"}", TSU_SENT, "HTTP 200");
-	check_status(__LINE__, 200, "{\"code\":422.5}", TSU_SENT, "HTTP 200");
-	check_status(__LINE__, 200, "{\"code\":1e999}", TSU_SENT, "HTTP 200");
-	check_status(__LINE__, 200, "{\"code\":null}", TSU_SENT, "HTTP 200");
-	check_status(__LINE__, 200, "{\"msg\":\"no code\"}", TSU_SENT,
+	check_status(__LINE__, 200, "{\"code\":399}", TELESPOOL__SENT,
 		     "HTTP 200");
-	check_status(__LINE__, 200, "{\"code\":4.22e2}", TSU_DEAD,
+	check_status(__LINE__, 200, "{\"code\":-1}", TELESPOOL__SENT,
+		     "HTTP 200");
+	check_status(__LINE__, 200, "<html>ok</html>", TELESPOOL__SENT,
+		     "HTTP 200");
+	check_status(__LINE__, 200, "{\"code\":", TELESPOOL__SENT, "HTTP 200");
+	check_status(__LINE__, 200, "[422]", TELESPOOL__SENT, "HTTP 200");
+	check_status(__LINE__, 200, "{\"code\":\"422\"}", TELESPOOL__SENT,
+		     "HTTP 200");
+	check_status(__LINE__, 200, "{\"code\":422.5}", TELESPOOL__SENT,
+		     "HTTP 200");
+	check_status(__LINE__, 200, "{\"code\":1e999}", TELESPOOL__SENT,
+		     "HTTP 200");
+	check_status(__LINE__, 200, "{\"code\":null}", TELESPOOL__SENT,
+		     "HTTP 200");
+	check_status(__LINE__, 200, "{\"msg\":\"no code\"}", TELESPOOL__SENT,
+		     "HTTP 200");
+	check_status(__LINE__, 200, "{\"code\":4.22e2}", TELESPOOL__DEAD,
 		     "HTTP 200 code 422");
-	check_status(__LINE__, 200, "{\"code\":1e20}", TSU_RETRY,
+	check_status(__LINE__, 200, "{\"code\":1e20}", TELESPOOL__RETRY,
 		     "HTTP 200 code 1e+20");
 	/* A body cut at the transport's cap: the top-level "code" of its
 	 * prefix still decides, nested or quoted ones do not. */
 	check_status(__LINE__, 200,
 		     "{\"code\": 422, \"msg\": \"bad\", \"pad\": \"xxxx",
-		     TSU_DEAD, "HTTP 200 code 422");
+		     TELESPOOL__DEAD, "HTTP 200 code 422");
 	check_status(__LINE__, 200,
 		     "{\"msg\":\"a \\\"code\\\"\",\"code\":503,\"p\":[1,",
-		     TSU_RETRY, "HTTP 200 code 503");
+		     TELESPOOL__RETRY, "HTTP 200 code 503");
 	check_status(__LINE__, 200,
 		     "{\"data\":{\"code\":500},\"code\":0,\"pad\":\"xx",
-		     TSU_SENT, "HTTP 200");
+		     TELESPOOL__SENT, "HTTP 200");
 	check_status(__LINE__, 200, "{\"data\":{\"code\":500,\"pad\":\"xx",
-		     TSU_SENT, "HTTP 200");
-	check_status(__LINE__, 200, "{\"code\":42", TSU_SENT, "HTTP 200");
-	check_status(__LINE__, 200, "{\"code\":422.5,\"pad\":\"x", TSU_SENT,
+		     TELESPOOL__SENT, "HTTP 200");
+	check_status(__LINE__, 200, "{\"code\":42", TELESPOOL__SENT,
 		     "HTTP 200");
-	check_status(__LINE__, 201, "{\"code\":0}", TSU_SENT, "HTTP 201");
-	check_status(__LINE__, 204, "", TSU_SENT, "HTTP 204");
-	check_status(__LINE__, 204, NULL, TSU_SENT, "HTTP 204");
-	check_status(__LINE__, 299, NULL, TSU_SENT, "HTTP 299");
+	check_status(__LINE__, 200, "{\"code\":422.5,\"pad\":\"x",
+		     TELESPOOL__SENT, "HTTP 200");
+	check_status(__LINE__, 201, "{\"code\":0}", TELESPOOL__SENT,
+		     "HTTP 201");
+	check_status(__LINE__, 204, "", TELESPOOL__SENT, "HTTP 204");
+	check_status(__LINE__, 204, NULL, TELESPOOL__SENT, "HTTP 204");
+	check_status(__LINE__, 299, NULL, TELESPOOL__SENT, "HTTP 299");
 
 	/* 1xx/3xx (redirects are not followed) say the URL is wrong: retry;
 	 * other 4xx are permanent. */
-	check_status(__LINE__, 100, NULL, TSU_RETRY,
+	check_status(__LINE__, 100, NULL, TELESPOOL__RETRY,
 		     "HTTP 100 (unexpected informational answer)");
-	check_status(__LINE__, 301, NULL, TSU_RETRY,
+	check_status(__LINE__, 301, NULL, TELESPOOL__RETRY,
 		     "HTTP 301 (redirects are not followed: check space.url)");
-	check_status(__LINE__, 304, NULL, TSU_RETRY,
+	check_status(__LINE__, 304, NULL, TELESPOOL__RETRY,
 		     "HTTP 304 (redirects are not followed: check space.url)");
-	check_status(__LINE__, 400, "{\"code\":0}", TSU_DEAD, "HTTP 400");
-	check_status(__LINE__, 401, NULL, TSU_DEAD, "HTTP 401");
-	check_status(__LINE__, 403, NULL, TSU_DEAD, "HTTP 403");
-	check_status(__LINE__, 404, NULL, TSU_DEAD, "HTTP 404");
-	check_status(__LINE__, 409, NULL, TSU_DEAD, "HTTP 409");
-	check_status(__LINE__, 413, NULL, TSU_DEAD, "HTTP 413");
-	check_status(__LINE__, 422, NULL, TSU_DEAD, "HTTP 422");
+	check_status(__LINE__, 400, "{\"code\":0}", TELESPOOL__DEAD,
+		     "HTTP 400");
+	check_status(__LINE__, 401, NULL, TELESPOOL__DEAD, "HTTP 401");
+	check_status(__LINE__, 403, NULL, TELESPOOL__DEAD, "HTTP 403");
+	check_status(__LINE__, 404, NULL, TELESPOOL__DEAD, "HTTP 404");
+	check_status(__LINE__, 409, NULL, TELESPOOL__DEAD, "HTTP 409");
+	check_status(__LINE__, 413, NULL, TELESPOOL__DEAD, "HTTP 413");
+	check_status(__LINE__, 422, NULL, TELESPOOL__DEAD, "HTTP 422");
 
 	/* Timeouts, throttling and server errors come back later. */
-	check_status(__LINE__, 408, NULL, TSU_RETRY, "HTTP 408");
-	check_status(__LINE__, 429, NULL, TSU_RETRY, "HTTP 429");
-	check_status(__LINE__, 500, NULL, TSU_RETRY, "HTTP 500");
-	check_status(__LINE__, 502, "<html>bad gateway</html>", TSU_RETRY,
-		     "HTTP 502");
-	check_status(__LINE__, 503, "{\"code\":0}", TSU_RETRY, "HTTP 503");
-	check_status(__LINE__, 599, NULL, TSU_RETRY, "HTTP 599");
+	check_status(__LINE__, 408, NULL, TELESPOOL__RETRY, "HTTP 408");
+	check_status(__LINE__, 429, NULL, TELESPOOL__RETRY, "HTTP 429");
+	check_status(__LINE__, 500, NULL, TELESPOOL__RETRY, "HTTP 500");
+	check_status(__LINE__, 502, "<html>bad gateway</html>",
+		     TELESPOOL__RETRY, "HTTP 502");
+	check_status(__LINE__, 503, "{\"code\":0}", TELESPOOL__RETRY,
+		     "HTTP 503");
+	check_status(__LINE__, 599, NULL, TELESPOOL__RETRY, "HTTP 599");
 
 	/* Not an HTTP status at all: a broken transport, not the event. */
-	check_status(__LINE__, 0, NULL, TSU_RETRY, "HTTP 0 (invalid status)");
-	check_status(__LINE__, 600, NULL, TSU_RETRY,
+	check_status(__LINE__, 0, NULL, TELESPOOL__RETRY,
+		     "HTTP 0 (invalid status)");
+	check_status(__LINE__, 600, NULL, TELESPOOL__RETRY,
 		     "HTTP 600 (invalid status)");
-	check_status(__LINE__, -1, NULL, TSU_RETRY, "HTTP -1 (invalid status)");
+	check_status(__LINE__, -1, NULL, TELESPOOL__RETRY,
+		     "HTTP -1 (invalid status)");
 }
 
 static void test_classify_body_edges(void)
 {
 	static const char buf[] = "{\"code\":422}{\"code\":0} trailing";
 	char reason[128];
-	tsu_verdict v;
+	telespool__verdict v;
 
 	/* Only body_len bytes count: the buffer need not end in NUL. */
 	v = tsu_classify(TSU_NET_OK, 200, buf, 12, NULL, reason, sizeof reason);
-	ASSERT_EQ(v, TSU_DEAD);
+	ASSERT_EQ(v, TELESPOOL__DEAD);
 	ASSERT_STREQ(reason, "HTTP 200 code 422");
 	v = tsu_classify(TSU_NET_OK, 200, buf, 11, NULL, reason, sizeof reason);
-	ASSERT_EQ(v, TSU_SENT);
+	ASSERT_EQ(v, TELESPOOL__SENT);
 
 	/* The message is from the server: printable ASCII only, one line. */
 	v = tsu_classify(
@@ -147,7 +162,7 @@ static void test_classify_body_edges(void)
 	    "{\"code\":400,\"msg\":\"caf\\u00e9\\n\\u001b[31mx\"}",
 	    strlen("{\"code\":400,\"msg\":\"caf\\u00e9\\n\\u001b[31mx\"}"),
 	    NULL, reason, sizeof reason);
-	ASSERT_EQ(v, TSU_DEAD);
+	ASSERT_EQ(v, TELESPOOL__DEAD);
 	ASSERT_STREQ(reason, "HTTP 200 code 400: caf?? ?[31mx");
 	ASSERT_TRUE(printable(reason));
 
@@ -155,20 +170,20 @@ static void test_classify_body_edges(void)
 	memset(reason, 'Z', sizeof reason);
 	v = tsu_classify(TSU_NET_OK, 200, "{\"code\":422,\"msg\":\"long\"}", 26,
 			 NULL, reason, 8);
-	ASSERT_EQ(v, TSU_DEAD);
+	ASSERT_EQ(v, TELESPOOL__DEAD);
 	ASSERT_STREQ(reason, "HTTP 20");
 	ASSERT_EQ(reason[8], 'Z');
 	memset(reason, 'Z', sizeof reason);
 	v = tsu_classify(TSU_NET_OK, 404, NULL, 0, NULL, reason, 1);
-	ASSERT_EQ(v, TSU_DEAD);
+	ASSERT_EQ(v, TELESPOOL__DEAD);
 	ASSERT_STREQ(reason, "");
 	ASSERT_EQ(reason[1], 'Z');
 	v = tsu_classify(TSU_NET_OK, 503, NULL, 0, NULL, NULL, 0);
-	ASSERT_EQ(v, TSU_RETRY);
+	ASSERT_EQ(v, TELESPOOL__RETRY);
 	memset(reason, 'Z', sizeof reason);
 	v = tsu_classify(TSU_NET_OK, 200, "{\"code\":422}", 12, NULL, reason,
 			 0);
-	ASSERT_EQ(v, TSU_DEAD);
+	ASSERT_EQ(v, TELESPOOL__DEAD);
 	ASSERT_EQ(reason[0], 'Z');
 }
 
@@ -188,17 +203,17 @@ static void test_classify_transport(void)
 	char reason[64], want[128];
 
 	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-		tsu_verdict v;
+		telespool__verdict v;
 
 		/* A status or body left over must not change the verdict. */
 		v = tsu_classify(rows[i].t, 400, "{\"code\":422}", 12, NULL,
 				 reason, sizeof reason);
-		ASSERT_EQ(v, TSU_RETRY);
+		ASSERT_EQ(v, TELESPOOL__RETRY);
 		ASSERT_STREQ(reason, rows[i].name);
 
 		v = tsu_classify(rows[i].t, 0, NULL, 0, "Couldn't connect",
 				 reason, sizeof reason);
-		ASSERT_EQ(v, TSU_RETRY);
+		ASSERT_EQ(v, TELESPOOL__RETRY);
 		snprintf(want, sizeof want, "%s: Couldn't connect",
 			 rows[i].name);
 		ASSERT_STREQ(reason, want);
@@ -224,7 +239,7 @@ static void test_classify_transport(void)
 	/* An out-of-range transport value is still a transport failure. */
 	ASSERT_EQ(tsu_classify((tsu_transport)99, 200, NULL, 0, NULL, reason,
 			       sizeof reason),
-		  TSU_RETRY);
+		  TELESPOOL__RETRY);
 	ASSERT_STREQ(reason, "transport failure");
 }
 
@@ -512,6 +527,174 @@ static void test_survey(void)
 	ASSERT_TRUE(tsu_survey_from_response(NULL, 10) == NULL);
 }
 
+/* tsu_judge(): one event per case, against what Space answered. */
+#define NOW     1700000000000LL
+#define BACKOFF (-1) /* want_next: now + the row's backoff */
+
+struct judge_case {
+	int line;
+	const char *type;
+	int attempts;
+	int64_t age_ms; /* created NOW - age_ms; 0: created unknown */
+	tsu_transport net;
+	long status;
+	const char *body;
+	const char *retry_after;
+	unsigned ok_in; /* endpoints that accepted an event before */
+	telespool__verdict want;
+	const char *want_drop;
+	int64_t want_next; /* ms after NOW, BACKOFF, or 0 (not RETRY) */
+	unsigned ok_out;
+	int want_throttled;
+};
+
+static const tsu_judge_params judge_params = {NOW,  5,    60000,
+					      1000, 8000, 3600000};
+
+static const struct judge_case judge_cases[] = {
+    {__LINE__, "query", 0, 10, TSU_NET_OK, 200, "{}", NULL, 0, TELESPOOL__SENT,
+     NULL, 0, 1, 0},
+    {__LINE__, "survey_trigger", 0, 10, TSU_NET_OK, 200, NULL, NULL, 0,
+     TELESPOOL__SENT, NULL, 0, 2, 0},
+    {__LINE__, "bogus", 0, 10, TSU_NET_OK, 0, NULL, NULL, 0, TELESPOOL__DEAD,
+     "rejected", 0, 0, 0},
+    {__LINE__, "query", 0, 10, TSU_NET_ABORTED, 0, NULL, NULL, 0,
+     TELESPOOL__RELEASE, NULL, 0, 0, 0},
+    {__LINE__, "query", 0, 10, TSU_NET_OK, 503, NULL, NULL, 0, TELESPOOL__RETRY,
+     NULL, BACKOFF, 0, 0},
+    {__LINE__, "query", 2, 0, TSU_NET_CONNECT, 0, NULL, NULL, 0,
+     TELESPOOL__RETRY, NULL, BACKOFF, 0, 0},
+    /* max attempts, then the age limit */
+    {__LINE__, "query", 4, 10, TSU_NET_OK, 503, NULL, NULL, 0, TELESPOOL__DEAD,
+     "max_attempts", 0, 0, 0},
+    {__LINE__, "query", 0, 60001, TSU_NET_OK, 503, NULL, NULL, 0,
+     TELESPOOL__DEAD, "expired", 0, 0, 0},
+    {__LINE__, "query", 0, 60000, TSU_NET_OK, 503, NULL, NULL, 0,
+     TELESPOOL__RETRY, NULL, BACKOFF, 0, 0},
+    /* Retry-After replaces the backoff, and 429 throttles */
+    {__LINE__, "query", 0, 10, TSU_NET_OK, 503, NULL, "7", 0, TELESPOOL__RETRY,
+     NULL, 7000, 0, 1},
+    {__LINE__, "query", 0, 10, TSU_NET_OK, 429, NULL, NULL, 0, TELESPOOL__RETRY,
+     NULL, BACKOFF, 0, 1},
+    {__LINE__, "query", 0, 10, TSU_NET_OK, 429, NULL, "99999", 0,
+     TELESPOOL__RETRY, NULL, 3600000, 0, 1},
+    {__LINE__, "query", 0, 10, TSU_NET_OK, 200, "{}", "30", 0, TELESPOOL__SENT,
+     NULL, 0, 1, 0},
+    /* a refusal: about the event once its endpoint accepted one */
+    {__LINE__, "query", 0, 10, TSU_NET_OK, 400, NULL, NULL, 1, TELESPOOL__DEAD,
+     "rejected", 0, 1, 0},
+    {__LINE__, "query", 0, 10, TSU_NET_OK, 200, "{\"code\":422}", NULL, 1,
+     TELESPOOL__DEAD, "rejected", 0, 1, 0},
+    {__LINE__, "query", 0, 10, TSU_NET_OK, 400, NULL, NULL, 2, TELESPOOL__RETRY,
+     NULL, BACKOFF, 2, 0},
+    {__LINE__, "query", 0, 10, TSU_NET_OK, 401, NULL, NULL, 1, TELESPOOL__RETRY,
+     NULL, BACKOFF, 1, 0},
+    {__LINE__, "survey_response", 0, 10, TSU_NET_OK, 404, NULL, NULL, 0,
+     TELESPOOL__RETRY, NULL, BACKOFF, 0, 0},
+    {__LINE__, "query", 4, 10, TSU_NET_OK, 401, NULL, NULL, 0, TELESPOOL__DEAD,
+     "max_attempts", 0, 0, 0},
+    {__LINE__, "query", 0, 70000, TSU_NET_OK, 403, NULL, NULL, 0,
+     TELESPOOL__DEAD, "expired", 0, 0, 0},
+    {__LINE__, "query", 0, 10, TSU_NET_OK, 401, NULL, "5", 0, TELESPOOL__RETRY,
+     NULL, 5000, 0, 1},
+};
+
+static void test_judge_table(void)
+{
+	for (size_t k = 0; k < sizeof(judge_cases) / sizeof(judge_cases[0]);
+	     k++) {
+		const struct judge_case *c = &judge_cases[k];
+		tsu_answer a = {c->type,
+				c->attempts,
+				c->age_ms ? NOW - c->age_ms : 0,
+				c->net,
+				c->net == TSU_NET_OK ? c->status : 0,
+				c->body ? c->body : "",
+				c->body ? strlen(c->body) : 0,
+				"connection refused",
+				c->retry_after,
+				0x9e3779b97f4a7c15ULL};
+		telespool__outcome oc;
+		char why[1][200];
+		tsu_tally t;
+		unsigned ok = c->ok_in;
+		memset(&oc, 0, sizeof(oc));
+		tsu_judge(&a, 1, &judge_params, &ok, &oc, why, &t);
+		int64_t next =
+		    c->want_next == BACKOFF
+			? NOW + tsu_backoff_ms(c->attempts, 1000, 8000, a.rnd)
+		    : c->want_next ? NOW + c->want_next
+				   : 0;
+		const char *drop = oc.drop_reason ? oc.drop_reason : "-";
+		if (oc.verdict == c->want && oc.next_attempt_ms == next &&
+		    strcmp(drop, c->want_drop ? c->want_drop : "-") == 0 &&
+		    ok == c->ok_out && t.throttled == c->want_throttled &&
+		    (oc.verdict == TELESPOOL__SENT ||
+		     oc.verdict == TELESPOOL__RELEASE) == !oc.last_error) {
+			tu_passed++;
+			continue;
+		}
+		tu_failed++;
+		fprintf(stderr,
+			"%s:%d: got %d %s next %+" PRId64 " ok %u throttled "
+			"%d\n",
+			__FILE__, c->line, (int)oc.verdict, drop,
+			(int64_t)(oc.next_attempt_ms ? oc.next_attempt_ms - NOW
+						     : 0),
+			ok, t.throttled);
+	}
+}
+
+/* The batch-wide rules: an endpoint that accepted one event in the batch
+ * makes a content refusal about its event; a refusal at an endpoint that
+ * accepted nothing is kept and counted; Retry-After floors every RETRY. */
+static void test_judge_batch(void)
+{
+	const tsu_answer a[] = {
+	    {"query", 0, 0, TSU_NET_OK, 422, "", 0, NULL, NULL, 1},
+	    {"query", 0, 0, TSU_NET_OK, 200, "{}", 2, NULL, NULL, 2},
+	    {"survey_dismiss", 0, 0, TSU_NET_OK, 403, "", 0, NULL, NULL, 3},
+	    {"query", 0, 0, TSU_NET_OK, 503, "", 0, NULL, "20", 4},
+	    {"query", 0, 0, TSU_NET_CONNECT, 0, NULL, 0, "refused", NULL, 5},
+	    {"query", 0, 0, TSU_NET_ABORTED, 0, NULL, 0, NULL, NULL, 6},
+	};
+	telespool__outcome oc[6];
+	char why[6][200];
+	tsu_tally t;
+	unsigned ok = 0;
+
+	memset(oc, 0, sizeof(oc));
+	tsu_judge(a, 6, &judge_params, &ok, oc, why, &t);
+	ASSERT_EQ(oc[0].verdict, TELESPOOL__DEAD);
+	ASSERT_STREQ(oc[0].drop_reason, "rejected");
+	ASSERT_STREQ(oc[0].last_error, "HTTP 422");
+	ASSERT_EQ(oc[1].verdict, TELESPOOL__SENT);
+	ASSERT_EQ(oc[2].verdict, TELESPOOL__RETRY);
+	ASSERT_EQ(oc[2].next_attempt_ms, NOW + 20000); /* the floor */
+	ASSERT_EQ(oc[3].next_attempt_ms, NOW + 20000);
+	ASSERT_EQ(oc[4].verdict, TELESPOOL__RETRY);
+	ASSERT_EQ(oc[4].next_attempt_ms, NOW + 20000);
+	ASSERT_EQ(oc[5].verdict, TELESPOOL__RELEASE);
+	ASSERT_EQ(ok, 1u);
+	ASSERT_EQ(t.sent, 1);
+	ASSERT_EQ(t.dead, 1);
+	ASSERT_EQ(t.retried, 3);
+	ASSERT_EQ(t.retryable, 2);
+	ASSERT_EQ(t.refusals, 1);
+	ASSERT_EQ(t.refused, 1);
+	ASSERT_EQ(t.attempted, 5);
+	ASSERT_EQ(t.released, 1);
+	ASSERT_EQ(t.throttled, 1);
+	ASSERT_EQ(t.retry_after, 20000);
+	ASSERT_STREQ(t.refusal, "HTTP 403");
+	ASSERT_EQ(t.refused_endpoint,
+		  tsu_endpoint_index("/api/v1/survey/dismiss"));
+	ASSERT_STREQ(tsu_endpoint_path(t.refused_endpoint),
+		     "/api/v1/survey/dismiss");
+	ASSERT_TRUE(tsu_endpoint_path(TSU_ENDPOINTS) == NULL);
+	ASSERT_TRUE(tsu_endpoint_index(NULL) == -1);
+}
+
 static const struct tu_test tests[] = {
     {"classify_status", test_classify_status},
     {"classify_body_edges", test_classify_body_edges},
@@ -520,6 +703,8 @@ static const struct tu_test tests[] = {
     {"retry_after_seconds", test_retry_after_seconds},
     {"retry_after_dates", test_retry_after_dates},
     {"survey", test_survey},
+    {"judge_table", test_judge_table},
+    {"judge_batch", test_judge_batch},
 };
 
 int main(int argc, char **argv)

@@ -33,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t bits;
 	int64_t now_ms, max_ms, d;
 	char reason[64], *ra, *survey;
-	tsu_verdict v;
+	telespool__verdict v;
 
 	if (size < 11)
 		return 0;
@@ -55,7 +55,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	v = tsu_classify(t, status, (const char *)rest, rest_len,
 			 ra, /* as curl's error text: any bytes */
 			 reason, sizeof reason);
-	if (v != TSU_SENT && v != TSU_RETRY && v != TSU_DEAD)
+	if (v != TELESPOOL__SENT && v != TELESPOOL__RETRY &&
+	    v != TELESPOOL__DEAD)
 		abort();
 	if (strlen(reason) >= sizeof reason)
 		abort();

@@ -668,6 +668,63 @@ static void reset_section(struct walk *w, enum section sec)
 	}
 }
 
+/* A key of a section: *which gets the key's number (1 url,
+ * 2 disable_telemetry, 3 instance_id, 4/5 proxy, 0 another key).  An alias
+ * or a merge key is an error; a complex key is skipped. */
+static int section_key(struct walk *w, const struct input *in,
+		       const yaml_event_t *key, enum section sec,
+		       const char *sname, int *which)
+{
+	*which = 0;
+	if (key->type == YAML_ALIAS_EVENT || is_merge_key(key)) {
+		set_err_key(w, &key->start_mark, sname,
+			    key->type == YAML_ALIAS_EVENT
+				? "has an alias as a key; not supported"
+				: "uses a merge key (<<); not supported");
+		return -1;
+	}
+	if (key->type != YAML_SCALAR_EVENT)
+		return skip_node(w, in, key, NULL); /* complex key */
+	if (sec == SEC_SPACE && scalar_eq(key, "url"))
+		*which = 1;
+	else if (sec == SEC_SPACE && scalar_eq(key, "disable_telemetry"))
+		*which = 2;
+	else if (sec == SEC_SYSTEM && scalar_eq(key, "instance_id"))
+		*which = 3;
+	else if (sec == SEC_PROXY && scalar_eq(key, "http"))
+		*which = 4;
+	else if (sec == SEC_PROXY && scalar_eq(key, "https"))
+		*which = 5;
+	return 0;
+}
+
+/* The value of the key section_key() numbered. */
+static int section_value(struct walk *w, const struct input *in,
+			 const yaml_event_t *v, int which)
+{
+	int rc;
+
+	switch (which) {
+	case 1:
+		rc = read_string_or_bad(w, in, v, "space.url", &w->url,
+					&w->url_bad);
+		if (rc == 0)
+			w->url_set = 1;
+		return rc;
+	case 2:
+		return read_disable(w, in, v);
+	case 4:
+	case 5:
+		return read_string_or_bad(
+		    w, in, v, which == 4 ? "proxy.http" : "proxy.https",
+		    &w->proxy[which - 4], &w->proxy_bad[which - 4]);
+	case 3:
+		return read_string(w, v, "system.instance_id", &w->instance_id);
+	default:
+		return skip_node(w, in, v, NULL);
+	}
+}
+
 static int read_section(struct walk *w, const struct input *in,
 			const yaml_event_t *val, enum section sec)
 {
@@ -715,29 +772,7 @@ static int read_section(struct walk *w, const struct input *in,
 			yaml_event_delete(&key);
 			break;
 		}
-		if (key.type == YAML_ALIAS_EVENT || is_merge_key(&key)) {
-			set_err_key(
-			    w, &key.start_mark, sname,
-			    key.type == YAML_ALIAS_EVENT
-				? "has an alias as a key; not supported"
-				: "uses a merge key (<<); not supported");
-			rc = -1;
-		} else if (key.type == YAML_SCALAR_EVENT) {
-			if (sec == SEC_SPACE && scalar_eq(&key, "url"))
-				which = 1;
-			else if (sec == SEC_SPACE &&
-				 scalar_eq(&key, "disable_telemetry"))
-				which = 2;
-			else if (sec == SEC_SYSTEM &&
-				 scalar_eq(&key, "instance_id"))
-				which = 3;
-			else if (sec == SEC_PROXY && scalar_eq(&key, "http"))
-				which = 4;
-			else if (sec == SEC_PROXY && scalar_eq(&key, "https"))
-				which = 5;
-		} else {
-			rc = skip_node(w, in, &key, NULL); /* complex key */
-		}
+		rc = section_key(w, in, &key, sec, sname, &which);
 		yaml_event_delete(&key);
 		if (rc != 0)
 			break;
@@ -746,31 +781,7 @@ static int read_section(struct walk *w, const struct input *in,
 			rc = -1;
 			break;
 		}
-		switch (which) {
-		case 1:
-			rc = read_string_or_bad(w, in, &v, "space.url", &w->url,
-						&w->url_bad);
-			if (rc == 0)
-				w->url_set = 1;
-			break;
-		case 2:
-			rc = read_disable(w, in, &v);
-			break;
-		case 4:
-		case 5:
-			rc = read_string_or_bad(
-			    w, in, &v,
-			    which == 4 ? "proxy.http" : "proxy.https",
-			    &w->proxy[which - 4], &w->proxy_bad[which - 4]);
-			break;
-		case 3:
-			rc = read_string(w, &v, "system.instance_id",
-					 &w->instance_id);
-			break;
-		default:
-			rc = skip_node(w, in, &v, NULL);
-			break;
-		}
+		rc = section_value(w, in, &v, which);
 		yaml_event_delete(&v);
 		if (rc != 0)
 			break;
@@ -1358,6 +1369,34 @@ int tsu_config_parse(tsu_config *cfg, const char *name, const char *buf,
 	return rc;
 }
 
+/* Opens path for reading: a regular file of at most max bytes (*st: its
+ * fstat).  Returns the descriptor, or -1 (err names the file and why). */
+static int open_regular(const char *path, size_t max, struct stat *st,
+			char *err, size_t errlen)
+{
+	char msg[128];
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+	if (fd < 0) {
+		set_err(err, errlen, path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, st) != 0) {
+		set_err(err, errlen, path, strerror(errno));
+	} else if (S_ISDIR(st->st_mode)) {
+		set_err(err, errlen, path, strerror(EISDIR));
+	} else if (!S_ISREG(st->st_mode)) {
+		set_err(err, errlen, path, "not a regular file");
+	} else if (st->st_size < 0 || (uintmax_t)st->st_size > max) {
+		snprintf(msg, sizeof msg, "larger than %zu bytes", max);
+		set_err(err, errlen, path, msg);
+	} else {
+		return fd;
+	}
+	close(fd);
+	return -1;
+}
+
 /*
  * Reads a whole regular file of at most max bytes.  O_NONBLOCK keeps a FIFO
  * planted at the path from hanging a cron job; it is refused after fstat.
@@ -1374,28 +1413,9 @@ static int read_file(const char *path, size_t max, char **out, size_t *outlen,
 
 	*out = NULL;
 	*outlen = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		set_err(err, errlen, path, strerror(errno));
+	fd = open_regular(path, max, &st, err, errlen);
+	if (fd < 0)
 		return -1;
-	}
-	if (fstat(fd, &st) != 0) {
-		set_err(err, errlen, path, strerror(errno));
-		goto fail;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		set_err(err, errlen, path, strerror(EISDIR));
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		set_err(err, errlen, path, "not a regular file");
-		goto fail;
-	}
-	if (st.st_size < 0 || (uintmax_t)st.st_size > max) {
-		snprintf(msg, sizeof msg, "larger than %zu bytes", max);
-		set_err(err, errlen, path, msg);
-		goto fail;
-	}
 	/* The file may grow between fstat and read: read to EOF, bounded. */
 	cap = (size_t)st.st_size + 1;
 	buf = malloc(cap);

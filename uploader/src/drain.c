@@ -1,6 +1,8 @@
 /*
- * drain.c - the uploader's run: where opt-out, backoff, throttling and
- * "the server is down" are decided.
+ * drain.c - the uploader's run, as orchestration: the per-event verdicts
+ * are policy.c's (tsu_judge()), the config file during the run is
+ * watch.c's; here are the run's order, its gates (Retry-After, "the
+ * server is down", catch-up pacing) and what is recorded.
  *
  * Order of a run: config (a bad one stops everything before the spool is
  * touched), the uploader lock, opt-out (purge and stop), housekeeping, the
@@ -16,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +32,7 @@
 #include "queue.h"
 #include "timefmt.h"
 #include "uuid.h"
+#include "watch.h"
 
 #include <cjson/cJSON.h>
 
@@ -43,10 +45,6 @@
 #define LEASE_MARGIN_MS (10LL * 1000)
 /* Run-wide waits further away than this are from a clock that went back. */
 #define HORIZON_MS (TSU_RETRY_AFTER_MAX_MS + 3600LL * 1000)
-/* A config that fails to load gets this long to become readable (it may be
- * in the middle of a rewrite), read again every CONFIG_RETRY_MS. */
-#define CONFIG_SETTLE_MS 2000
-#define CONFIG_RETRY_MS  50
 
 /* Keys in uploader_state. */
 #define KEY_RETRY_AFTER "retry_after_until" /* Space said wait until (ms) */
@@ -75,32 +73,21 @@ struct run {
 	int64_t released; /* claimed rows given back unsent (time, signal) */
 	int exit_code;    /* set with a spool failure inside a batch */
 	int64_t pending_at_start; /* for the progress line */
-	struct stat cfg_seen;     /* the config file as last read */
-	int watch_fd;             /* inotify on the config's directory, or -1 */
-	int optout_seen;   /* the config now says telemetry is disabled */
-	int config_broken; /* the config became unreadable during the run */
+	tsu_watch w;              /* the config file during the run */
 
 	/* A config being rewritten, Space refusing a whole endpoint, and
 	 * the --auth-command helper's tokens. */
-	int config_unsettled;  /* it failed to load: maybe being rewritten */
-	int config_changed;    /* it names another space.url now */
-	unsigned endpoint_ok;  /* bit per endpoint_index(): accepted one */
+	unsigned endpoint_ok;  /* bit per tsu_endpoint_index(): accepted one */
 	int64_t refused;       /* rows kept after an endpoint-wide refusal */
 	char refusal[200];     /* what Space answered, for the run's detail */
-	int refused_endpoint;  /* endpoint_index() of that answer */
+	int refused_endpoint;  /* tsu_endpoint_index() of that answer */
 	tsu_auth *auth;        /* the helper's tokens, or NULL */
 	tsu_cc cc;             /* requests in flight (adaptive or --parallel) */
 	int64_t throttle_wait; /* ms Space asked us to wait, last batch */
 	int pauses;            /* Retry-After waits sat out within the run */
 };
 
-static void say(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
-
-static void say(const char *fmt, ...)
+void tsu_say(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -149,40 +136,6 @@ static int64_t gate(struct run *r, const char *key, int64_t now)
 	return until;
 }
 
-static const char *endpoint_of(const char *event_type)
-{
-	if (strcmp(event_type, "query") == 0 ||
-	    strcmp(event_type, "instance_heartbeat") == 0)
-		return "/api/v1/telemetry";
-	if (strcmp(event_type, "survey_trigger") == 0)
-		return "/api/v1/survey/pending";
-	if (strcmp(event_type, "survey_response") == 0)
-		return "/api/v1/survey/respond";
-	if (strcmp(event_type, "survey_dismiss") == 0)
-		return "/api/v1/survey/dismiss";
-	return NULL;
-}
-
-/* An answer that judges the event's content, not the endpoint or the
- * credentials: 400, 413, 422, or a 2xx whose JSON code is 4xx. */
-static int about_the_event(long status)
-{
-	return (status >= 200 && status <= 299) || status == 400 ||
-	       status == 413 || status == 422;
-}
-
-/* A small number per endpoint, for endpoint_ok; -1 if unknown. */
-static int endpoint_index(const char *ep)
-{
-	static const char *const eps[] = {
-	    "/api/v1/telemetry", "/api/v1/survey/pending",
-	    "/api/v1/survey/respond", "/api/v1/survey/dismiss"};
-	for (int i = 0; ep && i < 4; i++)
-		if (strcmp(ep, eps[i]) == 0)
-			return i;
-	return -1;
-}
-
 static void iso(int64_t ms, char *out)
 {
 	telespool__iso(ms, out);
@@ -228,317 +181,61 @@ static int purge(struct run *r, const char *why)
 	return TSU_EXIT_OK;
 }
 
-static int same_file(const struct stat *a, const struct stat *b)
-{
-	return a->st_ino == b->st_ino && a->st_dev == b->st_dev &&
-	       a->st_size == b->st_size &&
-	       a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
-	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
-	       a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
-	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
-}
-
-/*
- * Whether sending must stop now: the config file changed and now disables
- * telemetry, or became unreadable.  Cheap enough (one stat) to be asked
- * between batches, and while a batch is in flight every 100 ms and at once
- * when inotify reports a change in the config's directory, so that an
- * opt-out stops sending at once, not after the batch.
- */
-/* The config file itself, whichever file the path names now (a no-op
- * when it is the one watched already, as inotify keys watches by inode). */
-static void watch_config_file(struct run *r)
-{
-	(void)inotify_add_watch(r->watch_fd, r->o->config_path,
-				IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB);
-}
-
-/*
- * Loads the config into *cfg, giving a file that fails to load up to
- * CONFIG_SETTLE_MS to become readable: LangBot rewrites data/config.yaml in
- * place at every start (truncate, then write), and an opt-out edited in
- * place goes through an empty or partial file.  A load counts only if the
- * file did not change while it was read.  During a run (want_url set), a
- * config that is not an opt-out must also still name the run's space.url:
- * a partial file can parse (without its space section) and must not be
- * taken for the new config.  *seen gets the file's identity as read.
- * Returns 0 (loaded, *cfg to free), -1 (still unreadable; err says why),
- * or 1 (readable but naming another space.url; nothing to free).
- */
-static int load_settled(const tsu_options *o, tsu_config *cfg,
-			struct stat *seen, char *err, size_t errlen,
-			volatile int *stop, const char *want_url)
-{
-	int64_t until = tsu_monotonic_ms() + CONFIG_SETTLE_MS;
-	int said = 0, rc;
-
-	for (;;) {
-		struct stat after;
-		rc = -1;
-		if (stat(o->config_path, seen) != 0)
-			memset(seen, 0, sizeof(*seen));
-		if (tsu_config_load(cfg, o->config_path, o->data_dir, err,
-				    errlen) == 0) {
-			if (stat(o->config_path, &after) != 0)
-				memset(&after, 0, sizeof(after));
-			if (!same_file(seen, &after)) {
-				snprintf(err, errlen,
-					 "%s: changed while being read",
-					 o->config_path);
-			} else if (!want_url || cfg->disable_telemetry ||
-				   strcmp(cfg->space_url, want_url) == 0) {
-				return 0;
-			} else {
-				snprintf(err, errlen,
-					 "%s: space.url changed during the run",
-					 o->config_path);
-				rc = 1;
-			}
-			tsu_config_free(cfg);
-		}
-		if (tsu_monotonic_ms() >= until || (stop && *stop))
-			return rc;
-		if (!said) {
-			say("%s; waiting up to %d ms for it to be rewritten",
-			    err, CONFIG_SETTLE_MS);
-			said = 1;
-		}
-		struct timespec ts = {0, CONFIG_RETRY_MS * 1000000L};
-		nanosleep(&ts, NULL);
-	}
-}
-
-static int must_stop(void *ctx)
-{
-	struct run *r = ctx;
-	struct stat st, after;
-	tsu_config c;
-	char err[512];
-
-	if (r->optout_seen || r->config_broken || r->config_unsettled ||
-	    r->config_changed)
-		return 1;
-	if (r->watch_fd >= 0) {
-		/* Empty the queue (the stat below decides), so that the
-		 * descriptor does not stay readable; a file renamed over the
-		 * config is a new one to watch. */
-		char ev[4096];
-		int any = 0;
-		while (read(r->watch_fd, ev, sizeof(ev)) > 0)
-			any = 1;
-		if (any)
-			watch_config_file(r);
-	}
-	if (stat(r->o->config_path, &st) != 0)
-		memset(&st, 0, sizeof(st));
-	if (same_file(&st, &r->cfg_seen))
-		return 0;
-	r->cfg_seen = st;
-	if (tsu_config_load(&c, r->o->config_path, r->o->data_dir, err,
-			    sizeof(err)) != 0) {
-		/* Stop sending until it is readable again (settle()). */
-		r->config_unsettled = 1;
-		return 1;
-	}
-	r->optout_seen = c.disable_telemetry != 0;
-	if (stat(r->o->config_path, &after) != 0)
-		memset(&after, 0, sizeof(after));
-	/* Read mid-write, or a partial file without the run's space.url:
-	 * stop sending and read it again (settle()). */
-	if (!r->optout_seen && (!same_file(&st, &after) ||
-				strcmp(c.space_url, r->cfg.space_url) != 0))
-		r->config_unsettled = 1;
-	tsu_config_free(&c);
-	return r->optout_seen || r->config_unsettled;
-}
-
-/*
- * The config failed to load (or changed while read) during the run: sends
- * have stopped; wait a bounded time for it to settle.  Returns 1 when the
- * run may go on sending, 0 when it must stop (opted out: optout_seen;
- * still unreadable: config_broken).
- */
-static int settle(struct run *r)
-{
-	tsu_config c;
-	char err[512];
-
-	r->config_unsettled = 0;
-	int rc = load_settled(r->o, &c, &r->cfg_seen, err, sizeof(err), r->stop,
-			      r->cfg.space_url);
-	if (rc > 0) {
-		/* Edited for good: the new space.url is for the next run. */
-		r->config_changed = 1;
-		return 0;
-	}
-	if (rc < 0) {
-		say("%s; stopping", err);
-		r->config_broken = 1;
-		return 0;
-	}
-	r->optout_seen = c.disable_telemetry != 0;
-	tsu_config_free(&c);
-	return !r->optout_seen;
-}
-
 struct verdicts {
 	telespool__outcome *out;
 	char (*why)[200];
 	char **survey;
+	tsu_answer *answers;
 };
 
 /*
- * Turns one batch's HTTP results into outcomes.  Returns the longest
- * Retry-After (ms) any answer carried, or 0; counts the requests sent, the
- * retryable failures, and the refusals kept because their endpoint
- * accepted nothing (*refused).
+ * Turns one batch's HTTP results into outcomes (tsu_judge() decides) and
+ * adds them to the run's counts.  *t gets the batch's sums.
  */
-static int64_t judge(struct run *r, const telespool__batch *b, tsu_request *req,
-		     struct verdicts *v, int64_t now, int *throttled, int *sent,
-		     int *retryable, int *refused)
+static void judge(struct run *r, const telespool__batch *b,
+		  const tsu_request *req, struct verdicts *v, int64_t now,
+		  tsu_tally *t)
 {
-	int64_t retry_after = 0;
+	tsu_answer *a = v->answers;
+	const tsu_judge_params p = {now,
+				    r->o->max_attempts,
+				    r->o->max_age_ms,
+				    TSU_BACKOFF_BASE_MS,
+				    TSU_BACKOFF_CAP_MS,
+				    TSU_RETRY_AFTER_MAX_MS};
 
-	*throttled = 0;
-	*sent = 0;
-	*retryable = 0;
-	*refused = 0;
 	for (size_t i = 0; i < b->n; i++) {
 		const telespool__item *it = &b->items[i];
-		telespool__outcome *oc = &v->out[i];
-		memset(oc, 0, sizeof(*oc));
-		oc->id = it->id;
-		oc->lease_until = it->lease_until;
+		memset(&v->out[i], 0, sizeof(v->out[i]));
+		v->out[i].id = it->id;
+		v->out[i].lease_until = it->lease_until;
 		v->survey[i] = NULL;
-
-		if (req[i].url == NULL) { /* an event type we cannot send */
-			oc->verdict = TELESPOOL__DEAD;
-			snprintf(v->why[i], sizeof(v->why[i]),
-				 "unknown event type '%s'", it->event_type);
-			oc->last_error = v->why[i];
-			oc->drop_reason = "rejected";
-			r->rec.dead++;
-			continue;
-		}
-		if (req[i].transport == TSU_NET_ABORTED) {
-			oc->verdict = TELESPOOL__RELEASE;
-			r->released++;
-			continue;
-		}
-		r->attempted++;
-		tsu_verdict vd =
-		    tsu_classify(req[i].transport, req[i].status,
-				 req[i].response, req[i].response_len,
-				 req[i].detail, v->why[i], sizeof(v->why[i]));
-		if (req[i].status == 429)
-			*throttled = 1;
-		int64_t ra =
-		    tsu_retry_after_ms(req[i].retry_after, telespool__now_ms(),
-				       TSU_RETRY_AFTER_MAX_MS);
-		if (ra > 0 && vd != TSU_SENT) {
-			*throttled = 1;
-			if (ra > retry_after)
-				retry_after = ra;
-		}
-		if (vd == TSU_SENT) {
-			oc->verdict = TELESPOOL__SENT;
-			if (strcmp(it->event_type, "survey_trigger") == 0)
-				v->survey[i] = tsu_survey_from_response(
-				    req[i].response, req[i].response_len);
-			oc->survey_json = v->survey[i];
-			r->rec.sent++;
-			(*sent)++;
-			continue;
-		}
-		oc->last_error = v->why[i];
-		if (vd == TSU_DEAD) {
-			/* Decided below, once the batch's answers are known. */
-			oc->verdict = TELESPOOL__DEAD;
-			continue;
-		}
-		(*retryable)++;
-		if (it->attempts + 1 >= r->o->max_attempts) {
-			oc->verdict = TELESPOOL__DEAD;
-			oc->drop_reason = "max_attempts";
-			r->rec.dead++;
-		} else if (it->created_ms > 0 &&
-			   now - it->created_ms > r->o->max_age_ms) {
-			oc->verdict = TELESPOOL__DEAD;
-			oc->drop_reason = "expired";
-			r->rec.dead++;
-		} else {
-			oc->verdict = TELESPOOL__RETRY;
-			/* Space said when (Retry-After, the floor below): the
-			 * row's own exponential backoff is for failures. */
-			oc->next_attempt_ms =
-			    now + (ra > 0 ? 0
-					  : tsu_backoff_ms(it->attempts,
-							   TSU_BACKOFF_BASE_MS,
-							   TSU_BACKOFF_CAP_MS,
-							   random64()));
-			r->rec.retried++;
-			r->any_retry = 1;
-		}
+		a[i] = (tsu_answer){it->event_type,      it->attempts,
+				    it->created_ms,      req[i].transport,
+				    req[i].status,       req[i].response,
+				    req[i].response_len, req[i].detail,
+				    req[i].retry_after,  random64()};
 	}
-	/*
-	 * A refusal (4xx, or a 2xx whose code is 4xx) is about the event only
-	 * when the same endpoint accepted another one, in this batch or
-	 * earlier in the run, and the answer is one that judges content (400,
-	 * 413, 422, or Space's own code in a 2xx).  A refusal every request to
-	 * an endpoint gets says the endpoint, the credentials or something in
-	 * between is wrong (a wrong space.url path, an expired ingest token, a
-	 * WAF), and 401/403/404/... for some events only are about their
-	 * credentials (one workspace's token) or a missing resource: those
-	 * rows are kept and retried with backoff, dead only at max_attempts
-	 * or the age limit.
-	 */
-	for (size_t i = 0; i < b->n; i++) {
-		int ep = endpoint_index(endpoint_of(b->items[i].event_type));
-		if (v->out[i].verdict == TELESPOOL__SENT && ep >= 0)
-			r->endpoint_ok |= 1u << ep;
+	tsu_judge(a, b->n, &p, &r->endpoint_ok, v->out, v->why, t);
+	for (size_t i = 0; i < b->n; i++)
+		if (v->out[i].verdict == TELESPOOL__SENT &&
+		    strcmp(b->items[i].event_type, "survey_trigger") == 0) {
+			v->survey[i] = tsu_survey_from_response(
+			    req[i].response, req[i].response_len);
+			v->out[i].survey_json = v->survey[i];
+		}
+	r->attempted += t->attempted;
+	r->released += t->released;
+	r->rec.sent += t->sent;
+	r->rec.dead += t->dead;
+	r->rec.retried += t->retried;
+	if (t->retried > 0)
+		r->any_retry = 1;
+	r->refused += t->refusals;
+	if (r->refusal[0] == '\0' && t->refusal[0] != '\0') {
+		snprintf(r->refusal, sizeof(r->refusal), "%s", t->refusal);
+		r->refused_endpoint = t->refused_endpoint;
 	}
-	for (size_t i = 0; i < b->n; i++) {
-		const telespool__item *it = &b->items[i];
-		telespool__outcome *oc = &v->out[i];
-		int ep = endpoint_index(endpoint_of(it->event_type));
-		if (oc->verdict != TELESPOOL__DEAD || oc->drop_reason)
-			continue; /* not a refusal judged above */
-		if (ep >= 0 && (r->endpoint_ok & (1u << ep)) &&
-		    about_the_event(req[i].status)) {
-			oc->drop_reason = "rejected";
-			r->rec.dead++;
-			continue;
-		}
-		if (r->refusal[0] == '\0') {
-			snprintf(r->refusal, sizeof(r->refusal), "%s",
-				 v->why[i]);
-			r->refused_endpoint = ep;
-		}
-		r->refused++;
-		if (it->attempts + 1 >= r->o->max_attempts) {
-			oc->drop_reason = "max_attempts";
-			r->rec.dead++;
-		} else if (it->created_ms > 0 &&
-			   now - it->created_ms > r->o->max_age_ms) {
-			oc->drop_reason = "expired";
-			r->rec.dead++;
-		} else {
-			oc->verdict = TELESPOOL__RETRY;
-			oc->next_attempt_ms =
-			    now +
-			    tsu_backoff_ms(it->attempts, TSU_BACKOFF_BASE_MS,
-					   TSU_BACKOFF_CAP_MS, random64());
-			r->rec.retried++;
-			r->any_retry = 1;
-			(*refused)++;
-		}
-	}
-	/* Retry-After is a floor for every row of the batch. */
-	for (size_t i = 0; retry_after > 0 && i < b->n; i++)
-		if (v->out[i].verdict == TELESPOOL__RETRY &&
-		    v->out[i].next_attempt_ms < now + retry_after)
-			v->out[i].next_attempt_ms = now + retry_after;
-	return retry_after;
 }
 
 /* What to check after an endpoint-wide refusal, by the answer. */
@@ -561,15 +258,12 @@ static const char *refusal_advice(const char *why)
 
 static void refusal_detail(struct run *r)
 {
-	static const char *const eps[] = {
-	    "/api/v1/telemetry", "/api/v1/survey/pending",
-	    "/api/v1/survey/respond", "/api/v1/survey/dismiss"};
+	const char *ep = tsu_endpoint_path(r->refused_endpoint);
 	char *shown = tsu_url_redacted(r->cfg.space_url);
 	snprintf(r->detail, sizeof(r->detail),
 		 "Space answered %s to every request (%s%s); events kept: %s",
 		 r->refusal[0] ? r->refusal : "a refusal",
-		 shown ? shown : "space.url",
-		 r->refused_endpoint >= 0 ? eps[r->refused_endpoint] : "",
+		 shown ? shown : "space.url", ep ? ep : "",
 		 refusal_advice(r->refusal));
 	free(shown);
 }
@@ -661,33 +355,21 @@ static int64_t space_down(struct run *r, int64_t now)
 	set_state_ms(r, KEY_DOWN_UNTIL, now + wait);
 	return wait;
 }
-/* Sends one claimed batch and records the outcomes.  Returns 1 to go on, 0
- * to stop the run (throttled, down, deadline), -1 on a spool failure. */
-static int send_batch(struct run *r, telespool__batch *b)
+/* The batch's requests: each event to its endpoint under space.url (urls[i]
+ * malloc'd; none for an event type that cannot be sent).  -1 out of memory. */
+static int build_requests(struct run *r, const telespool__batch *b,
+			  tsu_request *req, char **urls)
 {
-	tsu_request *req = calloc(b->n, sizeof(*req));
-	char **urls = calloc(b->n, sizeof(*urls));
-	struct verdicts v = {calloc(b->n, sizeof(*v.out)),
-			     calloc(b->n, sizeof(*v.why)),
-			     calloc(b->n, sizeof(*v.survey))};
-	int ret = 1;
-
-	if (!req || !urls || !v.out || !v.why || !v.survey) {
-		say("out of memory");
-		ret = -1;
-		goto out;
-	}
 	for (size_t i = 0; i < b->n; i++) {
-		const char *ep = endpoint_of(b->items[i].event_type);
+		const char *ep = tsu_endpoint_of(b->items[i].event_type);
 		if (ep == NULL)
 			continue;
 		/* Any length: space.url is whatever the user configured. */
 		size_t ul = strlen(r->cfg.space_url), el = strlen(ep);
 		urls[i] = malloc(ul + el + 1);
 		if (!urls[i]) {
-			say("out of memory");
-			ret = -1;
-			goto out;
+			tsu_say("out of memory");
+			return -1;
 		}
 		memcpy(urls[i], r->cfg.space_url, ul);
 		memcpy(urls[i] + ul, ep, el + 1);
@@ -699,39 +381,109 @@ static int send_batch(struct run *r, telespool__batch *b)
 		req[i].body_len = b->items[i].body_len;
 		req[i].idempotency_key = b->items[i].event_id;
 	}
+	return 0;
+}
+
+/* Gives every row of the batch back unsent (rel: room for b->n).  Returns
+ * 0 (the run stops), or -1 on a spool failure. */
+static int release_all(struct run *r, const telespool__batch *b,
+		       telespool__outcome *rel)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		memset(&rel[i], 0, sizeof(rel[i]));
+		rel[i].id = b->items[i].id;
+		rel[i].verdict = TELESPOOL__RELEASE;
+		rel[i].lease_until = b->items[i].lease_until;
+	}
+	int frc = telespool__finish(r->sp, rel, b->n, telespool__now_ms());
+	if (frc != TELESPOOL_OK) {
+		r->exit_code = spool_failed(r, frc);
+		return -1;
+	}
+	r->released += (int64_t)b->n;
+	return 0;
+}
+
+/* What a batch's sums say about Space: throttled (Retry-After), refusing
+ * every request, or down; stored for the next runs.  Returns 1 to go on,
+ * 0 to stop the run.  why0: the first answer's reason. */
+static int batch_end(struct run *r, const tsu_tally *t, int64_t now,
+		     const char *why0)
+{
+	if (t->throttled) {
+		int64_t wait =
+		    t->retry_after > 0 ? t->retry_after : TSU_BACKOFF_BASE_MS;
+		set_state_ms(r, KEY_RETRY_AFTER, now + wait);
+		r->throttle_wait = t->retry_after; /* 0 without a Retry-After */
+		r->rec.outcome = "throttled";
+		snprintf(r->detail, sizeof(r->detail),
+			 "Space asked to slow down; next try after %" PRId64
+			 " s",
+			 wait / 1000);
+		return 0;
+	} else if (t->sent == 0 && t->refused > 0) {
+		/* Space refused every request: the endpoint or the
+		 * credentials, not the events.  Keep them, stop, and let the
+		 * next runs probe with one request until a backoff passes. */
+		space_down(r, now);
+		r->rec.outcome = "refused";
+		refusal_detail(r);
+		return 0;
+	} else if (t->sent == 0 && t->retryable > 0) {
+		/* Every request of the batch failed (the first batch of a run is
+		 * a handful): Space is down or unreachable.  Stop, and let the next runs send one probe each
+		 * until the wait below has passed. */
+		int64_t wait = space_down(r, now);
+		r->rec.outcome = "server_down";
+		snprintf(r->detail, sizeof(r->detail),
+			 "Space unreachable or failing (%s); next probe after "
+			 "%" PRId64 " s",
+			 why0[0] ? why0 : "no answer", wait / 1000);
+		return 0;
+	} else if (t->sent > 0) {
+		set_state_ms(r, KEY_DOWN_COUNT, 0);
+		set_state_ms(r, KEY_DOWN_UNTIL, 0);
+	}
+	return 1;
+}
+
+/* Sends one claimed batch and records the outcomes.  Returns 1 to go on, 0
+ * to stop the run (throttled, down, deadline), -1 on a spool failure. */
+static int send_batch(struct run *r, telespool__batch *b)
+{
+	tsu_request *req = calloc(b->n, sizeof(*req));
+	char **urls = calloc(b->n, sizeof(*urls));
+	struct verdicts v = {
+	    calloc(b->n, sizeof(*v.out)), calloc(b->n, sizeof(*v.why)),
+	    calloc(b->n, sizeof(*v.survey)), calloc(b->n, sizeof(*v.answers))};
+	int ret = 1;
+
+	if (!req || !urls || !v.out || !v.why || !v.survey || !v.answers) {
+		tsu_say("out of memory");
+		ret = -1;
+		goto out;
+	}
+	if (build_requests(r, b, req, urls) != 0) {
+		ret = -1;
+		goto out;
+	}
 
 	/* The lease must outlive every request of the batch. */
 	int64_t claimed = tsu_monotonic_ms();
 	if (authorize(r, b, req) != 0) {
 		/* Nothing of the batch is sent; every row is released. */
-		telespool__outcome *rel = v.out;
-		for (size_t i = 0; i < b->n; i++) {
-			memset(&rel[i], 0, sizeof(rel[i]));
-			rel[i].id = b->items[i].id;
-			rel[i].verdict = TELESPOOL__RELEASE;
-			rel[i].lease_until = b->items[i].lease_until;
-		}
-		int frc =
-		    telespool__finish(r->sp, rel, b->n, telespool__now_ms());
-		if (frc != TELESPOOL_OK) {
-			r->exit_code = spool_failed(r, frc);
-			ret = -1;
-		} else {
-			r->released += (int64_t)b->n;
-			ret = 0;
-		}
+		ret = release_all(r, b, v.out);
 		goto out;
 	}
 	int64_t deadline = claimed + TSU_LEASE_MS - LEASE_MARGIN_MS;
 	if (deadline > r->deadline)
 		deadline = r->deadline;
 	if (tsu_http_perform(r->http, req, b->n, deadline, r->stop) != 0)
-		say("the HTTP transport failed; the batch is released");
+		tsu_say("the HTTP transport failed; the batch is released");
 
 	int64_t now = telespool__now_ms();
-	int throttled, sent, retryable, refused;
-	int64_t retry_after =
-	    judge(r, b, req, &v, now, &throttled, &sent, &retryable, &refused);
+	tsu_tally t;
+	judge(r, b, req, &v, now, &t);
 	int rc = telespool__finish(r->sp, v.out, b->n, now);
 	if (rc != TELESPOOL_OK) {
 		/* The leases run out and the rows come back: nothing is lost,
@@ -744,48 +496,14 @@ static int send_batch(struct run *r, telespool__batch *b)
 		for (size_t i = 0; i < b->n; i++)
 			if (v.out[i].verdict != TELESPOOL__SENT &&
 			    v.out[i].verdict != TELESPOOL__RELEASE)
-				say("%s %s: %s", b->items[i].event_id,
-				    v.out[i].verdict == TELESPOOL__DEAD
-					? "dead"
-					: "retry",
-				    v.why[i]);
+				tsu_say("%s %s: %s", b->items[i].event_id,
+					v.out[i].verdict == TELESPOOL__DEAD
+					    ? "dead"
+					    : "retry",
+					v.why[i]);
 
-	if (throttled) {
-		int64_t wait =
-		    retry_after > 0 ? retry_after : TSU_BACKOFF_BASE_MS;
-		set_state_ms(r, KEY_RETRY_AFTER, now + wait);
-		r->throttle_wait = retry_after; /* 0 without a Retry-After */
-		r->rec.outcome = "throttled";
-		snprintf(r->detail, sizeof(r->detail),
-			 "Space asked to slow down; next try after %" PRId64
-			 " s",
-			 wait / 1000);
-		ret = 0;
-	} else if (sent == 0 && refused > 0) {
-		/* Space refused every request: the endpoint or the
-		 * credentials, not the events.  Keep them, stop, and let the
-		 * next runs probe with one request until a backoff passes. */
-		space_down(r, now);
-		r->rec.outcome = "refused";
-		refusal_detail(r);
-		ret = 0;
-	} else if (sent == 0 && retryable > 0) {
-		/* Every request of the batch failed (the first batch of a run is
-		 * a handful): Space is down or unreachable.  Stop, and let the next runs send one probe each
-		 * until the wait below has passed. */
-		int64_t wait = space_down(r, now);
-		r->rec.outcome = "server_down";
-		snprintf(r->detail, sizeof(r->detail),
-			 "Space unreachable or failing (%s); next probe after "
-			 "%" PRId64 " s",
-			 v.why[0][0] ? v.why[0] : "no answer", wait / 1000);
-		ret = 0;
-	} else if (sent > 0) {
-		set_state_ms(r, KEY_DOWN_COUNT, 0);
-		set_state_ms(r, KEY_DOWN_UNTIL, 0);
-	}
-	if (ret == 1 &&
-	    (r->optout_seen || r->config_broken || r->config_unsettled))
+	ret = batch_end(r, &t, now, v.why[0]);
+	if (ret == 1 && (r->w.optout_seen || r->w.broken || r->w.unsettled))
 		ret = 0; /* the caller purges, or stops with the config error */
 	else if (ret == 1 && r->stop && *r->stop)
 		ret = 0;
@@ -799,6 +517,7 @@ out:
 		for (size_t i = 0; i < b->n; i++)
 			free(v.survey[i]);
 	free(v.survey);
+	free(v.answers);
 	free(v.why);
 	free(v.out);
 	for (size_t i = 0; urls && i < b->n; i++)
@@ -812,7 +531,7 @@ static void dry_run_print(const telespool__batch *b, const char *shown,
 			  int verbose)
 {
 	for (size_t i = 0; i < b->n; i++) {
-		const char *ep = endpoint_of(b->items[i].event_type);
+		const char *ep = tsu_endpoint_of(b->items[i].event_type);
 		printf(
 		    "would POST %s%s  Idempotency-Key: %s  (%s, attempt %d)\n",
 		    shown, ep ? ep : "(unknown event type)",
@@ -837,18 +556,18 @@ static int dry_run(struct run *r)
 			       "and purge %" PRId64 " events\n",
 			       r->cfg.disabled_from,
 			       st.pending + st.sent + st.dead);
-		say("dry run: nothing sent, nothing deleted");
+		tsu_say("dry run: nothing sent, nothing deleted");
 		return TSU_EXIT_OK;
 	}
 	if (r->cfg.send_error[0]) {
-		say("%s: %s", r->o->config_path, r->cfg.send_error);
-		say("dry run: a real run would send nothing and exit %d",
-		    TSU_EXIT_CONFIG);
+		tsu_say("%s: %s", r->o->config_path, r->cfg.send_error);
+		tsu_say("dry run: a real run would send nothing and exit %d",
+			TSU_EXIT_CONFIG);
 		return TSU_EXIT_CONFIG;
 	}
 	if (r->cfg.space_url[0] == '\0') {
-		say("dry run: space.url is empty, a real run would send "
-		    "nothing");
+		tsu_say("dry run: space.url is empty, a real run would send "
+			"nothing");
 		return TSU_EXIT_OK;
 	}
 	for (;;) {
@@ -857,8 +576,8 @@ static int dry_run(struct run *r)
 					 r->o->ignore_backoff, after,
 					 r->o->batch, &b);
 		if (rc != TELESPOOL_OK) {
-			say("reading %s: %s", telespool__path(r->sp),
-			    telespool_errmsg(r->sp));
+			tsu_say("reading %s: %s", telespool__path(r->sp),
+				telespool_errmsg(r->sp));
 			return TSU_EXIT_ERROR;
 		}
 		if (b.n == 0)
@@ -870,41 +589,9 @@ static int dry_run(struct run *r)
 		after = b.items[b.n - 1].id;
 		telespool__batch_free(&b);
 	}
-	say("dry run: %" PRId64 " events would be sent now; nothing sent", n);
+	tsu_say("dry run: %" PRId64 " events would be sent now; nothing sent",
+		n);
 	return TSU_EXIT_OK;
-}
-
-/*
- * inotify on the config file (changes in place) and on its directory (an
- * editor's rename over it, a new file): the spool's own writes in the same
- * directory wake nothing.  Without it (no inotify, a full watch table)
- * must_stop() still runs every 100 ms.  A change before the watch exists
- * is caught by the first stat.
- */
-static void watch_config(struct run *r)
-{
-	char dir[4096];
-	const char *path = r->o->config_path;
-	const char *slash = strrchr(path, '/');
-
-	if (slash == NULL)
-		snprintf(dir, sizeof(dir), ".");
-	else if (slash == path)
-		snprintf(dir, sizeof(dir), "/");
-	else
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-	r->watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (r->watch_fd < 0)
-		return;
-	if (inotify_add_watch(r->watch_fd, dir,
-			      IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE |
-				  IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF) <
-	    0) {
-		close(r->watch_fd);
-		r->watch_fd = -1;
-		return;
-	}
-	watch_config_file(r);
 }
 
 static int start_http(struct run *r)
@@ -922,13 +609,19 @@ static int start_http(struct run *r)
 	ho.verbose = r->o->verbose;
 	char err[512];
 	if (tsu_curl_load(err, sizeof(err)) != 0) {
-		say("%s", err);
+		tsu_say("%s", err);
+		snprintf(r->detail, sizeof(r->detail),
+			 "cannot set up libcurl: %s", err);
 		return -1;
 	}
-	if (tsu_http_new(&r->http, &ho) != 0)
+	if (tsu_http_new(&r->http, &ho, err, sizeof(err)) != 0) {
+		tsu_say("cannot set up libcurl: %s", err);
+		snprintf(r->detail, sizeof(r->detail),
+			 "cannot set up libcurl: %s", err);
 		return -1;
-	watch_config(r);
-	tsu_http_set_check(r->http, must_stop, r, r->watch_fd);
+	}
+	tsu_watch_start(&r->w);
+	tsu_http_set_check(r->http, tsu_watch_must_stop, &r->w, r->w.fd);
 	return 0;
 }
 
@@ -965,11 +658,11 @@ static int sit_out_retry_after(struct run *r)
 		return 0;
 	while (tsu_monotonic_ms() < until) {
 		struct timespec ts = {0, 100 * 1000000L};
-		if ((r->stop && *r->stop) || must_stop(r))
+		if ((r->stop && *r->stop) || tsu_watch_must_stop(&r->w))
 			return 0;
 		nanosleep(&ts, NULL);
 	}
-	if ((r->stop && *r->stop) || must_stop(r))
+	if ((r->stop && *r->stop) || tsu_watch_must_stop(&r->w))
 		return 0;
 	set_state_ms(r, KEY_RETRY_AFTER, 0);
 	r->rec.outcome = NULL;
@@ -1042,136 +735,56 @@ static int keep_until(struct run *r, telespool__batch *b, int64_t cutoff)
 }
 
 /* The batches.  Returns an exit code. */
-static int drain(struct run *r)
+/* A stored Retry-After still running: the run sends nothing. */
+static int throttled_until(struct run *r, int64_t now)
 {
-	int64_t now = telespool__now_ms();
-	int probe = 0;
+	int64_t until = gate(r, KEY_RETRY_AFTER, now);
+	char t[32];
 
-	if (!r->o->ignore_backoff) {
-		int64_t until = gate(r, KEY_RETRY_AFTER, now);
-		if (until) {
-			char t[32];
-			iso(until, t);
-			r->rec.outcome = "throttled";
-			snprintf(r->detail, sizeof(r->detail),
-				 "Space asked to wait until %s; nothing sent",
-				 t);
-			return TSU_EXIT_OK;
-		}
-		probe = gate(r, KEY_DOWN_UNTIL, now) != 0;
+	if (!until)
+		return 0;
+	iso(until, t);
+	r->rec.outcome = "throttled";
+	snprintf(r->detail, sizeof(r->detail),
+		 "Space asked to wait until %s; nothing sent", t);
+	return 1;
+}
+
+/* libcurl cannot be set up (start_http() said why in the detail): the
+ * batch is given back, the run ends. */
+static int no_transport(struct run *r, telespool__batch *b)
+{
+	telespool__outcome *rel = calloc(b->n, sizeof(*rel));
+	for (size_t i = 0; rel && i < b->n; i++) {
+		rel[i].id = b->items[i].id;
+		rel[i].verdict = TELESPOOL__RELEASE;
+		rel[i].lease_until = b->items[i].lease_until;
 	}
+	if (rel)
+		telespool__finish(r->sp, rel, b->n, telespool__now_ms());
+	free(rel);
+	telespool__batch_free(b);
+	r->rec.outcome = "error";
+	return TSU_EXIT_ERROR;
+}
 
-	/* libcurl is set up only once there is something to send, so that an
-	 * idle run (the common case under cron) costs a few milliseconds. */
-	if (r->o->progress) {
-		/* Counting costs a pass over the pending index: only for a
-		 * person watching. */
-		telespool__status st;
-		if (telespool__get_status(r->sp, now, &st) == TELESPOOL_OK)
-			r->pending_at_start = st.pending;
-	}
-
-	/* Catch-up pacing (concurrency.h): how far into an old backlog this
-	 * run goes, from when the last run began.  A manual flush
-	 * (--ignore-backoff) sends everything. */
-	int64_t prev_run = state_ms(r, KEY_LAST_RUN);
-	int64_t cutoff = INT64_MAX;
-	int caught_up = 0;
-	resume_concurrency(r, prev_run, now);
-
-	/* The first batch of a run is small: if Space is down we learn it
-	 * from a handful of requests, not from a hundred timeouts. */
-	int first = 1;
-	for (;;) {
-		if (must_stop(r) && !(r->config_unsettled && settle(r)))
-			break;
-		if (r->stop && *r->stop)
-			break;
-		if (tsu_monotonic_ms() >= r->deadline)
-			break;
-		int level = tsu_cc_limit(&r->cc);
-		/* With --parallel, --batch is exact (the rows one kill can
-		 * leave claimed); adaptive, it is a floor. */
-		int max = probe   ? 1
-			  : first ? (level < r->o->batch ? level : r->o->batch)
-				  : tsu_cc_batch(&r->cc, r->o->batch);
-		telespool__batch b;
-		now = telespool__now_ms();
-		int rc = telespool__claim(r->sp, now, TSU_LEASE_MS, HORIZON_MS,
-					  r->o->ignore_backoff, max, &b);
-		if (rc != TELESPOOL_OK)
-			return spool_failed(r, rc);
-		if (b.n == 0)
-			break;
-		if (first) {
-			/* Written only once there is something to send: a
-			 * run that cannot claim (a damaged file) writes
-			 * nothing. */
-			set_state_ms(r, KEY_LAST_RUN, now);
-			if (!r->o->ignore_backoff)
-				cutoff = tsu_catchup_cutoff_ms(
-				    b.items[0].created_ms, prev_run, now);
-		}
-		int rc_keep = keep_until(r, &b, cutoff);
-		if (rc_keep < 0) {
-			telespool__batch_free(&b);
-			return spool_failed(r, TELESPOOL_ERROR);
-		}
-		if (rc_keep > 0)
-			caught_up = 1; /* this batch is the run's last */
-		if (b.n == 0) {
-			telespool__batch_free(&b);
-			break;
-		}
-		if (r->http == NULL && start_http(r) != 0) {
-			telespool__outcome *rel = calloc(b.n, sizeof(*rel));
-			for (size_t i = 0; rel && i < b.n; i++) {
-				rel[i].id = b.items[i].id;
-				rel[i].verdict = TELESPOOL__RELEASE;
-				rel[i].lease_until = b.items[i].lease_until;
-			}
-			if (rel)
-				telespool__finish(r->sp, rel, b.n,
-						  telespool__now_ms());
-			free(rel);
-			telespool__batch_free(&b);
-			snprintf(r->detail, sizeof(r->detail),
-				 "cannot set up libcurl");
-			r->rec.outcome = "error";
-			return TSU_EXIT_ERROR;
-		}
-		int go = send_batch(r, &b);
-		telespool__batch_free(&b);
-		if (go < 0) {
-			if (r->exit_code)
-				return r->exit_code;
-			r->rec.outcome = "error";
-			return TSU_EXIT_ERROR;
-		}
-		if (go == 0 && r->config_unsettled && r->rec.outcome == NULL &&
-		    settle(r))
-			continue; /* the rewrite is over and did not opt out */
-		/* Waited out a Retry-After: on, with a lower limit. */
-		if (go == 0 && r->throttle_wait > 0 && sit_out_retry_after(r))
-			go = 1;
-		if (go == 0 || caught_up)
-			break;
-		probe = 0; /* a probe went through: Space is back */
-		first = 0;
-	}
-
-	if (r->config_unsettled)
-		settle(r); /* an opt-out being written must still be seen */
-	if (r->config_broken) {
+/* After the batches: the run's outcome and exit code, from what stopped
+ * it (the config, a signal, the time limit, catching up, or nothing due). */
+static int run_outcome(struct run *r, int caught_up, int64_t cutoff)
+{
+	/* An opt-out being written must still be seen. */
+	if (r->w.unsettled)
+		tsu_watch_settle(&r->w);
+	if (r->w.broken) {
 		r->rec.outcome = "config_error";
 		snprintf(r->detail, sizeof(r->detail),
 			 "the config became unreadable during the run; nothing "
 			 "deleted");
 		return TSU_EXIT_CONFIG;
 	}
-	if (r->optout_seen)
+	if (r->w.optout_seen)
 		return purge(r, "the flag changed during the run");
-	if (r->config_changed && r->rec.outcome == NULL) {
+	if (r->w.changed && r->rec.outcome == NULL) {
 		r->rec.outcome = "config_changed";
 		snprintf(r->detail, sizeof(r->detail),
 			 "space.url changed during the run; the rest waits for "
@@ -1208,20 +821,258 @@ static int drain(struct run *r)
 							    : TSU_EXIT_OK;
 }
 
+/* Claims the next batch: one row for a probe, a handful first, then what
+ * the concurrency allows, up to the catch-up cutoff (set from the first
+ * batch).  Returns 1 with rows in *b, 0 when none is left to send now, -1
+ * on a spool failure (r->exit_code). */
+static int claim_next(struct run *r, int probe, int first, int64_t prev_run,
+		      int64_t *cutoff, int *caught_up, telespool__batch *b)
+{
+	int level = tsu_cc_limit(&r->cc);
+	/* With --parallel, --batch is exact (the rows one kill can
+	 * leave claimed); adaptive, it is a floor. */
+	int max = probe   ? 1
+		  : first ? (level < r->o->batch ? level : r->o->batch)
+			  : tsu_cc_batch(&r->cc, r->o->batch);
+	int64_t now = telespool__now_ms();
+	int rc = telespool__claim(r->sp, now, TSU_LEASE_MS, HORIZON_MS,
+				  r->o->ignore_backoff, max, b);
+	if (rc != TELESPOOL_OK) {
+		r->exit_code = spool_failed(r, rc);
+		return -1;
+	}
+	if (b->n == 0)
+		return 0;
+	if (first) {
+		/* Written only once there is something to send: a
+		 * run that cannot claim (a damaged file) writes
+		 * nothing. */
+		set_state_ms(r, KEY_LAST_RUN, now);
+		if (!r->o->ignore_backoff)
+			*cutoff = tsu_catchup_cutoff_ms(b->items[0].created_ms,
+							prev_run, now);
+	}
+	int rc_keep = keep_until(r, b, *cutoff);
+	if (rc_keep < 0) {
+		telespool__batch_free(b);
+		r->exit_code = spool_failed(r, TELESPOOL_ERROR);
+		return -1;
+	}
+	if (rc_keep > 0)
+		*caught_up = 1; /* this batch is the run's last */
+	if (b->n == 0) {
+		telespool__batch_free(b);
+		return 0;
+	}
+	return 1;
+}
+
+static int drain(struct run *r)
+{
+	int64_t now = telespool__now_ms();
+	int probe = 0;
+
+	if (!r->o->ignore_backoff) {
+		if (throttled_until(r, now))
+			return TSU_EXIT_OK;
+		probe = gate(r, KEY_DOWN_UNTIL, now) != 0;
+	}
+
+	/* libcurl is set up only once there is something to send, so that an
+	 * idle run (the common case under cron) costs a few milliseconds. */
+	/* Counting costs a pass over the pending index: only for a person
+	 * watching. */
+	if (r->o->progress) {
+		telespool__status st;
+		if (telespool__get_status(r->sp, now, &st) == TELESPOOL_OK)
+			r->pending_at_start = st.pending;
+	}
+
+	/* Catch-up pacing (concurrency.h): how far into an old backlog this
+	 * run goes, from when the last run began.  A manual flush
+	 * (--ignore-backoff) sends everything. */
+	int64_t prev_run = state_ms(r, KEY_LAST_RUN);
+	int64_t cutoff = INT64_MAX;
+	int caught_up = 0;
+	resume_concurrency(r, prev_run, now);
+
+	/* The first batch of a run is small: if Space is down we learn it
+	 * from a handful of requests, not from a hundred timeouts. */
+	int first = 1;
+	for (;;) {
+		if (tsu_watch_must_stop(&r->w) &&
+		    !(r->w.unsettled && tsu_watch_settle(&r->w)))
+			break;
+		if (r->stop && *r->stop)
+			break;
+		if (tsu_monotonic_ms() >= r->deadline)
+			break;
+		telespool__batch b;
+		int got = claim_next(r, probe, first, prev_run, &cutoff,
+				     &caught_up, &b);
+		if (got < 0)
+			return r->exit_code;
+		if (got == 0)
+			break;
+		if (r->http == NULL && start_http(r) != 0)
+			return no_transport(r, &b);
+		int go = send_batch(r, &b);
+		telespool__batch_free(&b);
+		if (go < 0) {
+			if (r->exit_code)
+				return r->exit_code;
+			r->rec.outcome = "error";
+			return TSU_EXIT_ERROR;
+		}
+		if (go == 0 && r->w.unsettled && r->rec.outcome == NULL &&
+		    tsu_watch_settle(&r->w))
+			continue; /* the rewrite is over and did not opt out */
+		/* Waited out a Retry-After: on, with a lower limit. */
+		if (go == 0 && r->throttle_wait > 0 && sit_out_retry_after(r))
+			go = 1;
+		if (go == 0 || caught_up)
+			break;
+		probe = 0; /* a probe went through: Space is back */
+		first = 0;
+	}
+
+	return run_outcome(r, caught_up, cutoff);
+}
+
 static int file_exists(const char *path)
 {
 	struct stat st;
 	return stat(path, &st) == 0;
 }
 
+/* The config (a broken one, or one that cannot send, stops the run before
+ * anything is touched) and the spool's presence.  Returns -1 to go on, or
+ * the exit code (the config is freed then). */
+static int preflight(struct run *r)
+{
+	char err[768];
+
+	/* 1. The config: a broken one stops the run before anything is touched.
+	 * Its identity is noted first, so a change after reading is seen. */
+	if (tsu_config_load_settled(r->o, &r->cfg, &r->w.seen, err, sizeof(err),
+				    r->stop, NULL) != 0) {
+		tsu_say("%s", err);
+		tsu_say("nothing sent, nothing deleted (exit %d)",
+			TSU_EXIT_CONFIG);
+		return TSU_EXIT_CONFIG;
+	}
+	r->w.space_url = r->cfg.space_url;
+	/* A config that cannot send (a bad space.url, token or proxy) stops
+	 * the run before the spool is touched, unless it opts out. */
+	if (!r->cfg.disable_telemetry && r->cfg.send_error[0]) {
+		tsu_say("%s: %s", r->o->config_path, r->cfg.send_error);
+		tsu_say("nothing sent, nothing deleted (exit %d)",
+			TSU_EXIT_CONFIG);
+		tsu_config_free(&r->cfg);
+		return TSU_EXIT_CONFIG;
+	}
+	if (!file_exists(r->o->db_path)) {
+		tsu_say("no spool at %s: nothing to send", r->o->db_path);
+		tsu_config_free(&r->cfg);
+		return TSU_EXIT_OK;
+	}
+	return -1;
+}
+
+/* The uploader lock, then the spool.  Returns -1 to go on (*lock held,
+ * r->sp open), or the exit code (nothing held; the config freed). */
+static int open_spool(struct run *r, int *lock)
+{
+	char err[768];
+	int rc;
+
+	*lock = tsu_lock_acquire(r->o->db_path, err, sizeof(err));
+	if (*lock == -1) {
+		tsu_say("%s; exiting", err);
+		tsu_config_free(&r->cfg);
+		return TSU_EXIT_OK;
+	}
+	if (*lock < 0) {
+		tsu_say("%s", err);
+		tsu_config_free(&r->cfg);
+		return TSU_EXIT_ERROR;
+	}
+
+	telespool_options so = TELESPOOL_OPTIONS_INIT;
+	so.busy_timeout_ms = 5000; /* we are not on anyone's hot path */
+	rc = telespool_open(&r->sp, r->o->db_path, &so);
+	if (rc != TELESPOOL_OK) {
+		tsu_say("cannot use the spool: %s", telespool_open_errmsg());
+		if (rc == TELESPOOL_EBUSY) {
+			tsu_lock_release(*lock);
+			tsu_config_free(&r->cfg);
+			return TSU_EXIT_TEMPFAIL;
+		}
+		tsu_lock_release(*lock);
+		tsu_config_free(&r->cfg);
+		return TSU_EXIT_ERROR;
+	}
+	return -1;
+}
+
+/* Leases a crashed run left, expiry and retention.  Returns -1 to go on,
+ * or the exit code of a damaged spool. */
+static int housekeeping(struct run *r)
+{
+	int64_t reclaimed = 0;
+	telespool__reclaim_leases(r->sp, &reclaimed);
+	telespool__expiry ex;
+	int rc = telespool__expire(r->sp, telespool__now_ms(), r->o->max_age_ms,
+				   r->o->retention_ms, &ex);
+	if (rc == TELESPOOL_ECORRUPT)
+		return spool_failed(r, rc);
+	if (rc != TELESPOOL_OK)
+		tsu_say("housekeeping skipped: %s: %s", r->o->db_path,
+			telespool_errmsg(r->sp));
+	else
+		r->rec.dead += ex.expired;
+	return -1;
+}
+
+/* Records the run and prints its one summary line. */
+static void summary(struct run *r)
+{
+	if (r->rec.outcome == NULL)
+		r->rec.outcome = "ok";
+	r->rec.detail = r->detail;
+	/* Before run_end: the run's record stays the last write. */
+	if (r->http)
+		note_concurrency(r);
+	telespool__run_end(r->sp, r->run_id, telespool__now_ms(), &r->rec);
+	if (r->o->progress)
+		fputc('\n', stderr);
+	/* The level of concurrency rides in the detail part of the line, so
+	 * that the line keeps its documented shape. */
+	char level[96] = "";
+	if (r->http)
+		snprintf(level, sizeof(level),
+			 "%s%d in flight (%s, peak %d%s%s)",
+			 r->detail[0] ? "; " : "", tsu_cc_limit(&r->cc),
+			 r->cc.pinned ? "fixed" : "adaptive", r->cc.peak,
+			 r->cc.cuts ? ", cut" : "",
+			 r->pauses ? ", waited out Retry-After" : "");
+	tsu_say("%s: sent %" PRId64 ", retried %" PRId64 ", dead %" PRId64
+		", purged %" PRId64 " in %.1f s%s%s%s",
+		r->rec.outcome, r->rec.sent, r->rec.retried, r->rec.dead,
+		r->rec.purged,
+		(double)(tsu_monotonic_ms() - r->start_mono) / 1000.0,
+		r->detail[0] || level[0] ? " - " : "", r->detail, level);
+}
+
 int tsu_drain(const tsu_options *o, volatile int *stop)
 {
 	struct run r;
-	char err[768];
-	int code = TSU_EXIT_OK;
+	int code, rc, lock = -1;
 
 	memset(&r, 0, sizeof(r));
-	r.watch_fd = -1;
+	r.w.fd = -1;
+	r.w.o = o;
+	r.w.stop = stop;
 	r.o = o;
 	r.stop = stop;
 	tsu_cc_init(&r.cc, o->max_in_flight, 0);
@@ -1230,55 +1081,14 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 	    r.start_mono + 1000LL * (o->max_seconds > 0 ? o->max_seconds
 							: DEFAULT_MAX_SECONDS);
 
-	/* 1. The config: a broken one stops the run before anything is touched.
-	 * Its identity is noted first, so a change after reading is seen. */
-	if (load_settled(o, &r.cfg, &r.cfg_seen, err, sizeof(err), stop,
-			 NULL) != 0) {
-		say("%s", err);
-		say("nothing sent, nothing deleted (exit %d)", TSU_EXIT_CONFIG);
-		return TSU_EXIT_CONFIG;
-	}
-	/* A config that cannot send (a bad space.url, token or proxy) stops
-	 * the run before the spool is touched, unless it opts out. */
-	if (!r.cfg.disable_telemetry && r.cfg.send_error[0]) {
-		say("%s: %s", o->config_path, r.cfg.send_error);
-		say("nothing sent, nothing deleted (exit %d)", TSU_EXIT_CONFIG);
-		tsu_config_free(&r.cfg);
-		return TSU_EXIT_CONFIG;
-	}
-	if (!file_exists(o->db_path)) {
-		say("no spool at %s: nothing to send", o->db_path);
-		tsu_config_free(&r.cfg);
-		return TSU_EXIT_OK;
-	}
+	code = preflight(&r);
+	if (code >= 0)
+		return code;
 
 	/* 2. One uploader per spool. */
-	int lock = tsu_lock_acquire(o->db_path, err, sizeof(err));
-	if (lock == -1) {
-		say("%s; exiting", err);
-		tsu_config_free(&r.cfg);
-		return TSU_EXIT_OK;
-	}
-	if (lock < 0) {
-		say("%s", err);
-		tsu_config_free(&r.cfg);
-		return TSU_EXIT_ERROR;
-	}
-
-	telespool_options so = TELESPOOL_OPTIONS_INIT;
-	so.busy_timeout_ms = 5000; /* we are not on anyone's hot path */
-	int rc = telespool_open(&r.sp, o->db_path, &so);
-	if (rc != TELESPOOL_OK) {
-		say("cannot use the spool: %s", telespool_open_errmsg());
-		if (rc == TELESPOOL_EBUSY) {
-			tsu_lock_release(lock);
-			tsu_config_free(&r.cfg);
-			return TSU_EXIT_TEMPFAIL;
-		}
-		tsu_lock_release(lock);
-		tsu_config_free(&r.cfg);
-		return TSU_EXIT_ERROR;
-	}
+	code = open_spool(&r, &lock);
+	if (code >= 0)
+		return code;
 	if (o->dry_run) {
 		code = dry_run(&r);
 		goto done;
@@ -1286,7 +1096,7 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 	rc = telespool__run_start(r.sp, telespool__now_ms(), &r.run_id);
 	if (rc != TELESPOOL_OK) {
 		code = spool_failed(&r, rc);
-		say("%s", r.detail);
+		tsu_say("%s", r.detail);
 		goto done;
 	}
 
@@ -1298,20 +1108,10 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 
 	/* 4. Rows a crashed run left leased are ours again: we hold the lock,
 	 * so no other uploader is alive. */
-	int64_t reclaimed = 0;
-	telespool__reclaim_leases(r.sp, &reclaimed);
-	telespool__expiry ex;
-	rc = telespool__expire(r.sp, telespool__now_ms(), o->max_age_ms,
-			       o->retention_ms, &ex);
-	if (rc == TELESPOOL_ECORRUPT) {
-		code = spool_failed(&r, rc);
+	code = housekeeping(&r);
+	if (code >= 0)
 		goto end;
-	}
-	if (rc != TELESPOOL_OK)
-		say("housekeeping skipped: %s: %s", o->db_path,
-		    telespool_errmsg(r.sp));
-	else
-		r.rec.dead += ex.expired;
+	code = TSU_EXIT_OK;
 
 	if (r.cfg.space_url[0] == '\0') {
 		r.rec.outcome = "no_url";
@@ -1322,35 +1122,11 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 	code = drain(&r);
 
 end:
-	if (r.rec.outcome == NULL)
-		r.rec.outcome = "ok";
-	r.rec.detail = r.detail;
-	/* Before run_end: the run's record stays the last write. */
-	if (r.http)
-		note_concurrency(&r);
-	telespool__run_end(r.sp, r.run_id, telespool__now_ms(), &r.rec);
-	if (o->progress)
-		fputc('\n', stderr);
-	/* The level of concurrency rides in the detail part of the line, so
-	 * that the line keeps its documented shape. */
-	char level[96] = "";
-	if (r.http)
-		snprintf(level, sizeof(level),
-			 "%s%d in flight (%s, peak %d%s%s)",
-			 r.detail[0] ? "; " : "", tsu_cc_limit(&r.cc),
-			 r.cc.pinned ? "fixed" : "adaptive", r.cc.peak,
-			 r.cc.cuts ? ", cut" : "",
-			 r.pauses ? ", waited out Retry-After" : "");
-	say("%s: sent %" PRId64 ", retried %" PRId64 ", dead %" PRId64
-	    ", purged %" PRId64 " in %.1f s%s%s%s",
-	    r.rec.outcome, r.rec.sent, r.rec.retried, r.rec.dead, r.rec.purged,
-	    (double)(tsu_monotonic_ms() - r.start_mono) / 1000.0,
-	    r.detail[0] || level[0] ? " - " : "", r.detail, level);
+	summary(&r);
 done:
 	tsu_auth_free(r.auth); /* wipes the helper's tokens */
 	tsu_http_free(r.http);
-	if (r.watch_fd >= 0)
-		close(r.watch_fd);
+	tsu_watch_close(&r.w);
 	telespool_close(r.sp);
 	tsu_lock_release(lock);
 	tsu_config_free(&r.cfg);

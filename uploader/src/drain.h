@@ -49,4 +49,11 @@ typedef struct tsu_options {
  * released, and the run ends cleanly. */
 int tsu_drain(const tsu_options *o, volatile int *stop);
 
+/* One line on stderr, "telespool-upload: " and the message. */
+void tsu_say(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
 #endif

@@ -282,20 +282,32 @@ static int easy_of(tsu_http *h, struct slot *s)
 	return 0;
 }
 
-int tsu_http_new(tsu_http **out, const tsu_http_options *opts)
+/* tsu_http_new() failed: why into err (if any), -1. */
+static int new_failed(tsu_http **out, char *err, size_t errlen, const char *why)
+{
+	if (out)
+		*out = NULL;
+	if (err && errlen)
+		copy_text(err, errlen, why);
+	return -1;
+}
+
+int tsu_http_new(tsu_http **out, const tsu_http_options *opts, char *err,
+		 size_t errlen)
 {
 	tsu_http *h;
 	int n;
 	CURLMcode mc = CURLM_OK;
 
-	if (!out)
-		return -1;
+	if (!out || !opts)
+		return new_failed(out, err, errlen, "no options");
 	*out = NULL;
-	if (!opts)
-		return -1;
-	if ((opts->token && !header_value_ok(opts->token)) ||
-	    (opts->user_agent && !header_value_ok(opts->user_agent)))
-		return -1;
+	if (opts->token && !header_value_ok(opts->token))
+		return new_failed(out, err, errlen,
+				  "the ingest token contains a line break");
+	if (opts->user_agent && !header_value_ok(opts->user_agent))
+		return new_failed(out, err, errlen,
+				  "the User-Agent contains a line break");
 	n = opts->cc                  ? opts->cc->ceiling
 	    : opts->max_in_flight > 0 ? opts->max_in_flight
 				      : DEF_MAX_IN_FLIGHT;
@@ -306,14 +318,16 @@ int tsu_http_new(tsu_http **out, const tsu_http_options *opts)
 	 * Reference-counted by libcurl, undone in tsu_http_free().  Before
 	 * 7.84 it was not thread-safe; the uploader is single-threaded.
 	 */
-	char err[256];
-	if (tsu_curl_load(err, sizeof err) != 0 ||
-	    tsu_curl.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		return -1;
+	char why[256];
+	if (tsu_curl_load(why, sizeof why) != 0)
+		return new_failed(out, err, errlen, why);
+	if (tsu_curl.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return new_failed(out, err, errlen,
+				  "curl_global_init() failed");
 	h = calloc(1, sizeof *h);
 	if (!h) {
 		tsu_curl.global_cleanup();
-		return -1;
+		return new_failed(out, err, errlen, "out of memory");
 	}
 	h->verbose = opts->verbose;
 	h->watch_fd = -1;
@@ -327,14 +341,18 @@ int tsu_http_new(tsu_http **out, const tsu_http_options *opts)
 	h->slots = calloc((size_t)n, sizeof *h->slots);
 	h->multi = tsu_curl.multi_init();
 	if (!h->slots || !h->multi || (opts->user_agent && !h->user_agent) ||
-	    (opts->cacert && !h->cacert))
+	    (opts->cacert && !h->cacert)) {
+		copy_text(why, sizeof why, "out of memory");
 		goto fail;
+	}
 	h->nslots = n;
 	if (opts->token && *opts->token) {
 		h->token_header =
 		    join("X-LangBot-Telemetry-Token: ", opts->token);
-		if (!h->token_header)
+		if (!h->token_header) {
+			copy_text(why, sizeof why, "out of memory");
 			goto fail;
+		}
 	}
 	mc = tsu_curl.multi_setopt(h->multi, CURLMOPT_PIPELINING,
 				   (long)CURLPIPE_MULTIPLEX);
@@ -348,17 +366,23 @@ int tsu_http_new(tsu_http **out, const tsu_http_options *opts)
 	if (mc == CURLM_OK)
 		mc = tsu_curl.multi_setopt(h->multi, CURLMOPT_MAXCONNECTS,
 					   (long)n);
-	if (mc != CURLM_OK)
+	if (mc != CURLM_OK) {
+		copy_text(why, sizeof why, tsu_curl.multi_strerror(mc));
 		goto fail;
+	}
 	/* The first handle now, so that a setup failure shows here; the
 	 * others when the limit first reaches them. */
-	if (easy_of(h, &h->slots[0]) != 0)
+	if (easy_of(h, &h->slots[0]) != 0) {
+		copy_text(why, sizeof why,
+			  "cannot set up a transfer (a bad --cacert or proxy, "
+			  "or out of memory)");
 		goto fail;
+	}
 	*out = h;
 	return 0;
 fail:
 	tsu_http_free(h);
-	return -1;
+	return new_failed(out, err, errlen, why);
 }
 
 void tsu_http_free(tsu_http *h)
@@ -526,30 +550,13 @@ static void fail_request(tsu_request *r, const char *why)
 	copy_text(r->detail, sizeof r->detail, why);
 }
 
-/*
- * Points slot s at request r.  Returns 0 when the handle is ready to be
- * added, -1 when r failed already (its outcome is set).
- */
-static int start(tsu_http *h, struct slot *s, tsu_request *r)
+/* The request's header lines (checked by start()), or NULL out of memory. */
+static struct curl_slist *request_headers(const tsu_http *h,
+					  const tsu_request *r)
 {
 	struct curl_slist *l = NULL, *t;
 	char *key = NULL, *auth = NULL;
-	/* NULL POSTFIELDS would make libcurl read the body from stdin. */
-	const char *body = r->body ? r->body : "";
-	CURLcode c;
 
-	if (!r->url || !*r->url) {
-		fail_request(r, "no URL");
-		return -1;
-	}
-	if (r->idempotency_key && !header_value_ok(r->idempotency_key)) {
-		fail_request(r, "Idempotency-Key contains a line break");
-		return -1;
-	}
-	if (r->authorization && !header_value_ok(r->authorization)) {
-		fail_request(r, "Authorization contains a line break");
-		return -1;
-	}
 	if (r->idempotency_key && *r->idempotency_key) {
 		key = join("Idempotency-Key: ", r->idempotency_key);
 		if (!key)
@@ -584,7 +591,41 @@ static int start(tsu_http *h, struct slot *s, tsu_request *r)
 			goto oom;
 		l = t;
 		free(key);
-		key = NULL;
+	}
+	return l;
+oom:
+	free(key);
+	tsu_curl.slist_free_all(l);
+	return NULL;
+}
+
+/*
+ * Points slot s at request r.  Returns 0 when the handle is ready to be
+ * added, -1 when r failed already (its outcome is set).
+ */
+static int start(tsu_http *h, struct slot *s, tsu_request *r)
+{
+	struct curl_slist *l;
+	/* NULL POSTFIELDS would make libcurl read the body from stdin. */
+	const char *body = r->body ? r->body : "";
+	CURLcode c;
+
+	if (!r->url || !*r->url) {
+		fail_request(r, "no URL");
+		return -1;
+	}
+	if (r->idempotency_key && !header_value_ok(r->idempotency_key)) {
+		fail_request(r, "Idempotency-Key contains a line break");
+		return -1;
+	}
+	if (r->authorization && !header_value_ok(r->authorization)) {
+		fail_request(r, "Authorization contains a line break");
+		return -1;
+	}
+	l = request_headers(h, r);
+	if (!l) {
+		fail_request(r, "out of memory");
+		return -1;
 	}
 
 	c = tsu_curl.easy_setopt(s->easy, CURLOPT_URL, r->url);
@@ -616,11 +657,6 @@ static int start(tsu_http *h, struct slot *s, tsu_request *r)
 	s->started_ms = tsu_monotonic_ms();
 	s->started_us = monotonic_us();
 	return 0;
-oom:
-	free(key);
-	tsu_curl.slist_free_all(l);
-	fail_request(r, "out of memory");
-	return -1;
 }
 
 /* Why the run must stop now, or NULL. */
@@ -675,6 +711,94 @@ static void abort_active(tsu_http *h, const char *why)
 	}
 }
 
+/* Fills the free handles up to the limit (none while held); the other
+ * requests wait.  A request that cannot start is done at once. */
+static CURLMcode fill_slots(tsu_http *h, tsu_request *reqs, size_t n, int held,
+			    size_t *next, int *active, size_t *done)
+{
+	int cap = held ? 0 : h->cc ? tsu_cc_limit(h->cc) : h->nslots;
+	CURLMcode mc;
+
+	for (size_t i = 0;
+	     i < (size_t)h->nslots && *next < n && *active < cap;) {
+		struct slot *s = &h->slots[i];
+		tsu_request *r;
+		if (s->req) {
+			i++;
+			continue;
+		}
+		if (easy_of(h, s) != 0) {
+			if (*active > 0)
+				break; /* go on with fewer */
+			return CURLM_OUT_OF_MEMORY;
+		}
+		r = &reqs[(*next)++];
+		if (start(h, s, r) != 0) {
+			log_outcome(h, r, tsu_monotonic_ms());
+			(*done)++;
+			continue; /* this handle is still free */
+		}
+		mc = tsu_curl.multi_add_handle(h->multi, s->easy);
+		if (mc != CURLM_OK) {
+			release_slot(s);
+			return mc;
+		}
+		(*active)++;
+		i++;
+	}
+	return CURLM_OK;
+}
+
+/* A finished transfer: its outcome, the concurrency's sample, its handle
+ * free again.  A 429/503 holds further starts (*held). */
+static void reap(tsu_http *h, CURLMsg *m, int *active, size_t *done, int *held)
+{
+	struct slot *s;
+	char *priv = NULL;
+
+	tsu_curl.easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
+	s = (struct slot *)(void *)priv;
+	finish(s, m->data.result);
+	log_outcome(h, s->req, s->started_ms);
+	tsu_cc_signal sig = tsu_cc_signal_of(s->req->transport, s->req->status);
+	if (sig == TSU_CC_THROTTLED)
+		*held = 1;
+	if (h->cc) {
+		long v = 0;
+		/* HTTP/1.x: a connection per request. */
+		if (s->req->transport == TSU_NET_OK &&
+		    tsu_curl.easy_getinfo(s->easy, CURLINFO_HTTP_VERSION, &v) ==
+			CURLE_OK &&
+		    (v == CURL_HTTP_VERSION_1_0 || v == CURL_HTTP_VERSION_1_1))
+			tsu_cc_cap(h->cc, TSU_CC_CEILING_H1);
+		tsu_cc_sample(h->cc, sig, s->started_us, monotonic_us(),
+			      *active);
+	}
+	tsu_curl.multi_remove_handle(h->multi, s->easy);
+	release_slot(s);
+	(*active)--;
+	(*done)++;
+}
+
+/* Waits for a transfer or the watched descriptor, at most POLL_SLICE_MS
+ * and never past the deadline. */
+static CURLMcode wait_a_slice(tsu_http *h, int64_t deadline_ms)
+{
+	int wait_ms = POLL_SLICE_MS;
+	if (deadline_ms > 0) {
+		int64_t left_ms = deadline_ms - tsu_monotonic_ms();
+		if (left_ms < wait_ms)
+			wait_ms = left_ms > 0 ? (int)left_ms : 0;
+	}
+	struct curl_waitfd w = {h->watch_fd, CURL_WAIT_POLLIN, 0};
+	CURLMcode mc =
+	    tsu_curl.multi_poll(h->multi, h->watch_fd >= 0 ? &w : NULL,
+				h->watch_fd >= 0 ? 1 : 0, wait_ms, NULL);
+	if (mc == CURLM_OK && w.revents)
+		h->watch_fired = 1;
+	return mc;
+}
+
 int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 		     int64_t deadline_ms, volatile int *stop)
 {
@@ -694,72 +818,15 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 		int running, left;
 		CURLMsg *m;
 
-		/* Fill the free handles up to the limit; the others wait. */
-		int cap = held ? 0 : h->cc ? tsu_cc_limit(h->cc) : h->nslots;
-		for (i = 0;
-		     i < (size_t)h->nslots && next < n && active < cap;) {
-			struct slot *s = &h->slots[i];
-			tsu_request *r;
-			if (s->req) {
-				i++;
-				continue;
-			}
-			if (easy_of(h, s) != 0) {
-				if (active > 0)
-					break; /* go on with fewer */
-				mc = CURLM_OUT_OF_MEMORY;
-				goto fail;
-			}
-			r = &reqs[next++];
-			if (start(h, s, r) != 0) {
-				log_outcome(h, r, tsu_monotonic_ms());
-				done++;
-				continue; /* this handle is still free */
-			}
-			mc = tsu_curl.multi_add_handle(h->multi, s->easy);
-			if (mc != CURLM_OK) {
-				release_slot(s);
-				goto fail;
-			}
-			active++;
-			i++;
-		}
-
+		mc = fill_slots(h, reqs, n, held, &next, &active, &done);
+		if (mc != CURLM_OK)
+			goto fail;
 		mc = tsu_curl.multi_perform(h->multi, &running);
 		if (mc != CURLM_OK)
 			goto fail;
-		while ((m = tsu_curl.multi_info_read(h->multi, &left))) {
-			struct slot *s;
-			char *priv = NULL;
-			if (m->msg != CURLMSG_DONE)
-				continue;
-			tsu_curl.easy_getinfo(m->easy_handle, CURLINFO_PRIVATE,
-					      &priv);
-			s = (struct slot *)(void *)priv;
-			finish(s, m->data.result);
-			log_outcome(h, s->req, s->started_ms);
-			tsu_cc_signal sig =
-			    tsu_cc_signal_of(s->req->transport, s->req->status);
-			if (sig == TSU_CC_THROTTLED)
-				held = 1;
-			if (h->cc) {
-				long v = 0;
-				/* HTTP/1.x: a connection per request. */
-				if (s->req->transport == TSU_NET_OK &&
-				    tsu_curl.easy_getinfo(s->easy,
-							  CURLINFO_HTTP_VERSION,
-							  &v) == CURLE_OK &&
-				    (v == CURL_HTTP_VERSION_1_0 ||
-				     v == CURL_HTTP_VERSION_1_1))
-					tsu_cc_cap(h->cc, TSU_CC_CEILING_H1);
-				tsu_cc_sample(h->cc, sig, s->started_us,
-					      monotonic_us(), active);
-			}
-			tsu_curl.multi_remove_handle(h->multi, s->easy);
-			release_slot(s);
-			active--;
-			done++;
-		}
+		while ((m = tsu_curl.multi_info_read(h->multi, &left)))
+			if (m->msg == CURLMSG_DONE)
+				reap(h, m, &active, &done, &held);
 		if (done == n)
 			break;
 		why = halted(h, deadline_ms, stop);
@@ -773,25 +840,9 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 		    active < (h->cc ? tsu_cc_limit(h->cc) : h->nslots) &&
 		    next < n)
 			continue; /* a handle came free: start the next at once */
-		{
-			int wait_ms = POLL_SLICE_MS;
-			if (deadline_ms > 0) {
-				int64_t left_ms =
-				    deadline_ms - tsu_monotonic_ms();
-				if (left_ms < wait_ms)
-					wait_ms =
-					    left_ms > 0 ? (int)left_ms : 0;
-			}
-			struct curl_waitfd w = {h->watch_fd, CURL_WAIT_POLLIN,
-						0};
-			mc = tsu_curl.multi_poll(
-			    h->multi, h->watch_fd >= 0 ? &w : NULL,
-			    h->watch_fd >= 0 ? 1 : 0, wait_ms, NULL);
-			if (mc != CURLM_OK)
-				goto fail;
-			if (w.revents)
-				h->watch_fired = 1;
-		}
+		mc = wait_a_slice(h, deadline_ms);
+		if (mc != CURLM_OK)
+			goto fail;
 	}
 	if (why) {
 		abort_active(h, why);

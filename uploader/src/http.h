@@ -61,11 +61,13 @@ typedef struct tsu_request {
 typedef struct tsu_http tsu_http;
 
 /*
- * Returns 0 and a new transport in *out, or -1 (bad options, e.g. a line
- * break in token or user_agent, or curl could not be set up).  Calls
- * curl_global_init(), which is not thread-safe before libcurl 7.84.
+ * Returns 0 and a new transport in *out, or -1 with *out NULL and why in
+ * err (if not NULL): bad options, e.g. a line break in token or
+ * user_agent, or curl could not be set up.  Calls curl_global_init(),
+ * which is not thread-safe before libcurl 7.84.
  */
-int tsu_http_new(tsu_http **out, const tsu_http_options *opts);
+int tsu_http_new(tsu_http **out, const tsu_http_options *opts, char *err,
+		 size_t errlen);
 
 /*
  * Performs the n requests, at most max_in_flight (or the controller's

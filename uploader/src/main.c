@@ -278,163 +278,174 @@ static void splay(int max_s)
 	(void)sleep_unless_stopped((int64_t)ms);
 }
 
-int main(int argc, char **argv)
-{
-	enum {
-		OPT_DATA = 256,
-		OPT_CONFIG,
-		OPT_DB,
-		OPT_MAXS,
-		OPT_IGNORE,
-		OPT_DRY,
-		OPT_STATUS,
-		OPT_JSON,
-		OPT_SPLAY,
-		OPT_EVERY,
-		OPT_CACERT,
-		OPT_AUTH,
-		OPT_BATCH,
-		OPT_PAR,
-		OPT_VERBOSE,
-		OPT_HELP,
-		OPT_VERSION
-	};
-	static const struct option longopts[] = {
-	    {"data-dir", required_argument, NULL, OPT_DATA},
-	    {"config", required_argument, NULL, OPT_CONFIG},
-	    {"db", required_argument, NULL, OPT_DB},
-	    {"max-seconds", required_argument, NULL, OPT_MAXS},
-	    {"ignore-backoff", no_argument, NULL, OPT_IGNORE},
-	    {"dry-run", no_argument, NULL, OPT_DRY},
-	    {"status", no_argument, NULL, OPT_STATUS},
-	    {"json", no_argument, NULL, OPT_JSON},
-	    {"splay", required_argument, NULL, OPT_SPLAY},
-	    {"every", required_argument, NULL, OPT_EVERY},
-	    {"cacert", required_argument, NULL, OPT_CACERT},
-	    {"auth-command", required_argument, NULL, OPT_AUTH},
-	    {"batch", required_argument, NULL, OPT_BATCH},
-	    {"parallel", required_argument, NULL, OPT_PAR},
-	    {"verbose", no_argument, NULL, OPT_VERBOSE},
-	    {"help", no_argument, NULL, OPT_HELP},
-	    {"version", no_argument, NULL, OPT_VERSION},
-	    {NULL, 0, NULL, 0},
-	};
+/* The command line, parsed. */
+struct cli {
 	tsu_options o;
-	int status = 0, json = 0, splay_s = 0, c;
-	int64_t every_ms = 0;
-	static char config_buf[4200], db_buf[4200];
+	int status, json, splay_s;
+	int64_t every_ms;
+};
 
-	memset(&o, 0, sizeof(o));
-	o.data_dir = "data";
-	o.batch = TSU_DEFAULT_BATCH;
-	o.max_in_flight = TSU_DEFAULT_IN_FLIGHT;
-	o.max_attempts = TSU_DEFAULT_MAX_ATTEMPTS;
-	o.max_age_ms = TSU_DEFAULT_MAX_AGE_MS;
-	o.retention_ms = TSU_DEFAULT_RETENTION_MS;
+enum {
+	OPT_DATA = 256,
+	OPT_CONFIG,
+	OPT_DB,
+	OPT_MAXS,
+	OPT_IGNORE,
+	OPT_DRY,
+	OPT_STATUS,
+	OPT_JSON,
+	OPT_SPLAY,
+	OPT_EVERY,
+	OPT_CACERT,
+	OPT_AUTH,
+	OPT_BATCH,
+	OPT_PAR,
+	OPT_VERBOSE,
+	OPT_HELP,
+	OPT_VERSION
+};
+
+static const struct option longopts[] = {
+    {"data-dir", required_argument, NULL, OPT_DATA},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"db", required_argument, NULL, OPT_DB},
+    {"max-seconds", required_argument, NULL, OPT_MAXS},
+    {"ignore-backoff", no_argument, NULL, OPT_IGNORE},
+    {"dry-run", no_argument, NULL, OPT_DRY},
+    {"status", no_argument, NULL, OPT_STATUS},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"splay", required_argument, NULL, OPT_SPLAY},
+    {"every", required_argument, NULL, OPT_EVERY},
+    {"cacert", required_argument, NULL, OPT_CACERT},
+    {"auth-command", required_argument, NULL, OPT_AUTH},
+    {"batch", required_argument, NULL, OPT_BATCH},
+    {"parallel", required_argument, NULL, OPT_PAR},
+    {"verbose", no_argument, NULL, OPT_VERBOSE},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+/* One option into *a.  Returns -1 to go on, or the exit code (--help,
+ * --version, a bad value: said on stderr). */
+static int apply_option(int c, char **argv, struct cli *a)
+{
+	switch (c) {
+	case OPT_DATA:
+		a->o.data_dir = optarg;
+		break;
+	case OPT_CONFIG:
+		a->o.config_path = optarg;
+		break;
+	case OPT_DB:
+		a->o.db_path = optarg;
+		break;
+	case OPT_MAXS:
+		if (parse_int(optarg, "--max-seconds", 1, 86400,
+			      &a->o.max_seconds))
+			return TSU_EXIT_CONFIG;
+		break;
+	case OPT_IGNORE:
+		a->o.ignore_backoff = 1;
+		break;
+	case OPT_DRY:
+		a->o.dry_run = 1;
+		break;
+	case OPT_STATUS:
+		a->status = 1;
+		break;
+	case OPT_JSON:
+		a->json = 1;
+		break;
+	case OPT_SPLAY:
+		if (parse_int(optarg, "--splay", 0, 86400, &a->splay_s))
+			return TSU_EXIT_CONFIG;
+		break;
+	case OPT_EVERY:
+		if (parse_duration(optarg, &a->every_ms))
+			return TSU_EXIT_CONFIG;
+		break;
+	case OPT_CACERT:
+		a->o.cacert = optarg;
+		break;
+	case OPT_AUTH:
+		a->o.auth_cmd = optarg[0] ? optarg : NULL;
+		break;
+	case OPT_BATCH:
+		if (parse_int(optarg, "--batch", 1, 10000, &a->o.batch))
+			return TSU_EXIT_CONFIG;
+		break;
+	case OPT_PAR:
+		if (parse_int(optarg, "--parallel", 1, TSU_CC_CEILING,
+			      &a->o.max_in_flight))
+			return TSU_EXIT_CONFIG;
+		break;
+	case OPT_VERBOSE:
+		a->o.verbose = 1;
+		break;
+	case OPT_HELP:
+		usage(stdout);
+		return TSU_EXIT_OK;
+	case OPT_VERSION:
+		printf("telespool-upload %s (libtelespool %s)\n",
+		       TELESPOOL_UPLOAD_VERSION, telespool_version());
+		return TSU_EXIT_OK;
+	default:
+		fprintf(stderr,
+			"telespool-upload: unknown or incomplete "
+			"option '%s'\n",
+			argv[optind - 1]);
+		usage(stderr);
+		return TSU_EXIT_CONFIG;
+	}
+	return -1;
+}
+
+/* Returns -1 to go on, or the exit code (every error said on stderr). */
+static int parse_args(int argc, char **argv, struct cli *a)
+{
+	static char config_buf[4200], db_buf[4200];
+	int c, code;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		switch (c) {
-		case OPT_DATA:
-			o.data_dir = optarg;
-			break;
-		case OPT_CONFIG:
-			o.config_path = optarg;
-			break;
-		case OPT_DB:
-			o.db_path = optarg;
-			break;
-		case OPT_MAXS:
-			if (parse_int(optarg, "--max-seconds", 1, 86400,
-				      &o.max_seconds))
-				return TSU_EXIT_CONFIG;
-			break;
-		case OPT_IGNORE:
-			o.ignore_backoff = 1;
-			break;
-		case OPT_DRY:
-			o.dry_run = 1;
-			break;
-		case OPT_STATUS:
-			status = 1;
-			break;
-		case OPT_JSON:
-			json = 1;
-			break;
-		case OPT_SPLAY:
-			if (parse_int(optarg, "--splay", 0, 86400, &splay_s))
-				return TSU_EXIT_CONFIG;
-			break;
-		case OPT_EVERY:
-			if (parse_duration(optarg, &every_ms))
-				return TSU_EXIT_CONFIG;
-			break;
-		case OPT_CACERT:
-			o.cacert = optarg;
-			break;
-		case OPT_AUTH:
-			o.auth_cmd = optarg[0] ? optarg : NULL;
-			break;
-		case OPT_BATCH:
-			if (parse_int(optarg, "--batch", 1, 10000, &o.batch))
-				return TSU_EXIT_CONFIG;
-			break;
-		case OPT_PAR:
-			if (parse_int(optarg, "--parallel", 1, TSU_CC_CEILING,
-				      &o.max_in_flight))
-				return TSU_EXIT_CONFIG;
-			break;
-		case OPT_VERBOSE:
-			o.verbose = 1;
-			break;
-		case OPT_HELP:
-			usage(stdout);
-			return TSU_EXIT_OK;
-		case OPT_VERSION:
-			printf("telespool-upload %s (libtelespool %s)\n",
-			       TELESPOOL_UPLOAD_VERSION, telespool_version());
-			return TSU_EXIT_OK;
-		default:
-			fprintf(stderr,
-				"telespool-upload: unknown or incomplete "
-				"option '%s'\n",
-				argv[optind - 1]);
-			usage(stderr);
-			return TSU_EXIT_CONFIG;
-		}
-	}
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1)
+		if ((code = apply_option(c, argv, a)) >= 0)
+			return code;
 	if (optind < argc) {
 		fprintf(stderr, "telespool-upload: unexpected argument '%s'\n",
 			argv[optind]);
 		usage(stderr);
 		return TSU_EXIT_CONFIG;
 	}
-	if (o.config_path == NULL) {
+	if (a->o.config_path == NULL) {
 		snprintf(config_buf, sizeof(config_buf), "%s/config.yaml",
-			 o.data_dir);
-		o.config_path = config_buf;
+			 a->o.data_dir);
+		a->o.config_path = config_buf;
 	}
-	if (o.db_path == NULL) {
-		snprintf(db_buf, sizeof(db_buf), "%s/telemetry.db", o.data_dir);
-		o.db_path = db_buf;
+	if (a->o.db_path == NULL) {
+		snprintf(db_buf, sizeof(db_buf), "%s/telemetry.db",
+			 a->o.data_dir);
+		a->o.db_path = db_buf;
 	}
-	if (json && !status) {
+	if (a->json && !a->status) {
 		fprintf(stderr,
 			"telespool-upload: --json goes with --status\n");
 		usage(stderr);
 		return TSU_EXIT_CONFIG;
 	}
-	if (every_ms && (status || o.dry_run)) {
+	if (a->every_ms && (a->status || a->o.dry_run)) {
 		fprintf(stderr,
 			"telespool-upload: --every does not go with "
 			"%s\n",
-			status ? "--status" : "--dry-run");
+			a->status ? "--status" : "--dry-run");
 		usage(stderr);
 		return TSU_EXIT_CONFIG;
 	}
-	if (status)
-		return tsu_status(&o, json);
+	return -1;
+}
 
+static void set_up_signals(void)
+{
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
@@ -451,15 +462,34 @@ int main(int argc, char **argv)
 	/* Past a file size limit (ulimit -f, LimitFSIZE=) a write must fail
 	 * with an error we report, not kill the process. */
 	signal(SIGXFSZ, SIG_IGN);
+}
+
+int main(int argc, char **argv)
+{
+	struct cli a;
+	int code;
+
+	memset(&a, 0, sizeof(a));
+	a.o.data_dir = "data";
+	a.o.batch = TSU_DEFAULT_BATCH;
+	a.o.max_in_flight = TSU_DEFAULT_IN_FLIGHT;
+	a.o.max_attempts = TSU_DEFAULT_MAX_ATTEMPTS;
+	a.o.max_age_ms = TSU_DEFAULT_MAX_AGE_MS;
+	a.o.retention_ms = TSU_DEFAULT_RETENTION_MS;
+	if ((code = parse_args(argc, argv, &a)) >= 0)
+		return code;
+	if (a.status)
+		return tsu_status(&a.o, a.json);
+	set_up_signals();
 
 	/* A progress line only for a person watching; cron and systemd get
 	 * the one summary line. */
-	o.progress = isatty(STDERR_FILENO) && getenv("INVOCATION_ID") == NULL;
+	a.o.progress = isatty(STDERR_FILENO) && getenv("INVOCATION_ID") == NULL;
 
-	splay(splay_s);
+	splay(a.splay_s);
 	if (stop_flag)
 		return TSU_EXIT_OK;
-	if (every_ms)
-		return every(&o, every_ms);
-	return tsu_drain(&o, &stop_flag);
+	if (a.every_ms)
+		return every(&a.o, a.every_ms);
+	return tsu_drain(&a.o, &stop_flag);
 }

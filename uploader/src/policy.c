@@ -171,14 +171,14 @@ static int body_code(const char *body, size_t len, cJSON **root, double *code,
 	return 1;
 }
 
-tsu_verdict tsu_classify(tsu_transport transport, long http_status,
-			 const char *body, size_t body_len,
-			 const char *transport_detail, char *reason,
-			 size_t reasonlen)
+telespool__verdict tsu_classify(tsu_transport transport, long http_status,
+				const char *body, size_t body_len,
+				const char *transport_detail, char *reason,
+				size_t reasonlen)
 {
 	struct line l = {reason, reason ? reasonlen : 0, 0};
 	char tmp[48];
-	tsu_verdict v;
+	telespool__verdict v;
 
 	if (l.cap > 0)
 		l.p[0] = '\0';
@@ -190,7 +190,7 @@ tsu_verdict tsu_classify(tsu_transport transport, long http_status,
 			line_str(&l, ": ");
 			line_str(&l, transport_detail);
 		}
-		return TSU_RETRY;
+		return TELESPOOL__RETRY;
 	}
 
 	snprintf(tmp, sizeof tmp, "HTTP %ld", http_status);
@@ -201,10 +201,10 @@ tsu_verdict tsu_classify(tsu_transport transport, long http_status,
 		double code = 0;
 		const char *msg;
 
-		v = TSU_SENT;
+		v = TELESPOOL__SENT;
 		if (body_code(body, body_len, &root, &code, &msg) &&
 		    code >= 400) {
-			v = code >= 500 ? TSU_RETRY : TSU_DEAD;
+			v = code >= 500 ? TELESPOOL__RETRY : TELESPOOL__DEAD;
 			line_str(&l, " code ");
 			line_num(&l, code);
 			if (msg && msg[0]) {
@@ -217,14 +217,14 @@ tsu_verdict tsu_classify(tsu_transport transport, long http_status,
 	}
 	if (http_status == 408 || http_status == 429 ||
 	    (http_status >= 500 && http_status <= 599))
-		return TSU_RETRY;
+		return TELESPOOL__RETRY;
 	if (http_status < 100 || http_status > 599) {
 		/*
 		 * Not a status HTTP defines: a broken proxy or transport,
 		 * like TSU_NET_PROTOCOL, says nothing about the event.
 		 */
 		line_str(&l, " (invalid status)");
-		return TSU_RETRY;
+		return TELESPOOL__RETRY;
 	}
 	if (http_status < 200 || (http_status >= 300 && http_status <= 399)) {
 		/*
@@ -237,9 +237,9 @@ tsu_verdict tsu_classify(tsu_transport transport, long http_status,
 			 http_status >= 300
 			     ? " (redirects are not followed: check space.url)"
 			     : " (unexpected informational answer)");
-		return TSU_RETRY;
+		return TELESPOOL__RETRY;
 	}
-	return TSU_DEAD; /* other 4xx */
+	return TELESPOOL__DEAD; /* other 4xx */
 }
 
 int64_t tsu_backoff_ms(int attempts, int64_t base_ms, int64_t cap_ms,
@@ -512,4 +512,167 @@ char *tsu_survey_from_response(const char *body, size_t len)
 		out = cJSON_PrintUnformatted(survey);
 	cJSON_Delete(root);
 	return out;
+}
+
+static const char *const endpoints[TSU_ENDPOINTS] = {
+    "/api/v1/telemetry", "/api/v1/survey/pending", "/api/v1/survey/respond",
+    "/api/v1/survey/dismiss"};
+
+const char *tsu_endpoint_of(const char *event_type)
+{
+	if (strcmp(event_type, "query") == 0 ||
+	    strcmp(event_type, "instance_heartbeat") == 0)
+		return endpoints[0];
+	if (strcmp(event_type, "survey_trigger") == 0)
+		return endpoints[1];
+	if (strcmp(event_type, "survey_response") == 0)
+		return endpoints[2];
+	if (strcmp(event_type, "survey_dismiss") == 0)
+		return endpoints[3];
+	return NULL;
+}
+
+int tsu_endpoint_index(const char *path)
+{
+	for (int i = 0; path && i < TSU_ENDPOINTS; i++)
+		if (strcmp(path, endpoints[i]) == 0)
+			return i;
+	return -1;
+}
+
+const char *tsu_endpoint_path(int index)
+{
+	return index >= 0 && index < TSU_ENDPOINTS ? endpoints[index] : NULL;
+}
+
+/* An answer that judges the event's content, not the endpoint or the
+ * credentials: 400, 413, 422, or a 2xx whose JSON code is 4xx. */
+static int about_the_event(long status)
+{
+	return (status >= 200 && status <= 299) || status == 400 ||
+	       status == 413 || status == 422;
+}
+
+/* A failure the row may be retried after: DEAD past the limits, else RETRY
+ * at now + wait. */
+static void retry_or_drop(const tsu_answer *a, const tsu_judge_params *p,
+			  int64_t wait, telespool__outcome *oc, tsu_tally *t)
+{
+	if (a->attempts + 1 >= p->max_attempts) {
+		oc->verdict = TELESPOOL__DEAD;
+		oc->drop_reason = "max_attempts";
+		t->dead++;
+	} else if (a->created_ms > 0 &&
+		   p->now_ms - a->created_ms > p->max_age_ms) {
+		oc->verdict = TELESPOOL__DEAD;
+		oc->drop_reason = "expired";
+		t->dead++;
+	} else {
+		oc->verdict = TELESPOOL__RETRY;
+		oc->next_attempt_ms = p->now_ms + wait;
+		t->retried++;
+	}
+}
+
+static int64_t backoff_of(const tsu_answer *a, const tsu_judge_params *p)
+{
+	return tsu_backoff_ms(a->attempts, p->backoff_base_ms,
+			      p->backoff_cap_ms, a->rnd);
+}
+
+/* One answer on its own; a refusal is left DEAD with no drop_reason, to be
+ * decided once the batch's answers are known. */
+static void judge_one(const tsu_answer *a, const tsu_judge_params *p,
+		      telespool__outcome *oc, char *why, size_t whylen,
+		      tsu_tally *t)
+{
+	if (tsu_endpoint_of(a->event_type) == NULL) {
+		oc->verdict = TELESPOOL__DEAD;
+		snprintf(why, whylen, "unknown event type '%s'", a->event_type);
+		oc->last_error = why;
+		oc->drop_reason = "rejected";
+		t->dead++;
+		return;
+	}
+	if (a->transport == TSU_NET_ABORTED) {
+		oc->verdict = TELESPOOL__RELEASE;
+		t->released++;
+		return;
+	}
+	t->attempted++;
+	telespool__verdict vd =
+	    tsu_classify(a->transport, a->status, a->body, a->body_len,
+			 a->detail, why, whylen);
+	if (a->status == 429)
+		t->throttled = 1;
+	int64_t ra = tsu_retry_after_ms(a->retry_after, p->now_ms,
+					p->retry_after_max_ms);
+	if (ra > 0 && vd != TELESPOOL__SENT) {
+		t->throttled = 1;
+		if (ra > t->retry_after)
+			t->retry_after = ra;
+	}
+	oc->verdict = vd;
+	if (vd == TELESPOOL__SENT) {
+		t->sent++;
+		return;
+	}
+	oc->last_error = why;
+	if (vd == TELESPOOL__DEAD)
+		return;
+	t->retryable++;
+	/* Space said when (Retry-After, the floor): the row's own
+	 * exponential backoff is for failures. */
+	retry_or_drop(a, p, ra > 0 ? 0 : backoff_of(a, p), oc, t);
+}
+
+/* A refusal: about the event only when its endpoint accepted another one
+ * and the answer judges content; else the endpoint, the credentials or
+ * something in between is wrong and the row is kept. */
+static void judge_refusal(const tsu_answer *a, const tsu_judge_params *p,
+			  unsigned endpoint_ok, telespool__outcome *oc,
+			  const char *why, tsu_tally *t)
+{
+	int ep = tsu_endpoint_index(tsu_endpoint_of(a->event_type));
+	if (ep >= 0 && (endpoint_ok & (1u << ep)) &&
+	    about_the_event(a->status)) {
+		oc->drop_reason = "rejected";
+		t->dead++;
+		return;
+	}
+	if (t->refusal[0] == '\0') {
+		snprintf(t->refusal, sizeof(t->refusal), "%s", why);
+		t->refused_endpoint = ep;
+	}
+	t->refusals++;
+	retry_or_drop(a, p, backoff_of(a, p), oc, t);
+	if (oc->verdict == TELESPOOL__RETRY)
+		t->refused++;
+}
+
+void tsu_judge(const tsu_answer *a, size_t n, const tsu_judge_params *p,
+	       unsigned *endpoint_ok, telespool__outcome *out, char (*why)[200],
+	       tsu_tally *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->refused_endpoint = -1;
+	for (size_t i = 0; i < n; i++) {
+		out[i].next_attempt_ms = 0;
+		out[i].last_error = NULL;
+		out[i].drop_reason = NULL;
+		judge_one(&a[i], p, &out[i], why[i], sizeof(why[i]), t);
+	}
+	for (size_t i = 0; i < n; i++) {
+		int ep = tsu_endpoint_index(tsu_endpoint_of(a[i].event_type));
+		if (out[i].verdict == TELESPOOL__SENT && ep >= 0)
+			*endpoint_ok |= 1u << ep;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (out[i].verdict == TELESPOOL__DEAD && !out[i].drop_reason)
+			judge_refusal(&a[i], p, *endpoint_ok, &out[i], why[i],
+				      t);
+	for (size_t i = 0; t->retry_after > 0 && i < n; i++)
+		if (out[i].verdict == TELESPOOL__RETRY &&
+		    out[i].next_attempt_ms < p->now_ms + t->retry_after)
+			out[i].next_attempt_ms = p->now_ms + t->retry_after;
 }

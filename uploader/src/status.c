@@ -66,6 +66,53 @@ static void read_inflight(telespool *sp)
 	telespool_free(v);
 }
 
+static void text_config(const tsu_options *o, const tsu_config *cfg,
+			const char *cfg_err)
+{
+	if (cfg_err) {
+		printf("config       %s: %s\n", o->config_path, cfg_err);
+		return;
+	}
+	/* The URL may carry a password: never shown. */
+	char *shown = tsu_url_redacted(cfg->space_url);
+	printf("config       %s: telemetry %s, space.url %s\n", o->config_path,
+	       cfg->disable_telemetry ? "DISABLED (opted out)" : "enabled",
+	       cfg->space_url[0] ? (shown ? shown : "(set)")
+				 : "(empty: nothing is sent)");
+	free(shown);
+	if (cfg->send_error[0] && !cfg->disable_telemetry)
+		printf("cannot send  %s\n", cfg->send_error);
+}
+
+/* The drops by reason and the last runs. */
+static void text_history(const telespool__status *s)
+{
+	if (s->n_drops == 0) {
+		printf("drops        none\n");
+	} else {
+		printf("drops\n");
+		for (size_t i = 0; i < s->n_drops; i++)
+			printf("  %-22s %10" PRId64 "  last %s\n",
+			       s->drops[i].reason, s->drops[i].count,
+			       s->drops[i].last_at);
+	}
+	if (s->n_runs == 0) {
+		printf("last runs    none\n");
+	} else {
+		printf("last runs\n");
+		for (size_t i = 0; i < s->n_runs; i++)
+			printf("  %s  %-16s sent %" PRId64 ", retried %" PRId64
+			       ", dead %" PRId64 ", purged %" PRId64 "%s%s\n",
+			       s->runs[i].started_at,
+			       s->runs[i].ended_at[0] ? s->runs[i].outcome
+						      : "(running or crashed)",
+			       s->runs[i].sent, s->runs[i].retried,
+			       s->runs[i].dead, s->runs[i].purged,
+			       s->runs[i].detail[0] ? "  " : "",
+			       s->runs[i].detail);
+	}
+}
+
 static void print_text(const telespool__status *s, const tsu_options *o,
 		       const tsu_config *cfg, const char *cfg_err,
 		       const char *throttled, const char *down)
@@ -76,21 +123,7 @@ static void print_text(const telespool__status *s, const tsu_options *o,
 	human(file_size(o->db_path, ""), a, sizeof(a));
 	human(file_size(o->db_path, "-wal"), b, sizeof(b));
 	printf("on disk      %s, write-ahead log %s\n", a, b);
-	if (cfg_err) {
-		printf("config       %s: %s\n", o->config_path, cfg_err);
-	} else {
-		/* The URL may carry a password: never shown. */
-		char *shown = tsu_url_redacted(cfg->space_url);
-		printf("config       %s: telemetry %s, space.url %s\n",
-		       o->config_path,
-		       cfg->disable_telemetry ? "DISABLED (opted out)"
-					      : "enabled",
-		       cfg->space_url[0] ? (shown ? shown : "(set)")
-					 : "(empty: nothing is sent)");
-		free(shown);
-		if (cfg->send_error[0] && !cfg->disable_telemetry)
-			printf("cannot send  %s\n", cfg->send_error);
-	}
+	text_config(o, cfg, cfg_err);
 	human(s->pending_bytes, a, sizeof(a));
 	printf("pending      %" PRId64 " event%s (%s)", s->pending,
 	       s->pending == 1 ? "" : "s", a);
@@ -138,29 +171,49 @@ static void print_text(const telespool__status *s, const tsu_options *o,
 		       "(%s, peak %d, cut %d time%s)\n",
 		       inflight.level, inflight.mode, inflight.peak,
 		       inflight.cuts, inflight.cuts == 1 ? "" : "s");
-	if (s->n_drops == 0) {
-		printf("drops        none\n");
-	} else {
-		printf("drops\n");
-		for (size_t i = 0; i < s->n_drops; i++)
-			printf("  %-22s %10" PRId64 "  last %s\n",
-			       s->drops[i].reason, s->drops[i].count,
-			       s->drops[i].last_at);
+	text_history(s);
+}
+
+/* key: the text, or null when it is empty. */
+static void add_text(cJSON *obj, const char *key, const char *text)
+{
+	if (text[0])
+		cJSON_AddStringToObject(obj, key, text);
+	else
+		cJSON_AddNullToObject(obj, key);
+}
+
+static void json_config(cJSON *j, const tsu_options *o, const tsu_config *cfg,
+			const char *cfg_err)
+{
+	cJSON *c = cJSON_AddObjectToObject(j, "config");
+	cJSON_AddStringToObject(c, "path", o->config_path);
+	if (cfg_err) {
+		cJSON_AddStringToObject(c, "error", cfg_err);
+		return;
 	}
-	if (s->n_runs == 0) {
-		printf("last runs    none\n");
-	} else {
-		printf("last runs\n");
-		for (size_t i = 0; i < s->n_runs; i++)
-			printf("  %s  %-16s sent %" PRId64 ", retried %" PRId64
-			       ", dead %" PRId64 ", purged %" PRId64 "%s%s\n",
-			       s->runs[i].started_at,
-			       s->runs[i].ended_at[0] ? s->runs[i].outcome
-						      : "(running or crashed)",
-			       s->runs[i].sent, s->runs[i].retried,
-			       s->runs[i].dead, s->runs[i].purged,
-			       s->runs[i].detail[0] ? "  " : "",
-			       s->runs[i].detail);
+	char *shown = tsu_url_redacted(cfg->space_url);
+	cJSON_AddBoolToObject(c, "telemetry_disabled", cfg->disable_telemetry);
+	cJSON_AddStringToObject(c, "space_url", shown ? shown : "");
+	free(shown);
+	add_text(c, "send_error", cfg->send_error);
+}
+
+static void json_runs(cJSON *j, const telespool__status *s)
+{
+	cJSON *runs = cJSON_AddArrayToObject(j, "runs");
+	for (size_t i = 0; i < s->n_runs; i++) {
+		cJSON *r = cJSON_CreateObject();
+		cJSON_AddStringToObject(r, "started_at", s->runs[i].started_at);
+		add_text(r, "ended_at", s->runs[i].ended_at);
+		cJSON_AddStringToObject(r, "outcome", s->runs[i].outcome);
+		cJSON_AddNumberToObject(r, "sent", (double)s->runs[i].sent);
+		cJSON_AddNumberToObject(r, "retried",
+					(double)s->runs[i].retried);
+		cJSON_AddNumberToObject(r, "dead", (double)s->runs[i].dead);
+		cJSON_AddNumberToObject(r, "purged", (double)s->runs[i].purged);
+		cJSON_AddStringToObject(r, "detail", s->runs[i].detail);
+		cJSON_AddItemToArray(runs, r);
 	}
 }
 
@@ -175,22 +228,7 @@ static void print_json(const telespool__status *s, const tsu_options *o,
 				(double)file_size(o->db_path, ""));
 	cJSON_AddNumberToObject(j, "wal_bytes",
 				(double)file_size(o->db_path, "-wal"));
-	cJSON *c = cJSON_AddObjectToObject(j, "config");
-	cJSON_AddStringToObject(c, "path", o->config_path);
-	if (cfg_err) {
-		cJSON_AddStringToObject(c, "error", cfg_err);
-	} else {
-		char *shown = tsu_url_redacted(cfg->space_url);
-		cJSON_AddBoolToObject(c, "telemetry_disabled",
-				      cfg->disable_telemetry);
-		cJSON_AddStringToObject(c, "space_url", shown ? shown : "");
-		free(shown);
-		if (cfg->send_error[0])
-			cJSON_AddStringToObject(c, "send_error",
-						cfg->send_error);
-		else
-			cJSON_AddNullToObject(c, "send_error");
-	}
+	json_config(j, o, cfg, cfg_err);
 	cJSON_AddNumberToObject(j, "pending", (double)s->pending);
 	cJSON_AddNumberToObject(j, "pending_bytes", (double)s->pending_bytes);
 	cJSON_AddNumberToObject(j, "leased", (double)s->leased);
@@ -198,34 +236,17 @@ static void print_json(const telespool__status *s, const tsu_options *o,
 	cJSON_AddNumberToObject(j, "dead", (double)s->dead);
 	cJSON_AddNumberToObject(j, "surveys_pending",
 				(double)s->surveys_pending);
-	if (s->oldest_pending[0])
-		cJSON_AddStringToObject(j, "oldest_pending", s->oldest_pending);
-	else
-		cJSON_AddNullToObject(j, "oldest_pending");
-	if (s->next_attempt[0])
-		cJSON_AddStringToObject(j, "next_attempt", s->next_attempt);
-	else
-		cJSON_AddNullToObject(j, "next_attempt");
+	add_text(j, "oldest_pending", s->oldest_pending);
+	add_text(j, "next_attempt", s->next_attempt);
 	{
 		char lockerr[1024];
-		if (tsu_lock_problem(o->db_path, lockerr, sizeof(lockerr)))
-			cJSON_AddStringToObject(j, "lock_error", lockerr);
-		else
-			cJSON_AddNullToObject(j, "lock_error");
+		if (!tsu_lock_problem(o->db_path, lockerr, sizeof(lockerr)))
+			lockerr[0] = '\0';
+		add_text(j, "lock_error", lockerr);
 	}
-	if (throttled[0])
-		cJSON_AddStringToObject(j, "throttled_until", throttled);
-	else
-		cJSON_AddNullToObject(j, "throttled_until");
-	if (down[0])
-		cJSON_AddStringToObject(j, "down_until", down);
-	else
-		cJSON_AddNullToObject(j, "down_until");
-	if (s->purge_incomplete[0])
-		cJSON_AddStringToObject(j, "purge_incomplete_since",
-					s->purge_incomplete);
-	else
-		cJSON_AddNullToObject(j, "purge_incomplete_since");
+	add_text(j, "throttled_until", throttled);
+	add_text(j, "down_until", down);
+	add_text(j, "purge_incomplete_since", s->purge_incomplete);
 	if (inflight.have) {
 		cJSON *f = cJSON_AddObjectToObject(j, "in_flight");
 		cJSON_AddNumberToObject(f, "level", inflight.level);
@@ -239,24 +260,7 @@ static void print_json(const telespool__status *s, const tsu_options *o,
 	for (size_t i = 0; i < s->n_drops; i++)
 		cJSON_AddNumberToObject(d, s->drops[i].reason,
 					(double)s->drops[i].count);
-	cJSON *runs = cJSON_AddArrayToObject(j, "runs");
-	for (size_t i = 0; i < s->n_runs; i++) {
-		cJSON *r = cJSON_CreateObject();
-		cJSON_AddStringToObject(r, "started_at", s->runs[i].started_at);
-		if (s->runs[i].ended_at[0])
-			cJSON_AddStringToObject(r, "ended_at",
-						s->runs[i].ended_at);
-		else
-			cJSON_AddNullToObject(r, "ended_at");
-		cJSON_AddStringToObject(r, "outcome", s->runs[i].outcome);
-		cJSON_AddNumberToObject(r, "sent", (double)s->runs[i].sent);
-		cJSON_AddNumberToObject(r, "retried",
-					(double)s->runs[i].retried);
-		cJSON_AddNumberToObject(r, "dead", (double)s->runs[i].dead);
-		cJSON_AddNumberToObject(r, "purged", (double)s->runs[i].purged);
-		cJSON_AddStringToObject(r, "detail", s->runs[i].detail);
-		cJSON_AddItemToArray(runs, r);
-	}
+	json_runs(j, s);
 	char *text = cJSON_Print(j);
 	if (text)
 		puts(text);

@@ -1,0 +1,61 @@
+/*
+ * watch.h - the config file during a run: what stops sending (an opt-out,
+ * a broken file, another space.url) and the wait for a file being
+ * rewritten to settle.
+ */
+#ifndef TSU_WATCH_H
+#define TSU_WATCH_H
+
+#include <stddef.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "drain.h"
+
+typedef struct tsu_watch {
+	const tsu_options *o;  /* config_path and data_dir */
+	volatile int *stop;    /* SIGTERM, or NULL */
+	const char *space_url; /* the run's: another one ends its sending */
+	struct stat seen;      /* the config file as last read */
+	int fd;                /* inotify, or -1 */
+	int optout_seen;       /* the config now says telemetry is disabled */
+	int broken;            /* it became unreadable during the run */
+	int unsettled;         /* it failed to load: maybe being rewritten */
+	int changed;           /* it names another space.url now */
+} tsu_watch;
+
+/*
+ * Loads the config into *cfg, giving a file that fails to load up to 2 s to
+ * become readable (LangBot rewrites it in place: truncate, then write).  A
+ * load counts only if the file did not change while it was read; with
+ * want_url (during a run), a config that is not an opt-out must still name
+ * that space.url.  *seen gets the file's identity as read.  Returns 0
+ * (loaded, *cfg to free), -1 (still unreadable; err says why), or 1
+ * (naming another space.url; err says so; nothing to free).
+ */
+int tsu_config_load_settled(const tsu_options *o, tsu_config *cfg,
+			    struct stat *seen, char *err, size_t errlen,
+			    volatile int *stop, const char *want_url);
+
+/* Starts inotify on the config file and its directory (w->fd; -1 when
+ * inotify is unavailable: tsu_watch_must_stop() still works by polling). */
+void tsu_watch_start(tsu_watch *w);
+void tsu_watch_close(tsu_watch *w);
+
+/*
+ * Whether sending must stop now (ctx is the tsu_watch, as the transport's
+ * check callback): the config file changed and now disables telemetry,
+ * became unreadable or names another space.url.  Cheap (one stat unless
+ * the file changed): asked between batches, and while a batch is in
+ * flight every 100 ms and at once when inotify reports a change.
+ */
+int tsu_watch_must_stop(void *ctx);
+
+/*
+ * After tsu_watch_must_stop() found the config unsettled: waits a bounded
+ * time for it to load.  Returns 1 when the run may go on sending, 0 when it
+ * must stop (optout_seen, broken or changed set).
+ */
+int tsu_watch_settle(tsu_watch *w);
+
+#endif
