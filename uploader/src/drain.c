@@ -14,7 +14,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +29,7 @@
 #include "lock.h"
 #include "policy.h"
 #include "queue.h"
+#include "say.h"
 #include "timefmt.h"
 #include "uuid.h"
 #include "watch.h"
@@ -86,16 +86,6 @@ struct run {
 	int64_t throttle_wait; /* ms Space asked us to wait, last batch */
 	int pauses;            /* Retry-After waits sat out within the run */
 };
-
-void tsu_say(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("telespool-upload: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
 
 static uint64_t random64(void)
 {

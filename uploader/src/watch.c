@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "http.h" /* tsu_monotonic_ms() */
+#include "say.h"
 
 /* A config that fails to load gets this long to become readable (it may be
  * in the middle of a rewrite), read again every CONFIG_RETRY_MS. */

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 
 #include "config.h"
-#include "drain.h"
+#include "options.h"
 
 typedef struct tsu_watch {
 	const tsu_options *o;  /* config_path and data_dir */
