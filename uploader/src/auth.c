@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 
 extern char **environ;
@@ -41,13 +42,6 @@ struct tsu_auth {
 	long timeout_ms;
 	struct entry *entries;
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void wipe(char *s, size_t n)
 {
@@ -100,7 +94,7 @@ static int reap(pid_t pid, int64_t deadline)
 			return status;
 		if (w < 0 && errno != EINTR)
 			return -1;
-		if (now_ms() >= deadline) {
+		if (tsu_monotonic_ms() >= deadline) {
 			kill(-pid, SIGKILL);
 			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 				;
@@ -227,7 +221,7 @@ static enum ending read_output(int rfd, pid_t pid, int64_t deadline, char **buf,
 			       int *exited)
 {
 	for (;;) {
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - tsu_monotonic_ms();
 		struct pollfd p = {rfd, POLLIN, 0};
 		if (left <= 0)
 			return END_TIMEOUT;
@@ -281,7 +275,7 @@ static int run_helper(tsu_auth *a, const char *workspace, char **out,
 	pid_t pid;
 	size_t len = 0, cap = 1024;
 	char *buf = malloc(cap);
-	int64_t deadline = now_ms() + a->timeout_ms;
+	int64_t deadline = tsu_monotonic_ms() + a->timeout_ms;
 	enum ending end;
 
 	*out = NULL;
@@ -300,7 +294,8 @@ static int run_helper(tsu_auth *a, const char *workspace, char **out,
 	if (end != END_EOF && !exited)
 		kill(-pid, SIGKILL); /* once reaped, its pid is not ours */
 	if (!exited)
-		status = reap(pid, end != END_EOF ? now_ms() : deadline);
+		status =
+		    reap(pid, end != END_EOF ? tsu_monotonic_ms() : deadline);
 	buf[len] = '\0';
 	if (end == END_TIMEOUT || (status == -1 && end == END_EOF)) {
 		snprintf(err, errlen, "timed out after %ld ms", a->timeout_ms);

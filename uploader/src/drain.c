@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "concurrency.h"
 #include "config.h"
 #include "curl_api.h"
@@ -30,8 +31,6 @@
 #include "policy.h"
 #include "queue.h"
 #include "say.h"
-#include "timefmt.h"
-#include "uuid.h"
 #include "watch.h"
 
 #include <cjson/cJSON.h>
@@ -87,14 +86,6 @@ struct run {
 	int pauses;            /* Retry-After waits sat out within the run */
 };
 
-static uint64_t random64(void)
-{
-	uint64_t r = 0;
-	if (telespool__random(&r, sizeof(r)) != 0)
-		r = (uint64_t)telespool__now_ms() * 6364136223846793005ULL;
-	return r;
-}
-
 static int64_t state_ms(struct run *r, const char *key)
 {
 	char *v = NULL;
@@ -124,11 +115,6 @@ static int64_t gate(struct run *r, const char *key, int64_t now)
 	if (until <= now || until > now + HORIZON_MS)
 		return 0;
 	return until;
-}
-
-static void iso(int64_t ms, char *out)
-{
-	telespool__iso(ms, out);
 }
 
 /*
@@ -204,7 +190,7 @@ static void judge(struct run *r, const telespool__batch *b,
 				    it->created_ms,      req[i].transport,
 				    req[i].status,       req[i].response,
 				    req[i].response_len, req[i].detail,
-				    req[i].retry_after,  random64()};
+				    req[i].retry_after,  tsu_random64()};
 	}
 	tsu_judge(a, b->n, &p, &r->endpoint_ok, v->out, v->why, t);
 	for (size_t i = 0; i < b->n; i++)
@@ -340,7 +326,7 @@ static int64_t space_down(struct run *r, int64_t now)
 	int64_t count = state_ms(r, KEY_DOWN_COUNT) + 1;
 	int64_t wait =
 	    tsu_backoff_ms((int)(count < 30 ? count : 30), TSU_BACKOFF_BASE_MS,
-			   TSU_BACKOFF_CAP_MS, random64());
+			   TSU_BACKOFF_CAP_MS, tsu_random64());
 	set_state_ms(r, KEY_DOWN_COUNT, count);
 	set_state_ms(r, KEY_DOWN_UNTIL, now + wait);
 	return wait;
@@ -385,7 +371,7 @@ static int release_all(struct run *r, const telespool__batch *b,
 		rel[i].verdict = TELESPOOL__RELEASE;
 		rel[i].lease_until = b->items[i].lease_until;
 	}
-	int frc = telespool__finish(r->sp, rel, b->n, telespool__now_ms());
+	int frc = telespool__finish(r->sp, rel, b->n, tsu_now_ms());
 	if (frc != TELESPOOL_OK) {
 		r->exit_code = spool_failed(r, frc);
 		return -1;
@@ -471,7 +457,7 @@ static int send_batch(struct run *r, telespool__batch *b)
 	if (tsu_http_perform(r->http, req, b->n, deadline, r->stop) != 0)
 		tsu_say("the HTTP transport failed; the batch is released");
 
-	int64_t now = telespool__now_ms();
+	int64_t now = tsu_now_ms();
 	tsu_tally t;
 	judge(r, b, req, &v, now, &t);
 	int rc = telespool__finish(r->sp, v.out, b->n, now);
@@ -536,7 +522,7 @@ static void dry_run_print(const telespool__batch *b, const char *shown,
  * expired, purged or recorded. */
 static int dry_run(struct run *r)
 {
-	int64_t now = telespool__now_ms(), after = 0, n = 0;
+	int64_t now = tsu_now_ms(), after = 0, n = 0;
 
 	if (r->cfg.disable_telemetry) {
 		telespool__status st;
@@ -621,9 +607,8 @@ static int due_left(struct run *r)
 	telespool__batch b;
 	int left;
 
-	if (telespool__peek(r->sp, telespool__now_ms(), TSU_LEASE_MS,
-			    HORIZON_MS, r->o->ignore_backoff, 0, 1,
-			    &b) != TELESPOOL_OK)
+	if (telespool__peek(r->sp, tsu_now_ms(), TSU_LEASE_MS, HORIZON_MS,
+			    r->o->ignore_backoff, 0, 1, &b) != TELESPOOL_OK)
 		return 1; /* cannot tell: say that work may be left */
 	left = b.n > 0;
 	telespool__batch_free(&b);
@@ -691,7 +676,7 @@ static void note_concurrency(struct run *r)
 static const char *iso_text(int64_t ms)
 {
 	static char t[32];
-	iso(ms, t);
+	tsu_iso(ms, t);
 	return t;
 }
 
@@ -716,7 +701,7 @@ static int keep_until(struct run *r, telespool__batch *b, int64_t cutoff)
 		rel[i].verdict = TELESPOOL__RELEASE;
 		rel[i].lease_until = b->items[k + i].lease_until;
 	}
-	int rc = telespool__finish(r->sp, rel, n, telespool__now_ms());
+	int rc = telespool__finish(r->sp, rel, n, tsu_now_ms());
 	free(rel);
 	for (size_t i = k; i < b->n; i++)
 		free(b->items[i].body);
@@ -733,7 +718,7 @@ static int throttled_until(struct run *r, int64_t now)
 
 	if (!until)
 		return 0;
-	iso(until, t);
+	tsu_iso(until, t);
 	r->rec.outcome = "throttled";
 	snprintf(r->detail, sizeof(r->detail),
 		 "Space asked to wait until %s; nothing sent", t);
@@ -751,7 +736,7 @@ static int no_transport(struct run *r, telespool__batch *b)
 		rel[i].lease_until = b->items[i].lease_until;
 	}
 	if (rel)
-		telespool__finish(r->sp, rel, b->n, telespool__now_ms());
+		telespool__finish(r->sp, rel, b->n, tsu_now_ms());
 	free(rel);
 	telespool__batch_free(b);
 	r->rec.outcome = "error";
@@ -824,7 +809,7 @@ static int claim_next(struct run *r, int probe, int first, int64_t prev_run,
 	int max = probe   ? 1
 		  : first ? (level < r->o->batch ? level : r->o->batch)
 			  : tsu_cc_batch(&r->cc, r->o->batch);
-	int64_t now = telespool__now_ms();
+	int64_t now = tsu_now_ms();
 	int rc = telespool__claim(r->sp, now, TSU_LEASE_MS, HORIZON_MS,
 				  r->o->ignore_backoff, max, b);
 	if (rc != TELESPOOL_OK) {
@@ -859,7 +844,7 @@ static int claim_next(struct run *r, int probe, int first, int64_t prev_run,
 
 static int drain(struct run *r)
 {
-	int64_t now = telespool__now_ms();
+	int64_t now = tsu_now_ms();
 	int probe = 0;
 
 	if (!r->o->ignore_backoff) {
@@ -1012,7 +997,7 @@ static int housekeeping(struct run *r)
 	int64_t reclaimed = 0;
 	telespool__reclaim_leases(r->sp, &reclaimed);
 	telespool__expiry ex;
-	int rc = telespool__expire(r->sp, telespool__now_ms(), r->o->max_age_ms,
+	int rc = telespool__expire(r->sp, tsu_now_ms(), r->o->max_age_ms,
 				   r->o->retention_ms, &ex);
 	if (rc == TELESPOOL_ECORRUPT)
 		return spool_failed(r, rc);
@@ -1033,7 +1018,7 @@ static void summary(struct run *r)
 	/* Before run_end: the run's record stays the last write. */
 	if (r->http)
 		note_concurrency(r);
-	telespool__run_end(r->sp, r->run_id, telespool__now_ms(), &r->rec);
+	telespool__run_end(r->sp, r->run_id, tsu_now_ms(), &r->rec);
 	if (r->o->progress)
 		fputc('\n', stderr);
 	/* The level of concurrency rides in the detail part of the line, so
@@ -1083,7 +1068,7 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 		code = dry_run(&r);
 		goto done;
 	}
-	rc = telespool__run_start(r.sp, telespool__now_ms(), &r.run_id);
+	rc = telespool__run_start(r.sp, tsu_now_ms(), &r.run_id);
 	if (rc != TELESPOOL_OK) {
 		code = spool_failed(&r, rc);
 		tsu_say("%s", r.detail);

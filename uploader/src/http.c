@@ -36,6 +36,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "clock.h"
 #include "config.h"
 #include "curl_api.h"
 
@@ -74,24 +75,6 @@ struct tsu_http {
 	int watch_fired;    /* watch_fd was readable after the last poll */
 	int64_t checked_ms; /* when check last ran */
 };
-
-int64_t tsu_monotonic_ms(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-		return 0;
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t monotonic_us(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-		return 0;
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* Header values must not smuggle extra header lines into the request. */
 static int header_value_ok(const char *s)
@@ -655,7 +638,7 @@ static int start(tsu_http *h, struct slot *s, tsu_request *r)
 	s->oom = 0;
 	s->errbuf[0] = '\0';
 	s->started_ms = tsu_monotonic_ms();
-	s->started_us = monotonic_us();
+	s->started_us = tsu_monotonic_us();
 	return 0;
 }
 
@@ -771,7 +754,7 @@ static void reap(tsu_http *h, CURLMsg *m, int *active, size_t *done, int *held)
 			CURLE_OK &&
 		    (v == CURL_HTTP_VERSION_1_0 || v == CURL_HTTP_VERSION_1_1))
 			tsu_cc_cap(h->cc, TSU_CC_CEILING_H1);
-		tsu_cc_sample(h->cc, sig, s->started_us, monotonic_us(),
+		tsu_cc_sample(h->cc, sig, s->started_us, tsu_monotonic_us(),
 			      *active);
 	}
 	tsu_curl.multi_remove_handle(h->multi, s->easy);

@@ -12,12 +12,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "concurrency.h"
 #include "drain.h"
 #include "http.h"
 #include "status.h"
 #include "telespool.h"
-#include "uuid.h"
 
 #ifndef TELESPOOL_UPLOAD_VERSION
 #define TELESPOOL_UPLOAD_VERSION "0"
@@ -225,10 +225,10 @@ static const char *exit_meaning(int code)
  * way, so that many instances started together drift apart. */
 static int64_t jittered(int64_t interval_ms)
 {
-	uint64_t r = 0;
 	int64_t spread = interval_ms / 10;
-	if (spread <= 0 || telespool__random(&r, sizeof(r)) != 0)
+	if (spread <= 0)
 		return interval_ms;
+	uint64_t r = tsu_random64();
 	return interval_ms - spread + (int64_t)(r % (uint64_t)(2 * spread + 1));
 }
 
@@ -271,10 +271,9 @@ static int every(const tsu_options *o, int64_t interval_ms)
 /* Sleeps a random time up to max_s seconds; a signal ends it early. */
 static void splay(int max_s)
 {
-	uint64_t r = 0;
-	if (max_s <= 0 || telespool__random(&r, sizeof(r)) != 0)
+	if (max_s <= 0)
 		return;
-	uint64_t ms = r % ((uint64_t)max_s * 1000 + 1);
+	uint64_t ms = tsu_random64() % ((uint64_t)max_s * 1000 + 1);
 	(void)sleep_unless_stopped((int64_t)ms);
 }
 

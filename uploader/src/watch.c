@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http.h" /* tsu_monotonic_ms() */
+#include "clock.h"
 #include "say.h"
 
 /* A config that fails to load gets this long to become readable (it may be
