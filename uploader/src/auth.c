@@ -57,14 +57,23 @@ static void wipe_str(char *s)
 	free(s);
 }
 
-tsu_auth *tsu_auth_new(const char *command, long timeout_ms)
+int tsu_auth_new(tsu_auth **out, const char *command, long timeout_ms,
+		 char *err, size_t errlen)
 {
+	*out = NULL;
+	if (!command || !command[0]) {
+		snprintf(err, errlen, "--auth-command names no command");
+		return -1;
+	}
 	tsu_auth *a = calloc(1, sizeof(*a));
-	if (!a)
-		return NULL;
+	if (!a) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	a->command = command;
 	a->timeout_ms = timeout_ms > 0 ? timeout_ms : TSU_AUTH_TIMEOUT_MS;
-	return a;
+	*out = a;
+	return 0;
 }
 
 void tsu_auth_free(tsu_auth *a)

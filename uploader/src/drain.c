@@ -300,16 +300,16 @@ static int authorize(struct run *r, const telespool__batch *b, tsu_request *req)
 		char *ws = workspace_of(&b->items[i]);
 		if (!ws)
 			continue;
-		if (!r->auth)
-			r->auth =
-			    tsu_auth_new(r->o->auth_cmd, TSU_AUTH_TIMEOUT_MS);
-		if (!r->auth || tsu_auth_get(r->auth, ws, &req[i].authorization,
-					     err, sizeof(err)) != 0) {
+		if ((!r->auth &&
+		     tsu_auth_new(&r->auth, r->o->auth_cmd, TSU_AUTH_TIMEOUT_MS,
+				  err, sizeof(err)) != 0) ||
+		    tsu_auth_get(r->auth, ws, &req[i].authorization, err,
+				 sizeof(err)) != 0) {
 			r->rec.outcome = "auth_failed";
 			snprintf(r->detail, sizeof(r->detail),
 				 "--auth-command failed for workspace %.64s: "
 				 "%s; nothing sent, events kept",
-				 ws, r->auth ? err : "out of memory");
+				 ws, err);
 			free(ws);
 			return -1;
 		}
@@ -332,7 +332,8 @@ static int64_t space_down(struct run *r, int64_t now)
 	return wait;
 }
 /* The batch's requests: each event to its endpoint under space.url (urls[i]
- * malloc'd; none for an event type that cannot be sent).  -1 out of memory. */
+ * malloc'd; none for an event type that cannot be sent).  -1 out of memory
+ * (the caller says so). */
 static int build_requests(struct run *r, const telespool__batch *b,
 			  tsu_request *req, char **urls)
 {
@@ -343,10 +344,8 @@ static int build_requests(struct run *r, const telespool__batch *b,
 		/* Any length: space.url is whatever the user configured. */
 		size_t ul = strlen(r->cfg.space_url), el = strlen(ep);
 		urls[i] = malloc(ul + el + 1);
-		if (!urls[i]) {
-			tsu_say("out of memory");
+		if (!urls[i])
 			return -1;
-		}
 		memcpy(urls[i], r->cfg.space_url, ul);
 		memcpy(urls[i] + ul, ep, el + 1);
 		req[i].url = urls[i];
@@ -423,6 +422,18 @@ static int batch_end(struct run *r, const tsu_tally *t, int64_t now,
 	return 1;
 }
 
+/* libcurl's multi interface failed during a batch (every request aborted,
+ * the rows released): the run stops with why in its detail. */
+static int transport_failed(struct run *r, const char *why)
+{
+	r->rec.outcome = "error";
+	snprintf(r->detail, sizeof(r->detail),
+		 "the HTTP transport failed (%s); the batch was released for "
+		 "the next run",
+		 why);
+	return 0;
+}
+
 /* Sends one claimed batch and records the outcomes.  Returns 1 to go on, 0
  * to stop the run (throttled, down, deadline), -1 on a spool failure. */
 static int send_batch(struct run *r, telespool__batch *b)
@@ -434,13 +445,13 @@ static int send_batch(struct run *r, telespool__batch *b)
 	    calloc(b->n, sizeof(*v.survey)), calloc(b->n, sizeof(*v.answers))};
 	int ret = 1;
 
-	if (!req || !urls || !v.out || !v.why || !v.survey || !v.answers) {
-		tsu_say("out of memory");
-		ret = -1;
-		goto out;
-	}
-	if (build_requests(r, b, req, urls) != 0) {
-		ret = -1;
+	if (!req || !urls || !v.out || !v.why || !v.survey || !v.answers ||
+	    build_requests(r, b, req, urls) != 0) {
+		snprintf(r->detail, sizeof(r->detail),
+			 "out of memory for a batch of %zu; its leases run out "
+			 "and the rows come back",
+			 b->n);
+		ret = -1; /* the summary line shows the detail */
 		goto out;
 	}
 
@@ -454,8 +465,7 @@ static int send_batch(struct run *r, telespool__batch *b)
 	int64_t deadline = claimed + TSU_LEASE_MS - LEASE_MARGIN_MS;
 	if (deadline > r->deadline)
 		deadline = r->deadline;
-	if (tsu_http_perform(r->http, req, b->n, deadline, r->stop) != 0)
-		tsu_say("the HTTP transport failed; the batch is released");
+	int failed = tsu_http_perform(r->http, req, b->n, deadline, r->stop);
 
 	int64_t now = tsu_now_ms();
 	tsu_tally t;
@@ -478,7 +488,8 @@ static int send_batch(struct run *r, telespool__batch *b)
 					    : "retry",
 					v.why[i]);
 
-	ret = batch_end(r, &t, now, v.why[0]);
+	ret = failed ? transport_failed(r, req[0].detail)
+		     : batch_end(r, &t, now, v.why[0]);
 	if (ret == 1 && (r->w.optout_seen || r->w.broken || r->w.unsettled))
 		ret = 0; /* the caller purges, or stops with the config error */
 	else if (ret == 1 && r->stop && *r->stop)
@@ -930,7 +941,7 @@ static int preflight(struct run *r)
 	/* 1. The config: a broken one stops the run before anything is touched.
 	 * Its identity is noted first, so a change after reading is seen. */
 	if (tsu_config_load_settled(r->o, &r->cfg, &r->w.seen, err, sizeof(err),
-				    r->stop, NULL) != 0) {
+				    r->stop, NULL) != TSU_SETTLE_OK) {
 		tsu_say("%s", err);
 		tsu_say("nothing sent, nothing deleted (exit %d)",
 			TSU_EXIT_CONFIG);
@@ -961,13 +972,14 @@ static int open_spool(struct run *r, int *lock)
 	char err[768];
 	int rc;
 
-	*lock = tsu_lock_acquire(r->o->db_path, err, sizeof(err));
-	if (*lock == -1) {
+	tsu_lock_rc lrc =
+	    tsu_lock_acquire(lock, r->o->db_path, err, sizeof(err));
+	if (lrc == TSU_LOCK_BUSY) {
 		tsu_say("%s; exiting", err);
 		tsu_config_free(&r->cfg);
 		return TSU_EXIT_OK;
 	}
-	if (*lock < 0) {
+	if (lrc != TSU_LOCK_OK) {
 		tsu_say("%s", err);
 		tsu_config_free(&r->cfg);
 		return TSU_EXIT_ERROR;
