@@ -275,6 +275,52 @@ static int new_failed(tsu_http **out, char *err, size_t errlen, const char *why)
 	return -1;
 }
 
+/* A new tsu_http's fields from opts (its strings copied) with n slots:
+ * 0, or -1 out of memory (tsu_http_free() undoes what was done). */
+static int fill(tsu_http *h, const tsu_http_options *opts, int n)
+{
+	h->verbose = opts->verbose;
+	h->watch_fd = -1;
+	h->cc = opts->cc;
+	h->opts = *opts;
+	h->opts.token = NULL; /* kept as token_header */
+	h->user_agent = opts->user_agent ? strdup(opts->user_agent) : NULL;
+	h->cacert = opts->cacert ? strdup(opts->cacert) : NULL;
+	h->opts.user_agent = h->user_agent;
+	h->opts.cacert = h->cacert;
+	h->slots = calloc((size_t)n, sizeof *h->slots);
+	h->multi = tsu_curl.multi_init();
+	if (!h->slots || !h->multi || (opts->user_agent && !h->user_agent) ||
+	    (opts->cacert && !h->cacert))
+		return -1;
+	h->nslots = n;
+	if (opts->token && *opts->token) {
+		h->token_header =
+		    join("X-LangBot-Telemetry-Token: ", opts->token);
+		if (!h->token_header)
+			return -1;
+	}
+	return 0;
+}
+
+/* n connections at most, multiplexed over HTTP/2 when Space offers it. */
+static CURLMcode multi_limits(CURLM *multi, int n)
+{
+	CURLMcode mc = tsu_curl.multi_setopt(multi, CURLMOPT_PIPELINING,
+					     (long)CURLPIPE_MULTIPLEX);
+	if (mc == CURLM_OK)
+		mc = tsu_curl.multi_setopt(
+		    multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)n);
+	if (mc == CURLM_OK)
+		mc = tsu_curl.multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+					   (long)n);
+	/* The cache would otherwise be sized from the handles added (4 each). */
+	if (mc == CURLM_OK)
+		mc =
+		    tsu_curl.multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)n);
+	return mc;
+}
+
 int tsu_http_new(tsu_http **out, const tsu_http_options *opts, char *err,
 		 size_t errlen)
 {
@@ -312,43 +358,11 @@ int tsu_http_new(tsu_http **out, const tsu_http_options *opts, char *err,
 		tsu_curl.global_cleanup();
 		return new_failed(out, err, errlen, "out of memory");
 	}
-	h->verbose = opts->verbose;
-	h->watch_fd = -1;
-	h->cc = opts->cc;
-	h->opts = *opts;
-	h->opts.token = NULL; /* kept as token_header */
-	h->user_agent = opts->user_agent ? strdup(opts->user_agent) : NULL;
-	h->cacert = opts->cacert ? strdup(opts->cacert) : NULL;
-	h->opts.user_agent = h->user_agent;
-	h->opts.cacert = h->cacert;
-	h->slots = calloc((size_t)n, sizeof *h->slots);
-	h->multi = tsu_curl.multi_init();
-	if (!h->slots || !h->multi || (opts->user_agent && !h->user_agent) ||
-	    (opts->cacert && !h->cacert)) {
+	if (fill(h, opts, n) != 0) {
 		copy_text(why, sizeof why, "out of memory");
 		goto fail;
 	}
-	h->nslots = n;
-	if (opts->token && *opts->token) {
-		h->token_header =
-		    join("X-LangBot-Telemetry-Token: ", opts->token);
-		if (!h->token_header) {
-			copy_text(why, sizeof why, "out of memory");
-			goto fail;
-		}
-	}
-	mc = tsu_curl.multi_setopt(h->multi, CURLMOPT_PIPELINING,
-				   (long)CURLPIPE_MULTIPLEX);
-	if (mc == CURLM_OK)
-		mc = tsu_curl.multi_setopt(
-		    h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)n);
-	if (mc == CURLM_OK)
-		mc = tsu_curl.multi_setopt(
-		    h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)n);
-	/* The cache would otherwise be sized from the handles added (4 each). */
-	if (mc == CURLM_OK)
-		mc = tsu_curl.multi_setopt(h->multi, CURLMOPT_MAXCONNECTS,
-					   (long)n);
+	mc = multi_limits(h->multi, n);
 	if (mc != CURLM_OK) {
 		copy_text(why, sizeof why, tsu_curl.multi_strerror(mc));
 		goto fail;
