@@ -9,10 +9,10 @@
  * from the header text Space sends, the attempt and age limits), the
  * run-wide "Space is down" backoff (tsu_backoff_ms), what each answer
  * means for the limit (tsu_cc_signal_of), catch-up pacing
- * (tsu_catchup_cutoff_ms), and the batch sizes, first-batch
- * probe, in-run Retry-After pause and server-down rules of drain.c, whose
- * control flow run_step() follows line by line (drain.c itself talks to
- * SQLite and libcurl).  Runs start every --period seconds plus a random
+ * (tsu_catchup_cutoff_ms).  What is left of drain.c, a run's order (the
+ * batch sizes, first-batch probe, in-run Retry-After pause and server-down
+ * rule), the handlers below follow by hand: drain.c itself talks to SQLite
+ * and libcurl.  Runs start every --period seconds plus a random
  * splay of up to --splay seconds (telespool-upload --splay).
  *
  * Space: serves --capacity requests per second (default 3 x the fleet's
@@ -38,7 +38,7 @@
 #include <string.h>
 
 #include "concurrency.h"
-#include "drain.h"
+#include "options.h"
 #include "policy.h"
 
 #define US           1000000LL
