@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,18 +210,19 @@ bad:
 /* What an exit code means, for the per-run line of --every. */
 static const char *exit_meaning(int code)
 {
-	switch (code) {
-	case TSU_EXIT_OK:
-		return "done";
-	case TSU_EXIT_TEMPFAIL:
-		return "events left for a later run";
-	case TSU_EXIT_CONFIG:
-		return "configuration invalid, nothing sent or deleted";
-	default:
-		return "error";
-	}
+	static const struct {
+		int code;
+		const char *meaning;
+	} meanings[] = {
+	    {TSU_EXIT_OK, "done"},
+	    {TSU_EXIT_TEMPFAIL, "events left for a later run"},
+	    {TSU_EXIT_CONFIG, "configuration invalid, nothing sent or deleted"},
+	};
+	for (size_t i = 0; i < sizeof meanings / sizeof *meanings; i++)
+		if (meanings[i].code == code)
+			return meanings[i].meaning;
+	return "error";
 }
-
 /* The interval to wait after a run: interval_ms jittered by up to 10% either
  * way, so that many instances started together drift apart. */
 static int64_t jittered(int64_t interval_ms)
@@ -325,10 +327,33 @@ static const struct option longopts[] = {
     {NULL, 0, NULL, 0},
 };
 
+/* The options that take a number: its range and its place in struct cli. */
+static const struct number_option {
+	int opt;
+	const char *name;
+	int lo, hi;
+	size_t at;
+} number_options[] = {
+    {OPT_MAXS, "--max-seconds", 1, 86400, offsetof(struct cli, o.max_seconds)},
+    {OPT_SPLAY, "--splay", 0, 86400, offsetof(struct cli, splay_s)},
+    {OPT_BATCH, "--batch", 1, 10000, offsetof(struct cli, o.batch)},
+    {OPT_PAR, "--parallel", 1, TSU_CC_CEILING,
+     offsetof(struct cli, o.max_in_flight)},
+};
+
 /* One option into *a.  Returns -1 to go on, or the exit code (--help,
  * --version, a bad value: said on stderr). */
 static int apply_option(int c, char **argv, struct cli *a)
 {
+	for (size_t i = 0; i < sizeof number_options / sizeof *number_options;
+	     i++) {
+		const struct number_option *n = &number_options[i];
+		if (n->opt == c)
+			return parse_int(optarg, n->name, n->lo, n->hi,
+					 (int *)(void *)((char *)a + n->at))
+				   ? TSU_EXIT_CONFIG
+				   : -1;
+	}
 	switch (c) {
 	case OPT_DATA:
 		a->o.data_dir = optarg;
@@ -338,11 +363,6 @@ static int apply_option(int c, char **argv, struct cli *a)
 		break;
 	case OPT_DB:
 		a->o.db_path = optarg;
-		break;
-	case OPT_MAXS:
-		if (parse_int(optarg, "--max-seconds", 1, 86400,
-			      &a->o.max_seconds))
-			return TSU_EXIT_CONFIG;
 		break;
 	case OPT_IGNORE:
 		a->o.ignore_backoff = 1;
@@ -356,10 +376,6 @@ static int apply_option(int c, char **argv, struct cli *a)
 	case OPT_JSON:
 		a->json = 1;
 		break;
-	case OPT_SPLAY:
-		if (parse_int(optarg, "--splay", 0, 86400, &a->splay_s))
-			return TSU_EXIT_CONFIG;
-		break;
 	case OPT_EVERY:
 		if (parse_duration(optarg, &a->every_ms))
 			return TSU_EXIT_CONFIG;
@@ -369,15 +385,6 @@ static int apply_option(int c, char **argv, struct cli *a)
 		break;
 	case OPT_AUTH:
 		a->o.auth_cmd = optarg[0] ? optarg : NULL;
-		break;
-	case OPT_BATCH:
-		if (parse_int(optarg, "--batch", 1, 10000, &a->o.batch))
-			return TSU_EXIT_CONFIG;
-		break;
-	case OPT_PAR:
-		if (parse_int(optarg, "--parallel", 1, TSU_CC_CEILING,
-			      &a->o.max_in_flight))
-			return TSU_EXIT_CONFIG;
 		break;
 	case OPT_VERBOSE:
 		a->o.verbose = 1;
