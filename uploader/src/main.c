@@ -16,7 +16,6 @@
 #include "clock.h"
 #include "concurrency.h"
 #include "drain.h"
-#include "http.h"
 #include "status.h"
 #include "telespool.h"
 
