@@ -209,18 +209,11 @@ bad:
 /* What an exit code means, for the per-run line of --every. */
 static const char *exit_meaning(int code)
 {
-	static const struct {
-		int code;
-		const char *meaning;
-	} meanings[] = {
-	    {TSU_EXIT_OK, "done"},
-	    {TSU_EXIT_TEMPFAIL, "events left for a later run"},
-	    {TSU_EXIT_CONFIG, "configuration invalid, nothing sent or deleted"},
-	};
-	for (size_t i = 0; i < sizeof meanings / sizeof *meanings; i++)
-		if (meanings[i].code == code)
-			return meanings[i].meaning;
-	return "error";
+	return code == TSU_EXIT_OK         ? "done"
+	       : code == TSU_EXIT_TEMPFAIL ? "events left for a later run"
+	       : code == TSU_EXIT_CONFIG
+		   ? "configuration invalid, nothing sent or deleted"
+		   : "error";
 }
 /* The interval to wait after a run: interval_ms jittered by up to 10% either
  * way, so that many instances started together drift apart. */
