@@ -59,6 +59,36 @@ static int lines_in(const char *name)
 	return n;
 }
 
+/* A helper for command, asserted to be set up. */
+static tsu_auth *helper(const char *command, long timeout_ms)
+{
+	tsu_auth *a = NULL;
+	char err[200] = "";
+	int rc = tsu_auth_new(&a, command, timeout_ms, err, sizeof err);
+
+	if (rc != 0 || a == NULL)
+		fprintf(stderr, "tsu_auth_new(%s): %d %s\n", command, rc, err);
+	ASSERT_EQ(rc, 0);
+	ASSERT_TRUE(a != NULL);
+	return a;
+}
+
+/* Setting up a helper without a command fails, saying so. */
+static void t_new_errors(void)
+{
+	tsu_auth *a = (tsu_auth *)&a;
+	char err[200] = "";
+
+	ASSERT_EQ(tsu_auth_new(&a, "", 0, err, sizeof err), -1);
+	ASSERT_TRUE(a == NULL);
+	ASSERT_STREQ(err, "--auth-command names no command");
+	a = (tsu_auth *)&a;
+	err[0] = '\0';
+	ASSERT_EQ(tsu_auth_new(&a, NULL, 0, err, sizeof err), -1);
+	ASSERT_TRUE(a == NULL);
+	ASSERT_STREQ(err, "--auth-command names no command");
+}
+
 static void t_token_and_cache(void)
 {
 	char body[1400];
@@ -69,7 +99,7 @@ static void t_token_and_cache(void)
 		 "echo \"$#:$1:$2\" >> '%s/calls'\n"
 		 "printf ' \\t Bearer tok-%%s \\n second line\\n' \"$1\"\n",
 		 g_dir);
-	tsu_auth *a = tsu_auth_new(script("ok.sh", body), 0);
+	tsu_auth *a = helper(script("ok.sh", body), 0);
 	ASSERT_TRUE(a != NULL);
 	ASSERT_EQ(tsu_auth_get(a, "ws-1", &v, err, sizeof err), 0);
 	ASSERT_STREQ(v, "Bearer tok-ws-1");
@@ -83,7 +113,7 @@ static void t_token_and_cache(void)
 	tsu_auth_free(NULL);
 
 	/* The workspace is one argument, never shell text. */
-	a = tsu_auth_new(script("arg.sh", "printf '%s' \"$#\"\n"), 0);
+	a = helper(script("arg.sh", "printf '%s' \"$#\"\n"), 0);
 	ASSERT_EQ(
 	    tsu_auth_get(a, "a b; $(touch x) `y` \"z\"", &v, err, sizeof err),
 	    0);
@@ -91,18 +121,18 @@ static void t_token_and_cache(void)
 	tsu_auth_free(a);
 
 	/* Empty output: no header; that is remembered too. */
-	a = tsu_auth_new(script("empty.sh", "echo\n"), 0);
+	a = helper(script("empty.sh", "echo\n"), 0);
 	v = "x";
 	ASSERT_EQ(tsu_auth_get(a, "ws", &v, err, sizeof err), 0);
 	ASSERT_TRUE(v == NULL);
 	tsu_auth_free(a);
-	a = tsu_auth_new(script("bearer.sh", "echo 'Bearer   '\n"), 0);
+	a = helper(script("bearer.sh", "echo 'Bearer   '\n"), 0);
 	ASSERT_EQ(tsu_auth_get(a, "ws", &v, err, sizeof err), 0);
 	ASSERT_TRUE(v == NULL);
 	tsu_auth_free(a);
 
 	/* Exactly the cap is still accepted. */
-	a = tsu_auth_new(
+	a = helper(
 	    script("cap.sh", "head -c 16383 /dev/zero | tr '\\0' a; echo\n"),
 	    0);
 	ASSERT_EQ(tsu_auth_get(a, "ws", &v, err, sizeof err), 0);
@@ -119,10 +149,10 @@ static void t_no_inherited_fds(void)
 	int fd = dup2(STDERR_FILENO, 20);
 
 	ASSERT_EQ(fd, 20);
-	tsu_auth *a = tsu_auth_new(
-	    script("fds.sh", "[ -e /proc/$$/fd/20 ] && echo leaked || "
-			     "echo clean\n"),
-	    0);
+	tsu_auth *a =
+	    helper(script("fds.sh", "[ -e /proc/$$/fd/20 ] && echo leaked || "
+				    "echo clean\n"),
+		   0);
 	ASSERT_EQ(tsu_auth_get(a, "ws", &v, err, sizeof err), 0);
 	ASSERT_STREQ(v, "Bearer clean");
 	tsu_auth_free(a);
@@ -155,7 +185,7 @@ static void t_failures(void)
 		char name[32];
 		snprintf(name, sizeof name, "fail%zu.sh", i);
 		/* exec: the script's own shell gets the signal, not a child */
-		tsu_auth *a = tsu_auth_new(script(name, rows[i].body), 0);
+		tsu_auth *a = helper(script(name, rows[i].body), 0);
 		err[0] = '\0';
 		v = "x";
 		ASSERT_EQ(tsu_auth_get(a, "ws", &v, err, sizeof err), -1);
@@ -166,7 +196,7 @@ static void t_failures(void)
 		tsu_auth_free(a);
 	}
 	/* Not a command at all. */
-	tsu_auth *a = tsu_auth_new("/nonexistent/helper", 0);
+	tsu_auth *a = helper("/nonexistent/helper", 0);
 	ASSERT_EQ(tsu_auth_get(a, "ws", &v, err, sizeof err), -1);
 	ASSERT_CONTAINS(err, "exited with status 127");
 	tsu_auth_free(a);
@@ -182,7 +212,7 @@ static void t_timeout(void)
 	/* A helper that hangs, with a child that would outlive it. */
 	snprintf(body, sizeof body,
 		 "(sleep 30; touch '%s/survivor') &\nsleep 30\n", g_dir);
-	tsu_auth *a = tsu_auth_new(script("hang.sh", body), 300);
+	tsu_auth *a = helper(script("hang.sh", body), 300);
 	t0 = mono_ms();
 	ASSERT_EQ(tsu_auth_get(a, "ws", &v, err, sizeof err), -1);
 	ASSERT_TRUE(mono_ms() - t0 < 5000);
@@ -191,14 +221,13 @@ static void t_timeout(void)
 
 	/* The helper exits, a child it left behind keeps its stdout open:
 	 * what the helper printed counts, without waiting for the child. */
-	a = tsu_auth_new(script("bg.sh", "echo tok\nsleep 5 &\n"), 2000);
+	a = helper(script("bg.sh", "echo tok\nsleep 5 &\n"), 2000);
 	ASSERT_EQ(tsu_auth_get(a, "ws", &v, err, sizeof err), 0);
 	ASSERT_STREQ(v, "Bearer tok");
 	tsu_auth_free(a);
 
 	/* Output closed early but the helper lingers: still bounded. */
-	a = tsu_auth_new(script("linger.sh", "echo tok; exec >&-; sleep 30\n"),
-			 300);
+	a = helper(script("linger.sh", "echo tok; exec >&-; sleep 30\n"), 300);
 	t0 = mono_ms();
 	ASSERT_EQ(tsu_auth_get(a, "ws", &v, err, sizeof err), -1);
 	ASSERT_TRUE(mono_ms() - t0 < 5000);
@@ -209,6 +238,7 @@ static void t_timeout(void)
 int main(int argc, char **argv)
 {
 	static const struct tu_test tests[] = {
+	    {"new_errors", t_new_errors},
 	    {"token_and_cache", t_token_and_cache},
 	    {"no_inherited_fds", t_no_inherited_fds},
 	    {"failures", t_failures},

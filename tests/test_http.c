@@ -11,6 +11,7 @@
  *
  * Prints "N passed, N failed" and exits non-zero on any failure.
  */
+#include "clock.h"
 #include "http.h"
 #include "testutil.h"
 

@@ -1,8 +1,10 @@
 /*
  * test_policy.c - the uploader's policy: classification of answers,
  * backoff, Retry-After and survey extraction.  Every decision the drain loop
- * takes about an answer is pinned down here.
+ * takes about an answer is pinned down here, with the clock text and the
+ * randomness (clock.h) its jitter and messages use.
  */
+#include "clock.h"
 #include "policy.h"
 #include "testutil.h"
 
@@ -695,6 +697,43 @@ static void test_judge_batch(void)
 	ASSERT_TRUE(tsu_endpoint_index(NULL) == -1);
 }
 
+/* The time text of messages and --status: the spool's format, one width. */
+static void test_clock_iso(void)
+{
+	char t[TSU_ISO_LEN];
+
+	tsu_iso(0, t);
+	ASSERT_STREQ(t, "1970-01-01T00:00:00.000Z");
+	tsu_iso(1764763200123LL, t);
+	ASSERT_STREQ(t, "2025-12-03T12:00:00.123Z");
+	tsu_iso(951782400999LL, t); /* a leap day */
+	ASSERT_STREQ(t, "2000-02-29T00:00:00.999Z");
+	tsu_iso(-1, t); /* floor, not truncation, before 1970 */
+	ASSERT_STREQ(t, "1969-12-31T23:59:59.999Z");
+	tsu_iso(INT64_MAX, t);
+	ASSERT_STREQ(t, "9999-12-31T23:59:59.999Z");
+	tsu_iso(INT64_MIN, t);
+	ASSERT_STREQ(t, "0000-01-01T00:00:00.000Z");
+	tsu_iso(-61000000000000LL, t); /* a year below 1000: padded */
+	ASSERT_STREQ(t, "0036-12-26T11:33:20.000Z");
+}
+
+static void test_clock_random(void)
+{
+	uint64_t a = tsu_random64(), b = tsu_random64(), or = a | b;
+
+	/* Two equal draws, or bits never set, would mean no randomness
+	 * (chance 2^-64 and about 2^-58 respectively). */
+	ASSERT_TRUE(a != b);
+	for (int i = 0; i < 62; i++)
+		or |= tsu_random64();
+	ASSERT_TRUE(or == UINT64_MAX);
+	int64_t m0 = tsu_monotonic_ms(), w = tsu_now_ms();
+	ASSERT_TRUE(m0 > 0);
+	ASSERT_TRUE(tsu_monotonic_ms() >= m0);
+	ASSERT_TRUE(w > 0);
+}
+
 static const struct tu_test tests[] = {
     {"classify_status", test_classify_status},
     {"classify_body_edges", test_classify_body_edges},
@@ -705,6 +744,8 @@ static const struct tu_test tests[] = {
     {"survey", test_survey},
     {"judge_table", test_judge_table},
     {"judge_batch", test_judge_batch},
+    {"clock_iso", test_clock_iso},
+    {"clock_random", test_clock_random},
 };
 
 int main(int argc, char **argv)

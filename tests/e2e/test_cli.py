@@ -321,7 +321,9 @@ class LibcurlOnDemand(E2E):
         r = lb.run(env=clean_env(TELESPOOL_LIBCURL=self.NO_CURL))
         self.assertExit(r, EXIT_ERROR)
         self.assertIn(f"cannot load libcurl ({self.NO_CURL})", r.err)
-        self.assertOutcome(lb, "error", r)
+        run = self.assertOutcome(lb, "error", r)
+        # The reason is in the run's record too, for --status.
+        self.assertIn(f"cannot load libcurl ({self.NO_CURL})", run["detail"])
         self.assertEqual(space.requests(), [])
         for ev in lb.events():
             self.assertEqual((ev["state"], ev["attempts"]), ("pending", 0), ev)

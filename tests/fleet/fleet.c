@@ -4,13 +4,15 @@
  *
  * Every instance runs the uploader's own policy code, linked from
  * telespool_upload_core: the concurrency controller (concurrency.c: one per
- * run, fed every simulated answer), per-event backoff with full jitter and
- * the run-wide "Space is down" backoff (tsu_backoff_ms), Retry-After parsed
- * from the header text Space sends (tsu_retry_after_ms), what each answer
- * means for the limit (tsu_cc_signal_of), and the batch sizes, first-batch
- * probe, in-run Retry-After pause and server-down rules of drain.c, whose
- * control flow run_step() follows line by line (drain.c itself talks to
- * SQLite and libcurl).  Runs start every --period seconds plus a random
+ * run, fed every simulated answer), the per-event verdicts of a batch
+ * (tsu_judge: classification, backoff with full jitter, Retry-After parsed
+ * from the header text Space sends, the attempt and age limits), the
+ * run-wide "Space is down" backoff (tsu_backoff_ms), what each answer
+ * means for the limit (tsu_cc_signal_of), catch-up pacing
+ * (tsu_catchup_cutoff_ms).  What is left of drain.c, a run's order (the
+ * batch sizes, first-batch probe, in-run Retry-After pause and server-down
+ * rule), the handlers below follow by hand: drain.c itself talks to SQLite
+ * and libcurl.  Runs start every --period seconds plus a random
  * splay of up to --splay seconds (telespool-upload --splay).
  *
  * Space: serves --capacity requests per second (default 3 x the fleet's
@@ -36,7 +38,7 @@
 #include <string.h>
 
 #include "concurrency.h"
-#include "drain.h"
+#include "options.h"
 #include "policy.h"
 
 #define US           1000000LL
@@ -90,7 +92,6 @@ struct retry_row {
 struct item { /* one claimed row */
 	int64_t created_us;
 	int attempts;
-	int outcome; /* 0 not sent, 1 sent, 2 throttled, 3 failed */
 	tsu_transport tr;
 	long status;
 	const char *retry_after;
@@ -179,7 +180,7 @@ static int64_t queue_free_us; /* when Space's queue is next free */
 #define QUEUE_MAX_US US       /* at most 1 s of queue */
 static struct bin *bins;
 static int nbins;
-static int64_t recorded, sent_total, violations;
+static int64_t recorded, sent_total, dead_total, violations;
 
 static struct bin *bin_at(int64_t t)
 {
@@ -419,28 +420,14 @@ static void run_start(struct inst *in, int i, int64_t t)
 /* The answers of a round arrive at t. */
 static void round_done(struct inst *in, int i, int64_t t)
 {
-	int64_t t_ms = t / 1000;
 	int stop = 0;
 	for (int k = in->round_from; k < in->round_from + in->round_n; k++) {
-		struct item *it = &in->batch[k];
-		tsu_transport tr = it->tr;
-		long status = it->status;
-		const char *ra = it->retry_after;
-		if (tsu_cc_signal_of(tr, status) == TSU_CC_THROTTLED)
+		const struct item *it = &in->batch[k];
+		tsu_cc_signal sig = tsu_cc_signal_of(it->tr, it->status);
+		if (sig == TSU_CC_THROTTLED)
 			stop = 1; /* http.c starts no more of the batch */
-		tsu_cc_sample(&in->cc, tsu_cc_signal_of(tr, status),
-			      in->round_start_us, it->done_us, in->round_n);
-		if (tr == TSU_NET_OK && status == 200) {
-			it->outcome = 1;
-		} else if (tr == TSU_NET_OK && status == 429) {
-			int64_t w = tsu_retry_after_ms(ra, t_ms,
-						       TSU_RETRY_AFTER_MAX_MS);
-			it->outcome = 2;
-			if (w > 0 && in->retry_after_until_us < t + w * 1000)
-				in->retry_after_until_us = t + w * 1000;
-		} else {
-			it->outcome = 3;
-		}
+		tsu_cc_sample(&in->cc, sig, in->round_start_us, it->done_us,
+			      in->round_n);
 	}
 	if (in->next_send < in->nbatch && !stop) {
 		send_round(in, i, t); /* the rest of the batch */
@@ -462,39 +449,72 @@ static void add_retry(struct inst *in, int64_t created, int64_t next,
 	in->retry[in->nretry++] = (struct retry_row){created, next, attempts};
 }
 
-/* send_batch()'s judgement and drain()'s loop, as in drain.c. */
+/* drain.c's judge(): the batch's answers through the uploader's own
+ * tsu_judge(), rows never sent as aborted transfers (RELEASE).  Returns
+ * the batch's sums; the rows go back to the spool as the verdicts say. */
+static tsu_tally judge_batch(struct inst *in, int64_t t)
+{
+	static tsu_answer *a;
+	static telespool__outcome *out;
+	static char(*why)[200];
+	static int cap;
+	static unsigned endpoint_ok;
+	const int64_t now_ms = t / 1000 + EPOCH_MS;
+	const tsu_judge_params p = {now_ms,
+				    TSU_DEFAULT_MAX_ATTEMPTS,
+				    TSU_DEFAULT_MAX_AGE_MS,
+				    TSU_BACKOFF_BASE_MS,
+				    TSU_BACKOFF_CAP_MS,
+				    TSU_RETRY_AFTER_MAX_MS};
+	tsu_tally tally;
+
+	if (cap < in->nbatch) {
+		cap = in->nbatch;
+		a = realloc(a, (size_t)cap * sizeof(*a));
+		out = realloc(out, (size_t)cap * sizeof(*out));
+		why = realloc(why, (size_t)cap * sizeof(*why));
+		if (!a || !out || !why)
+			abort();
+	}
+	for (int k = 0; k < in->nbatch; k++) {
+		const struct item *it = &in->batch[k];
+		int sent = k < in->next_send;
+		a[k] = (tsu_answer){"query",
+				    it->attempts,
+				    it->created_us / 1000 + EPOCH_MS,
+				    sent ? it->tr : TSU_NET_ABORTED,
+				    sent ? it->status : 0,
+				    NULL,
+				    0,
+				    NULL,
+				    sent ? it->retry_after : NULL,
+				    rnd64()};
+		memset(&out[k], 0, sizeof(out[k]));
+	}
+	tsu_judge(a, (size_t)in->nbatch, &p, &endpoint_ok, out, why, &tally);
+	for (int k = 0; k < in->nbatch; k++) {
+		const struct item *it = &in->batch[k];
+		if (out[k].verdict == TELESPOOL__RETRY)
+			add_retry(in, it->created_us,
+				  (out[k].next_attempt_ms - EPOCH_MS) * 1000,
+				  it->attempts + 1);
+		else if (out[k].verdict == TELESPOOL__RELEASE)
+			add_retry(in, it->created_us, t, it->attempts);
+		else if (out[k].verdict == TELESPOOL__DEAD)
+			dead_total++;
+	}
+	return tally;
+}
+
+/* send_batch()'s batch_end() and drain()'s loop, as in drain.c. */
 static void end_batch_and_continue(struct inst *in, int i, int64_t t)
 {
-	int sent = 0, throttled = 0, retryable = 0;
-	int64_t ra_until = in->retry_after_until_us;
-	int64_t retry_after = ra_until > t ? ra_until - t : 0;
+	tsu_tally tally = judge_batch(in, t);
+	int sent = tally.sent, throttled = tally.throttled,
+	    retryable = tally.retryable;
+	int64_t retry_after = tally.retry_after * 1000;
 
-	for (int k = 0; k < in->nbatch; k++) {
-		struct item *it = &in->batch[k];
-		if (it->outcome == 1) {
-			sent++;
-			continue;
-		}
-		if (k >=
-		    in->next_send) { /* never sent: released, not charged */
-			add_retry(in, it->created_us, t, it->attempts);
-			continue;
-		}
-		if (it->outcome == 2)
-			throttled = 1;
-		retryable++;
-		/* drain.c's judge(): Retry-After replaces the row's backoff */
-		int64_t next =
-		    it->outcome == 2
-			? t
-			: t + 1000 * tsu_backoff_ms(
-					 it->attempts, TSU_BACKOFF_BASE_MS,
-					 TSU_BACKOFF_CAP_MS, rnd64());
-		if (next < t + retry_after)
-			next = t + retry_after;
-		add_retry(in, it->created_us, next, it->attempts + 1);
-	}
-	in->pending -= sent;
+	in->pending -= sent + tally.dead;
 	sent_total += sent;
 
 	int go = 1;
@@ -749,7 +769,12 @@ int main(int argc, char **argv)
 			  : 0.0);
 	printf("| events recorded / sent / still pending / lost | %" PRId64
 	       " / %" PRId64 " / %" PRId64 " / %" PRId64 " | 0 lost |\n",
-	       recorded, sent_total, pending, recorded - sent_total - pending);
+	       recorded, sent_total, pending,
+	       recorded - sent_total - dead_total - pending);
+	printf(
+	    "| events dropped by the policy (max attempts, expired) | %" PRId64
+	    " | - |\n",
+	    dead_total);
 	printf("| requests during a run-wide Retry-After wait | %" PRId64
 	       " | 0 |\n",
 	       violations);
@@ -773,7 +798,8 @@ int main(int argc, char **argv)
 				capacity, b_out, b_back);
 		fclose(f);
 	}
-	int bad = recorded - sent_total - pending != 0 || violations != 0;
+	int bad = recorded - sent_total - dead_total - pending != 0 ||
+		  violations != 0;
 	if (O.max_peak > 0 && peak / steady_seen > O.max_peak) {
 		fprintf(stderr, "fleet: recovery peak %.2f x steady > %.2f\n",
 			peak / steady_seen, O.max_peak);
@@ -785,7 +811,7 @@ int main(int argc, char **argv)
 			O.max_drain_min);
 		bad = 1;
 	}
-	if (recorded - sent_total - pending != 0)
+	if (recorded - sent_total - dead_total - pending != 0)
 		fprintf(stderr, "fleet: events lost\n");
 	if (violations)
 		fprintf(stderr, "fleet: requests during a Retry-After wait\n");

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 
 extern char **environ;
@@ -42,13 +43,6 @@ struct tsu_auth {
 	struct entry *entries;
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void wipe(char *s, size_t n)
 {
 	volatile char *p = s;
@@ -63,14 +57,23 @@ static void wipe_str(char *s)
 	free(s);
 }
 
-tsu_auth *tsu_auth_new(const char *command, long timeout_ms)
+int tsu_auth_new(tsu_auth **out, const char *command, long timeout_ms,
+		 char *err, size_t errlen)
 {
+	*out = NULL;
+	if (!command || !command[0]) {
+		snprintf(err, errlen, "--auth-command names no command");
+		return -1;
+	}
 	tsu_auth *a = calloc(1, sizeof(*a));
-	if (!a)
-		return NULL;
+	if (!a) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	a->command = command;
 	a->timeout_ms = timeout_ms > 0 ? timeout_ms : TSU_AUTH_TIMEOUT_MS;
-	return a;
+	*out = a;
+	return 0;
 }
 
 void tsu_auth_free(tsu_auth *a)
@@ -100,7 +103,7 @@ static int reap(pid_t pid, int64_t deadline)
 			return status;
 		if (w < 0 && errno != EINTR)
 			return -1;
-		if (now_ms() >= deadline) {
+		if (tsu_monotonic_ms() >= deadline) {
 			kill(-pid, SIGKILL);
 			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 				;
@@ -227,7 +230,7 @@ static enum ending read_output(int rfd, pid_t pid, int64_t deadline, char **buf,
 			       int *exited)
 {
 	for (;;) {
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - tsu_monotonic_ms();
 		struct pollfd p = {rfd, POLLIN, 0};
 		if (left <= 0)
 			return END_TIMEOUT;
@@ -281,7 +284,7 @@ static int run_helper(tsu_auth *a, const char *workspace, char **out,
 	pid_t pid;
 	size_t len = 0, cap = 1024;
 	char *buf = malloc(cap);
-	int64_t deadline = now_ms() + a->timeout_ms;
+	int64_t deadline = tsu_monotonic_ms() + a->timeout_ms;
 	enum ending end;
 
 	*out = NULL;
@@ -300,7 +303,8 @@ static int run_helper(tsu_auth *a, const char *workspace, char **out,
 	if (end != END_EOF && !exited)
 		kill(-pid, SIGKILL); /* once reaped, its pid is not ours */
 	if (!exited)
-		status = reap(pid, end != END_EOF ? now_ms() : deadline);
+		status =
+		    reap(pid, end != END_EOF ? tsu_monotonic_ms() : deadline);
 	buf[len] = '\0';
 	if (end == END_TIMEOUT || (status == -1 && end == END_EOF)) {
 		snprintf(err, errlen, "timed out after %ld ms", a->timeout_ms);

@@ -25,9 +25,11 @@
 
 typedef struct tsu_auth tsu_auth;
 
-/* A helper running command (borrowed: must outlive the tsu_auth), or NULL
- * when out of memory. */
-tsu_auth *tsu_auth_new(const char *command, long timeout_ms);
+/* A helper running command (borrowed: must outlive the tsu_auth), killed
+ * after timeout_ms (0: TSU_AUTH_TIMEOUT_MS).  Returns 0 with it in *out,
+ * or -1 with *out NULL and why in err (no command, out of memory). */
+int tsu_auth_new(tsu_auth **out, const char *command, long timeout_ms,
+		 char *err, size_t errlen);
 
 /*
  * The Authorization header value ("Bearer <token>") for workspace, running

@@ -14,7 +14,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "concurrency.h"
 #include "config.h"
 #include "curl_api.h"
@@ -30,8 +30,7 @@
 #include "lock.h"
 #include "policy.h"
 #include "queue.h"
-#include "timefmt.h"
-#include "uuid.h"
+#include "say.h"
 #include "watch.h"
 
 #include <cjson/cJSON.h>
@@ -87,24 +86,6 @@ struct run {
 	int pauses;            /* Retry-After waits sat out within the run */
 };
 
-void tsu_say(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("telespool-upload: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
-
-static uint64_t random64(void)
-{
-	uint64_t r = 0;
-	if (telespool__random(&r, sizeof(r)) != 0)
-		r = (uint64_t)telespool__now_ms() * 6364136223846793005ULL;
-	return r;
-}
-
 static int64_t state_ms(struct run *r, const char *key)
 {
 	char *v = NULL;
@@ -134,11 +115,6 @@ static int64_t gate(struct run *r, const char *key, int64_t now)
 	if (until <= now || until > now + HORIZON_MS)
 		return 0;
 	return until;
-}
-
-static void iso(int64_t ms, char *out)
-{
-	telespool__iso(ms, out);
 }
 
 /*
@@ -214,7 +190,7 @@ static void judge(struct run *r, const telespool__batch *b,
 				    it->created_ms,      req[i].transport,
 				    req[i].status,       req[i].response,
 				    req[i].response_len, req[i].detail,
-				    req[i].retry_after,  random64()};
+				    req[i].retry_after,  tsu_random64()};
 	}
 	tsu_judge(a, b->n, &p, &r->endpoint_ok, v->out, v->why, t);
 	for (size_t i = 0; i < b->n; i++)
@@ -324,16 +300,16 @@ static int authorize(struct run *r, const telespool__batch *b, tsu_request *req)
 		char *ws = workspace_of(&b->items[i]);
 		if (!ws)
 			continue;
-		if (!r->auth)
-			r->auth =
-			    tsu_auth_new(r->o->auth_cmd, TSU_AUTH_TIMEOUT_MS);
-		if (!r->auth || tsu_auth_get(r->auth, ws, &req[i].authorization,
-					     err, sizeof(err)) != 0) {
+		if ((!r->auth &&
+		     tsu_auth_new(&r->auth, r->o->auth_cmd, TSU_AUTH_TIMEOUT_MS,
+				  err, sizeof(err)) != 0) ||
+		    tsu_auth_get(r->auth, ws, &req[i].authorization, err,
+				 sizeof(err)) != 0) {
 			r->rec.outcome = "auth_failed";
 			snprintf(r->detail, sizeof(r->detail),
 				 "--auth-command failed for workspace %.64s: "
 				 "%s; nothing sent, events kept",
-				 ws, r->auth ? err : "out of memory");
+				 ws, err);
 			free(ws);
 			return -1;
 		}
@@ -350,13 +326,14 @@ static int64_t space_down(struct run *r, int64_t now)
 	int64_t count = state_ms(r, KEY_DOWN_COUNT) + 1;
 	int64_t wait =
 	    tsu_backoff_ms((int)(count < 30 ? count : 30), TSU_BACKOFF_BASE_MS,
-			   TSU_BACKOFF_CAP_MS, random64());
+			   TSU_BACKOFF_CAP_MS, tsu_random64());
 	set_state_ms(r, KEY_DOWN_COUNT, count);
 	set_state_ms(r, KEY_DOWN_UNTIL, now + wait);
 	return wait;
 }
 /* The batch's requests: each event to its endpoint under space.url (urls[i]
- * malloc'd; none for an event type that cannot be sent).  -1 out of memory. */
+ * malloc'd; none for an event type that cannot be sent).  -1 out of memory
+ * (the caller says so). */
 static int build_requests(struct run *r, const telespool__batch *b,
 			  tsu_request *req, char **urls)
 {
@@ -367,10 +344,8 @@ static int build_requests(struct run *r, const telespool__batch *b,
 		/* Any length: space.url is whatever the user configured. */
 		size_t ul = strlen(r->cfg.space_url), el = strlen(ep);
 		urls[i] = malloc(ul + el + 1);
-		if (!urls[i]) {
-			tsu_say("out of memory");
+		if (!urls[i])
 			return -1;
-		}
 		memcpy(urls[i], r->cfg.space_url, ul);
 		memcpy(urls[i] + ul, ep, el + 1);
 		req[i].url = urls[i];
@@ -395,7 +370,7 @@ static int release_all(struct run *r, const telespool__batch *b,
 		rel[i].verdict = TELESPOOL__RELEASE;
 		rel[i].lease_until = b->items[i].lease_until;
 	}
-	int frc = telespool__finish(r->sp, rel, b->n, telespool__now_ms());
+	int frc = telespool__finish(r->sp, rel, b->n, tsu_now_ms());
 	if (frc != TELESPOOL_OK) {
 		r->exit_code = spool_failed(r, frc);
 		return -1;
@@ -447,6 +422,18 @@ static int batch_end(struct run *r, const tsu_tally *t, int64_t now,
 	return 1;
 }
 
+/* libcurl's multi interface failed during a batch (every request aborted,
+ * the rows released): the run stops with why in its detail. */
+static int transport_failed(struct run *r, const char *why)
+{
+	r->rec.outcome = "error";
+	snprintf(r->detail, sizeof(r->detail),
+		 "the HTTP transport failed (%s); the batch was released for "
+		 "the next run",
+		 why);
+	return 0;
+}
+
 /* Sends one claimed batch and records the outcomes.  Returns 1 to go on, 0
  * to stop the run (throttled, down, deadline), -1 on a spool failure. */
 static int send_batch(struct run *r, telespool__batch *b)
@@ -458,13 +445,13 @@ static int send_batch(struct run *r, telespool__batch *b)
 	    calloc(b->n, sizeof(*v.survey)), calloc(b->n, sizeof(*v.answers))};
 	int ret = 1;
 
-	if (!req || !urls || !v.out || !v.why || !v.survey || !v.answers) {
-		tsu_say("out of memory");
-		ret = -1;
-		goto out;
-	}
-	if (build_requests(r, b, req, urls) != 0) {
-		ret = -1;
+	if (!req || !urls || !v.out || !v.why || !v.survey || !v.answers ||
+	    build_requests(r, b, req, urls) != 0) {
+		snprintf(r->detail, sizeof(r->detail),
+			 "out of memory for a batch of %zu; its leases run out "
+			 "and the rows come back",
+			 b->n);
+		ret = -1; /* the summary line shows the detail */
 		goto out;
 	}
 
@@ -478,10 +465,9 @@ static int send_batch(struct run *r, telespool__batch *b)
 	int64_t deadline = claimed + TSU_LEASE_MS - LEASE_MARGIN_MS;
 	if (deadline > r->deadline)
 		deadline = r->deadline;
-	if (tsu_http_perform(r->http, req, b->n, deadline, r->stop) != 0)
-		tsu_say("the HTTP transport failed; the batch is released");
+	int failed = tsu_http_perform(r->http, req, b->n, deadline, r->stop);
 
-	int64_t now = telespool__now_ms();
+	int64_t now = tsu_now_ms();
 	tsu_tally t;
 	judge(r, b, req, &v, now, &t);
 	int rc = telespool__finish(r->sp, v.out, b->n, now);
@@ -502,7 +488,8 @@ static int send_batch(struct run *r, telespool__batch *b)
 					    : "retry",
 					v.why[i]);
 
-	ret = batch_end(r, &t, now, v.why[0]);
+	ret = failed ? transport_failed(r, req[0].detail)
+		     : batch_end(r, &t, now, v.why[0]);
 	if (ret == 1 && (r->w.optout_seen || r->w.broken || r->w.unsettled))
 		ret = 0; /* the caller purges, or stops with the config error */
 	else if (ret == 1 && r->stop && *r->stop)
@@ -546,7 +533,7 @@ static void dry_run_print(const telespool__batch *b, const char *shown,
  * expired, purged or recorded. */
 static int dry_run(struct run *r)
 {
-	int64_t now = telespool__now_ms(), after = 0, n = 0;
+	int64_t now = tsu_now_ms(), after = 0, n = 0;
 
 	if (r->cfg.disable_telemetry) {
 		telespool__status st;
@@ -631,9 +618,8 @@ static int due_left(struct run *r)
 	telespool__batch b;
 	int left;
 
-	if (telespool__peek(r->sp, telespool__now_ms(), TSU_LEASE_MS,
-			    HORIZON_MS, r->o->ignore_backoff, 0, 1,
-			    &b) != TELESPOOL_OK)
+	if (telespool__peek(r->sp, tsu_now_ms(), TSU_LEASE_MS, HORIZON_MS,
+			    r->o->ignore_backoff, 0, 1, &b) != TELESPOOL_OK)
 		return 1; /* cannot tell: say that work may be left */
 	left = b.n > 0;
 	telespool__batch_free(&b);
@@ -701,7 +687,7 @@ static void note_concurrency(struct run *r)
 static const char *iso_text(int64_t ms)
 {
 	static char t[32];
-	iso(ms, t);
+	tsu_iso(ms, t);
 	return t;
 }
 
@@ -726,7 +712,7 @@ static int keep_until(struct run *r, telespool__batch *b, int64_t cutoff)
 		rel[i].verdict = TELESPOOL__RELEASE;
 		rel[i].lease_until = b->items[k + i].lease_until;
 	}
-	int rc = telespool__finish(r->sp, rel, n, telespool__now_ms());
+	int rc = telespool__finish(r->sp, rel, n, tsu_now_ms());
 	free(rel);
 	for (size_t i = k; i < b->n; i++)
 		free(b->items[i].body);
@@ -743,7 +729,7 @@ static int throttled_until(struct run *r, int64_t now)
 
 	if (!until)
 		return 0;
-	iso(until, t);
+	tsu_iso(until, t);
 	r->rec.outcome = "throttled";
 	snprintf(r->detail, sizeof(r->detail),
 		 "Space asked to wait until %s; nothing sent", t);
@@ -761,7 +747,7 @@ static int no_transport(struct run *r, telespool__batch *b)
 		rel[i].lease_until = b->items[i].lease_until;
 	}
 	if (rel)
-		telespool__finish(r->sp, rel, b->n, telespool__now_ms());
+		telespool__finish(r->sp, rel, b->n, tsu_now_ms());
 	free(rel);
 	telespool__batch_free(b);
 	r->rec.outcome = "error";
@@ -834,7 +820,7 @@ static int claim_next(struct run *r, int probe, int first, int64_t prev_run,
 	int max = probe   ? 1
 		  : first ? (level < r->o->batch ? level : r->o->batch)
 			  : tsu_cc_batch(&r->cc, r->o->batch);
-	int64_t now = telespool__now_ms();
+	int64_t now = tsu_now_ms();
 	int rc = telespool__claim(r->sp, now, TSU_LEASE_MS, HORIZON_MS,
 				  r->o->ignore_backoff, max, b);
 	if (rc != TELESPOOL_OK) {
@@ -869,7 +855,7 @@ static int claim_next(struct run *r, int probe, int first, int64_t prev_run,
 
 static int drain(struct run *r)
 {
-	int64_t now = telespool__now_ms();
+	int64_t now = tsu_now_ms();
 	int probe = 0;
 
 	if (!r->o->ignore_backoff) {
@@ -955,7 +941,7 @@ static int preflight(struct run *r)
 	/* 1. The config: a broken one stops the run before anything is touched.
 	 * Its identity is noted first, so a change after reading is seen. */
 	if (tsu_config_load_settled(r->o, &r->cfg, &r->w.seen, err, sizeof(err),
-				    r->stop, NULL) != 0) {
+				    r->stop, NULL) != TSU_SETTLE_OK) {
 		tsu_say("%s", err);
 		tsu_say("nothing sent, nothing deleted (exit %d)",
 			TSU_EXIT_CONFIG);
@@ -986,13 +972,14 @@ static int open_spool(struct run *r, int *lock)
 	char err[768];
 	int rc;
 
-	*lock = tsu_lock_acquire(r->o->db_path, err, sizeof(err));
-	if (*lock == -1) {
+	tsu_lock_rc lrc =
+	    tsu_lock_acquire(lock, r->o->db_path, err, sizeof(err));
+	if (lrc == TSU_LOCK_BUSY) {
 		tsu_say("%s; exiting", err);
 		tsu_config_free(&r->cfg);
 		return TSU_EXIT_OK;
 	}
-	if (*lock < 0) {
+	if (lrc != TSU_LOCK_OK) {
 		tsu_say("%s", err);
 		tsu_config_free(&r->cfg);
 		return TSU_EXIT_ERROR;
@@ -1022,7 +1009,7 @@ static int housekeeping(struct run *r)
 	int64_t reclaimed = 0;
 	telespool__reclaim_leases(r->sp, &reclaimed);
 	telespool__expiry ex;
-	int rc = telespool__expire(r->sp, telespool__now_ms(), r->o->max_age_ms,
+	int rc = telespool__expire(r->sp, tsu_now_ms(), r->o->max_age_ms,
 				   r->o->retention_ms, &ex);
 	if (rc == TELESPOOL_ECORRUPT)
 		return spool_failed(r, rc);
@@ -1043,7 +1030,7 @@ static void summary(struct run *r)
 	/* Before run_end: the run's record stays the last write. */
 	if (r->http)
 		note_concurrency(r);
-	telespool__run_end(r->sp, r->run_id, telespool__now_ms(), &r->rec);
+	telespool__run_end(r->sp, r->run_id, tsu_now_ms(), &r->rec);
 	if (r->o->progress)
 		fputc('\n', stderr);
 	/* The level of concurrency rides in the detail part of the line, so
@@ -1093,7 +1080,7 @@ int tsu_drain(const tsu_options *o, volatile int *stop)
 		code = dry_run(&r);
 		goto done;
 	}
-	rc = telespool__run_start(r.sp, telespool__now_ms(), &r.run_id);
+	rc = telespool__run_start(r.sp, tsu_now_ms(), &r.run_id);
 	if (rc != TELESPOOL_OK) {
 		code = spool_failed(&r, rc);
 		tsu_say("%s", r.detail);

@@ -36,6 +36,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "clock.h"
 #include "config.h"
 #include "curl_api.h"
 
@@ -74,24 +75,6 @@ struct tsu_http {
 	int watch_fired;    /* watch_fd was readable after the last poll */
 	int64_t checked_ms; /* when check last ran */
 };
-
-int64_t tsu_monotonic_ms(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-		return 0;
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t monotonic_us(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-		return 0;
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* Header values must not smuggle extra header lines into the request. */
 static int header_value_ok(const char *s)
@@ -292,6 +275,52 @@ static int new_failed(tsu_http **out, char *err, size_t errlen, const char *why)
 	return -1;
 }
 
+/* A new tsu_http's fields from opts (its strings copied) with n slots:
+ * 0, or -1 out of memory (tsu_http_free() undoes what was done). */
+static int fill(tsu_http *h, const tsu_http_options *opts, int n)
+{
+	h->verbose = opts->verbose;
+	h->watch_fd = -1;
+	h->cc = opts->cc;
+	h->opts = *opts;
+	h->opts.token = NULL; /* kept as token_header */
+	h->user_agent = opts->user_agent ? strdup(opts->user_agent) : NULL;
+	h->cacert = opts->cacert ? strdup(opts->cacert) : NULL;
+	h->opts.user_agent = h->user_agent;
+	h->opts.cacert = h->cacert;
+	h->slots = calloc((size_t)n, sizeof *h->slots);
+	h->multi = tsu_curl.multi_init();
+	if (!h->slots || !h->multi || (opts->user_agent && !h->user_agent) ||
+	    (opts->cacert && !h->cacert))
+		return -1;
+	h->nslots = n;
+	if (opts->token && *opts->token) {
+		h->token_header =
+		    join("X-LangBot-Telemetry-Token: ", opts->token);
+		if (!h->token_header)
+			return -1;
+	}
+	return 0;
+}
+
+/* n connections at most, multiplexed over HTTP/2 when Space offers it. */
+static CURLMcode multi_limits(CURLM *multi, int n)
+{
+	CURLMcode mc = tsu_curl.multi_setopt(multi, CURLMOPT_PIPELINING,
+					     (long)CURLPIPE_MULTIPLEX);
+	if (mc == CURLM_OK)
+		mc = tsu_curl.multi_setopt(
+		    multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)n);
+	if (mc == CURLM_OK)
+		mc = tsu_curl.multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+					   (long)n);
+	/* The cache would otherwise be sized from the handles added (4 each). */
+	if (mc == CURLM_OK)
+		mc =
+		    tsu_curl.multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)n);
+	return mc;
+}
+
 int tsu_http_new(tsu_http **out, const tsu_http_options *opts, char *err,
 		 size_t errlen)
 {
@@ -329,43 +358,11 @@ int tsu_http_new(tsu_http **out, const tsu_http_options *opts, char *err,
 		tsu_curl.global_cleanup();
 		return new_failed(out, err, errlen, "out of memory");
 	}
-	h->verbose = opts->verbose;
-	h->watch_fd = -1;
-	h->cc = opts->cc;
-	h->opts = *opts;
-	h->opts.token = NULL; /* kept as token_header */
-	h->user_agent = opts->user_agent ? strdup(opts->user_agent) : NULL;
-	h->cacert = opts->cacert ? strdup(opts->cacert) : NULL;
-	h->opts.user_agent = h->user_agent;
-	h->opts.cacert = h->cacert;
-	h->slots = calloc((size_t)n, sizeof *h->slots);
-	h->multi = tsu_curl.multi_init();
-	if (!h->slots || !h->multi || (opts->user_agent && !h->user_agent) ||
-	    (opts->cacert && !h->cacert)) {
+	if (fill(h, opts, n) != 0) {
 		copy_text(why, sizeof why, "out of memory");
 		goto fail;
 	}
-	h->nslots = n;
-	if (opts->token && *opts->token) {
-		h->token_header =
-		    join("X-LangBot-Telemetry-Token: ", opts->token);
-		if (!h->token_header) {
-			copy_text(why, sizeof why, "out of memory");
-			goto fail;
-		}
-	}
-	mc = tsu_curl.multi_setopt(h->multi, CURLMOPT_PIPELINING,
-				   (long)CURLPIPE_MULTIPLEX);
-	if (mc == CURLM_OK)
-		mc = tsu_curl.multi_setopt(
-		    h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)n);
-	if (mc == CURLM_OK)
-		mc = tsu_curl.multi_setopt(
-		    h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)n);
-	/* The cache would otherwise be sized from the handles added (4 each). */
-	if (mc == CURLM_OK)
-		mc = tsu_curl.multi_setopt(h->multi, CURLMOPT_MAXCONNECTS,
-					   (long)n);
+	mc = multi_limits(h->multi, n);
 	if (mc != CURLM_OK) {
 		copy_text(why, sizeof why, tsu_curl.multi_strerror(mc));
 		goto fail;
@@ -655,7 +652,7 @@ static int start(tsu_http *h, struct slot *s, tsu_request *r)
 	s->oom = 0;
 	s->errbuf[0] = '\0';
 	s->started_ms = tsu_monotonic_ms();
-	s->started_us = monotonic_us();
+	s->started_us = tsu_monotonic_us();
 	return 0;
 }
 
@@ -771,7 +768,7 @@ static void reap(tsu_http *h, CURLMsg *m, int *active, size_t *done, int *held)
 			CURLE_OK &&
 		    (v == CURL_HTTP_VERSION_1_0 || v == CURL_HTTP_VERSION_1_1))
 			tsu_cc_cap(h->cc, TSU_CC_CEILING_H1);
-		tsu_cc_sample(h->cc, sig, s->started_us, monotonic_us(),
+		tsu_cc_sample(h->cc, sig, s->started_us, tsu_monotonic_us(),
 			      *active);
 	}
 	tsu_curl.multi_remove_handle(h->multi, s->easy);

@@ -103,7 +103,4 @@ void tsu_requests_reset(tsu_request *reqs, size_t n);
 /* NULL is a no-op. */
 void tsu_http_free(tsu_http *h);
 
-/* CLOCK_MONOTONIC in ms. */
-int64_t tsu_monotonic_ms(void);
-
 #endif

@@ -63,20 +63,15 @@ int tsu_lock_problem(const char *db_path, char *err, size_t errlen)
 	return rc;
 }
 
-int tsu_lock_acquire(const char *db_path, char *err, size_t errlen)
+/* The lock file, opened and checked: an fd, or -1 with err set. */
+static int open_lock(const char *path, char *err, size_t errlen)
 {
-	char *path = lock_path(db_path);
 	struct stat st;
-	int fd;
+	int fd = open(path,
+		      O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW |
+			  O_NONBLOCK,
+		      0600);
 
-	if (!path) {
-		snprintf(err, errlen, "out of memory");
-		return -2;
-	}
-	fd = open(path,
-		  O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW |
-		      O_NONBLOCK,
-		  0600);
 	if (fd < 0) {
 		int e = errno;
 		const char *why = NULL;
@@ -91,15 +86,13 @@ int tsu_lock_acquire(const char *db_path, char *err, size_t errlen)
 		else
 			snprintf(err, errlen, "cannot open lock file %s: %s",
 				 path, strerror(e));
-		free(path);
-		return -2;
+		return -1;
 	}
 	if (fstat(fd, &st) != 0) {
 		snprintf(err, errlen, "cannot read lock file %s: %s", path,
 			 strerror(errno));
 		close(fd);
-		free(path);
-		return -2;
+		return -1;
 	}
 	if (not_a_lock(&st)) {
 		/* A FIFO or device: O_NONBLOCK kept the open from hanging. */
@@ -107,28 +100,51 @@ int tsu_lock_acquire(const char *db_path, char *err, size_t errlen)
 			 "cannot take the uploader lock: %s %s; remove it",
 			 path, not_a_lock(&st));
 		close(fd);
-		free(path);
-		return -2;
+		return -1;
 	}
-	while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+	return fd;
+}
+
+tsu_lock_rc tsu_lock_acquire(int *fd, const char *db_path, char *err,
+			     size_t errlen)
+{
+	char *path = lock_path(db_path);
+	tsu_lock_rc rc = TSU_LOCK_OK;
+
+	*fd = -1;
+	if (!path) {
+		snprintf(err, errlen,
+			 "cannot take the uploader lock: out of "
+			 "memory");
+		return TSU_LOCK_ERROR;
+	}
+	int f = open_lock(path, err, errlen);
+	if (f < 0) {
+		free(path);
+		return TSU_LOCK_ERROR;
+	}
+	while (flock(f, LOCK_EX | LOCK_NB) != 0) {
 		int e = errno;
 		if (e == EINTR)
 			continue;
-		close(fd);
 		if (e == EWOULDBLOCK) {
 			snprintf(
 			    err, errlen,
 			    "another telespool-upload is running (lock %s)",
 			    path);
-			free(path);
-			return -1;
+			rc = TSU_LOCK_BUSY;
+		} else {
+			snprintf(err, errlen, "cannot lock %s: %s", path,
+				 strerror(e));
+			rc = TSU_LOCK_ERROR;
 		}
-		snprintf(err, errlen, "cannot lock %s: %s", path, strerror(e));
-		free(path);
-		return -2;
+		close(f);
+		f = -1;
+		break;
 	}
 	free(path);
-	return fd;
+	*fd = f;
+	return rc;
 }
 
 void tsu_lock_release(int fd)

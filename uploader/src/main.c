@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,12 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "concurrency.h"
 #include "drain.h"
-#include "http.h"
 #include "status.h"
 #include "telespool.h"
-#include "uuid.h"
 
 #ifndef TELESPOOL_UPLOAD_VERSION
 #define TELESPOOL_UPLOAD_VERSION "0"
@@ -209,26 +209,20 @@ bad:
 /* What an exit code means, for the per-run line of --every. */
 static const char *exit_meaning(int code)
 {
-	switch (code) {
-	case TSU_EXIT_OK:
-		return "done";
-	case TSU_EXIT_TEMPFAIL:
-		return "events left for a later run";
-	case TSU_EXIT_CONFIG:
-		return "configuration invalid, nothing sent or deleted";
-	default:
-		return "error";
-	}
+	return code == TSU_EXIT_OK         ? "done"
+	       : code == TSU_EXIT_TEMPFAIL ? "events left for a later run"
+	       : code == TSU_EXIT_CONFIG
+		   ? "configuration invalid, nothing sent or deleted"
+		   : "error";
 }
-
 /* The interval to wait after a run: interval_ms jittered by up to 10% either
  * way, so that many instances started together drift apart. */
 static int64_t jittered(int64_t interval_ms)
 {
-	uint64_t r = 0;
 	int64_t spread = interval_ms / 10;
-	if (spread <= 0 || telespool__random(&r, sizeof(r)) != 0)
+	if (spread <= 0)
 		return interval_ms;
+	uint64_t r = tsu_random64();
 	return interval_ms - spread + (int64_t)(r % (uint64_t)(2 * spread + 1));
 }
 
@@ -271,10 +265,9 @@ static int every(const tsu_options *o, int64_t interval_ms)
 /* Sleeps a random time up to max_s seconds; a signal ends it early. */
 static void splay(int max_s)
 {
-	uint64_t r = 0;
-	if (max_s <= 0 || telespool__random(&r, sizeof(r)) != 0)
+	if (max_s <= 0)
 		return;
-	uint64_t ms = r % ((uint64_t)max_s * 1000 + 1);
+	uint64_t ms = tsu_random64() % ((uint64_t)max_s * 1000 + 1);
 	(void)sleep_unless_stopped((int64_t)ms);
 }
 
@@ -326,10 +319,33 @@ static const struct option longopts[] = {
     {NULL, 0, NULL, 0},
 };
 
+/* The options that take a number: its range and its place in struct cli. */
+static const struct number_option {
+	int opt;
+	const char *name;
+	int lo, hi;
+	size_t at;
+} number_options[] = {
+    {OPT_MAXS, "--max-seconds", 1, 86400, offsetof(struct cli, o.max_seconds)},
+    {OPT_SPLAY, "--splay", 0, 86400, offsetof(struct cli, splay_s)},
+    {OPT_BATCH, "--batch", 1, 10000, offsetof(struct cli, o.batch)},
+    {OPT_PAR, "--parallel", 1, TSU_CC_CEILING,
+     offsetof(struct cli, o.max_in_flight)},
+};
+
 /* One option into *a.  Returns -1 to go on, or the exit code (--help,
  * --version, a bad value: said on stderr). */
 static int apply_option(int c, char **argv, struct cli *a)
 {
+	for (size_t i = 0; i < sizeof number_options / sizeof *number_options;
+	     i++) {
+		const struct number_option *n = &number_options[i];
+		if (n->opt == c)
+			return parse_int(optarg, n->name, n->lo, n->hi,
+					 (int *)(void *)((char *)a + n->at))
+				   ? TSU_EXIT_CONFIG
+				   : -1;
+	}
 	switch (c) {
 	case OPT_DATA:
 		a->o.data_dir = optarg;
@@ -339,11 +355,6 @@ static int apply_option(int c, char **argv, struct cli *a)
 		break;
 	case OPT_DB:
 		a->o.db_path = optarg;
-		break;
-	case OPT_MAXS:
-		if (parse_int(optarg, "--max-seconds", 1, 86400,
-			      &a->o.max_seconds))
-			return TSU_EXIT_CONFIG;
 		break;
 	case OPT_IGNORE:
 		a->o.ignore_backoff = 1;
@@ -357,10 +368,6 @@ static int apply_option(int c, char **argv, struct cli *a)
 	case OPT_JSON:
 		a->json = 1;
 		break;
-	case OPT_SPLAY:
-		if (parse_int(optarg, "--splay", 0, 86400, &a->splay_s))
-			return TSU_EXIT_CONFIG;
-		break;
 	case OPT_EVERY:
 		if (parse_duration(optarg, &a->every_ms))
 			return TSU_EXIT_CONFIG;
@@ -370,15 +377,6 @@ static int apply_option(int c, char **argv, struct cli *a)
 		break;
 	case OPT_AUTH:
 		a->o.auth_cmd = optarg[0] ? optarg : NULL;
-		break;
-	case OPT_BATCH:
-		if (parse_int(optarg, "--batch", 1, 10000, &a->o.batch))
-			return TSU_EXIT_CONFIG;
-		break;
-	case OPT_PAR:
-		if (parse_int(optarg, "--parallel", 1, TSU_CC_CEILING,
-			      &a->o.max_in_flight))
-			return TSU_EXIT_CONFIG;
 		break;
 	case OPT_VERBOSE:
 		a->o.verbose = 1;

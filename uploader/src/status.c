@@ -11,10 +11,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "clock.h"
 #include "config.h"
 #include "lock.h"
 #include "queue.h"
-#include "timefmt.h"
+#include "timefmt.h" /* wait_of() */
 
 static int64_t file_size(const char *path, const char *suffix)
 {
@@ -293,7 +294,7 @@ int tsu_status(const tsu_options *o, int json)
 		return TSU_EXIT_ERROR;
 	}
 	telespool__status s;
-	int64_t now = telespool__now_ms();
+	int64_t now = tsu_now_ms();
 	rc = telespool__get_status(sp, now, &s);
 	char why[512];
 	snprintf(why, sizeof(why), "%s", telespool_errmsg(sp));

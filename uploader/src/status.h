@@ -5,7 +5,7 @@
 #ifndef TSU_STATUS_H
 #define TSU_STATUS_H
 
-#include "drain.h"
+#include "options.h"
 
 /* Prints the status of o->db_path to stdout; sends nothing.  Returns a
  * TSU_EXIT_* code.  A config that cannot be read is shown, not fatal. */

@@ -12,7 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http.h" /* tsu_monotonic_ms() */
+#include "clock.h"
+#include "say.h"
 
 /* A config that fails to load gets this long to become readable (it may be
  * in the middle of a rewrite), read again every CONFIG_RETRY_MS. */
@@ -46,19 +47,19 @@ static void watch_config_file(tsu_watch *w)
  * config that is not an opt-out must also still name the run's space.url:
  * a partial file can parse (without its space section) and must not be
  * taken for the new config.  *seen gets the file's identity as read.
- * Returns 0 (loaded, *cfg to free), -1 (still unreadable; err says why),
- * or 1 (readable but naming another space.url; nothing to free).
  */
-int tsu_config_load_settled(const tsu_options *o, tsu_config *cfg,
-			    struct stat *seen, char *err, size_t errlen,
-			    volatile int *stop, const char *want_url)
+tsu_settle_rc tsu_config_load_settled(const tsu_options *o, tsu_config *cfg,
+				      struct stat *seen, char *err,
+				      size_t errlen, volatile int *stop,
+				      const char *want_url)
 {
 	int64_t until = tsu_monotonic_ms() + CONFIG_SETTLE_MS;
-	int said = 0, rc;
+	int said = 0;
+	tsu_settle_rc rc;
 
 	for (;;) {
 		struct stat after;
-		rc = -1;
+		rc = TSU_SETTLE_ERROR;
 		if (stat(o->config_path, seen) != 0)
 			memset(seen, 0, sizeof(*seen));
 		if (tsu_config_load(cfg, o->config_path, o->data_dir, err,
@@ -71,12 +72,12 @@ int tsu_config_load_settled(const tsu_options *o, tsu_config *cfg,
 					 o->config_path);
 			} else if (!want_url || cfg->disable_telemetry ||
 				   strcmp(cfg->space_url, want_url) == 0) {
-				return 0;
+				return TSU_SETTLE_OK;
 			} else {
 				snprintf(err, errlen,
 					 "%s: space.url changed during the run",
 					 o->config_path);
-				rc = 1;
+				rc = TSU_SETTLE_OTHER_URL;
 			}
 			tsu_config_free(cfg);
 		}
@@ -148,14 +149,14 @@ int tsu_watch_settle(tsu_watch *w)
 	char err[512];
 
 	w->unsettled = 0;
-	int rc = tsu_config_load_settled(w->o, &c, &w->seen, err, sizeof(err),
-					 w->stop, w->space_url);
-	if (rc > 0) {
+	tsu_settle_rc rc = tsu_config_load_settled(
+	    w->o, &c, &w->seen, err, sizeof(err), w->stop, w->space_url);
+	if (rc == TSU_SETTLE_OTHER_URL) {
 		/* Edited for good: the new space.url is for the next run. */
 		w->changed = 1;
 		return 0;
 	}
-	if (rc < 0) {
+	if (rc != TSU_SETTLE_OK) {
 		tsu_say("%s; stopping", err);
 		w->broken = 1;
 		return 0;

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 
 #include "config.h"
-#include "drain.h"
+#include "options.h"
 
 typedef struct tsu_watch {
 	const tsu_options *o;  /* config_path and data_dir */
@@ -24,18 +24,25 @@ typedef struct tsu_watch {
 	int changed;           /* it names another space.url now */
 } tsu_watch;
 
+/* What tsu_config_load_settled() returns. */
+typedef enum tsu_settle_rc {
+	TSU_SETTLE_OK = 0,         /* loaded: *cfg to free */
+	TSU_SETTLE_ERROR = -1,     /* still unreadable; err says why */
+	TSU_SETTLE_OTHER_URL = -2, /* names another space.url; err says so;
+				      nothing to free */
+} tsu_settle_rc;
+
 /*
  * Loads the config into *cfg, giving a file that fails to load up to 2 s to
  * become readable (LangBot rewrites it in place: truncate, then write).  A
  * load counts only if the file did not change while it was read; with
  * want_url (during a run), a config that is not an opt-out must still name
- * that space.url.  *seen gets the file's identity as read.  Returns 0
- * (loaded, *cfg to free), -1 (still unreadable; err says why), or 1
- * (naming another space.url; err says so; nothing to free).
+ * that space.url.  *seen gets the file's identity as read.
  */
-int tsu_config_load_settled(const tsu_options *o, tsu_config *cfg,
-			    struct stat *seen, char *err, size_t errlen,
-			    volatile int *stop, const char *want_url);
+tsu_settle_rc tsu_config_load_settled(const tsu_options *o, tsu_config *cfg,
+				      struct stat *seen, char *err,
+				      size_t errlen, volatile int *stop,
+				      const char *want_url);
 
 /* Starts inotify on the config file and its directory (w->fd; -1 when
  * inotify is unavailable: tsu_watch_must_stop() still works by polling). */
