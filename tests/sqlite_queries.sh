@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # sqlite_queries.sh - the sqlite3 shell queries a user runs against a spool
 # (the README shows the same ones) must work on a real spool and answer with
-# the expected rows.  The sample spool comes from `test_spool --make-sample`:
+# the expected rows.  The sample spool comes from `test_spool_internal --make-sample`:
 # 45 query events + a heartbeat + a survey trigger with max_events 40 (so 7
 # evicted), then one upload run that sent 10, retried 3 and rejected 2.
 #
-# Usage: sqlite_queries.sh TEST_SPOOL_BINARY [SQLITE3_SHELL]
+# Usage: sqlite_queries.sh TEST_SPOOL_INTERNAL_BINARY [SQLITE3_SHELL]
 #
 # The queries, one per entry: "what it answers|SQL".  Copy them as they are:
 #   sqlite3 data/telemetry.db 'SELECT * FROM summary'
@@ -23,7 +23,7 @@ QUERIES=(
 )
 
 set -u
-spool_bin=${1:?usage: sqlite_queries.sh TEST_SPOOL_BINARY [SQLITE3_SHELL]}
+spool_bin=${1:?usage: sqlite_queries.sh TEST_SPOOL_INTERNAL_BINARY [SQLITE3_SHELL]}
 sqlite=${2:-sqlite3}
 dir=$(mktemp -d "${TMPDIR:-/tmp}/sqlite_queries-XXXXXX")
 db="$dir/telemetry.db"

@@ -1,8 +1,10 @@
 /*
- * testutil.c - the scaffolding test_spool, test_queue and test_concurrency
- * share: a private temporary directory, raw files and raw SQLite.  Nothing
- * here asserts (the counters are each test program's own, in testutil.h):
- * the helpers return what they found and the tests assert on it.
+ * testutil.c - the scaffolding the C tests share (test_api, test_concurrency,
+ * test_spool_internal, test_queue, ...): a private temporary directory, raw
+ * files and raw SQLite, which the public-API tests link as SQLite itself,
+ * not through the library.  Nothing here asserts (the counters are each
+ * test program's own, in testutil.h): the helpers return what they found
+ * and the tests assert on it.
  */
 #define TESTUTIL_NO_COUNTERS
 #include "testutil.h"

@@ -9,7 +9,8 @@
 #    binding), renders the man pages, verifies the units, then MOVES the tree
 #    elsewhere and builds and runs consumers against the moved copy: through
 #    pkg-config, pkg-config --static, find_package (shared and static) and
-#    the Python binding.
+#    the Python binding; and the public-API tests (tests/test_api.c) built
+#    against the moved header and shared library alone.
 # 2. Configures its own build with -DCMAKE_INSTALL_PREFIX=/usr in a temporary
 #    directory, runs cpack -G DEB, and checks the package: contents, control
 #    fields, that Depends names the package of every library its programs
@@ -287,6 +288,48 @@ consumers_pkgconfig() {
 	fi
 }
 
+# public_tests LABEL PKG_CONFIG_PATH LIBDIR [RUN_ENV...]: the public-API
+# tests (tests/test_api.c) built against the installed telespool.h and
+# libtelespool.so alone (pkg-config; of the source tree only tests/ for
+# testutil.h and migrations/ for the schema's history), then run: every
+# case passes through the installed header only.
+public_tests() {
+	local label=$1 pcpath=$2 libdir=$3 cflags libs deps out resolved
+	local bin="$tmp/test_api-$1"
+	shift 3
+	if ! cflags=$(PKG_CONFIG_PATH=$pcpath pkg-config --cflags telespool 2>&1) ||
+		! libs=$(PKG_CONFIG_PATH=$pcpath pkg-config --libs telespool 2>&1) ||
+		! deps=$(pkg-config --cflags --libs sqlite3 libcjson 2>&1); then
+		fail "$label: pkg-config for the public-API tests: $cflags $libs $deps"
+		return
+	fi
+	# shellcheck disable=SC2086
+	if ! out=$("$cc" "${sanflags[@]}" -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
+		-Wall -Wextra -Werror -I"$src/tests" \
+		-DTELESPOOL_MIGRATIONS_DIR="\"$src/migrations\"" \
+		"$src/tests/test_api.c" "$src/tests/testutil.c" $cflags \
+		-o "$bin" $libs $deps -pthread 2>&1); then
+		fail "$label: building tests/test_api.c against the installed header:"
+		printf '%s\n' "$out" | sed 's/^/    /' | head -n 20
+		return
+	fi
+	resolved=$(env "$@" ldd "$bin" | awk '/libtelespool/ {print $3}')
+	resolved=$(readlink -f "$resolved")
+	case "$resolved" in
+	"$(readlink -f "$libdir")"/*) ;;
+	*)
+		fail "$label: test_api loads libtelespool from '$resolved', not from $libdir"
+		return
+		;;
+	esac
+	if out=$(env "$@" "$bin" 2>&1); then
+		pass "$label: tests/test_api.c built against the installed telespool.h and $resolved passes ($(printf '%s\n' "$out" | tail -n 1))"
+	else
+		fail "$label: tests/test_api.c against the installed tree:"
+		printf '%s\n' "$out" | grep -v -e '^-- ' -e '^FAULT: ' | sed 's/^/    /' | tail -n 30
+	fi
+}
+
 # consumers_cmake LABEL PREFIX_PATH EXPECT_DIR_UNDER [C_COMPILER]
 consumers_cmake() {
 	local label=$1 prefix_path=$2 under=$3 compiler=${4:-$cc} target kind b out
@@ -430,6 +473,10 @@ if [ $installed = 1 ]; then
 		fail "pkg-config not found"
 	fi
 	consumers_cmake moved "$moved" "$moved"
+	if have pkg-config; then
+		public_tests moved "$moved/$libdir/pkgconfig" "$moved/$libdir" \
+			LD_LIBRARY_PATH="$moved/$libdir"
+	fi
 	if [ -n "$sanitize" ]; then
 		note "sanitizer build: the Python binding is not loaded (its library needs the sanitizer runtime preloaded)"
 	elif [ -z "$python" ]; then
