@@ -15,6 +15,11 @@
 
 #include "telespool.h"
 
+/* queue.c's state on the handle (struct telespool's queue). */
+struct telespool__cursor {
+	int64_t claim_next; /* telespool__claim(): look from this id first */
+};
+
 /* One claimed event. */
 typedef struct telespool__item {
 	int64_t id;

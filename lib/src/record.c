@@ -7,9 +7,12 @@
 #include <string.h>
 
 #include "body.h"
+#include "db.h"
+#include "error.h"
 #include "spool.h"
 #include "timefmt.h"
 #include "uuid.h"
+#include "wal.h"
 
 /* How often (in records per handle) the age bound is checked. */
 #define AGE_CHECK_EVERY 64
@@ -95,21 +98,6 @@ static int evict_aged(telespool *sp, int64_t now_ms, const char *now_iso)
 	return TELESPOOL_OK;
 }
 
-/* The one integer a statement kept on the handle returns (a pragma). */
-static int read_int(telespool *sp, enum telespool__stmt_id id, int64_t *v)
-{
-	sqlite3_stmt *st = telespool__stmt(sp, id);
-	if (st == NULL)
-		return TELESPOOL_ERROR;
-	int src = sqlite3_step(st);
-	*v = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	if (src != SQLITE_ROW)
-		return telespool__sqlite_fail(sp, src,
-					      "reading the spool size");
-	return TELESPOOL_OK;
-}
-
 /*
  * Inserts the event, in the record's transaction.  Its id is max(id) + 1,
  * as SQLite would choose, but never below pending_from (after the newest
@@ -149,12 +137,16 @@ static int make_room(telespool *sp, int64_t size, const char *now_iso)
 	 * bound it is read every PAGE_CHECK_EVERY records only. */
 	if (sp->records_since_page_check++ % PAGE_CHECK_EVERY == 0 ||
 	    sp->file_bytes + PAGE_CHECK_MARGIN > sp->max_bytes) {
-		rc = read_int(sp, STMT_PAGE_COUNT, &pages);
+		rc = telespool__read_int(sp,
+					 telespool__stmt(sp, STMT_PAGE_COUNT),
+					 "reading the spool size", &pages);
 		sp->file_bytes = pages * sp->page_size;
 	}
 	/* The free pages only matter near the bound. */
 	if (rc == TELESPOOL_OK && sp->file_bytes + size > sp->max_bytes)
-		rc = read_int(sp, STMT_FREELIST_COUNT, &free_pages);
+		rc = telespool__read_int(
+		    sp, telespool__stmt(sp, STMT_FREELIST_COUNT),
+		    "reading the spool size", &free_pages);
 	if (rc != TELESPOOL_OK)
 		return rc;
 	int64_t used = sp->file_bytes - free_pages * sp->page_size;
