@@ -2,7 +2,7 @@
  * open.c - opening and closing a spool: the options, the private new file,
  * the directory lock, the connection's settings (pragmas, WAL mode and its
  * bound), the schema (migrate.h), the check of a damaged file and moving
- * it aside, and finishing an interrupted purge (queue.h).
+ * it aside, and finishing an interrupted purge (purge.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,7 +16,7 @@
 #include "db.h"
 #include "error.h"
 #include "migrate.h"
-#include "queue.h"
+#include "purge.h"
 #include "redact.h"
 #include "spool.h"
 #include "timefmt.h"

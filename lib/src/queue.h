@@ -122,15 +122,9 @@ int telespool__expire(telespool *sp, int64_t now_ms, int64_t max_age_ms,
  * holding a transaction open keeps the WAL from being emptied (the rows
  * are deleted all the same; the mark stays, so the next open finishes it:
  * telespool__purge_resume()); TELESPOOL_EIO if a side file cannot be
- * removed.
+ * removed.  (An interrupted purge is finished at open: purge.h.)
  */
 int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys);
-
-/* Finishes a purge that committed its deletion but was interrupted (kill
- * -9, a reader): called by telespool_open() before anything else.  OK when
- * there is none or it is now finished; otherwise as telespool__purge()
- * (the mark stays for the next try). */
-int telespool__purge_resume(telespool *sp);
 
 /* uploader_state: *value is malloc'd (telespool_free), or NULL if unset. */
 int telespool__state_get(telespool *sp, const char *key, char **value);
