@@ -521,31 +521,50 @@ int telespool__reclaim_leases(telespool *sp, int64_t *n_reclaimed)
 	return rc;
 }
 
-int telespool__state_get(telespool *sp, const char *key, char **value)
-{
-	int rc = TELESPOOL_OK;
+/* The uploader_state keys of enum telespool__gate; the library's own keys
+ * (pending_from, wal_limit, purge_incomplete) are never among them. */
+static const char *const gate_key[TELESPOOL__GATE_COUNT] = {
+    [TELESPOOL__GATE_RETRY_AFTER] = "retry_after_until",
+    [TELESPOOL__GATE_DOWN_UNTIL] = "down_until",
+    [TELESPOOL__GATE_DOWN_COUNT] = "down_count",
+    [TELESPOOL__GATE_LAST_RUN] = "last_run_at",
+};
 
-	*value = NULL;
+/* The uploader's last concurrency, "level peak cuts mode" (mode adaptive
+ * or fixed), as uploaders before the typed calls wrote it. */
+#define CC_KEY "concurrency"
+
+static int bad_gate(telespool *sp, enum telespool__gate g)
+{
+	return telespool__fail(sp, TELESPOOL_EINVAL,
+			       "unknown uploader state %u", (unsigned)g);
+}
+
+int telespool__gate_get(telespool *sp, enum telespool__gate g, int64_t *value)
+{
+	int rc;
+
+	*value = 0;
 	telespool__lock(sp);
-	sqlite3_stmt *st = telespool__prepare(
-	    sp, "SELECT value FROM uploader_state WHERE key = ?1");
-	if (st != NULL)
-		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	if (telespool__row(sp, st, "reading uploader state", &rc) &&
-	    sqlite3_column_type(st, 0) != SQLITE_NULL) {
-		*value = telespool__column_dup(st, 0);
-		if (*value == NULL)
-			rc = telespool__fail(sp, TELESPOOL_ENOMEM,
-					     "out of memory");
+	if ((unsigned)g >= TELESPOOL__GATE_COUNT) {
+		rc = bad_gate(sp, g);
+	} else {
+		sqlite3_stmt *st = telespool__prepare(
+		    sp, "SELECT CAST(value AS INTEGER) FROM uploader_state"
+			" WHERE key = ?1");
+		if (st != NULL)
+			sqlite3_bind_text(st, 1, gate_key[g], -1,
+					  SQLITE_STATIC);
+		rc = telespool__read_int(sp, st, "reading uploader state",
+					 value);
 	}
-	telespool__release(sp, st);
 	telespool__unlock(sp);
 	return rc;
 }
 
-int telespool__state_set(telespool *sp, const char *key, const char *value)
+/* Sets key to value (text), or deletes it when value is NULL. */
+static int state_put(telespool *sp, const char *key, const char *value)
 {
-	telespool__lock(sp);
 	sqlite3_stmt *st = telespool__prepare(
 	    sp, value != NULL
 		    ? "INSERT INTO uploader_state (key, value) VALUES (?1, ?2)"
@@ -556,7 +575,53 @@ int telespool__state_set(telespool *sp, const char *key, const char *value)
 		if (value != NULL)
 			sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
 	}
-	int rc = telespool__step_done(sp, st, "saving uploader state");
+	return telespool__step_done(sp, st, "saving uploader state");
+}
+
+int telespool__gate_set(telespool *sp, enum telespool__gate g, int64_t value)
+{
+	char text[24];
+	int rc;
+
+	snprintf(text, sizeof(text), "%lld", (long long)value);
+	telespool__lock(sp);
+	if ((unsigned)g >= TELESPOOL__GATE_COUNT)
+		rc = bad_gate(sp, g);
+	else
+		rc = state_put(sp, gate_key[g], value != 0 ? text : NULL);
+	telespool__unlock(sp);
+	return rc;
+}
+
+int telespool__cc_get(telespool *sp, telespool__cc_state *cc)
+{
+	char text[64], mode[16] = "";
+
+	memset(cc, 0, sizeof(*cc));
+	telespool__lock(sp);
+	sqlite3_stmt *st = telespool__prepare(
+	    sp, "SELECT value FROM uploader_state WHERE key = '" CC_KEY "'");
+	int rc = telespool__read_text(sp, st, "reading uploader state", text,
+				      sizeof(text));
+	telespool__unlock(sp);
+	if (rc == TELESPOOL_OK &&
+	    sscanf(text, "%d %d %d %15s", &cc->level, &cc->peak, &cc->cuts,
+		   mode) == 4 &&
+	    (strcmp(mode, "adaptive") == 0 || strcmp(mode, "fixed") == 0)) {
+		cc->have = 1;
+		cc->fixed = strcmp(mode, "fixed") == 0;
+	}
+	return rc;
+}
+
+int telespool__cc_set(telespool *sp, const telespool__cc_state *cc)
+{
+	char text[64];
+
+	snprintf(text, sizeof(text), "%d %d %d %s", cc->level, cc->peak,
+		 cc->cuts, cc->fixed ? "fixed" : "adaptive");
+	telespool__lock(sp);
+	int rc = state_put(sp, CC_KEY, text);
 	telespool__unlock(sp);
 	return rc;
 }

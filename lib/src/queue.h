@@ -126,10 +126,32 @@ int telespool__expire(telespool *sp, int64_t now_ms, int64_t max_age_ms,
  */
 int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys);
 
-/* uploader_state: *value is malloc'd (telespool_free), or NULL if unset. */
-int telespool__state_get(telespool *sp, const char *key, char **value);
-/* value NULL deletes the key. */
-int telespool__state_set(telespool *sp, const char *key, const char *value);
+/*
+ * The uploader's run-wide gates and what decides them, kept in
+ * uploader_state under keys of the library's (the uploader cannot reach
+ * the library's own, such as pending_from): unix ms or a count, 0 when
+ * unset.  Setting 0 removes it.  TELESPOOL_EINVAL for an unknown gate.
+ */
+enum telespool__gate {
+	TELESPOOL__GATE_RETRY_AFTER, /* Space said wait until (unix ms) */
+	TELESPOOL__GATE_DOWN_UNTIL,  /* Space looked down until (unix ms) */
+	TELESPOOL__GATE_DOWN_COUNT,  /* runs in a row that found it down */
+	TELESPOOL__GATE_LAST_RUN,    /* when the last run sent (unix ms) */
+	TELESPOOL__GATE_COUNT
+};
+int telespool__gate_get(telespool *sp, enum telespool__gate g, int64_t *value);
+int telespool__gate_set(telespool *sp, enum telespool__gate g, int64_t value);
+
+/* Where the last run's limit of requests in flight ended (for the next
+ * run's start and --status).  cc_get: have 0 when none is stored (or it
+ * cannot be read back). */
+typedef struct telespool__cc_state {
+	int have;
+	int level, peak, cuts;
+	int fixed; /* the limit was pinned by configuration, not adaptive */
+} telespool__cc_state;
+int telespool__cc_get(telespool *sp, telespool__cc_state *cc);
+int telespool__cc_set(telespool *sp, const telespool__cc_state *cc);
 
 /* upload_runs: a row at start, completed at the end.  run_start also
  * takes on the checkpoints and holds this handle to the WAL bound a LangBot
