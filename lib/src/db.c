@@ -183,8 +183,6 @@ int telespool__read_ints(telespool *sp, sqlite3_stmt *st, const char *what,
 
 	for (int i = 0; i < n; i++)
 		v[i] = 0;
-	if (st == NULL)
-		return no_stmt(sp);
 	if (telespool__row(sp, st, what, &rc))
 		for (int i = 0; i < n; i++)
 			v[i] = sqlite3_column_int64(st, i);
@@ -209,8 +207,6 @@ int telespool__read_text(telespool *sp, sqlite3_stmt *st, const char *what,
 	int rc = TELESPOOL_OK;
 
 	out[0] = '\0';
-	if (st == NULL)
-		return no_stmt(sp);
 	if (telespool__row(sp, st, what, &rc))
 		telespool__column_text(st, 0, out, len);
 	telespool__release(sp, st);

@@ -37,8 +37,8 @@ struct telespool {
 	int64_t instance_create_ts;
 
 	int busy_timeout_ms;
-	int64_t busy_since_ms; /* busy_wait(): when the current wait began */
-	unsigned busy_rng;     /* busy_wait(): jitter */
+	int64_t busy_since_ms; /* telespool__busy_wait(): since when */
+	unsigned busy_rng;     /* telespool__busy_wait(): jitter */
 	int64_t max_events;
 	int64_t max_bytes;
 	int64_t max_age_ms;
