@@ -1440,6 +1440,28 @@ static void test_state(void)
 	telespool_close(sp);
 }
 
+/* A status that cannot be read all says so by its return code and leaves
+ * no read transaction open behind it. */
+static void test_status_failure(void)
+{
+	char path[600];
+	telespool *sp = fresh("status_fail.db", path, sizeof(path));
+	if (sp == NULL)
+		return;
+	telespool__status s;
+	record_n(sp, "sf", 3, NULL);
+	ASSERT_EQ(path_exec(path, "DROP TABLE upload_runs"), SQLITE_OK);
+	int rc = telespool__get_status(sp, wall_ms(), &s);
+	ASSERT_TRUE(rc != TELESPOOL_OK);
+	ASSERT_CONTAINS(telespool_errmsg(sp), "upload_runs");
+	/* The numbers read before the failure are there; the handle still
+	 * writes (no transaction left open). */
+	ASSERT_EQ(s.pending, 3);
+	record_n(sp, "sf2", 1, NULL);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM spool"), 4);
+	telespool_close(sp);
+}
+
 static void test_runs_and_status(void)
 {
 	char path[600];
@@ -1575,6 +1597,7 @@ static const struct tu_test tests[] = {
     {"purge_killed", test_purge_killed},
     {"state", test_state},
     {"runs_and_status", test_runs_and_status},
+    {"status_failure", test_status_failure},
 };
 
 int main(int argc, char **argv)
