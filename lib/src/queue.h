@@ -136,7 +136,7 @@ enum telespool__gate {
 	TELESPOOL__GATE_RETRY_AFTER, /* Space said wait until (unix ms) */
 	TELESPOOL__GATE_DOWN_UNTIL,  /* Space looked down until (unix ms) */
 	TELESPOOL__GATE_DOWN_COUNT,  /* runs in a row that found it down */
-	TELESPOOL__GATE_LAST_RUN,    /* when the last run sent (unix ms) */
+	TELESPOOL__GATE_LAST_RUN,    /* when the last run with events began */
 	TELESPOOL__GATE_COUNT
 };
 int telespool__gate_get(telespool *sp, enum telespool__gate g, int64_t *value);
