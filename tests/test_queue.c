@@ -1363,37 +1363,102 @@ static void test_state(void)
 	telespool *sp = fresh("state.db", path, sizeof(path));
 	if (sp == NULL)
 		return;
-	char *v = (char *)path;
-	ASSERT_EQ(telespool__state_get(sp, "retry_after_until", &v),
+	int64_t v = -1;
+	ASSERT_EQ(telespool__gate_get(sp, TELESPOOL__GATE_RETRY_AFTER, &v),
 		  TELESPOOL_OK);
-	ASSERT_TRUE(v == NULL);
-	ASSERT_EQ(
-	    telespool__state_set(sp, "retry_after_until", "1700000000000"),
-	    TELESPOOL_OK);
-	ASSERT_EQ(telespool__state_get(sp, "retry_after_until", &v),
+	ASSERT_EQ(v, 0);
+	ASSERT_EQ(telespool__gate_set(sp, TELESPOOL__GATE_RETRY_AFTER,
+				      1700000000000LL),
 		  TELESPOOL_OK);
-	ASSERT_STREQ(v, "1700000000000");
-	telespool_free(v);
-	ASSERT_EQ(telespool__state_set(sp, "retry_after_until", "42"),
+	ASSERT_EQ(telespool__gate_get(sp, TELESPOOL__GATE_RETRY_AFTER, &v),
 		  TELESPOOL_OK);
-	ASSERT_EQ(telespool__state_set(sp, "down_until", ""), TELESPOOL_OK);
-	ASSERT_EQ(telespool__state_get(sp, "retry_after_until", &v),
+	ASSERT_EQ(v, 1700000000000LL);
+	/* Stored as the documented schema and earlier uploaders have it. */
+	char *text = path_text(path, "SELECT value FROM uploader_state"
+				     " WHERE key = 'retry_after_until'");
+	ASSERT_STREQ(text, "1700000000000");
+	free(text);
+	ASSERT_EQ(telespool__gate_set(sp, TELESPOOL__GATE_DOWN_COUNT, 3),
 		  TELESPOOL_OK);
-	ASSERT_STREQ(v, "42");
-	telespool_free(v);
-	ASSERT_EQ(telespool__state_get(sp, "down_until", &v), TELESPOOL_OK);
-	ASSERT_STREQ(v, "");
-	telespool_free(v);
-	ASSERT_EQ(telespool__state_set(sp, "retry_after_until", NULL),
+	ASSERT_EQ(telespool__gate_set(sp, TELESPOOL__GATE_DOWN_UNTIL, 42),
 		  TELESPOOL_OK);
-	ASSERT_EQ(telespool__state_get(sp, "retry_after_until", &v),
+	ASSERT_EQ(telespool__gate_get(sp, TELESPOOL__GATE_DOWN_COUNT, &v),
 		  TELESPOOL_OK);
-	ASSERT_TRUE(v == NULL);
-	ASSERT_EQ(telespool__state_set(sp, "never-set", NULL), TELESPOOL_OK);
+	ASSERT_EQ(v, 3);
+	/* 0 removes it. */
+	ASSERT_EQ(telespool__gate_set(sp, TELESPOOL__GATE_RETRY_AFTER, 0),
+		  TELESPOOL_OK);
+	ASSERT_EQ(telespool__gate_get(sp, TELESPOOL__GATE_RETRY_AFTER, &v),
+		  TELESPOOL_OK);
+	ASSERT_EQ(v, 0);
+	ASSERT_EQ(telespool__gate_set(sp, TELESPOOL__GATE_LAST_RUN, 0),
+		  TELESPOOL_OK);
 	ASSERT_EQ(path_int(path, "SELECT count(*) FROM uploader_state"
-				 " WHERE key <> 'pending_from'"),
-		  1);
+				 " WHERE key IN ('down_count', 'down_until')"),
+		  2);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM uploader_state"
+				 " WHERE key NOT IN ('pending_from',"
+				 " 'down_count', 'down_until')"),
+		  0);
+	/* Only the gates: no key of the library's can be named. */
+	ASSERT_EQ(telespool__gate_set(sp, TELESPOOL__GATE_COUNT, 5),
+		  TELESPOOL_EINVAL);
+	ASSERT_TRUE(strstr(telespool_errmsg(sp), "unknown uploader state") !=
+		    NULL);
+	ASSERT_EQ(telespool__gate_get(sp, (enum telespool__gate)99, &v),
+		  TELESPOOL_EINVAL);
+	ASSERT_EQ(v, 0);
+
+	/* The concurrency, in the text earlier uploaders wrote. */
+	telespool__cc_state cc = {0, 0, 0, 0, 0};
+	ASSERT_EQ(telespool__cc_get(sp, &cc), TELESPOOL_OK);
+	ASSERT_EQ(cc.have, 0);
+	telespool__cc_state put = {1, 24, 48, 2, 0};
+	ASSERT_EQ(telespool__cc_set(sp, &put), TELESPOOL_OK);
+	text = path_text(path, "SELECT value FROM uploader_state"
+			       " WHERE key = 'concurrency'");
+	ASSERT_STREQ(text, "24 48 2 adaptive");
+	free(text);
+	ASSERT_EQ(telespool__cc_get(sp, &cc), TELESPOOL_OK);
+	ASSERT_EQ(cc.have, 1);
+	ASSERT_EQ(cc.level, 24);
+	ASSERT_EQ(cc.peak, 48);
+	ASSERT_EQ(cc.cuts, 2);
+	ASSERT_EQ(cc.fixed, 0);
+	put.fixed = 1;
+	ASSERT_EQ(telespool__cc_set(sp, &put), TELESPOOL_OK);
+	ASSERT_EQ(telespool__cc_get(sp, &cc), TELESPOOL_OK);
+	ASSERT_EQ(cc.have, 1);
+	ASSERT_EQ(cc.fixed, 1);
+	/* A value that is not one is not taken for one. */
+	ASSERT_EQ(path_exec(path, "UPDATE uploader_state SET value = '7 x'"
+				  " WHERE key = 'concurrency'"),
+		  SQLITE_OK);
+	ASSERT_EQ(telespool__cc_get(sp, &cc), TELESPOOL_OK);
+	ASSERT_EQ(cc.have, 0);
 	ASSERT_STREQ(telespool__path(sp), path);
+	telespool_close(sp);
+}
+
+/* A status that cannot be read all says so by its return code and leaves
+ * no read transaction open behind it. */
+static void test_status_failure(void)
+{
+	char path[600];
+	telespool *sp = fresh("status_fail.db", path, sizeof(path));
+	if (sp == NULL)
+		return;
+	telespool__status s;
+	record_n(sp, "sf", 3, NULL);
+	ASSERT_EQ(path_exec(path, "DROP TABLE upload_runs"), SQLITE_OK);
+	int rc = telespool__get_status(sp, wall_ms(), &s);
+	ASSERT_TRUE(rc != TELESPOOL_OK);
+	ASSERT_CONTAINS(telespool_errmsg(sp), "upload_runs");
+	/* The numbers read before the failure are there; the handle still
+	 * writes (no transaction left open). */
+	ASSERT_EQ(s.pending, 3);
+	record_n(sp, "sf2", 1, NULL);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM spool"), 4);
 	telespool_close(sp);
 }
 
@@ -1532,6 +1597,7 @@ static const struct tu_test tests[] = {
     {"purge_killed", test_purge_killed},
     {"state", test_state},
     {"runs_and_status", test_runs_and_status},
+    {"status_failure", test_status_failure},
 };
 
 int main(int argc, char **argv)

@@ -1,88 +1,104 @@
 /*
- * migrate.c - applies the embedded migrations, one transaction each, and
- * records progress in PRAGMA user_version.
+ * migrate.c - the schema's version checks, and the embedded migrations
+ * applied one transaction each, progress recorded in PRAGMA user_version.
  */
 #include "migrate.h"
 
+#include <stdint.h>
 #include <stdio.h>
 
-#include "spool.h"
+#include "db.h"
+#include "error.h"
 
-static int user_version(sqlite3 *db, int *v)
+static int newest(void)
 {
-	sqlite3_stmt *st;
-	int src = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
-	if (src != SQLITE_OK)
-		return src;
-	src = sqlite3_step(st);
-	if (src == SQLITE_ROW) {
-		*v = sqlite3_column_int(st, 0);
-		src = SQLITE_OK;
-	}
-	sqlite3_finalize(st);
-	return src;
+	return telespool__migrations[telespool__n_migrations - 1].version;
 }
 
-static int fail(sqlite3 *db, int src, const char *what, char *err,
-		size_t errlen)
+/* The schema version and the number of schema objects, from one snapshot:
+ * read apart, another process's migration could commit in between. */
+static int schema_state(telespool *sp, int64_t *version, int64_t *objects)
 {
-	snprintf(err, errlen, "%s: %s", what, sqlite3_errmsg(db));
-	int rc = telespool__rc_from_sqlite(src);
-	return rc == TELESPOOL_OK ? TELESPOOL_ERROR : rc;
+	int64_t v[2];
+	int rc = telespool__read_ints(
+	    sp,
+	    telespool__prepare(
+		sp, "SELECT (SELECT user_version FROM pragma_user_version),"
+		    " (SELECT count(*) FROM sqlite_schema)"),
+	    "reading the schema version", v, 2);
+	*version = v[0];
+	if (objects)
+		*objects = v[1];
+	return rc;
 }
 
-int telespool__migrate(sqlite3 *db, char *err, size_t errlen)
+static int newer_schema(telespool *sp, int64_t v)
 {
-	int newest = telespool__migrations[telespool__n_migrations - 1].version;
-	int v = 0;
-	int src = user_version(db, &v);
+	return telespool__fail(sp, TELESPOOL_ESCHEMA,
+			       "schema version %lld was written by a newer "
+			       "telespool (this one knows up to %d); the file "
+			       "is left untouched",
+			       (long long)v, newest());
+}
 
-	if (src != SQLITE_OK)
-		return fail(db, src, "reading the schema version", err, errlen);
-	if (v == newest)
-		return TELESPOOL_OK; /* the common case: no write lock taken */
+int telespool__schema_check(telespool *sp, int *fresh)
+{
+	int64_t v = 0, objects = 0;
+	int rc = schema_state(sp, &v, &objects);
 
-	for (int i = 0; i < telespool__n_migrations; i++) {
-		const struct telespool__migration *m =
-		    &telespool__migrations[i];
-
-		src = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-		if (src != SQLITE_OK)
-			return fail(db, src, "locking the schema", err, errlen);
-		/* Another process may have migrated while we waited. */
-		src = user_version(db, &v);
-		if (src != SQLITE_OK)
-			goto rollback;
-		if (v > newest) {
-			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-			snprintf(err, errlen,
-				 "schema version %d was written by a newer "
-				 "telespool "
-				 "(this one knows up to %d)",
-				 v, newest);
-			return TELESPOOL_ESCHEMA;
-		}
-		if (v >= m->version) {
-			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-			continue;
-		}
-		src = sqlite3_exec(db, m->sql, NULL, NULL, NULL);
-		if (src != SQLITE_OK)
-			goto rollback;
-		char sql[64];
-		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
-			 m->version);
-		src = sqlite3_exec(db, sql, NULL, NULL, NULL);
-		if (src != SQLITE_OK)
-			goto rollback;
-		src = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-		if (src != SQLITE_OK)
-			goto rollback;
-		continue;
-	rollback:;
-		int rc = fail(db, src, m->name, err, errlen);
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	*fresh = 0;
+	if (rc != TELESPOOL_OK)
 		return rc;
+	if (v > newest())
+		return newer_schema(sp, v);
+	if (v == 0 && objects > 0)
+		return telespool__fail(
+		    sp, TELESPOOL_ECORRUPT,
+		    "is an SQLite database but not a telespool spool (it has "
+		    "%lld tables and no telespool schema version); the file "
+		    "is left untouched",
+		    (long long)objects);
+	*fresh = objects == 0;
+	return TELESPOOL_OK;
+}
+
+/* Applies migration m unless another process did while we waited for the
+ * lock: 1 when it is done (by either), 0 on failure (rolled back). */
+static int apply(telespool *sp, const struct telespool__migration *m, int *rc)
+{
+	int64_t v = 0;
+	char sql[64];
+
+	*rc = telespool__exec_as(sp, "BEGIN IMMEDIATE", "locking the schema");
+	if (*rc == TELESPOOL_OK)
+		*rc = schema_state(sp, &v, NULL);
+	if (*rc == TELESPOOL_OK && v > newest())
+		*rc = newer_schema(sp, v);
+	if (*rc == TELESPOOL_OK && v >= m->version) {
+		telespool__rollback(sp);
+		return 1;
 	}
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", m->version);
+	if (*rc == TELESPOOL_OK)
+		*rc = telespool__exec_as(sp, m->sql, m->name);
+	if (*rc == TELESPOOL_OK)
+		*rc = telespool__exec_as(sp, sql, m->name);
+	if (*rc == TELESPOOL_OK)
+		*rc = telespool__exec_as(sp, "COMMIT", m->name);
+	if (*rc != TELESPOOL_OK)
+		telespool__rollback(sp);
+	return *rc == TELESPOOL_OK;
+}
+
+int telespool__migrate(telespool *sp)
+{
+	int64_t v = 0;
+	int rc = schema_state(sp, &v, NULL);
+
+	if (rc != TELESPOOL_OK || v == newest())
+		return rc; /* the common case: no write lock taken */
+	for (int i = 0; i < telespool__n_migrations; i++)
+		if (!apply(sp, &telespool__migrations[i], &rc))
+			return rc;
 	return TELESPOOL_OK;
 }

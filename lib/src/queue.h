@@ -15,6 +15,11 @@
 
 #include "telespool.h"
 
+/* queue.c's state on the handle (struct telespool's queue). */
+struct telespool__cursor {
+	int64_t claim_next; /* telespool__claim(): look from this id first */
+};
+
 /* One claimed event. */
 typedef struct telespool__item {
 	int64_t id;
@@ -117,20 +122,36 @@ int telespool__expire(telespool *sp, int64_t now_ms, int64_t max_age_ms,
  * holding a transaction open keeps the WAL from being emptied (the rows
  * are deleted all the same; the mark stays, so the next open finishes it:
  * telespool__purge_resume()); TELESPOOL_EIO if a side file cannot be
- * removed.
+ * removed.  (An interrupted purge is finished at open: purge.h.)
  */
 int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys);
 
-/* Finishes a purge that committed its deletion but was interrupted (kill
- * -9, a reader): called by telespool_open() before anything else.  OK when
- * there is none or it is now finished; otherwise as telespool__purge()
- * (the mark stays for the next try). */
-int telespool__purge_resume(telespool *sp);
+/*
+ * The uploader's run-wide gates and what decides them, kept in
+ * uploader_state under keys of the library's (the uploader cannot reach
+ * the library's own, such as pending_from): unix ms or a count, 0 when
+ * unset.  Setting 0 removes it.  TELESPOOL_EINVAL for an unknown gate.
+ */
+enum telespool__gate {
+	TELESPOOL__GATE_RETRY_AFTER, /* Space said wait until (unix ms) */
+	TELESPOOL__GATE_DOWN_UNTIL,  /* Space looked down until (unix ms) */
+	TELESPOOL__GATE_DOWN_COUNT,  /* runs in a row that found it down */
+	TELESPOOL__GATE_LAST_RUN,    /* when the last run with events began */
+	TELESPOOL__GATE_COUNT
+};
+int telespool__gate_get(telespool *sp, enum telespool__gate g, int64_t *value);
+int telespool__gate_set(telespool *sp, enum telespool__gate g, int64_t value);
 
-/* uploader_state: *value is malloc'd (telespool_free), or NULL if unset. */
-int telespool__state_get(telespool *sp, const char *key, char **value);
-/* value NULL deletes the key. */
-int telespool__state_set(telespool *sp, const char *key, const char *value);
+/* Where the last run's limit of requests in flight ended (for the next
+ * run's start and --status).  cc_get: have 0 when none is stored (or it
+ * cannot be read back). */
+typedef struct telespool__cc_state {
+	int have;
+	int level, peak, cuts;
+	int fixed; /* the limit was pinned by configuration, not adaptive */
+} telespool__cc_state;
+int telespool__cc_get(telespool *sp, telespool__cc_state *cc);
+int telespool__cc_set(telespool *sp, const telespool__cc_state *cc);
 
 /* upload_runs: a row at start, completed at the end.  run_start also
  * takes on the checkpoints and holds this handle to the WAL bound a LangBot

@@ -7,9 +7,12 @@
 #include <string.h>
 
 #include "body.h"
+#include "db.h"
+#include "error.h"
 #include "spool.h"
 #include "timefmt.h"
 #include "uuid.h"
+#include "wal.h"
 
 /* How often (in records per handle) the age bound is checked. */
 #define AGE_CHECK_EVERY 64
@@ -95,21 +98,6 @@ static int evict_aged(telespool *sp, int64_t now_ms, const char *now_iso)
 	return TELESPOOL_OK;
 }
 
-/* The one integer a statement kept on the handle returns (a pragma). */
-static int read_int(telespool *sp, enum telespool__stmt_id id, int64_t *v)
-{
-	sqlite3_stmt *st = telespool__stmt(sp, id);
-	if (st == NULL)
-		return TELESPOOL_ERROR;
-	int src = sqlite3_step(st);
-	*v = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	if (src != SQLITE_ROW)
-		return telespool__sqlite_fail(sp, src,
-					      "reading the spool size");
-	return TELESPOOL_OK;
-}
-
 /*
  * Inserts the event, in the record's transaction.  Its id is max(id) + 1,
  * as SQLite would choose, but never below pending_from (after the newest
@@ -149,12 +137,16 @@ static int make_room(telespool *sp, int64_t size, const char *now_iso)
 	 * bound it is read every PAGE_CHECK_EVERY records only. */
 	if (sp->records_since_page_check++ % PAGE_CHECK_EVERY == 0 ||
 	    sp->file_bytes + PAGE_CHECK_MARGIN > sp->max_bytes) {
-		rc = read_int(sp, STMT_PAGE_COUNT, &pages);
+		rc = telespool__read_int(sp,
+					 telespool__stmt(sp, STMT_PAGE_COUNT),
+					 "reading the spool size", &pages);
 		sp->file_bytes = pages * sp->page_size;
 	}
 	/* The free pages only matter near the bound. */
 	if (rc == TELESPOOL_OK && sp->file_bytes + size > sp->max_bytes)
-		rc = read_int(sp, STMT_FREELIST_COUNT, &free_pages);
+		rc = telespool__read_int(
+		    sp, telespool__stmt(sp, STMT_FREELIST_COUNT),
+		    "reading the spool size", &free_pages);
 	if (rc != TELESPOOL_OK)
 		return rc;
 	int64_t used = sp->file_bytes - free_pages * sp->page_size;
@@ -282,56 +274,75 @@ static int store(telespool *sp, struct telespool__event *ev, int64_t now_ms,
 	return rc;
 }
 
-/* The moment of a record call, read once under the handle's lock. */
-struct rec_time {
+/* One record call: its moment (read once under the handle's lock), the
+ * handle's identity, the event built, its result and why it failed. */
+struct rec {
 	int64_t us, ms;
 	char iso[TELESPOOL_ISO_LEN];
+	struct telespool__ident id;
+	struct telespool__event ev;
+	int rc;
+	const char *why;
+	int locked;
 };
 
-/* Takes the lock and reads the time; refuses (lock released) when sp is
- * NULL or disabled. */
-static int begin_record(telespool *sp, struct rec_time *now)
+/* Takes the lock and reads the time: 1 when the event may be built then,
+ * 0 when sp is NULL or disabled (refused, r->rc set, lock released). */
+static int begin_record(telespool *sp, struct rec *r)
 {
-	if (sp == NULL)
-		return TELESPOOL_EINVAL;
+	r->rc = TELESPOOL_OK;
+	r->why = NULL;
+	r->locked = 0;
+	if (sp == NULL) {
+		r->rc = TELESPOOL_EINVAL;
+		return 0;
+	}
 	telespool__lock(sp);
 	if (sp->disabled) {
-		telespool__fail(
+		r->rc = telespool__fail(
 		    sp, TELESPOOL_EDISABLED,
 		    "telemetry is disabled: the event was not stored");
 		telespool__unlock(sp);
-		return TELESPOOL_EDISABLED;
+		return 0;
 	}
-	now->us = telespool__now_us();
-	now->ms = now->us / 1000;
-	telespool__iso(now->ms, now->iso);
-	return TELESPOOL_OK;
+	r->locked = 1;
+	r->us = telespool__now_us();
+	r->ms = r->us / 1000;
+	telespool__iso(r->ms, r->iso);
+	r->id = (struct telespool__ident){sp->instance_id, sp->version,
+					  sp->edition, sp->instance_create_ts};
+	return 1;
 }
 
-static int finish_record(telespool *sp, int rc, struct telespool__event *ev,
-			 const char *why, const struct rec_time *now,
-			 enum side_effect side)
+/* 1 when the argument arg a call needs is there; otherwise r fails with
+ * TELESPOOL_EINVAL and why.  why also stands for a failure the body
+ * builder does not explain. */
+static int need(struct rec *r, const void *arg, const char *why)
 {
-	if (rc == TELESPOOL_OK)
-		rc = store(sp, ev, now->ms, now->iso, side);
+	r->why = why;
+	if (arg == NULL)
+		r->rc = TELESPOOL_EINVAL;
+	return arg != NULL;
+}
+
+/* Stores the event built, or says why there is none; releases the lock
+ * begin_record() took. */
+static int finish_record(telespool *sp, struct rec *r, enum side_effect side)
+{
+	if (!r->locked)
+		return r->rc;
+	if (r->rc == TELESPOOL_OK)
+		r->rc = store(sp, &r->ev, r->ms, r->iso, side);
 	else
-		telespool__fail(sp, rc, "%s", why ? why : "invalid event");
+		telespool__fail(sp, r->rc, "%s",
+				r->why ? r->why : "invalid event");
 	telespool__unlock(sp);
-	return rc;
-}
-
-static struct telespool__ident ident_of(const telespool *sp)
-{
-	struct telespool__ident id = {sp->instance_id, sp->version, sp->edition,
-				      sp->instance_create_ts};
-	return id;
+	return r->rc;
 }
 
 int telespool_record_query(telespool *sp, const telespool_query *q)
 {
-	struct telespool__event ev;
-	const char *why = NULL;
-	struct rec_time now;
+	struct rec r;
 
 	if (sp != NULL && q == NULL) {
 		telespool__lock(sp);
@@ -339,65 +350,55 @@ int telespool_record_query(telespool *sp, const telespool_query *q)
 		telespool__unlock(sp);
 		return TELESPOOL_EINVAL;
 	}
-	int rc = begin_record(sp, &now);
-	if (rc != TELESPOOL_OK)
-		return rc;
+	if (!begin_record(sp, &r))
+		return r.rc;
 	if (q->struct_version < 1 ||
 	    q->struct_version > TELESPOOL_QUERY_VERSION) {
-		telespool__fail(sp, TELESPOOL_EINVAL,
-				"query.struct_version %u is not supported: "
-				"initialise with TELESPOOL_QUERY_INIT",
-				q->struct_version);
+		r.rc = telespool__fail(sp, TELESPOOL_EINVAL,
+				       "query.struct_version %u is not "
+				       "supported: initialise with "
+				       "TELESPOOL_QUERY_INIT",
+				       q->struct_version);
 		telespool__unlock(sp);
-		return TELESPOOL_EINVAL;
+		return r.rc;
 	}
-	struct telespool__ident id = ident_of(sp);
 	if (q->struct_version >= 2)
-		rc = telespool__body_query2(&ev, &id, q, sp->strict_errors,
-					    now.us, &why);
+		r.rc = telespool__body_query2(&r.ev, &r.id, q,
+					      sp->strict_errors, r.us, &r.why);
 	else
-		rc = telespool__body_query(&ev, &id, q, sp->strict_errors,
-					   now.iso, &why);
-	return finish_record(sp, rc, &ev, why, &now, SIDE_NONE);
+		r.rc = telespool__body_query(&r.ev, &r.id, q, sp->strict_errors,
+					     r.iso, &r.why);
+	return finish_record(sp, &r, SIDE_NONE);
 }
 
 int telespool_record_heartbeat(telespool *sp, const char *features_json)
 {
-	struct telespool__event ev;
-	const char *why = NULL;
-	struct rec_time now;
+	struct rec r;
 
-	int rc = begin_record(sp, &now);
-	if (rc != TELESPOOL_OK)
-		return rc;
-	struct telespool__ident id = ident_of(sp);
-	rc = telespool__body_heartbeat(&ev, &id, features_json, now.iso, &why);
-	return finish_record(sp, rc, &ev, why, &now, SIDE_NONE);
+	/* features_json may be NULL: no features. */
+	if (begin_record(sp, &r))
+		r.rc = telespool__body_heartbeat(&r.ev, &r.id, features_json,
+						 r.iso, &r.why);
+	return finish_record(sp, &r, SIDE_NONE);
 }
 
 int telespool_record_workspace_heartbeat(telespool *sp,
 					 const telespool_heartbeat *hb)
 {
-	struct telespool__event ev;
-	const char *why = "heartbeat is NULL";
-	struct rec_time now;
+	struct rec r;
 
-	int rc = begin_record(sp, &now);
-	if (rc != TELESPOOL_OK)
-		return rc;
-	struct telespool__ident id = ident_of(sp);
-	if (hb == NULL) {
-		rc = TELESPOOL_EINVAL;
-	} else if (hb->struct_version < 1 ||
-		   hb->struct_version > TELESPOOL_HEARTBEAT_VERSION) {
-		rc = TELESPOOL_EINVAL;
-		why = "heartbeat.struct_version is not supported: initialise "
-		      "with TELESPOOL_HEARTBEAT_INIT";
+	if (!begin_record(sp, &r) || !need(&r, hb, "heartbeat is NULL"))
+		return finish_record(sp, &r, SIDE_NONE);
+	if (hb->struct_version < 1 ||
+	    hb->struct_version > TELESPOOL_HEARTBEAT_VERSION) {
+		r.rc = TELESPOOL_EINVAL;
+		r.why = "heartbeat.struct_version is not supported: initialise "
+			"with TELESPOOL_HEARTBEAT_INIT";
 	} else {
-		rc = telespool__body_workspace_heartbeat(&ev, &id, hb, now.us,
-							 &why);
+		r.rc = telespool__body_workspace_heartbeat(&r.ev, &r.id, hb,
+							   r.us, &r.why);
 	}
-	return finish_record(sp, rc, &ev, why, &now, SIDE_NONE);
+	return finish_record(sp, &r, SIDE_NONE);
 }
 
 int telespool_record_json_to(telespool *sp, const char *endpoint,
@@ -405,28 +406,19 @@ int telespool_record_json_to(telespool *sp, const char *endpoint,
 {
 	static const enum side_effect sides[] = {SIDE_NONE, SIDE_MILESTONE,
 						 SIDE_ANSWERED, SIDE_DISMISSED};
-	struct telespool__event ev;
-	const char *why = "payload_json is NULL";
-	struct rec_time now;
-
-	int rc = begin_record(sp, &now);
-	if (rc != TELESPOOL_OK)
-		return rc;
+	struct rec r;
 	int ep = telespool__endpoint_of(endpoint);
-	if (ep < 0) {
-		rc = TELESPOOL_EINVAL;
-		why = "endpoint is not one of /api/v1/telemetry, "
-		      "/api/v1/survey/pending, /api/v1/survey/respond, "
-		      "/api/v1/survey/dismiss";
-	} else if (payload_json == NULL) {
-		rc = TELESPOOL_EINVAL;
-	} else {
-		rc = telespool__body_json(&ev, payload_json,
-					  (enum telespool__endpoint)ep,
-					  sp->strict_errors, &why);
-	}
-	return finish_record(sp, rc, &ev, why, &now,
-			     ep < 0 ? SIDE_NONE : sides[ep]);
+
+	if (begin_record(sp, &r) &&
+	    need(&r, ep < 0 ? NULL : &ep,
+		 "endpoint is not one of /api/v1/telemetry, "
+		 "/api/v1/survey/pending, /api/v1/survey/respond, "
+		 "/api/v1/survey/dismiss") &&
+	    need(&r, payload_json, "payload_json is NULL"))
+		r.rc = telespool__body_json(&r.ev, payload_json,
+					    (enum telespool__endpoint)ep,
+					    sp->strict_errors, &r.why);
+	return finish_record(sp, &r, ep < 0 ? SIDE_NONE : sides[ep]);
 }
 
 int telespool_record_json(telespool *sp, const char *payload_json)
@@ -434,52 +426,43 @@ int telespool_record_json(telespool *sp, const char *payload_json)
 	return telespool_record_json_to(sp, NULL, payload_json);
 }
 
+/* The survey calls: the milestone reached (SIDE_MILESTONE), or survey id
+ * answered or dismissed. */
+static int record_survey(telespool *sp, enum side_effect side, const char *id,
+			 const char *answers_json, int completed)
+{
+	struct rec r;
+
+	if (!begin_record(sp, &r) ||
+	    !need(&r, id,
+		  side == SIDE_MILESTONE ? "event (the milestone) is NULL"
+					 : "survey_id is NULL"))
+		return finish_record(sp, &r, side);
+	if (side == SIDE_MILESTONE)
+		r.rc = telespool__body_survey_trigger(&r.ev, &r.id, id, &r.why);
+	else if (side == SIDE_ANSWERED)
+		r.rc = telespool__body_survey_response(
+		    &r.ev, &r.id, id, answers_json, completed, &r.why);
+	else
+		r.rc = telespool__body_survey_dismiss(&r.ev, &r.id, id, &r.why);
+	return finish_record(sp, &r, side);
+}
+
 int telespool_record_survey_trigger(telespool *sp, const char *event)
 {
-	struct telespool__event ev;
-	const char *why = "event (the milestone) is NULL";
-	struct rec_time now;
-
-	int rc = begin_record(sp, &now);
-	if (rc != TELESPOOL_OK)
-		return rc;
-	struct telespool__ident id = ident_of(sp);
-	rc = event ? telespool__body_survey_trigger(&ev, &id, event, &why)
-		   : TELESPOOL_EINVAL;
-	return finish_record(sp, rc, &ev, why, &now, SIDE_MILESTONE);
+	return record_survey(sp, SIDE_MILESTONE, event, NULL, 0);
 }
 
 int telespool_record_survey_response(telespool *sp, const char *survey_id,
 				     const char *answers_json, int completed)
 {
-	struct telespool__event ev;
-	const char *why = "survey_id is NULL";
-	struct rec_time now;
-
-	int rc = begin_record(sp, &now);
-	if (rc != TELESPOOL_OK)
-		return rc;
-	struct telespool__ident id = ident_of(sp);
-	rc = survey_id ? telespool__body_survey_response(
-			     &ev, &id, survey_id, answers_json, completed, &why)
-		       : TELESPOOL_EINVAL;
-	return finish_record(sp, rc, &ev, why, &now, SIDE_ANSWERED);
+	return record_survey(sp, SIDE_ANSWERED, survey_id, answers_json,
+			     completed);
 }
 
 int telespool_record_survey_dismiss(telespool *sp, const char *survey_id)
 {
-	struct telespool__event ev;
-	const char *why = "survey_id is NULL";
-	struct rec_time now;
-
-	int rc = begin_record(sp, &now);
-	if (rc != TELESPOOL_OK)
-		return rc;
-	struct telespool__ident id = ident_of(sp);
-	rc = survey_id
-		 ? telespool__body_survey_dismiss(&ev, &id, survey_id, &why)
-		 : TELESPOOL_EINVAL;
-	return finish_record(sp, rc, &ev, why, &now, SIDE_DISMISSED);
+	return record_survey(sp, SIDE_DISMISSED, survey_id, NULL, 0);
 }
 
 int telespool_pending_survey(telespool *sp, char **out_json)

@@ -1,8 +1,10 @@
 /*
- * timefmt.c - ISO 8601 UTC text with milliseconds, without locale or TZ.
+ * timefmt.c - ISO 8601 UTC text with milliseconds, without locale or TZ;
+ * the wall and monotonic clocks.
  */
 #include "timefmt.h"
 
+#include <errno.h>
 #include <string.h>
 #include <time.h>
 
@@ -13,6 +15,20 @@ int64_t telespool__now_ms(void)
 	if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
 		return 0;
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t telespool__monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void telespool__sleep_us(long us)
+{
+	struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
 }
 
 /* Days since 1970-01-01 -> civil date (Howard Hinnant's algorithm). */

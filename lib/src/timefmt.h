@@ -1,6 +1,7 @@
 /*
  * timefmt.h - the one time format of the spool: ISO 8601 UTC with
- * milliseconds, "YYYY-MM-DDTHH:MM:SS.sssZ", which sorts in time order.
+ * milliseconds, "YYYY-MM-DDTHH:MM:SS.sssZ", which sorts in time order;
+ * and the library's clocks.
  */
 #ifndef TELESPOOL_TIMEFMT_H
 #define TELESPOOL_TIMEFMT_H
@@ -11,6 +12,12 @@
 
 /* Wall clock, unix ms. */
 int64_t telespool__now_ms(void);
+
+/* Monotonic clock, ms: for waits and bounds, never stored. */
+int64_t telespool__monotonic_ms(void);
+
+/* Sleeps us microseconds, through signals. */
+void telespool__sleep_us(long us);
 
 /* Formats unix ms into out (at least TELESPOOL_ISO_LEN bytes); years are
  * clamped to 0000..9999 so the text always has the same width. */

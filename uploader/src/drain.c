@@ -45,13 +45,12 @@
 /* Run-wide waits further away than this are from a clock that went back. */
 #define HORIZON_MS (TSU_RETRY_AFTER_MAX_MS + 3600LL * 1000)
 
-/* Keys in uploader_state. */
-#define KEY_RETRY_AFTER "retry_after_until" /* Space said wait until (ms) */
-#define KEY_DOWN_UNTIL  "down_until"        /* Space looked down until (ms) */
-#define KEY_DOWN_COUNT  "down_count"        /* consecutive down runs */
-#define KEY_CONCURRENCY "concurrency" /* last run's "level peak cuts mode" */
+/* The run-wide state kept in the spool (queue.h, telespool__gate). */
+#define KEY_RETRY_AFTER TELESPOOL__GATE_RETRY_AFTER /* Space said wait */
+#define KEY_DOWN_UNTIL  TELESPOOL__GATE_DOWN_UNTIL  /* Space looked down */
+#define KEY_DOWN_COUNT  TELESPOOL__GATE_DOWN_COUNT  /* consecutive down runs */
 /* When the last run that had something to send began (ms). */
-#define KEY_LAST_RUN "last_run_at"
+#define KEY_LAST_RUN TELESPOOL__GATE_LAST_RUN
 /* A Retry-After up to this long is waited out within the run (if the run
  * has the time) instead of ending it. */
 #define PAUSE_MAX_MS (60LL * 1000)
@@ -86,30 +85,23 @@ struct run {
 	int pauses;            /* Retry-After waits sat out within the run */
 };
 
-static int64_t state_ms(struct run *r, const char *key)
+static int64_t state_ms(struct run *r, enum telespool__gate key)
 {
-	char *v = NULL;
 	int64_t ms = 0;
-	if (telespool__state_get(r->sp, key, &v) == TELESPOOL_OK && v)
-		ms = strtoll(v, NULL, 10);
-	telespool_free(v);
+	if (telespool__gate_get(r->sp, key, &ms) != TELESPOOL_OK)
+		ms = 0;
 	return ms;
 }
 
-static void set_state_ms(struct run *r, const char *key, int64_t ms)
+/* 0 removes it. */
+static void set_state_ms(struct run *r, enum telespool__gate key, int64_t ms)
 {
-	char buf[32];
-	if (ms == 0) {
-		telespool__state_set(r->sp, key, NULL);
-		return;
-	}
-	snprintf(buf, sizeof(buf), "%" PRId64, ms);
-	telespool__state_set(r->sp, key, buf);
+	(void)telespool__gate_set(r->sp, key, ms);
 }
 
 /* A stored run-wide wait, ignored when it lies beyond any wait we would
  * ever store (the wall clock went back since it was written). */
-static int64_t gate(struct run *r, const char *key, int64_t now)
+static int64_t gate(struct run *r, enum telespool__gate key, int64_t now)
 {
 	int64_t until = state_ms(r, key);
 	if (until <= now || until > now + HORIZON_MS)
@@ -660,28 +652,23 @@ static int sit_out_retry_after(struct run *r)
 /* A recent run that was cut: this one's slow start ends where it settled. */
 static void resume_concurrency(struct run *r, int64_t prev_run, int64_t now)
 {
-	char *v = NULL;
-	int level = 0, peak = 0, cuts = 0;
-	char mode[16] = "";
+	telespool__cc_state cc;
 
 	if (prev_run <= 0 || now - prev_run < 0 ||
 	    now - prev_run > TSU_CC_MEMORY_MS)
 		return;
-	if (telespool__state_get(r->sp, KEY_CONCURRENCY, &v) == TELESPOOL_OK &&
-	    v && sscanf(v, "%d %d %d %15s", &level, &peak, &cuts, mode) == 4 &&
-	    cuts > 0 && strcmp(mode, "adaptive") == 0)
-		tsu_cc_resume(&r->cc, level);
-	telespool_free(v);
+	if (telespool__cc_get(r->sp, &cc) == TELESPOOL_OK && cc.have &&
+	    cc.cuts > 0 && !cc.fixed)
+		tsu_cc_resume(&r->cc, cc.level);
 }
 
 /* Where the limit of requests in flight ended, for the summary and for
- * --status (uploader_state "concurrency": "level peak cuts mode"). */
+ * --status (telespool__cc_set). */
 static void note_concurrency(struct run *r)
 {
-	char v[64];
-	snprintf(v, sizeof(v), "%d %d %d %s", tsu_cc_limit(&r->cc), r->cc.peak,
-		 r->cc.cuts, r->cc.pinned ? "fixed" : "adaptive");
-	telespool__state_set(r->sp, KEY_CONCURRENCY, v);
+	telespool__cc_state cc = {1, tsu_cc_limit(&r->cc), r->cc.peak,
+				  r->cc.cuts, r->cc.pinned != 0};
+	(void)telespool__cc_set(r->sp, &cc);
 }
 
 static const char *iso_text(int64_t ms)

@@ -15,7 +15,6 @@
 #include "config.h"
 #include "lock.h"
 #include "queue.h"
-#include "timefmt.h" /* wait_of() */
 
 static int64_t file_size(const char *path, const char *suffix)
 {
@@ -36,21 +35,18 @@ static void human(int64_t bytes, char *out, size_t len)
 		snprintf(out, len, "%" PRId64 " B", bytes);
 }
 
-/* A run-wide wait from uploader_state, as ISO text, or "" when none. */
-static void wait_of(telespool *sp, const char *key, int64_t now, char *out)
+/* A run-wide wait kept in the spool, as ISO text, or "" when none. */
+static void wait_of(telespool *sp, enum telespool__gate key, int64_t now,
+		    char out[TSU_ISO_LEN])
 {
-	char *v = NULL;
+	int64_t ms = 0;
 	out[0] = '\0';
-	if (telespool__state_get(sp, key, &v) == TELESPOOL_OK && v) {
-		int64_t ms = strtoll(v, NULL, 10);
-		if (ms > now)
-			telespool__iso(ms, out);
-	}
-	telespool_free(v);
+	if (telespool__gate_get(sp, key, &ms) == TELESPOOL_OK && ms > now)
+		tsu_iso(ms, out);
 }
 
-/* The last run's concurrency (uploader_state "concurrency", written by
- * drain.c: "level peak cuts mode"); have = 0 when no run has sent yet. */
+/* The last run's concurrency (telespool__cc_get, written by drain.c);
+ * have = 0 when no run has sent yet. */
 static struct {
 	int have, level, peak, cuts;
 	char mode[16];
@@ -58,13 +54,16 @@ static struct {
 
 static void read_inflight(telespool *sp)
 {
-	char *v = NULL;
+	telespool__cc_state cc;
 	inflight.have = 0;
-	if (telespool__state_get(sp, "concurrency", &v) == TELESPOOL_OK && v)
-		inflight.have =
-		    sscanf(v, "%d %d %d %15s", &inflight.level, &inflight.peak,
-			   &inflight.cuts, inflight.mode) == 4;
-	telespool_free(v);
+	if (telespool__cc_get(sp, &cc) == TELESPOOL_OK && cc.have) {
+		inflight.have = 1;
+		inflight.level = cc.level;
+		inflight.peak = cc.peak;
+		inflight.cuts = cc.cuts;
+		snprintf(inflight.mode, sizeof(inflight.mode), "%s",
+			 cc.fixed ? "fixed" : "adaptive");
+	}
 }
 
 static void text_config(const tsu_options *o, const tsu_config *cfg,
@@ -299,8 +298,8 @@ int tsu_status(const tsu_options *o, int json)
 	char why[512];
 	snprintf(why, sizeof(why), "%s", telespool_errmsg(sp));
 	char throttled[32], down[32];
-	wait_of(sp, "retry_after_until", now, throttled);
-	wait_of(sp, "down_until", now, down);
+	wait_of(sp, TELESPOOL__GATE_RETRY_AFTER, now, throttled);
+	wait_of(sp, TELESPOOL__GATE_DOWN_UNTIL, now, down);
 	read_inflight(sp);
 	if (rc != TELESPOOL_OK) {
 		fprintf(stderr, "telespool-upload: cannot read %s: %s\n",
