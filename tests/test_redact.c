@@ -10,9 +10,10 @@
  * NAME.keep (strings that must survive, strict mode too) and optionally
  * NAME.strict-secrets (message text that only strict mode removes).
  *
- * Built with -DTEST_REDACT_OOM (and without lib/src/redact.c on the command
- * line) it includes redact.c with failing allocators and also checks that
- * every allocation failure gives NULL without a leak.
+ * Built with -DTEST_REDACT_OOM (and without lib/src/clean.c, redact.c and
+ * traceback.c on the command line) it includes those three with failing
+ * allocators and also checks that every allocation failure gives NULL
+ * without a leak.
  */
 #include <dirent.h>
 #include <stdint.h>
@@ -42,11 +43,14 @@ static void *oom_realloc(void *p, size_t n)
 
 #define malloc  oom_malloc
 #define realloc oom_realloc
+#include "clean.c"
 #include "redact.c"
+#include "traceback.c"
 #undef malloc
 #undef realloc
 #else
 #include "redact.h"
+#include "traceback.h"
 #endif
 
 #include "text_checks.h"

@@ -13,6 +13,7 @@
 
 #include "pyjson.h"
 #include "redact.h"
+#include "traceback.h"
 #include "timefmt.h"
 
 /* Survey answers and heartbeat features are caller-supplied JSON: bound

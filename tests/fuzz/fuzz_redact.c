@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "redact.h"
+#include "traceback.h"
 #include "../text_checks.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
