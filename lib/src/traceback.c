@@ -320,6 +320,131 @@ static size_t strict_filter(char *t, size_t n)
 
 /* ---- the traceback guard: a message keeps its template ----------------- */
 
+static unsigned hex_val(unsigned char c)
+{
+	return is_digit(c) ? (unsigned)(c - '0')
+			   : (unsigned)((c | 0x20) - 'a' + 10);
+}
+
+/* %XX at s[rd] that escapes printable ASCII (not space nor %): 3 bytes
+ * become *a.  Returns the bytes taken, or 0. */
+static size_t percent_at(const unsigned char *s, size_t rd, size_t n,
+			 unsigned char *a)
+{
+	unsigned v;
+
+	if (!(s[rd] == '%' && rd + 2 < n && is_hex(s[rd + 1]) &&
+	      is_hex(s[rd + 2])))
+		return 0;
+	v = hex_val(s[rd + 1]) << 4 | hex_val(s[rd + 2]);
+	if (v <= 0x20 || v >= 0x7f || v == '%')
+		return 0;
+	*a = (unsigned char)v;
+	return 3;
+}
+
+/* A full-width form of an ASCII letter, digit or @ : = / . _ - + % at
+ * s[rd] (0xef): 3 bytes become *a.  Returns the bytes taken, or 0. */
+static size_t fullwidth_at(const unsigned char *s, size_t rd, size_t n,
+			   unsigned char *a)
+{
+	unsigned cp;
+	unsigned char c;
+
+	if (!(rd + 2 < n && (s[rd + 1] == 0xbc || s[rd + 1] == 0xbd)))
+		return 0;
+	cp =
+	    0xf000u | ((unsigned)(s[rd + 1] & 0x3f) << 6) | (s[rd + 2] & 0x3fu);
+	if (cp < 0xff01 || cp > 0xff5e)
+		return 0;
+	c = (unsigned char)(cp - 0xfee0);
+	if (!is_alnum(c) && !in_set(c, "@:=/._-+%"))
+		return 0;
+	*a = c;
+	return 3;
+}
+
+/* A character at s[rd] (not ASCII) that hides or spells ASCII: NBSP (a
+ * space), zero-width and direction marks (nothing), full-width forms,
+ * Arabic-Indic, Devanagari and mathematical digits.  Returns the bytes
+ * taken (0: none here), with *a what they become (0: nothing). */
+static size_t wide_at(const unsigned char *s, size_t rd, size_t n,
+		      unsigned char *a)
+{
+	unsigned char c = s[rd];
+
+	*a = 0;
+	if (c == 0xc2 && rd + 1 < n && s[rd + 1] == 0xa0) {
+		*a = ' '; /* NBSP */
+		return 2;
+	}
+	if (c == 0xef && rd + 2 < n && s[rd + 1] == 0xbb && s[rd + 2] == 0xbf)
+		return 3; /* U+FEFF */
+	if (c == 0xef)
+		return fullwidth_at(s, rd, n, a);
+	if (c == 0xe2 && rd + 2 < n &&
+	    ((s[rd + 1] == 0x80 &&
+	      ((s[rd + 2] >= 0x8b && s[rd + 2] <= 0x8f) ||
+	       (s[rd + 2] >= 0xaa && s[rd + 2] <= 0xae))) ||
+	     (s[rd + 1] == 0x81 && s[rd + 2] >= 0xa0 && s[rd + 2] <= 0xa4)))
+		return 3; /* U+200B..U+200F, U+202A..U+202E, U+2060.. */
+	if (c == 0xd9 && rd + 1 < n && s[rd + 1] >= 0xa0 && s[rd + 1] <= 0xa9) {
+		*a = (unsigned char)('0' + s[rd + 1] - 0xa0);
+		return 2;
+	}
+	if (c == 0xe0 && rd + 2 < n && s[rd + 1] == 0xa5 && s[rd + 2] >= 0xa6 &&
+	    s[rd + 2] <= 0xaf) {
+		*a = (unsigned char)('0' + s[rd + 2] - 0xa6);
+		return 3;
+	}
+	if (c == 0xf0 && rd + 3 < n && s[rd + 1] == 0x9d && s[rd + 2] == 0x9f &&
+	    s[rd + 3] >= 0x8e) {
+		*a = (unsigned char)('0' + (s[rd + 3] - 0x8e) % 10);
+		return 4;
+	}
+	return 0;
+}
+
+/* A Cyrillic or Greek look-alike of an ASCII letter at s[rd], next to an
+ * ASCII letter or digit (after_alnum: the byte written before it is one):
+ * 2 bytes become *a.  Returns the bytes taken, or 0. */
+static size_t lookalike_at(const unsigned char *s, size_t rd, size_t n,
+			   int after_alnum, unsigned char *a)
+{
+	static const char cyr_d0[64] = {
+	    /* U+0400..U+043F by their second byte, minus 0x80 */
+	    [0x10] = 'A', [0x12] = 'B', [0x15] = 'E', [0x1a] = 'K',
+	    [0x1c] = 'M', [0x1d] = 'H', [0x1e] = 'O', [0x20] = 'P',
+	    [0x21] = 'C', [0x22] = 'T', [0x25] = 'X', [0x30] = 'a',
+	    [0x35] = 'e', [0x3a] = 'k', [0x3e] = 'o',
+	};
+	unsigned char c = s[rd], d;
+	char l;
+
+	if (!((c == 0xd0 || c == 0xd1 || c == 0xce || c == 0xcf) && rd + 1 < n))
+		return 0;
+	d = s[rd + 1];
+	if (c == 0xd0)
+		l = d >= 0x80 && d <= 0xbf ? cyr_d0[d - 0x80] : 0;
+	else if (c == 0xd1)
+		l = d == 0x80   ? 'p'
+		    : d == 0x81 ? 'c'
+		    : d == 0x83 ? 'y'
+		    : d == 0x85 ? 'x'
+		    : d == 0x95 ? 's'
+		    : d == 0x96 ? 'i'
+		    : d == 0x98 ? 'j'
+				: 0;
+	else if (c == 0xce)
+		l = d == 0xbf ? 'o' : d == 0xb1 ? 'a' : 0;
+	else
+		l = d == 0x81 ? 'p' : 0;
+	if (!l || !(after_alnum || (rd + 2 < n && is_alnum(s[rd + 2]))))
+		return 0;
+	*a = (unsigned char)l;
+	return 2;
+}
+
 /*
  * Undoes what hides a secret from the patterns: zero-width and direction
  * characters go; full-width letters, digits and @ : = / . _ - + % become
@@ -330,122 +455,25 @@ static size_t strict_filter(char *t, size_t n)
  */
 static size_t normalize(char *t, size_t n)
 {
-	static const char cyr_d0[64] = {
-	    /* U+0400..U+043F by their second byte, minus 0x80 */
-	    [0x10] = 'A', [0x12] = 'B', [0x15] = 'E', [0x1a] = 'K',
-	    [0x1c] = 'M', [0x1d] = 'H', [0x1e] = 'O', [0x20] = 'P',
-	    [0x21] = 'C', [0x22] = 'T', [0x25] = 'X', [0x30] = 'a',
-	    [0x35] = 'e', [0x3a] = 'k', [0x3e] = 'o',
-	};
 	unsigned char *s = (unsigned char *)t;
-	size_t rd = 0, wr = 0;
-	unsigned cp;
-	char a;
+	size_t rd = 0, wr = 0, k;
 
 	while (rd < n) {
-		unsigned char c = s[rd];
+		unsigned char c = s[rd], a = 0;
 
-		if (c < 0x80) {
-			if (c == '%' && rd + 2 < n && is_hex(s[rd + 1]) &&
-			    is_hex(s[rd + 2])) {
-				unsigned v =
-				    (unsigned)((is_digit(s[rd + 1])
-						    ? s[rd + 1] - '0'
-						    : (s[rd + 1] | 0x20) - 'a' +
-							  10)
-					       << 4) |
-				    (unsigned)(is_digit(s[rd + 2])
-						   ? s[rd + 2] - '0'
-						   : (s[rd + 2] | 0x20) - 'a' +
-							 10);
-
-				if (v > 0x20 && v < 0x7f && v != '%') {
-					s[wr++] = (unsigned char)v;
-					rd += 3;
-					continue;
-				}
-			}
+		if (c < 0x80)
+			k = percent_at(s, rd, n, &a);
+		else if ((k = wide_at(s, rd, n, &a)) == 0)
+			k = lookalike_at(s, rd, n,
+					 wr > 0 && is_alnum(s[wr - 1]), &a);
+		if (k == 0) {
 			s[wr++] = c;
 			rd++;
 			continue;
 		}
-		a = 0;
-		if (c == 0xc2 && rd + 1 < n && s[rd + 1] == 0xa0) {
-			s[wr++] = ' '; /* NBSP */
-			rd += 2;
-			continue;
-		}
-		if (c == 0xef && rd + 2 < n &&
-		    (s[rd + 1] == 0xbc || s[rd + 1] == 0xbd)) {
-			cp = 0xf000u | ((unsigned)(s[rd + 1] & 0x3f) << 6) |
-			     (s[rd + 2] & 0x3fu);
-			if (cp >= 0xff01 && cp <= 0xff5e) {
-				a = (char)(cp - 0xfee0);
-				if (!is_alnum((unsigned char)a) &&
-				    !in_set((unsigned char)a, "@:=/._-+%"))
-					a = 0;
-			}
-			if (a) {
-				s[wr++] = (unsigned char)a;
-				rd += 3;
-				continue;
-			}
-		} else if (c == 0xef && rd + 2 < n && s[rd + 1] == 0xbb &&
-			   s[rd + 2] == 0xbf) {
-			rd += 3; /* U+FEFF */
-			continue;
-		} else if (c == 0xe2 && rd + 2 < n &&
-			   ((s[rd + 1] == 0x80 &&
-			     ((s[rd + 2] >= 0x8b && s[rd + 2] <= 0x8f) ||
-			      (s[rd + 2] >= 0xaa && s[rd + 2] <= 0xae))) ||
-			    (s[rd + 1] == 0x81 && s[rd + 2] >= 0xa0 &&
-			     s[rd + 2] <= 0xa4))) {
-			rd += 3; /* U+200B..U+200F, U+202A..U+202E, U+2060.. */
-			continue;
-		} else if (c == 0xd9 && rd + 1 < n && s[rd + 1] >= 0xa0 &&
-			   s[rd + 1] <= 0xa9) {
-			s[wr++] = (unsigned char)('0' + s[rd + 1] - 0xa0);
-			rd += 2;
-			continue;
-		} else if (c == 0xe0 && rd + 2 < n && s[rd + 1] == 0xa5 &&
-			   s[rd + 2] >= 0xa6 && s[rd + 2] <= 0xaf) {
-			s[wr++] = (unsigned char)('0' + s[rd + 2] - 0xa6);
-			rd += 3;
-			continue;
-		} else if (c == 0xf0 && rd + 3 < n && s[rd + 1] == 0x9d &&
-			   s[rd + 2] == 0x9f && s[rd + 3] >= 0x8e) {
-			s[wr++] =
-			    (unsigned char)('0' + (s[rd + 3] - 0x8e) % 10);
-			rd += 4;
-			continue;
-		} else if ((c == 0xd0 || c == 0xd1 || c == 0xce || c == 0xcf) &&
-			   rd + 1 < n) {
-			unsigned char d = s[rd + 1];
-
-			if (c == 0xd0 && d >= 0x80 && d <= 0xbf)
-				a = cyr_d0[d - 0x80];
-			else if (c == 0xd1)
-				a = d == 0x80   ? 'p'
-				    : d == 0x81 ? 'c'
-				    : d == 0x83 ? 'y'
-				    : d == 0x85 ? 'x'
-				    : d == 0x95 ? 's'
-				    : d == 0x96 ? 'i'
-				    : d == 0x98 ? 'j'
-						: 0;
-			else if (c == 0xce)
-				a = d == 0xbf ? 'o' : d == 0xb1 ? 'a' : 0;
-			else
-				a = d == 0x81 ? 'p' : 0;
-			if (a && ((wr > 0 && is_alnum(s[wr - 1])) ||
-				  (rd + 2 < n && is_alnum(s[rd + 2])))) {
-				s[wr++] = (unsigned char)a;
-				rd += 2;
-				continue;
-			}
-		}
-		s[wr++] = c;
-		rd++;
+		if (a)
+			s[wr++] = a;
+		rd += k;
 	}
 	return wr;
 }
@@ -929,6 +957,267 @@ static int mysql_errno(const struct tpl *t, size_t i, size_t c)
 		ph_end(s, d + 2, c + 1) == c);
 }
 
+/* At the value of a credential key: the value goes whole (tp_cred). */
+static size_t tp_cred_value(struct tpl *t, size_t i)
+{
+	const unsigned char *s = t->s;
+	const char *kind = t->cred;
+	size_t sep = i;
+
+	while (sep > t->b && s[sep - 1] == ' ')
+		sep--;
+	t->cred = NULL;
+	return tp_cred(t, i, sep > t->b ? s[sep - 1] : '=', kind);
+}
+
+/* At '<': a placeholder is walked over, an XML fragment goes. */
+static size_t tp_angle(struct tpl *t, size_t i)
+{
+	const unsigned char *s = t->s;
+	size_t e = t->e, k, w;
+
+	if ((k = ph_end(s, i, e)) != 0)
+		return k;
+	if (has_prefix(s, e, i, "<?xml", 5) ||
+	    has_prefix(s, e, i, "<![CDATA[", 9) ||
+	    (i + 1 < e && is_alpha(s[i + 1]) &&
+	     (w = run_end(s, e, i + 1, is_keych)) < e && s[w] == '>' &&
+	     has_close_tag(s, w, e))) {
+		for (k = e; k > i && s[k - 1] != '>'; k--)
+			;
+		if (k <= i)
+			k = e; /* cut before its first '>' */
+		tp_emit(t, i, k, "xml", 1);
+		return k;
+	}
+	return i + 1;
+}
+
+/* At '#': a Discord user name, name#0 or name#1234, is a user. */
+static size_t tp_hash(struct tpl *t, size_t i)
+{
+	const unsigned char *s = t->s;
+	size_t e = t->e, k, w;
+
+	if (!(i + 1 < e && (k = name_start(t, i)) < i &&
+	      ((s[i + 1] == '0' && (i + 2 == e || !is_word(s[i + 2]))) ||
+	       (run_end(s, e, i + 1, is_digit) == i + 5 &&
+		(i + 5 == e || !is_word(s[i + 5]))))))
+		return i + 1;
+	w = s[i + 1] == '0' && (i + 2 == e || !is_digit(s[i + 2])) ? i + 2
+								   : i + 5;
+	tp_red(t, k, w, "user");
+	return w;
+}
+
+/* At 0xe2 or 0xe3: “…” ‘…’ 「…」 『…』 quote as ' and " do. */
+static size_t tp_cjk_quote(struct tpl *t, size_t i)
+{
+	static const char *const cjk_q[][2] = {
+	    {"\xe2\x80\x9c", "\xe2\x80\x9d"},
+	    {"\xe2\x80\x98", "\xe2\x80\x99"},
+	    {"\xe3\x80\x8c", "\xe3\x80\x8d"},
+	    {"\xe3\x80\x8e", "\xe3\x80\x8f"},
+	};
+	const unsigned char *s = t->s, *p = NULL;
+	size_t e = t->e, k;
+
+	for (k = 0; k < 4 && !p; k++)
+		if (has_prefix(s, e, i, cjk_q[k][0], 3))
+			p = find3(s + i + 3, e - i - 3, cjk_q[k][1]);
+	if (!p)
+		return i + 1;
+	tp_emit(t, i, (size_t)(p - s) + 3, "str", 1);
+	return (size_t)(p - s) + 3;
+}
+
+/* At ' " or `: a key ('name':), a value that stays, a URL that keeps its
+ * host, JSON in a bytes literal, or a string that goes. */
+static size_t tp_quote(struct tpl *t, size_t i, int at_val)
+{
+	const unsigned char *s = t->s;
+	size_t e = t->e, c = close_quote(t, i), k;
+
+	if (!c)
+		return i + 1;
+	k = c + 1;
+	while (k < e && s[k] == ' ')
+		k++;
+	if (k < e && s[k] == ':' && !has_prefix(s, e, k, "://", 3) &&
+	    is_ident_str(s, i + 1, c, 40) && !at_val) {
+		tp_key(t, i + 1, c, k);
+		return k + 1;
+	}
+	if ((at_val && t->keep_val && is_code_value(s, i + 1, c)) ||
+	    is_status_phrase(s, i + 1, c) || c == i + 1 ||
+	    (is_ident_str(s, i + 1, c, 40) &&
+	     has_prefix(s, e, c + 1, " object", 7)))
+		return c + 1; /* 'NoneType' object has no ... */
+	if ((k = quoted_url(s, i + 1, c)) != 0) {
+		/* 'https://host/...': the host stays */
+		t->skip_q = c;
+		return tp_url(t, k);
+	}
+	if (s[i + 1] == '{' || s[i + 1] == '[') {
+		t->skip_q = c; /* b'{"code": ...}': walk the JSON */
+		return i + 1;
+	}
+	tp_emit(t, i, c + 1, "str", 1);
+	return c + 1;
+}
+
+/* At '{' closed at c: an error envelope is walked, a dict or JSON goes. */
+static size_t tp_brace(struct tpl *t, size_t i, size_t c)
+{
+	const unsigned char *s = t->s;
+	size_t k;
+
+	if (c == i + 1 || i < t->env_end || is_envelope(t, i, c)) {
+		if (c > t->env_end)
+			t->env_end = c;
+		return i + 1;
+	}
+	k = i + 1;
+	while (k < c && s[k] == ' ')
+		k++;
+	tp_emit(t, i, c + 1, s[k] == '"' ? "json" : "dict", 1);
+	return c + 1;
+}
+
+/* At '(' closed at c: a display name before an id, a MySQL errno, a
+ * tuple of values, or a call to walk. */
+static size_t tp_paren(struct tpl *t, size_t i, size_t c, int at_val)
+{
+	const unsigned char *s = t->s;
+	size_t k;
+
+	/* nickname(<redacted:id>): a display name */
+	if (c == i + 14 && memcmp(s + i + 1, "<redacted:id>", 13) == 0 &&
+	    (k = name_start(t, i)) < i) {
+		tp_red(t, k, i, "user");
+		return i + 1;
+	}
+	/* pymysql's (1406, "Data too long ..."): the errno stays, the text
+	 * is a string */
+	if (mysql_errno(t, i, c))
+		return i + 1;
+	/* ( after a name is a call or a repr: walk it */
+	if ((i == t->b || !is_word(s[i - 1])) && c > i + 1 &&
+	    (is_collection(s, i, c) || (at_val && !t->keep_val))) {
+		tp_emit(t, i, c + 1, "tuple", 1);
+		return c + 1;
+	}
+	return i + 1;
+}
+
+/* At { [ or (: by its closer, if it has one. */
+static size_t tp_bracket(struct tpl *t, size_t i, int at_val)
+{
+	unsigned char ch = t->s[i];
+	size_t c = t->cl[i - t->b];
+
+	if (!c)
+		return i + 1;
+	c += t->b;
+	if (ch == '{')
+		return tp_brace(t, i, c);
+	if (ch == '[') {
+		if (!is_collection(t->s, i, c))
+			return i + 1;
+		tp_emit(t, i, c + 1, "list", 1);
+		return c + 1;
+	}
+	return tp_paren(t, i, c, at_val);
+}
+
+/* A word s[i..w) where a key's value starts: codes, code words, short
+ * numbers and calls stay; an account id is left to the patterns; the rest
+ * (base64, paths: up to a delimiter) goes. */
+static size_t tp_word_value(struct tpl *t, size_t i, size_t w)
+{
+	const unsigned char *s = t->s;
+	size_t e = t->e, k = w;
+
+	while (k < e && !value_term(s[k]) && s[k] != '(')
+		k++;
+	if (t->keep_val || telespool__is_code_word(s + i, k - i) ||
+	    (run_end(s, k, i, is_digit) == k && k - i <= 5) ||
+	    (k < e && s[k] == '('))
+		return k;
+	if (run_end(s, k, i, is_digit) == k && k - i >= 6)
+		return k; /* the patterns make it an id */
+	tp_emit(t, i, k, "val", 1);
+	return k;
+}
+
+/* A word s[i..w) that is no key nor value: a key cut short, or a long
+ * identifier (ids, tokens, hashes) goes; a JWT is the patterns'. */
+static size_t tp_word_alone(struct tpl *t, size_t i, size_t w)
+{
+	const unsigned char *s = t->s;
+	size_t e = t->e, digits = 0, letters = 0, k;
+	int secret = 0;
+	const char *kind;
+
+	/* a JWT's dotted parts are the patterns' to take */
+	if (w - i >= 10 && has_prefix(s, w, i, "eyJ", 3)) {
+		while (w < e && (is_keych(s[w]) || s[w] == '.'))
+			w++;
+		return w;
+	}
+	for (k = i; k < w; k++) {
+		digits += is_digit(s[k]);
+		letters += is_alpha(s[k]);
+	}
+	kind = telespool__key_prefix(s, i, w, &secret);
+	if (kind) { /* a key cut short */
+		tp_red(t, i, w, kind);
+		return w;
+	}
+	if (!secret && !(w - i > 2 && s[i] == '0' && s[i + 1] == 'x') &&
+	    ((w - i >= 20 && digits && letters) ||
+	     (w - i >= 32 && digits && !letters) ||
+	     (w - i >= 10 && ci_eq(s + i, "wxid_", 5))))
+		tp_emit(t, i, w, "id", 0);
+	return w;
+}
+
+/* At the start of a word: a URL, a data: payload, a key, a key's value,
+ * or a word alone. */
+static size_t tp_word(struct tpl *t, size_t i, int at_val)
+{
+	const unsigned char *s = t->s;
+	size_t e = t->e, w = run_end(s, e, i, is_keych), k;
+
+	/* scheme://, data: */
+	if (w + 2 < e && s[w] == ':' && s[w + 1] == '/' && s[w + 2] == '/' &&
+	    is_alpha(s[i]))
+		return tp_url(t, w);
+	if (w - i == 4 && ci_eq(s + i, "data", 4) && w < e && s[w] == ':') {
+		k = w + 1;
+		while (k < e && !value_term(s[k]))
+			k++;
+		if (k - w > 12) {
+			sb_put(t->o, (const char *)s + t->from,
+			       w + 1 - t->from);
+			t->from = w + 1;
+			tp_emit(t, w + 1, k, "data", 1);
+			return k;
+		}
+	}
+	/* key= and code-key: */
+	if (!at_val && w < e &&
+	    ((s[w] == '=' && !(w + 1 < e && s[w + 1] == '=')) ||
+	     (s[w] == ':' &&
+	      (IN_CODE_KEYS(s + i, w - i) || cred_kind(s, i, w, t->b))))) {
+		tp_key(t, i, w, w);
+		return w + 1;
+	}
+	if (at_val)
+		return tp_word_value(t, i, w);
+	return tp_word_alone(t, i, w);
+}
+
 /*
  * Templates one message (s[b..e), one line): words stay, values go.  See
  * the comment at the top of the file for what becomes what.
@@ -936,7 +1225,7 @@ static int mysql_errno(const struct tpl *t, size_t i, size_t c)
 static void template_msg(struct tpl *t)
 {
 	const unsigned char *s = t->s;
-	size_t i = t->b, e = t->e, c, k, w;
+	size_t i = t->b, e = t->e;
 
 	t->from = t->b;
 	t->val_at = SIZE_MAX;
@@ -947,270 +1236,24 @@ static void template_msg(struct tpl *t)
 		unsigned char ch = s[i];
 		int at_val = i == t->val_at;
 
-		if (i == t->skip_q) {
+		if (i == t->skip_q)
 			i++;
-			continue;
-		}
-		if (at_val && t->cred) {
-			const char *kind = t->cred;
-			size_t sep = i;
-
-			while (sep > t->b && s[sep - 1] == ' ')
-				sep--;
-			t->cred = NULL;
-			i = tp_cred(t, i, sep > t->b ? s[sep - 1] : '=', kind);
-			continue;
-		}
-		if (ch == '<') {
-			if ((k = ph_end(s, i, e)) != 0) {
-				i = k;
-				continue;
-			}
-			if (has_prefix(s, e, i, "<?xml", 5) ||
-			    has_prefix(s, e, i, "<![CDATA[", 9) ||
-			    (i + 1 < e && is_alpha(s[i + 1]) &&
-			     (w = run_end(s, e, i + 1, is_keych)) < e &&
-			     s[w] == '>' && has_close_tag(s, w, e))) {
-				for (k = e; k > i && s[k - 1] != '>'; k--)
-					;
-				if (k <= i)
-					k = e; /* cut before its first '>' */
-				tp_emit(t, i, k, "xml", 1);
-				i = k;
-				continue;
-			}
+		else if (at_val && t->cred)
+			i = tp_cred_value(t, i);
+		else if (ch == '<')
+			i = tp_angle(t, i);
+		else if (ch == '#')
+			i = tp_hash(t, i);
+		else if (ch == 0xe2 || ch == 0xe3)
+			i = tp_cjk_quote(t, i);
+		else if (ch == '\'' || ch == '"' || ch == '`')
+			i = tp_quote(t, i, at_val);
+		else if (ch == '{' || ch == '[' || ch == '(')
+			i = tp_bracket(t, i, at_val);
+		else if (is_keych(ch) && (i == t->b || !is_keych(s[i - 1])))
+			i = tp_word(t, i, at_val);
+		else
 			i++;
-			continue;
-		}
-		if (ch == '#' && i + 1 < e && (k = name_start(t, i)) < i &&
-		    ((s[i + 1] == '0' && (i + 2 == e || !is_word(s[i + 2]))) ||
-		     (run_end(s, e, i + 1, is_digit) == i + 5 &&
-		      (i + 5 == e || !is_word(s[i + 5]))))) {
-			/* a Discord user name: name#0, name#1234 */
-			w = s[i + 1] == '0' &&
-				    (i + 2 == e || !is_digit(s[i + 2]))
-				? i + 2
-				: i + 5;
-			tp_red(t, k, w, "user");
-			i = w;
-			continue;
-		}
-		if (ch == 0xe2 || ch == 0xe3) {
-			/* “…” ‘…’ 「…」 『…』 quote as ' and " do */
-			static const char *const cjk_q[][2] = {
-			    {"\xe2\x80\x9c", "\xe2\x80\x9d"},
-			    {"\xe2\x80\x98", "\xe2\x80\x99"},
-			    {"\xe3\x80\x8c", "\xe3\x80\x8d"},
-			    {"\xe3\x80\x8e", "\xe3\x80\x8f"},
-			};
-			const unsigned char *p = NULL;
-
-			for (k = 0; k < 4 && !p; k++)
-				if (has_prefix(s, e, i, cjk_q[k][0], 3))
-					p = find3(s + i + 3, e - i - 3,
-						  cjk_q[k][1]);
-			if (p) {
-				tp_emit(t, i, (size_t)(p - s) + 3, "str", 1);
-				i = (size_t)(p - s) + 3;
-				continue;
-			}
-		}
-		if (ch == '\'' || ch == '"' || ch == '`') {
-			c = close_quote(t, i);
-			if (!c) {
-				i++;
-				continue;
-			}
-			/* a key: 'name': */
-			k = c + 1;
-			while (k < e && s[k] == ' ')
-				k++;
-			if (k < e && s[k] == ':' &&
-			    !has_prefix(s, e, k, "://", 3) &&
-			    is_ident_str(s, i + 1, c, 40) && !at_val) {
-				tp_key(t, i + 1, c, k);
-				i = k + 1;
-				continue;
-			}
-			if ((at_val && t->keep_val &&
-			     is_code_value(s, i + 1, c)) ||
-			    is_status_phrase(s, i + 1, c) || c == i + 1 ||
-			    (is_ident_str(s, i + 1, c, 40) &&
-			     has_prefix(s, e, c + 1, " object", 7))) {
-				i = c + 1; /* 'NoneType' object has no ... */
-				continue;
-			}
-			if ((k = quoted_url(s, i + 1, c)) != 0) {
-				/* 'https://host/...': the host stays */
-				t->skip_q = c;
-				i = tp_url(t, k);
-				continue;
-			}
-			if (s[i + 1] == '{' || s[i + 1] == '[') {
-				t->skip_q =
-				    c; /* b'{"code": ...}': walk the JSON */
-				i++;
-				continue;
-			}
-			tp_emit(t, i, c + 1, "str", 1);
-			i = c + 1;
-			continue;
-		}
-		if (ch == '{' || ch == '[' || ch == '(') {
-			c = t->cl[i - t->b];
-			if (!c) {
-				i++;
-				continue;
-			}
-			c += t->b;
-			if (ch == '{') {
-				if (c == i + 1 || i < t->env_end ||
-				    is_envelope(t, i, c)) {
-					if (c > t->env_end)
-						t->env_end = c;
-					i++;
-					continue;
-				}
-				k = i + 1;
-				while (k < c && s[k] == ' ')
-					k++;
-				tp_emit(t, i, c + 1,
-					s[k] == '"' ? "json" : "dict", 1);
-				i = c + 1;
-				continue;
-			}
-			if (ch == '[') {
-				if (is_collection(s, i, c)) {
-					tp_emit(t, i, c + 1, "list", 1);
-					i = c + 1;
-					continue;
-				}
-				i++;
-				continue;
-			}
-			/* nickname(<redacted:id>): a display name */
-			if (c == i + 14 &&
-			    memcmp(s + i + 1, "<redacted:id>", 13) == 0 &&
-			    (k = name_start(t, i)) < i) {
-				tp_red(t, k, i, "user");
-				i++;
-				continue;
-			}
-			/* pymysql's (1406, "Data too long ..."): the errno
-			 * stays, the text is a string */
-			if (mysql_errno(t, i, c)) {
-				i++;
-				continue;
-			}
-			/* ( after a name is a call or a repr: walk it */
-			if ((i == t->b || !is_word(s[i - 1])) && c > i + 1 &&
-			    (is_collection(s, i, c) ||
-			     (at_val && !t->keep_val))) {
-				tp_emit(t, i, c + 1, "tuple", 1);
-				i = c + 1;
-				continue;
-			}
-			i++;
-			continue;
-		}
-		if (is_keych(ch) && (i == t->b || !is_keych(s[i - 1]))) {
-			w = run_end(s, e, i, is_keych);
-			/* scheme://, data: */
-			if (w + 2 < e && s[w] == ':' && s[w + 1] == '/' &&
-			    s[w + 2] == '/' && is_alpha(ch)) {
-				i = tp_url(t, w);
-				continue;
-			}
-			if (w - i == 4 && ci_eq(s + i, "data", 4) && w < e &&
-			    s[w] == ':') {
-				k = w + 1;
-				while (k < e && !value_term(s[k]))
-					k++;
-				if (k - w > 12) {
-					sb_put(t->o, (const char *)s + t->from,
-					       w + 1 - t->from);
-					t->from = w + 1;
-					tp_emit(t, w + 1, k, "data", 1);
-					i = k;
-					continue;
-				}
-			}
-			/* key= and code-key: */
-			if (w < e && s[w] == '=' &&
-			    !(w + 1 < e && s[w + 1] == '=') && !at_val) {
-				tp_key(t, i, w, w);
-				i = w + 1;
-				continue;
-			}
-			if (w < e && s[w] == ':' && !at_val &&
-			    (IN_CODE_KEYS(s + i, w - i) ||
-			     cred_kind(s, i, w, t->b))) {
-				tp_key(t, i, w, w);
-				i = w + 1;
-				continue;
-			}
-			if (at_val) {
-				k = w;
-				/* base64 and paths too: up to a delimiter */
-				while (k < e && !value_term(s[k]) &&
-				       s[k] != '(')
-					k++;
-				if (t->keep_val ||
-				    telespool__is_code_word(s + i, k - i) ||
-				    (run_end(s, k, i, is_digit) == k &&
-				     k - i <= 5) ||
-				    (k < e && s[k] == '(')) {
-					i = k;
-					continue;
-				}
-				if (run_end(s, k, i, is_digit) == k &&
-				    k - i >= 6) {
-					i = k; /* the patterns make it an id */
-					continue;
-				}
-				tp_emit(t, i, k, "val", 1);
-				i = k;
-				continue;
-			}
-			/* a JWT's dotted parts are the patterns' to take */
-			if (w - i >= 10 && has_prefix(s, w, i, "eyJ", 3)) {
-				while (w < e && (is_keych(s[w]) || s[w] == '.'))
-					w++;
-				i = w;
-				continue;
-			}
-			/* long identifiers: ids, tokens, hashes */
-			{
-				size_t digits = 0, letters = 0;
-				int secret = 0;
-				const char *kind;
-
-				for (k = i; k < w; k++) {
-					digits += is_digit(s[k]);
-					letters += is_alpha(s[k]);
-				}
-				kind = telespool__key_prefix(s, i, w, &secret);
-				if (kind) { /* a key cut short */
-					tp_red(t, i, w, kind);
-					i = w;
-					continue;
-				}
-				if (!secret &&
-				    !(w - i > 2 && s[i] == '0' &&
-				      s[i + 1] == 'x') &&
-				    ((w - i >= 20 && digits && letters) ||
-				     (w - i >= 32 && digits && !letters) ||
-				     (w - i >= 10 &&
-				      ci_eq(s + i, "wxid_", 5)))) {
-					tp_emit(t, i, w, "id", 0);
-					i = w;
-					continue;
-				}
-			}
-			i = w;
-			continue;
-		}
-		i++;
 	}
 	sb_put(t->o, (const char *)s + t->from, e - t->from);
 	t->from = e;
@@ -1290,6 +1333,94 @@ static size_t unescape_quotes(const unsigned char *s, size_t n,
 	return o;
 }
 
+/* The length of the longest line of t[0..n). */
+static size_t longest_line(const unsigned char *t, size_t n)
+{
+	const unsigned char *nl;
+	size_t rd, end, maxl = 0;
+
+	for (rd = 0; rd < n; rd = end + 1) {
+		nl = memchr(t + rd, '\n', n - rd);
+		end = nl ? (size_t)(nl - t) : n;
+		if (end - rd > maxl)
+			maxl = end - rd;
+	}
+	return maxl;
+}
+
+/* What the guard templates messages with, kept from line to line. */
+struct gwork {
+	struct sbuf pre;    /* a message after the patterns */
+	struct sbuf ln;     /* the same with its quotes unescaped */
+	uint32_t *cl, *stk; /* match_brackets()' tables */
+	size_t maxl;        /* the line length they have room for */
+	struct tpl tp;      /* a key's state carries over a line's end */
+};
+
+/* Gives g room for a line of len bytes.  Returns 0, or -1 when out of
+ * memory or over 4 GB. */
+static int gw_room(struct gwork *g, size_t len)
+{
+	uint32_t *np;
+
+	if (len >= UINT32_MAX || sb_reserve(&g->ln, len) != 0 ||
+	    !(np = realloc(g->cl, (len + 1) * sizeof *g->cl)))
+		return -1;
+	g->cl = np;
+	if (!(np = realloc(g->stk, (len + 1) * sizeof *g->stk)))
+		return -1;
+	g->stk = np;
+	g->maxl = len;
+	return 0;
+}
+
+static void gw_free(struct gwork *g)
+{
+	free(g->pre.p);
+	free(g->ln.p);
+	free(g->cl);
+	free(g->stk);
+}
+
+/* Appends the message t[mb..end) to mid, templated: the patterns first,
+ * on the raw message (a quote paired wrongly must not hide a 'password':
+ * '...'), then the template.  Returns 0, or -1 when out of memory. */
+static int template_line(struct gwork *g, const unsigned char *t, size_t mb,
+			 size_t end, struct sbuf *mid)
+{
+	size_t ll;
+
+	g->pre.len = 0;
+	telespool__redact((const char *)t + mb, end - mb, &g->pre, 0);
+	if (g->pre.len > g->maxl && gw_room(g, g->pre.len) != 0)
+		return -1;
+	if (g->pre.oom)
+		return -1;
+	ll = unescape_quotes((const unsigned char *)g->pre.p, g->pre.len,
+			     (unsigned char *)g->ln.p);
+	match_brackets((unsigned char *)g->ln.p, ll, g->cl, g->stk);
+	g->tp.s = (const unsigned char *)g->ln.p;
+	g->tp.b = 0;
+	g->tp.e = ll;
+	g->tp.o = mid;
+	g->tp.cl = g->cl;
+	template_msg(&g->tp);
+	return 0;
+}
+
+/* Appends the line t[rd..end) to mid with the document's text at
+ * t[m..ce) as "<excerpt:N>": user text, whatever it says. */
+static void excerpt_line(const unsigned char *t, size_t rd, size_t m, size_t ce,
+			 size_t end, struct sbuf *mid)
+{
+	char buf[32];
+	int w = snprintf(buf, sizeof buf, "<excerpt:%zu>", n_chars(t, m, ce));
+
+	sb_put(mid, (const char *)t + rd, m - rd);
+	sb_put(mid, buf, (size_t)w);
+	sb_put(mid, (const char *)t + ce, end - ce);
+}
+
 /*
  * The guard: line by line, the traceback's structure (frames, source
  * lines, headers) is kept and every message is templated (if tmpl), then
@@ -1298,35 +1429,23 @@ static size_t unescape_quotes(const unsigned char *s, size_t n,
 static void guard(const unsigned char *t, size_t n, int tmpl, struct sbuf *out)
 {
 	struct lstate st = {LK_NONE, 0, 0, 0, 0};
-	struct sbuf mid = {NULL, 0, 0, 0}, ln = {NULL, 0, 0, 0};
-	struct sbuf pre = {NULL, 0, 0, 0};
-	uint32_t *cl = NULL, *stk = NULL, *np;
-	size_t rd = 0, end, m, ce, name, seg = 0, maxl = 0;
-	int kind, code, seg_code = 1;
+	struct sbuf mid = {NULL, 0, 0, 0};
+	struct gwork g;
+	size_t rd, end, m, ce, name, seg = 0;
+	int kind, code, seg_code = 1, failed = 0;
 	const unsigned char *nl;
-	struct tpl tp;
 
-	memset(&tp, 0, sizeof tp);
+	memset(&g, 0, sizeof g);
 	if (tmpl) {
 		/* the longest line bounds the bracket tables */
-		for (rd = 0; rd < n; rd = end + 1) {
-			nl = memchr(t + rd, '\n', n - rd);
-			end = nl ? (size_t)(nl - t) : n;
-			if (end - rd > maxl)
-				maxl = end - rd;
-		}
+		size_t maxl = longest_line(t, n);
+
 		if (maxl >= UINT32_MAX)
 			tmpl = 0; /* 4 GB on one line: the patterns only */
-		else {
-			cl = malloc((maxl + 1) * sizeof *cl);
-			stk = malloc((maxl + 1) * sizeof *stk);
-			if (!cl || !stk || sb_reserve(&ln, maxl) != 0) {
-				out->oom = 1;
-				goto done;
-			}
-		}
+		else
+			failed = gw_room(&g, maxl);
 	}
-	if (sb_reserve(&mid, n + n / 8 + 16) != 0) {
+	if (failed || sb_reserve(&mid, n + n / 8 + 16) != 0) {
 		out->oom = 1;
 		goto done;
 	}
@@ -1344,55 +1463,15 @@ static void guard(const unsigned char *t, size_t n, int tmpl, struct sbuf *out)
 			seg_code = code;
 		}
 		if (kind == LK_EXCERPT && ph_end(t, m, ce) != ce) {
-			/* a document's line: user text, whatever it says */
-			char buf[32];
-			int w = snprintf(buf, sizeof buf, "<excerpt:%zu>",
-					 n_chars(t, m, ce));
-
-			sb_put(&mid, (const char *)t + rd, m - rd);
-			sb_put(&mid, buf, (size_t)w);
-			sb_put(&mid, (const char *)t + ce, end - ce);
+			excerpt_line(t, rd, m, ce, end, &mid);
 		} else if (code || !tmpl) {
 			sb_put(&mid, (const char *)t + rd, end - rd);
 		} else {
-			size_t mb = kind == LK_EXC ? m + name : m, ll;
+			size_t mb = kind == LK_EXC ? m + name : m;
 
 			sb_put(&mid, (const char *)t + rd, mb - rd);
-			/* the patterns first, on the raw message: a quote
-			 * paired wrongly must not hide a 'password': '...' */
-			pre.len = 0;
-			telespool__redact((const char *)t + mb, end - mb, &pre,
-					  0);
-			if (pre.len > maxl) {
-				if (pre.len >= UINT32_MAX ||
-				    sb_reserve(&ln, pre.len) != 0 ||
-				    !(np = realloc(cl, (pre.len + 1) *
-							   sizeof *cl))) {
-					out->oom = 1;
-					goto done;
-				}
-				cl = np;
-				if (!(np = realloc(stk, (pre.len + 1) *
-							    sizeof *stk))) {
-					out->oom = 1;
-					goto done;
-				}
-				stk = np;
-				maxl = pre.len;
-			}
-			if (pre.oom) {
-				out->oom = 1;
-				goto done;
-			}
-			ll = unescape_quotes((const unsigned char *)pre.p,
-					     pre.len, (unsigned char *)ln.p);
-			match_brackets((unsigned char *)ln.p, ll, cl, stk);
-			tp.s = (const unsigned char *)ln.p;
-			tp.b = 0;
-			tp.e = ll;
-			tp.o = &mid;
-			tp.cl = cl;
-			template_msg(&tp);
+			if (template_line(&g, t, mb, end, &mid) != 0)
+				mid.oom = 1;
 		}
 		if (nl)
 			sb_put(&mid, "\n", 1);
@@ -1404,10 +1483,7 @@ static void guard(const unsigned char *t, size_t n, int tmpl, struct sbuf *out)
 	telespool__redact(mid.p + seg, mid.len - seg, out, seg_code);
 done:
 	free(mid.p);
-	free(pre.p);
-	free(ln.p);
-	free(cl);
-	free(stk);
+	gw_free(&g);
 }
 
 /* ---- the two entry points ---------------------------------------------- */
