@@ -430,16 +430,12 @@ static int is_template(const unsigned char *s, size_t b, size_t e)
 	       run_end(s, e - 1, b + 1, is_dotted) == e - 1;
 }
 
-static size_t try_assign(struct red *r, size_t i)
+/* The key before the '=' or ':' at i: skips "  ", a closing quote (maybe
+ * escaped), then a name.  Sets [*kb, *ke); returns 0 if there is none. */
+static int assign_key(const unsigned char *s, size_t i, size_t *kb, size_t *ke)
 {
-	const unsigned char *s = r->s;
-	size_t n = r->n, k = i, ke, kb, v, vb, ve, w;
-	const struct keyword *kw;
-	const char *kind;
-	unsigned char quote = 0;
-	int esc = 0, whole;
+	size_t k = i;
 
-	/* the key: skip "  ", a closing quote (maybe escaped), then a name */
 	while (k > 0 && i - k < 8 && (s[k - 1] == ' ' || s[k - 1] == '\t'))
 		k--;
 	if (k > 0 && (s[k - 1] == '"' || s[k - 1] == '\'')) {
@@ -447,23 +443,21 @@ static size_t try_assign(struct red *r, size_t i)
 		if (k > 0 && s[k - 1] == '\\')
 			k--;
 	}
-	ke = k;
-	while (k > 0 && ke - k < 40 && is_keyname(s[k - 1]))
+	*ke = k;
+	while (k > 0 && *ke - k < 40 && is_keyname(s[k - 1]))
 		k--;
-	kb = k;
-	if (kb == ke)
-		return 0;
-	whole = kb == 0 || !is_keyname(s[kb - 1]);
-	kw = match_key(s, kb, ke, whole);
-	if (!kw)
-		return 0;
-	kind = kw->kind;
-	/* "telegram.error.InvalidToken: Not Found" names an exception */
-	if (s[i] == ':' && is_camel(s, kb, ke))
-		return 0;
+	*kb = k;
+	return *kb != *ke;
+}
 
-	/* the value */
-	v = i + 1;
+/* Where the value after the '=' or ':' at i starts, past its opening quote
+ * (*quote, 0 if none; *esc when it is \" of JSON inside a quoted string).
+ * Returns 0 if the line ends first. */
+static size_t assign_value(const unsigned char *s, size_t n, size_t i,
+			   unsigned char *quote, int *esc)
+{
+	size_t v = i + 1;
+
 	if (v < n && s[v] == '=')
 		v++; /* "==", ":=" */
 	while (v < n && (s[v] == ' ' || s[v] == '\t'))
@@ -474,86 +468,143 @@ static size_t try_assign(struct red *r, size_t i)
 	    strchr("bBrRuUfF", s[v]) != NULL)
 		v++; /* b'...', f"..." */
 	if (s[v] == '"' || s[v] == '\'' || s[v] == '`') {
-		quote = s[v];
-		vb = v + 1;
-	} else if (s[v] == '\\' && v + 1 < n &&
-		   (s[v + 1] == '"' || s[v + 1] == '\'')) {
-		quote = s[v + 1]; /* JSON inside a quoted string: \"...\" */
-		esc = 1;
-		vb = v + 2;
-	} else {
-		vb = v;
+		*quote = s[v];
+		return v + 1;
 	}
+	if (s[v] == '\\' && v + 1 < n &&
+	    (s[v + 1] == '"' || s[v + 1] == '\'')) {
+		*quote = s[v + 1]; /* JSON inside a quoted string: \"...\" */
+		*esc = 1;
+		return v + 2;
+	}
+	return v;
+}
 
-	if (quote) {
-		for (ve = vb; ve < n && s[ve] != '\n'; ve++) {
-			if (s[ve] == '\\' && ve + 1 < n) {
-				if (esc && s[ve + 1] == quote)
-					break;
-				if (s[ve + 1] != '\n')
-					ve++;
-				continue;
-			}
-			if (!esc && s[ve] == quote)
+/* The end of a quoted value starting at vb: its closing quote, or the
+ * line's end. */
+static size_t quoted_end(const unsigned char *s, size_t n, size_t vb,
+			 unsigned char quote, int esc)
+{
+	size_t ve;
+
+	for (ve = vb; ve < n && s[ve] != '\n'; ve++) {
+		if (s[ve] == '\\' && ve + 1 < n) {
+			if (esc && s[ve + 1] == quote)
 				break;
-		}
-	} else {
-		if (s[vb] == '[' || s[vb] == '{' || s[vb] == '(')
-			return 0; /* a structure: its own keys are looked at */
-		w = run_end(s, n, vb, is_dotted);
-		if (w > vb && !is_digit(s[vb])) {
-			size_t c = w; /* last dotted component */
-
-			if (w < n && (s[w] == '(' || s[w] == '['))
-				return 0; /* a call or a subscript */
-			if ((w == n || value_term(s[w])) &&
-			    (word_in(s + vb, w - vb, code_words,
-				     sizeof code_words /
-					 sizeof code_words[0]) ||
-			     (s[i] == ':' &&
-			      word_in(s + vb, w - vb, type_words,
-				      sizeof type_words /
-					  sizeof type_words[0]))))
-				return 0;
-			while (c > vb && s[c - 1] != '.')
-				c--;
-			if ((w == n || value_term(s[w])) && w - c == ke - kb &&
-			    ci_same(s + c, s + kb, w - c))
-				return 0; /* password=password, key=self.key */
-			/* Plain(text=reply_text) on a source line: a variable */
-			if (r->code && (w == n || value_term(s[w])))
-				return 0;
-		}
-		ve = vb;
-		if (strcmp(kind, "authorization") == 0) {
-			while (ve < n && !auth_value_term(s[ve]))
+			if (s[ve + 1] != '\n')
 				ve++;
-			while (ve > vb &&
-			       (s[ve - 1] == ' ' || s[ve - 1] == '\t'))
-				ve--;
-		} else {
-			while (ve < n && !value_term(s[ve]))
-				ve++;
-			/* "password: two words": a password runs to the line's
-			 * end (or a , ;) after a colon */
-			if (s[i] == ':' && !r->code &&
-			    (strcmp(kind, "password") == 0 ||
-			     strcmp(kind, "secret") == 0))
-				ve = multiword_end(s, n, ve);
+			continue;
 		}
+		if (!esc && s[ve] == quote)
+			break;
 	}
+	return ve;
+}
+
+/* Whether the unquoted value at vb of the key s[kb..ke), after the '=' or
+ * ':' at i, is code rather than a value: a structure (its own keys are
+ * looked at), a call or subscript, a code word or type name, the key's own
+ * name (password=password, key=self.key), or a variable on a source line
+ * (Plain(text=reply_text)). */
+static int value_is_code(const struct red *r, size_t i, size_t kb, size_t ke,
+			 size_t vb)
+{
+	const unsigned char *s = r->s;
+	size_t n = r->n, w, c;
+	int ends;
+
+	if (s[vb] == '[' || s[vb] == '{' || s[vb] == '(')
+		return 1;
+	w = run_end(s, n, vb, is_dotted);
+	if (w <= vb || is_digit(s[vb]))
+		return 0;
+	if (w < n && (s[w] == '(' || s[w] == '['))
+		return 1;
+	ends = w == n || value_term(s[w]);
+	if (ends && (word_in(s + vb, w - vb, code_words,
+			     sizeof code_words / sizeof code_words[0]) ||
+		     (s[i] == ':' &&
+		      word_in(s + vb, w - vb, type_words,
+			      sizeof type_words / sizeof type_words[0]))))
+		return 1;
+	c = w; /* last dotted component */
+	while (c > vb && s[c - 1] != '.')
+		c--;
+	if (ends && w - c == ke - kb && ci_same(s + c, s + kb, w - c))
+		return 1;
+	return r->code && ends;
+}
+
+/* The end of the unquoted value at vb of a key of kind, after the '=' or
+ * ':' at i. */
+static size_t unquoted_end(const struct red *r, size_t i, size_t vb,
+			   const char *kind)
+{
+	const unsigned char *s = r->s;
+	size_t n = r->n, ve = vb;
+
 	if (strcmp(kind, "authorization") == 0) {
-		/* keep the scheme: "Bearer <redacted:bearer>" */
-		size_t a = run_end_max(s, ve, vb, is_alpha, 17);
-
-		if (a > vb && a - vb <= 16 && a < ve && s[a] == ' ') {
-			if (a - vb == 6 && ci_eq(s + vb, "bearer", 6))
-				kind = "bearer";
-			while (a < ve && s[a] == ' ')
-				a++;
-			vb = a;
-		}
+		while (ve < n && !auth_value_term(s[ve]))
+			ve++;
+		while (ve > vb && (s[ve - 1] == ' ' || s[ve - 1] == '\t'))
+			ve--;
+		return ve;
 	}
+	while (ve < n && !value_term(s[ve]))
+		ve++;
+	/* "password: two words": a password runs to the line's end (or a ,
+	 * ;) after a colon */
+	if (s[i] == ':' && !r->code &&
+	    (strcmp(kind, "password") == 0 || strcmp(kind, "secret") == 0))
+		ve = multiword_end(s, n, ve);
+	return ve;
+}
+
+/* An Authorization value s[vb..ve) keeps its scheme: where the credential
+ * starts, and *kind "bearer" for a bearer token. */
+static size_t auth_scheme(const unsigned char *s, size_t vb, size_t ve,
+			  const char **kind)
+{
+	size_t a = run_end_max(s, ve, vb, is_alpha, 17);
+
+	if (!(a > vb && a - vb <= 16 && a < ve && s[a] == ' '))
+		return vb;
+	if (a - vb == 6 && ci_eq(s + vb, "bearer", 6))
+		*kind = "bearer";
+	while (a < ve && s[a] == ' ')
+		a++;
+	return a;
+}
+
+static size_t try_assign(struct red *r, size_t i)
+{
+	const unsigned char *s = r->s;
+	size_t kb, ke, vb, ve;
+	const struct keyword *kw;
+	const char *kind;
+	unsigned char quote = 0;
+	int esc = 0;
+
+	if (!assign_key(s, i, &kb, &ke))
+		return 0;
+	kw = match_key(s, kb, ke, kb == 0 || !is_keyname(s[kb - 1]));
+	if (!kw)
+		return 0;
+	kind = kw->kind;
+	/* "telegram.error.InvalidToken: Not Found" names an exception */
+	if (s[i] == ':' && is_camel(s, kb, ke))
+		return 0;
+	vb = assign_value(s, r->n, i, &quote, &esc);
+	if (vb == 0)
+		return 0;
+	if (quote)
+		ve = quoted_end(s, r->n, vb, quote, esc);
+	else if (value_is_code(r, i, kb, ke, vb))
+		return 0;
+	else
+		ve = unquoted_end(r, i, vb, kind);
+	if (strcmp(kind, "authorization") == 0)
+		vb = auth_scheme(s, vb, ve, &kind);
 	if (ve <= vb || is_template(s, vb, ve))
 		return 0;
 	return emit(r, vb, ve, kind);
