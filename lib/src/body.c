@@ -1298,6 +1298,91 @@ int telespool__body_survey_dismiss(struct telespool__event *ev,
 	return body_from_payload(ev, p, TELESPOOL__EP_SURVEY_DISMISS, 0, why);
 }
 
+/* q->features_json as the features member of a query body: parsed,
+ * shaped and cleaned as clean_payload() does, printed into *text (NULL if
+ * there are none).  Returns a telespool_rc, with *why on failure. */
+static int query2_features(const telespool_query *q, char **text, size_t *len,
+			   const char **why)
+{
+	int rc = TELESPOOL_OK;
+	struct pj *features;
+
+	*text = NULL;
+	*len = 2;
+	if (q->features_json == NULL)
+		return TELESPOOL_OK;
+	features = parse_object(q->features_json, 0,
+				"features_json is not a JSON object", &rc, why);
+	if (features == NULL)
+		return rc;
+	if (shape(features, 2, 0) != 0 ||
+	    clean_strings(features, JSON_STRING_MAX) != 0 ||
+	    (*text = telespool__pj_print(features, len)) == NULL) {
+		telespool__pj_free(features);
+		*why = oom;
+		return TELESPOOL_ENOMEM;
+	}
+	telespool__pj_free(features);
+	return TELESPOOL_OK;
+}
+
+/* The query body's strings other than the event's own. */
+enum { Q2_VER, Q2_INST, Q2_WS, Q2_RT, Q2_ED, Q2_CAT, Q2_TS, Q2_NSTR };
+
+/* Fills c[] with the query body's strings, cleaned as clean_payload()
+ * cleans them.  The handle's constants were cleaned at open and the
+ * timestamp ts is ours: cleaning them again would change nothing
+ * (test_spool checks that the generic path stores this body unchanged).
+ * Returns non-zero when out of memory. */
+static int query2_strings(char *c[Q2_NSTR], const struct telespool__ident *id,
+			  const telespool_query *q, const char *ts)
+{
+	const char *inst = q->instance_id ? q->instance_id : id->instance_id;
+	const char *runtime =
+	    q->runtime_instance_id ? q->runtime_instance_id : id->instance_id;
+	const char *raw[Q2_NSTR] = {
+	    id->version,        inst, q->workspace_uuid, runtime, id->edition,
+	    q->runner_category, ts};
+	const int trusted[Q2_NSTR] = {
+	    1, inst == id->instance_id, 0, runtime == id->instance_id, 1, 0, 1};
+	int bad = 0;
+
+	for (int i = 0; i < Q2_NSTR; i++)
+		bad |= (c[i] = trusted[i] ? strdup(raw[i] ? raw[i] : "")
+					  : clean_name(raw[i])) == NULL;
+	return bad;
+}
+
+/* Prints the query body into b, in LangBot's field order. */
+static void query2_print(struct jbuf *b, const struct telespool__event *ev,
+			 char *const c[Q2_NSTR], const struct jbuf *plugins,
+			 const char *features_text, size_t features_len)
+{
+	JB_LIT(b, "{" FIRST("event_type") "\"query\"");
+	JB_MEMBER(b, NEXT("query_id"), ev->query_id);
+	JB_MEMBER(b, NEXT("adapter"), ev->adapter);
+	JB_MEMBER(b, NEXT("runner"), ev->runner);
+	JB_MEMBER(b, NEXT("runner_category"), c[Q2_CAT]);
+	JB_LIT(b, NEXT("duration_ms"));
+	jb_int(b, ev->duration_ms);
+	JB_MEMBER(b, NEXT("model_name"), ev->model_name);
+	JB_MEMBER(b, NEXT("version"), c[Q2_VER]);
+	JB_MEMBER(b, NEXT("instance_id"), c[Q2_INST]);
+	JB_MEMBER(b, NEXT("workspace_uuid"), c[Q2_WS]);
+	JB_MEMBER(b, NEXT("runtime_instance_id"), c[Q2_RT]);
+	JB_MEMBER(b, NEXT("edition"), c[Q2_ED]);
+	JB_LIT(b, NEXT("pipeline_plugins"));
+	jb_raw(b, plugins->p, plugins->len);
+	JB_LIT(b, NEXT("features"));
+	if (features_text != NULL)
+		jb_raw(b, features_text, features_len);
+	else
+		JB_LIT(b, "{}");
+	JB_MEMBER(b, NEXT("error"), ev->error);
+	JB_MEMBER(b, NEXT("timestamp"), c[Q2_TS]);
+	JB_LIT(b, "}");
+}
+
 /*
  * The hot path of the typed call: the same bytes as query2_tree() (the same
  * cleaning of each field, the same printing), written straight into one
@@ -1309,7 +1394,7 @@ int telespool__body_query2(struct telespool__event *ev,
 			   const telespool_query *q, int strict, int64_t now_us,
 			   const char **why)
 {
-	int rc = TELESPOOL_OK;
+	int rc;
 	char ts[TELESPOOL_PYISO_LEN];
 
 	event_init(ev, "query");
@@ -1317,44 +1402,14 @@ int telespool__body_query2(struct telespool__event *ev,
 		*why = "pipeline_plugins is NULL but n_pipeline_plugins > 0";
 		return TELESPOOL_EINVAL;
 	}
-	struct pj *features = NULL;
-	char *features_text = NULL;
-	size_t features_len = 2;
-	if (q->features_json != NULL) {
-		features = parse_object(q->features_json, 0,
-					"features_json is not a JSON object",
-					&rc, why);
-		if (features == NULL)
-			return rc;
-		if (shape(features, 2, 0) != 0 ||
-		    clean_strings(features, JSON_STRING_MAX) != 0 ||
-		    (features_text = telespool__pj_print(
-			 features, &features_len)) == NULL) {
-			telespool__pj_free(features);
-			*why = oom;
-			return TELESPOOL_ENOMEM;
-		}
-		telespool__pj_free(features);
-	}
+	char *features_text;
+	size_t features_len;
+	rc = query2_features(q, &features_text, &features_len, why);
+	if (rc != TELESPOOL_OK)
+		return rc;
 	telespool__iso_python(now_us, 0, ts);
-	const char *inst = q->instance_id ? q->instance_id : id->instance_id;
-	const char *runtime =
-	    q->runtime_instance_id ? q->runtime_instance_id : id->instance_id;
-	/* The fields, cleaned as clean_payload() cleans them.  The handle's
-	 * constants were cleaned at open and the timestamp is ours: cleaning
-	 * them again would change nothing (test_spool checks that the
-	 * generic path stores this body unchanged). */
-	enum { VER, INST, WS, RT, ED, CAT, TS, NSTR };
-	const char *raw[NSTR] = {id->version, inst,        q->workspace_uuid,
-				 runtime,     id->edition, q->runner_category,
-				 ts};
-	const int trusted[NSTR] = {
-	    1, inst == id->instance_id, 0, runtime == id->instance_id, 1, 0, 1};
-	char *c[NSTR] = {0};
-	int bad = 0;
-	for (int i = 0; i < NSTR; i++)
-		bad |= (c[i] = trusted[i] ? strdup(raw[i] ? raw[i] : "")
-					  : clean_name(raw[i])) == NULL;
+	char *c[Q2_NSTR] = {0};
+	int bad = query2_strings(c, id, q, ts);
 	query_fields(ev, q, strict);
 	struct jbuf plugins = {NULL, 0, 0, 0}, b = {NULL, 0, 0, 0};
 	bad |= !ev->query_id || !ev->adapter || !ev->runner ||
@@ -1364,35 +1419,13 @@ int telespool__body_query2(struct telespool__event *ev,
 	else if (!bad)
 		bad = plugins_json(q, &plugins) != TELESPOOL_OK;
 	if (!bad) {
-		JB_LIT(&b, "{" FIRST("event_type") "\"query\"");
-		JB_MEMBER(&b, NEXT("query_id"), ev->query_id);
-		JB_MEMBER(&b, NEXT("adapter"), ev->adapter);
-		JB_MEMBER(&b, NEXT("runner"), ev->runner);
-		JB_MEMBER(&b, NEXT("runner_category"), c[CAT]);
-		JB_LIT(&b, NEXT("duration_ms"));
-		jb_int(&b, ev->duration_ms);
-		JB_MEMBER(&b, NEXT("model_name"), ev->model_name);
-		JB_MEMBER(&b, NEXT("version"), c[VER]);
-		JB_MEMBER(&b, NEXT("instance_id"), c[INST]);
-		JB_MEMBER(&b, NEXT("workspace_uuid"), c[WS]);
-		JB_MEMBER(&b, NEXT("runtime_instance_id"), c[RT]);
-		JB_MEMBER(&b, NEXT("edition"), c[ED]);
-		JB_LIT(&b, NEXT("pipeline_plugins"));
-		jb_raw(&b, plugins.p, plugins.len);
-		JB_LIT(&b, NEXT("features"));
-		if (features_text != NULL)
-			jb_raw(&b, features_text, features_len);
-		else
-			JB_LIT(&b, "{}");
-		JB_MEMBER(&b, NEXT("error"), ev->error);
-		JB_MEMBER(&b, NEXT("timestamp"), c[TS]);
-		JB_LIT(&b, "}");
+		query2_print(&b, ev, c, &plugins, features_text, features_len);
 		/* Over the cap: the tree path cuts the traceback further,
 		 * then the other strings. */
 		if (!b.oom && b.len > TELESPOOL_BODY_MAX)
 			bad = -1;
 	}
-	for (int i = 0; i < NSTR; i++)
+	for (int i = 0; i < Q2_NSTR; i++)
 		free(c[i]);
 	free(features_text);
 	free(plugins.p);
