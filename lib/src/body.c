@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "pyjson.h"
+#include "clean.h"
 #include "redact.h"
 #include "traceback.h"
 #include "timefmt.h"
@@ -317,43 +318,6 @@ int telespool__body_query(struct telespool__event *ev,
 	ev->body = body.p;
 	ev->body_len = body.len;
 	return TELESPOOL_OK;
-}
-
-int telespool__clean_cjson(cJSON *node, int depth, size_t cap,
-			   const struct telespool__cjson_cleaner *how)
-{
-	int members = 0;
-	for (cJSON *child = node->child, *next; child != NULL; child = next) {
-		next = child->next;
-		if (++members > how->max_members ||
-		    (depth >= how->max_depth &&
-		     (cJSON_IsObject(child) || cJSON_IsArray(child)))) {
-			cJSON_Delete(cJSON_DetachItemViaPointer(node, child));
-			continue;
-		}
-		if (child->string != NULL) {
-			char *key = how->key(child->string);
-			if (key == NULL)
-				return -1;
-			if (!(child->type & cJSON_StringIsConst))
-				cJSON_free(child->string);
-			child->string = key;
-			child->type &= ~cJSON_StringIsConst;
-		}
-		if (cJSON_IsString(child) && child->valuestring != NULL) {
-			char *v = how->value(child->valuestring, child->string,
-					     depth, cap);
-			if (v == NULL)
-				return -1;
-			cJSON_free(child->valuestring);
-			child->valuestring = v;
-		} else if (cJSON_IsObject(child) || cJSON_IsArray(child)) {
-			if (telespool__clean_cjson(child, depth + 1, cap,
-						   how) != 0)
-				return -1;
-		}
-	}
-	return 0;
 }
 
 static char *clean_json_value(const char *s, const char *key, int depth,

@@ -2,13 +2,15 @@
  * clean.c - cleaning (clean.h): valid UTF-8 without control characters,
  * trimming, and the caps.
  *
- * Linear passes over bytes, no allocation: the callers own every buffer.
- * Nothing here knows what a secret or a traceback is.
+ * Linear passes over bytes; only the display text and the survey allocate
+ * what they return.  Nothing here knows what a secret or a traceback is.
  */
 #include "clean.h"
 
+#include <cjson/cJSON.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The truncation marker; its %zu is the number of bytes left out. */
@@ -26,11 +28,50 @@ static uint64_t not_printable8(uint64_t w)
 	return ((w - ones * 0x20) | (w + ones) | w) & high;
 }
 
+/* The length (2-4) of the valid UTF-8 sequence at s[0..n) (s[0] is not
+ * ASCII), or 0 with *bad the length of its maximal invalid subpart (1-3):
+ * the bytes that one U+FFFD replaces. */
+static size_t utf8_seq(const unsigned char *s, size_t n, size_t *bad)
+{
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t need, k;
+
+	if (c >= 0xc2 && c <= 0xdf) {
+		need = 1;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		need = 2;
+		if (c == 0xe0)
+			lo = 0xa0; /* overlong */
+		else if (c == 0xed)
+			hi = 0x9f; /* UTF-16 surrogates */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		need = 3;
+		if (c == 0xf0)
+			lo = 0x90; /* overlong */
+		else if (c == 0xf4)
+			hi = 0x8f; /* above U+10FFFF */
+	} else {
+		*bad = 1; /* stray continuation, C0/C1 overlong, F5..FF */
+		return 0;
+	}
+	for (k = 1; k <= need && k < n; k++) {
+		if (s[k] < lo || s[k] > hi)
+			break;
+		lo = 0x80;
+		hi = 0xbf;
+	}
+	if (k <= need) {
+		*bad = k;
+		return 0;
+	}
+	return k;
+}
+
 size_t telespool__clean_utf8(char *dst, const unsigned char *s, size_t n,
 			     int text)
 {
-	size_t i = 0, o = 0, k, need;
-	unsigned char c, lo, hi;
+	size_t i = 0, o = 0, k, bad;
+	unsigned char c;
 
 	while (i < n) {
 		/* Runs of plain printable ASCII, the common case, 8 bytes at a
@@ -53,36 +94,11 @@ size_t telespool__clean_utf8(char *dst, const unsigned char *s, size_t n,
 			i++;
 			continue;
 		}
-		lo = 0x80;
-		hi = 0xbf;
-		if (c >= 0xc2 && c <= 0xdf) {
-			need = 1;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			need = 2;
-			if (c == 0xe0)
-				lo = 0xa0; /* overlong */
-			else if (c == 0xed)
-				hi = 0x9f; /* UTF-16 surrogates */
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			need = 3;
-			if (c == 0xf0)
-				lo = 0x90; /* overlong */
-			else if (c == 0xf4)
-				hi = 0x8f; /* above U+10FFFF */
-		} else {
-			need =
-			    0; /* stray continuation, C0/C1 overlong, F5..FF */
-		}
-		for (k = 1; need && k <= need && i + k < n; k++) {
-			if (s[i + k] < lo || s[i + k] > hi)
-				break;
-			lo = 0x80;
-			hi = 0xbf;
-		}
-		if (!need || k <= need) {
+		k = utf8_seq(s + i, n - i, &bad);
+		if (!k) {
 			memcpy(dst + o, "\xef\xbf\xbd", 3);
 			o += 3;
-			i += k > 1 ? k : 1;
+			i += bad;
 			continue;
 		}
 		/* C1 controls U+0080..U+009F are controls too */
@@ -254,4 +270,154 @@ size_t telespool__cap(const char *t, size_t len, size_t max)
 	while (len && (w = ws_before((const unsigned char *)t, len)) != 0)
 		len -= w;
 	return len;
+}
+
+/* ---- display text and JSON trees --------------------------------------- */
+
+char *telespool__clean_display(const char *s, size_t max)
+{
+	const unsigned char *p = (const unsigned char *)(s ? s : "");
+	size_t len = strlen((const char *)p), i = 0, o = 0, n, w, bad;
+	char *out = malloc((len < max ? len : max) * 3 + 4);
+
+	if (out == NULL)
+		return NULL;
+	while (i < len) {
+		n = p[i] < 0x80 ? 1 : utf8_seq(p + i, len - i, &bad);
+		w = n ? n : 3;
+		if (o + w > max)
+			break;
+		memcpy(out + o, n ? (const char *)p + i : "\xef\xbf\xbd", w);
+		o += w;
+		i += n ? n : 1;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+int telespool__clean_cjson(cJSON *node, int depth, size_t cap,
+			   const struct telespool__cjson_cleaner *how)
+{
+	int members = 0;
+	for (cJSON *child = node->child, *next; child != NULL; child = next) {
+		next = child->next;
+		if (++members > how->max_members ||
+		    (depth >= how->max_depth &&
+		     (cJSON_IsObject(child) || cJSON_IsArray(child)))) {
+			cJSON_Delete(cJSON_DetachItemViaPointer(node, child));
+			continue;
+		}
+		if (child->string != NULL) {
+			char *key = how->key(child->string);
+			if (key == NULL)
+				return -1;
+			if (!(child->type & cJSON_StringIsConst))
+				cJSON_free(child->string);
+			child->string = key;
+			child->type &= ~cJSON_StringIsConst;
+		}
+		if (cJSON_IsString(child) && child->valuestring != NULL) {
+			char *v = how->value(child->valuestring, child->string,
+					     depth, cap);
+			if (v == NULL)
+				return -1;
+			cJSON_free(child->valuestring);
+			child->valuestring = v;
+		} else if (cJSON_IsObject(child) || cJSON_IsArray(child)) {
+			if (telespool__clean_cjson(child, depth + 1, cap,
+						   how) != 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* A survey is Space's JSON, handed to LangBot's UI: it gets the shape caps
+ * of survey answers and heartbeat features (body.c), so that no reader of
+ * it (Python's json, a recursive renderer) meets more than 8 levels. */
+#define SURVEY_MAX_DEPTH   8
+#define SURVEY_MAX_MEMBERS 256
+#define SURVEY_STRING_MAX  4096
+#define SURVEY_KEY_MAX     TELESPOOL_NAME_MAX
+
+static char *clean_survey_key(const char *key)
+{
+	return telespool__clean_display(key, SURVEY_KEY_MAX);
+}
+
+static char *clean_survey_value(const char *s, const char *key, int depth,
+				size_t cap)
+{
+	/* Not the id: LangBot's answer quotes it. */
+	int id = depth == 1 && key != NULL &&
+		 (strcmp(key, "survey_id") == 0 || strcmp(key, "id") == 0);
+	return telespool__clean_display(s, id ? SURVEY_STRING_MAX : cap);
+}
+
+/* A parsed survey: valid UTF-8 strings and keys, capped, containers at most
+ * SURVEY_MAX_DEPTH deep with SURVEY_MAX_MEMBERS each. */
+static const struct telespool__cjson_cleaner survey_cleaner = {
+    SURVEY_MAX_DEPTH, SURVEY_MAX_MEMBERS, clean_survey_key, clean_survey_value};
+
+/* The JSON text without its \u0000 escapes: cJSON keeps strings as C
+ * strings, so one would silently cut the rest of its string off. */
+static char *drop_nul_escapes(const char *json)
+{
+	size_t len = strlen(json), o = 0;
+	int in_string = 0;
+	char *out = malloc(len + 1);
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		char c = json[i];
+		if (in_string && c == '\\' && i + 1 < len) {
+			if (strncmp(json + i + 1, "u0000", 5) == 0) {
+				i += 5;
+				continue;
+			}
+			out[o++] = c;
+			c = json[++i];
+		} else if (c == '"') {
+			in_string = !in_string;
+		}
+		out[o++] = c;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+char *telespool__clean_survey(const char *json, int *oom)
+{
+	static const size_t caps[] = {SURVEY_STRING_MAX, 1024, 256, 64, 16, 0};
+	char *text = drop_nul_escapes(json);
+	cJSON *orig = text ? cJSON_ParseWithOpts(text, NULL, 1) : NULL;
+	char *out = NULL;
+
+	*oom = text == NULL;
+	free(text);
+	if (orig == NULL || !cJSON_IsObject(orig)) {
+		cJSON_Delete(orig);
+		return NULL;
+	}
+	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		cJSON *c = cJSON_Duplicate(orig, 1);
+		if (c == NULL || telespool__clean_cjson(c, 1, caps[i],
+							&survey_cleaner) != 0) {
+			cJSON_Delete(c);
+			*oom = 1;
+			break;
+		}
+		out = cJSON_PrintUnformatted(c);
+		cJSON_Delete(c);
+		if (out == NULL) {
+			*oom = 1;
+			break;
+		}
+		if (strlen(out) <= TELESPOOL_BODY_MAX)
+			break;
+		cJSON_free(out);
+		out = NULL;
+	}
+	cJSON_Delete(orig);
+	return out;
 }

@@ -15,6 +15,8 @@
 
 #include <stddef.h>
 
+struct cJSON;
+
 /* Caps, documented in the README. */
 #define TELESPOOL_NAME_MAX    128   /* bytes: adapter, runner, model, ids */
 #define TELESPOOL_PLUGINS_MAX 64    /* pipeline plugins kept per event */
@@ -49,5 +51,42 @@ size_t telespool__cap(const char *t, size_t len, size_t max);
  * placeholder.  Returns the new length (len if it fits).
  */
 size_t telespool__fit(char *t, size_t len, size_t max);
+
+/*
+ * Text stored for reading and never sent (Space's survey, an upload's
+ * error, a run's detail): s
+ * (NUL-terminated; NULL gives "") as valid UTF-8, each invalid byte a
+ * U+FFFD and everything else kept as it is, control characters too, cut at
+ * max bytes on a character boundary.  Returns a malloc'd string, or NULL
+ * when out of memory.
+ */
+char *telespool__clean_display(const char *s, size_t max);
+
+/* How telespool__clean_cjson() cleans a parsed tree. */
+struct telespool__cjson_cleaner {
+	int max_depth;   /* containers in a node this deep are dropped */
+	int max_members; /* so are members past this many in a node */
+	/* A cleaned, malloc'd copy of a key; NULL when out of memory. */
+	char *(*key)(const char *key);
+	/* A cleaned, malloc'd copy of the string value s of member key (NULL
+	 * in an array) at depth, capped at cap; NULL when out of memory. */
+	char *(*value)(const char *s, const char *key, int depth, size_t cap);
+};
+
+/* Cleans the children of node (node's own depth: the top level is 1) in
+ * place as how says.  Returns 0, or -1 when out of memory. */
+int telespool__clean_cjson(struct cJSON *node, int depth, size_t cap,
+			   const struct telespool__cjson_cleaner *how);
+
+/*
+ * Space's survey (data.survey of a /survey/pending answer) as the text to
+ * store: a JSON object with valid UTF-8 strings and keys (\u0000 escapes
+ * dropped), at most 8 levels deep with 256 members each, at most
+ * TELESPOOL_BODY_MAX bytes (strings are cut shorter until it fits).
+ * Returns a string to free with cJSON_free(); NULL with *oom 0 when it is
+ * not a JSON object (or nests deeper than cJSON parses, 1,000 levels) or
+ * cannot be made to fit, NULL with *oom 1 when out of memory.
+ */
+char *telespool__clean_survey(const char *json, int *oom);
 
 #endif
