@@ -948,6 +948,19 @@ static int body_from_payload(struct telespool__event *ev, struct pj *payload,
 	return rc;
 }
 
+/* body_from_payload() for a payload built here; bad: building it ran out
+ * of memory (p, maybe partial, is freed). */
+static int built_body(struct telespool__event *ev, struct pj *p, int bad,
+		      enum telespool__endpoint ep, int strict, const char **why)
+{
+	if (bad) {
+		telespool__pj_free(p);
+		*why = oom;
+		return TELESPOOL_ENOMEM;
+	}
+	return body_from_payload(ev, p, ep, strict, why);
+}
+
 /* Parses JSON text that must be an object; NULL text means {} when
  * null_ok.  On failure *why says why (not_object names the argument). */
 static struct pj *parse_object(const char *text, int null_ok,
@@ -1106,12 +1119,7 @@ int telespool__body_query2_tree(struct telespool__event *ev,
 		      put_str(p, "error", q->error) ||
 		      put_trusted(p, "timestamp", ts);
 	}
-	if (bad) {
-		telespool__pj_free(p);
-		*why = oom;
-		return TELESPOOL_ENOMEM;
-	}
-	return body_from_payload(ev, p, TELESPOOL__EP_TELEMETRY, strict, why);
+	return built_body(ev, p, bad, TELESPOOL__EP_TELEMETRY, strict, why);
 }
 
 int telespool__body_workspace_heartbeat(struct telespool__event *ev,
@@ -1146,12 +1154,7 @@ int telespool__body_workspace_heartbeat(struct telespool__event *ev,
 	else
 		bad = put(p, "features", features) ||
 		      put_trusted(p, "timestamp", ts);
-	if (bad) {
-		telespool__pj_free(p);
-		*why = oom;
-		return TELESPOOL_ENOMEM;
-	}
-	return body_from_payload(ev, p, TELESPOOL__EP_TELEMETRY, 0, why);
+	return built_body(ev, p, bad, TELESPOOL__EP_TELEMETRY, 0, why);
 }
 
 /* The typed survey calls build the body LangBot's SurveyManager POSTs and
@@ -1173,13 +1176,9 @@ int telespool__body_survey_trigger(struct telespool__event *ev,
 		return TELESPOOL_EINVAL;
 	}
 	struct pj *p = telespool__pj_new(PJ_OBJ);
-	if (p == NULL || put_trusted(p, "instance_id", id->instance_id) ||
-	    put_str(p, "event", event)) {
-		telespool__pj_free(p);
-		*why = oom;
-		return TELESPOOL_ENOMEM;
-	}
-	return body_from_payload(ev, p, TELESPOOL__EP_SURVEY_PENDING, 0, why);
+	int bad = p == NULL || put_trusted(p, "instance_id", id->instance_id) ||
+		  put_str(p, "event", event);
+	return built_body(ev, p, bad, TELESPOOL__EP_SURVEY_PENDING, 0, why);
 }
 
 /* survey_id NULL is handled by the caller; "" (once cleaned) is EINVAL. */
@@ -1236,12 +1235,7 @@ int telespool__body_survey_response(struct telespool__event *ev,
 				  telespool__pj_new(completed ? PJ_TRUE
 							      : PJ_FALSE));
 	}
-	if (bad) {
-		telespool__pj_free(p);
-		*why = oom;
-		return TELESPOOL_ENOMEM;
-	}
-	return body_from_payload(ev, p, TELESPOOL__EP_SURVEY_RESPOND, 0, why);
+	return built_body(ev, p, bad, TELESPOOL__EP_SURVEY_RESPOND, 0, why);
 }
 
 int telespool__body_survey_dismiss(struct telespool__event *ev,
@@ -1253,13 +1247,9 @@ int telespool__body_survey_dismiss(struct telespool__event *ev,
 	if (rc != TELESPOOL_OK)
 		return rc;
 	struct pj *p = telespool__pj_new(PJ_OBJ);
-	if (p == NULL || put_str(p, "survey_id", survey_id) ||
-	    put_trusted(p, "instance_id", id->instance_id)) {
-		telespool__pj_free(p);
-		*why = oom;
-		return TELESPOOL_ENOMEM;
-	}
-	return body_from_payload(ev, p, TELESPOOL__EP_SURVEY_DISMISS, 0, why);
+	int bad = p == NULL || put_str(p, "survey_id", survey_id) ||
+		  put_trusted(p, "instance_id", id->instance_id);
+	return built_body(ev, p, bad, TELESPOOL__EP_SURVEY_DISMISS, 0, why);
 }
 
 /* q->features_json as the features member of a query body: parsed,
