@@ -11,11 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pyjson.h"
 #include "clean.h"
+#include "pyjson.h"
 #include "redact.h"
-#include "traceback.h"
 #include "timefmt.h"
+#include "traceback.h"
 
 /* Survey answers and heartbeat features are caller-supplied JSON: bound
  * their shape as well as their strings. */
@@ -1157,6 +1157,26 @@ int telespool__body_workspace_heartbeat(struct telespool__event *ev,
 	return built_body(ev, p, bad, TELESPOOL__EP_TELEMETRY, 0, why);
 }
 
+/* Whether s keeps any text once clean cleans it: TELESPOOL_OK, else
+ * TELESPOOL_EINVAL with *why = empty_why (TELESPOOL_ENOMEM when out of
+ * memory). */
+static int check_not_empty(const char *s, char *(*clean)(const char *),
+			   const char *empty_why, const char **why)
+{
+	char *c = clean(s);
+	if (c == NULL) {
+		*why = oom;
+		return TELESPOOL_ENOMEM;
+	}
+	int empty = c[0] == '\0';
+	free(c);
+	if (empty) {
+		*why = empty_why;
+		return TELESPOOL_EINVAL;
+	}
+	return TELESPOOL_OK;
+}
+
 /* The typed survey calls build the body LangBot's SurveyManager POSTs and
  * store it like telespool_record_json_to() does. */
 int telespool__body_survey_trigger(struct telespool__event *ev,
@@ -1164,17 +1184,10 @@ int telespool__body_survey_trigger(struct telespool__event *ev,
 				   const char *event, const char **why)
 {
 	event_init(ev, "survey_trigger");
-	char *milestone = clean_name(event);
-	if (milestone == NULL) {
-		*why = oom;
-		return TELESPOOL_ENOMEM;
-	}
-	int empty = milestone[0] == '\0';
-	free(milestone);
-	if (empty) {
-		*why = "event (the milestone) is empty";
-		return TELESPOOL_EINVAL;
-	}
+	int rc = check_not_empty(event, clean_name,
+				 "event (the milestone) is empty", why);
+	if (rc != TELESPOOL_OK)
+		return rc;
 	struct pj *p = telespool__pj_new(PJ_OBJ);
 	int bad = p == NULL || put_trusted(p, "instance_id", id->instance_id) ||
 		  put_str(p, "event", event);
@@ -1184,18 +1197,7 @@ int telespool__body_survey_trigger(struct telespool__event *ev,
 /* survey_id NULL is handled by the caller; "" (once cleaned) is EINVAL. */
 static int check_survey_id(const char *survey_id, const char **why)
 {
-	char *sid = clean_id(survey_id);
-	if (sid == NULL) {
-		*why = oom;
-		return TELESPOOL_ENOMEM;
-	}
-	int empty = sid[0] == '\0';
-	free(sid);
-	if (empty) {
-		*why = "survey_id is empty";
-		return TELESPOOL_EINVAL;
-	}
-	return TELESPOOL_OK;
+	return check_not_empty(survey_id, clean_id, "survey_id is empty", why);
 }
 
 int telespool__body_survey_response(struct telespool__event *ev,

@@ -2,9 +2,11 @@
  * body.h - the exact JSON bodies that LangBot Space receives.
  *
  * Field names, order and types follow SPACE_PROTOCOL.md.  Every string is
- * cleaned and redacted (redact.h) before it goes in, and every body is
- * at most TELESPOOL_BODY_MAX bytes: the traceback, then survey and feature
- * values, are cut further until it fits.
+ * cleaned (clean.h) and redacted (redact.h; the traceback through
+ * traceback.h) before it goes in, and every body is at most
+ * TELESPOOL_BODY_MAX bytes: the traceback, then survey and feature values,
+ * are cut further until it fits.  This module calls those three; none of
+ * them calls it.
  */
 #ifndef TELESPOOL_BODY_H
 #define TELESPOOL_BODY_H
