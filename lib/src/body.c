@@ -660,17 +660,24 @@ static int normalise(struct pj *p, const char **why)
 	return TELESPOOL_OK;
 }
 
+/* Puts text (malloc'd) in *dst in place of what was there, and its length
+ * in *len; -1 if text is NULL. */
+static int replace_text(char **dst, size_t *len, char *text)
+{
+	if (text == NULL)
+		return -1;
+	free(*dst);
+	*dst = text;
+	*len = strlen(text);
+	return 0;
+}
+
 /* Sets v's cleaned text (a malloc'd string, printed instead of v->str,
  * which keeps the original for a second pass with a smaller cap); -1 if
  * cleaned is NULL. */
 static int take_text(struct pj *v, char *cleaned)
 {
-	if (cleaned == NULL)
-		return -1;
-	free(v->out);
-	v->out = cleaned;
-	v->out_len = strlen(cleaned);
-	return 0;
+	return replace_text(&v->out, &v->out_len, cleaned);
 }
 
 static int clean_id_node(struct pj *v)
@@ -692,13 +699,9 @@ static int clean_key(struct pj *m)
 	/* LangBot's own keys are plain identifiers: nothing to clean. */
 	if (strlen(m->key) == m->key_len && in_list(known_keys, m->key))
 		return 0;
-	char *k = telespool__clean_name(m->key, m->key_len, TELESPOOL_NAME_MAX);
-	if (k == NULL)
-		return -1;
-	free(m->key);
-	m->key = k;
-	m->key_len = strlen(k);
-	return 0;
+	return replace_text(
+	    &m->key, &m->key_len,
+	    telespool__clean_name(m->key, m->key_len, TELESPOOL_NAME_MAX));
 }
 
 /* Non-zero when a member before m (in obj) has m's (cleaned) key: two keys
