@@ -62,7 +62,7 @@ static int has_digit(const unsigned char *s, size_t b, size_t e)
 	return 0;
 }
 
-/* ---- pass 2: redact ---------------------------------------------------- */
+/* ---- the scanners ------------------------------------------------------- */
 
 struct red {
 	const unsigned char *s;
