@@ -10,10 +10,12 @@
  * NAME.keep (strings that must survive, strict mode too) and optionally
  * NAME.strict-secrets (message text that only strict mode removes).
  *
- * Built with -DTEST_REDACT_OOM (and without lib/src/redact.c on the command
- * line) it includes redact.c with failing allocators and also checks that
- * every allocation failure gives NULL without a leak.
+ * Built with -DTEST_REDACT_OOM (without lib/src/clean.c, redact.c and
+ * traceback.c on the command line, with -lcjson) it includes those three
+ * with failing allocators and also checks that every allocation failure
+ * gives NULL without a leak.
  */
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -42,11 +44,15 @@ static void *oom_realloc(void *p, size_t n)
 
 #define malloc  oom_malloc
 #define realloc oom_realloc
+#include "clean.c"
 #include "redact.c"
+#include "traceback.c"
 #undef malloc
 #undef realloc
 #else
+#include "clean.h"
 #include "redact.h"
+#include "traceback.h"
 #endif
 
 #include "text_checks.h"
@@ -696,6 +702,47 @@ static void test_guard(void)
 }
 
 /* ---- cleaning ----------------------------------------------------------- */
+
+/* Text stored for reading and never sent (clean.h): every invalid byte
+ * is one U+FFFD, controls stay, the cap falls on a character boundary. */
+static void test_display(void)
+{
+	static const struct {
+		const char *in;
+		size_t max;
+		const char *want;
+	} cases[] = {
+	    {"a\xe4\xbdz", 100, "a\xef\xbf\xbd\xef\xbf\xbdz"},
+	    {"l1\r\n\x01\x7f\xc2\x85", 100, "l1\r\n\x01\x7f\xc2\x85"},
+	    {"ab\xe4\xbd\xa0", 4, "ab"},
+	    {"ab\xe4\xbd\xa0", 5, "ab\xe4\xbd\xa0"},
+	    {"\xff", 2, ""},
+	    {"\xed\xa0\x80", 100, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+	    {NULL, 10, ""},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *o = telespool__clean_display(cases[i].in, cases[i].max);
+		check_eq(__LINE__, "clean_display",
+			 cases[i].in ? cases[i].in : "(null)", o,
+			 cases[i].want);
+		free(o);
+	}
+
+	/* Space's survey: \u0000 goes, keys and strings become valid
+	 * UTF-8; what is not an object is refused, without oom. */
+	int oom = -1;
+	char *v = telespool__clean_survey(
+	    "{\"id\": \"s1\", \"q\": \"a\\u0000b\xff\"}", &oom);
+	check_eq(__LINE__, "clean_survey", "a survey", v,
+		 "{\"id\":\"s1\",\"q\":\"ab\xef\xbf\xbd\"}");
+	ASSERT_EQ(oom, 0);
+	cJSON_free(v);
+	oom = -1;
+	v = telespool__clean_survey("[1, 2]", &oom);
+	ASSERT_TRUE(v == NULL);
+	ASSERT_EQ(oom, 0);
+	cJSON_free(v);
+}
 
 static void test_cleaning(void)
 {
@@ -1839,6 +1886,7 @@ static const struct tu_test tests[] = {
     {"strict", test_strict},
     {"guard", test_guard},
     {"cleaning", test_cleaning},
+    {"display", test_display},
     {"truncation", test_truncation},
     {"corpus", t_corpus},
     {"errors_corpus", t_errors_corpus},

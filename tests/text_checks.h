@@ -1,7 +1,7 @@
 /*
  * text_checks.h - what every cleaned string must be, checked independently
- * of redact.c: the unit tests (test_redact.c) and the fuzz targets
- * (fuzz_redact.c, fuzz_body.c) share these.
+ * of clean.c, redact.c and traceback.c: the unit tests (test_redact.c) and
+ * the fuzz targets (fuzz_redact.c, fuzz_body.c) share these.
  */
 #ifndef TELESPOOL_TEXT_CHECKS_H
 #define TELESPOOL_TEXT_CHECKS_H

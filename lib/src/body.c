@@ -11,9 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clean.h"
 #include "pyjson.h"
 #include "redact.h"
 #include "timefmt.h"
+#include "traceback.h"
 
 /* Survey answers and heartbeat features are caller-supplied JSON: bound
  * their shape as well as their strings. */
@@ -316,43 +318,6 @@ int telespool__body_query(struct telespool__event *ev,
 	ev->body = body.p;
 	ev->body_len = body.len;
 	return TELESPOOL_OK;
-}
-
-int telespool__clean_cjson(cJSON *node, int depth, size_t cap,
-			   const struct telespool__cjson_cleaner *how)
-{
-	int members = 0;
-	for (cJSON *child = node->child, *next; child != NULL; child = next) {
-		next = child->next;
-		if (++members > how->max_members ||
-		    (depth >= how->max_depth &&
-		     (cJSON_IsObject(child) || cJSON_IsArray(child)))) {
-			cJSON_Delete(cJSON_DetachItemViaPointer(node, child));
-			continue;
-		}
-		if (child->string != NULL) {
-			char *key = how->key(child->string);
-			if (key == NULL)
-				return -1;
-			if (!(child->type & cJSON_StringIsConst))
-				cJSON_free(child->string);
-			child->string = key;
-			child->type &= ~cJSON_StringIsConst;
-		}
-		if (cJSON_IsString(child) && child->valuestring != NULL) {
-			char *v = how->value(child->valuestring, child->string,
-					     depth, cap);
-			if (v == NULL)
-				return -1;
-			cJSON_free(child->valuestring);
-			child->valuestring = v;
-		} else if (cJSON_IsObject(child) || cJSON_IsArray(child)) {
-			if (telespool__clean_cjson(child, depth + 1, cap,
-						   how) != 0)
-				return -1;
-		}
-	}
-	return 0;
 }
 
 static char *clean_json_value(const char *s, const char *key, int depth,
@@ -695,17 +660,24 @@ static int normalise(struct pj *p, const char **why)
 	return TELESPOOL_OK;
 }
 
+/* Puts text (malloc'd) in *dst in place of what was there, and its length
+ * in *len; -1 if text is NULL. */
+static int replace_text(char **dst, size_t *len, char *text)
+{
+	if (text == NULL)
+		return -1;
+	free(*dst);
+	*dst = text;
+	*len = strlen(text);
+	return 0;
+}
+
 /* Sets v's cleaned text (a malloc'd string, printed instead of v->str,
  * which keeps the original for a second pass with a smaller cap); -1 if
  * cleaned is NULL. */
 static int take_text(struct pj *v, char *cleaned)
 {
-	if (cleaned == NULL)
-		return -1;
-	free(v->out);
-	v->out = cleaned;
-	v->out_len = strlen(cleaned);
-	return 0;
+	return replace_text(&v->out, &v->out_len, cleaned);
 }
 
 static int clean_id_node(struct pj *v)
@@ -727,13 +699,9 @@ static int clean_key(struct pj *m)
 	/* LangBot's own keys are plain identifiers: nothing to clean. */
 	if (strlen(m->key) == m->key_len && in_list(known_keys, m->key))
 		return 0;
-	char *k = telespool__clean_name(m->key, m->key_len, TELESPOOL_NAME_MAX);
-	if (k == NULL)
-		return -1;
-	free(m->key);
-	m->key = k;
-	m->key_len = strlen(k);
-	return 0;
+	return replace_text(
+	    &m->key, &m->key_len,
+	    telespool__clean_name(m->key, m->key_len, TELESPOOL_NAME_MAX));
 }
 
 /* Non-zero when a member before m (in obj) has m's (cleaned) key: two keys
@@ -983,6 +951,19 @@ static int body_from_payload(struct telespool__event *ev, struct pj *payload,
 	return rc;
 }
 
+/* body_from_payload() for a payload built here; bad: building it ran out
+ * of memory (p, maybe partial, is freed). */
+static int built_body(struct telespool__event *ev, struct pj *p, int bad,
+		      enum telespool__endpoint ep, int strict, const char **why)
+{
+	if (bad) {
+		telespool__pj_free(p);
+		*why = oom;
+		return TELESPOOL_ENOMEM;
+	}
+	return body_from_payload(ev, p, ep, strict, why);
+}
+
 /* Parses JSON text that must be an object; NULL text means {} when
  * null_ok.  On failure *why says why (not_object names the argument). */
 static struct pj *parse_object(const char *text, int null_ok,
@@ -1141,12 +1122,7 @@ int telespool__body_query2_tree(struct telespool__event *ev,
 		      put_str(p, "error", q->error) ||
 		      put_trusted(p, "timestamp", ts);
 	}
-	if (bad) {
-		telespool__pj_free(p);
-		*why = oom;
-		return TELESPOOL_ENOMEM;
-	}
-	return body_from_payload(ev, p, TELESPOOL__EP_TELEMETRY, strict, why);
+	return built_body(ev, p, bad, TELESPOOL__EP_TELEMETRY, strict, why);
 }
 
 int telespool__body_workspace_heartbeat(struct telespool__event *ev,
@@ -1181,12 +1157,27 @@ int telespool__body_workspace_heartbeat(struct telespool__event *ev,
 	else
 		bad = put(p, "features", features) ||
 		      put_trusted(p, "timestamp", ts);
-	if (bad) {
-		telespool__pj_free(p);
+	return built_body(ev, p, bad, TELESPOOL__EP_TELEMETRY, 0, why);
+}
+
+/* Whether s keeps any text once clean cleans it: TELESPOOL_OK, else
+ * TELESPOOL_EINVAL with *why = empty_why (TELESPOOL_ENOMEM when out of
+ * memory). */
+static int check_not_empty(const char *s, char *(*clean)(const char *),
+			   const char *empty_why, const char **why)
+{
+	char *c = clean(s);
+	if (c == NULL) {
 		*why = oom;
 		return TELESPOOL_ENOMEM;
 	}
-	return body_from_payload(ev, p, TELESPOOL__EP_TELEMETRY, 0, why);
+	int empty = c[0] == '\0';
+	free(c);
+	if (empty) {
+		*why = empty_why;
+		return TELESPOOL_EINVAL;
+	}
+	return TELESPOOL_OK;
 }
 
 /* The typed survey calls build the body LangBot's SurveyManager POSTs and
@@ -1196,42 +1187,20 @@ int telespool__body_survey_trigger(struct telespool__event *ev,
 				   const char *event, const char **why)
 {
 	event_init(ev, "survey_trigger");
-	char *milestone = clean_name(event);
-	if (milestone == NULL) {
-		*why = oom;
-		return TELESPOOL_ENOMEM;
-	}
-	int empty = milestone[0] == '\0';
-	free(milestone);
-	if (empty) {
-		*why = "event (the milestone) is empty";
-		return TELESPOOL_EINVAL;
-	}
+	int rc = check_not_empty(event, clean_name,
+				 "event (the milestone) is empty", why);
+	if (rc != TELESPOOL_OK)
+		return rc;
 	struct pj *p = telespool__pj_new(PJ_OBJ);
-	if (p == NULL || put_trusted(p, "instance_id", id->instance_id) ||
-	    put_str(p, "event", event)) {
-		telespool__pj_free(p);
-		*why = oom;
-		return TELESPOOL_ENOMEM;
-	}
-	return body_from_payload(ev, p, TELESPOOL__EP_SURVEY_PENDING, 0, why);
+	int bad = p == NULL || put_trusted(p, "instance_id", id->instance_id) ||
+		  put_str(p, "event", event);
+	return built_body(ev, p, bad, TELESPOOL__EP_SURVEY_PENDING, 0, why);
 }
 
 /* survey_id NULL is handled by the caller; "" (once cleaned) is EINVAL. */
 static int check_survey_id(const char *survey_id, const char **why)
 {
-	char *sid = clean_id(survey_id);
-	if (sid == NULL) {
-		*why = oom;
-		return TELESPOOL_ENOMEM;
-	}
-	int empty = sid[0] == '\0';
-	free(sid);
-	if (empty) {
-		*why = "survey_id is empty";
-		return TELESPOOL_EINVAL;
-	}
-	return TELESPOOL_OK;
+	return check_not_empty(survey_id, clean_id, "survey_id is empty", why);
 }
 
 int telespool__body_survey_response(struct telespool__event *ev,
@@ -1271,12 +1240,7 @@ int telespool__body_survey_response(struct telespool__event *ev,
 				  telespool__pj_new(completed ? PJ_TRUE
 							      : PJ_FALSE));
 	}
-	if (bad) {
-		telespool__pj_free(p);
-		*why = oom;
-		return TELESPOOL_ENOMEM;
-	}
-	return body_from_payload(ev, p, TELESPOOL__EP_SURVEY_RESPOND, 0, why);
+	return built_body(ev, p, bad, TELESPOOL__EP_SURVEY_RESPOND, 0, why);
 }
 
 int telespool__body_survey_dismiss(struct telespool__event *ev,
@@ -1288,13 +1252,94 @@ int telespool__body_survey_dismiss(struct telespool__event *ev,
 	if (rc != TELESPOOL_OK)
 		return rc;
 	struct pj *p = telespool__pj_new(PJ_OBJ);
-	if (p == NULL || put_str(p, "survey_id", survey_id) ||
-	    put_trusted(p, "instance_id", id->instance_id)) {
-		telespool__pj_free(p);
+	int bad = p == NULL || put_str(p, "survey_id", survey_id) ||
+		  put_trusted(p, "instance_id", id->instance_id);
+	return built_body(ev, p, bad, TELESPOOL__EP_SURVEY_DISMISS, 0, why);
+}
+
+/* q->features_json as the features member of a query body: parsed,
+ * shaped and cleaned as clean_payload() does, printed into *text (NULL if
+ * there are none).  Returns a telespool_rc, with *why on failure. */
+static int query2_features(const telespool_query *q, char **text, size_t *len,
+			   const char **why)
+{
+	int rc = TELESPOOL_OK;
+	struct pj *features;
+
+	*text = NULL;
+	*len = 2;
+	if (q->features_json == NULL)
+		return TELESPOOL_OK;
+	features = parse_object(q->features_json, 0,
+				"features_json is not a JSON object", &rc, why);
+	if (features == NULL)
+		return rc;
+	if (shape(features, 2, 0) != 0 ||
+	    clean_strings(features, JSON_STRING_MAX) != 0 ||
+	    (*text = telespool__pj_print(features, len)) == NULL) {
+		telespool__pj_free(features);
 		*why = oom;
 		return TELESPOOL_ENOMEM;
 	}
-	return body_from_payload(ev, p, TELESPOOL__EP_SURVEY_DISMISS, 0, why);
+	telespool__pj_free(features);
+	return TELESPOOL_OK;
+}
+
+/* The query body's strings other than the event's own. */
+enum { Q2_VER, Q2_INST, Q2_WS, Q2_RT, Q2_ED, Q2_CAT, Q2_TS, Q2_NSTR };
+
+/* Fills c[] with the query body's strings, cleaned as clean_payload()
+ * cleans them.  The handle's constants were cleaned at open and the
+ * timestamp ts is ours: cleaning them again would change nothing
+ * (test_spool checks that the generic path stores this body unchanged).
+ * Returns non-zero when out of memory. */
+static int query2_strings(char *c[Q2_NSTR], const struct telespool__ident *id,
+			  const telespool_query *q, const char *ts)
+{
+	const char *inst = q->instance_id ? q->instance_id : id->instance_id;
+	const char *runtime =
+	    q->runtime_instance_id ? q->runtime_instance_id : id->instance_id;
+	const char *raw[Q2_NSTR] = {
+	    id->version,        inst, q->workspace_uuid, runtime, id->edition,
+	    q->runner_category, ts};
+	const int trusted[Q2_NSTR] = {
+	    1, inst == id->instance_id, 0, runtime == id->instance_id, 1, 0, 1};
+	int bad = 0;
+
+	for (int i = 0; i < Q2_NSTR; i++)
+		bad |= (c[i] = trusted[i] ? strdup(raw[i] ? raw[i] : "")
+					  : clean_name(raw[i])) == NULL;
+	return bad;
+}
+
+/* Prints the query body into b, in LangBot's field order. */
+static void query2_print(struct jbuf *b, const struct telespool__event *ev,
+			 char *const c[Q2_NSTR], const struct jbuf *plugins,
+			 const char *features_text, size_t features_len)
+{
+	JB_LIT(b, "{" FIRST("event_type") "\"query\"");
+	JB_MEMBER(b, NEXT("query_id"), ev->query_id);
+	JB_MEMBER(b, NEXT("adapter"), ev->adapter);
+	JB_MEMBER(b, NEXT("runner"), ev->runner);
+	JB_MEMBER(b, NEXT("runner_category"), c[Q2_CAT]);
+	JB_LIT(b, NEXT("duration_ms"));
+	jb_int(b, ev->duration_ms);
+	JB_MEMBER(b, NEXT("model_name"), ev->model_name);
+	JB_MEMBER(b, NEXT("version"), c[Q2_VER]);
+	JB_MEMBER(b, NEXT("instance_id"), c[Q2_INST]);
+	JB_MEMBER(b, NEXT("workspace_uuid"), c[Q2_WS]);
+	JB_MEMBER(b, NEXT("runtime_instance_id"), c[Q2_RT]);
+	JB_MEMBER(b, NEXT("edition"), c[Q2_ED]);
+	JB_LIT(b, NEXT("pipeline_plugins"));
+	jb_raw(b, plugins->p, plugins->len);
+	JB_LIT(b, NEXT("features"));
+	if (features_text != NULL)
+		jb_raw(b, features_text, features_len);
+	else
+		JB_LIT(b, "{}");
+	JB_MEMBER(b, NEXT("error"), ev->error);
+	JB_MEMBER(b, NEXT("timestamp"), c[Q2_TS]);
+	JB_LIT(b, "}");
 }
 
 /*
@@ -1308,7 +1353,7 @@ int telespool__body_query2(struct telespool__event *ev,
 			   const telespool_query *q, int strict, int64_t now_us,
 			   const char **why)
 {
-	int rc = TELESPOOL_OK;
+	int rc;
 	char ts[TELESPOOL_PYISO_LEN];
 
 	event_init(ev, "query");
@@ -1316,44 +1361,14 @@ int telespool__body_query2(struct telespool__event *ev,
 		*why = "pipeline_plugins is NULL but n_pipeline_plugins > 0";
 		return TELESPOOL_EINVAL;
 	}
-	struct pj *features = NULL;
-	char *features_text = NULL;
-	size_t features_len = 2;
-	if (q->features_json != NULL) {
-		features = parse_object(q->features_json, 0,
-					"features_json is not a JSON object",
-					&rc, why);
-		if (features == NULL)
-			return rc;
-		if (shape(features, 2, 0) != 0 ||
-		    clean_strings(features, JSON_STRING_MAX) != 0 ||
-		    (features_text = telespool__pj_print(
-			 features, &features_len)) == NULL) {
-			telespool__pj_free(features);
-			*why = oom;
-			return TELESPOOL_ENOMEM;
-		}
-		telespool__pj_free(features);
-	}
+	char *features_text;
+	size_t features_len;
+	rc = query2_features(q, &features_text, &features_len, why);
+	if (rc != TELESPOOL_OK)
+		return rc;
 	telespool__iso_python(now_us, 0, ts);
-	const char *inst = q->instance_id ? q->instance_id : id->instance_id;
-	const char *runtime =
-	    q->runtime_instance_id ? q->runtime_instance_id : id->instance_id;
-	/* The fields, cleaned as clean_payload() cleans them.  The handle's
-	 * constants were cleaned at open and the timestamp is ours: cleaning
-	 * them again would change nothing (test_spool checks that the
-	 * generic path stores this body unchanged). */
-	enum { VER, INST, WS, RT, ED, CAT, TS, NSTR };
-	const char *raw[NSTR] = {id->version, inst,        q->workspace_uuid,
-				 runtime,     id->edition, q->runner_category,
-				 ts};
-	const int trusted[NSTR] = {
-	    1, inst == id->instance_id, 0, runtime == id->instance_id, 1, 0, 1};
-	char *c[NSTR] = {0};
-	int bad = 0;
-	for (int i = 0; i < NSTR; i++)
-		bad |= (c[i] = trusted[i] ? strdup(raw[i] ? raw[i] : "")
-					  : clean_name(raw[i])) == NULL;
+	char *c[Q2_NSTR] = {0};
+	int bad = query2_strings(c, id, q, ts);
 	query_fields(ev, q, strict);
 	struct jbuf plugins = {NULL, 0, 0, 0}, b = {NULL, 0, 0, 0};
 	bad |= !ev->query_id || !ev->adapter || !ev->runner ||
@@ -1363,35 +1378,13 @@ int telespool__body_query2(struct telespool__event *ev,
 	else if (!bad)
 		bad = plugins_json(q, &plugins) != TELESPOOL_OK;
 	if (!bad) {
-		JB_LIT(&b, "{" FIRST("event_type") "\"query\"");
-		JB_MEMBER(&b, NEXT("query_id"), ev->query_id);
-		JB_MEMBER(&b, NEXT("adapter"), ev->adapter);
-		JB_MEMBER(&b, NEXT("runner"), ev->runner);
-		JB_MEMBER(&b, NEXT("runner_category"), c[CAT]);
-		JB_LIT(&b, NEXT("duration_ms"));
-		jb_int(&b, ev->duration_ms);
-		JB_MEMBER(&b, NEXT("model_name"), ev->model_name);
-		JB_MEMBER(&b, NEXT("version"), c[VER]);
-		JB_MEMBER(&b, NEXT("instance_id"), c[INST]);
-		JB_MEMBER(&b, NEXT("workspace_uuid"), c[WS]);
-		JB_MEMBER(&b, NEXT("runtime_instance_id"), c[RT]);
-		JB_MEMBER(&b, NEXT("edition"), c[ED]);
-		JB_LIT(&b, NEXT("pipeline_plugins"));
-		jb_raw(&b, plugins.p, plugins.len);
-		JB_LIT(&b, NEXT("features"));
-		if (features_text != NULL)
-			jb_raw(&b, features_text, features_len);
-		else
-			JB_LIT(&b, "{}");
-		JB_MEMBER(&b, NEXT("error"), ev->error);
-		JB_MEMBER(&b, NEXT("timestamp"), c[TS]);
-		JB_LIT(&b, "}");
+		query2_print(&b, ev, c, &plugins, features_text, features_len);
 		/* Over the cap: the tree path cuts the traceback further,
 		 * then the other strings. */
 		if (!b.oom && b.len > TELESPOOL_BODY_MAX)
 			bad = -1;
 	}
-	for (int i = 0; i < NSTR; i++)
+	for (int i = 0; i < Q2_NSTR; i++)
 		free(c[i]);
 	free(features_text);
 	free(plugins.p);

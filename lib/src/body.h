@@ -2,9 +2,11 @@
  * body.h - the exact JSON bodies that LangBot Space receives.
  *
  * Field names, order and types follow SPACE_PROTOCOL.md.  Every string is
- * cleaned and redacted (redact.h) before it goes in, and every body is
- * at most TELESPOOL_BODY_MAX bytes: the traceback, then survey and feature
- * values, are cut further until it fits.
+ * cleaned (clean.h) and redacted (redact.h; the traceback through
+ * traceback.h) before it goes in, and every body is at most
+ * TELESPOOL_BODY_MAX bytes: the traceback, then survey and feature values,
+ * are cut further until it fits.  This module calls those three; none of
+ * them calls it.
  */
 #ifndef TELESPOOL_BODY_H
 #define TELESPOOL_BODY_H
@@ -15,22 +17,6 @@
 #include "telespool.h"
 
 struct cJSON;
-
-/* How telespool__clean_cjson() cleans a parsed tree. */
-struct telespool__cjson_cleaner {
-	int max_depth;   /* containers in a node this deep are dropped */
-	int max_members; /* so are members past this many in a node */
-	/* A cleaned, malloc'd copy of a key; NULL when out of memory. */
-	char *(*key)(const char *key);
-	/* A cleaned, malloc'd copy of the string value s of member key (NULL
-	 * in an array) at depth, capped at cap; NULL when out of memory. */
-	char *(*value)(const char *s, const char *key, int depth, size_t cap);
-};
-
-/* Cleans the children of node (node's own depth: the top level is 1) in
- * place as how says.  Returns 0, or -1 when out of memory. */
-int telespool__clean_cjson(struct cJSON *node, int depth, size_t cap,
-			   const struct telespool__cjson_cleaner *how);
 
 /* Per-instance constants copied into each body (already cleaned). */
 struct telespool__ident {

@@ -418,6 +418,77 @@ static size_t utf8_put(char *o, unsigned cp)
 	return 4;
 }
 
+/* The \u escape at ps->p (past its "\u"), a surrogate pair taken whole,
+ * appended to b as UTF-8.  Returns 0, or -1 with the error set. */
+static int parse_u_escape(struct parser *ps, struct sbuf *b)
+{
+	unsigned cp, lo;
+	char u[4];
+
+	if (ps->end - ps->p < 4 || hex4(ps->p, &cp) != 0)
+		return failp(ps, "a bad \\u escape in a string");
+	ps->p += 4;
+	if (cp >= 0xD800 && cp <= 0xDBFF && ps->end - ps->p >= 6 &&
+	    ps->p[0] == '\\' && ps->p[1] == 'u' && hex4(ps->p + 2, &lo) == 0 &&
+	    lo >= 0xDC00 && lo <= 0xDFFF) {
+		cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+		ps->p += 6;
+	} else if (cp >= 0xD800 && cp <= 0xDFFF) {
+		/* A lone surrogate cannot be sent as UTF-8 (LangBot's sender
+		 * would fail on it): it becomes U+FFFD, like other invalid
+		 * text. */
+		cp = 0xFFFD;
+	}
+	if (sb_put(b, u, utf8_put(u, cp)) != 0) {
+		oomp(ps);
+		return -1;
+	}
+	return 0;
+}
+
+/* The escape at ps->p (its backslash) appended to b.  Returns 0, or -1
+ * with the error set. */
+static int parse_escape(struct parser *ps, struct sbuf *b)
+{
+	char e, one;
+
+	if (ps->end - ps->p < 2)
+		return failp(ps, "unterminated string");
+	e = ps->p[1];
+	ps->p += 2;
+	switch (e) {
+	case '"':
+	case '\\':
+	case '/':
+		one = e;
+		break;
+	case 'b':
+		one = '\b';
+		break;
+	case 'f':
+		one = '\f';
+		break;
+	case 'n':
+		one = '\n';
+		break;
+	case 'r':
+		one = '\r';
+		break;
+	case 't':
+		one = '\t';
+		break;
+	case 'u':
+		return parse_u_escape(ps, b);
+	default:
+		return failp(ps, "a bad escape in a string");
+	}
+	if (sb_put(b, &one, 1) != 0) {
+		oomp(ps);
+		return -1;
+	}
+	return 0;
+}
+
 /* A string after its opening quote; the decoded text goes to *out. */
 static int parse_string(struct parser *ps, char **out, size_t *out_len)
 {
@@ -444,66 +515,10 @@ static int parse_string(struct parser *ps, char **out, size_t *out_len)
 			return failp(ps, "a control character inside a string "
 					 "(it must be escaped)");
 		}
-		/* An escape. */
-		if (ps->end - ps->p < 2) {
+		if (parse_escape(ps, &b) != 0) {
 			free(b.p);
-			return failp(ps, "unterminated string");
+			return -1;
 		}
-		char e = ps->p[1], one = 0;
-		ps->p += 2;
-		switch (e) {
-		case '"':
-		case '\\':
-		case '/':
-			one = e;
-			break;
-		case 'b':
-			one = '\b';
-			break;
-		case 'f':
-			one = '\f';
-			break;
-		case 'n':
-			one = '\n';
-			break;
-		case 'r':
-			one = '\r';
-			break;
-		case 't':
-			one = '\t';
-			break;
-		case 'u': {
-			unsigned cp, lo;
-			if (ps->end - ps->p < 4 || hex4(ps->p, &cp) != 0) {
-				free(b.p);
-				return failp(ps,
-					     "a bad \\u escape in a string");
-			}
-			ps->p += 4;
-			if (cp >= 0xD800 && cp <= 0xDBFF &&
-			    ps->end - ps->p >= 6 && ps->p[0] == '\\' &&
-			    ps->p[1] == 'u' && hex4(ps->p + 2, &lo) == 0 &&
-			    lo >= 0xDC00 && lo <= 0xDFFF) {
-				cp = 0x10000 + ((cp - 0xD800) << 10) +
-				     (lo - 0xDC00);
-				ps->p += 6;
-			} else if (cp >= 0xD800 && cp <= 0xDFFF) {
-				/* A lone surrogate cannot be sent as UTF-8
-				 * (LangBot's sender would fail on it): it
-				 * becomes U+FFFD, like other invalid text. */
-				cp = 0xFFFD;
-			}
-			char u[4];
-			if (sb_put(&b, u, utf8_put(u, cp)) != 0)
-				goto oom;
-			break;
-		}
-		default:
-			free(b.p);
-			return failp(ps, "a bad escape in a string");
-		}
-		if (one && sb_put(&b, &one, 1) != 0)
-			goto oom;
 		run = ps->p;
 	}
 	if (b.p == NULL && sb_put(&b, "", 0) != 0)
@@ -522,9 +537,85 @@ static int is_digit(const struct parser *ps, const char *p)
 	return p < ps->end && *p >= '0' && *p <= '9';
 }
 
+/* Walks the digits of a number from p (its first digit): *int_end after
+ * its integer part, *is_float if a fraction or an exponent follows.
+ * Returns its end. */
+static const char *number_end(const struct parser *ps, const char *p,
+			      const char **int_end, int *is_float)
+{
+	if (*p == '0')
+		p++;
+	else
+		while (is_digit(ps, p))
+			p++;
+	*int_end = p;
+	*is_float = 0;
+	if (p < ps->end && *p == '.' && is_digit(ps, p + 1)) {
+		*is_float = 1;
+		p++;
+		while (is_digit(ps, p))
+			p++;
+	}
+	if (p < ps->end && (*p == 'e' || *p == 'E')) {
+		const char *q = p + 1;
+		if (q < ps->end && (*q == '+' || *q == '-'))
+			q++;
+		if (is_digit(ps, q)) {
+			*is_float = 1;
+			p = q;
+			while (is_digit(ps, p))
+				p++;
+		}
+	}
+	return p;
+}
+
+/* v's text: the int s[0..e) as Python prints it (-0 is 0).  Returns 0
+ * (v->str NULL when out of memory), or -1 with the error set. */
+static int int_text(struct parser *ps, struct pj *v, const char *s,
+		    const char *e)
+{
+	const char *d = s + (*s == '-');
+	size_t nd = (size_t)(e - d);
+	if (nd > PJ_INT_DIGITS_MAX)
+		return failp(ps, "an integer of more than 4300 digits "
+				 "(Python's limit for int to str)");
+	/* -0 is the int 0. */
+	if (nd == 1 && *d == '0')
+		s = d;
+	v->str = dup_n(s, (size_t)(e - s));
+	v->len = (size_t)(e - s);
+	return 0;
+}
+
+/* v's text: the float s[0..e) as Python's repr() prints it.  Returns 0
+ * (v->str NULL when out of memory), or -1 with the error set. */
+static int float_text(struct parser *ps, struct pj *v, const char *s,
+		      const char *e)
+{
+	char *text = dup_n(s, (size_t)(e - s));
+	if (text == NULL) {
+		oomp(ps);
+		return -1;
+	}
+	locale_t old = enter_c();
+	double x = strtod(text, NULL);
+	leave_c(old);
+	free(text);
+	if (!isfinite(x))
+		return failp(ps, "a number too large for a float (Infinity: "
+				 "LangBot's sender refuses NaN and Infinity)");
+	char r[40];
+	telespool__pj_float_repr(x, r);
+	v->len = strlen(r);
+	v->str = dup_n(r, v->len);
+	return 0;
+}
+
 static struct pj *parse_number(struct parser *ps)
 {
-	const char *s = ps->p, *p = s;
+	const char *s = ps->p, *p = s, *int_end;
+	int is_float;
 	if (p < ps->end && *p == '-')
 		p++;
 	if (p < ps->end && *p == 'I') {
@@ -536,69 +627,16 @@ static struct pj *parse_number(struct parser *ps)
 		failp(ps, "not a JSON value");
 		return NULL;
 	}
-	if (*p == '0')
-		p++;
-	else
-		while (is_digit(ps, p))
-			p++;
-	const char *int_end = p;
-	int is_float = 0;
-	if (p < ps->end && *p == '.' && is_digit(ps, p + 1)) {
-		is_float = 1;
-		p++;
-		while (is_digit(ps, p))
-			p++;
-	}
-	if (p < ps->end && (*p == 'e' || *p == 'E')) {
-		const char *q = p + 1;
-		if (q < ps->end && (*q == '+' || *q == '-'))
-			q++;
-		if (is_digit(ps, q)) {
-			is_float = 1;
-			p = q;
-			while (is_digit(ps, p))
-				p++;
-		}
-	}
+	p = number_end(ps, p, &int_end, &is_float);
 	ps->p = p;
 	struct pj *v = telespool__pj_new(PJ_NUM);
 	if (v == NULL)
 		return oomp(ps);
 	v->is_float = is_float;
-	if (!is_float) {
-		const char *d = s + (*s == '-');
-		size_t nd = (size_t)(int_end - d);
-		if (nd > PJ_INT_DIGITS_MAX) {
-			free(v);
-			failp(ps, "an integer of more than 4300 digits "
-				  "(Python's limit for int to str)");
-			return NULL;
-		}
-		/* -0 is the int 0. */
-		if (nd == 1 && *d == '0')
-			s = d;
-		v->str = dup_n(s, (size_t)(int_end - s));
-		v->len = (size_t)(int_end - s);
-	} else {
-		char *text = dup_n(s, (size_t)(p - s));
-		if (text == NULL) {
-			free(v);
-			return oomp(ps);
-		}
-		locale_t old = enter_c();
-		double x = strtod(text, NULL);
-		leave_c(old);
-		free(text);
-		if (!isfinite(x)) {
-			free(v);
-			failp(ps, "a number too large for a float (Infinity: "
-				  "LangBot's sender refuses NaN and Infinity)");
-			return NULL;
-		}
-		char r[40];
-		telespool__pj_float_repr(x, r);
-		v->len = strlen(r);
-		v->str = dup_n(r, v->len);
+	if ((is_float ? float_text(ps, v, s, p)
+		      : int_text(ps, v, s, int_end)) != 0) {
+		free(v);
+		return NULL;
 	}
 	if (v->str == NULL) {
 		free(v);

@@ -107,35 +107,17 @@ static inline uint64_t telespool__json_needs_escape8(uint64_t w)
 static inline size_t telespool__json_escape(unsigned char c, char esc[6])
 {
 	static const char hex[] = "0123456789abcdef";
+	static const char from[] = "\"\\\b\f\n\r\t", to[] = "\"\\bfnrt";
+	const char *p = c != 0 ? strchr(from, c) : NULL;
 	esc[0] = '\\';
-	switch (c) {
-	case '"':
-		esc[1] = '"';
+	if (p != NULL) {
+		esc[1] = to[p - from];
 		return 2;
-	case '\\':
-		esc[1] = '\\';
-		return 2;
-	case '\b':
-		esc[1] = 'b';
-		return 2;
-	case '\f':
-		esc[1] = 'f';
-		return 2;
-	case '\n':
-		esc[1] = 'n';
-		return 2;
-	case '\r':
-		esc[1] = 'r';
-		return 2;
-	case '\t':
-		esc[1] = 't';
-		return 2;
-	default:
-		memcpy(esc + 1, "u00", 3);
-		esc[4] = hex[c >> 4];
-		esc[5] = hex[c & 15];
-		return 6;
 	}
+	memcpy(esc + 1, "u00", 3);
+	esc[4] = hex[c >> 4];
+	esc[5] = hex[c & 15];
+	return 6;
 }
 
 #endif

@@ -12,10 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "body.h"
+#include "clean.h"
 #include "db.h"
 #include "error.h"
-#include "redact.h"
 #include "spool.h"
 #include "timefmt.h"
 
@@ -242,161 +241,13 @@ int telespool__peek(telespool *sp, int64_t now_ms, int64_t lease_ms,
 	return rc;
 }
 
-/* A survey is Space's JSON, handed to LangBot's UI: it gets the shape caps
- * of survey answers and heartbeat features (body.c), so that no reader of
- * it (Python's json, a recursive renderer) meets more than 8 levels. */
-#define SURVEY_MAX_DEPTH   8
-#define SURVEY_MAX_MEMBERS 256
-#define SURVEY_STRING_MAX  4096
-#define SURVEY_KEY_MAX     TELESPOOL_NAME_MAX
-
-/* Length of the valid UTF-8 sequence at s (1-4), or 0 if it is not one. */
-static size_t utf8_seq(const unsigned char *s)
-{
-	unsigned char c = s[0];
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		return (s[1] & 0xc0) == 0x80 ? 2 : 0;
-	if (c >= 0xe0 && c <= 0xef) {
-		unsigned char lo = c == 0xe0 ? 0xa0 : 0x80,
-			      hi = c == 0xed ? 0x9f : 0xbf;
-		return s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 ? 3
-									 : 0;
-	}
-	if (c >= 0xf0 && c <= 0xf4) {
-		unsigned char lo = c == 0xf0 ? 0x90 : 0x80,
-			      hi = c == 0xf4 ? 0x8f : 0xbf;
-		return s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 &&
-			       (s[3] & 0xc0) == 0x80
-			   ? 4
-			   : 0;
-	}
-	return 0;
-}
-
-/*
- * s as valid UTF-8 (each invalid byte becomes U+FFFD), cut at max bytes on a
- * character boundary; malloc'd, NULL when out of memory.  Unlike the
- * redactor this keeps the text as it is: Space's survey is display text,
- * not something we send.
- */
-static char *utf8_clean(const char *s, size_t max)
-{
-	const unsigned char *p = (const unsigned char *)(s ? s : "");
-	size_t len = strlen((const char *)p), o = 0;
-	char *out = malloc((len < max ? len : max) * 3 + 4);
-	if (out == NULL)
-		return NULL;
-	while (*p) {
-		size_t n = utf8_seq(p);
-		const char *src = n ? (const char *)p : "\xef\xbf\xbd";
-		size_t w = n ? n : 3;
-		if (o + w > max)
-			break;
-		memcpy(out + o, src, w);
-		o += w;
-		p += n ? n : 1;
-	}
-	out[o] = '\0';
-	return out;
-}
-
-static char *clean_survey_key(const char *key)
-{
-	return utf8_clean(key, SURVEY_KEY_MAX);
-}
-
-static char *clean_survey_value(const char *s, const char *key, int depth,
-				size_t cap)
-{
-	/* Not the id: LangBot's answer quotes it. */
-	int id = depth == 1 && key != NULL &&
-		 (strcmp(key, "survey_id") == 0 || strcmp(key, "id") == 0);
-	return utf8_clean(s, id ? SURVEY_STRING_MAX : cap);
-}
-
-/* A parsed survey: valid UTF-8 strings and keys, capped, containers at most
- * SURVEY_MAX_DEPTH deep with SURVEY_MAX_MEMBERS each. */
-static const struct telespool__cjson_cleaner survey_cleaner = {
-    SURVEY_MAX_DEPTH, SURVEY_MAX_MEMBERS, clean_survey_key, clean_survey_value};
-
-/* The JSON text without its \u0000 escapes: cJSON keeps strings as C
- * strings, so one would silently cut the rest of its string off. */
-static char *drop_nul_escapes(const char *json)
-{
-	size_t len = strlen(json), o = 0;
-	int in_string = 0;
-	char *out = malloc(len + 1);
-	if (out == NULL)
-		return NULL;
-	for (size_t i = 0; i < len; i++) {
-		char c = json[i];
-		if (in_string && c == '\\' && i + 1 < len) {
-			if (strncmp(json + i + 1, "u0000", 5) == 0) {
-				i += 5;
-				continue;
-			}
-			out[o++] = c;
-			c = json[++i];
-		} else if (c == '"') {
-			in_string = !in_string;
-		}
-		out[o++] = c;
-	}
-	out[o] = '\0';
-	return out;
-}
-
-/*
- * Space's survey as the text to store: an object, cleaned as above, at most
- * TELESPOOL_BODY_MAX bytes (strings are cut shorter until it fits).  NULL
- * with *oom 0 when it is not a JSON object (or nests deeper than cJSON
- * parses, 1,000 levels) or cannot be made to fit.
- */
-static char *survey_text(const char *json, int *oom)
-{
-	static const size_t caps[] = {SURVEY_STRING_MAX, 1024, 256, 64, 16, 0};
-	char *text = drop_nul_escapes(json);
-	cJSON *orig = text ? cJSON_ParseWithOpts(text, NULL, 1) : NULL;
-	char *out = NULL;
-
-	*oom = text == NULL;
-	free(text);
-	if (orig == NULL || !cJSON_IsObject(orig)) {
-		cJSON_Delete(orig);
-		return NULL;
-	}
-	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
-		cJSON *c = cJSON_Duplicate(orig, 1);
-		if (c == NULL || telespool__clean_cjson(c, 1, caps[i],
-							&survey_cleaner) != 0) {
-			cJSON_Delete(c);
-			*oom = 1;
-			break;
-		}
-		out = cJSON_PrintUnformatted(c);
-		cJSON_Delete(c);
-		if (out == NULL) {
-			*oom = 1;
-			break;
-		}
-		if (strlen(out) <= TELESPOOL_BODY_MAX)
-			break;
-		cJSON_free(out);
-		out = NULL;
-	}
-	cJSON_Delete(orig);
-	return out;
-}
-
 /* Stores data.survey from a /survey/pending answer, unless that survey was
  * answered or dismissed already.  A survey that is not a JSON object is
  * not stored; it is counted in drops as 'survey_invalid'. */
 static int store_survey(telespool *sp, const char *json, const char *now)
 {
 	int oom = 0;
-	char *clean = survey_text(json, &oom);
+	char *clean = telespool__clean_survey(json, &oom);
 	if (clean == NULL)
 		return oom ? telespool__fail(sp, TELESPOOL_ENOMEM,
 					     "out of memory")
@@ -451,7 +302,7 @@ static int finish_one(telespool *sp, sqlite3_stmt *const st[4],
 	}
 	if (v == TELESPOOL__RETRY || v == TELESPOOL__DEAD) {
 		/* It may quote Space's answer: valid UTF-8 only. */
-		char *why = utf8_clean(o->last_error, 1024);
+		char *why = telespool__clean_display(o->last_error, 1024);
 		if (why == NULL)
 			return telespool__fail(sp, TELESPOOL_ENOMEM,
 					       "out of memory");
@@ -686,7 +537,7 @@ int telespool__run_end(telespool *sp, int64_t run_id, int64_t now_ms,
 		sqlite3_bind_text(st, 7, r->outcome ? r->outcome : "", -1,
 				  SQLITE_STATIC);
 		/* It may quote Space's answer: valid UTF-8 only. */
-		char *detail = utf8_clean(r->detail, 1024);
+		char *detail = telespool__clean_display(r->detail, 1024);
 		if (detail != NULL)
 			sqlite3_bind_text(st, 8, detail, -1, free);
 	}

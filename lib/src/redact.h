@@ -1,63 +1,56 @@
 /*
- * redact.h - cleaning and redaction of everything an event carries.
+ * redact.h - redaction: the patterns that find secrets, identities,
+ * addresses and user text in a string.
  *
  * The privacy promise (no credentials, identities, addresses or user text
- * leave the machine) is kept here, before anything is stored.  Every
+ * leave the machine) is kept here and in traceback.h, before anything is
+ * stored.  Redaction works on text that clean.h has already made valid
+ * UTF-8; it never repairs, trims nor cuts text itself, and it knows nothing
+ * of a traceback's structure (traceback.h, which calls it, does).  Every
  * function is pure (no globals, no locale), linear in its input, and safe
- * on arbitrary bytes: invalid UTF-8, NULs, huge inputs.
+ * on arbitrary bytes.
  */
 #ifndef TELESPOOL_REDACT_H
 #define TELESPOOL_REDACT_H
 
 #include <stddef.h>
 
-/* Caps, documented in the README. */
-#define TELESPOOL_NAME_MAX    128   /* bytes: adapter, runner, model, ids */
-#define TELESPOOL_PLUGINS_MAX 64    /* pipeline plugins kept per event */
-#define TELESPOOL_ERROR_MAX   49152 /* bytes of traceback kept (head+tail) */
-#define TELESPOOL_BODY_MAX    65536 /* bytes: hard cap of a stored body */
+#include "clean.h" /* the caps that telespool__clean_name() is called with */
+
+struct sbuf; /* scan.h */
 
 /*
  * Short identifier-like field (adapter, runner, model name, plugin name,
  * query id, survey id, milestone): valid UTF-8 (invalid sequences become
  * U+FFFD), control characters and NULs removed, leading/trailing white space
- * trimmed, redacted (a key pasted as a model name must not leave), then
- * capped at max_bytes on a character boundary.  s may be NULL (gives "").
- * Returns a malloc'd NUL-terminated string, or NULL when out of memory.
+ * trimmed (clean.h), redacted (a key pasted as a model name must not
+ * leave), then capped at max_bytes on a character boundary.  s may be NULL
+ * (gives "").  Returns a malloc'd NUL-terminated string, or NULL when out
+ * of memory.
  */
 char *telespool__clean_name(const char *s, size_t len, size_t max_bytes);
 
-/*
- * Free text (the error traceback, string values inside survey answers and
- * features): valid UTF-8, NULs and control characters other than \n and \t
- * removed, every secret, identity and address replaced by a typed
- * placeholder "<redacted:KIND>", then truncated to at most max_bytes by
- * keeping the head and the tail (where a traceback's exception is) around a
- * marker line.  strict non-zero keeps only traceback frame lines
- * ("  File "...", line N, in f" and the code line under it) and exception
- * type names, dropping every exception message.  s may be NULL (gives "").
- * Returns a malloc'd NUL-terminated string (length in *out_len if non-NULL),
- * or NULL when out of memory.
- */
-char *telespool__clean_text(const char *s, size_t len, size_t max_bytes,
-			    int strict, size_t *out_len);
+/* Appends text[0..n) (cleaned UTF-8) to out with every finding replaced by
+ * "<redacted:KIND>" and NUL-terminates it; code non-zero: the text is
+ * source code, where a bare identifier after "key=" is a variable.  Out of
+ * memory sets out->oom. */
+void telespool__redact(const char *text, size_t n, struct sbuf *out, int code);
 
-/*
- * The error traceback: what clean_text does, behind a guard that works
- * from the traceback's structure.  Frames, source lines (redacted only for
- * literal values), headers and exception type names are kept; every
- * exception message keeps the words its library wrote and loses the values
- * inserted into it (quoted strings, dict, list, tuple, JSON and XML
- * fragments, key=value values, URL paths and queries, long identifiers),
- * each becoming a typed placeholder with its length in characters
- * ("<str:42>", "<json:1.2k>", "<path:31>", "<id>"); error codes, HTTP
- * statuses and error types ("code", "errcode", "type", "status" keys of
- * error envelopes) are kept.  Zero-width characters, full-width forms,
- * Unicode digits, look-alike letters and %XX escapes are undone first, so
- * they hide nothing from the patterns.  strict as in clean_text.  Same
- * ownership and failure as clean_text.
- */
-char *telespool__clean_error(const char *s, size_t len, size_t max_bytes,
-			     int strict, size_t *out_len);
+/* The kind ("password", "token", "user", ...) of the credential, identity
+ * or content key that s[kb..ke) names, or NULL; whole: the key is not the
+ * tail of a longer name. */
+const char *telespool__key_kind(const unsigned char *s, size_t kb, size_t ke,
+				int whole);
+
+/* Whether s[0..len) is a word that, as a whole unquoted value, is code and
+ * not a secret (None, True, self, ...). */
+int telespool__is_code_word(const unsigned char *s, size_t len);
+
+/* For a token s[i..w) that starts with an API key's prefix (sk-, ghp_,
+ * ...): sets *whole when it is long enough for the patterns to take it
+ * whole; returns the kind when it is a key cut short (10+ characters after
+ * the prefix, 2+ digits and an upper-case letter), else NULL. */
+const char *telespool__key_prefix(const unsigned char *s, size_t i, size_t w,
+				  int *whole);
 
 #endif

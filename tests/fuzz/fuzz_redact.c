@@ -1,17 +1,21 @@
 /*
- * fuzz_redact.c - libFuzzer target: clean_name(), clean_text() and
- * clean_error() on arbitrary bytes.
+ * fuzz_redact.c - libFuzzer target: clean_name(), clean_text(),
+ * clean_error() and clean_display() on arbitrary bytes.
  *
  * Whatever LangBot hands over, the result must be valid UTF-8 without NULs
  * or control characters, within the cap, with no placeholder cut in half,
- * and the same for the same input (the functions are pure).  The first two
- * bytes choose the cap and the mode so the fuzzer explores small caps too.
+ * and the same for the same input (the functions are pure).  Display text
+ * keeps its controls, so it is only valid UTF-8 within the cap.  The first
+ * two bytes choose the cap and the mode so the fuzzer explores small caps
+ * too.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "clean.h"
 #include "redact.h"
+#include "traceback.h"
 #include "../text_checks.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -72,5 +76,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    (len && (a[0] == ' ' || a[len - 1] == ' ')))
 		abort();
 	free(a);
+
+	/* display text reads up to the first NUL */
+	b = malloc(size + 1);
+	if (!b)
+		abort();
+	memcpy(b, in, size);
+	b[size] = '\0';
+	a = telespool__clean_display(b, cap_name);
+	if (!a)
+		abort();
+	len = strlen(a);
+	if (len > cap_name || !tc_valid_utf8(a, len) ||
+	    (len == 0 && b[0] != '\0' && cap_name >= 4))
+		abort();
+	free(a);
+	free(b);
 	return 0;
 }
