@@ -362,10 +362,22 @@ typedef struct telespool_heartbeat {
 	const char *instance_id;     /* NULL: the handle's */
 } telespool_heartbeat;
 
+/* As TELESPOOL_OPTIONS_INIT: the struct_version, everything else NULL or
+ * 0. */
+#ifdef __cplusplus
+static inline telespool_heartbeat telespool__cxx_heartbeat_init(void)
+{
+	telespool_heartbeat h = telespool_heartbeat();
+	h.struct_version = TELESPOOL_HEARTBEAT_VERSION;
+	return h;
+}
+#define TELESPOOL_HEARTBEAT_INIT telespool__cxx_heartbeat_init()
+#else
 #define TELESPOOL_HEARTBEAT_INIT                                               \
 	{                                                                      \
-		TELESPOOL_HEARTBEAT_VERSION, NULL, 0, NULL, NULL               \
+		.struct_version = TELESPOOL_HEARTBEAT_VERSION                  \
 	}
+#endif
 
 /*
  * Records LangBot 4.10.8's "instance_heartbeat" for one workspace (LangBot

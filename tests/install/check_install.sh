@@ -240,7 +240,7 @@ consumers_pkgconfig() {
 	if out=$("$cc" "${sanflags[@]}" -std=c11 -Wall -Werror "$src/tests/install/consumer.c" \
 		$cflags -o "$tmp/pc-$label" $libs 2>&1); then
 		pass "$label: a program builds with pkg-config --cflags --libs telespool"
-		# TELESPOOL_OPTIONS_INIT and TELESPOOL_QUERY_INIT, quiet under
+		# TELESPOOL_OPTIONS_INIT, _QUERY_INIT and _HEARTBEAT_INIT, quiet under
 		# -Wextra for C99 and C++ callers alike.
 		# shellcheck disable=SC2086
 		check "$label: the header compiles warning-free as C99" \

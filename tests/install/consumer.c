@@ -51,6 +51,14 @@ int main(int argc, char **argv)
 		telespool_close(sp);
 		return 1;
 	}
+	/* The third initializer, for the header's C and C++ forms. */
+	telespool_heartbeat hb = TELESPOOL_HEARTBEAT_INIT;
+	if (hb.struct_version != TELESPOOL_HEARTBEAT_VERSION ||
+	    hb.workspace_uuid != NULL || hb.features_json != NULL) {
+		fprintf(stderr, "TELESPOOL_HEARTBEAT_INIT: wrong fields\n");
+		telespool_close(sp);
+		return 1;
+	}
 	telespool_close(sp);
 	printf("recorded 1 event with libtelespool %s\n", v);
 	return 0;
