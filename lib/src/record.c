@@ -9,6 +9,7 @@
 #include "body.h"
 #include "db.h"
 #include "error.h"
+#include "record.h"
 #include "spool.h"
 #include "timefmt.h"
 #include "uuid.h"
@@ -135,21 +136,21 @@ static int make_room(telespool *sp, int64_t size, const char *now_iso)
 
 	/* PRAGMA page_count is compiled again on every run: far from the
 	 * bound it is read every PAGE_CHECK_EVERY records only. */
-	if (sp->records_since_page_check++ % PAGE_CHECK_EVERY == 0 ||
-	    sp->file_bytes + PAGE_CHECK_MARGIN > sp->max_bytes) {
+	if (sp->rec.since_page_check++ % PAGE_CHECK_EVERY == 0 ||
+	    sp->rec.file_bytes + PAGE_CHECK_MARGIN > sp->max_bytes) {
 		rc = telespool__read_int(sp,
 					 telespool__stmt(sp, STMT_PAGE_COUNT),
 					 "reading the spool size", &pages);
-		sp->file_bytes = pages * sp->page_size;
+		sp->rec.file_bytes = pages * sp->page_size;
 	}
 	/* The free pages only matter near the bound. */
-	if (rc == TELESPOOL_OK && sp->file_bytes + size > sp->max_bytes)
+	if (rc == TELESPOOL_OK && sp->rec.file_bytes + size > sp->max_bytes)
 		rc = telespool__read_int(
 		    sp, telespool__stmt(sp, STMT_FREELIST_COUNT),
 		    "reading the spool size", &free_pages);
 	if (rc != TELESPOOL_OK)
 		return rc;
-	int64_t used = sp->file_bytes - free_pages * sp->page_size;
+	int64_t used = sp->rec.file_bytes - free_pages * sp->page_size;
 	if (used + size <= sp->max_bytes)
 		return TELESPOOL_OK;
 	sqlite3_stmt *st = telespool__stmt(sp, STMT_OLDEST_SIZES);
@@ -249,7 +250,7 @@ static int store(telespool *sp, struct telespool__event *ev, int64_t now_ms,
 	if (rc == TELESPOOL_OK)
 		rc = telespool__flush_drops(sp, now_iso);
 	if (rc == TELESPOOL_OK &&
-	    sp->records_since_age_check++ % AGE_CHECK_EVERY == 0)
+	    sp->rec.since_age_check++ % AGE_CHECK_EVERY == 0)
 		rc = evict_aged(sp, now_ms, now_iso);
 	if (rc == TELESPOOL_OK)
 		rc = survey_side(sp, side, ev, now_iso, &skip);

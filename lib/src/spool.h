@@ -13,6 +13,7 @@
 
 #include "db.h"
 #include "queue.h"
+#include "record.h"
 #include "telespool.h"
 #include "wal.h"
 
@@ -48,17 +49,15 @@ struct telespool {
 	int durability;     /* telespool_durability */
 	int dir_fd; /* the spool's directory, flock'ed shared; -1 if none */
 
-	struct telespool__stmts stmts;  /* db.c */
-	struct telespool__wal wal;      /* wal.c */
-	struct telespool__cursor queue; /* queue.c */
+	struct telespool__stmts stmts;      /* db.c */
+	struct telespool__wal wal;          /* wal.c */
+	struct telespool__cursor queue;     /* queue.c */
+	struct telespool__record_state rec; /* record.c */
 
 	/* Drops that could not be written yet (disk full): counted in the
 	 * next transaction that succeeds. */
 	int64_t unsaved_drops[DROP__COUNT];
-	unsigned records_since_age_check;
-	unsigned records_since_page_check;
-	int64_t file_bytes; /* page_count * page_size when last read */
-	int64_t page_size;  /* of the file, for the max_bytes bound */
+	int64_t page_size; /* of the file: the bounds' unit */
 
 	char errmsg[512];
 };
