@@ -13,7 +13,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <dirent.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -22,95 +21,10 @@
 #include "migrate.h"
 #include "queue.h"
 #include "spool.h"
+#include "spool_cases.h"
 #include "telespool.h"
 #include "testutil.h"
 
-static char g_dir[512];
-
-/* out = g_dir/name */
-static void path_in(char *out, size_t len, const char *name)
-{
-	snprintf(out, len, "%s/%s", g_dir, name);
-}
-
-static int64_t count_events(const char *path)
-{
-	return path_int(path, "SELECT count(*) FROM events");
-}
-
-static telespool *open_ok(const char *path, const telespool_options *o)
-{
-	telespool *sp = NULL;
-	int rc = telespool_open(&sp, path, o);
-	if (rc != TELESPOOL_OK)
-		TU_FAIL("open %s: %s: %s", path, telespool_strerror(rc),
-			telespool_open_errmsg());
-	return sp;
-}
-
-static int record_simple(telespool *sp, const char *query_id)
-{
-	telespool_query q = TELESPOOL_QUERY_INIT;
-	q.query_id = query_id;
-	q.adapter = "TelegramAdapter";
-	q.runner = "local-agent";
-	q.model_name = "gpt-4o";
-	q.duration_ms = 12;
-	return telespool_record_query(sp, &q);
-}
-
-static int record_with_error(telespool *sp, const char *query_id,
-			     const char *error)
-{
-	telespool_query q = TELESPOOL_QUERY_INIT;
-	q.query_id = query_id;
-	q.adapter = "TelegramAdapter";
-	q.runner = "local-agent";
-	q.model_name = "gpt-4o";
-	q.error = error;
-	return telespool_record_query(sp, &q);
-}
-
-/* A traceback-shaped text of about n bytes with nothing a redactor would
- * remove. */
-static char *traceback_text(size_t n)
-{
-	static const char frame[] = "  File \"pipeline/stage.py\", line 42, in "
-				    "process\n    result = await step(ctx)\n";
-	char *s = malloc(n + 64);
-	size_t len = 0;
-	len += (size_t)sprintf(s, "Traceback (most recent call last):\n");
-	while (len + sizeof(frame) < n) {
-		memcpy(s + len, frame, sizeof(frame) - 1);
-		len += sizeof(frame) - 1;
-	}
-	len += (size_t)sprintf(s + len, "RuntimeError: stage failed\n");
-	s[len] = '\0';
-	return s;
-}
-
-static int count_corrupt_copies(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	char dir[600], prefix[300];
-	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-	snprintf(prefix, sizeof(prefix), "%s.corrupt-", slash + 1);
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int n = 0;
-	while (d && (e = readdir(d)) != NULL)
-		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 &&
-		    strstr(e->d_name, "-wal") == NULL &&
-		    strstr(e->d_name, "-shm") == NULL)
-			n++;
-	if (d)
-		closedir(d);
-	return n;
-}
-
-/* NULL options and an all-zero TELESPOOL_OPTIONS_INIT both give the
- * documented defaults, in the handle's fields (test_api open_defaults shows
- * them in the file). */
 static void test_open_defaults(void)
 {
 	telespool_options o = TELESPOOL_OPTIONS_INIT;
@@ -213,33 +127,14 @@ static void test_migrations_embedded(void)
  */
 static void test_purge_moved_aside_copy(void)
 {
-	char real_dir[600], link_dir[600], real[700], link_path[700], qid[32];
-	path_in(real_dir, sizeof(real_dir), "symreal");
-	path_in(link_dir, sizeof(link_dir), "symlink");
-	ASSERT_EQ(mkdir(real_dir, 0700), 0);
-	ASSERT_EQ(mkdir(link_dir, 0700), 0);
-	snprintf(real, sizeof(real), "%s/s.db", real_dir);
-	snprintf(link_path, sizeof(link_path), "%s/s.db", link_dir);
-	ASSERT_EQ(symlink(real, link_path), 0);
+	char real[700], link_path[700];
+	linked_spool_paths(real, link_path);
 	telespool *w = open_ok(link_path, NULL);
 	if (w == NULL)
 		return;
-	char *tb = traceback_text(1500);
-	for (int i = 0; i < 300; i++) {
-		snprintf(qid, sizeof(qid), "before-%d", i);
-		ASSERT_EQ(record_with_error(w, qid, tb), TELESPOOL_OK);
-	}
-	free(tb);
+	record_tracebacks(w, 300);
 	telespool_close(w);
-	int64_t size = path_int(real, "PRAGMA page_count") * 4096;
-	unsigned char junk[3 * 4096];
-	for (size_t i = 0; i < sizeof(junk); i++)
-		junk[i] = (unsigned char)(i * 151 + 7);
-	int fd = open(real, O_WRONLY);
-	ASSERT_TRUE(fd >= 0);
-	ASSERT_EQ(pwrite(fd, junk, sizeof(junk), (size / 2) & ~4095),
-		  (long)sizeof(junk));
-	close(fd);
+	damage_middle(real);
 
 	telespool_options o = TELESPOOL_OPTIONS_INIT;
 	o.on_corrupt = TELESPOOL_CORRUPT_MOVE_ASIDE;

@@ -307,7 +307,7 @@ public_tests() {
 	if ! out=$("$cc" "${sanflags[@]}" -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
 		-Wall -Wextra -Werror -I"$src/tests" \
 		-DTELESPOOL_MIGRATIONS_DIR="\"$src/migrations\"" \
-		"$src/tests/test_api.c" "$src/tests/testutil.c" $cflags \
+		"$src/tests/test_api.c" "$src/tests/spool_cases.c" "$src/tests/testutil.c" $cflags \
 		-o "$bin" $libs $deps -pthread 2>&1); then
 		fail "$label: building tests/test_api.c against the installed header:"
 		printf '%s\n' "$out" | sed 's/^/    /' | head -n 20
