@@ -70,7 +70,8 @@ Arguments.
     removed before the call (C strings end at a NUL; the library removes NULs from names
     anyway), so ``"a\\x00b"`` is stored as ``"ab"``.
   * The record calls take keyword arguments only, except the one obvious argument of
-    ``record``, ``record_heartbeat`` and the survey calls.
+    ``record``, ``record_heartbeat`` and the survey calls; ``count_drops(reason, n)`` takes
+    its two as the C call does.
   * ``pipeline_plugins``: a list/tuple (or other iterable, but not a string) of string fields;
     ``None`` items are skipped.  ``None`` is sent as null (LangBot: the pipeline enables every
     plugin), ``[]`` as ``[]``.
