@@ -464,7 +464,7 @@ TELESPOOL_EXTERN int telespool_pending_survey(telespool *sp, char **out_json);
  * busy_timeout_ms: nothing counted, the caller may count them again
  * later); TELESPOOL_EFULL (disk full, or the WAL at its bound: the count
  * is kept in memory on the handle, as the library's own drops are, and
- * written with the next transaction on it that succeeds, or at
+ * written by the next record or count call on it that succeeds, or at
  * telespool_close() if the file takes it then; do not count these again);
  * TELESPOOL_ENOMEM (as EFULL, but the handle already keeps 16 other
  * reasons in memory: nothing counted); TELESPOOL_EIO; TELESPOOL_ECORRUPT;

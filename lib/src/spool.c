@@ -159,8 +159,8 @@ static int count_now(telespool *sp, const char *reason, int64_t n)
 		if (keep_unsaved(sp, reason, n) == TELESPOOL_OK)
 			telespool__fail(sp, TELESPOOL_EFULL,
 					"%.300s; the %lld '%s' drops are kept "
-					"in memory and written with the next "
-					"transaction that succeeds",
+					"in memory and written by the next "
+					"record or count that succeeds",
 					why, (long long)n, reason);
 		else
 			rc = telespool__fail(

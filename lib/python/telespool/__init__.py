@@ -852,7 +852,7 @@ class Spool:
         :class:`InvalidArgument` for one the library refuses, DisabledError when opted out
         (nothing counted), BusyError (nothing counted: count them again later), and
         FullError when the disk or the WAL is full: the library then keeps the count in
-        memory and writes it with the next transaction that succeeds (or at close), so the
+        memory and writes it with the next record or count that succeeds (or at close), so the
         caller must not count them again.  OutOfMemoryError: as FullError, but the handle
         already keeps 16 other reasons in memory, so nothing was counted."""
         if not isinstance(reason, str):
