@@ -28,26 +28,27 @@ events waiting for the worker and drops (and counts) the rest, as LangBot's own 
 beyond 8 in flight.  ``send`` waits for its event to be stored (in the worker, not on the
 loop).  ``shutdown`` waits for the queue to drain for at most ``shutdown_timeout`` seconds
 (default 5), then drops (and counts) what is still queued: only the record in progress, at most
-one ``busy_timeout_ms``, can then delay LangBot's exit.
-
-Drops.  Every event the adapter loses is counted in memory by reason (``drops``; the loop
-thread only adds to a dict) and written by the worker into the spool's ``drops`` table with
-``Spool.count_drops``, one call per reason, before its next record and when it closes the
-spool: ``queue_full`` (over ``max_queued``), ``shutdown`` (still queued at
-``shutdown_timeout``: the worker counts them as it goes through the queue, without recording,
-and writes the count just before closing, after the record in progress and at most one more
-``busy_timeout_ms``; Python waits for the worker at exit, but a process that ends otherwise
-(``os._exit``, a signal) loses that count), ``spool_busy`` (a record that waited
-``busy_timeout_ms`` in vain), ``spool_unavailable`` (the spool could not be opened for it)
-and ``record_failed`` (any other failure, e.g. a payload LangBot's sender could not have sent
-either).  The last three are also counted in ``failed``, the first two in ``dropped``.  A
-record refused for a full disk is counted by the library itself (``disk_full``,
-``wal_pinned``).  Counts the worker cannot write (the spool locked, not open) are kept for its
-next try; opted out, nothing is counted.  The only synchronous call,
+one ``busy_timeout_ms``, and the writing of their count (see Drops), at most one more, can
+then delay LangBot's exit.  The only synchronous call,
 ``SurveyManager.get_pending_survey``, reads one row (WAL readers do not wait for writers); it
 shares its spool handle only with that manager's own survey records, whose lock waits are
 bounded by its ``busy_timeout_ms`` (default 100 ms), so it holds the loop for at most about
 that long, and for microseconds otherwise.
+
+Drops.  Every event the adapter loses is counted in memory by reason (``drops``; the loop thread
+only adds to a dict) and written by the worker into the spool's ``drops`` table with
+``Spool.count_drops``, one call per reason, right after its next record that is stored and when
+it closes the spool: ``queue_full`` (over ``max_queued``), ``shutdown`` (still queued at
+``shutdown_timeout``: the worker counts them as it goes through the queue, without recording,
+and writes the count just before closing the spool, which takes at most one more
+``busy_timeout_ms`` after the record in progress; Python waits for the worker at exit, but a
+process that ends otherwise (``os._exit``, a signal) loses that count), ``spool_busy`` (a
+record that waited ``busy_timeout_ms`` in vain), ``spool_unavailable`` (the spool could not be
+opened for it) and ``record_failed`` (any other failure, e.g. a payload LangBot's sender could
+not have sent either).  The last three are also counted in ``failed``, the first two in
+``dropped``.  A record refused for a full disk is counted by the library itself (``disk_full``,
+``wal_pinned``).  Counts the worker cannot write (the spool locked, not open) are kept for its
+next try; opted out, nothing is counted.
 """
 
 from __future__ import annotations
@@ -214,10 +215,12 @@ class _Recorder:
                 if self.spool is None:
                     self._count(DROP_SPOOL_UNAVAILABLE, False)
                     return False
-            self._save_drops()
             self.spool.record(payload, endpoint=endpoint)
             with self._lock:
                 self.recorded += 1
+            # Right after a record that got the lock, so that a spool kept locked
+            # costs each event one busy_timeout_ms, not two.
+            self._save_drops()
             return True
         except DisabledError:
             return False
