@@ -2280,6 +2280,254 @@ static void test_wal_bound(void)
 	       (long long)peak / 1024, (long long)allowed / 1024);
 }
 
+/* ---- drops the caller counts (telespool_count_drops) ---- */
+
+/* Every argument check, and counts that add up per reason with last_at. */
+static void test_count_drops(void)
+{
+	char path[600], longest[TELESPOOL_DROP_REASON_MAX + 2];
+	path_in(path, sizeof(path), "count-drops.db");
+	telespool *sp = open_ok(path, NULL);
+	if (sp == NULL)
+		return;
+	ASSERT_EQ(telespool_count_drops(NULL, "queue_full", 1),
+		  TELESPOOL_EINVAL);
+
+	static const struct {
+		const char *reason;
+		const char *why;
+	} bad[] = {
+	    {NULL, "is NULL"},
+	    {"", "is empty"},
+	    {"Queue_full", "a-z, 0-9 and '_'"},
+	    {"queue-full", "a-z, 0-9 and '_'"},
+	    {"queue full", "a-z, 0-9 and '_'"},
+	    {"queue_f\xc3\xbcll", "a-z, 0-9 and '_'"},
+	    {"disk_full", "counts itself"},
+	    {"wal_pinned", "counts itself"},
+	    {"evicted_max_events", "counts itself"},
+	    {"corrupt_spool", "counts itself"},
+	    {"expired", "counts itself"},
+	    {"rejected", "counts itself"},
+	    {"max_attempts", "counts itself"},
+	    {"survey_invalid", "counts itself"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ASSERT_EQ(telespool_count_drops(sp, bad[i].reason, 1),
+			  TELESPOOL_EINVAL);
+		ASSERT_CONTAINS(telespool_errmsg(sp), bad[i].why);
+	}
+	memset(longest, 'a', sizeof(longest));
+	longest[TELESPOOL_DROP_REASON_MAX + 1] = '\0';
+	ASSERT_EQ(telespool_count_drops(sp, longest, 1), TELESPOOL_EINVAL);
+	ASSERT_CONTAINS(telespool_errmsg(sp), "longer than 40 bytes");
+
+	static const int64_t bad_n[] = {
+	    0, -1, INT64_MIN, TELESPOOL_MAX_DROP_COUNT + 1LL, INT64_MAX};
+	for (size_t i = 0; i < sizeof(bad_n) / sizeof(bad_n[0]); i++) {
+		ASSERT_EQ(telespool_count_drops(sp, "queue_full", bad_n[i]),
+			  TELESPOOL_EINVAL);
+		ASSERT_CONTAINS(telespool_errmsg(sp), "drop count");
+	}
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM drops"), 0);
+
+	ASSERT_EQ(telespool_count_drops(sp, "queue_full", 3), TELESPOOL_OK);
+	ASSERT_STREQ(telespool_errmsg(sp), "");
+	ASSERT_EQ(telespool_count_drops(sp, "queue_full", 2), TELESPOOL_OK);
+	ASSERT_EQ(telespool_count_drops(sp, "shutdown", 1), TELESPOOL_OK);
+	ASSERT_EQ(telespool_count_drops(sp, "a1_", TELESPOOL_MAX_DROP_COUNT),
+		  TELESPOOL_OK);
+	longest[TELESPOOL_DROP_REASON_MAX] = '\0';
+	ASSERT_EQ(telespool_count_drops(sp, longest, 1), TELESPOOL_OK);
+	ASSERT_EQ(drops_of(path, "queue_full"), 5);
+	ASSERT_EQ(drops_of(path, "shutdown"), 1);
+	ASSERT_EQ(drops_of(path, "a1_"), TELESPOOL_MAX_DROP_COUNT);
+	ASSERT_EQ(drops_of(path, longest), 1);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM drops"), 4);
+	/* last_at as every other row's: UTC, milliseconds, 'Z'. */
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM drops WHERE last_at "
+				 "GLOB '2[0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]T"
+				 "[0-2][0-9]:[0-5][0-9]:[0-5][0-9].[0-9][0-9]"
+				 "[0-9]Z'"),
+		  4);
+	/* Drops are not events: nothing to send. */
+	ASSERT_EQ(count_events(path), 0);
+	telespool_close(sp);
+}
+
+/* Opted out: nothing counted; bad arguments are still bad. */
+static void test_count_drops_disabled(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "count-drops-disabled.db");
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.disabled = 1;
+	telespool *sp = open_ok(path, &o);
+	if (sp == NULL)
+		return;
+	ASSERT_EQ(telespool_count_drops(sp, "queue_full", 1),
+		  TELESPOOL_EDISABLED);
+	ASSERT_CONTAINS(telespool_errmsg(sp), "disabled");
+	ASSERT_EQ(telespool_count_drops(sp, "disk_full", 1), TELESPOOL_EINVAL);
+	ASSERT_EQ(telespool_count_drops(sp, "queue_full", 0), TELESPOOL_EINVAL);
+	telespool_close(sp);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM drops"), 0);
+}
+
+/* A lock held by another process: TELESPOOL_EBUSY after the busy timeout,
+ * nothing counted; counted once the lock is gone. */
+static void test_count_drops_busy(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "count-drops-busy.db");
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.busy_timeout_ms = 50;
+	telespool *sp = open_ok(path, &o);
+	if (sp == NULL)
+		return;
+	sqlite3 *other = raw_open(path);
+	ASSERT_EQ(raw_exec(other, "BEGIN EXCLUSIVE"), SQLITE_OK);
+	ASSERT_EQ(telespool_count_drops(sp, "queue_full", 4), TELESPOOL_EBUSY);
+	ASSERT_CONTAINS(telespool_errmsg(sp), "locked");
+	ASSERT_EQ(raw_exec(other, "COMMIT"), SQLITE_OK);
+	sqlite3_close(other);
+	ASSERT_EQ(drops_of(path, "queue_full"), 0);
+	ASSERT_EQ(telespool_count_drops(sp, "queue_full", 4), TELESPOOL_OK);
+	ASSERT_EQ(drops_of(path, "queue_full"), 4);
+	telespool_close(sp);
+}
+
+/* In a child: a file size limit stands in for a full disk.  The caller's
+ * drops are kept in memory (16 reasons at most) and written with the next
+ * record that gets through, or at close. */
+static void count_drops_full_child(const char *path)
+{
+	signal(SIGXFSZ, SIG_IGN);
+	telespool *sp = open_ok(path, NULL);
+	if (sp == NULL)
+		return;
+	ASSERT_EQ(record_simple(sp, "first"), TELESPOOL_OK);
+
+	struct rlimit saved, lim;
+	getrlimit(RLIMIT_FSIZE, &saved);
+	lim = saved;
+	lim.rlim_cur = 512 * 1024;
+	if (setrlimit(RLIMIT_FSIZE, &lim) != 0) {
+		TU_FAIL("setrlimit: %s", strerror(errno));
+		telespool_close(sp);
+		return;
+	}
+	char *tb = traceback_text(16000);
+	int rc = TELESPOOL_OK;
+	for (int i = 0; i < 500 && rc == TELESPOOL_OK; i++)
+		rc = record_with_error(sp, "fill", tb);
+	free(tb);
+	ASSERT_EQ(rc, TELESPOOL_EFULL);
+	/* A count is smaller than the event refused: it may still fit the
+	 * file's last bytes.  Count until the file takes nothing more. */
+	int64_t probes = 0;
+	rc = TELESPOOL_OK;
+	for (int i = 0; i < 1000 && rc == TELESPOOL_OK; i++, probes++)
+		rc = telespool_count_drops(sp, "probe", 1);
+	ASSERT_EQ(rc, TELESPOOL_EFULL);
+	ASSERT_CONTAINS(telespool_errmsg(sp), "kept in memory");
+
+	ASSERT_EQ(telespool_count_drops(sp, "queue_full", 7), TELESPOOL_EFULL);
+	ASSERT_CONTAINS(telespool_errmsg(sp), "kept in memory");
+	ASSERT_EQ(telespool_count_drops(sp, "queue_full", 3), TELESPOOL_EFULL);
+	char reason[16];
+	for (int i = 1; i <= 14; i++) {
+		snprintf(reason, sizeof(reason), "r%d", i);
+		ASSERT_EQ(telespool_count_drops(sp, reason, i),
+			  TELESPOOL_EFULL);
+	}
+	/* A 17th reason finds no room: not counted, and the caller is told. */
+	ASSERT_EQ(telespool_count_drops(sp, "r15", 1), TELESPOOL_ENOMEM);
+	ASSERT_CONTAINS(telespool_errmsg(sp), "not counted");
+	ASSERT_EQ(drops_of(path, "queue_full"), 0);
+	ASSERT_EQ(drops_of(path, "probe"), probes - 1);
+
+	setrlimit(RLIMIT_FSIZE, &saved);
+	ASSERT_EQ(record_simple(sp, "room again"), TELESPOOL_OK);
+	ASSERT_EQ(drops_of(path, "queue_full"), 10);
+	ASSERT_EQ(drops_of(path, "probe"), probes);
+	int64_t sum = 0;
+	for (int i = 1; i <= 14; i++) {
+		snprintf(reason, sizeof(reason), "r%d", i);
+		sum += drops_of(path, reason) == i;
+	}
+	ASSERT_EQ(sum, 14);
+	ASSERT_EQ(drops_of(path, "r15"), 0);
+	ASSERT_EQ(drops_of(path, "disk_full"), 1);
+
+	/* Kept again, and written by close this time. */
+	tb = traceback_text(16000);
+	setrlimit(RLIMIT_FSIZE, &lim);
+	rc = TELESPOOL_OK;
+	for (int i = 0; i < 500 && rc == TELESPOOL_OK; i++)
+		rc = record_with_error(sp, "fill again", tb);
+	free(tb);
+	ASSERT_EQ(rc, TELESPOOL_EFULL);
+	int64_t shut = 0;
+	rc = TELESPOOL_OK;
+	for (int i = 0; i < 1000 && rc == TELESPOOL_OK; i++, shut += 2)
+		rc = telespool_count_drops(sp, "shutdown", 2);
+	ASSERT_EQ(rc, TELESPOOL_EFULL);
+	setrlimit(RLIMIT_FSIZE, &saved);
+	ASSERT_EQ(drops_of(path, "shutdown"), shut - 2);
+	telespool_close(sp);
+	ASSERT_EQ(drops_of(path, "shutdown"), shut);
+	ASSERT_EQ(drops_of(path, "queue_full"), 10);
+	ASSERT_EQ(drops_of(path, "disk_full"), 2);
+}
+
+static void test_count_drops_full_disk(void)
+{
+	char path[600];
+	path_in(path, sizeof(path), "count-drops-full.db");
+	in_child(count_drops_full_child, path);
+}
+
+/* The WAL at its bound (a reader holds it): kept in memory as on a full
+ * disk, without waiting for the reader. */
+static void test_count_drops_wal_pinned(void)
+{
+	char path[600], qid[32];
+	path_in(path, sizeof(path), "count-drops-wal.db");
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.max_bytes = 2 * 1024 * 1024;
+	telespool *sp = open_ok(path, &o);
+	if (sp == NULL)
+		return;
+	ASSERT_EQ(record_simple(sp, "before"), TELESPOOL_OK);
+	sqlite3 *reader = raw_open(path);
+	ASSERT_EQ(raw_exec(reader, "BEGIN"), SQLITE_OK);
+	ASSERT_EQ(raw_int(reader, "SELECT count(*) FROM spool"), 1);
+	char *tb = traceback_text(1500);
+	int rc = TELESPOOL_OK;
+	for (int i = 0; i < 5000 && rc == TELESPOOL_OK; i++) {
+		snprintf(qid, sizeof(qid), "w%d", i);
+		rc = record_with_error(sp, qid, tb);
+	}
+	free(tb);
+	ASSERT_EQ(rc, TELESPOOL_EFULL);
+	ASSERT_EQ(telespool_count_drops(sp, "queue_full", 5), TELESPOOL_EFULL);
+	ASSERT_CONTAINS(telespool_errmsg(sp), "write-ahead log");
+	ASSERT_CONTAINS(telespool_errmsg(sp), "kept in memory");
+	ASSERT_EQ(raw_exec(reader, "COMMIT"), SQLITE_OK);
+	sqlite3_close(reader);
+	ASSERT_EQ(drops_of(path, "queue_full"), 0);
+	/* The reader gone, a record gets through (a full WAL retries its
+	 * checkpoint every few ms) and brings the count along. */
+	rc = TELESPOOL_EFULL;
+	for (int64_t end = mono_ms() + 10000;
+	     rc == TELESPOOL_EFULL && mono_ms() < end;)
+		rc = record_simple(sp, "after");
+	ASSERT_EQ(rc, TELESPOOL_OK);
+	ASSERT_EQ(drops_of(path, "queue_full"), 5);
+	telespool_close(sp);
+}
+
 /* ---- LangBot's payloads as they are (telespool_record_json) ---- */
 
 /* Records payload through the generic path and checks the stored body is
@@ -2841,6 +3089,11 @@ static const struct tu_test tests[] = {
     {"max_age", test_max_age},
     {"full_disk", test_full_disk},
     {"wal_bound", test_wal_bound},
+    {"count_drops", test_count_drops},
+    {"count_drops_disabled", test_count_drops_disabled},
+    {"count_drops_busy", test_count_drops_busy},
+    {"count_drops_full_disk", test_count_drops_full_disk},
+    {"count_drops_wal_pinned", test_count_drops_wal_pinned},
     {"record_json_bytes", test_record_json_bytes},
     {"record_json_einval", test_record_json_einval},
     {"record_json_caps", test_record_json_caps},

@@ -433,6 +433,46 @@ TELESPOOL_EXTERN int telespool_record_survey_dismiss(telespool *sp,
  */
 TELESPOOL_EXTERN int telespool_pending_survey(telespool *sp, char **out_json);
 
+/* telespool_count_drops(): the longest reason, in bytes, and the largest
+ * count one call adds. */
+#define TELESPOOL_DROP_REASON_MAX 40
+#define TELESPOOL_MAX_DROP_COUNT  1000000000
+
+/*
+ * Counts n events that the caller dropped before they reached the library
+ * (e.g. its own queue was full), in the drops table under reason, so that
+ * every loss is found in one place.  Adds n to drops.count of that reason
+ * and sets its last_at, in one short transaction that also writes the
+ * drops the handle still keeps in memory (see TELESPOOL_EFULL).
+ *
+ * reason: 1 to TELESPOOL_DROP_REASON_MAX bytes of lower-case ASCII
+ * letters, digits and '_' (e.g. "queue_full"), and none of the reasons
+ * the library and the uploader count themselves (evicted_max_events,
+ * evicted_max_bytes, evicted_max_age, disk_full, wal_pinned, corrupt_spool,
+ * survey_invalid, rejected, max_attempts, expired): each of those means
+ * one thing the spool saw, and a caller's count under it would make the
+ * table lie about the cause.  n: 1 to TELESPOOL_MAX_DROP_COUNT.
+ *
+ * Thread safety and bounds as a record call: serialised on the handle;
+ * a lock held by another process is waited for at most busy_timeout_ms.
+ *
+ * Returns TELESPOOL_OK (counted and committed); TELESPOOL_EINVAL (sp NULL,
+ * reason NULL, empty, too long, with another character or reserved, n out
+ * of range: checked first, also on a disabled spool; nothing counted);
+ * TELESPOOL_EDISABLED (telemetry is opted out: nothing counted, as a
+ * record call stores nothing); TELESPOOL_EBUSY (locked past
+ * busy_timeout_ms: nothing counted, the caller may count them again
+ * later); TELESPOOL_EFULL (disk full, or the WAL at its bound: the count
+ * is kept in memory on the handle, as the library's own drops are, and
+ * written by the next record or count call on it that succeeds, or at
+ * telespool_close() if the file takes it then; do not count these again);
+ * TELESPOOL_ENOMEM (as EFULL, but the handle already keeps 16 other
+ * reasons in memory: nothing counted); TELESPOOL_EIO; TELESPOOL_ECORRUPT;
+ * TELESPOOL_ERROR (nothing counted).
+ */
+TELESPOOL_EXTERN int telespool_count_drops(telespool *sp, const char *reason,
+					   int64_t n);
+
 /* Releases memory returned by the library.  NULL is a no-op. */
 TELESPOOL_EXTERN void telespool_free(void *p);
 

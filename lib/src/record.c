@@ -267,7 +267,7 @@ static int store(telespool *sp, struct telespool__event *ev, int64_t now_ms,
 	telespool__event_free(ev);
 
 	if (rc == TELESPOOL_OK) {
-		memset(sp->unsaved_drops, 0, sizeof(sp->unsaved_drops));
+		telespool__drops_saved(sp);
 	} else if (rc == TELESPOOL_EFULL) {
 		/* Counted in the next transaction that gets through. */
 		sp->unsaved_drops[DROP_DISK_FULL]++;

@@ -27,6 +27,14 @@ enum telespool__drop {
 	DROP__COUNT
 };
 
+/* A caller's reason (telespool_count_drops()) that could not be written
+ * yet; n 0: the slot is free. */
+#define TELESPOOL__CALLER_DROPS 16
+struct telespool__caller_drop {
+	char reason[TELESPOOL_DROP_REASON_MAX + 1];
+	int64_t n;
+};
+
 struct telespool {
 	sqlite3 *db;
 	pthread_mutex_t mu; /* serialises every call on the handle */
@@ -57,6 +65,7 @@ struct telespool {
 	/* Drops that could not be written yet (disk full): counted in the
 	 * next transaction that succeeds. */
 	int64_t unsaved_drops[DROP__COUNT];
+	struct telespool__caller_drop unsaved_caller[TELESPOOL__CALLER_DROPS];
 	int64_t page_size; /* of the file: the bounds' unit */
 
 	char errmsg[512];
@@ -65,6 +74,12 @@ struct telespool {
 /* Writes the drops counted in memory while the disk was full; inside a
  * transaction. */
 int telespool__flush_drops(telespool *sp, const char *now_iso);
+
+/* 1 when drops wait in memory for flush_drops(). */
+int telespool__drops_unsaved(const telespool *sp);
+
+/* Forgets them: flush_drops()'s transaction committed. */
+void telespool__drops_saved(telespool *sp);
 
 /* Adds n to drops[reason] inside the current transaction. */
 int telespool__count_drop(telespool *sp, const char *reason, int64_t n,

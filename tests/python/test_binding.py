@@ -729,6 +729,65 @@ class TestErrors(SpoolTest):
         self.assertEqual(got["drops"].get("disk_full"), 1)
 
 
+class TestCountDrops(SpoolTest):
+    def test_counts_add_up_per_reason(self):
+        sp = self.open()
+        sp.count_drops("queue_full", 3)
+        sp.count_drops("queue_full", n=2)
+        sp.count_drops("shutdown")
+        sp.count_drops("a" * telespool.DROP_REASON_MAX, telespool.MAX_DROP_COUNT)
+        self.assertEqual(self.drops(), {"queue_full": 5, "shutdown": 1,
+                                        "a" * 40: telespool.MAX_DROP_COUNT})
+        for (last_at,) in self.sql("SELECT last_at FROM drops"):
+            parse_ts(last_at)
+        self.assertEqual(self.count(), 0)  # drops are not events
+
+    def test_arguments(self):
+        sp = self.open()
+        for reason, why in [("", "empty"), ("Queue", "a-z"), ("queue-full", "a-z"),
+                            ("a\x00b", "a-z"), ("caf\u00e9", "a-z"), ("\ud800", "a-z"),
+                            ("a" * 41, "longer than 40"), ("disk_full", "counts itself"),
+                            ("wal_pinned", "counts itself"), ("expired", "counts itself")]:
+            with self.assertRaises(telespool.InvalidArgument, msg=repr(reason)) as cm:
+                sp.count_drops(reason, 1)
+            self.assertEqual(cm.exception.code, telespool.EINVAL)
+            self.assertIn(why, cm.exception.message)
+        for n in (0, -1, telespool.MAX_DROP_COUNT + 1, 1 << 70):
+            with self.assertRaises(telespool.InvalidArgument, msg=repr(n)):
+                sp.count_drops("queue_full", n)
+        for reason, n in ((None, 1), (b"queue_full", 1), (7, 1), ("queue_full", 1.0),
+                          ("queue_full", True), ("queue_full", "1"), ("queue_full", None)):
+            with self.assertRaises(telespool.ArgumentTypeError, msg=repr((reason, n))):
+                sp.count_drops(reason, n)
+        with self.assertRaises(TypeError):
+            sp.count_drops("queue_full", 1, 2)  # no third positional argument
+        self.assertEqual(self.drops(), {})
+        sp.close()
+        with self.assertRaises(telespool.InvalidArgument):
+            sp.count_drops("queue_full", 1)
+
+    def test_disabled_counts_nothing(self):
+        sp = self.open(disabled=True)
+        with self.assertRaises(telespool.DisabledError) as cm:
+            sp.count_drops("queue_full", 1)
+        self.assertEqual(cm.exception.code, telespool.EDISABLED)
+        self.assertEqual(self.drops(), {})
+
+    def test_busy(self):
+        sp = self.open(busy_timeout_ms=50)
+        con = sqlite3.connect(self.db, isolation_level=None, timeout=0)
+        con.execute("BEGIN EXCLUSIVE")
+        try:
+            with self.assertRaises(telespool.BusyError):
+                sp.count_drops("queue_full", 2)
+        finally:
+            con.execute("ROLLBACK")
+            con.close()
+        self.assertEqual(self.drops(), {})
+        sp.count_drops("queue_full", 2)
+        self.assertEqual(self.drops(), {"queue_full": 2})
+
+
 class TestLifecycle(SpoolTest):
     def test_close_and_context_manager(self):
         with telespool.Spool(self.db, instance_id=INSTANCE, version=VERSION) as sp:

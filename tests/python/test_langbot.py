@@ -57,6 +57,22 @@ class AdapterTest(unittest.TestCase):
         with contextlib.closing(sqlite3.connect(self.db)) as db:
             return db.execute(sql).fetchall()
 
+    def drops(self):
+        """The spool's drops table as {reason: count}."""
+        return dict(self.rows("SELECT reason, count FROM drops"))
+
+    def spy_count_drops(self, tm):
+        """Wraps the manager's Spool.count_drops: the threads it ran in."""
+        spool, threads = tm._rec.spool, []
+        real = spool.count_drops
+
+        def spy(*args, **kw):
+            threads.append(threading.current_thread())
+            return real(*args, **kw)
+
+        spool.count_drops = spy
+        return threads
+
 
 class TestTelemetryManager(AdapterTest):
     # space section -> does LangBot 4.10.8 send?  (TelemetryManager.send: `if not cfg`,
@@ -125,13 +141,76 @@ class TestTelemetryManager(AdapterTest):
             for i in range(8):
                 await tm.start_send_task(query(i))   # returns at once, worker or not
             self.assertEqual(tm.dropped, 3)
+            self.assertEqual(self.drops(), {})       # counted in memory, no I/O here
             gate.set()
+            await tm.send(query(9))                  # after the 5 queued ones
+            # Written by the worker before its next record, not only at shutdown.
+            self.assertEqual(self.drops(), {"queue_full": 3})
             await tm.shutdown()
             return tm
 
         tm = asyncio.run(run())
-        self.assertEqual((tm.recorded, tm.dropped), (5, 3))
-        self.assertEqual(len(self.rows()), 5)
+        self.assertEqual((tm.recorded, tm.dropped), (6, 3))
+        self.assertEqual(tm.drops, {"queue_full": 3})
+        self.assertEqual(len(self.rows()), 6)
+        self.assertEqual(self.drops(), {"queue_full": 3})
+
+    def test_drops_are_written_by_the_worker_only(self):
+        """count_drops (a write that may wait busy_timeout_ms) never runs on the loop."""
+        async def run():
+            tm = langbot.TelemetryManager(make_ap({"url": URL}), path=self.db, max_queued=1)
+            await tm.initialize()
+            threads.append(self.spy_count_drops(tm))
+            gate = threading.Event()
+            tm._rec._executor.submit(gate.wait)
+            for i in range(3):
+                await tm.start_send_task(query(i))
+            gate.set()
+            await tm.send(query(3))
+            for i in range(4, 7):                    # dropped after the last record
+                tm._rec._count(langbot.DROP_QUEUE_FULL, True)
+            await tm.shutdown()                      # written as the spool closes
+            return threading.current_thread()
+
+        threads = []
+        loop_thread = asyncio.run(run())
+        calls = threads[0]
+        self.assertEqual(len(calls), 2)
+        self.assertNotIn(loop_thread, calls)
+        self.assertTrue(all(t.name.startswith("telespool") for t in calls), calls)
+        self.assertEqual(self.drops(), {"queue_full": 5})
+
+    def test_drops_not_written_are_kept_for_later(self):
+        """count_drops failing (locked past the busy timeout) loses nothing and raises
+        nothing: the counts are written by a later try."""
+        async def run():
+            tm = langbot.TelemetryManager(make_ap({"url": URL}), path=self.db, max_queued=1)
+            await tm.initialize()
+            spool, real, fails = tm._rec.spool, tm._rec.spool.count_drops, [2]
+
+            def flaky(reason, n):
+                if fails[0]:
+                    fails[0] -= 1
+                    raise telespool.BusyError(telespool.EBUSY, "locked")
+                return real(reason, n)
+
+            spool.count_drops = flaky
+            gate = threading.Event()
+            tm._rec._executor.submit(gate.wait)
+            for i in range(4):
+                await tm.start_send_task(query(i))   # 1 queued, 3 dropped
+            gate.set()
+            await tm.send(query(4))                  # before q0 and q4: kept twice
+            self.assertEqual(self.drops(), {})
+            tm._rec._count(langbot.DROP_QUEUE_FULL, True)
+            await tm.send(query(5))                  # written before q5
+            self.assertEqual(self.drops(), {"queue_full": 4})
+            await tm.shutdown()
+            return tm
+
+        tm = asyncio.run(run())
+        self.assertEqual(tm.recorded, 3)
+        self.assertEqual(self.drops(), {"queue_full": 4})
 
     def test_opt_out_at_runtime(self):
         """LangBot's send() reads the space section (the dict it took at initialize) at
@@ -194,6 +273,10 @@ class TestTelemetryManager(AdapterTest):
         tm = asyncio.run(run())                      # waits for the worker to finish
         self.assertEqual((tm.recorded, tm.dropped), (0, 50))
         self.assertEqual(self.rows(), [])
+        # The worker counted them as it went through the queue and wrote the count
+        # before closing the spool.
+        self.assertEqual(tm.drops, {"shutdown": 50})
+        self.assertEqual(self.drops(), {"shutdown": 50})
 
     def test_event_loop_runs_while_the_spool_is_locked(self):
         """The uploader holds the write lock: start_send_task returns without the event
@@ -256,6 +339,7 @@ class TestTelemetryManager(AdapterTest):
         tm2 = asyncio.run(run())
         self.assertEqual(tm2.failed, 1)
         self.assertEqual(self.rows(), [])
+        self.assertEqual(self.drops(), {"record_failed": 1})
 
     def test_spool_busy_at_start_is_opened_later(self):
         """The uploader holds the spool's lock while LangBot starts (it is creating or
@@ -279,6 +363,38 @@ class TestTelemetryManager(AdapterTest):
         tm = asyncio.run(run())
         self.assertEqual((tm.recorded, tm.failed), (1, 1))
         self.assertEqual([json.loads(b)["query_id"] for _, b in self.rows()], ["2"])
+        self.assertEqual(self.drops(), {"spool_unavailable": 1})
+
+    def test_record_busy_is_counted(self):
+        """A record that waited busy_timeout_ms in vain is counted as spool_busy; one
+        refused for a full disk is not counted again (the library counts it)."""
+        async def run():
+            tm = langbot.TelemetryManager(make_ap({"url": URL}), path=self.db,
+                                          busy_timeout_ms=20)
+            await tm.initialize()
+            holder = sqlite3.connect(self.db, isolation_level=None)
+            holder.execute("BEGIN EXCLUSIVE")
+            try:
+                await tm.send(query(1))
+            finally:
+                holder.execute("COMMIT")
+                holder.close()
+            real = tm._rec.spool.record
+
+            def full(*a, **kw):
+                raise telespool.FullError(telespool.EFULL, "disk full")
+
+            tm._rec.spool.record = full
+            await tm.send(query(2))
+            tm._rec.spool.record = real
+            await tm.send(query(3))
+            await tm.shutdown()
+            return tm
+
+        tm = asyncio.run(run())
+        self.assertEqual((tm.recorded, tm.failed, tm.dropped), (1, 2, 0))
+        self.assertEqual(tm.drops, {"spool_busy": 1})
+        self.assertEqual(self.drops(), {"spool_busy": 1})
 
     def test_unopenable_spool(self):
         async def run():

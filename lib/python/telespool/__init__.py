@@ -70,7 +70,8 @@ Arguments.
     removed before the call (C strings end at a NUL; the library removes NULs from names
     anyway), so ``"a\\x00b"`` is stored as ``"ab"``.
   * The record calls take keyword arguments only, except the one obvious argument of
-    ``record``, ``record_heartbeat`` and the survey calls.
+    ``record``, ``record_heartbeat`` and the survey calls; ``count_drops(reason, n)`` takes
+    its two as the C call does.
   * ``pipeline_plugins``: a list/tuple (or other iterable, but not a string) of string fields;
     ``None`` items are skipped.  ``None`` is sent as null (LangBot: the pipeline enables every
     plugin), ``[]`` as ``[]``.
@@ -110,6 +111,7 @@ __all__ = [
     "OK", "ERROR", "EINVAL", "EBUSY", "EFULL", "ESCHEMA", "EDISABLED", "ECORRUPT", "EIO",
     "ENOMEM", "sender_normalise", "CORRUPT_REFUSE", "CORRUPT_MOVE_ASIDE", "strerror", "library_version",
     "LIBRARY_PATH", "RC", "TELEMETRY", "SURVEY_PENDING", "SURVEY_RESPOND", "SURVEY_DISMISS",
+    "DROP_REASON_MAX", "MAX_DROP_COUNT",
 ]
 
 from ._version import __version__  # noqa: E402  (CMakeLists.txt's project(VERSION))
@@ -152,6 +154,8 @@ DEFAULT_MAX_EVENTS = 200000
 DEFAULT_MAX_BYTES = 128 * 1024 * 1024
 DEFAULT_MAX_AGE_DAYS = 30
 MAX_BUSY_TIMEOUT_MS = 60000
+DROP_REASON_MAX = 40            # Spool.count_drops(): the longest reason, in bytes
+MAX_DROP_COUNT = 1000000000     # ... and the largest n of one call
 
 _OPTIONS_VERSION = 2
 _QUERY_VERSION = 2
@@ -375,6 +379,7 @@ _record_survey_dismiss = _declare("telespool_record_survey_dismiss", ctypes.c_in
 # The JSON text is returned through char **: read it as an address, copy it, free it.
 _pending_survey = _declare("telespool_pending_survey", ctypes.c_int, _P,
                            ctypes.POINTER(ctypes.c_void_p))
+_count_drops = _declare("telespool_count_drops", ctypes.c_int, _P, _S, ctypes.c_int64)
 _free = _declare("telespool_free", None, ctypes.c_void_p)
 _errmsg = _declare("telespool_errmsg", _S, _P)
 _strerror = _declare("telespool_strerror", _S, ctypes.c_int)
@@ -833,6 +838,37 @@ class Spool:
         """Records the dismissal of a survey and marks it dismissed.  Raises
         InvalidArgument for an empty survey_id, and as :meth:`record_query`."""
         self._call(_record_survey_dismiss, _enc(survey_id, "survey_id"))
+
+    def count_drops(self, reason: str, n: int = 1) -> None:
+        """Counts ``n`` events the caller dropped itself (its queue was full, it shut down
+        before recording them) in the spool's ``drops`` table under ``reason``, where the
+        library's own drops are (README "Inspecting the spool with sqlite3").
+
+        ``reason`` is a ``str`` of 1 to 40 characters ``a-z``, ``0-9`` and ``_`` (e.g.
+        ``"queue_full"``), none of the reasons the library and the uploader count themselves
+        (``disk_full``, ``wal_pinned``, ``expired``, ...); ``n`` an ``int`` from 1 to
+        :data:`MAX_DROP_COUNT`.  Raises :class:`ArgumentTypeError` for a reason that is not
+        a ``str`` or an ``n`` that is not an ``int`` (``bool`` included),
+        :class:`InvalidArgument` for one the library refuses, DisabledError when opted out
+        (nothing counted), BusyError (nothing counted: count them again later), and
+        FullError when the disk or the WAL is full: the library then keeps the count in
+        memory and writes it with the next record or count that succeeds (or at close), so the
+        caller must not count them again.  OutOfMemoryError: as FullError, but the handle
+        already keeps 16 other reasons in memory, so nothing was counted."""
+        if not isinstance(reason, str):
+            raise ArgumentTypeError("telespool: reason must be a str, not "
+                                    + type(reason).__name__)
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise ArgumentTypeError("telespool: n must be an int, not " + type(n).__name__)
+        if not 1 <= n <= MAX_DROP_COUNT:
+            raise InvalidArgument(EINVAL, f"the drop count {n} is not in 1..{MAX_DROP_COUNT}")
+        # surrogatepass: a lone surrogate reaches the library as bytes it refuses.  A NUL
+        # would end the C string early and count under another reason.
+        b = str.__str__(reason).encode("utf-8", "surrogatepass")
+        if b"\0" in b:
+            raise InvalidArgument(EINVAL, "the drop reason may hold only the characters "
+                                          "a-z, 0-9 and '_'")
+        self._call(_count_drops, b, int(n))
 
     def pending_survey(self) -> Optional[dict]:
         """The survey LangBot Space offered that is neither answered nor dismissed, as a

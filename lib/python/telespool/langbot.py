@@ -28,11 +28,27 @@ events waiting for the worker and drops (and counts) the rest, as LangBot's own 
 beyond 8 in flight.  ``send`` waits for its event to be stored (in the worker, not on the
 loop).  ``shutdown`` waits for the queue to drain for at most ``shutdown_timeout`` seconds
 (default 5), then drops (and counts) what is still queued: only the record in progress, at most
-one ``busy_timeout_ms``, can then delay LangBot's exit.  The only synchronous call,
+one ``busy_timeout_ms``, and the writing of their count (see Drops), at most one more, can
+then delay LangBot's exit.  The only synchronous call,
 ``SurveyManager.get_pending_survey``, reads one row (WAL readers do not wait for writers); it
 shares its spool handle only with that manager's own survey records, whose lock waits are
 bounded by its ``busy_timeout_ms`` (default 100 ms), so it holds the loop for at most about
 that long, and for microseconds otherwise.
+
+Drops.  Every event the adapter loses is counted in memory by reason (``drops``; the loop thread
+only adds to a dict) and written by the worker into the spool's ``drops`` table with
+``Spool.count_drops``, one call per reason, right after its next record that is stored and when
+it closes the spool: ``queue_full`` (over ``max_queued``), ``shutdown`` (still queued at
+``shutdown_timeout``: the worker counts them as it goes through the queue, without recording,
+and writes the count just before closing the spool, which takes at most one more
+``busy_timeout_ms`` after the record in progress; Python waits for the worker at exit, but a
+process that ends otherwise (``os._exit``, a signal) loses that count), ``spool_busy`` (a
+record that waited ``busy_timeout_ms`` in vain), ``spool_unavailable`` (the spool could not be
+opened for it) and ``record_failed`` (any other failure, e.g. a payload LangBot's sender could
+not have sent either).  The last three are also counted in ``failed``, the first two in
+``dropped``.  A record refused for a full disk is counted by the library itself (``disk_full``,
+``wal_pinned``).  Counts the worker cannot write (the spool locked, not open) are kept for its
+next try; opted out, nothing is counted.
 """
 
 from __future__ import annotations
@@ -45,7 +61,8 @@ import os
 import threading
 from typing import Any, Optional
 
-from . import SURVEY_DISMISS, SURVEY_PENDING, SURVEY_RESPOND, TELEMETRY, DisabledError, Spool
+from . import (MAX_DROP_COUNT, SURVEY_DISMISS, SURVEY_PENDING, SURVEY_RESPOND, TELEMETRY,
+               BusyError, DisabledError, FullError, InvalidArgument, Spool)
 
 __all__ = ["TelemetryManager", "SurveyManager", "space_config", "telemetry_enabled"]
 
@@ -58,6 +75,13 @@ DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 # LangBot's SurveyManager milestone of successful bot responses.
 BOT_RESPONSE_MILESTONE = 100
 BOT_RESPONSE_MILESTONE_EVENT = f"bot_response_success_{BOT_RESPONSE_MILESTONE}"
+
+# The reasons under which the adapter counts its own losses in the spool's drops table.
+DROP_QUEUE_FULL = "queue_full"                 # start_send_task: max_queued events waiting
+DROP_SHUTDOWN = "shutdown"                     # still queued at shutdown_timeout
+DROP_SPOOL_BUSY = "spool_busy"                 # the record waited busy_timeout_ms in vain
+DROP_SPOOL_UNAVAILABLE = "spool_unavailable"   # the spool could not be opened for it
+DROP_RECORD_FAILED = "record_failed"           # any other failure of the record call
 
 _fallback_log = logging.getLogger("telespool.langbot")
 
@@ -109,6 +133,8 @@ class _Recorder:
         self.recorded = 0
         self.dropped = 0
         self.failed = 0
+        self.drops: dict = {}      # reason -> events lost since start
+        self._unsaved: dict = {}   # reason -> lost events not yet in the drops table
         self._queued = 0
         self._abandoned = False
         self._lock = threading.Lock()
@@ -139,33 +165,84 @@ class _Recorder:
             self.spool = None
             self.log(f"telespool: cannot open {self.path}: {e}")
 
+    def _count(self, reason: str, dropped: bool) -> None:
+        """One event lost for reason: counted in memory (any thread, no I/O); the worker
+        writes it to the drops table (_save_drops)."""
+        with self._lock:
+            if dropped:
+                self.dropped += 1
+            else:
+                self.failed += 1
+            self.drops[reason] = self.drops.get(reason, 0) + 1
+            self._unsaved[reason] = self._unsaved.get(reason, 0) + 1
+
+    def _save_drops(self) -> None:
+        """Writes the losses counted in memory, one count_drops per reason (in the worker;
+        never raises).  Kept for the next try when the spool is locked or not open."""
+        if not self._unsaved or self.spool is None:
+            return
+        with self._lock:
+            unsaved, self._unsaved = self._unsaved, {}
+        keep: dict = {}
+        for reason, n in unsaved.items():
+            try:
+                while n > 0:
+                    step = min(n, MAX_DROP_COUNT)
+                    self.spool.count_drops(reason, step)
+                    n -= step
+            except (FullError, DisabledError, InvalidArgument):
+                pass  # the library keeps them (disk full), or they are not to be counted
+            except Exception as e:
+                keep[reason] = n
+                self.log(f"telespool: {n} {reason} drops not counted yet: {e}")
+        if keep:
+            with self._lock:
+                for reason, n in keep.items():
+                    self._unsaved[reason] = self._unsaved.get(reason, 0) + n
+
     def _record(self, payload: dict, endpoint: str) -> bool:
         try:
             if not self.enabled:
                 return False
             if self._abandoned:
-                with self._lock:
-                    self.dropped += 1
+                # Counted only: _finish writes them once the queue is through.
+                self._count(DROP_SHUTDOWN, True)
                 return False
             if self.spool is None:
                 # Not opened at start (locked by the uploader creating or migrating
                 # it, the directory not there yet): try again, once per event.
                 self._open()
                 if self.spool is None:
-                    with self._lock:
-                        self.failed += 1
+                    self._count(DROP_SPOOL_UNAVAILABLE, False)
                     return False
             self.spool.record(payload, endpoint=endpoint)
             with self._lock:
                 self.recorded += 1
+            # Right after a record that got the lock, so that a spool kept locked
+            # costs each event one busy_timeout_ms, not two.
+            self._save_drops()
             return True
         except DisabledError:
             return False
-        except Exception as e:
+        except FullError as e:
+            # The library counted it itself (disk_full, wal_pinned).
             with self._lock:
                 self.failed += 1
             self.log(f"telespool: event not recorded: {e}")
             return False
+        except Exception as e:
+            self._count(DROP_SPOOL_BUSY if isinstance(e, BusyError) else DROP_RECORD_FAILED,
+                        False)
+            self.log(f"telespool: event not recorded: {e}")
+            return False
+
+    def _finish(self) -> None:
+        """The worker's last task: the losses still in memory, then the spool is closed."""
+        try:
+            self._save_drops()
+        finally:
+            if self.spool is not None:
+                self.spool.close()
 
     def _done(self, _fut: concurrent.futures.Future) -> None:
         # Run or cancelled before it ran (a send() whose task was cancelled).
@@ -180,10 +257,12 @@ class _Recorder:
             return None
         body = dict(payload)
         with self._lock:
-            if limit is not None and self._queued >= limit:
-                self.dropped += 1
-                return None
-            self._queued += 1
+            full = limit is not None and self._queued >= limit
+            if not full:
+                self._queued += 1
+        if full:
+            self._count(DROP_QUEUE_FULL, True)
+            return None
         try:
             fut = ex.submit(self._record, body, endpoint)
         except RuntimeError:  # shut down meanwhile
@@ -206,9 +285,14 @@ class _Recorder:
             return
 
         def drain_and_close():
+            # _finish runs in the worker after everything queued before it.
+            try:
+                ex.submit(self._finish)
+            except RuntimeError:  # shut down already: finish here, after the queue
+                ex.shutdown(wait=True)
+                self._finish()
+                return
             ex.shutdown(wait=True)
-            if self.spool is not None:
-                self.spool.close()
 
         try:
             await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(
@@ -221,7 +305,8 @@ class _Recorder:
                 self._abandoned = True
                 left = self._queued
             self.log(f"telespool: {left} events still queued after {timeout} s "
-                     "at shutdown; dropped")
+                     "at shutdown; dropped (counted in drops as 'shutdown' as the "
+                     "worker finishes)")
         except Exception as e:
             self.log(f"telespool: shutdown: {e}")
 
@@ -233,7 +318,9 @@ class TelemetryManager:
     (default ``data/telemetry.db`` in LangBot's working directory), ``max_queued``,
     ``shutdown_timeout``, and any :class:`telespool.Spool` option (``busy_timeout_ms``
     defaults to 2000 here; ``disabled`` is decided from LangBot's configuration).
-    Attributes ``recorded``, ``dropped`` and ``failed`` count events since start.
+    Attributes ``recorded``, ``dropped`` and ``failed`` count events since start, and
+    ``drops`` the lost ones by reason (the module's docstring lists them), as written to the
+    spool's drops table.
     """
 
     def __init__(self, ap: Any, *, path: str = DEFAULT_PATH,
@@ -257,6 +344,13 @@ class TelemetryManager:
     @property
     def failed(self) -> int:
         return self._rec.failed
+
+    @property
+    def drops(self) -> dict:
+        """The events lost since start, by reason (a copy): what the spool's drops table
+        gets from this manager."""
+        with self._rec._lock:
+            return dict(self._rec.drops)
 
     @property
     def enabled(self) -> bool:
@@ -295,7 +389,8 @@ class TelemetryManager:
 
     async def shutdown(self) -> None:
         """Waits (at most shutdown_timeout seconds) for queued events, then closes; events
-        still queued then are dropped and counted in ``dropped``."""
+        still queued then are dropped and counted in ``dropped`` and, as the worker
+        finishes, in the drops table as ``shutdown``."""
         try:
             await self._rec.close(self.shutdown_timeout)
         except Exception as e:
