@@ -581,7 +581,7 @@ static void save_drops(telespool *sp)
 	telespool__iso(telespool__now_ms(), iso);
 	sqlite3_busy_handler(sp->db, close_wait, NULL);
 	/* Nor hold the others off (checkpoint). */
-	sp->wal.restart_ms = INT64_MAX;
+	telespool__wal_closing(sp);
 	if (telespool__begin(sp) != TELESPOOL_OK)
 		return;
 	if (telespool__flush_drops(sp, iso) == TELESPOOL_OK)

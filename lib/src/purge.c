@@ -16,6 +16,7 @@
 #include "queue.h"
 #include "spool.h"
 #include "timefmt.h"
+#include "wal.h"
 
 #define PURGE_MARK TELESPOOL__PURGE_MARK
 
@@ -74,7 +75,7 @@ static int truncate_wal(telespool *sp)
 		    "transaction open keeps the old pages readable in the file "
 		    "and its write-ahead log; the next open or uploader run "
 		    "after it ends finishes the purge");
-	sp->wal.frames = 0;
+	telespool__wal_truncated(sp);
 	return TELESPOOL_OK;
 }
 
