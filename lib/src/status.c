@@ -140,8 +140,10 @@ int telespool__get_status(telespool *sp, int64_t now_ms, telespool__status *s)
 			      " coalesce(outcome, ''), coalesce(detail, '')"
 			      " FROM upload_runs ORDER BY id DESC LIMIT 5",
 			      "reading the runs", run_row, s);
+	/* Ended on every path (a failed COMMIT rolls back): a read
+	 * transaction left open would keep the WAL from being reset. */
 	if (rc == TELESPOOL_OK)
-		rc = telespool__exec(sp, "COMMIT");
+		rc = telespool__commit(sp);
 	else
 		telespool__rollback(sp);
 	telespool__unlock(sp);
