@@ -446,7 +446,10 @@ static int move_aside_and_reopen(telespool *sp, char *moved, size_t movedlen)
 		else
 			telespool__rollback(sp);
 		if (rc != TELESPOOL_OK)
-			telespool__open_fail(rc, "%s", sp->errmsg);
+			telespool__open_fail(
+			    rc,
+			    "%s: %s (the damaged file was moved aside to %s)",
+			    sp->path, sp->errmsg, moved);
 	}
 	flock(sp->dir_fd, LOCK_SH); /* never blocks: we hold it */
 	return rc;
