@@ -61,6 +61,14 @@ struct telespool__stmts {
 	sqlite3_stmt *st[STMT__COUNT];
 };
 
+/* The busy handler's state, on the handle (struct telespool's busy): the
+ * start of the current wait and the jitter's generator (seeded on first
+ * use). */
+struct telespool__busy {
+	int64_t since_ms;
+	unsigned rng;
+};
+
 /* Statement id, prepared on first use, reset and unbound; or NULL with the
  * handle's message set.  Release it with telespool__release() (or one of
  * the stepping helpers), never finalize it. */

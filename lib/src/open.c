@@ -474,7 +474,6 @@ static int new_handle(const char *path, const telespool_options *opts,
 	sp->busy_timeout_ms = opts->busy_timeout_ms > 0
 				  ? opts->busy_timeout_ms
 				  : TELESPOOL_DEFAULT_BUSY_TIMEOUT_MS;
-	sp->busy_rng = (unsigned)getpid() ^ (unsigned)(uintptr_t)sp;
 	sp->max_events = opts->max_events > 0 ? opts->max_events
 					      : TELESPOOL_DEFAULT_MAX_EVENTS;
 	sp->max_bytes =

@@ -1,8 +1,8 @@
 /*
  * spool.h - the handle behind telespool *: the options it was opened with,
- * its lock and message, and each module's state (the statement cache of
- * db.h, the WAL bound of wal.h, the claim cursor of queue.h, the record
- * path's counters); the drops counted on it.
+ * its lock and message, and each module's state (the statement cache and
+ * busy handler of db.h, the WAL bound of wal.h, the claim cursor of
+ * queue.h, the record path's counters); the drops counted on it.
  */
 #ifndef TELESPOOL_SPOOL_H
 #define TELESPOOL_SPOOL_H
@@ -38,8 +38,6 @@ struct telespool {
 	int64_t instance_create_ts;
 
 	int busy_timeout_ms;
-	int64_t busy_since_ms; /* telespool__busy_wait(): since when */
-	unsigned busy_rng;     /* telespool__busy_wait(): jitter */
 	int64_t max_events;
 	int64_t max_bytes;
 	int64_t max_age_ms;
@@ -50,6 +48,7 @@ struct telespool {
 	int dir_fd; /* the spool's directory, flock'ed shared; -1 if none */
 
 	struct telespool__stmts stmts;      /* db.c */
+	struct telespool__busy busy;        /* db.c */
 	struct telespool__wal wal;          /* wal.c */
 	struct telespool__cursor queue;     /* queue.c */
 	struct telespool__record_state rec; /* record.c */
