@@ -284,6 +284,14 @@ void telespool__rollback(telespool *sp)
 	}
 }
 
+int telespool__end(telespool *sp, int rc)
+{
+	if (rc == TELESPOOL_OK)
+		return telespool__commit(sp);
+	telespool__rollback(sp);
+	return rc;
+}
+
 int telespool__busy_wait(void *ctx, int count)
 {
 	telespool *sp = ctx;

@@ -132,6 +132,11 @@ int telespool__begin(telespool *sp);
 int telespool__commit(telespool *sp);
 void telespool__rollback(telespool *sp);
 
+/* Ends the transaction by rc, the result of the work done in it: commits
+ * when it is TELESPOOL_OK, otherwise rolls back (keeping rc's message).
+ * Returns the commit's result, or rc. */
+int telespool__end(telespool *sp, int rc);
+
 /* The connection's busy handler: waits in short jittered steps until
  * busy_timeout_ms has passed since the first refusal (SQLite's own sleeps
  * in growing steps up to 100 ms, so a waiting writer can sleep through the

@@ -441,10 +441,7 @@ static int move_aside_and_reopen(telespool *sp, char *moved, size_t movedlen)
 		rc = telespool__begin(sp);
 		if (rc == TELESPOOL_OK)
 			rc = telespool__count_drop(sp, "corrupt_spool", 1, iso);
-		if (rc == TELESPOOL_OK)
-			rc = telespool__commit(sp);
-		else
-			telespool__rollback(sp);
+		rc = telespool__end(sp, rc);
 		if (rc != TELESPOOL_OK)
 			telespool__open_fail(
 			    rc,
@@ -586,10 +583,7 @@ static void save_drops(telespool *sp)
 	telespool__wal_closing(sp);
 	if (telespool__begin(sp) != TELESPOOL_OK)
 		return;
-	if (telespool__flush_drops(sp, iso) == TELESPOOL_OK)
-		telespool__commit(sp);
-	else
-		telespool__rollback(sp);
+	(void)telespool__end(sp, telespool__flush_drops(sp, iso));
 }
 
 void telespool_close(telespool *sp)

@@ -156,10 +156,7 @@ int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys)
 			sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
 		rc = telespool__step_done(sp, st, "marking the purge");
 	}
-	if (rc == TELESPOOL_OK)
-		rc = telespool__commit(sp);
-	else
-		telespool__rollback(sp);
+	rc = telespool__end(sp, rc);
 	if (secure >= 0)
 		telespool__exec(sp, secure == 1 ? "PRAGMA secure_delete = ON"
 				    : secure == 2

@@ -260,10 +260,7 @@ static int store(telespool *sp, struct telespool__event *ev, int64_t now_ms,
 		rc = insert_event(sp, ev, event_id, now_iso, size);
 	if (rc == TELESPOOL_OK && !skip)
 		rc = keep_count(sp, sqlite3_last_insert_rowid(sp->db), now_iso);
-	if (rc == TELESPOOL_OK)
-		rc = telespool__commit(sp);
-	else
-		telespool__rollback(sp);
+	rc = telespool__end(sp, rc);
 	telespool__event_free(ev);
 
 	if (rc == TELESPOOL_OK) {

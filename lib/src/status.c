@@ -142,10 +142,7 @@ int telespool__get_status(telespool *sp, int64_t now_ms, telespool__status *s)
 			      "reading the runs", run_row, s);
 	/* Ended on every path (a failed COMMIT rolls back): a read
 	 * transaction left open would keep the WAL from being reset. */
-	if (rc == TELESPOOL_OK)
-		rc = telespool__commit(sp);
-	else
-		telespool__rollback(sp);
+	rc = telespool__end(sp, rc);
 	telespool__unlock(sp);
 	return rc;
 }
