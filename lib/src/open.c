@@ -571,10 +571,7 @@ static int close_wait(void *ctx, int count)
  * waits. */
 static void save_drops(telespool *sp)
 {
-	int any = 0;
-	for (int i = 0; i < DROP__COUNT; i++)
-		any |= sp->unsaved_drops[i] != 0;
-	if (!any || sp->db == NULL)
+	if (!telespool__drops_unsaved(sp) || sp->db == NULL)
 		return;
 	char iso[TELESPOOL_ISO_LEN];
 	telespool__iso(telespool__now_ms(), iso);

@@ -242,7 +242,7 @@ static int store(telespool *sp, struct telespool__event *ev, int64_t now_ms,
 	/* A WAL a reader keeps from being reset takes nothing more. */
 	int rc = telespool__wal_room(sp);
 	if (rc != TELESPOOL_OK) {
-		sp->unsaved_drops[DROP_WAL_PINNED]++;
+		telespool__drop_later(sp, DROP_WAL_PINNED);
 		telespool__event_free(ev);
 		return rc;
 	}
@@ -264,10 +264,10 @@ static int store(telespool *sp, struct telespool__event *ev, int64_t now_ms,
 	telespool__event_free(ev);
 
 	if (rc == TELESPOOL_OK) {
-		memset(sp->unsaved_drops, 0, sizeof(sp->unsaved_drops));
+		telespool__drops_saved(sp);
 	} else if (rc == TELESPOOL_EFULL) {
 		/* Counted in the next transaction that gets through. */
-		sp->unsaved_drops[DROP_DISK_FULL]++;
+		telespool__drop_later(sp, DROP_DISK_FULL);
 	}
 	return rc;
 }

@@ -43,8 +43,27 @@ int telespool__flush_drops(telespool *sp, const char *now_iso)
 		if (rc != TELESPOOL_OK)
 			return rc;
 	}
-	/* Cleared by the caller once the transaction commits. */
+	/* Cleared by the caller once the transaction commits
+	 * (telespool__drops_saved). */
 	return TELESPOOL_OK;
+}
+
+void telespool__drop_later(telespool *sp, enum telespool__drop reason)
+{
+	sp->unsaved_drops[reason]++;
+}
+
+void telespool__drops_saved(telespool *sp)
+{
+	memset(sp->unsaved_drops, 0, sizeof(sp->unsaved_drops));
+}
+
+int telespool__drops_unsaved(const telespool *sp)
+{
+	for (int i = 0; i < DROP__COUNT; i++)
+		if (sp->unsaved_drops[i] != 0)
+			return 1;
+	return 0;
 }
 
 void telespool__lock(telespool *sp)

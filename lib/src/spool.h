@@ -65,6 +65,13 @@ struct telespool {
  * transaction. */
 int telespool__flush_drops(telespool *sp, const char *now_iso);
 
+/* Counts a drop in memory (the disk or the WAL was full), for the next
+ * transaction that gets through; forgets them once one that flushed them
+ * committed; 1 while some are unwritten. */
+void telespool__drop_later(telespool *sp, enum telespool__drop reason);
+void telespool__drops_saved(telespool *sp);
+int telespool__drops_unsaved(const telespool *sp);
+
 /* Adds n to drops[reason] inside the current transaction. */
 int telespool__count_drop(telespool *sp, const char *reason, int64_t n,
 			  const char *now_iso);
