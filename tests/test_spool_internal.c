@@ -121,6 +121,45 @@ static void test_migrations_embedded(void)
 }
 
 /*
+ * test_api concurrent_first_open's race, made certain: a connection read
+ * the schema of 0001 (events a table), then another process applied 0002
+ * (events a view).  migrate.c reads sqlite_schema before it runs a
+ * migration, which makes SQLite load the changed schema again; 0003's DROP
+ * VIEW events must not be prepared against the stale one ("use DROP TABLE
+ * to delete table events").
+ */
+static void test_migrate_stale_schema(void)
+{
+	char path[600];
+	int newest = telespool__migrations[telespool__n_migrations - 1].version;
+	ASSERT_TRUE(telespool__n_migrations >= 3);
+	path_in(path, sizeof(path), "stale.db");
+	ASSERT_EQ(path_exec(path, telespool__migrations[0].sql), SQLITE_OK);
+	ASSERT_EQ(path_exec(path, "PRAGMA user_version = 1"), SQLITE_OK);
+
+	telespool *sp = calloc(1, sizeof(*sp));
+	ASSERT_TRUE(sp != NULL);
+	int src = sqlite3_open_v2(path, &sp->db, SQLITE_OPEN_READWRITE, NULL);
+	if (src == SQLITE_OK)
+		src = sqlite3_exec(sp->db, "SELECT count(*) FROM events", NULL,
+				   NULL, NULL);
+	ASSERT_EQ(path_exec(path, telespool__migrations[1].sql), SQLITE_OK);
+	ASSERT_EQ(path_exec(path, "PRAGMA user_version = 2"), SQLITE_OK);
+	int rc = src == SQLITE_OK ? telespool__migrate(sp) : TELESPOOL_ERROR;
+	char msg[sizeof(sp->errmsg)];
+	snprintf(msg, sizeof(msg), "%s", sp->errmsg);
+	telespool__db_close(sp);
+	free(sp);
+	ASSERT_EQ(src, SQLITE_OK);
+	ASSERT_STREQ(msg, "");
+	ASSERT_EQ(rc, TELESPOOL_OK);
+	ASSERT_EQ(path_int(path, "PRAGMA user_version"), newest);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM sqlite_schema"
+				 " WHERE name = 'events' AND type = 'view'"),
+		  1);
+}
+
+/*
  * A spool reached through a symbolic link (data/telemetry.db -> elsewhere)
  * and moved aside there (test_api move_aside_through_a_symlink): the
  * uploader's opt-out purge removes the moved copy beside the target.
@@ -444,6 +483,7 @@ static const struct tu_test tests[] = {
     {"open_defaults", test_open_defaults},
     {"durability", test_durability},
     {"migrations_embedded", test_migrations_embedded},
+    {"migrate_stale_schema", test_migrate_stale_schema},
     {"purge_moved_aside_copy", test_purge_moved_aside_copy},
     {"max_events_after_upload", test_max_events_after_upload},
     {"wal_limit", test_wal_limit},

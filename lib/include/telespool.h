@@ -160,22 +160,27 @@ typedef struct telespool_options {
  * -Wmissing-field-initializers accepts; C++ (no designated initializers
  * before C++20, and the warning for {VERSION}) gets a value-initialized
  * struct with the version set, so that -Wextra -Werror builds stay quiet in
- * both.  Use it as "telespool_options o = TELESPOOL_OPTIONS_INIT;".
+ * both.  Use it as "telespool_options o = TELESPOOL_OPTIONS_INIT;";
+ * TELESPOOL_QUERY_INIT and TELESPOOL_HEARTBEAT_INIT are made the same way.
  */
 #ifdef __cplusplus
-static inline telespool_options telespool__cxx_options_init(void)
+extern "C++" {
+template <typename T> static inline T telespool__cxx_init(unsigned int version)
 {
-	telespool_options o = telespool_options();
-	o.struct_version = TELESPOOL_OPTIONS_VERSION;
-	return o;
+	T v = T();
+	v.struct_version = version;
+	return v;
 }
-#define TELESPOOL_OPTIONS_INIT telespool__cxx_options_init()
+}
+#define TELESPOOL__INIT(type, version) telespool__cxx_init<type>(version)
 #else
-#define TELESPOOL_OPTIONS_INIT                                                 \
+#define TELESPOOL__INIT(type, version)                                         \
 	{                                                                      \
-		.struct_version = TELESPOOL_OPTIONS_VERSION                    \
+		.struct_version = (version)                                    \
 	}
 #endif
+#define TELESPOOL_OPTIONS_INIT                                                 \
+	TELESPOOL__INIT(telespool_options, TELESPOOL_OPTIONS_VERSION)
 
 /*
  * Opens (creating with mode 0600 if needed) the spool at path and brings its
@@ -253,20 +258,8 @@ typedef struct telespool_query {
 
 /* As TELESPOOL_OPTIONS_INIT: the struct_version, everything else NULL or
  * 0. */
-#ifdef __cplusplus
-static inline telespool_query telespool__cxx_query_init(void)
-{
-	telespool_query q = telespool_query();
-	q.struct_version = TELESPOOL_QUERY_VERSION;
-	return q;
-}
-#define TELESPOOL_QUERY_INIT telespool__cxx_query_init()
-#else
 #define TELESPOOL_QUERY_INIT                                                   \
-	{                                                                      \
-		.struct_version = TELESPOOL_QUERY_VERSION                      \
-	}
-#endif
+	TELESPOOL__INIT(telespool_query, TELESPOOL_QUERY_VERSION)
 
 /*
  * Records one query event: builds the JSON body POSTed later to
@@ -364,20 +357,8 @@ typedef struct telespool_heartbeat {
 
 /* As TELESPOOL_OPTIONS_INIT: the struct_version, everything else NULL or
  * 0. */
-#ifdef __cplusplus
-static inline telespool_heartbeat telespool__cxx_heartbeat_init(void)
-{
-	telespool_heartbeat h = telespool_heartbeat();
-	h.struct_version = TELESPOOL_HEARTBEAT_VERSION;
-	return h;
-}
-#define TELESPOOL_HEARTBEAT_INIT telespool__cxx_heartbeat_init()
-#else
 #define TELESPOOL_HEARTBEAT_INIT                                               \
-	{                                                                      \
-		.struct_version = TELESPOOL_HEARTBEAT_VERSION                  \
-	}
-#endif
+	TELESPOOL__INIT(telespool_heartbeat, TELESPOOL_HEARTBEAT_VERSION)
 
 /*
  * Records LangBot 4.10.8's "instance_heartbeat" for one workspace (LangBot

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "spool.h"
@@ -283,19 +284,30 @@ void telespool__rollback(telespool *sp)
 	}
 }
 
+int telespool__end(telespool *sp, int rc)
+{
+	if (rc == TELESPOOL_OK)
+		return telespool__commit(sp);
+	telespool__rollback(sp);
+	return rc;
+}
+
 int telespool__busy_wait(void *ctx, int count)
 {
 	telespool *sp = ctx;
 	int64_t now = telespool__monotonic_ms();
 
 	if (count == 0)
-		sp->busy_since_ms = now;
-	int64_t left = sp->busy_timeout_ms - (now - sp->busy_since_ms);
+		sp->busy.since_ms = now;
+	int64_t left = sp->busy_timeout_ms - (now - sp->busy.since_ms);
 	if (left <= 0)
 		return 0;
-	sp->busy_rng = sp->busy_rng * 1103515245u + 12345u;
+	/* Handles waiting on the same lock draw different steps. */
+	if (sp->busy.rng == 0)
+		sp->busy.rng = (unsigned)getpid() ^ (unsigned)(uintptr_t)sp;
+	sp->busy.rng = sp->busy.rng * 1103515245u + 12345u;
 	long us =
-	    100 + (long)((sp->busy_rng >> 8) % (count < 20 ? 400u : 2000u));
+	    100 + (long)((sp->busy.rng >> 8) % (count < 20 ? 400u : 2000u));
 	if (us > left * 1000)
 		us = (long)left * 1000;
 	telespool__sleep_us(us);

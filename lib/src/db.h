@@ -61,6 +61,14 @@ struct telespool__stmts {
 	sqlite3_stmt *st[STMT__COUNT];
 };
 
+/* The busy handler's state, on the handle (struct telespool's busy): the
+ * start of the current wait and the jitter's generator (seeded on first
+ * use). */
+struct telespool__busy {
+	int64_t since_ms;
+	unsigned rng;
+};
+
 /* Statement id, prepared on first use, reset and unbound; or NULL with the
  * handle's message set.  Release it with telespool__release() (or one of
  * the stepping helpers), never finalize it. */
@@ -123,6 +131,11 @@ int telespool__exec_as(telespool *sp, const char *sql, const char *what);
 int telespool__begin(telespool *sp);
 int telespool__commit(telespool *sp);
 void telespool__rollback(telespool *sp);
+
+/* Ends the transaction by rc, the result of the work done in it: commits
+ * when it is TELESPOOL_OK, otherwise rolls back (keeping rc's message).
+ * Returns the commit's result, or rc. */
+int telespool__end(telespool *sp, int rc);
 
 /* The connection's busy handler: waits in short jittered steps until
  * busy_timeout_ms has passed since the first refusal (SQLite's own sleeps

@@ -111,10 +111,7 @@ static int walk_older(telespool *sp, const char *select_sql,
 		    rc == TELESPOOL_OK ? sqlite3_changes64(sp->db) : 0;
 		if (rc == TELESPOOL_OK && reason)
 			rc = telespool__count_drop(sp, reason, changed, now);
-		if (rc == TELESPOOL_OK)
-			rc = telespool__commit(sp);
-		else
-			telespool__rollback(sp);
+		rc = telespool__end(sp, rc);
 		free(ids);
 		if (rc != TELESPOOL_OK)
 			return rc;

@@ -63,7 +63,11 @@ int telespool__schema_check(telespool *sp, int *fresh)
 }
 
 /* Applies migration m unless another process did while we waited for the
- * lock: 1 when it is done (by either), 0 on failure (rolled back). */
+ * lock: 1 when it is done (by either), 0 on failure (rolled back).
+ * schema_state() reads sqlite_schema under the lock, so SQLite loads a
+ * schema another process changed before m's SQL is prepared against it
+ * (PRAGMA user_version alone would not: test_spool_internal
+ * migrate_stale_schema). */
 static int apply(telespool *sp, const struct telespool__migration *m, int *rc)
 {
 	int64_t v = 0;

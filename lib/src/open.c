@@ -441,12 +441,12 @@ static int move_aside_and_reopen(telespool *sp, char *moved, size_t movedlen)
 		rc = telespool__begin(sp);
 		if (rc == TELESPOOL_OK)
 			rc = telespool__count_drop(sp, "corrupt_spool", 1, iso);
-		if (rc == TELESPOOL_OK)
-			rc = telespool__commit(sp);
-		else
-			telespool__rollback(sp);
+		rc = telespool__end(sp, rc);
 		if (rc != TELESPOOL_OK)
-			telespool__open_fail(rc, "%s", sp->errmsg);
+			telespool__open_fail(
+			    rc,
+			    "%s: %s (the damaged file was moved aside to %s)",
+			    sp->path, sp->errmsg, moved);
 	}
 	flock(sp->dir_fd, LOCK_SH); /* never blocks: we hold it */
 	return rc;
@@ -471,7 +471,6 @@ static int new_handle(const char *path, const telespool_options *opts,
 	sp->busy_timeout_ms = opts->busy_timeout_ms > 0
 				  ? opts->busy_timeout_ms
 				  : TELESPOOL_DEFAULT_BUSY_TIMEOUT_MS;
-	sp->busy_rng = (unsigned)getpid() ^ (unsigned)(uintptr_t)sp;
 	sp->max_events = opts->max_events > 0 ? opts->max_events
 					      : TELESPOOL_DEFAULT_MAX_EVENTS;
 	sp->max_bytes =
@@ -578,13 +577,10 @@ static void save_drops(telespool *sp)
 	telespool__iso(telespool__now_ms(), iso);
 	sqlite3_busy_handler(sp->db, close_wait, NULL);
 	/* Nor hold the others off (checkpoint). */
-	sp->wal.restart_ms = INT64_MAX;
+	telespool__wal_closing(sp);
 	if (telespool__begin(sp) != TELESPOOL_OK)
 		return;
-	if (telespool__flush_drops(sp, iso) == TELESPOOL_OK)
-		telespool__commit(sp);
-	else
-		telespool__rollback(sp);
+	(void)telespool__end(sp, telespool__flush_drops(sp, iso));
 }
 
 void telespool_close(telespool *sp)

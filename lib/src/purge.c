@@ -16,6 +16,7 @@
 #include "queue.h"
 #include "spool.h"
 #include "timefmt.h"
+#include "wal.h"
 
 #define PURGE_MARK TELESPOOL__PURGE_MARK
 
@@ -74,7 +75,7 @@ static int truncate_wal(telespool *sp)
 		    "transaction open keeps the old pages readable in the file "
 		    "and its write-ahead log; the next open or uploader run "
 		    "after it ends finishes the purge");
-	sp->wal.frames = 0;
+	telespool__wal_truncated(sp);
 	return TELESPOOL_OK;
 }
 
@@ -155,10 +156,7 @@ int telespool__purge(telespool *sp, int64_t *events, int64_t *surveys)
 			sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
 		rc = telespool__step_done(sp, st, "marking the purge");
 	}
-	if (rc == TELESPOOL_OK)
-		rc = telespool__commit(sp);
-	else
-		telespool__rollback(sp);
+	rc = telespool__end(sp, rc);
 	if (secure >= 0)
 		telespool__exec(sp, secure == 1 ? "PRAGMA secure_delete = ON"
 				    : secure == 2

@@ -345,10 +345,7 @@ int telespool__finish(telespool *sp, const telespool__outcome *o, size_t n,
 		telespool__release(sp, st[i]);
 	if (rc == TELESPOOL_OK)
 		rc = advance_pending_from(sp);
-	if (rc == TELESPOOL_OK)
-		rc = telespool__commit(sp);
-	else
-		telespool__rollback(sp);
+	rc = telespool__end(sp, rc);
 	telespool__unlock(sp);
 	return rc;
 }

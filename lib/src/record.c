@@ -242,7 +242,7 @@ static int store(telespool *sp, struct telespool__event *ev, int64_t now_ms,
 	/* A WAL a reader keeps from being reset takes nothing more. */
 	int rc = telespool__wal_room(sp);
 	if (rc != TELESPOOL_OK) {
-		sp->unsaved_drops[DROP_WAL_PINNED]++;
+		telespool__drop_later(sp, DROP_WAL_PINNED);
 		telespool__event_free(ev);
 		return rc;
 	}
@@ -260,17 +260,14 @@ static int store(telespool *sp, struct telespool__event *ev, int64_t now_ms,
 		rc = insert_event(sp, ev, event_id, now_iso, size);
 	if (rc == TELESPOOL_OK && !skip)
 		rc = keep_count(sp, sqlite3_last_insert_rowid(sp->db), now_iso);
-	if (rc == TELESPOOL_OK)
-		rc = telespool__commit(sp);
-	else
-		telespool__rollback(sp);
+	rc = telespool__end(sp, rc);
 	telespool__event_free(ev);
 
 	if (rc == TELESPOOL_OK) {
 		telespool__drops_saved(sp);
 	} else if (rc == TELESPOOL_EFULL) {
 		/* Counted in the next transaction that gets through. */
-		sp->unsaved_drops[DROP_DISK_FULL]++;
+		telespool__drop_later(sp, DROP_DISK_FULL);
 	}
 	return rc;
 }

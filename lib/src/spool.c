@@ -55,7 +55,8 @@ int telespool__flush_drops(telespool *sp, const char *now_iso)
 		if (rc != TELESPOOL_OK)
 			return rc;
 	}
-	/* Cleared by the caller once the transaction commits. */
+	/* Cleared by the caller once the transaction commits
+	 * (telespool__drops_saved). */
 	return TELESPOOL_OK;
 }
 
@@ -68,6 +69,11 @@ int telespool__drops_unsaved(const telespool *sp)
 		if (sp->unsaved_caller[i].n != 0)
 			return 1;
 	return 0;
+}
+
+void telespool__drop_later(telespool *sp, enum telespool__drop reason)
+{
+	sp->unsaved_drops[reason]++;
 }
 
 void telespool__drops_saved(telespool *sp)
@@ -146,10 +152,7 @@ static int count_now(telespool *sp, const char *reason, int64_t n)
 			rc = telespool__flush_drops(sp, iso);
 		if (rc == TELESPOOL_OK)
 			rc = telespool__count_drop(sp, reason, n, iso);
-		if (rc == TELESPOOL_OK)
-			rc = telespool__commit(sp);
-		else
-			telespool__rollback(sp);
+		rc = telespool__end(sp, rc);
 	}
 	if (rc == TELESPOOL_OK) {
 		telespool__drops_saved(sp);

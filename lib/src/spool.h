@@ -1,8 +1,8 @@
 /*
  * spool.h - the handle behind telespool *: the options it was opened with,
- * its lock and message, and each module's state (the statement cache of
- * db.h, the WAL bound of wal.h, the claim cursor of queue.h, the record
- * path's counters); the drops counted on it.
+ * its lock and message, and each module's state (the statement cache and
+ * busy handler of db.h, the WAL bound of wal.h, the claim cursor of
+ * queue.h, the record path's counters); the drops counted on it.
  */
 #ifndef TELESPOOL_SPOOL_H
 #define TELESPOOL_SPOOL_H
@@ -46,8 +46,6 @@ struct telespool {
 	int64_t instance_create_ts;
 
 	int busy_timeout_ms;
-	int64_t busy_since_ms; /* telespool__busy_wait(): since when */
-	unsigned busy_rng;     /* telespool__busy_wait(): jitter */
 	int64_t max_events;
 	int64_t max_bytes;
 	int64_t max_age_ms;
@@ -58,6 +56,7 @@ struct telespool {
 	int dir_fd; /* the spool's directory, flock'ed shared; -1 if none */
 
 	struct telespool__stmts stmts;      /* db.c */
+	struct telespool__busy busy;        /* db.c */
 	struct telespool__wal wal;          /* wal.c */
 	struct telespool__cursor queue;     /* queue.c */
 	struct telespool__record_state rec; /* record.c */
@@ -75,11 +74,12 @@ struct telespool {
  * transaction. */
 int telespool__flush_drops(telespool *sp, const char *now_iso);
 
-/* 1 when drops wait in memory for flush_drops(). */
-int telespool__drops_unsaved(const telespool *sp);
-
-/* Forgets them: flush_drops()'s transaction committed. */
+/* Counts a drop in memory (the disk or the WAL was full), for the next
+ * transaction that gets through; forgets them once one that flushed them
+ * committed; 1 while some are unwritten. */
+void telespool__drop_later(telespool *sp, enum telespool__drop reason);
 void telespool__drops_saved(telespool *sp);
+int telespool__drops_unsaved(const telespool *sp);
 
 /* Adds n to drops[reason] inside the current transaction. */
 int telespool__count_drop(telespool *sp, const char *reason, int64_t n,

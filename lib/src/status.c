@@ -140,10 +140,9 @@ int telespool__get_status(telespool *sp, int64_t now_ms, telespool__status *s)
 			      " coalesce(outcome, ''), coalesce(detail, '')"
 			      " FROM upload_runs ORDER BY id DESC LIMIT 5",
 			      "reading the runs", run_row, s);
-	if (rc == TELESPOOL_OK)
-		rc = telespool__exec(sp, "COMMIT");
-	else
-		telespool__rollback(sp);
+	/* Ended on every path (a failed COMMIT rolls back): a read
+	 * transaction left open would keep the WAL from being reset. */
+	rc = telespool__end(sp, rc);
 	telespool__unlock(sp);
 	return rc;
 }

@@ -15,7 +15,7 @@
  * events while a reader holds the log back).  A commit in LangBot's
  * process checkpoints once the log holds HOST_CHECKPOINT (16 MiB: 4000
  * pages of 4 KiB) or W / 2 if less; the uploader checkpoints at SQLite's
- * usual 1000 pages and at the end of each run (runs.c), so with it running
+ * usual 1000 pages and at the end of each run (queue.c), so with it running
  * LangBot's record calls seldom pay for one.  A reset log is cut back to the
  * same size (journal_size_limit).  Past W, only a reader holding a
  * transaction open can have kept the checkpoints from resetting it: record
@@ -190,4 +190,14 @@ void telespool__wal_attach(telespool *sp)
 {
 	sp->wal.frames = 0;
 	sqlite3_wal_hook(sp->db, wal_hook, sp);
+}
+
+void telespool__wal_truncated(telespool *sp)
+{
+	sp->wal.frames = 0;
+}
+
+void telespool__wal_closing(telespool *sp)
+{
+	sp->wal.restart_ms = INT64_MAX;
 }

@@ -57,4 +57,12 @@ void telespool__wal_attach(telespool *sp);
  */
 int telespool__wal_room(telespool *sp);
 
+/* The log was emptied by a TRUNCATE checkpoint (the purge): the next
+ * commit starts it over. */
+void telespool__wal_truncated(telespool *sp);
+
+/* The handle is closing: its last commits checkpoint without a RESTART,
+ * which would hold the other connections off. */
+void telespool__wal_closing(telespool *sp);
+
 #endif
