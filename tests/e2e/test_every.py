@@ -1,8 +1,8 @@
 """telespool-upload --every: the uploader as a long-running sidecar (no cron).
 
 Several runs against the fake Space while events are recorded; SIGTERM in the middle of a slow
-batch (exit 0 within a second, nothing lost, nothing sent twice except the requests that were
-in flight); the config read again by every run; a bad duration refused; memory checked with
+batch with --stop-timeout 0 (exit 0 within a second, nothing lost, nothing sent twice except
+the requests that were in flight; test_stop.py has the graceful stop); the config read again by every run; a bad duration refused; memory checked with
 valgrind over a few runs and by the resident size over many.
 """
 
@@ -90,7 +90,10 @@ class TestEvery(E2E):
         space = self.space()
         lb = self.langbot(space)
         lb.record_queries(5, prefix="a")
-        car = Sidecar(self, lb, "--every", "200ms", "--batch", "10", "--parallel", "2")
+        # --stop-timeout 0: the requests in flight are abandoned at once (test_stop.py has
+        # the graceful stop).
+        car = Sidecar(self, lb, "--every", "200ms", "--batch", "10", "--parallel", "2",
+                      "--stop-timeout", "0")
 
         # Runs go on while LangBot records: each new event is sent by a later run.
         space.wait_for(lambda log: len(log) >= 5, 30)
