@@ -129,8 +129,11 @@ class TestEvery(E2E):
                                   if _query_id(r["body"]))
         recorded = {f"{p}-{i}" for p, n in (("a", 5), ("b", 5), ("c", 20)) for i in range(n)}
         self.assertEqual(set(ids), recorded)
+        # At most the --parallel 2 in flight; not necessarily among `interrupted`, as
+        # Space may log an abandoned request only after the uploader exited.
         twice = {q for q, n in ids.items() if n > 1}
-        self.assertLessEqual(twice, interrupted, ids)
+        self.assertLessEqual(len(twice), 2, ids)
+        self.assertTrue(all(q.startswith("c-") for q in twice), ids)
 
     def test_config_read_again_every_run(self):
         space = self.space()
