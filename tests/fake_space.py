@@ -47,6 +47,7 @@ Control endpoints (never logged, never subject to rules)
     GET  /__log?min=N&timeout=S   same, but first waits (server side, up to S seconds, default
                               10) until at least N requests have been logged
     POST /__reset             clears the log (memory and file) and the behaviour
+    POST /__release           answers every held request (the "hold" action) now
 A bad behaviour answers 400 {"code": 400, "msg": "<what is wrong>"}.
 
 Behaviour JSON
@@ -58,8 +59,11 @@ request matching no rule (or only exhausted ones) gets the normal answer.
                "method": "POST"
                "body_contains": "poison"      raw body must contain this substring
     budget:    "times": N                     applies to the first N matching requests only
-    action:    "action": "respond" (default) | "stall" | "reset"
+    action:    "action": "respond" (default) | "stall" | "reset" | "hold"
                respond: answer (after the modifiers below)
+               hold:    read and log the request, then answer it (as respond) only once the
+                        test calls release() (POST /__release); until reset(), a hold rule
+                        answers at once after that.  A stop ends a held request unanswered.
                stall:   read the request, never answer; the connection is held open until the
                         client closes it or the server stops
                reset:   close with an RST (SO_LINGER 0) after "after_bytes" bytes of the answer
@@ -100,6 +104,7 @@ Python API
         space.requests(path=None)      # copy of the log, optionally only one path
         space.wait_for(lambda reqs: len(reqs) >= 3, timeout=5)   # condition variable
         space.wait_for_count(3, path="/api/v1/telemetry", timeout=5)
+        space.release()                # answer the requests a "hold" rule holds
         space.reset()
     with FakeSpace.spawn(log_path=..., behaviour={...}) as proc:  # a separate process
         ... the same methods, over the control endpoints; proc.proc is the Popen object
@@ -145,7 +150,7 @@ _ANSWER_KEYS = {
     "action", "after_bytes", "status", "code", "msg", "data", "body", "body_size",
     "retry_after", "location", "headers", "close", "delay_ms", "byte_delay_ms",
 }
-_ACTIONS = ("respond", "stall", "reset")
+_ACTIONS = ("respond", "stall", "reset", "hold")
 
 
 # --------------------------------------------------------------------------- behaviour
@@ -273,6 +278,7 @@ class FakeSpaceServer(http.server.ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)   # notified on every log append/reset
         self.stopping = threading.Event()
+        self.released = False                            # "hold": answer now
         self.connections: set[socket.socket] = set()
         self.next_connection = 0
         super().__init__((HOST, port), Handler)          # binds and listens
@@ -349,10 +355,23 @@ class FakeSpaceServer(http.server.ThreadingHTTPServer):
             raise TimeoutError(f"fake Space: condition not met within {timeout} s; "
                                f"{len(self.log)} request(s) logged")
 
+    def release(self) -> None:
+        """Answer every request a "hold" rule holds (and later ones at once, until reset)."""
+        with self.lock:
+            self.released = True
+            self.changed.notify_all()
+
+    def hold(self) -> bool:
+        """Wait until release() or stop(); return True when released."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.released or self.stopping.is_set())
+            return not self.stopping.is_set()
+
     def reset(self) -> None:
         """Forget the log (memory and file) and every rule and survey."""
         with self.lock:
             self.log.clear()
+            self.released = False
             self.behaviour = Behaviour()
             if self.log_file:
                 self.log_file.seek(0)
@@ -477,7 +496,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "path": self.path,
             "headers": headers,
             "body": body,
-            "status": status if action == "respond" else None,
+            "status": status if action in ("respond", "hold") else None,
             "idempotency_key": headers.get("idempotency-key"),
             "connection": self.serial,
             "action": action,
@@ -486,6 +505,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
         if action == "stall":
             self._stall()
+            return
+        if action == "hold" and not self.server.hold():
+            self.close_connection = True
             return
         if rule.get("delay_ms") and self.server.stopping.wait(rule["delay_ms"] / 1000):
             self.close_connection = True
@@ -625,6 +647,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif path == "/__reset" and self.command == "POST":
                 server.reset()
                 self._reply(200, _envelope(0, "ok", {}))
+            elif path == "/__release" and self.command == "POST":
+                server.release()
+                self._reply(200, _envelope(0, "ok", {}))
             else:
                 self._reply(404, _envelope(404, "no such control endpoint", {}))
         except ValueError as exc:   # bad JSON, bad behaviour, bad query parameter
@@ -707,6 +732,10 @@ class FakeSpace:
     def reset(self) -> None:
         """Clear the log (memory and file) and the behaviour."""
         self.server.reset()
+
+    def release(self) -> None:
+        """Answer the requests a "hold" rule holds (and later ones at once, until reset)."""
+        self.server.release()
 
     def wait_for(self, predicate: Callable[[list[dict]], Any],
                  timeout: float = 10.0) -> list[dict]:
@@ -833,6 +862,9 @@ class FakeSpaceProcess:
 
     def reset(self) -> None:
         self._call("POST", "/__reset")
+
+    def release(self) -> None:
+        self._call("POST", "/__release")
 
     def wait_for(self, predicate: Callable[[list[dict]], Any],
                  timeout: float = 10.0) -> list[dict]:

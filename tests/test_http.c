@@ -1037,6 +1037,104 @@ static void t_stop(void)
 	signal(SIGUSR1, SIG_DFL);
 }
 
+/* For t_stop_graceful: the "signals" come from the transport's check, once
+ * the server has a request, so that they land while it is in flight. */
+struct signaller {
+	struct server *sv;
+	int signals; /* how many to raise, one per check */
+};
+
+static int raise_stop(void *ctx)
+{
+	struct signaller *s = ctx;
+	if (g_stop < s->signals && server_stats(s->sv).requests >= 1)
+		g_stop++;
+	return 0;
+}
+
+/* A graceful stop (*stop == 1, stop_grace_ms): r[0] in flight, r[1] and
+ * r[2] waiting.  Returns the milliseconds perform took. */
+static int64_t stop_in_flight(struct server *sv, long grace_ms, int signals,
+			      tsu_request *r)
+{
+	tsu_http_options o = base_opts();
+	struct signaller sg = {sv, signals};
+	tsu_http *h = NULL;
+	char url[128];
+	int64_t t0;
+
+	url_for(url, sizeof url, "http", sv->port);
+	o.max_in_flight = 1;
+	o.request_timeout_ms = 60000;
+	o.stop_grace_ms = grace_ms;
+	ASSERT_EQ(tsu_http_new(&h, &o, NULL, 0), 0);
+	if (!h)
+		return 0;
+	tsu_http_set_check(h, raise_stop, &sg, -1);
+	make_reqs(r, 3, url);
+	g_stop = 0;
+	t0 = tsu_monotonic_ms();
+	ASSERT_EQ(tsu_http_perform(h, r, 3, 0, &g_stop), 0);
+	t0 = tsu_monotonic_ms() - t0;
+	ASSERT_EQ(g_stop, signals);
+	ASSERT_EQ(server_stats(sv).requests, 1); /* nothing started after */
+	for (int i = 1; i < 3; i++) {
+		ASSERT_EQ(r[i].transport, TSU_NET_ABORTED);
+		ASSERT_STREQ(r[i].detail, "not sent: stopping");
+		ASSERT_EQ(r[i].abandoned, 0);
+	}
+	tsu_http_free(h);
+	return t0;
+}
+
+/* The first stop lets the request in flight finish; past stop_grace_ms, or
+ * at a second stop, it is abandoned.  Bounds are generous (loaded CI). */
+static void t_stop_graceful(void)
+{
+	struct server sv;
+	tsu_request r[3];
+	int64_t el;
+
+	/* Answered 1.5 s after it arrives: the stop (checked every 100 ms)
+	 * comes first, the grace (30 s) is long enough. */
+	if (server_start(&sv, M_SLOW, 1500) != 0) {
+		TU_FAIL("server failed");
+		return;
+	}
+	stop_in_flight(&sv, 30000, 1, r);
+	ASSERT_EQ(r[0].transport, TSU_NET_OK);
+	ASSERT_EQ(r[0].status, 200);
+	ASSERT_EQ(r[0].abandoned, 0);
+	tsu_requests_reset(r, 3);
+	server_stop(&sv);
+
+	/* Never answered: abandoned once the grace is over. */
+	if (server_start(&sv, M_STALL, 0) != 0) {
+		TU_FAIL("server failed");
+		return;
+	}
+	el = stop_in_flight(&sv, 300, 1, r);
+	ASSERT_EQ(r[0].transport, TSU_NET_ABORTED);
+	ASSERT_STREQ(r[0].detail, "aborted: the stop timeout passed");
+	ASSERT_EQ(r[0].abandoned, 1);
+	ASSERT_TRUE(el >= 300 && el < 20000);
+	tsu_requests_reset(r, 3);
+	server_stop(&sv);
+
+	/* A second stop abandons it at once, long before the grace ends. */
+	if (server_start(&sv, M_STALL, 0) != 0) {
+		TU_FAIL("server failed");
+		return;
+	}
+	el = stop_in_flight(&sv, 120000, 2, r);
+	ASSERT_EQ(r[0].transport, TSU_NET_ABORTED);
+	ASSERT_STREQ(r[0].detail, "aborted: stop requested");
+	ASSERT_EQ(r[0].abandoned, 1);
+	ASSERT_TRUE(el < 60000);
+	tsu_requests_reset(r, 3);
+	server_stop(&sv);
+}
+
 static void t_failures(void)
 {
 	tsu_http_options o = base_opts();
@@ -1373,6 +1471,7 @@ static const struct tu_test tests[] = {
     {"timeouts", t_timeouts},
     {"connect_timeout", t_connect_timeout},
     {"stop", t_stop},
+    {"stop_graceful", t_stop_graceful},
     {"failures", t_failures},
     {"verbose", t_verbose},
     {"tls_verify", t_tls_verify},

@@ -69,7 +69,9 @@ struct run {
 	int64_t start_mono;
 	int any_retry;    /* a retryable failure left rows behind */
 	int64_t released; /* claimed rows given back unsent (time, signal) */
-	int exit_code;    /* set with a spool failure inside a batch */
+	int64_t
+	    abandoned; /* requests aborted in flight (Space may have them) */
+	int exit_code; /* set with a spool failure inside a batch */
 	int64_t pending_at_start; /* for the progress line */
 	tsu_watch w;              /* the config file during the run */
 
@@ -183,6 +185,7 @@ static void judge(struct run *r, const telespool__batch *b,
 				    req[i].status,       req[i].response,
 				    req[i].response_len, req[i].detail,
 				    req[i].retry_after,  tsu_random64()};
+		r->abandoned += req[i].abandoned;
 	}
 	tsu_judge(a, b->n, &p, &r->endpoint_ok, v->out, v->why, t);
 	for (size_t i = 0; i < b->n; i++)
@@ -586,6 +589,7 @@ static int start_http(struct run *r)
 	ho.cacert = r->o->cacert;
 	ho.cc = &r->cc;
 	ho.verbose = r->o->verbose;
+	ho.stop_grace_ms = 1000L * r->o->stop_timeout_s;
 	char err[512];
 	if (tsu_curl_load(err, sizeof(err)) != 0) {
 		tsu_say("%s", err);
@@ -765,10 +769,20 @@ static int run_outcome(struct run *r, int caught_up, int64_t cutoff)
 		return TSU_EXIT_TEMPFAIL;
 	}
 	if (r->rec.outcome == NULL && r->stop && *r->stop) {
-		r->rec.outcome = "interrupted";
-		snprintf(
-		    r->detail, sizeof(r->detail),
-		    "stopped by a signal; the rest waits for the next run");
+		/* Graceful unless requests in flight had to be abandoned (a
+		 * second signal, --stop-timeout): Space may have those. */
+		r->rec.outcome = r->abandoned ? "interrupted" : "stopped";
+		if (r->abandoned)
+			snprintf(r->detail, sizeof(r->detail),
+				 "stopped by a signal: %" PRId64
+				 " request%s in flight abandoned (sent again "
+				 "later with the same Idempotency-Key); the "
+				 "rest waits for the next run",
+				 r->abandoned, r->abandoned == 1 ? "" : "s");
+		else
+			snprintf(r->detail, sizeof(r->detail),
+				 "stopped by a signal, nothing in flight "
+				 "abandoned; the rest waits for the next run");
 		return r->any_retry || due_left(r) ? TSU_EXIT_TEMPFAIL
 						   : TSU_EXIT_OK;
 	} else if (r->rec.outcome == NULL &&

@@ -39,6 +39,7 @@
 #include "clock.h"
 #include "config.h"
 #include "curl_api.h"
+#include "say.h"
 
 #define DEF_CONNECT_TIMEOUT_MS 5000L
 #define DEF_REQUEST_TIMEOUT_MS 10000L
@@ -428,6 +429,7 @@ static void init_out(tsu_request *r)
 	r->response = NULL;
 	r->response_len = 0;
 	r->truncated = 0;
+	r->abandoned = 0;
 }
 
 static void drop_response(tsu_request *r)
@@ -656,13 +658,17 @@ static int start(tsu_http *h, struct slot *s, tsu_request *r)
 	return 0;
 }
 
-/* Why the run must stop now, or NULL. */
-static const char *halted(tsu_http *h, int64_t deadline_ms, volatile int *stop)
+/* Why the run must stop now, or NULL.  grace_until: the end of a graceful
+ * stop under way (0: none). */
+static const char *halted(tsu_http *h, int64_t deadline_ms, volatile int *stop,
+			  int64_t grace_until)
 {
-	if (stop && *stop)
+	if (stop && *stop && (*stop > 1 || h->opts.stop_grace_ms <= 0))
 		return "aborted: stop requested";
 	if (deadline_ms > 0 && tsu_monotonic_ms() >= deadline_ms)
 		return "aborted: deadline passed";
+	if (grace_until > 0 && tsu_monotonic_ms() >= grace_until)
+		return "aborted: the stop timeout passed";
 	if (h->check) {
 		/* Between libcurl steps: only when the watch fired or the
 		 * slice is over, so that a fast drain is not a stream of
@@ -689,6 +695,28 @@ void tsu_http_set_check(tsu_http *h, int (*check)(void *ctx), void *ctx,
 	h->checked_ms = 0;
 }
 
+/*
+ * A first stop signal (*stop == 1) with stop_grace_ms: a graceful stop, in
+ * which no request starts and those in flight get until *grace_until
+ * (set here when the stop is first seen) to finish.  Says so once, when
+ * requests are in flight.  Returns non-zero while stopping.
+ */
+static int stopping(const tsu_http *h, volatile int *stop, int active,
+		    int64_t *grace_until)
+{
+	if (*grace_until > 0)
+		return 1;
+	if (!stop || *stop != 1 || h->opts.stop_grace_ms <= 0)
+		return 0;
+	*grace_until = tsu_monotonic_ms() + h->opts.stop_grace_ms;
+	if (active > 0)
+		tsu_say("stopping: waiting up to %.1f s for %d request%s in "
+			"flight (signal again to stop at once)",
+			(double)h->opts.stop_grace_ms / 1000.0, active,
+			active == 1 ? "" : "s");
+	return 1;
+}
+
 /* Takes every request still in a handle out of the multi, as aborted. */
 static void abort_active(tsu_http *h, const char *why)
 {
@@ -702,6 +730,7 @@ static void abort_active(tsu_http *h, const char *why)
 		tsu_curl.multi_remove_handle(h->multi, s->easy);
 		drop_response(s->req);
 		s->req->transport = TSU_NET_ABORTED;
+		s->req->abandoned = 1;
 		copy_text(s->req->detail, sizeof s->req->detail, why);
 		log_outcome(h, s->req, s->started_ms);
 		release_slot(s);
@@ -801,7 +830,8 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 {
 	size_t next = 0, done = 0, i;
 	int active = 0;
-	int held = 0; /* Space answered 429/503: start no more */
+	int held = 0;            /* Space answered 429/503: start no more */
+	int64_t grace_until = 0; /* a graceful stop: start no more */
 	const char *why = NULL;
 	CURLMcode mc = CURLM_OK;
 
@@ -810,12 +840,13 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 	for (i = 0; i < n; i++)
 		init_out(&reqs[i]);
 
-	why = halted(h, deadline_ms, stop);
+	why = halted(h, deadline_ms, stop, 0);
 	while (!why && done < n) {
 		int running, left;
 		CURLMsg *m;
+		int quiet = stopping(h, stop, active, &grace_until) || held;
 
-		mc = fill_slots(h, reqs, n, held, &next, &active, &done);
+		mc = fill_slots(h, reqs, n, quiet, &next, &active, &done);
 		if (mc != CURLM_OK)
 			goto fail;
 		mc = tsu_curl.multi_perform(h->multi, &running);
@@ -826,26 +857,33 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 				reap(h, m, &active, &done, &held);
 		if (done == n)
 			break;
-		why = halted(h, deadline_ms, stop);
+		why = halted(h, deadline_ms, stop, grace_until);
 		if (why)
 			break;
-		if (held && active == 0) {
-			why = "not sent: Space asked to slow down";
+		quiet = stopping(h, stop, active, &grace_until) || held;
+		if (quiet && active == 0) {
+			why = grace_until
+				  ? "not sent: stopping"
+				  : "not sent: Space asked to slow down";
 			break;
 		}
-		if (!held &&
+		if (!quiet &&
 		    active < (h->cc ? tsu_cc_limit(h->cc) : h->nslots) &&
 		    next < n)
 			continue; /* a handle came free: start the next at once */
-		mc = wait_a_slice(h, deadline_ms);
+		mc = wait_a_slice(
+		    h, grace_until > 0 &&
+			       (deadline_ms <= 0 || grace_until < deadline_ms)
+			   ? grace_until
+			   : deadline_ms);
 		if (mc != CURLM_OK)
 			goto fail;
 	}
 	if (why) {
 		abort_active(h, why);
-		for (; next < n; next++)
+		for (; next < n; next++) /* never started */
 			copy_text(reqs[next].detail, sizeof reqs[next].detail,
-				  why);
+				  grace_until ? "not sent: stopping" : why);
 	}
 	return 0;
 

@@ -30,6 +30,9 @@ typedef struct tsu_http_options {
 	long low_speed_bytes;    /* abort if slower than this ... */
 	long low_speed_seconds;  /* ... for this long; defaults 1 B/s, 10 s */
 	int max_in_flight;       /* default 4; ignored with cc */
+	long stop_grace_ms;      /* *stop == 1: the requests in flight get
+	                                this long to finish; default 0 (they
+	                                are abandoned at once) */
 	tsu_cc *cc;  /* borrowed, or NULL: decides how many are in flight and
 	                 learns from every finished request */
 	int verbose; /* log requests to stderr */
@@ -56,6 +59,8 @@ typedef struct tsu_request {
 	size_t response_len;
 	int truncated; /* body was longer than TSU_HTTP_MAX_RESPONSE: the
 	                             transfer was cut there, still TSU_NET_OK */
+	int abandoned; /* TSU_NET_ABORTED while in flight: Space may have
+	                             it (not set for one never started) */
 } tsu_request;
 
 typedef struct tsu_http tsu_http;
@@ -74,9 +79,15 @@ int tsu_http_new(tsu_http **out, const tsu_http_options *opts, char *err,
  * limit, asked before each start) at once, reusing connections.  Once an
  * answer is 429 or 503, no further request is started: those in flight
  * finish, the others end TSU_NET_ABORTED ("not sent: Space asked to slow
- * down"), so that a Retry-After is not answered with the rest of a batch.  Returns when every request has an outcome, or when
- * deadline_ms (CLOCK_MONOTONIC, ms; 0 = none) passes or *stop becomes
- * non-zero (may be NULL): the unfinished ones get TSU_NET_ABORTED.
+ * down"), so that a Retry-After is not answered with the rest of a batch.
+ * Returns when every request has an outcome, or when deadline_ms
+ * (CLOCK_MONOTONIC, ms; 0 = none) passes or *stop becomes non-zero (may be
+ * NULL): the unfinished ones get TSU_NET_ABORTED.  With stop_grace_ms, a
+ * *stop of 1 (a first stop signal) is a graceful stop instead: no request
+ * starts any more (those not started end TSU_NET_ABORTED, "not sent:
+ * stopping"), and those in flight get up to stop_grace_ms from when the
+ * stop was seen to finish with their real outcome; past that, or once
+ * *stop is 2 or more (a second signal), they are abandoned at once.
  * Redirects are not followed (a 3xx is an answer).  A request that cannot
  * be sent (no URL, line break in the key) fails alone as TSU_NET_PROTOCOL.
  * The out fields are written, never read: release earlier responses with

@@ -24,12 +24,15 @@
 #endif
 
 static volatile sig_atomic_t stop_signal;
+/* The stop signals so far, up to 2: the first stops gracefully (the
+ * requests in flight may finish, --stop-timeout), the second at once. */
 static volatile int stop_flag;
 
 static void on_signal(int sig)
 {
 	stop_signal = sig;
-	stop_flag = 1;
+	if (stop_flag < 2)
+		stop_flag = stop_flag + 1;
 }
 
 static void usage(FILE *f)
@@ -64,6 +67,13 @@ static void usage(FILE *f)
 	      "end it\n"
 	      "                      with exit 0 (a sidecar container's "
 	      "command)\n"
+	      "  --stop-timeout SECONDS  on SIGTERM or SIGINT, let the "
+	      "requests in\n"
+	      "                      flight finish for up to SECONDS (0..300; "
+	      "default: 5,\n"
+	      "                      under Docker's 10 s before SIGKILL); a "
+	      "second\n"
+	      "                      signal, or 0, abandons them at once\n"
 	      "  --cacert FILE       verify Space's certificate with this CA "
 	      "bundle\n"
 	      "                      (TLS verification cannot be turned off)\n"
@@ -289,6 +299,7 @@ enum {
 	OPT_JSON,
 	OPT_SPLAY,
 	OPT_EVERY,
+	OPT_STOP_TIMEOUT,
 	OPT_CACERT,
 	OPT_AUTH,
 	OPT_BATCH,
@@ -309,6 +320,7 @@ static const struct option longopts[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"splay", required_argument, NULL, OPT_SPLAY},
     {"every", required_argument, NULL, OPT_EVERY},
+    {"stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT},
     {"cacert", required_argument, NULL, OPT_CACERT},
     {"auth-command", required_argument, NULL, OPT_AUTH},
     {"batch", required_argument, NULL, OPT_BATCH},
@@ -328,6 +340,8 @@ static const struct number_option {
 } number_options[] = {
     {OPT_MAXS, "--max-seconds", 1, 86400, offsetof(struct cli, o.max_seconds)},
     {OPT_SPLAY, "--splay", 0, 86400, offsetof(struct cli, splay_s)},
+    {OPT_STOP_TIMEOUT, "--stop-timeout", 0, TSU_MAX_STOP_TIMEOUT_S,
+     offsetof(struct cli, o.stop_timeout_s)},
     {OPT_BATCH, "--batch", 1, 10000, offsetof(struct cli, o.batch)},
     {OPT_PAR, "--parallel", 1, TSU_CC_CEILING,
      offsetof(struct cli, o.max_in_flight)},
@@ -447,7 +461,7 @@ static void set_up_signals(void)
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
+	stop_signals(&sa.sa_mask); /* one handler at a time: counted once */
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
@@ -474,6 +488,7 @@ int main(int argc, char **argv)
 	a.o.max_attempts = TSU_DEFAULT_MAX_ATTEMPTS;
 	a.o.max_age_ms = TSU_DEFAULT_MAX_AGE_MS;
 	a.o.retention_ms = TSU_DEFAULT_RETENTION_MS;
+	a.o.stop_timeout_s = TSU_DEFAULT_STOP_TIMEOUT_S;
 	if ((code = parse_args(argc, argv, &a)) >= 0)
 		return code;
 	if (a.status)

@@ -25,6 +25,11 @@
 #define TSU_BACKOFF_BASE_MS      (30LL * 1000)
 #define TSU_BACKOFF_CAP_MS       (6LL * 3600 * 1000)
 #define TSU_RETRY_AFTER_MAX_MS   (24LL * 3600 * 1000)
+/* A first SIGTERM lets the requests in flight finish this long: half of
+ * Docker's default 10 s between SIGTERM and SIGKILL (Kubernetes gives
+ * 30 s), leaving time to record their outcomes and exit. */
+#define TSU_DEFAULT_STOP_TIMEOUT_S 5
+#define TSU_MAX_STOP_TIMEOUT_S     300
 
 typedef struct tsu_options {
 	const char *data_dir;    /* default "data" */
@@ -42,6 +47,7 @@ typedef struct tsu_options {
 	int64_t max_age_ms;   /* then dead */
 	int64_t retention_ms; /* sent/dead rows kept this long */
 	int progress;         /* show a progress line (interactive terminal) */
+	int stop_timeout_s;   /* graceful stop's bound; 0 = abandon at once */
 } tsu_options;
 
 #endif

@@ -249,8 +249,11 @@ async def upload_once(*, data_dir: str = "data", config: Optional[str] = None,
             full_env = dict(os.environ)
             full_env.update(env)
         try:
+            # --stop-timeout 0: past `timeout` the run is overdue; its SIGTERM abandons the
+            # requests in flight at once, well before the SIGKILL _KILL_AFTER later.
             code, _, err, timed_out = await _run(
-                [prog, *common, "--max-seconds", str(max_seconds), *extra_args],
+                [prog, *common, "--max-seconds", str(max_seconds), "--stop-timeout", "0",
+                 *extra_args],
                 full_env, cwd, bound)
         except OSError as e:
             return UploadResult("not_started", None, detail=f"cannot run {prog}: {e}")
