@@ -116,8 +116,8 @@ class UploadResult:
     """What one upload run did.
 
     ``outcome`` is the run's outcome as the spool records it (``ok``, ``nothing_due``,
-    ``server_down``, ``throttled``, ``purged``, ``no_url``, ``time_limit``, ``interrupted``,
-    ``error`` ...), or one of: ``config_error`` (exit 78), ``no_run`` (exit 0 without a run
+    ``server_down``, ``throttled``, ``purged``, ``no_url``, ``time_limit``, ``stopped``,
+    ``interrupted``, ``error`` ...), or one of: ``config_error`` (exit 78), ``no_run`` (exit 0 without a run
     recorded: no spool yet, or another uploader was running), ``timeout`` (stopped by
     ``timeout``), ``not_started`` (no program, or it could not be executed), ``failed`` (any
     other failure, in ``detail``).
