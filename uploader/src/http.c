@@ -886,6 +886,8 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 			   : deadline_ms);
 		if (mc != CURLM_OK)
 			goto fail;
+		if (h->watch_fired) /* before the next start */
+			why = halted(h, deadline_ms, stop, grace_until);
 	}
 	if (why) {
 		abort_active(h, why);
