@@ -909,6 +909,65 @@ static void test_token_and_proxy(void)
 	tsu_config_free(&cfg);
 }
 
+/* What a rewrite during a run is compared on: the settings it sends with,
+ * not LangBot's other keys. */
+static void test_same_sending(void)
+{
+	const char *base = "space:\n  url: https://space/\n"
+			   "  disable_telemetry: false\n"
+			   "proxy:\n  https: 'http://p:1'\n"
+			   "system:\n  instance_id: a\n"
+			   "concurrency:\n  pipeline: 20\n";
+	static const struct {
+		const char *text;
+		int same;
+	} cases[] = {
+	    /* LangBot's own keys, key order, comments, the trailing '/'. */
+	    {"# rewritten\nconcurrency:\n  pipeline: 21\n"
+	     "system:\n  instance_id: b\n"
+	     "proxy:\n  https: 'http://p:1'\n"
+	     "space:\n  disable_telemetry: false\n  url: https://space\n",
+	     1},
+	    {"space:\n  url: https://other\n  disable_telemetry: false\n"
+	     "proxy:\n  https: 'http://p:1'\n",
+	     0},
+	    {"space:\n  url: https://space\n  disable_telemetry: false\n"
+	     "proxy:\n  https: 'http://p:2'\n",
+	     0},
+	    {"space:\n  url: https://space\n  disable_telemetry: true\n"
+	     "proxy:\n  https: 'http://p:1'\n",
+	     0},
+	    /* A partial file: no space section, nothing to send. */
+	    {"proxy:\n  https: 'http://p:1'\n", 0},
+	    {"space:\n  url: 'https://space x'\n"
+	     "proxy:\n  https: 'http://p:1'\n",
+	     0},
+	};
+	tsu_config a, b;
+	char err[1500];
+
+	clear_env();
+	unsetenv("HTTPS_PROXY");
+	unsetenv("https_proxy");
+	unsetenv("LANGBOT_TELEMETRY_INGEST_TOKEN");
+	ASSERT_EQ(load_text(base, &a, err, sizeof err), 0);
+	ASSERT_EQ(tsu_config_same_sending(&a, &a), 1);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		ASSERT_EQ(load_text(cases[i].text, &b, err, sizeof err), 0);
+		ASSERT_EQ(tsu_config_same_sending(&a, &b), cases[i].same);
+		ASSERT_EQ(tsu_config_same_sending(&b, &a), cases[i].same);
+		tsu_config_free(&b);
+	}
+	/* The token comes from the environment: another one sends
+	 * differently. */
+	setenv("LANGBOT_TELEMETRY_INGEST_TOKEN", "tok-2", 1);
+	ASSERT_EQ(load_text(base, &b, err, sizeof err), 0);
+	ASSERT_EQ(tsu_config_same_sending(&a, &b), 0);
+	tsu_config_free(&b);
+	unsetenv("LANGBOT_TELEMETRY_INGEST_TOKEN");
+	tsu_config_free(&a);
+}
+
 static void test_instance_id(void)
 {
 	const char *with_id = "system:\n  instance_id: from-config\n";
@@ -1404,6 +1463,7 @@ static const struct tu_test tests[] = {
     {"py_strip", test_py_strip},
     {"url_checks", test_url_checks},
     {"token_and_proxy", test_token_and_proxy},
+    {"same_sending", test_same_sending},
     {"instance_id", test_instance_id},
     {"syntax_errors", test_syntax_errors},
     {"shape_errors", test_shape_errors},

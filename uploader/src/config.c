@@ -1293,6 +1293,20 @@ static int build(tsu_config *cfg, const struct walk *w)
 	return cfg->proxy && cfg->noproxy ? 0 : -1;
 }
 
+static int same_text(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+int tsu_config_same_sending(const tsu_config *a, const tsu_config *b)
+{
+	return !a->disable_telemetry == !b->disable_telemetry &&
+	       same_text(a->space_url, b->space_url) &&
+	       same_text(a->token, b->token) && same_text(a->proxy, b->proxy) &&
+	       same_text(a->noproxy, b->noproxy) &&
+	       strcmp(a->send_error, b->send_error) == 0;
+}
+
 void tsu_config_free(tsu_config *cfg)
 {
 	if (!cfg)

@@ -106,6 +106,14 @@ int tsu_url_check(const char *url, char *err, size_t errlen);
  * malloc'd (NULL when out of memory).  For display. */
 char *tsu_url_redacted(const char *url);
 
+/*
+ * Whether a and b send the same way: the same opt-out state, space.url,
+ * token, proxy, no_proxy and send_error (what a run of the uploader uses).
+ * Other keys (LangBot's own settings, the instance id, where a value came
+ * from) do not count.  Returns 1 or 0.
+ */
+int tsu_config_same_sending(const tsu_config *a, const tsu_config *b);
+
 void tsu_config_free(tsu_config *cfg);
 
 #endif

@@ -764,8 +764,8 @@ static int run_outcome(struct run *r, int caught_up, int64_t cutoff)
 	if (r->w.changed && r->rec.outcome == NULL) {
 		r->rec.outcome = "config_changed";
 		snprintf(r->detail, sizeof(r->detail),
-			 "space.url changed during the run; the rest waits for "
-			 "the next run");
+			 "the Space settings (space.url, the proxy) changed "
+			 "during the run; the rest waits for the next run");
 		return TSU_EXIT_TEMPFAIL;
 	}
 	if (r->rec.outcome == NULL && r->stop && *r->stop) {
@@ -948,7 +948,7 @@ static int preflight(struct run *r)
 			TSU_EXIT_CONFIG);
 		return TSU_EXIT_CONFIG;
 	}
-	r->w.space_url = r->cfg.space_url;
+	r->w.run = &r->cfg;
 	/* A config that cannot send (a bad space.url, token or proxy) stops
 	 * the run before the spool is touched, unless it opts out. */
 	if (!r->cfg.disable_telemetry && r->cfg.send_error[0]) {

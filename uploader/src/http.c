@@ -75,6 +75,7 @@ struct tsu_http {
 	int watch_fd;       /* readable: call check now; -1 if none */
 	int watch_fired;    /* watch_fd was readable after the last poll */
 	int64_t checked_ms; /* when check last ran */
+	int check_held;     /* check said TSU_CHECK_HOLD last time */
 };
 
 /* Header values must not smuggle extra header lines into the request. */
@@ -678,7 +679,9 @@ static const char *halted(tsu_http *h, int64_t deadline_ms, volatile int *stop,
 		    now - h->checked_ms >= POLL_SLICE_MS) {
 			h->watch_fired = 0;
 			h->checked_ms = now;
-			if (h->check(h->check_ctx))
+			int c = h->check(h->check_ctx);
+			h->check_held = c == TSU_CHECK_HOLD;
+			if (c != TSU_CHECK_GO && c != TSU_CHECK_HOLD)
 				return "aborted: the run must stop";
 		}
 	}
@@ -693,6 +696,7 @@ void tsu_http_set_check(tsu_http *h, int (*check)(void *ctx), void *ctx,
 	h->watch_fd = watch_fd;
 	h->watch_fired = 0;
 	h->checked_ms = 0;
+	h->check_held = 0;
 }
 
 /*
@@ -840,11 +844,13 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 	for (i = 0; i < n; i++)
 		init_out(&reqs[i]);
 
+	h->watch_fired = 1; /* check before the first start */
 	why = halted(h, deadline_ms, stop, 0);
 	while (!why && done < n) {
 		int running, left;
 		CURLMsg *m;
-		int quiet = stopping(h, stop, active, &grace_until) || held;
+		int quiet = stopping(h, stop, active, &grace_until) || held ||
+			    h->check_held;
 
 		mc = fill_slots(h, reqs, n, quiet, &next, &active, &done);
 		if (mc != CURLM_OK)
@@ -860,11 +866,13 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 		why = halted(h, deadline_ms, stop, grace_until);
 		if (why)
 			break;
-		quiet = stopping(h, stop, active, &grace_until) || held;
+		quiet = stopping(h, stop, active, &grace_until) || held ||
+			h->check_held;
 		if (quiet && active == 0) {
-			why = grace_until
-				  ? "not sent: stopping"
-				  : "not sent: Space asked to slow down";
+			why = grace_until ? "not sent: stopping"
+			      : held      ? "not sent: Space asked to slow down"
+					  : "not sent: the config is being "
+					    "re-read";
 			break;
 		}
 		if (!quiet &&
@@ -878,6 +886,8 @@ int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 			   : deadline_ms);
 		if (mc != CURLM_OK)
 			goto fail;
+		if (h->watch_fired) /* before the next start */
+			why = halted(h, deadline_ms, stop, grace_until);
 	}
 	if (why) {
 		abort_active(h, why);

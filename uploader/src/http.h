@@ -97,13 +97,25 @@ int tsu_http_new(tsu_http **out, const tsu_http_options *opts, char *err,
 int tsu_http_perform(tsu_http *h, tsu_request *reqs, size_t n,
 		     int64_t deadline_ms, volatile int *stop);
 
+/* What a check callback returns (tsu_http_set_check()). */
+typedef enum tsu_check {
+	TSU_CHECK_GO = 0,    /* carry on */
+	TSU_CHECK_ABORT = 1, /* abandon the unfinished requests at once */
+	TSU_CHECK_HOLD = 2,  /* start no request; those in flight finish */
+} tsu_check;
+
 /*
  * check, if set, is called before perform starts and then at least every
  * 100 ms while it runs, and at once whenever watch_fd (if >= 0) becomes
- * readable; when it returns non-zero, unfinished requests are abandoned as
- * TSU_NET_ABORTED (as for *stop).  The uploader uses it to notice an
- * opt-out while a batch is in flight, watch_fd being an inotify descriptor
- * on the config's directory (check reads it).
+ * readable.  TSU_CHECK_ABORT (any value but GO and HOLD): unfinished
+ * requests are abandoned as TSU_NET_ABORTED (as for *stop).
+ * TSU_CHECK_HOLD: no request starts while it lasts, those in flight finish
+ * with their real outcome; once none is in flight, perform returns and the
+ * ones never started end TSU_NET_ABORTED ("not sent: the config is being
+ * re-read"); a later GO lifts the hold.  The uploader uses it to notice
+ * an opt-out (abort) or a config being rewritten (hold) while a batch is
+ * in flight, watch_fd being an inotify descriptor on the config's
+ * directory (check reads it).
  */
 void tsu_http_set_check(tsu_http *h, int (*check)(void *ctx), void *ctx,
 			int watch_fd);

@@ -1,8 +1,10 @@
 /*
- * watch.c - the config file during a run: a change that opts out, breaks it
- * or names another space.url stops sending at once (inotify wakes the
- * transport; a stat decides), and a file being rewritten gets a bounded
- * time to settle.
+ * watch.c - the config file during a run: a change that opts out stops
+ * sending at once (inotify wakes the transport; a stat decides); one that
+ * breaks the file or changes how the run sends (space.url, the proxy)
+ * starts nothing more and lets the requests in flight finish; a file being
+ * rewritten gets a bounded time to settle, and one that comes back sending
+ * the same way changes nothing.
  */
 #include "watch.h"
 
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "http.h"
 #include "say.h"
 
 /* A config that fails to load gets this long to become readable (it may be
@@ -43,15 +46,15 @@ static void watch_config_file(tsu_watch *w)
  * CONFIG_SETTLE_MS to become readable: LangBot rewrites data/config.yaml in
  * place at every start (truncate, then write), and an opt-out edited in
  * place goes through an empty or partial file.  A load counts only if the
- * file did not change while it was read.  During a run (want_url set), a
- * config that is not an opt-out must also still name the run's space.url:
- * a partial file can parse (without its space section) and must not be
- * taken for the new config.  *seen gets the file's identity as read.
+ * file did not change while it was read.  During a run (want set), a
+ * config that is not an opt-out must also still send the way the run's
+ * does: a partial file can parse (without its space section) and must not
+ * be taken for the new config.  *seen gets the file's identity as read.
  */
 tsu_settle_rc tsu_config_load_settled(const tsu_options *o, tsu_config *cfg,
 				      struct stat *seen, char *err,
 				      size_t errlen, volatile int *stop,
-				      const char *want_url)
+				      const tsu_config *want)
 {
 	int64_t until = tsu_monotonic_ms() + CONFIG_SETTLE_MS;
 	int said = 0;
@@ -70,14 +73,15 @@ tsu_settle_rc tsu_config_load_settled(const tsu_options *o, tsu_config *cfg,
 				snprintf(err, errlen,
 					 "%s: changed while being read",
 					 o->config_path);
-			} else if (!want_url || cfg->disable_telemetry ||
-				   strcmp(cfg->space_url, want_url) == 0) {
+			} else if (!want || cfg->disable_telemetry ||
+				   tsu_config_same_sending(cfg, want)) {
 				return TSU_SETTLE_OK;
 			} else {
 				snprintf(err, errlen,
-					 "%s: space.url changed during the run",
+					 "%s: the Space settings (space.url, "
+					 "the proxy) changed during the run",
 					 o->config_path);
-				rc = TSU_SETTLE_OTHER_URL;
+				rc = TSU_SETTLE_CHANGED;
 			}
 			tsu_config_free(cfg);
 		}
@@ -94,15 +98,43 @@ tsu_settle_rc tsu_config_load_settled(const tsu_options *o, tsu_config *cfg,
 	}
 }
 
-int tsu_watch_must_stop(void *ctx)
+/* The config file changed (its identity is now st): read it again and
+ * say what the run does (tsu_watch_must_stop()). */
+static int reread(tsu_watch *w, const struct stat *st)
 {
-	tsu_watch *w = ctx;
-	struct stat st, after;
+	struct stat after;
 	tsu_config c;
 	char err[512];
 
-	if (w->optout_seen || w->broken || w->unsettled || w->changed)
-		return 1;
+	if (tsu_config_load(&c, w->o->config_path, w->o->data_dir, err,
+			    sizeof(err)) != 0) {
+		/* Start nothing until it is readable again (settle()). */
+		w->unsettled = 1;
+		return TSU_CHECK_HOLD;
+	}
+	w->optout_seen = c.disable_telemetry != 0;
+	if (stat(w->o->config_path, &after) != 0)
+		memset(&after, 0, sizeof(after));
+	/* Read mid-write, or a partial file that sends differently (without
+	 * its space section): start nothing and read it again (settle()).
+	 * The same settings again: a rewrite that changed nothing the run
+	 * uses, and the requests go on. */
+	w->unsettled =
+	    !w->optout_seen &&
+	    (!same_file(st, &after) || !tsu_config_same_sending(&c, w->run));
+	tsu_config_free(&c);
+	return w->optout_seen ? TSU_CHECK_ABORT
+	       : w->unsettled ? TSU_CHECK_HOLD
+			      : TSU_CHECK_GO;
+}
+
+int tsu_watch_must_stop(void *ctx)
+{
+	tsu_watch *w = ctx;
+	struct stat st;
+
+	if (w->optout_seen || w->broken)
+		return TSU_CHECK_ABORT;
 	if (w->fd >= 0) {
 		/* Empty the queue (the stat below decides), so that the
 		 * descriptor does not stay readable; a file renamed over the
@@ -117,31 +149,20 @@ int tsu_watch_must_stop(void *ctx)
 	if (stat(w->o->config_path, &st) != 0)
 		memset(&st, 0, sizeof(st));
 	if (same_file(&st, &w->seen))
-		return 0;
+		return w->changed || w->unsettled ? TSU_CHECK_HOLD
+						  : TSU_CHECK_GO;
 	w->seen = st;
-	if (tsu_config_load(&c, w->o->config_path, w->o->data_dir, err,
-			    sizeof(err)) != 0) {
-		/* Stop sending until it is readable again (settle()). */
-		w->unsettled = 1;
-		return 1;
-	}
-	w->optout_seen = c.disable_telemetry != 0;
-	if (stat(w->o->config_path, &after) != 0)
-		memset(&after, 0, sizeof(after));
-	/* Read mid-write, or a partial file without the run's space.url:
-	 * stop sending and read it again (settle()). */
-	if (!w->optout_seen &&
-	    (!same_file(&st, &after) || strcmp(c.space_url, w->space_url) != 0))
-		w->unsettled = 1;
-	tsu_config_free(&c);
-	return w->optout_seen || w->unsettled;
+	/* Settings changed for good: only an opt-out can still come. */
+	int rc = reread(w, &st);
+	return rc == TSU_CHECK_GO && w->changed ? TSU_CHECK_HOLD : rc;
 }
 
 /*
- * The config failed to load (or changed while read) during the run: sends
- * have stopped; wait a bounded time for it to settle.  Returns 1 when the
- * run may go on sending, 0 when it must stop (opted out: optout_seen;
- * still unreadable: config_broken).
+ * The config failed to load, changed while read or sends differently
+ * during the run: nothing new has started; wait a bounded time for it to
+ * settle.  Returns 1 when the run may go on sending, 0 when it must stop
+ * (opted out: optout_seen; still unreadable: broken; sending differently
+ * for good: changed).
  */
 int tsu_watch_settle(tsu_watch *w)
 {
@@ -150,9 +171,9 @@ int tsu_watch_settle(tsu_watch *w)
 
 	w->unsettled = 0;
 	tsu_settle_rc rc = tsu_config_load_settled(
-	    w->o, &c, &w->seen, err, sizeof(err), w->stop, w->space_url);
-	if (rc == TSU_SETTLE_OTHER_URL) {
-		/* Edited for good: the new space.url is for the next run. */
+	    w->o, &c, &w->seen, err, sizeof(err), w->stop, w->run);
+	if (rc == TSU_SETTLE_CHANGED) {
+		/* Edited for good: the new settings are for the next run. */
 		w->changed = 1;
 		return 0;
 	}
