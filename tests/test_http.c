@@ -1135,6 +1135,85 @@ static void t_stop_graceful(void)
 	server_stop(&sv);
 }
 
+/* For t_check_hold: HOLD once the server has a request (r[0] in flight),
+ * for holds checks, then GO (holds < 0: HOLD for good). */
+struct holder {
+	struct server *sv;
+	int holds, seen;
+};
+
+static int hold_check(void *ctx)
+{
+	struct holder *hd = ctx;
+	if (server_stats(hd->sv).requests < 1)
+		return TSU_CHECK_GO;
+	if (hd->holds >= 0 && hd->seen >= hd->holds)
+		return TSU_CHECK_GO;
+	hd->seen++;
+	return TSU_CHECK_HOLD;
+}
+
+static void hold_batch(struct server *sv, int holds, tsu_request *r)
+{
+	tsu_http_options o = base_opts();
+	struct holder hd = {sv, holds, 0};
+	tsu_http *h = NULL;
+	char url[128];
+
+	url_for(url, sizeof url, "http", sv->port);
+	o.max_in_flight = 1;
+	o.request_timeout_ms = 60000;
+	ASSERT_EQ(tsu_http_new(&h, &o, NULL, 0), 0);
+	if (!h)
+		return;
+	tsu_http_set_check(h, hold_check, &hd, -1);
+	make_reqs(r, 3, url);
+	ASSERT_EQ(tsu_http_perform(h, r, 3, 0, NULL), 0);
+	ASSERT_TRUE(hd.seen >= 1);
+	tsu_http_free(h);
+}
+
+/* A config being re-read holds the batch: the request in flight finishes
+ * with its real answer, none starts; a GO before it ends lifts the hold. */
+static void t_check_hold(void)
+{
+	struct server sv;
+	tsu_request r[3];
+
+	/* Held for good: r[0] answered, r[1] and r[2] never sent. */
+	if (server_start(&sv, M_SLOW, 1500) != 0) {
+		TU_FAIL("server failed");
+		return;
+	}
+	hold_batch(&sv, -1, r);
+	ASSERT_EQ(r[0].transport, TSU_NET_OK);
+	ASSERT_EQ(r[0].status, 200);
+	ASSERT_EQ(r[0].abandoned, 0);
+	for (int i = 1; i < 3; i++) {
+		ASSERT_EQ(r[i].transport, TSU_NET_ABORTED);
+		ASSERT_STREQ(r[i].detail,
+			     "not sent: the config is being re-read");
+		ASSERT_EQ(r[i].abandoned, 0);
+	}
+	ASSERT_EQ(server_stats(&sv).requests, 1);
+	tsu_requests_reset(r, 3);
+	server_stop(&sv);
+
+	/* Held for two checks while r[0] is in flight, then GO: all sent. */
+	if (server_start(&sv, M_SLOW, 1500) != 0) {
+		TU_FAIL("server failed");
+		return;
+	}
+	hold_batch(&sv, 2, r);
+	for (int i = 0; i < 3; i++) {
+		ASSERT_EQ(r[i].transport, TSU_NET_OK);
+		ASSERT_EQ(r[i].status, 200);
+	}
+	ASSERT_EQ(server_stats(&sv).requests, 3);
+	tsu_requests_reset(r, 3);
+	server_stop(&sv);
+}
+
 static void t_failures(void)
 {
 	tsu_http_options o = base_opts();
@@ -1472,6 +1551,7 @@ static const struct tu_test tests[] = {
     {"connect_timeout", t_connect_timeout},
     {"stop", t_stop},
     {"stop_graceful", t_stop_graceful},
+    {"check_hold", t_check_hold},
     {"failures", t_failures},
     {"verbose", t_verbose},
     {"tls_verify", t_tls_verify},
