@@ -74,6 +74,8 @@ struct run {
 	int exit_code; /* set with a spool failure inside a batch */
 	int64_t pending_at_start; /* for the progress line */
 	tsu_watch w;              /* the config file during the run */
+	/* The last batch delivered a telemetry event (Space is up). */
+	int telemetry_sent;
 
 	/* A config being rewritten, Space refusing a whole endpoint, and
 	 * the --auth-command helper's tokens. */
@@ -374,12 +376,36 @@ static int release_all(struct run *r, const telespool__batch *b,
 	return 0;
 }
 
-/* What a batch's sums say about Space: throttled (Retry-After), refusing
- * every request, or down; stored for the next runs.  Returns 1 to go on,
- * 0 to stop the run.  why0: the first answer's reason. */
-static int batch_end(struct run *r, const tsu_tally *t, int64_t now,
-		     const char *why0)
+/* The batch's events for the telemetry endpoint that got an answer (not
+ * given back unsent); sets r->telemetry_sent when one of them was sent. */
+static int telemetry_answered(struct run *r, const telespool__batch *b,
+			      const telespool__outcome *out)
 {
+	int answered = 0;
+	r->telemetry_sent = 0;
+	for (size_t i = 0; i < b->n; i++) {
+		const char *ep = tsu_endpoint_of(b->items[i].event_type);
+		if (ep == NULL || strcmp(ep, "/api/v1/telemetry") != 0 ||
+		    out[i].verdict == TELESPOOL__RELEASE)
+			continue;
+		answered++;
+		if (out[i].verdict == TELESPOOL__SENT)
+			r->telemetry_sent = 1;
+	}
+	return answered;
+}
+
+/* What a batch's sums say about Space: throttled (Retry-After, for the
+ * whole instance), refusing every request, or down; stored for the next
+ * runs.  Only the telemetry endpoint opens or closes the down gate: a
+ * batch of survey events alone that fails (an older Space without the
+ * survey endpoints) keeps them with their own backoff and goes on.
+ * Returns 1 to go on, 0 to stop the run.  why0: the first answer's reason. */
+static int batch_end(struct run *r, const telespool__batch *b,
+		     const telespool__outcome *out, const tsu_tally *t,
+		     int64_t now, const char *why0)
+{
+	int telemetry = telemetry_answered(r, b, out);
 	if (t->throttled) {
 		int64_t wait =
 		    t->retry_after > 0 ? t->retry_after : TSU_BACKOFF_BASE_MS;
@@ -391,6 +417,8 @@ static int batch_end(struct run *r, const tsu_tally *t, int64_t now,
 			 " s",
 			 wait / 1000);
 		return 0;
+	} else if (t->sent == 0 && telemetry == 0) {
+		return 1; /* survey events only: kept, with their backoff */
 	} else if (t->sent == 0 && t->refused > 0) {
 		/* Space refused every request: the endpoint or the
 		 * credentials, not the events.  Keep them, stop, and let the
@@ -410,7 +438,7 @@ static int batch_end(struct run *r, const tsu_tally *t, int64_t now,
 			 "%" PRId64 " s",
 			 why0[0] ? why0 : "no answer", wait / 1000);
 		return 0;
-	} else if (t->sent > 0) {
+	} else if (r->telemetry_sent) {
 		set_state_ms(r, KEY_DOWN_COUNT, 0);
 		set_state_ms(r, KEY_DOWN_UNTIL, 0);
 	}
@@ -484,7 +512,7 @@ static int send_batch(struct run *r, telespool__batch *b)
 					v.why[i]);
 
 	ret = failed ? transport_failed(r, req[0].detail)
-		     : batch_end(r, &t, now, v.why[0]);
+		     : batch_end(r, b, v.out, &t, now, v.why[0]);
 	if (ret == 1 && (r->w.optout_seen || r->w.broken || r->w.unsettled))
 		ret = 0; /* the caller purges, or stops with the config error */
 	else if (ret == 1 && r->stop && *r->stop)
@@ -919,7 +947,8 @@ static int drain(struct run *r)
 			go = 1;
 		if (go == 0 || caught_up)
 			break;
-		probe = 0; /* a probe went through: Space is back */
+		if (r->telemetry_sent)
+			probe = 0; /* a probe went through: Space is back */
 		first = 0;
 	}
 
