@@ -1,5 +1,6 @@
 """End-to-end: a Space whose survey endpoints are missing or failing does not slow telemetry."""
 
+import json
 import unittest
 
 from harness import (DISMISS, E2E, EXIT_OK, EXIT_TEMPFAIL, PENDING, RESPOND, TELEMETRY, iso_ms,
@@ -17,47 +18,72 @@ def record_surveys(lb, n):
             sp.record_survey_dismiss(f"survey-d{i}")
 
 
-class SurveyEndpointsDown(E2E):
+def survey_requests(space):
+    return [r for p in SURVEY for r in space.requests(path=p)]
 
-    def check_survey_rows_kept(self, lb, n_survey):
-        survey = [ev for ev in lb.events() if ev["event_type"].startswith("survey_")]
-        self.assertEqual(len(survey), n_survey)
-        for ev in survey:
-            self.assertEqual(ev["state"], "pending", ev)
-            self.assertGreater(iso_ms(ev["next_attempt_at"]), now_ms(), ev)
-        self.assertEqual(lb.drops(), {})
+
+class SurveyEndpointsDown(E2E):
 
     def check(self, rule):
         """The oldest events (a whole first batch and more) are surveys that Space refuses
-        or fails: every telemetry event is still sent in the same run, the survey rows
-        are kept with their own backoff, the telemetry down gate stays open, and the
-        next run sends new telemetry at once (no probe)."""
-        space = self.space({"rules": [dict(rule, path=p) for p in SURVEY]})
+        or fails: every telemetry event is still sent in the same run; the survey rows
+        are kept (the first batch's tried once, the rest left alone behind the survey
+        gate); the telemetry down gate stays open; --status shows the survey gate; the
+        next run sends new telemetry at once (no probe) and no survey event."""
+        survey_rules = {"rules": [dict(rule, path=p) for p in SURVEY]}
+        space = self.space(survey_rules)
         lb = self.langbot(space)
         record_surveys(lb, 4)                      # 12 survey rows, the oldest
         lb.record_queries(30)
         r = lb.run("--parallel", "2", "--batch", "4")
         self.assertExit(r, EXIT_TEMPFAIL)          # the survey rows wait for a later run
         self.assertEqual(len(space.requests(path=TELEMETRY)), 30)
-        sent = [ev for ev in lb.events() if ev["event_type"] == "query"]
-        self.assertEqual([ev["state"] for ev in sent], ["sent"] * 30)
-        self.check_survey_rows_kept(lb, 12)
+        events = lb.events()
+        queries = [ev for ev in events if ev["event_type"] == "query"]
+        self.assertEqual([ev["state"] for ev in queries], ["sent"] * 30)
+        surveys = [ev for ev in events if ev["event_type"] != "query"]
+        self.assertEqual([ev["state"] for ev in surveys], ["pending"] * 12)
+        self.assertEqual([ev["attempts"] for ev in surveys], [1, 1] + [0] * 10,
+                         "the first batch (--parallel 2) only")
+        self.assertEqual(len(survey_requests(space)), 2)
+        for ev in surveys[:2]:
+            self.assertGreater(iso_ms(ev["next_attempt_at"]), now_ms(), ev)
+        self.assertEqual(lb.drops(), {})
         state = lb.state()
         self.assertNotIn("down_until", state)
         self.assertNotIn("down_count", state)
-        self.assertOutcome(lb, "ok", r)
+        self.assertGreater(int(state["survey_down_until"]), now_ms())
+        self.assertEqual(state["survey_down_count"], "1")
+        run = self.assertOutcome(lb, "ok", r)
+        self.assertIn("the survey endpoints answered", run["detail"])
+        st = lb.run("--status")
+        self.assertRegex(st.out, "surveys down +survey endpoints refused or failing")
+        self.assertNotIn("one probe per run", st.out)
+        st = lb.run("--status", "--json")
+        self.assertIsNotNone(json.loads(st.out)["survey_down_until"])
 
-        # The next run: new telemetry goes out in full batches, not one probe.
+        # The next run: new telemetry goes out in full batches, not one probe,
+        # and the survey events wait behind their gate.
         lb.record_queries(10, prefix="later")
         space.reset()
-        space.set_behaviour({"rules": [dict(rule, path=p) for p in SURVEY]})
+        space.set_behaviour(survey_rules)
         r2 = lb.run("--parallel", "2", "--batch", "4")
         self.assertEqual(len(space.requests(path=TELEMETRY)), 10)
-        self.assertEqual(space.requests(path=PENDING) + space.requests(path=RESPOND)
-                         + space.requests(path=DISMISS), [], "the survey rows are in backoff")
+        self.assertEqual(survey_requests(space), [])
         self.assertExit(r2, EXIT_OK)
         self.assertNotIn("down_until", lb.state())
-        self.check_survey_rows_kept(lb, 12)
+        self.assertEqual(lb.state()["survey_down_count"], "1")
+        surveys = [ev for ev in lb.events() if ev["event_type"] != "query"]
+        self.assertEqual([ev["state"] for ev in surveys], ["pending"] * 12)
+
+        # --ignore-backoff (a manual flush) tries them; Space has them again.
+        space.reset()
+        r3 = lb.run("--ignore-backoff")
+        self.assertExit(r3, EXIT_OK)
+        self.assertEqual(len(survey_requests(space)), 12)
+        self.assertEqual({ev["state"] for ev in lb.events()}, {"sent"})
+        self.assertNotIn("survey_down_until", lb.state())
+        self.assertNotIn("survey_down_count", lb.state())
 
     def test_survey_endpoints_missing(self):
         self.check({"status": 404})
