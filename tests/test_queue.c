@@ -221,6 +221,58 @@ static void test_claim_order_and_leases(void)
 	telespool_close(sp);
 }
 
+/* telespool__claim_skip(): while the survey endpoints look down, claims
+ * leave survey events where they are and take the telemetry behind them;
+ * 0 takes them again, oldest first. */
+static void test_claim_skip(void)
+{
+	char path[600];
+	telespool *sp = fresh("claim_skip.db", path, sizeof(path));
+	if (sp == NULL)
+		return;
+	ASSERT_EQ(telespool_record_survey_trigger(sp, "first"), TELESPOOL_OK);
+	ASSERT_EQ(telespool_record_survey_response(sp, "s1", "{}", 1),
+		  TELESPOOL_OK);
+	record_n(sp, "q", 3, NULL);
+	ASSERT_EQ(telespool_record_survey_dismiss(sp, "s2"), TELESPOOL_OK);
+	record_n(sp, "h", 2, NULL);
+	int64_t now = wall_ms() + 1000, lease = 60000;
+	telespool__batch b;
+
+	telespool__claim_skip(sp, TELESPOOL__FAMILY_SURVEY);
+	ASSERT_EQ(telespool__claim(sp, now, lease, DAY_MS, 0, 4, &b),
+		  TELESPOOL_OK);
+	ASSERT_EQ(b.n, 4);
+	const char *want[] = {"q0", "q1", "q2", "h0"};
+	char got[64];
+	for (size_t i = 0; i < b.n && i < 4; i++) {
+		ASSERT_STREQ(b.items[i].event_type, "query");
+		body_query_id(&b.items[i], got, sizeof(got));
+		ASSERT_STREQ(got, want[i]);
+	}
+	telespool__batch_free(&b);
+	ASSERT_EQ(telespool__claim(sp, now, lease, DAY_MS, 1, 100, &b),
+		  TELESPOOL_OK);
+	ASSERT_EQ(b.n, 1); /* h1; the three survey rows stay unleased */
+	telespool__batch_free(&b);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM spool WHERE event_type"
+				 " LIKE 'survey_%' AND lease_until IS NULL"),
+		  3);
+
+	/* Claims take them again, oldest first, once skipping ends. */
+	telespool__claim_skip(sp, 0);
+	ASSERT_EQ(telespool__claim(sp, now, lease, DAY_MS, 0, 100, &b),
+		  TELESPOOL_OK);
+	ASSERT_EQ(b.n, 3);
+	if (b.n == 3) {
+		ASSERT_STREQ(b.items[0].event_type, "survey_trigger");
+		ASSERT_STREQ(b.items[1].event_type, "survey_response");
+		ASSERT_STREQ(b.items[2].event_type, "survey_dismiss");
+	}
+	telespool__batch_free(&b);
+	telespool_close(sp);
+}
+
 static void test_claim_due_and_horizon(void)
 {
 	char path[600];
@@ -1396,6 +1448,21 @@ static void test_state(void)
 	ASSERT_EQ(path_int(path, "SELECT count(*) FROM uploader_state"
 				 " WHERE key IN ('down_count', 'down_until')"),
 		  2);
+	/* The survey endpoints' gate is its own. */
+	ASSERT_EQ(telespool__gate_set(sp, TELESPOOL__GATE_SURVEY_DOWN_UNTIL, 7),
+		  TELESPOOL_OK);
+	ASSERT_EQ(telespool__gate_get(sp, TELESPOOL__GATE_DOWN_UNTIL, &v),
+		  TELESPOOL_OK);
+	ASSERT_EQ(v, 42);
+	ASSERT_EQ(
+	    telespool__gate_get(sp, TELESPOOL__GATE_SURVEY_DOWN_UNTIL, &v),
+	    TELESPOOL_OK);
+	ASSERT_EQ(v, 7);
+	ASSERT_EQ(path_int(path, "SELECT count(*) FROM uploader_state"
+				 " WHERE key = 'survey_down_until'"),
+		  1);
+	ASSERT_EQ(telespool__gate_set(sp, TELESPOOL__GATE_SURVEY_DOWN_UNTIL, 0),
+		  TELESPOOL_OK);
 	ASSERT_EQ(path_int(path, "SELECT count(*) FROM uploader_state"
 				 " WHERE key NOT IN ('pending_from',"
 				 " 'down_count', 'down_until')"),
@@ -1581,6 +1648,7 @@ static void test_runs_and_status(void)
 static const struct tu_test tests[] = {
     {"claim_order_and_leases", test_claim_order_and_leases},
     {"claim_due_and_horizon", test_claim_due_and_horizon},
+    {"claim_skip", test_claim_skip},
     {"peek", test_peek},
     {"claim_respects_longer_lease", test_claim_respects_longer_lease},
     {"finish_verdicts", test_finish_verdicts},

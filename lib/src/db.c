@@ -57,10 +57,13 @@ static const char *const stmt_sql[STMT__COUNT] = {
 	" SET state = excluded.state, closed_at = excluded.closed_at",
     [STMT_SURVEY_PENDING] = "SELECT body FROM surveys WHERE state = 'pending'"
 			    " ORDER BY received_at DESC, rowid DESC LIMIT 1",
-    /* Due ids with max(?7, pending_from) <= id < ?8, at most ?6. */
+    /* Due ids with max(?7, pending_from) <= id < ?8, at most ?6; no
+     * survey event when ?9 (telespool__claim_skip()). */
     [STMT_DUE] =
 	"SELECT id FROM spool WHERE id >= max(?7, " TELESPOOL__PENDING_FROM
-	") AND id < ?8 AND" DUE_ROWS " ORDER BY id LIMIT ?6",
+	") AND id < ?8 AND" DUE_ROWS " AND NOT (?9 AND event_type IN"
+	" ('survey_trigger', 'survey_response', 'survey_dismiss'))"
+	" ORDER BY id LIMIT ?6",
     /* Leases (?1) the rows of the JSON array ?7 still due. */
     [STMT_CLAIM] = "UPDATE spool SET lease_until = ?1 WHERE id IN"
 		   " (SELECT value FROM json_each(?7)) AND" DUE_ROWS

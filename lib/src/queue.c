@@ -114,6 +114,8 @@ static int due_ids(telespool *sp, int64_t from, int64_t below, int64_t now_ms,
 	sqlite3_bind_int(st, 6, max);
 	sqlite3_bind_int64(st, 7, from);
 	sqlite3_bind_int64(st, 8, below);
+	sqlite3_bind_int(st, 9,
+			 (sp->queue.skip & TELESPOOL__FAMILY_SURVEY) != 0);
 	while (*n < (size_t)max &&
 	       telespool__row(sp, st, "reading the spool", &rc))
 		ids[(*n)++] = sqlite3_column_int64(st, 0);
@@ -161,6 +163,13 @@ static int claim_round(telespool *sp, int64_t now_ms, int64_t horizon_ms,
 	if (rc == TELESPOOL_OK && n_new > 0)
 		sp->queue.claim_next = cand[n_old + n_new - 1] + 1;
 	return rc;
+}
+
+void telespool__claim_skip(telespool *sp, unsigned families)
+{
+	telespool__lock(sp);
+	sp->queue.skip = families;
+	telespool__unlock(sp);
 }
 
 int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
@@ -376,6 +385,8 @@ static const char *const gate_key[TELESPOOL__GATE_COUNT] = {
     [TELESPOOL__GATE_DOWN_UNTIL] = "down_until",
     [TELESPOOL__GATE_DOWN_COUNT] = "down_count",
     [TELESPOOL__GATE_LAST_RUN] = "last_run_at",
+    [TELESPOOL__GATE_SURVEY_DOWN_UNTIL] = "survey_down_until",
+    [TELESPOOL__GATE_SURVEY_DOWN_COUNT] = "survey_down_count",
 };
 
 /* The uploader's last concurrency, "level peak cuts mode" (mode adaptive

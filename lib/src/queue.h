@@ -18,6 +18,7 @@
 /* queue.c's state on the handle (struct telespool's queue). */
 struct telespool__cursor {
 	int64_t claim_next; /* telespool__claim(): look from this id first */
+	unsigned skip;      /* telespool__claim_skip(): families left alone */
 };
 
 /* One claimed event. */
@@ -57,6 +58,16 @@ int telespool__claim(telespool *sp, int64_t now_ms, int64_t lease_ms,
 		     telespool__batch *out);
 
 void telespool__batch_free(telespool__batch *b);
+
+/* Families of event types, for telespool__claim_skip(). */
+#define TELESPOOL__FAMILY_SURVEY                                               \
+	1u /* survey_trigger, survey_response, survey_dismiss */
+
+/* From now on, this handle's claims leave the rows of these families
+ * (TELESPOOL__FAMILY_*, or 0 for none, the default) where they are: the
+ * uploader skips the survey events while their endpoints look down, and
+ * sends the telemetry.  telespool__peek() is not filtered. */
+void telespool__claim_skip(telespool *sp, unsigned families);
 
 /* The same rows telespool__claim() would take, without taking them: due
  * rows with id > after_id, oldest first (for --dry-run).  Writes nothing. */
@@ -137,6 +148,10 @@ enum telespool__gate {
 	TELESPOOL__GATE_DOWN_UNTIL,  /* Space looked down until (unix ms) */
 	TELESPOOL__GATE_DOWN_COUNT,  /* runs in a row that found it down */
 	TELESPOOL__GATE_LAST_RUN,    /* when the last run with events began */
+	/* The survey endpoints alone looked down (refused or failing) until
+	 * (unix ms), and the runs in a row that found them so. */
+	TELESPOOL__GATE_SURVEY_DOWN_UNTIL,
+	TELESPOOL__GATE_SURVEY_DOWN_COUNT,
 	TELESPOOL__GATE_COUNT
 };
 int telespool__gate_get(telespool *sp, enum telespool__gate g, int64_t *value);

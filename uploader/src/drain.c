@@ -49,6 +49,9 @@
 #define KEY_RETRY_AFTER TELESPOOL__GATE_RETRY_AFTER /* Space said wait */
 #define KEY_DOWN_UNTIL  TELESPOOL__GATE_DOWN_UNTIL  /* Space looked down */
 #define KEY_DOWN_COUNT  TELESPOOL__GATE_DOWN_COUNT  /* consecutive down runs */
+/* The same for the survey endpoints alone (an older Space may lack them). */
+#define KEY_SURVEY_DOWN_UNTIL TELESPOOL__GATE_SURVEY_DOWN_UNTIL
+#define KEY_SURVEY_DOWN_COUNT TELESPOOL__GATE_SURVEY_DOWN_COUNT
 /* When the last run that had something to send began (ms). */
 #define KEY_LAST_RUN TELESPOOL__GATE_LAST_RUN
 /* A Retry-After up to this long is waited out within the run (if the run
@@ -74,6 +77,8 @@ struct run {
 	int exit_code; /* set with a spool failure inside a batch */
 	int64_t pending_at_start; /* for the progress line */
 	tsu_watch w;              /* the config file during the run */
+	/* The last batch delivered a telemetry event (Space is up). */
+	int telemetry_sent;
 
 	/* A config being rewritten, Space refusing a whole endpoint, and
 	 * the --auth-command helper's tokens. */
@@ -313,18 +318,26 @@ static int authorize(struct run *r, const telespool__batch *b, tsu_request *req)
 	return 0;
 }
 
+/* An endpoint family looked down: its gate closes for a backoff that grows
+ * with each such run (count_key).  Returns that backoff in ms. */
+static int64_t gate_down(struct run *r, enum telespool__gate until_key,
+			 enum telespool__gate count_key, int64_t now)
+{
+	int64_t count = state_ms(r, count_key) + 1;
+	int64_t wait =
+	    tsu_backoff_ms((int)(count < 30 ? count : 30), TSU_BACKOFF_BASE_MS,
+			   TSU_BACKOFF_CAP_MS, tsu_random64());
+	set_state_ms(r, count_key, count);
+	set_state_ms(r, until_key, now + wait);
+	return wait;
+}
+
 /* Space refused or failed every request: the following runs send one
  * probe each until a backoff that grows with each such run has passed.
  * Returns that backoff in ms. */
 static int64_t space_down(struct run *r, int64_t now)
 {
-	int64_t count = state_ms(r, KEY_DOWN_COUNT) + 1;
-	int64_t wait =
-	    tsu_backoff_ms((int)(count < 30 ? count : 30), TSU_BACKOFF_BASE_MS,
-			   TSU_BACKOFF_CAP_MS, tsu_random64());
-	set_state_ms(r, KEY_DOWN_COUNT, count);
-	set_state_ms(r, KEY_DOWN_UNTIL, now + wait);
-	return wait;
+	return gate_down(r, KEY_DOWN_UNTIL, KEY_DOWN_COUNT, now);
 }
 /* The batch's requests: each event to its endpoint under space.url (urls[i]
  * malloc'd; none for an event type that cannot be sent).  -1 out of memory
@@ -374,12 +387,76 @@ static int release_all(struct run *r, const telespool__batch *b,
 	return 0;
 }
 
-/* What a batch's sums say about Space: throttled (Retry-After), refusing
- * every request, or down; stored for the next runs.  Returns 1 to go on,
- * 0 to stop the run.  why0: the first answer's reason. */
-static int batch_end(struct run *r, const tsu_tally *t, int64_t now,
-		     const char *why0)
+/* What one batch says about each endpoint family: answers (rows not given
+ * back unsent), and of those the sent ones; and the first survey row kept
+ * for a retry (-1 for none). */
+struct families {
+	int telemetry, telemetry_sent;
+	int survey, survey_sent;
+	long survey_kept;
+};
+
+static void tally_families(const telespool__batch *b,
+			   const telespool__outcome *out, struct families *f)
 {
+	memset(f, 0, sizeof(*f));
+	f->survey_kept = -1;
+	for (size_t i = 0; i < b->n; i++) {
+		const char *ep = tsu_endpoint_of(b->items[i].event_type);
+		if (ep == NULL || out[i].verdict == TELESPOOL__RELEASE)
+			continue;
+		int sent = out[i].verdict == TELESPOOL__SENT;
+		if (strcmp(ep, "/api/v1/telemetry") == 0) {
+			f->telemetry++;
+			f->telemetry_sent += sent;
+			continue;
+		}
+		f->survey++;
+		f->survey_sent += sent;
+		if (out[i].verdict == TELESPOOL__RETRY && f->survey_kept < 0)
+			f->survey_kept = (long)i;
+	}
+}
+
+/* The survey endpoints' own gate: a delivered survey event opens it; survey
+ * events answered, none delivered and some kept (refused or failing: an
+ * older Space without them) close it, and the run's claims leave the
+ * survey events alone from then on.  why: that row's reason. */
+static void surveys_end(struct run *r, const struct families *f, int64_t now,
+			const char *why)
+{
+	if (f->survey_sent > 0) {
+		if (state_ms(r, KEY_SURVEY_DOWN_COUNT) != 0) {
+			set_state_ms(r, KEY_SURVEY_DOWN_COUNT, 0);
+			set_state_ms(r, KEY_SURVEY_DOWN_UNTIL, 0);
+		}
+		return;
+	}
+	if (f->survey_kept < 0)
+		return;
+	int64_t wait =
+	    gate_down(r, KEY_SURVEY_DOWN_UNTIL, KEY_SURVEY_DOWN_COUNT, now);
+	telespool__claim_skip(r->sp, TELESPOOL__FAMILY_SURVEY);
+	if (r->detail[0] == '\0')
+		snprintf(r->detail, sizeof(r->detail),
+			 "the survey endpoints answered %s; survey events "
+			 "wait %" PRId64 " s, the telemetry goes on",
+			 why[0] ? why : "no answer", wait / 1000);
+}
+
+/* What a batch's sums say about Space: throttled (Retry-After, for the
+ * whole instance), refusing every request, or down; stored for the next
+ * runs.  Only the telemetry endpoint opens or closes the down gate: a
+ * batch of survey events alone that fails (an older Space without the
+ * survey endpoints) keeps them with their own backoff and goes on.
+ * Returns 1 to go on, 0 to stop the run.  why0: the first answer's reason. */
+static int batch_end(struct run *r, const telespool__batch *b,
+		     const struct verdicts *v, const tsu_tally *t, int64_t now)
+{
+	const char *why0 = v->why[0];
+	struct families f;
+	tally_families(b, v->out, &f);
+	r->telemetry_sent = f.telemetry_sent > 0;
 	if (t->throttled) {
 		int64_t wait =
 		    t->retry_after > 0 ? t->retry_after : TSU_BACKOFF_BASE_MS;
@@ -391,6 +468,10 @@ static int batch_end(struct run *r, const tsu_tally *t, int64_t now,
 			 " s",
 			 wait / 1000);
 		return 0;
+	}
+	surveys_end(r, &f, now, f.survey_kept < 0 ? "" : v->why[f.survey_kept]);
+	if (t->sent == 0 && f.telemetry == 0) {
+		return 1; /* survey events only: kept, with their backoff */
 	} else if (t->sent == 0 && t->refused > 0) {
 		/* Space refused every request: the endpoint or the
 		 * credentials, not the events.  Keep them, stop, and let the
@@ -410,7 +491,7 @@ static int batch_end(struct run *r, const tsu_tally *t, int64_t now,
 			 "%" PRId64 " s",
 			 why0[0] ? why0 : "no answer", wait / 1000);
 		return 0;
-	} else if (t->sent > 0) {
+	} else if (r->telemetry_sent) {
 		set_state_ms(r, KEY_DOWN_COUNT, 0);
 		set_state_ms(r, KEY_DOWN_UNTIL, 0);
 	}
@@ -484,7 +565,7 @@ static int send_batch(struct run *r, telespool__batch *b)
 					v.why[i]);
 
 	ret = failed ? transport_failed(r, req[0].detail)
-		     : batch_end(r, &t, now, v.why[0]);
+		     : batch_end(r, b, &v, &t, now);
 	if (ret == 1 && (r->w.optout_seen || r->w.broken || r->w.unsettled))
 		ret = 0; /* the caller purges, or stops with the config error */
 	else if (ret == 1 && r->stop && *r->stop)
@@ -854,6 +935,15 @@ static int claim_next(struct run *r, int probe, int first, int64_t prev_run,
 	return 1;
 }
 
+/* The survey endpoints looked down in an earlier run: until their wait has
+ * passed, the run's claims leave survey events alone; the telemetry goes. */
+static void skip_surveys_if_down(struct run *r, int64_t now)
+{
+	int down =
+	    !r->o->ignore_backoff && gate(r, KEY_SURVEY_DOWN_UNTIL, now) != 0;
+	telespool__claim_skip(r->sp, down ? TELESPOOL__FAMILY_SURVEY : 0);
+}
+
 static int drain(struct run *r)
 {
 	int64_t now = tsu_now_ms();
@@ -864,6 +954,7 @@ static int drain(struct run *r)
 			return TSU_EXIT_OK;
 		probe = gate(r, KEY_DOWN_UNTIL, now) != 0;
 	}
+	skip_surveys_if_down(r, now);
 
 	/* libcurl is set up only once there is something to send, so that an
 	 * idle run (the common case under cron) costs a few milliseconds. */
@@ -919,7 +1010,8 @@ static int drain(struct run *r)
 			go = 1;
 		if (go == 0 || caught_up)
 			break;
-		probe = 0; /* a probe went through: Space is back */
+		if (r->telemetry_sent)
+			probe = 0; /* a probe went through: Space is back */
 		first = 0;
 	}
 

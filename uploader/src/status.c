@@ -52,6 +52,10 @@ static struct {
 	char mode[16];
 } inflight;
 
+/* The survey endpoints' own gate (drain.c), when closed: until then the
+ * survey events wait and the telemetry goes. */
+static char survey_down[TSU_ISO_LEN];
+
 static void read_inflight(telespool *sp)
 {
 	telespool__cc_state cc;
@@ -166,6 +170,11 @@ static void print_text(const telespool__status *s, const tsu_options *o,
 			   ? "refused     "
 			   : "server down ",
 		       down);
+	if (survey_down[0])
+		printf(
+		    "surveys down survey endpoints refused or failing; survey "
+		    "events wait until %s, the telemetry goes on\n",
+		    survey_down);
 	if (inflight.have)
 		printf("in flight    %d at the end of the last sending run "
 		       "(%s, peak %d, cut %d time%s)\n",
@@ -246,6 +255,7 @@ static void print_json(const telespool__status *s, const tsu_options *o,
 	}
 	add_text(j, "throttled_until", throttled);
 	add_text(j, "down_until", down);
+	add_text(j, "survey_down_until", survey_down);
 	add_text(j, "purge_incomplete_since", s->purge_incomplete);
 	if (inflight.have) {
 		cJSON *f = cJSON_AddObjectToObject(j, "in_flight");
@@ -300,6 +310,7 @@ int tsu_status(const tsu_options *o, int json)
 	char throttled[32], down[32];
 	wait_of(sp, TELESPOOL__GATE_RETRY_AFTER, now, throttled);
 	wait_of(sp, TELESPOOL__GATE_DOWN_UNTIL, now, down);
+	wait_of(sp, TELESPOOL__GATE_SURVEY_DOWN_UNTIL, now, survey_down);
 	read_inflight(sp);
 	if (rc != TELESPOOL_OK) {
 		fprintf(stderr, "telespool-upload: cannot read %s: %s\n",
