@@ -141,6 +141,38 @@ class TestGracefulStop(E2E):
         self.assertEqual(lb.runs()[-1]["outcome"], "interrupted")
         self.assertEqual(len(space.requests()), 8)
 
+    def test_opt_out_during_the_grace_still_purges_at_once(self):
+        """An opt-out written while a graceful stop waits for Space (a long --stop-timeout)
+        is honoured at once: the requests in flight are abandoned, everything is purged."""
+        space, lb, car = self._sidecar_mid_batch("--stop-timeout", "120")
+        car.proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        _wait_text(self, car.err, "waiting up to 120.0 s", car.proc)
+        lb.write_config(url=space.url, disable="true")
+        code = car.proc.wait(60)
+        self.assertEqual(code, 0, car.err())
+        self.assertLess(time.monotonic() - t0, 60, car.err())   # far below the 120 s
+        self.assertEqual(lb.query("SELECT count(*) AS n FROM events")[0]["n"], 0, car.err())
+        self.assertEqual(lb.runs()[-1]["outcome"], "purged", car.err())
+        self.assertEqual(len(space.requests()), 8, car.err())   # none started after
+        space.release()
+
+    def test_stop_during_a_config_rewrite_is_a_stop(self):
+        """A signal while the config is mid-rewrite (unreadable: the batch is held) ends the
+        run as stopped, not as a config error: a stopping run does not wait the 2 s for the
+        file, the next run reads it."""
+        space, lb, car = self._sidecar_mid_batch("--stop-timeout", "120")
+        lb.replace_config("space: [\n")            # what a rewrite in place can leave
+        car.proc.send_signal(signal.SIGTERM)
+        _wait_text(self, car.err, "waiting up to 120.0 s", car.proc)
+        space.release()
+        code = car.proc.wait(60)
+        self.assertEqual(code, 0, car.err())
+        run = lb.runs()[-1]
+        self.assertEqual(run["outcome"], "stopped", car.err())
+        self.assertEqual(collections.Counter(e["state"] for e in lb.events()),
+                         {"sent": 8, "pending": 12})
+
     def test_one_shot_run_stops_gracefully_too(self):
         space = self.space(_held_after(0))
         lb = self.langbot(space)

@@ -113,5 +113,21 @@ class SurveyEndpointsDown(E2E):
         self.assertEqual(len(space.requests(path=TELEMETRY)), 1, "one probe")
         self.assertIn("down_until", lb.state())
 
+    def test_survey_gate_far_in_the_future_is_ignored(self):
+        """A survey gate further ahead than any backoff (the clock went back, a bad value
+        written) is ignored as the other gates are: the survey events are sent, and a
+        delivered one clears the gate."""
+        space = self.space()
+        lb = self.langbot(space)
+        record_surveys(lb, 1)
+        lb.execute("INSERT OR REPLACE INTO uploader_state (key, value) VALUES"
+                   " ('survey_down_until', ?), ('survey_down_count', '3')",
+                   (str(now_ms() + 10 * 365 * 86400 * 1000),))
+        r = lb.run()
+        self.assertExit(r, EXIT_OK)
+        self.assertEqual(len(survey_requests(space)), 3)
+        self.assertEqual({ev["state"] for ev in lb.events()}, {"sent"})
+        self.assertNotIn("survey_down_until", lb.state())
+
 if __name__ == "__main__":
     unittest.main()

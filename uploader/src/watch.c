@@ -162,7 +162,8 @@ int tsu_watch_must_stop(void *ctx)
  * during the run: nothing new has started; wait a bounded time for it to
  * settle.  Returns 1 when the run may go on sending, 0 when it must stop
  * (opted out: optout_seen; still unreadable: broken; sending differently
- * for good: changed).
+ * for good: changed; a stop signal: none of these set, as the file was
+ * not given its time).
  */
 int tsu_watch_settle(tsu_watch *w)
 {
@@ -177,6 +178,9 @@ int tsu_watch_settle(tsu_watch *w)
 		w->changed = 1;
 		return 0;
 	}
+	if (rc != TSU_SETTLE_OK && w->stop && *w->stop)
+		return 0; /* a stop signal, not a broken config: the next run
+			     reads it */
 	if (rc != TSU_SETTLE_OK) {
 		tsu_say("%s; stopping", err);
 		w->broken = 1;

@@ -69,7 +69,8 @@ int tsu_watch_must_stop(void *ctx);
 /*
  * After tsu_watch_must_stop() found the config unsettled: waits a bounded
  * time for it to load.  Returns 1 when the run may go on sending, 0 when it
- * must stop (optout_seen, broken or changed set).
+ * must stop (optout_seen, broken or changed set; or none of them, on a stop
+ * signal before it loaded: the next run reads it).
  */
 int tsu_watch_settle(tsu_watch *w);
 
