@@ -135,3 +135,29 @@ void linked_spool_paths(char real[700], char link_path[700])
 	snprintf(link_path, 700, "%s/s.db", link_dir);
 	ASSERT_EQ(symlink(real, link_path), 0);
 }
+
+telespool *past_max_events(const char *path)
+{
+	char qid[32];
+	telespool_options o = TELESPOOL_OPTIONS_INIT;
+	o.max_events = 100;
+	telespool *sp = open_ok(path, &o);
+	if (sp == NULL)
+		return NULL;
+	for (int i = 0; i < 150; i++) {
+		snprintf(qid, sizeof(qid), "q%d", i);
+		if (record_simple(sp, qid) != TELESPOOL_OK)
+			TU_FAIL("record %d: %s", i, telespool_errmsg(sp));
+	}
+	ASSERT_EQ(count_events(path), 100);
+	ASSERT_EQ(drops_of(path, "evicted_max_events"), 50);
+	char *first = path_text(path, "SELECT query_id FROM events ORDER BY id "
+				      "LIMIT 1");
+	char *last = path_text(path, "SELECT query_id FROM events ORDER BY id "
+				     "DESC LIMIT 1");
+	ASSERT_STREQ(first, "q50");
+	ASSERT_STREQ(last, "q149");
+	free(first);
+	free(last);
+	return sp;
+}

@@ -44,6 +44,11 @@ void damage_middle(const char *file);
  * (link_path, a symbolic link to it); DIR = g_dir.  Buffers of 700. */
 void linked_spool_paths(char real[700], char link_path[700]);
 
+/* Opens path with max_events 100 and records q0..q149 (query events):
+ * checks that q50..q149 are kept and 50 evictions counted; the handle, or
+ * NULL (the case failed). */
+telespool *past_max_events(const char *path);
+
 /* The copies of path moved aside as damaged (PATH.corrupt-*). */
 int count_corrupt_copies(const char *path);
 
