@@ -2129,30 +2129,59 @@ static void test_max_age(void)
 	telespool_close(sp);
 }
 
+/* Lowers the file size limit to 512 KiB (saved, if not NULL, keeps the old
+ * one): a full disk for a child (in_child()).  0, or -1 (the case failed). */
+static int limit_file_size(struct rlimit *saved)
+{
+	struct rlimit lim;
+	signal(SIGXFSZ, SIG_IGN);
+	getrlimit(RLIMIT_FSIZE, &lim);
+	if (saved)
+		*saved = lim;
+	lim.rlim_cur = 512 * 1024;
+	if (setrlimit(RLIMIT_FSIZE, &lim) == 0)
+		return 0;
+	TU_FAIL("setrlimit: %s", strerror(errno));
+	return -1;
+}
+
+/* Records 16 KB tracebacks until one is refused with TELESPOOL_EFULL. */
+static void fill_until_full(telespool *sp)
+{
+	char *tb = traceback_text(16000);
+	int rc = TELESPOOL_OK;
+	for (int i = 0; i < 500 && rc == TELESPOOL_OK; i++)
+		rc = record_with_error(sp, "fill", tb);
+	free(tb);
+	ASSERT_EQ(rc, TELESPOOL_EFULL);
+}
+
+/* In a child: opens path, records one event, then fills the file up to a
+ * 512 KiB size limit (saved keeps the old limit).  The handle, or NULL. */
+static telespool *filled_under_a_size_limit(const char *path,
+					    struct rlimit *saved)
+{
+	telespool *sp = open_ok(path, NULL);
+	if (sp == NULL)
+		return NULL;
+	ASSERT_EQ(record_simple(sp, "first"), TELESPOOL_OK);
+	if (limit_file_size(saved) != 0) {
+		telespool_close(sp);
+		return NULL;
+	}
+	fill_until_full(sp);
+	return sp;
+}
+
 /* In a child: a file size limit stands in for a full disk. */
 static void full_disk_child(const char *path)
 {
-	signal(SIGXFSZ, SIG_IGN);
-	telespool *sp = open_ok(path, NULL);
+	struct rlimit saved;
+	telespool *sp = filled_under_a_size_limit(path, &saved);
 	if (sp == NULL)
 		return;
-	ASSERT_EQ(record_simple(sp, "first"), TELESPOOL_OK);
-
-	struct rlimit saved, lim;
-	getrlimit(RLIMIT_FSIZE, &saved);
-	lim = saved;
-	lim.rlim_cur = 512 * 1024;
-	if (setrlimit(RLIMIT_FSIZE, &lim) != 0) {
-		TU_FAIL("setrlimit: %s", strerror(errno));
-		telespool_close(sp);
-		return;
-	}
-	char *tb = traceback_text(16000);
-	int rc = TELESPOOL_OK, i;
-	for (i = 0; i < 500 && rc == TELESPOOL_OK; i++)
-		rc = record_with_error(sp, "fill", tb);
-	ASSERT_EQ(rc, TELESPOOL_EFULL);
 	ASSERT_CONTAINS(telespool_errmsg(sp), "full");
+	char *tb = traceback_text(16000);
 	int64_t stored = count_events(path);
 	ASSERT_EQ(record_with_error(sp, "again", tb), TELESPOOL_EFULL);
 	ASSERT_EQ(count_events(path), stored); /* nothing half-stored */
@@ -2385,27 +2414,11 @@ static void test_count_drops_busy(void)
  * record that gets through, or at close. */
 static void count_drops_full_child(const char *path)
 {
-	signal(SIGXFSZ, SIG_IGN);
-	telespool *sp = open_ok(path, NULL);
+	struct rlimit saved;
+	telespool *sp = filled_under_a_size_limit(path, &saved);
 	if (sp == NULL)
 		return;
-	ASSERT_EQ(record_simple(sp, "first"), TELESPOOL_OK);
-
-	struct rlimit saved, lim;
-	getrlimit(RLIMIT_FSIZE, &saved);
-	lim = saved;
-	lim.rlim_cur = 512 * 1024;
-	if (setrlimit(RLIMIT_FSIZE, &lim) != 0) {
-		TU_FAIL("setrlimit: %s", strerror(errno));
-		telespool_close(sp);
-		return;
-	}
-	char *tb = traceback_text(16000);
-	int rc = TELESPOOL_OK;
-	for (int i = 0; i < 500 && rc == TELESPOOL_OK; i++)
-		rc = record_with_error(sp, "fill", tb);
-	free(tb);
-	ASSERT_EQ(rc, TELESPOOL_EFULL);
+	int rc;
 	/* A count is smaller than the event refused: it may still fit the
 	 * file's last bytes.  Count until the file takes nothing more. */
 	int64_t probes = 0;
@@ -2444,13 +2457,8 @@ static void count_drops_full_child(const char *path)
 	ASSERT_EQ(drops_of(path, "disk_full"), 1);
 
 	/* Kept again, and written by close this time. */
-	tb = traceback_text(16000);
-	setrlimit(RLIMIT_FSIZE, &lim);
-	rc = TELESPOOL_OK;
-	for (int i = 0; i < 500 && rc == TELESPOOL_OK; i++)
-		rc = record_with_error(sp, "fill again", tb);
-	free(tb);
-	ASSERT_EQ(rc, TELESPOOL_EFULL);
+	ASSERT_EQ(limit_file_size(NULL), 0);
+	fill_until_full(sp);
 	int64_t shut = 0;
 	rc = TELESPOOL_OK;
 	for (int i = 0; i < 1000 && rc == TELESPOOL_OK; i++, shut += 2)
