@@ -246,8 +246,11 @@ static int store(telespool *sp, struct telespool__event *ev, int64_t now_ms,
 		telespool__event_free(ev);
 		return rc;
 	}
+	/* Drops kept in memory (a full disk before) are rare: most records
+	 * neither write nor clear them. */
+	int unsaved = telespool__drops_unsaved(sp);
 	rc = telespool__begin(sp);
-	if (rc == TELESPOOL_OK)
+	if (rc == TELESPOOL_OK && unsaved)
 		rc = telespool__flush_drops(sp, now_iso);
 	if (rc == TELESPOOL_OK &&
 	    sp->rec.since_age_check++ % AGE_CHECK_EVERY == 0)
@@ -264,7 +267,8 @@ static int store(telespool *sp, struct telespool__event *ev, int64_t now_ms,
 	telespool__event_free(ev);
 
 	if (rc == TELESPOOL_OK) {
-		telespool__drops_saved(sp);
+		if (unsaved)
+			telespool__drops_saved(sp);
 	} else if (rc == TELESPOOL_EFULL) {
 		/* Counted in the next transaction that gets through. */
 		telespool__drop_later(sp, DROP_DISK_FULL);
